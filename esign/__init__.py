@@ -1,0 +1,1 @@
+"""esign — see DESIGN.md."""
