@@ -1,0 +1,372 @@
+"""Parley's composition root and command line.
+
+``create_app(config)`` builds the aiohttp application with everything wired (ledger store,
+session service, media engine, socket.io namespace); ``python server.py <command>`` runs it.
+Configuration comes from flags, then ``PARLEY_*`` environment variables, then embedded defaults
+(no Redis, SQLite in the data directory) so that ``python server.py serve`` works on a laptop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import ifaddr
+import socketio
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+
+from media.engine import MediaConfig, MediaEngine
+from rooms.ledger import SqliteLedgerStore
+from rooms.service import ParticipantSpec, SessionService
+from signaling.conductor import Conductor
+from signaling.http import METRICS_REGISTRY, routes
+from signaling.namespace import NAMESPACE, ParleyNamespace
+from signaling.tls import ensure_self_signed, server_context
+from signaling.tokens import TokenSigner, load_or_create_secret
+
+log = logging.getLogger("parley")
+
+
+@dataclasses.dataclass
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8443
+    data_dir: Path = Path("data")
+    tls: str = "off"  # "off" | "self-signed" | "files"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    public_url: str | None = None  # base of join links, e.g. https://mediation.example.org
+    secret: str | None = None  # token secret (hex); generated into the data directory if unset
+    ice_host_addresses: list[str] | None = None
+    max_slots: int = 7
+    invitation_ttl: float = 24 * 3600
+    demo: bool = True
+    log_format: str = "json"  # "json" | "text"
+    log_level: str = "INFO"
+
+    ENV_PREFIX = "PARLEY_"
+
+    @classmethod
+    def from_sources(cls, args: argparse.Namespace | None = None, env=os.environ) -> Config:
+        cfg = cls()
+        for field in dataclasses.fields(cls):
+            raw = env.get(cls.ENV_PREFIX + field.name.upper())
+            if args is not None and getattr(args, field.name, None) is not None:
+                raw = getattr(args, field.name)
+            if raw is None:
+                continue
+            setattr(cfg, field.name, _coerce(field.name, raw))
+        return cfg
+
+
+def _coerce(name: str, raw):
+    if not isinstance(raw, str):
+        return raw
+    if name in ("port", "max_slots"):
+        return int(raw)
+    if name == "invitation_ttl":
+        return float(raw)
+    if name in ("data_dir", "tls_cert", "tls_key"):
+        return Path(raw)
+    if name == "demo":
+        return raw.lower() not in ("0", "false", "no", "off")
+    if name == "ice_host_addresses":
+        return [a.strip() for a in raw.split(",") if a.strip()]
+    return raw
+
+
+# -- the application ----------------------------------------------------------------------------
+
+SERVICE = web.AppKey("service", SessionService)
+ENGINE = web.AppKey("engine", MediaEngine)
+SIGNER = web.AppKey("signer", TokenSigner)
+SIO = web.AppKey("sio", socketio.AsyncServer)
+CONFIG = web.AppKey("config", Config)
+
+
+def slots_for(config: Config):
+    def slots(state) -> int:
+        most = getattr(state.policy, "max_participants", config.max_slots + 1)
+        return max(1, min(config.max_slots, most - 1))
+
+    return slots
+
+
+def create_app(config: Config) -> web.Application:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = bytes.fromhex(config.secret) if config.secret else load_or_create_secret(
+        config.data_dir / "secret.key"
+    )
+    signer = TokenSigner(secret)
+    store = SqliteLedgerStore(config.data_dir / "ledger.sqlite3")
+    service = SessionService(store)
+    recovered = service.recover()
+    log.info("sessions recovered from the ledger", extra={"count": recovered})
+
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        cors_allowed_origins=[],  # same origin only
+        max_http_buffer_size=64 * 1024,
+        ping_interval=5,
+        ping_timeout=10,
+    )
+
+    async def emit(event, data, sid):
+        await sio.emit(event, data, to=sid, namespace=NAMESPACE)
+
+    conductor_box: list[Conductor] = []
+    engine = MediaEngine(
+        MediaConfig(ice_host_addresses=config.ice_host_addresses, max_slots=config.max_slots),
+        on_slots=lambda pid, slots: conductor_box[0].on_slots(pid, slots),
+        on_hint=lambda pid, hint: conductor_box[0].on_hint(pid, hint),
+        on_peer_state=lambda pid, st: log.info("peer %s", st, extra={"participant": pid}),
+    )
+    conductor = Conductor(service, engine, emit)
+    conductor_box.append(conductor)
+    sio.register_namespace(
+        ParleyNamespace(
+            signer=signer,
+            service=service,
+            engine=engine,
+            conductor=conductor,
+            slots_for=slots_for(config),
+        )
+    )
+
+    app = web.Application(client_max_size=1024 * 1024)
+    app[CONFIG], app[SERVICE], app[ENGINE], app[SIGNER], app[SIO] = (
+        config, service, engine, signer, sio,
+    )
+    registry = CollectorRegistry()
+    registry.register(_Metrics(service, engine))
+    app[METRICS_REGISTRY] = registry
+    sio.attach(app)
+
+    def ready():
+        checks = {"ledger": _store_ok(store), "media": engine_started[0]}
+        return all(checks.values()), checks
+
+    engine_started = [False]
+
+    async def media_ctx(app):
+        await engine.start()
+        engine_started[0] = True
+        yield
+        engine_started[0] = False
+        await engine.close()
+        await conductor.drain()
+        store.close()
+
+    app.cleanup_ctx.append(media_ctx)
+    app.add_routes(routes(signer, ready))
+    return app
+
+
+def _store_ok(store) -> bool:
+    try:
+        store.session_ids()
+        return True
+    except Exception:  # noqa: BLE001 - readiness reports, it does not raise
+        return False
+
+
+class _Metrics:
+    """Prometheus collector reading live counters at scrape time."""
+
+    def __init__(self, service, engine) -> None:
+        self._service, self._engine = service, engine
+
+    def collect(self):
+        sessions = self._service.sessions()
+        g = GaugeMetricFamily("parley_sessions", "Sessions held by this node", labels=["state"])
+        g.add_metric(["live"], sum(1 for s in sessions if not s.ended))
+        g.add_metric(["ended"], sum(1 for s in sessions if s.ended))
+        yield g
+        for key, value in sorted(self._engine.stats().items()):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                yield GaugeMetricFamily(f"parley_media_{key}", f"media engine: {key}", value=value)
+
+
+# -- demo session ------------------------------------------------------------------------------
+
+DEMO_CASE = "DEMO-0001"
+
+
+def demo_links(app: web.Application, base_url: str) -> list[tuple[str, str, str]]:
+    """Create (or reuse) the demo mediation session; return (label, role, url) per participant."""
+    service, signer, config = app[SERVICE], app[SIGNER], app[CONFIG]
+    state = next(
+        (s for s in service.sessions() if s.case_number == DEMO_CASE and not s.ended), None
+    )
+    if state is None:
+        state = service.create_session(
+            "mediation",
+            actor="system",
+            title="演示调解 Demo mediation",
+            case_number=DEMO_CASE,
+            participants=[
+                ParticipantSpec(name="王调解员 Mediator Wang", role="mediator"),
+                ParticipantSpec(name="张三 Zhang San", role="party", side="A"),
+                ParticipantSpec(name="李四 Li Si", role="party", side="B"),
+            ],
+        )
+    links = []
+    for p in state.participants.values():
+        token = signer.issue(
+            state.id, p.id, p.role, ttl=config.invitation_ttl, gen=getattr(p, "invitation_gen", 0)
+        )
+        links.append((p.name, p.role, f"{base_url}/j/{token}"))
+    return links
+
+
+def lan_addresses() -> list[str]:
+    out = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and not ip.ip.startswith("127."):
+                out.append(ip.ip)
+    return out
+
+
+def _print_qr(url: str) -> None:
+    import qrcode
+
+    qr = qrcode.QRCode(border=1)
+    qr.add_data(url)
+    qr.print_ascii(tty=False, invert=True)
+
+
+async def serve(config: Config) -> None:
+    ssl_ctx = None
+    if config.tls == "self-signed":
+        cert, key = ensure_self_signed(config.data_dir, lan_addresses())
+        ssl_ctx = server_context(cert, key)
+    elif config.tls == "files":
+        if not (config.tls_cert and config.tls_key):
+            raise SystemExit("--tls files needs --tls-cert and --tls-key")
+        ssl_ctx = server_context(config.tls_cert, config.tls_key)
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_ctx)
+    await site.start()
+    host, port = site._server.sockets[0].getsockname()[:2]
+    scheme = "https" if ssl_ctx else "http"
+    shown_host = host
+    if host in ("0.0.0.0", "::"):
+        shown_host = (lan_addresses() or ["127.0.0.1"])[0]
+    base = config.public_url or f"{scheme}://{shown_host}:{port}"
+    print(f"LISTENING {host}:{port}", flush=True)
+    log.info("listening", extra={"url": base})
+    if config.demo:
+        print(f"\nParley is running at {base}\nDemo mediation session — open one link per person:\n")
+        for name, role, url in demo_links(app, base):
+            print(f"  {role:<9} {name}\n  {url}\n")
+            if sys.stdout.isatty():
+                _print_qr(url)
+        print("The mediator admits the parties from the waiting room.\n", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+# -- logging -----------------------------------------------------------------------------------
+
+_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        out.update({k: v for k, v in vars(record).items() if k not in _STD_ATTRS})
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def setup_logging(config: Config) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if config.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=config.log_level.upper(), handlers=[handler], force=True)
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    logging.getLogger("aiortc").setLevel(logging.WARNING)
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="server.py", description="Parley video server")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the server")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--data-dir", dest="data_dir")
+    s.add_argument("--tls", choices=["off", "self-signed", "files"])
+    s.add_argument("--tls-cert", dest="tls_cert")
+    s.add_argument("--tls-key", dest="tls_key")
+    s.add_argument("--public-url", dest="public_url")
+    s.add_argument("--ice-host", dest="ice_host_addresses", help="comma-separated addresses")
+    s.add_argument("--no-demo", dest="demo", action="store_const", const=False)
+    s.add_argument("--log-format", dest="log_format", choices=["json", "text"])
+
+    led = sub.add_parser("ledger", help="ledger tools")
+    led_sub = led.add_subparsers(dest="ledger_command", required=True)
+    lv = led_sub.add_parser("verify", help="check a session's hash chain")
+    lv.add_argument("session")
+    lv.add_argument("--data-dir", dest="data_dir")
+
+    v = sub.add_parser("verify", help="verify a signed agreement or evidence bundle offline")
+    v.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "verify":
+        from esign.verify import main as verify_main
+
+        return verify_main(args.args)
+    config = Config.from_sources(args)
+    setup_logging(config)
+    if args.command == "ledger":
+        from rooms.ledger import verify_main
+
+        return verify_main(config.data_dir / "ledger.sqlite3", args.session)
+    if config.tls == "self-signed" and config.host == "127.0.0.1" and args.host is None:
+        config.host = "0.0.0.0"  # self-signed TLS exists so that phones on the LAN can join
+    started = time.monotonic()
+    try:
+        asyncio.run(serve(config))
+    except KeyboardInterrupt:
+        pass
+    log.info("stopped", extra={"uptime_s": round(time.monotonic() - started, 1)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

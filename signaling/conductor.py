@@ -1,0 +1,93 @@
+"""The conductor joins rooms/ and media/ after every event.
+
+rooms/ decides (events, state, the media plan); media/ forwards; the conductor only carries the
+result across: it reconciles forwarding with ``plan(state)`` and pushes each participant the view
+of the session it is allowed to see. It holds no policy of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rooms.plan import Edge, plan
+
+log = logging.getLogger("parley.conductor")
+
+Emit = Callable[[str, Any, str], Awaitable[None]]  # (event, data, sid)
+
+
+class Conductor:
+    def __init__(self, service, engine, emit: Emit) -> None:
+        self._service = service
+        self._engine = engine
+        self._emit = emit
+        self._plans: dict[str, frozenset[Edge]] = {}
+        self._sids: dict[str, str] = {}  # participant id -> socket id of its live connection
+        self._sessions: dict[str, str] = {}  # participant id -> session id
+        self._tasks: set[asyncio.Task] = set()
+        service.subscribe(self._on_events)
+
+    # -- connections --------------------------------------------------------------------------
+    def bind(self, session_id: str, participant_id: str, sid: str) -> str | None:
+        """Record the live socket of a participant; returns the socket it replaces, if any."""
+        old = self._sids.get(participant_id)
+        self._sids[participant_id] = sid
+        self._sessions[participant_id] = session_id
+        return old if old != sid else None
+
+    def unbind(self, participant_id: str, sid: str) -> bool:
+        """Forget a socket; False when a newer socket already replaced it."""
+        if self._sids.get(participant_id) != sid:
+            return False
+        del self._sids[participant_id]
+        return True
+
+    def sid_of(self, participant_id: str) -> str | None:
+        return self._sids.get(participant_id)
+
+    # -- event fan-out ------------------------------------------------------------------------
+    def _on_events(self, state, events) -> None:
+        self._plans[state.id] = plan(state)
+        self.reconcile()
+        for pid in list(state.participants):
+            sid = self._sids.get(pid)
+            if sid is not None:
+                self._send("state", state.view_for(pid), sid)
+
+    def reconcile(self) -> None:
+        edges: set[Edge] = set()
+        for session_plan in self._plans.values():
+            edges |= session_plan
+        self._engine.apply_plan(edges)
+
+    def forget_session(self, session_id: str) -> None:
+        self._plans.pop(session_id, None)
+        self.reconcile()
+
+    # -- media callbacks ----------------------------------------------------------------------
+    def on_slots(self, participant_id: str, slots: list[dict]) -> None:
+        sid = self._sids.get(participant_id)
+        if sid is not None:
+            self._send("slots", {"slots": slots}, sid)
+
+    def on_hint(self, participant_id: str, hint: dict) -> None:
+        sid = self._sids.get(participant_id)
+        if sid is not None:
+            self._send("hint", hint, sid)
+
+    def _send(self, event: str, data: Any, sid: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._emit(event, data, sid))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("emit failed: %r", task.exception())
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -1,0 +1,86 @@
+"""HTTP routes: the join page, static web client, health, readiness and metrics.
+
+The invitation link is ``/j/<token>``: the server checks the token before serving the page, so a
+person with an expired or tampered link sees a clear message instead of a broken call.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from signaling.tokens import TokenError
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+SOCKETIO_CLIENT = WEB_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+
+ERROR_TEXT = {
+    "token_expired": ("此邀请链接已过期。", "This invitation link has expired."),
+    "token_invalid": ("此邀请链接无效。", "This invitation link is not valid."),
+    "token_missing": ("缺少邀请链接。", "The invitation link is missing."),
+}
+
+
+def _error_page(code: str, status: int) -> web.Response:
+    zh, en = ERROR_TEXT.get(code, ("无法加入。", "You cannot join with this link."))
+    body = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        "<link rel='icon' href='data:,'><link rel='stylesheet' href='/static/style.css'>"
+        f"<title>Parley</title></head><body><main class='notice' data-error='{html.escape(code)}'>"
+        f"<h1>{html.escape(zh)}</h1><p>{html.escape(en)}</p>"
+        "<p>请联系调解员获取新链接。<br>Please ask the mediator for a new link.</p>"
+        "</main></body></html>"
+    )
+    return web.Response(text=body, status=status, content_type="text/html")
+
+
+def routes(signer, ready) -> web.RouteTableDef:
+    """``ready`` is a callable returning (bool, dict of checks) for /readyz."""
+    r = web.RouteTableDef()
+
+    @r.get("/")
+    async def landing(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(WEB_DIR / "landing.html")
+
+    @r.get("/j/{token}")
+    async def join_page(request: web.Request) -> web.StreamResponse:
+        try:
+            signer.verify(request.match_info["token"])
+        except TokenError as exc:
+            return _error_page(exc.code, 410 if exc.code == "token_expired" else 403)
+        resp = web.FileResponse(WEB_DIR / "join.html")
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["Referrer-Policy"] = "no-referrer"  # the token is in the path
+        return resp
+
+    @r.get("/vendor/socket.io.min.js")
+    async def socketio_client(request: web.Request) -> web.StreamResponse:
+        if not SOCKETIO_CLIENT.exists():
+            raise web.HTTPServiceUnavailable(text="web client not installed: run scripts/setup.sh")
+        return web.FileResponse(SOCKETIO_CLIENT)
+
+    @r.get("/healthz")
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    @r.get("/readyz")
+    async def readyz(request: web.Request) -> web.Response:
+        ok, checks = ready()
+        return web.json_response(
+            {"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503
+        )
+
+    @r.get("/metrics")
+    async def metrics(request: web.Request) -> web.Response:
+        registry = request.app[METRICS_REGISTRY]
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    r.static("/static", WEB_DIR / "static")
+    return r
+
+
+METRICS_REGISTRY = web.AppKey("metrics_registry", object)

@@ -1,0 +1,80 @@
+"""Typed, versioned socket.io messages (client -> server) and the error reply.
+
+Every client event carries ``v`` (protocol version). Unknown fields, wrong types and oversize
+values are rejected by msgspec before any handler runs; the client gets an ``ErrorReply`` with a
+stable ``code`` and nothing is applied. Server -> client payloads are plain dicts built by the
+namespace and documented in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+MAX_SDP_BYTES = 32 * 1024
+MAX_COMMAND_BYTES = 16 * 1024
+
+Version = Annotated[int, msgspec.Meta(ge=1, le=PROTOCOL_VERSION)]
+Sdp = Annotated[str, msgspec.Meta(min_length=10, max_length=MAX_SDP_BYTES)]
+ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class Message(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    v: Version
+
+
+class Offer(Message):
+    """The phone's SDP offer (its mic + camera sendonly, then N recvonly slot pairs)."""
+
+    sdp: Sdp
+
+
+class CommandEnvelope(Message):
+    """A domain command for rooms/; ``cmd`` is decoded there (tagged by its ``type``)."""
+
+    cmd: dict[str, Any]
+    cid: ClientId | None = None
+
+
+class MediaPreference(Message):
+    """Audio-only mode for a weak link: stop receiving video, keep audio."""
+
+    video_paused: bool
+
+
+class Leave(Message):
+    reason: Annotated[str, msgspec.Meta(max_length=200)] = "left"
+
+
+class ErrorReply(msgspec.Struct, frozen=True):
+    code: str
+    message: str
+    ok: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": False, "error": {"code": self.code, "message": self.message}}
+
+
+class BadMessage(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def decode(kind: type[Message], payload: object, *, max_bytes: int = MAX_SDP_BYTES + 1024):
+    """Validate a socket.io payload (already JSON-decoded) into ``kind``."""
+    if not isinstance(payload, dict):
+        raise BadMessage("invalid_message", f"{kind.__name__.lower()} must be an object")
+    try:
+        raw = msgspec.json.encode(payload)
+    except (TypeError, msgspec.EncodeError):
+        raise BadMessage("invalid_message", "payload is not JSON") from None
+    if len(raw) > max_bytes:
+        raise BadMessage("too_large", f"message larger than {max_bytes} bytes")
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        raise BadMessage("invalid_message", str(exc)) from None

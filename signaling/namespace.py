@@ -1,0 +1,179 @@
+"""The ``/parley`` socket.io namespace: authenticate, validate, hand over, answer.
+
+Thin on purpose: a connection is accepted only with a valid invitation token; every event is
+rate-limited and decoded into a typed message; domain commands go to rooms/ (which checks the
+permission), SDP goes to media/. Every reply is ``{"ok": true, ...}`` or
+``{"ok": false, "error": {"code", "message"}}`` (see docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import socketio
+
+from media.engine import MediaError
+from rooms.commands import decode_command
+from rooms.errors import CommandError
+from signaling import messages as m
+from signaling.ratelimit import RateLimiter
+from signaling.tokens import TokenError, TokenSigner
+
+log = logging.getLogger("parley.signaling")
+
+NAMESPACE = "/parley"
+GONE_SPACES = {"left", "removed"}
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return m.ErrorReply(code, message).to_dict()
+
+
+class ParleyNamespace(socketio.AsyncNamespace):
+    def __init__(self, *, signer: TokenSigner, service, engine, conductor, slots_for) -> None:
+        super().__init__(NAMESPACE)
+        self._signer = signer
+        self._service = service
+        self._engine = engine
+        self._conductor = conductor
+        self._slots_for = slots_for  # SessionState -> number of slot pairs a client offers
+        self._limits: dict[str, RateLimiter] = {}
+        self._who: dict[str, tuple[str, str, str]] = {}  # sid -> (session, participant, role)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            inv = self._signer.verify(token)
+            state = self._service.state(inv.session)
+        except TokenError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": exc.code, "message": exc.message}
+            ) from None
+        except CommandError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": "session_not_found" if exc.code == "not_found" else exc.code,
+                 "message": exc.message}
+            ) from None
+        person = state.participants.get(inv.participant)
+        refusal = None
+        if person is None:
+            refusal = ("participant_not_found", "this invitation names nobody in the session")
+        elif state.ended:
+            refusal = ("session_ended", "this session has ended")
+        elif person.space in GONE_SPACES:
+            refusal = ("participant_gone", "you have left this session")
+        elif inv.gen < getattr(person, "invitation_gen", 0):
+            refusal = ("token_revoked", "this invitation link was replaced by a newer one")
+        if refusal:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": refusal[0], "message": refusal[1]}
+            )
+        self._who[sid] = (inv.session, inv.participant, inv.role)
+        self._limits[sid] = RateLimiter()
+        replaced = self._conductor.bind(inv.session, inv.participant, sid)
+        if replaced is not None:
+            await self.emit(
+                "error",
+                {"code": "replaced", "message": "you joined from another window"},
+                to=replaced,
+            )
+            await self.disconnect(replaced)
+        await self.emit(
+            "welcome",
+            {
+                "v": m.PROTOCOL_VERSION,
+                "participant": inv.participant,
+                "role": inv.role,
+                "slots": self._slots_for(state),
+                "session": state.view_for(inv.participant),
+            },
+            to=sid,
+        )
+        log.info("participant connected", extra={"session": inv.session, "participant": inv.participant})
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        who = self._who.pop(sid, None)
+        self._limits.pop(sid, None)
+        if who is None:
+            return
+        session_id, pid, _ = who
+        if not self._conductor.unbind(pid, sid):
+            return  # a newer connection of the same participant took over
+        await self._engine.close_peer(pid, "socket closed")
+        self._system(session_id, {"type": "disconnect", "participant": pid, "reason": "transport_lost"})
+
+    async def trigger_event(self, event: str, *args):
+        """Route known events; every other event name gets a clear error, not silence."""
+        if event in ("connect", "disconnect"):
+            return await super().trigger_event(event, *args)
+        sid = args[0] if args else None
+        if sid not in self._who:
+            return _error("not_authenticated", "connect with an invitation token first")
+        if not self._limits[sid].allow():
+            if self._limits[sid].refused > 200:
+                await self.disconnect(sid)
+            return _error("rate_limited", "too many messages; slow down")
+        handler = getattr(self, f"handle_{event}", None) if event.isidentifier() else None
+        if handler is None:
+            return _error("unknown_event", f"unknown event {event[:40]!r}")
+        if len(args) != 2:
+            return _error("invalid_message", "expected exactly one payload object")
+        try:
+            return await handler(sid, *self._who[sid], args[1])
+        except m.BadMessage as exc:
+            return _error(exc.code, exc.message)
+        except CommandError as exc:
+            return _error(exc.code, exc.message)
+        except MediaError as exc:
+            return _error(exc.code, exc.message)
+        except Exception:  # noqa: BLE001 - one bad event must not take the connection down
+            log.exception("event %s failed", event)
+            return _error("internal", "the server could not handle this message")
+
+    # -- events -------------------------------------------------------------------------------
+    async def handle_offer(self, sid, session_id, pid, role, payload):
+        offer = m.decode(m.Offer, payload)
+        answer = await self._engine.accept_offer(pid, offer.sdp)
+        if self._conductor.sid_of(pid) != sid:  # replaced while ICE was gathering
+            await self._engine.close_peer(pid, "replaced")
+            return _error("replaced", "you joined from another window")
+        try:
+            self._system(session_id, {"type": "connect", "participant": pid}, strict=True)
+        except CommandError as exc:
+            await self._engine.close_peer(pid, exc.code)
+            raise
+        return {"ok": True, "sdp": answer, "slots": self._engine.slot_map(pid)}
+
+    async def handle_command(self, sid, session_id, pid, role, payload):
+        env = m.decode(m.CommandEnvelope, payload, max_bytes=m.MAX_COMMAND_BYTES)
+        raw = dict(env.cmd)
+        if env.cid is not None:
+            raw["cid"] = env.cid
+        command = decode_command(raw)
+        events = self._service.execute(session_id, pid, command)
+        return {"ok": True, "seq": events[-1].seq if events else None}
+
+    async def handle_media(self, sid, session_id, pid, role, payload):
+        pref = m.decode(m.MediaPreference, payload, max_bytes=256)
+        self._engine.set_video_paused(pid, pref.video_paused)
+        return {"ok": True}
+
+    async def handle_leave(self, sid, session_id, pid, role, payload):
+        m.decode(m.Leave, payload, max_bytes=512)
+        self._conductor.unbind(pid, sid)
+        self._who.pop(sid, None)
+        await self._engine.close_peer(pid, "left")
+        self._system(session_id, {"type": "leave", "participant": pid})
+        return {"ok": True}
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _system(self, session_id: str, raw: dict, *, strict: bool = False) -> None:
+        """Record what the system saw happen (media up, connection lost) as a command."""
+        try:
+            self._service.execute(session_id, "system", decode_command(raw))
+        except CommandError as exc:
+            if strict and exc.code != "conflict":
+                raise
+            log.info("system command %s not applied: %s", raw.get("type"), exc.code)

@@ -1,0 +1,210 @@
+// The party / mediator page: connect with the invitation token, show the waiting room or the
+// call, keep reconnecting by itself, and (for hosts) admit people from the waiting room.
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const token = decodeURIComponent(location.pathname.split("/").pop());
+  const state = window.parley = {
+    me: null, role: null, view: null, slotCount: 0, slots: [], call: null, joined: false,
+    micOn: true, camOn: true, audioOnly: false, cmdSeq: 0,
+  };
+  let local = null;
+
+  i18n.apply();
+  $("lang").onclick = () => { i18n.toggle(); render(); };
+
+  const socket = io("/parley", {
+    auth: { token }, transports: ["websocket"], reconnectionDelay: 500, reconnectionDelayMax: 3000,
+  });
+
+  function show(screen) {
+    for (const s of ["intro", "call", "end"]) $("screen-" + s).hidden = s !== screen;
+  }
+  function status(text) { $(state.joined ? "call-status" : "intro-status").textContent = text || ""; }
+
+  function people(view) {
+    const list = view && (view.participants || []);
+    return Array.isArray(list) ? list : Object.values(list);
+  }
+  function myself(view) {
+    return (view && view.you) || people(view).find((p) => p.id === state.me) || {};
+  }
+
+  function end(titleKey, text) {
+    if (state.call) state.call.close();
+    if (local) local.getTracks().forEach((t) => t.stop());
+    socket.disconnect();
+    $("end-title").textContent = i18n.t(titleKey);
+    $("end-text").textContent = text || "";
+    show("end");
+  }
+
+  socket.on("connect_error", (err) => {
+    const data = err && err.data;
+    if (data && data.code) {  // refused by the server: retrying will not help
+      socket.io.opts.reconnection = false;
+      end("error", `${data.message} (${data.code})`);
+      $("end-title").textContent = i18n.t("error");
+    } else {
+      status(i18n.t("reconnecting"));
+    }
+  });
+  socket.on("disconnect", () => status(i18n.t("reconnecting")));
+
+  socket.on("welcome", async (msg) => {
+    state.me = msg.participant; state.role = msg.role; state.slotCount = msg.slots;
+    state.view = msg.session;
+    render();
+    if (state.joined) await startMedia();  // a reconnect: offer again on a fresh connection
+    else { $("btn-join").disabled = false; status(""); }
+  });
+  socket.on("state", (view) => { state.view = view; render(); });
+  socket.on("slots", (msg) => { state.slots = msg.slots || []; renderTiles(); });
+  socket.on("hint", async (hint) => {
+    if (hint.max_bitrate && state.call) await state.call.capBitrate(hint.max_bitrate).catch(() => {});
+    if (hint.audio_only && !state.audioOnly) status(i18n.t("audio_only_hint"));
+  });
+  socket.on("error", (err) => {
+    if (err && err.code === "replaced") end("error", i18n.t("replaced"));
+  });
+
+  async function getLocal() {
+    const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+    const video = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 15, max: 20 } };
+    try { return await navigator.mediaDevices.getUserMedia({ audio, video }); } catch (e) { /* try less */ }
+    try { return await navigator.mediaDevices.getUserMedia({ audio }); } catch (e) { return null; }
+  }
+
+  async function startMedia() {
+    if (state.call) state.call.close();
+    const call = state.call = new ParleyCall(local, state.slotCount, {
+      onSlotStream: () => renderTiles(),
+      onState: (s) => {
+        status(s === "connected" ? "" : s === "failed" ? i18n.t("reconnecting") : i18n.t("connecting"));
+        if (s === "failed" && state.call === call && socket.connected) setTimeout(startMedia, 1000);
+      },
+    });
+    call.audioSender.sender.track && (call.audioSender.sender.track.enabled = state.micOn);
+    status(i18n.t("connecting"));
+    const sdp = await call.offer();
+    const reply = await socket.timeout(15000).emitWithAck("offer", { v: 1, sdp }).catch(() => null);
+    if (state.call !== call) return;
+    if (!reply || !reply.ok) { status(i18n.t("error") + (reply ? reply.error.message : "timeout")); return; }
+    await call.answer(reply.sdp);
+    if (reply.slots) state.slots = reply.slots;
+    if (state.audioOnly) socket.emit("media", { v: 1, video_paused: true });
+    renderTiles();
+  }
+
+  $("btn-join").onclick = async () => {
+    $("btn-join").disabled = true;
+    status(i18n.t("connecting"));
+    local = await getLocal();
+    if (!local) { status(i18n.t("no_devices")); $("btn-join").disabled = false; return; }
+    $("self-view").srcObject = local;
+    state.joined = true;
+    show("call");
+    await startMedia();
+  };
+
+  $("btn-mic").onclick = () => {
+    state.micOn = !state.micOn;
+    local.getAudioTracks().forEach((t) => { t.enabled = state.micOn; });
+    render();
+  };
+  $("btn-cam").onclick = () => {
+    state.camOn = !state.camOn;
+    local.getVideoTracks().forEach((t) => { t.enabled = state.camOn; });
+    render();
+  };
+  $("btn-audio-only").onclick = () => {
+    state.audioOnly = !state.audioOnly;
+    socket.emit("media", { v: 1, video_paused: state.audioOnly });
+    render();
+  };
+  $("btn-leave").onclick = async () => {
+    await socket.timeout(3000).emitWithAck("leave", { v: 1 }).catch(() => null);
+    end("left_title", i18n.t("left_text"));
+  };
+
+  function command(cmd) {
+    state.cmdSeq += 1;
+    const cid = `${state.me}.${Date.now().toString(36)}.${state.cmdSeq}`;
+    return socket.timeout(5000).emitWithAck("command", { v: 1, cid, cmd })
+      .then((r) => { if (!r.ok) status(i18n.t("error") + r.error.message); return r; })
+      .catch(() => status(i18n.t("reconnecting")));
+  }
+  state.command = command;
+
+  function render() {
+    i18n.apply();
+    const view = state.view || {};
+    const me = myself(view);
+    const session = view.session || view;
+    $("session-title").textContent = session.title || "";
+    $("my-name").textContent = me.name || "";
+    $("my-role").textContent = i18n.role(me.role || state.role || "");
+    $("btn-mic").textContent = i18n.t(state.micOn ? "mute" : "unmute");
+    $("btn-cam").textContent = i18n.t(state.camOn ? "camera_off" : "camera_on");
+    $("btn-audio-only").textContent = i18n.t(state.audioOnly ? "video_on" : "audio_only");
+    $("waiting").hidden = me.space !== "waiting";
+    $("space-label").textContent = me.space && me.space !== "waiting" ? i18n.space(me.space) : "";
+    if (session.ended && state.joined) end("ended_title", "");
+    renderPeople(me);
+    renderTiles();
+  }
+
+  function renderPeople(me) {
+    const host = me.role === "mediator" || me.role === "co_mediator";
+    $("host-panel").hidden = !host;
+    if (!host) return;
+    const ul = $("people");
+    ul.textContent = "";
+    for (const p of people(state.view)) {
+      if (p.id === state.me) continue;
+      const li = document.createElement("li");
+      li.dataset.participant = p.id;
+      const label = document.createElement("span");
+      const where = p.connected === false ? i18n.t("offline") : i18n.space(p.space);
+      label.textContent = `${p.name} · ${i18n.role(p.role)} · ${where}`;
+      li.appendChild(label);
+      if (p.connected !== false && p.space === "waiting") {
+        li.appendChild(button(i18n.t("admit"), "admit", () => command({ type: "admit", participant: p.id })));
+      } else if (p.connected !== false && p.space && p.space !== "waiting" && p.space !== "left") {
+        li.appendChild(button(i18n.t("to_waiting"), "to-waiting",
+          () => command({ type: "return_to_waiting", participant: p.id })));
+      }
+      ul.appendChild(li);
+    }
+  }
+
+  function button(text, action, onclick) {
+    const b = document.createElement("button");
+    b.type = "button"; b.className = "small"; b.textContent = text; b.dataset.action = action;
+    b.onclick = onclick;
+    return b;
+  }
+
+  function renderTiles() {
+    const call = state.call;
+    const tiles = $("tiles");
+    if (!call) return;
+    const names = {};
+    for (const p of people(state.view)) names[p.id] = p.name;
+    for (const slot of call.slots) {
+      const info = state.slots.find((s) => s.slot === slot.index) || {};
+      let tile = tiles.querySelector(`[data-slot="${slot.index}"]`);
+      if (!tile) {
+        tile = document.createElement("figure");
+        tile.className = "tile"; tile.dataset.slot = String(slot.index);
+        const v = document.createElement("video");
+        v.autoplay = true; v.playsInline = true; v.srcObject = slot.stream;
+        const cap = document.createElement("figcaption");
+        tile.append(v, cap);
+        tiles.appendChild(tile);
+      }
+      tile.hidden = !info.participant;
+      tile.dataset.participant = info.participant || "";
+      tile.querySelector("figcaption").textContent = names[info.participant] || "";
+    }
+  }
+})();

@@ -1,0 +1,73 @@
+// One RTCPeerConnection to the server: our mic and camera go up as two sendonly m-lines, then
+// N recvonly audio+video pairs ("slots") come down. The server switches which participant a
+// slot carries without renegotiating and tells us in a "slots" message (see docs/protocol.md).
+(function () {
+  function preferCodec(transceiver, kind, name) {
+    if (!RTCRtpReceiver.getCapabilities || !transceiver.setCodecPreferences) return;
+    const caps = RTCRtpReceiver.getCapabilities(kind);
+    if (!caps) return;
+    const wanted = caps.codecs.filter((c) => c.mimeType.toLowerCase() === `${kind}/${name}`);
+    const rtx = caps.codecs.filter((c) => /rtx|red|ulpfec/i.test(c.mimeType));
+    if (wanted.length) transceiver.setCodecPreferences(kind === "video" ? wanted.concat(rtx) : wanted);
+  }
+
+  function waitForIce(pc, ms) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => { pc.removeEventListener("icegatheringstatechange", check); resolve(); };
+      const check = () => { if (pc.iceGatheringState === "complete") done(); };
+      pc.addEventListener("icegatheringstatechange", check);
+      setTimeout(done, ms);
+    });
+  }
+
+  class Call {
+    constructor(localStream, slotCount, handlers) {
+      this.local = localStream;
+      this.handlers = handlers; // {onSlotStream(index, stream), onState(state)}
+      this.pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: [] });
+      const audio = localStream.getAudioTracks()[0];
+      const video = localStream.getVideoTracks()[0];
+      this.audioSender = this.pc.addTransceiver(audio || "audio", { direction: "sendonly", streams: [localStream] });
+      this.videoSender = this.pc.addTransceiver(video || "video", { direction: "sendonly", streams: [localStream] });
+      preferCodec(this.audioSender, "audio", "opus");
+      preferCodec(this.videoSender, "video", "vp8");
+      this.slots = [];
+      for (let i = 0; i < slotCount; i++) {
+        const a = this.pc.addTransceiver("audio", { direction: "recvonly" });
+        const v = this.pc.addTransceiver("video", { direction: "recvonly" });
+        preferCodec(a, "audio", "opus");
+        preferCodec(v, "video", "vp8");
+        const stream = new MediaStream([a.receiver.track, v.receiver.track]);
+        this.slots.push({ index: i, audio: a, video: v, stream });
+      }
+      this.pc.addEventListener("connectionstatechange", () => handlers.onState(this.pc.connectionState));
+    }
+
+    async offer() {
+      await this.pc.setLocalDescription(await this.pc.createOffer());
+      await waitForIce(this.pc, 3000);
+      return this.pc.localDescription.sdp;
+    }
+
+    async answer(sdp) {
+      await this.pc.setRemoteDescription({ type: "answer", sdp });
+      this.slots.forEach((s) => this.handlers.onSlotStream(s.index, s.stream));
+    }
+
+    slotByMid(audioMid, videoMid) {
+      return this.slots.find((s) => s.audio.mid === audioMid || s.video.mid === videoMid);
+    }
+
+    async capBitrate(maxBitrate) {
+      const sender = this.videoSender.sender;
+      const params = sender.getParameters();
+      if (!params.encodings || !params.encodings.length) params.encodings = [{}];
+      params.encodings[0].maxBitrate = maxBitrate;
+      await sender.setParameters(params);
+    }
+
+    close() { try { this.pc.close(); } catch (e) { /* already closed */ } }
+  }
+  window.ParleyCall = Call;
+})();

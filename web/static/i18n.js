@@ -1,0 +1,60 @@
+// Chinese and English texts of the party page. The language is remembered per phone.
+(function () {
+  const T = {
+    zh: {
+      welcome: "欢迎参加在线调解", joining_as: "您将以此身份加入：",
+      camera_hint: "加入时需要使用摄像头和麦克风。请在浏览器询问时选择“允许”。",
+      join: "加入", connecting: "正在连接…", connected: "已连接",
+      reconnecting: "网络中断，正在重新连接…", waiting_title: "请稍候",
+      waiting_text: "调解员会尽快请您进入调解室。请不要关闭此页面。",
+      participants: "参加人员", mute: "静音", unmute: "取消静音", camera_off: "关闭摄像头",
+      camera_on: "打开摄像头", audio_only: "仅语音", video_on: "恢复视频", leave: "离开",
+      admit: "准许进入", to_waiting: "请回等候室", in_waiting: "等候中", offline: "未连接",
+      joint: "调解室", waiting: "等候室", caucus: "单独会谈室", left_title: "您已离开",
+      left_text: "您可以关闭此页面。", ended_title: "调解已结束", no_devices:
+      "无法使用摄像头或麦克风，请检查浏览器权限后重试。", audio_only_hint:
+      "网络较差，建议切换为仅语音。", replaced: "您已在另一个窗口加入。",
+      error: "出错了：", you: "（您）",
+      roles: { mediator: "调解员", co_mediator: "协同调解员", party: "当事人", counsel: "代理律师",
+        support: "陪同人员", interpreter: "翻译", duty_lawyer: "值班律师", observer: "观察员" },
+    },
+    en: {
+      welcome: "Welcome to the online mediation", joining_as: "You are joining as",
+      camera_hint: "Joining uses your camera and microphone. Choose \u201cAllow\u201d when the browser asks.",
+      join: "Join", connecting: "Connecting\u2026", connected: "Connected",
+      reconnecting: "Network lost, reconnecting\u2026", waiting_title: "Please wait",
+      waiting_text: "The mediator will let you into the meeting soon. Keep this page open.",
+      participants: "Participants", mute: "Mute", unmute: "Unmute", camera_off: "Camera off",
+      camera_on: "Camera on", audio_only: "Audio only", video_on: "Video on", leave: "Leave",
+      admit: "Admit", to_waiting: "To waiting room", in_waiting: "waiting", offline: "offline",
+      joint: "Joint session", waiting: "Waiting room", caucus: "Private room",
+      left_title: "You have left", left_text: "You can close this page.",
+      ended_title: "The mediation has ended", no_devices:
+      "The camera or microphone cannot be used. Check the browser's permissions and try again.",
+      audio_only_hint: "Your connection is weak; audio only is recommended.",
+      replaced: "You joined from another window.", error: "Error: ", you: " (you)",
+      roles: { mediator: "Mediator", co_mediator: "Co-mediator", party: "Party", counsel: "Counsel",
+        support: "Support person", interpreter: "Interpreter", duty_lawyer: "Duty lawyer",
+        observer: "Observer" },
+    },
+  };
+  let lang = localStorage.getItem("parley.lang") ||
+    ((navigator.language || "zh").toLowerCase().startsWith("zh") ? "zh" : "en");
+  window.i18n = {
+    get lang() { return lang; },
+    t(key) { return (T[lang] && T[lang][key]) || T.en[key] || key; },
+    role(r) { return (T[lang].roles[r]) || r; },
+    space(s) {
+      if (!s) return "";
+      if (s.startsWith("caucus:")) return this.t("caucus") + " " + s.slice(7);
+      return this.t(s);
+    },
+    apply(root = document) {
+      document.documentElement.lang = lang;
+      root.querySelectorAll("[data-t]").forEach((el) => { el.textContent = this.t(el.dataset.t); });
+      const btn = document.getElementById("lang");
+      if (btn) btn.textContent = lang === "zh" ? "English" : "中文";
+    },
+    toggle() { lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("parley.lang", lang); this.apply(); },
+  };
+})();
