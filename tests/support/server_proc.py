@@ -1,0 +1,76 @@
+"""Run ``server.py serve`` as a real subprocess on a free port and read what it prints."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ServerProcess:
+    def __init__(self, data_dir: Path, *extra: str, env: dict | None = None) -> None:
+        self.data_dir = data_dir
+        self.extra = extra
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: subprocess.Popen | None = None
+        self.lines: list[str] = []
+        self.url = ""
+        self.links: dict[str, list[str]] = {}
+
+    def start(self, timeout: float = 30) -> ServerProcess:
+        cmd = [sys.executable, str(ROOT / "server.py"), "serve", "--port", "0",
+               "--data-dir", str(self.data_dir), "--log-format", "text", *self.extra]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        ready = threading.Event()
+
+        def pump():
+            role = None
+            for line in self.proc.stdout:
+                self.lines.append(line.rstrip())
+                if m := re.match(r"LISTENING (\S+):(\d+)", line):
+                    self.url = f"http://127.0.0.1:{m.group(2)}"
+                if m := re.match(r"\s+(\w+)\s+\S", line):
+                    role = m.group(1)
+                if m := re.search(r"(https?://\S+/j/\S+)", line):
+                    self.links.setdefault(role or "?", []).append(m.group(1))
+                if "admits the parties" in line:
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(timeout) or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError("server did not start:\n" + "\n".join(self.lines[-40:]))
+        return self
+
+    def stop(self, sig_kill: bool = False) -> None:
+        if self.proc and self.proc.poll() is None:
+            if sig_kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
