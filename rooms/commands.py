@@ -1,0 +1,217 @@
+"""Commands: typed, size-limited intents, decoded from untrusted JSON in one place.
+
+Every command is a msgspec struct tagged by ``type``; unknown fields, wrong types, oversize
+strings and lists are refused by ``decode_command`` with ``CommandError("invalid")`` naming the
+field. Schema only: who may issue a command, and whether the session's state allows it, is
+decided in ``rooms.rules``. ``cid`` is the client's command id, used to refuse replays.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from rooms.errors import CommandError
+
+PARTICIPANT_ID = r"^p-[0-9a-f]{8}$"
+CAUCUS_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
+ParticipantId = Annotated[str, msgspec.Meta(pattern=PARTICIPANT_ID)]
+CaucusName = Annotated[str, msgspec.Meta(pattern=CAUCUS_NAME)]
+CommandId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Side = Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
+Reason = Annotated[str, msgspec.Meta(max_length=200)]
+ChatText = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+TimerSeconds = Annotated[int, msgspec.Meta(ge=10, le=4 * 3600)]
+MAX_MOVE = 16
+
+
+class _Command(
+    msgspec.Struct, tag_field="type", forbid_unknown_fields=True, frozen=True, kw_only=True
+):
+    cid: CommandId | None = None
+
+
+# -- issued by the system on a participant's behalf ---------------------------------------------
+class Connect(_Command, tag="connect"):
+    """The participant's media is up."""
+
+    participant: ParticipantId
+
+
+class Disconnect(_Command, tag="disconnect"):
+    participant: ParticipantId
+    reason: Literal["left", "transport_lost"]
+
+
+class Tick(_Command, tag="tick"):
+    """The system clock: caucus timers, warnings, the safety hold after the grace period."""
+
+
+# -- admission and spaces -----------------------------------------------------------------------
+class Admit(_Command, tag="admit"):
+    participant: ParticipantId
+
+
+class ReturnToWaiting(_Command, tag="return_to_waiting"):
+    participant: ParticipantId
+
+
+class Leave(_Command, tag="leave"):
+    """Leave for good; a participant may omit ``participant`` (it means themselves)."""
+
+    participant: ParticipantId | None = None
+
+
+class CreateCaucus(_Command, tag="create_caucus"):
+    caucus: CaucusName
+    seconds: TimerSeconds | None = None
+
+
+class CloseCaucus(_Command, tag="close_caucus"):
+    """Bring everybody in the caucus back to the joint room and close it."""
+
+    caucus: CaucusName
+
+
+class MoveToCaucus(_Command, tag="move_to_caucus"):
+    """Move named participants, or a whole side (with its counsel and support), to a caucus."""
+
+    caucus: CaucusName
+    participants: Annotated[list[ParticipantId], msgspec.Meta(max_length=MAX_MOVE)] | None = None
+    side: Side | None = None
+
+
+class VisitCaucus(_Command, tag="visit_caucus"):
+    """The actor (a host) goes into a caucus; they stand in one space at a time."""
+
+    caucus: CaucusName
+
+
+class ReturnToJoint(_Command, tag="return_to_joint"):
+    """The actor (a host) goes back to the joint room."""
+
+
+class SetCaucusTimer(_Command, tag="set_caucus_timer"):
+    caucus: CaucusName
+    seconds: TimerSeconds
+
+
+class ExtendCaucusTimer(_Command, tag="extend_caucus_timer"):
+    caucus: CaucusName
+    seconds: TimerSeconds
+
+
+class AskForMediator(_Command, tag="ask_for_mediator"):
+    """A party in a caucus or the waiting room asks the mediator to come."""
+
+
+class CallDutyLawyer(_Command, tag="call_duty_lawyer"):
+    """Add a duty lawyer who lands, on first connect, in ``space`` ("joint" or a caucus name)."""
+
+    name: Name
+    space: Annotated[str, msgspec.Meta(max_length=40)] = "joint"
+
+
+# -- moderation -------------------------------------------------------------------------------
+class Mute(_Command, tag="mute"):
+    participant: ParticipantId
+
+
+class Unmute(_Command, tag="unmute"):
+    participant: ParticipantId
+
+
+class Remove(_Command, tag="remove"):
+    participant: ParticipantId
+    reason: Reason = ""
+
+
+class EndSession(_Command, tag="end_session"):
+    reason: Reason = ""
+
+
+class MarkIdentityChecked(_Command, tag="mark_identity_checked"):
+    participant: ParticipantId
+    method: Literal["video", "document", "in_person"] = "video"
+
+
+class RecordConsent(_Command, tag="record_consent"):
+    """The actor's own consent (or refusal) on one topic."""
+
+    topic: Literal["online_mediation", "session_rules", "recording"]
+    given: bool
+
+
+class StartRecording(_Command, tag="start_recording"):
+    pass
+
+
+class StopRecording(_Command, tag="stop_recording"):
+    pass
+
+
+class Chat(_Command, tag="chat"):
+    """A chat message, visible only inside the actor's current space."""
+
+    text: ChatText
+
+
+Command = (
+    Connect
+    | Disconnect
+    | Tick
+    | Admit
+    | ReturnToWaiting
+    | Leave
+    | CreateCaucus
+    | CloseCaucus
+    | MoveToCaucus
+    | VisitCaucus
+    | ReturnToJoint
+    | SetCaucusTimer
+    | ExtendCaucusTimer
+    | AskForMediator
+    | CallDutyLawyer
+    | Mute
+    | Unmute
+    | Remove
+    | EndSession
+    | MarkIdentityChecked
+    | RecordConsent
+    | StartRecording
+    | StopRecording
+    | Chat
+)
+
+COMMAND_TYPES: dict[str, type[_Command]] = {
+    cls.__struct_config__.tag: cls
+    for cls in Command.__args__  # type: ignore[attr-defined]
+}
+
+
+def command_type(command: _Command) -> str:
+    return type(command).__struct_config__.tag
+
+
+def decode_command(raw: Any) -> Command:
+    """Validate untrusted input into a command, or raise ``CommandError("invalid")``."""
+    if not isinstance(raw, dict):
+        raise CommandError("invalid", "a command must be a JSON object")
+    try:
+        command = msgspec.convert(raw, Command)
+    except msgspec.ValidationError as exc:
+        raise CommandError("invalid", str(exc)) from None
+    if isinstance(command, MoveToCaucus) and (command.participants is None) == (
+        command.side is None
+    ):
+        raise CommandError("invalid", "give exactly one of `participants` or `side` - at `$`")
+    if isinstance(command, MoveToCaucus) and command.participants == []:
+        raise CommandError("invalid", "`participants` must not be empty - at `$.participants`")
+    return command
+
+
+def encode_command(command: _Command) -> dict[str, Any]:
+    return msgspec.to_builtins(command)

@@ -1,0 +1,206 @@
+"""The ledger: each session's events, append-only, hash-chained, durable before acknowledged.
+
+``LedgerStore`` is the interface (a Redis Streams store follows with clustering: ``append`` is
+one atomic step that checks the chain's tail, ``read`` pages by seq). ``SqliteLedgerStore`` is
+the embedded default: one table, WAL journal, ``synchronous=FULL`` so a commit is fsync'd before
+``append`` returns, and one transaction per append so a batch lands whole or not at all.
+``verify_chain`` finds edited, removed or reordered events; ``verify_main`` is the CLI around it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import threading
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+import msgspec
+
+from rooms.errors import CommandError
+from rooms.events import GENESIS, Event, EventDraft, expected_hash, seal
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    session TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    ts      REAL NOT NULL,
+    actor   TEXT NOT NULL,
+    type    TEXT NOT NULL,
+    data    TEXT NOT NULL,
+    prev    TEXT NOT NULL,
+    hash    TEXT NOT NULL,
+    PRIMARY KEY (session, seq)
+) WITHOUT ROWID
+"""
+
+
+class LedgerStore(Protocol):
+    def append(
+        self, session_id: str, events: list[EventDraft], *, expected_seq: int | None = None
+    ) -> list[Event]:
+        """Chain and store ``events`` atomically and durably; all or nothing.
+
+        ``expected_seq``: the caller's view of the last seq; a different tail (another writer
+        got there first) raises ``CommandError("conflict")`` and stores nothing.
+        """
+        ...
+
+    def read(self, session_id: str, after_seq: int = 0) -> list[Event]: ...
+
+    def session_ids(self) -> list[str]: ...
+
+
+class SqliteLedgerStore:
+    """The embedded ledger: one SQLite file, safe to share between threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(_SCHEMA)
+
+    def append(
+        self, session_id: str, events: list[EventDraft], *, expected_seq: int | None = None
+    ) -> list[Event]:
+        if not events:
+            return []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT seq, hash FROM events WHERE session = ? ORDER BY seq DESC LIMIT 1",
+                    (session_id,),
+                ).fetchone()
+                seq, prev = row if row else (0, GENESIS)
+                if expected_seq is not None and expected_seq != seq:
+                    raise CommandError(
+                        "conflict", f"session {session_id} moved on (seq {seq}, not {expected_seq})"
+                    )
+                sealed = []
+                for draft in events:
+                    seq += 1
+                    event = seal(session_id, seq, prev, draft)
+                    self._db.execute(
+                        "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            session_id,
+                            event.seq,
+                            event.ts,
+                            event.actor,
+                            event.type,
+                            msgspec.json.encode(event.data).decode(),
+                            event.prev,
+                            event.hash,
+                        ),
+                    )
+                    sealed.append(event)
+                    prev = event.hash
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return sealed
+
+    def read(self, session_id: str, after_seq: int = 0) -> list[Event]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT session, seq, ts, actor, type, data, prev, hash FROM events"
+                " WHERE session = ? AND seq > ? ORDER BY seq",
+                (session_id, after_seq),
+            ).fetchall()
+        return [_row_event(row) for row in rows]
+
+    def session_ids(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT session FROM events GROUP BY session ORDER BY MIN(ts), session"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _row_event(row: tuple) -> Event:
+    session, seq, ts, actor, type_, data, prev, digest = row
+    try:
+        decoded = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        decoded = {"__undecodable__": data}
+    if not isinstance(decoded, dict):
+        decoded = {"__not_an_object__": decoded}
+    return Event(session, seq, ts, actor, type_, decoded, prev, digest)
+
+
+class ChainProblem(NamedTuple):
+    seq: int
+    reason: str
+
+
+def verify_chain(events: list[Event]) -> list[ChainProblem]:
+    """Every way ``events`` fail to be one unbroken chain, each with the seq it concerns."""
+    problems: list[ChainProblem] = []
+    want_seq, want_prev = 1, GENESIS
+    session = events[0].session if events else None
+    for event in events:
+        if event.seq > want_seq:
+            missing = (
+                f"seq {want_seq}"
+                if event.seq == want_seq + 1
+                else f"seqs {want_seq}-{event.seq - 1}"
+            )
+            for gone in range(want_seq, event.seq):
+                problems.append(ChainProblem(gone, f"event missing ({missing} removed)"))
+        elif event.seq < want_seq:
+            problems.append(ChainProblem(event.seq, "event out of order or repeated"))
+        if event.session != session:
+            problems.append(ChainProblem(event.seq, f"belongs to session {event.session}"))
+        if event.hash != expected_hash(event):
+            problems.append(ChainProblem(event.seq, "content edited (hash does not match)"))
+        if event.prev != want_prev:
+            problems.append(ChainProblem(event.seq, "prev does not match the previous event"))
+        want_seq, want_prev = event.seq + 1, event.hash
+    return problems
+
+
+def verify_main(db_path: str | Path, session_id: str, out=None) -> int:
+    """``python server.py ledger verify <session>``: print a report; 0 when the chain holds."""
+    out = out or sys.stdout
+    path = Path(db_path)
+    if not path.exists():
+        print(f"no ledger at {path}", file=out)
+        return 1
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT session, seq, ts, actor, type, data, prev, hash FROM events"
+            " WHERE session = ? ORDER BY seq",
+            (session_id,),
+        ).fetchall()
+    finally:
+        db.close()
+    if not rows:
+        print(f"session {session_id}: no events in {path}", file=out)
+        return 1
+    events = [_row_event(r) for r in rows]
+    problems = verify_chain(events)
+    head = events[-1]
+    print(f"session {session_id}: {len(events)} events, last seq {head.seq}", file=out)
+    print(f"head {head.hash}", file=out)
+    if not problems:
+        print("chain OK: every hash matches and every event links to the one before", file=out)
+        return 0
+    print(f"{len(problems)} problem(s):", file=out)
+    for problem in problems:
+        print(f"  seq {problem.seq}: {problem.reason}", file=out)
+    print(
+        "note: events removed from the very end cannot be detected from the chain alone", file=out
+    )
+    return 1

@@ -1,0 +1,225 @@
+"""Policies: what each kind of session allows, as pure data.
+
+A ``Policy`` answers, without looking at any state: which roles exist, which role may issue which
+command, where each role lands on first connect, who is staff, who observes what, whether
+recording is required / consent-gated / forbidden and in which spaces, and the limits. The four
+kinds of DESIGN.md are the four instances in ``POLICIES``; the permission table is walked
+exhaustively by the tests. Two pseudo-roles exist for actors that are not participants:
+``system`` (the server itself: media up or down, the clock) and ``staff`` (a logged-in staff user
+acting from a console, ``"staff:<username>"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+from rooms.commands import COMMAND_TYPES
+
+SYSTEM = "system"
+STAFF = "staff"
+PSEUDO_ROLES = frozenset({SYSTEM, STAFF})
+
+Recording = Literal["required", "consent_gated", "forbidden"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    kind: str
+    roles: frozenset[str]
+    permissions: Mapping[str, frozenset[str]]  # command type -> roles (incl. pseudo-roles)
+    landing: Mapping[str, str]  # role -> space on first connect
+    main_space: str  # where "admit" leads
+    host_roles: frozenset[str] = frozenset()  # losing all of them triggers the safety hold
+    staff_roles: frozenset[str] = frozenset()  # cannot be moved or sent back by others
+    observer_roles: frozenset[str] = frozenset()  # never publish; console observers see...
+    observed_spaces: frozenset[str] = frozenset()  # ...these spaces
+    recording: Recording = "forbidden"
+    recorded_spaces: frozenset[str] = frozenset()
+    caucuses: bool = False
+    admission_consents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    admission_identity: frozenset[str] = frozenset()  # roles checked before admission (R6)
+    max_participants: int = 16
+    role_limits: Mapping[str, int] = field(default_factory=dict)
+    host_grace_seconds: float | None = None  # None: no safety hold for this kind
+    caucus_warnings: tuple[int, ...] = (60, 10)
+    time_limit_seconds: int | None = None  # shown to clients; enforcement comes with visits
+
+    @property
+    def privileged(self) -> bool:
+        """No recorder and no observer may ever be attached (R2)."""
+        return self.recording == "forbidden" and not self.observer_roles
+
+    def allows(self, role: str, command_type: str) -> bool:
+        return role in self.permissions.get(command_type, frozenset())
+
+
+def _table(**rows: set[str] | frozenset[str]) -> Mapping[str, frozenset[str]]:
+    unknown = set(rows) - set(COMMAND_TYPES)
+    if unknown:
+        raise ValueError(f"permission rows for unknown commands: {sorted(unknown)}")
+    table = {name: frozenset(rows.get(name, ())) for name in COMMAND_TYPES}
+    return MappingProxyType(table)
+
+
+_SYSTEM_ONLY = {
+    "connect": {SYSTEM},
+    "disconnect": {SYSTEM},
+    "tick": {SYSTEM},
+}
+
+# -- mediation ----------------------------------------------------------------------------------
+_M_HOSTS = {"mediator", "co_mediator"}
+_M_ROLES = _M_HOSTS | {"party", "counsel", "support", "interpreter", "duty_lawyer", "observer"}
+_M_CAUCUS_CMDS = (
+    "create_caucus",
+    "close_caucus",
+    "move_to_caucus",
+    "visit_caucus",
+    "return_to_joint",
+    "set_caucus_timer",
+    "extend_caucus_timer",
+)
+MEDIATION = Policy(
+    kind="mediation",
+    roles=frozenset(_M_ROLES),
+    permissions=_table(
+        **_SYSTEM_ONLY,
+        admit=_M_HOSTS,
+        return_to_waiting=_M_HOSTS,
+        leave=_M_ROLES | {SYSTEM},
+        **{name: _M_HOSTS for name in _M_CAUCUS_CMDS},
+        ask_for_mediator={"party", "counsel", "support", "interpreter"},
+        call_duty_lawyer={"mediator"},
+        mute=_M_HOSTS,
+        unmute=_M_HOSTS,
+        remove={"mediator", STAFF},
+        end_session={"mediator", STAFF},
+        mark_identity_checked=_M_HOSTS,
+        record_consent=_M_ROLES,
+        start_recording={"mediator"},
+        stop_recording={"mediator"},
+        chat=_M_ROLES - {"observer"},
+    ),
+    landing={r: ("joint" if r in _M_HOSTS else "waiting") for r in _M_ROLES},
+    main_space="joint",
+    host_roles=frozenset(_M_HOSTS),
+    staff_roles=frozenset(_M_HOSTS | {"duty_lawyer"}),
+    observer_roles=frozenset({"observer"}),
+    recording="consent_gated",
+    recorded_spaces=frozenset({"joint"}),
+    caucuses=True,
+    admission_consents={
+        "party": ("online_mediation", "session_rules"),
+        "counsel": ("session_rules",),
+        "support": ("session_rules",),
+        "interpreter": ("session_rules",),
+        "observer": ("session_rules",),
+    },
+    max_participants=16,
+    role_limits={"mediator": 1},
+    host_grace_seconds=10.0,
+)
+
+# -- visitation (R1, R4, R5, R6) -----------------------------------------------------------------
+_V_STAFF = {"operator", "officer", "supervisor"}
+_V_ROLES = _V_STAFF | {"visitor", "inmate"}
+VISITATION = Policy(
+    kind="visitation",
+    roles=frozenset(_V_ROLES),
+    permissions=_table(
+        **_SYSTEM_ONLY,
+        admit={"operator"},
+        return_to_waiting={"operator"},
+        leave=_V_ROLES | {SYSTEM},
+        mute=_V_STAFF,
+        unmute=_V_STAFF,
+        remove=_V_STAFF,
+        end_session=_V_STAFF | {STAFF},
+        mark_identity_checked={"operator"},
+        record_consent={"visitor", "inmate"},
+        start_recording={"operator", SYSTEM},
+        chat=_V_ROLES,
+    ),
+    landing={r: ("console" if r in _V_STAFF else "waiting") for r in _V_ROLES},
+    main_space="visit",
+    staff_roles=frozenset(_V_STAFF),
+    observer_roles=frozenset({"officer", "supervisor"}),
+    observed_spaces=frozenset({"visit"}),
+    recording="required",
+    recorded_spaces=frozenset({"visit"}),
+    admission_consents={"visitor": ("session_rules",)},
+    admission_identity=frozenset({"visitor"}),
+    max_participants=8,
+    role_limits={"visitor": 3, "inmate": 1},
+    time_limit_seconds=30 * 60,
+)
+
+# -- privileged lawyer-detainee visit (R2) -------------------------------------------------------
+_P_STAFF = {"operator", "supervisor"}
+_P_ROLES = _P_STAFF | {"lawyer", "inmate"}
+PRIVILEGED = Policy(
+    kind="privileged",
+    roles=frozenset(_P_ROLES),
+    permissions=_table(
+        **_SYSTEM_ONLY,
+        admit={"operator"},
+        return_to_waiting={"operator"},
+        leave=_P_ROLES | {SYSTEM},
+        remove={"supervisor"},
+        end_session={"supervisor", STAFF},
+        mark_identity_checked={"operator"},
+        record_consent={"lawyer", "inmate"},
+        chat={"lawyer", "inmate"},
+    ),
+    landing={r: ("console" if r in _P_STAFF else "waiting") for r in _P_ROLES},
+    main_space="visit",
+    staff_roles=frozenset(_P_STAFF),
+    recording="forbidden",
+    admission_identity=frozenset({"lawyer"}),
+    max_participants=6,
+    role_limits={"lawyer": 2, "inmate": 1},
+    time_limit_seconds=60 * 60,
+)
+
+# -- consultation (citizen and duty lawyer) ------------------------------------------------------
+_C_ROLES = {"duty_lawyer", "citizen", "assistant"}
+CONSULTATION = Policy(
+    kind="consultation",
+    roles=frozenset(_C_ROLES),
+    permissions=_table(
+        **_SYSTEM_ONLY,
+        admit={"duty_lawyer"},
+        return_to_waiting={"duty_lawyer"},
+        leave=_C_ROLES | {SYSTEM},
+        ask_for_mediator={"citizen", "assistant"},
+        mute={"duty_lawyer"},
+        unmute={"duty_lawyer"},
+        remove={"duty_lawyer", STAFF},
+        end_session={"duty_lawyer", STAFF},
+        mark_identity_checked={"duty_lawyer"},
+        record_consent=_C_ROLES,
+        start_recording={"duty_lawyer"},
+        stop_recording={"duty_lawyer"},
+        chat=_C_ROLES,
+    ),
+    landing={"duty_lawyer": "joint", "citizen": "waiting", "assistant": "waiting"},
+    main_space="joint",
+    host_roles=frozenset({"duty_lawyer"}),
+    staff_roles=frozenset({"duty_lawyer", "assistant"}),
+    recording="consent_gated",
+    recorded_spaces=frozenset({"joint"}),
+    max_participants=4,
+    role_limits={"duty_lawyer": 1, "citizen": 1},
+    host_grace_seconds=10.0,
+)
+
+POLICIES: Mapping[str, Policy] = MappingProxyType(
+    {p.kind: p for p in (MEDIATION, VISITATION, PRIVILEGED, CONSULTATION)}
+)
+
+
+def policy_for(kind: str) -> Policy:
+    return POLICIES[kind]

@@ -1,0 +1,443 @@
+"""Rules: decide which events a command produces, or refuse it. Pure: no I/O, no clock.
+
+``decide(state, actor, command, now, new_id)`` checks, in this order: the session is not ended,
+the actor belongs to it, the policy lets the actor's role issue the command, the command id was
+not used before by this actor, and the state allows it. It returns event drafts; the service
+appends them and folds them. A refusal is a ``CommandError`` and nothing else happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rooms import commands as c
+from rooms.errors import CommandError
+from rooms.events import EventDraft
+from rooms.policy import STAFF, SYSTEM
+from rooms.state import (
+    CAUCUS_PREFIX,
+    GONE,
+    JOINT,
+    WAITING,
+    ParticipantState,
+    SessionState,
+    caucus_space,
+    is_media_space,
+)
+
+MAX_CAUCUSES = 8
+MAX_TIMER = 4 * 3600.0
+
+
+class _Decision:
+    """Collects the drafts of one command; the first draft carries the command id."""
+
+    def __init__(
+        self, state: SessionState, actor: str, now: float, cid: str | None, new_id
+    ) -> None:
+        self.state, self.actor, self.now, self.cid = state, actor, now, cid
+        self.new_id: Callable[[], str] = new_id
+        self.drafts: list[EventDraft] = []
+
+    def emit(self, type_: str, **data) -> None:
+        if self.cid is not None and not self.drafts:
+            data["cid"] = self.cid
+        self.drafts.append(EventDraft(self.now, self.actor, type_, data))
+
+    def move(self, p: ParticipantState, to: str, reason: str) -> None:
+        self.emit("participant.moved", participant=p.id, to=to, **{"from": p.space}, reason=reason)
+
+
+def role_of(state: SessionState, actor: str) -> str:
+    if actor == SYSTEM:
+        return SYSTEM
+    if actor.startswith("staff:") and len(actor) > len("staff:"):
+        return STAFF
+    person = state.participants.get(actor)
+    if person is None:
+        raise CommandError("forbidden", f"{actor[:40]!r} is not a participant of this session")
+    if person.space in GONE:
+        raise CommandError("forbidden", "you are no longer in this session")
+    return person.role
+
+
+def decide(
+    state: SessionState,
+    actor: str,
+    command: c.Command,
+    now: float,
+    new_id: Callable[[], str],
+) -> list[EventDraft]:
+    if state.ended:
+        raise CommandError("ended", "this session has ended")
+    name = c.command_type(command)
+    role = role_of(state, actor)
+    if not state.policy.allows(role, name):
+        raise CommandError("forbidden", f"a {role} may not {name.replace('_', ' ')} here")
+    if command.cid is not None and (actor, command.cid) in state.cids:
+        raise CommandError("duplicate", f"command {command.cid!r} was already applied")
+    decision = _Decision(state, actor, now, command.cid, new_id)
+    _HANDLERS[type(command)](decision, command)
+    return decision.drafts
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _target(d: _Decision, pid: str, *, present: bool = True) -> ParticipantState:
+    person = d.state.participants.get(pid)
+    if person is None:
+        raise CommandError("not_found", f"no participant {pid} in this session")
+    if present and person.space in GONE:
+        raise CommandError("conflict", f"{person.name} is no longer in this session")
+    return person
+
+
+def _self(d: _Decision) -> ParticipantState:
+    return d.state.participants[d.actor]
+
+
+def _caucus(d: _Decision, name: str):
+    caucus = d.state.caucuses.get(name)
+    if caucus is None:
+        raise CommandError("not_found", f"no caucus {name!r}")
+    return caucus
+
+
+def admission_problem(state: SessionState, p: ParticipantState) -> str | None:
+    """Why ``p`` may not leave the waiting room yet (R7 consents, R6 identity), or None."""
+    if not p.connected:
+        return f"{p.name} is not connected"
+    for topic in state.policy.admission_consents.get(p.role, ()):
+        if not p.consents.get(topic):
+            return f"{p.name} has not consented to {topic.replace('_', ' ')}"
+    if p.role in state.policy.admission_identity and not p.identity_checked:
+        return f"{p.name}'s identity has not been checked"
+    return None
+
+
+def _hold_if_no_host(d: _Decision, reason: str) -> None:
+    """R10: with every host gone, each non-staff participant in a room goes to waiting."""
+    state = d.state
+    if state.policy.host_grace_seconds is None or state.held:
+        return
+    moving = [
+        p
+        for p in state.participants.values()
+        if not state.is_staff(p) and (p.space == JOINT or p.space.startswith(CAUCUS_PREFIX))
+    ]
+    d.emit("session.safety_hold", reason=reason, moved=[p.id for p in moving])
+    for p in moving:
+        d.move(p, WAITING, "safety_hold")
+
+
+def _last_host_going(d: _Decision, p: ParticipantState) -> bool:
+    if p.role not in d.state.policy.host_roles:
+        return False
+    return not any(h.connected and h.id != p.id for h in d.state.hosts())
+
+
+# -- connection (system) --------------------------------------------------------------------------
+def _connect(d: _Decision, cmd: c.Connect) -> None:
+    p = _target(d, cmd.participant)
+    if p.connected:
+        raise CommandError("conflict", f"{p.name} is already connected")
+    space = p.space
+    if not p.arrived:
+        space = p.target_space or d.state.policy.landing[p.role]
+        if space.startswith(CAUCUS_PREFIX) and space[len(CAUCUS_PREFIX) :] not in d.state.caucuses:
+            space = d.state.policy.main_space  # the caucus closed before they arrived
+    d.emit("participant.connected", participant=p.id, space=space)
+
+
+def _disconnect(d: _Decision, cmd: c.Disconnect) -> None:
+    p = _target(d, cmd.participant)
+    if not p.connected:
+        raise CommandError("conflict", f"{p.name} is not connected")
+    last_host = _last_host_going(d, p)
+    d.emit("participant.disconnected", participant=p.id, reason=cmd.reason)
+    if cmd.reason == "left" and not d.state.is_staff(p) and p.space != WAITING:
+        d.move(p, WAITING, "left_call")  # coming back means being admitted again
+    if last_host and cmd.reason == "left":
+        _hold_if_no_host(d, "host_left")
+
+
+def _tick(d: _Decision, cmd: c.Tick) -> None:
+    state, now = d.state, d.now
+    for caucus in list(state.caucuses.values()):
+        if caucus.deadline is None:
+            continue
+        remaining = caucus.deadline - now
+        if remaining <= 0:
+            d.emit("caucus.expired", caucus=caucus.name)
+            for p in state.in_space(caucus_space(caucus.name)):
+                d.move(p, JOINT, "timer_expired")
+            continue
+        due = [w for w in state.policy.caucus_warnings if w >= remaining and w not in caucus.warned]
+        if due:
+            d.emit("caucus.timer_warning", caucus=caucus.name, remaining=min(due))
+    grace = state.policy.host_grace_seconds
+    if (
+        grace is not None
+        and state.host_lost_at is not None
+        and not state.held
+        and now - state.host_lost_at >= grace
+    ):
+        _hold_if_no_host(d, "host_connection_lost")
+
+
+# -- admission ------------------------------------------------------------------------------------
+def _admit(d: _Decision, cmd: c.Admit) -> None:
+    p = _target(d, cmd.participant)
+    if p.space != WAITING:
+        raise CommandError("conflict", f"{p.name} is not in the waiting room")
+    problem = admission_problem(d.state, p)
+    if problem:
+        raise CommandError("conflict", problem)
+    d.emit("participant.admitted", participant=p.id, space=d.state.policy.main_space)
+
+
+def _movable(d: _Decision, p: ParticipantState, what: str) -> None:
+    if d.state.is_staff(p):
+        raise CommandError("forbidden", f"staff members cannot be {what} by others")
+
+
+def _return_to_waiting(d: _Decision, cmd: c.ReturnToWaiting) -> None:
+    p = _target(d, cmd.participant)
+    _movable(d, p, "sent to the waiting room")
+    if not is_media_space(p.space):
+        raise CommandError("conflict", f"{p.name} is not in a room")
+    d.move(p, WAITING, "returned_to_waiting")
+
+
+def _leave(d: _Decision, cmd: c.Leave) -> None:
+    if d.actor == SYSTEM:
+        if cmd.participant is None:
+            raise CommandError("invalid", "`participant` is required - at `$.participant`")
+        p = _target(d, cmd.participant)
+    else:
+        if cmd.participant not in (None, d.actor):
+            raise CommandError("forbidden", "you can only leave for yourself")
+        p = _self(d)
+    last_host = p.connected and _last_host_going(d, p)
+    d.emit("participant.left", participant=p.id)
+    if last_host:
+        _hold_if_no_host(d, "host_left")
+
+
+# -- caucus ---------------------------------------------------------------------------------------
+def _create_caucus(d: _Decision, cmd: c.CreateCaucus) -> None:
+    if cmd.caucus in d.state.caucuses:
+        raise CommandError("conflict", f"caucus {cmd.caucus!r} already exists")
+    if len(d.state.caucuses) >= MAX_CAUCUSES:
+        raise CommandError("conflict", f"at most {MAX_CAUCUSES} caucuses at a time")
+    deadline = d.now + cmd.seconds if cmd.seconds else None
+    d.emit("caucus.created", caucus=cmd.caucus, deadline=deadline)
+
+
+def _close_caucus(d: _Decision, cmd: c.CloseCaucus) -> None:
+    caucus = _caucus(d, cmd.caucus)
+    for p in d.state.in_space(caucus_space(caucus.name)):
+        d.move(p, JOINT, "caucus_closed")
+    d.emit("caucus.closed", caucus=caucus.name)
+
+
+def _move_to_caucus(d: _Decision, cmd: c.MoveToCaucus) -> None:
+    caucus = _caucus(d, cmd.caucus)
+    space = caucus_space(caucus.name)
+    state = d.state
+    if cmd.participants is not None:
+        if len(set(cmd.participants)) != len(cmd.participants):
+            raise CommandError("invalid", "a participant is named twice - at `$.participants`")
+        people = [_target(d, pid) for pid in cmd.participants]
+        for p in people:
+            _movable(d, p, "moved")
+            if p.space == WAITING and (problem := admission_problem(state, p)):
+                raise CommandError("conflict", problem)
+            if not (p.space == WAITING or is_media_space(p.space)):
+                raise CommandError("conflict", f"{p.name} cannot be moved from {p.space}")
+    else:
+        side = [
+            p
+            for p in state.participants.values()
+            if p.side == cmd.side and p.space not in GONE and not state.is_staff(p)
+        ]
+        if not side:
+            raise CommandError("not_found", f"nobody on side {cmd.side!r}")
+        people = [
+            p
+            for p in side
+            if is_media_space(p.space) or (p.space == WAITING and not admission_problem(state, p))
+        ]
+    people = [p for p in people if p.space != space]
+    if not people:
+        raise CommandError("conflict", f"nobody to move into caucus {caucus.name!r}")
+    for p in people:
+        d.move(p, space, "caucus")
+
+
+def _visit_caucus(d: _Decision, cmd: c.VisitCaucus) -> None:
+    caucus = _caucus(d, cmd.caucus)
+    me = _self(d)
+    if me.space == caucus_space(caucus.name):
+        raise CommandError("conflict", "you are already in this caucus")
+    d.move(me, caucus_space(caucus.name), "visit")
+
+
+def _return_to_joint(d: _Decision, cmd: c.ReturnToJoint) -> None:
+    me = _self(d)
+    if me.space == JOINT:
+        raise CommandError("conflict", "you are already in the joint room")
+    d.move(me, JOINT, "visit")
+
+
+def _set_caucus_timer(d: _Decision, cmd: c.SetCaucusTimer) -> None:
+    caucus = _caucus(d, cmd.caucus)
+    d.emit("caucus.timer_set", caucus=caucus.name, deadline=d.now + cmd.seconds)
+
+
+def _extend_caucus_timer(d: _Decision, cmd: c.ExtendCaucusTimer) -> None:
+    caucus = _caucus(d, cmd.caucus)
+    if caucus.deadline is None:
+        raise CommandError("conflict", f"caucus {caucus.name!r} has no timer running")
+    deadline = max(caucus.deadline, d.now) + cmd.seconds
+    if deadline - d.now > MAX_TIMER:
+        raise CommandError("conflict", "a caucus timer cannot run longer than 4 hours")
+    d.emit("caucus.timer_set", caucus=caucus.name, deadline=deadline)
+
+
+def _ask_for_mediator(d: _Decision, cmd: c.AskForMediator) -> None:
+    me = _self(d)
+    if not (me.space == WAITING or me.space.startswith(CAUCUS_PREFIX)):
+        raise CommandError("conflict", "ask from the waiting room or a caucus")
+    if me.asked_at is not None:
+        raise CommandError("conflict", "you have already asked; the mediator has been told")
+    d.emit("participant.asked_for_mediator", participant=me.id, space=me.space)
+
+
+def _call_duty_lawyer(d: _Decision, cmd: c.CallDutyLawyer) -> None:
+    state = d.state
+    if cmd.space == JOINT:
+        space = JOINT
+    elif cmd.space in state.caucuses:
+        space = caucus_space(cmd.space)
+    else:
+        raise CommandError("not_found", f"no space {cmd.space[:40]!r} (use 'joint' or a caucus)")
+    if (
+        sum(p.space not in GONE for p in state.participants.values())
+        >= state.policy.max_participants
+    ):
+        raise CommandError("conflict", "the session is full")
+    pid = d.new_id()
+    person = {"id": pid, "name": cmd.name, "role": "duty_lawyer", "side": None}
+    d.emit("participant.added", participant=person, space=space)
+
+
+# -- moderation -----------------------------------------------------------------------------------
+def _mute(d: _Decision, cmd: c.Mute) -> None:
+    p = _target(d, cmd.participant)
+    if p.muted:
+        raise CommandError("conflict", f"{p.name} is already muted")
+    d.emit("participant.muted", participant=p.id)
+
+
+def _unmute(d: _Decision, cmd: c.Unmute) -> None:
+    p = _target(d, cmd.participant)
+    if not p.muted:
+        raise CommandError("conflict", f"{p.name} is not muted")
+    d.emit("participant.unmuted", participant=p.id)
+
+
+def _remove(d: _Decision, cmd: c.Remove) -> None:
+    p = _target(d, cmd.participant)
+    if p.id == d.actor:
+        raise CommandError("conflict", "use leave to leave the session yourself")
+    if p.role in d.state.policy.host_roles and not d.actor.startswith("staff:"):
+        raise CommandError("forbidden", "a host can only be removed by an administrator")
+    last_host = p.connected and _last_host_going(d, p)
+    d.emit("participant.removed", participant=p.id, reason=cmd.reason)
+    if last_host:
+        _hold_if_no_host(d, "host_removed")
+
+
+def _end_session(d: _Decision, cmd: c.EndSession) -> None:
+    d.emit("session.ended", reason=cmd.reason)
+
+
+def _mark_identity_checked(d: _Decision, cmd: c.MarkIdentityChecked) -> None:
+    p = _target(d, cmd.participant)
+    if p.identity_checked:
+        raise CommandError("conflict", f"{p.name}'s identity is already checked")
+    d.emit("participant.identity_checked", participant=p.id, method=cmd.method)
+
+
+def _record_consent(d: _Decision, cmd: c.RecordConsent) -> None:
+    me = _self(d)
+    if cmd.topic == "recording" and d.state.policy.recording == "forbidden":
+        raise CommandError("conflict", "this session is never recorded")
+    if me.consents.get(cmd.topic) == cmd.given:
+        raise CommandError("conflict", "this answer is already recorded")
+    d.emit("participant.consent", participant=me.id, topic=cmd.topic, given=cmd.given)
+
+
+def _start_recording(d: _Decision, cmd: c.StartRecording) -> None:
+    state = d.state
+    if state.policy.recording == "forbidden":
+        raise CommandError("conflict", "this session is never recorded")
+    if state.recording:
+        raise CommandError("conflict", "recording is already on")
+    if state.policy.recording == "consent_gated":
+        missing = [
+            p.name
+            for p in state.participants.values()
+            if p.connected
+            and p.space in state.policy.recorded_spaces
+            and not p.consents.get("recording")
+        ]
+        if missing:
+            raise CommandError("conflict", "no recording consent from: " + ", ".join(missing))
+    d.emit("recording.started")
+
+
+def _stop_recording(d: _Decision, cmd: c.StopRecording) -> None:
+    if d.state.policy.recording == "required":
+        raise CommandError("conflict", "recording is required for this session")
+    if not d.state.recording:
+        raise CommandError("conflict", "recording is not on")
+    d.emit("recording.stopped")
+
+
+def _chat(d: _Decision, cmd: c.Chat) -> None:
+    me = _self(d)
+    if not is_media_space(me.space):
+        raise CommandError("conflict", "chat is available once you are in a room")
+    if not cmd.text.strip():
+        raise CommandError("invalid", "empty message - at `$.text`")
+    d.emit("chat.message", participant=me.id, space=me.space, text=cmd.text)
+
+
+_HANDLERS = {
+    c.Connect: _connect,
+    c.Disconnect: _disconnect,
+    c.Tick: _tick,
+    c.Admit: _admit,
+    c.ReturnToWaiting: _return_to_waiting,
+    c.Leave: _leave,
+    c.CreateCaucus: _create_caucus,
+    c.CloseCaucus: _close_caucus,
+    c.MoveToCaucus: _move_to_caucus,
+    c.VisitCaucus: _visit_caucus,
+    c.ReturnToJoint: _return_to_joint,
+    c.SetCaucusTimer: _set_caucus_timer,
+    c.ExtendCaucusTimer: _extend_caucus_timer,
+    c.AskForMediator: _ask_for_mediator,
+    c.CallDutyLawyer: _call_duty_lawyer,
+    c.Mute: _mute,
+    c.Unmute: _unmute,
+    c.Remove: _remove,
+    c.EndSession: _end_session,
+    c.MarkIdentityChecked: _mark_identity_checked,
+    c.RecordConsent: _record_consent,
+    c.StartRecording: _start_recording,
+    c.StopRecording: _stop_recording,
+    c.Chat: _chat,
+}
+assert set(_HANDLERS) == set(c.COMMAND_TYPES.values()), "every command needs a rule"

@@ -1,0 +1,199 @@
+"""SessionService: the one door through which every session changes.
+
+``create_session`` and ``execute`` decide events (``rooms.rules``), append them to the ledger
+(atomic, durable), fold them into the in-memory ``SessionState`` and then tell the listeners
+(signaling's conductor broadcasts views and reconciles media). A refused command raises
+``CommandError`` before anything is written. One lock serialises changes, so the ledger order is
+the order in which commands were accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rooms.commands import Command
+from rooms.errors import CommandError
+from rooms.events import Event, EventDraft
+from rooms.ledger import LedgerStore
+from rooms.policy import POLICIES, SYSTEM
+from rooms.rules import decide
+from rooms.state import SessionState
+
+log = logging.getLogger("parley.rooms")
+
+Listener = Callable[[SessionState, list[Event]], None]
+_STAFF_ACTOR = re.compile(r"^staff:[A-Za-z0-9_.@-]{1,64}$")
+
+
+@dataclass
+class ParticipantSpec:
+    name: str
+    role: str
+    side: str | None = None
+
+
+def new_participant_id() -> str:
+    return "p-" + secrets.token_hex(4)
+
+
+def new_session_id() -> str:
+    return "s-" + secrets.token_hex(8)
+
+
+def _text(value, field: str, limit: int, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise CommandError("invalid", f"`{field}` must be a non-empty string of at most {limit}")
+    return value
+
+
+class SessionService:
+    def __init__(self, store: LedgerStore, *, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        self._states: dict[str, SessionState] = {}
+        self._listeners: list[Listener] = []
+        self._lock = threading.RLock()
+
+    # -- reading ------------------------------------------------------------------------------
+    def state(self, session_id: str) -> SessionState:
+        state = self._states.get(session_id) if isinstance(session_id, str) else None
+        if state is None:
+            raise CommandError("not_found", f"no session {str(session_id)[:40]!r}")
+        return state
+
+    def sessions(self) -> list[SessionState]:
+        return list(self._states.values())
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    # -- changing -----------------------------------------------------------------------------
+    def create_session(
+        self,
+        kind: str,
+        *,
+        actor: str,
+        title: str,
+        case_number: str | None,
+        participants: list[ParticipantSpec],
+    ) -> SessionState:
+        if actor != SYSTEM and not _STAFF_ACTOR.match(actor or ""):
+            raise CommandError("forbidden", "sessions are created by staff or the system")
+        policy = POLICIES.get(kind)
+        if policy is None:
+            raise CommandError("invalid", f"`kind` must be one of {sorted(POLICIES)}")
+        _text(title, "title", 200)
+        _text(case_number, "case_number", 64, optional=True)
+        if not isinstance(participants, list) or not participants:
+            raise CommandError("invalid", "`participants` must be a non-empty list")
+        if len(participants) > policy.max_participants:
+            raise CommandError(
+                "invalid", f"a {kind} session has at most {policy.max_participants} participants"
+            )
+        people = []
+        for i, spec in enumerate(participants):
+            if not isinstance(spec, ParticipantSpec):
+                raise CommandError("invalid", f"`participants[{i}]` must be a ParticipantSpec")
+            _text(spec.name, f"participants[{i}].name", 80)
+            if spec.role not in policy.roles:
+                raise CommandError(
+                    "invalid",
+                    f"`participants[{i}].role` {str(spec.role)[:20]!r} is not a role "
+                    f"of a {kind} session ({', '.join(sorted(policy.roles))})",
+                )
+            _text(spec.side, f"participants[{i}].side", 16, optional=True)
+            people.append({"id": "", "name": spec.name, "role": spec.role, "side": spec.side})
+        for role, limit in policy.role_limits.items():
+            if sum(p["role"] == role for p in people) > limit:
+                raise CommandError("invalid", f"at most {limit} {role} in a {kind} session")
+        if policy.host_roles and not any(p["role"] in policy.host_roles for p in people):
+            raise CommandError(
+                "invalid", f"a {kind} session needs one of: {', '.join(sorted(policy.host_roles))}"
+            )
+        ids: set[str] = set()
+        for person in people:
+            while (pid := new_participant_id()) in ids:
+                continue
+            ids.add(pid)
+            person["id"] = pid
+        data = {"kind": kind, "title": title, "case_number": case_number, "participants": people}
+        with self._lock:
+            session_id = new_session_id()
+            draft = EventDraft(float(self._clock()), actor, "session.created", data)
+            events = self._store.append(session_id, [draft], expected_seq=0)
+            state = SessionState.from_events(events)
+            self._states[session_id] = state
+            self._notify(state, events)
+        return state
+
+    def execute(self, session_id: str, actor: str, command: Command) -> list[Event]:
+        if not isinstance(actor, str) or not actor or len(actor) > 80:
+            raise CommandError("forbidden", "every command needs a known actor")
+        with self._lock:
+            state = self.state(session_id)
+            drafts = decide(state, actor, command, float(self._clock()), self._fresh_id(state))
+            if not drafts:
+                return []
+            events = self._store.append(session_id, drafts, expected_seq=state.seq)
+            try:
+                for event in events:
+                    state.apply(event)
+            except Exception:
+                log.exception("fold failed; rebuilding %s from the ledger", session_id)
+                self._states[session_id] = SessionState.from_events(self._store.read(session_id))
+                raise
+            self._notify(state, events)
+        return events
+
+    def recover(self, *, mark_disconnected: bool = True) -> int:
+        """Rebuild every session from the store (after a restart or a takeover).
+
+        Participants keep their spaces. Nobody's media survived the restart, so with
+        ``mark_disconnected`` each participant the ledger shows connected gets a
+        ``participant.disconnected`` event (reason ``node_restart``); a lost host starts the
+        safety-hold grace period exactly as a dropped connection would.
+        """
+        with self._lock:
+            for session_id in self._store.session_ids():
+                state = SessionState.from_events(self._store.read(session_id))
+                self._states[session_id] = state
+                live = [p for p in state.participants.values() if p.connected]
+                if mark_disconnected and live and not state.ended:
+                    now = float(self._clock())
+                    drafts = [
+                        EventDraft(
+                            now,
+                            SYSTEM,
+                            "participant.disconnected",
+                            {"participant": p.id, "reason": "node_restart"},
+                        )
+                        for p in live
+                    ]
+                    for event in self._store.append(session_id, drafts, expected_seq=state.seq):
+                        state.apply(event)
+            return len(self._states)
+
+    # -- internals ----------------------------------------------------------------------------
+    @staticmethod
+    def _fresh_id(state: SessionState) -> Callable[[], str]:
+        def fresh() -> str:
+            while (pid := new_participant_id()) in state.participants:
+                continue
+            return pid
+
+        return fresh
+
+    def _notify(self, state: SessionState, events: list[Event]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(state, events)
+            except Exception:  # noqa: BLE001 - a listener's bug must not undo an applied command
+                log.exception("session listener failed")

@@ -1,0 +1,313 @@
+"""SessionState: a pure fold of a session's events.
+
+Nothing here decides anything; ``apply`` only records what an event says happened. A node that
+restarts (or takes a session over) calls ``SessionState.from_events`` and gets the same state,
+participants in the same spaces. Event types this fold does not know (recording segments,
+agreement versions, ...) still advance ``seq`` and ``head``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rooms.events import GENESIS, Event
+from rooms.policy import Policy, policy_for
+
+WAITING, JOINT, VISIT, CONSOLE, LEFT, REMOVED = (
+    "waiting",
+    "joint",
+    "visit",
+    "console",
+    "left",
+    "removed",
+)
+CAUCUS_PREFIX = "caucus:"
+GONE = frozenset({LEFT, REMOVED})
+CHAT_KEPT = 100  # per space in memory; the ledger keeps every message
+
+
+def caucus_space(name: str) -> str:
+    return CAUCUS_PREFIX + name
+
+
+def is_media_space(space: str) -> bool:
+    """Spaces where people see and hear each other."""
+    return space in (JOINT, VISIT) or space.startswith(CAUCUS_PREFIX)
+
+
+@dataclass
+class ParticipantState:
+    id: str
+    name: str
+    role: str
+    side: str | None
+    space: str = WAITING
+    connected: bool = False
+    arrived: bool = False  # connected at least once; later connects keep the space
+    muted: bool = False
+    identity_checked: bool = False
+    identity_method: str | None = None
+    consents: dict[str, bool] = field(default_factory=dict)
+    target_space: str | None = None  # where a called-in participant lands on first connect
+    asked_at: float | None = None  # "ask for the mediator" pending since
+    invitation_gen: int = 0
+
+    def public(self) -> dict[str, Any]:
+        """What another participant in the same space may know."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role,
+            "side": self.side,
+            "connected": self.connected,
+            "muted": self.muted,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.public(),
+            "space": self.space,
+            "arrived": self.arrived,
+            "identity_checked": self.identity_checked,
+            "identity_method": self.identity_method,
+            "consents": dict(self.consents),
+            "target_space": self.target_space,
+            "asked_at": self.asked_at,
+            "invitation_gen": self.invitation_gen,
+        }
+
+
+@dataclass
+class CaucusState:
+    name: str
+    deadline: float | None = None
+    warned: set[int] = field(default_factory=set)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "deadline": self.deadline, "warned": sorted(self.warned)}
+
+
+@dataclass
+class SessionState:
+    id: str
+    kind: str = ""
+    title: str = ""
+    case_number: str | None = None
+    policy: Policy | None = None  # type: ignore[assignment]
+    participants: dict[str, ParticipantState] = field(default_factory=dict)
+    caucuses: dict[str, CaucusState] = field(default_factory=dict)
+    recording: bool = False
+    ended: bool = False
+    ended_reason: str | None = None
+    created_at: float = 0.0
+    created_by: str = ""
+    host_lost_at: float | None = None  # every host gone since (safety hold pending)
+    held: bool = False  # safety hold applied and no host back yet
+    chat: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    cids: set[tuple[str, str]] = field(default_factory=set)
+    seq: int = 0
+    head: str = GENESIS
+
+    # -- folding ----------------------------------------------------------------------------
+    @classmethod
+    def from_events(cls, events: list[Event]) -> SessionState:
+        if not events:
+            raise ValueError("a session needs at least its creation event")
+        state = cls(id=events[0].session)
+        for event in events:
+            state.apply(event)
+        return state
+
+    def apply(self, event: Event) -> None:
+        if event.session != self.id or event.seq != self.seq + 1 or event.prev != self.head:
+            raise ValueError(f"event {event.session}#{event.seq} does not follow seq {self.seq}")
+        if event.seq == 1 and event.type != "session.created":
+            raise ValueError("the first event must be session.created")
+        handler = getattr(self, "_on_" + event.type.replace(".", "_"), None)
+        if handler is not None:
+            handler(event, event.data)
+        cid = event.data.get("cid")
+        if isinstance(cid, str):
+            self.cids.add((event.actor, cid))
+        self.seq, self.head = event.seq, event.hash
+
+    def _on_session_created(self, e: Event, d: dict) -> None:
+        self.kind, self.title, self.case_number = d["kind"], d["title"], d.get("case_number")
+        self.policy = policy_for(self.kind)
+        self.created_at, self.created_by = e.ts, e.actor
+        for p in d["participants"]:
+            self._add(p)
+
+    def _add(self, p: dict) -> None:
+        self.participants[p["id"]] = ParticipantState(p["id"], p["name"], p["role"], p.get("side"))
+
+    def _on_participant_added(self, e: Event, d: dict) -> None:
+        self._add(d["participant"])
+        self.participants[d["participant"]["id"]].target_space = d.get("space")
+
+    def _on_participant_connected(self, e: Event, d: dict) -> None:
+        p = self.participants[d["participant"]]
+        p.connected, p.arrived, p.space = True, True, d["space"]
+        if p.role in self.policy.host_roles:
+            self.host_lost_at, self.held = None, False
+
+    def _on_participant_disconnected(self, e: Event, d: dict) -> None:
+        self.participants[d["participant"]].connected = False
+        self._check_hosts(e.ts)
+
+    def _on_participant_admitted(self, e: Event, d: dict) -> None:
+        self._move(d["participant"], d["space"])
+
+    def _on_participant_moved(self, e: Event, d: dict) -> None:
+        self._move(d["participant"], d["to"])
+
+    def _move(self, pid: str, space: str) -> None:
+        p = self.participants[pid]
+        p.space, p.asked_at = space, None
+        if p.role in self.policy.host_roles:
+            for other in self.participants.values():
+                if other.space == space:
+                    other.asked_at = None
+
+    def _on_participant_left(self, e: Event, d: dict) -> None:
+        p = self.participants[d["participant"]]
+        p.space, p.connected, p.asked_at = LEFT, False, None
+        self._check_hosts(e.ts)
+
+    def _on_participant_removed(self, e: Event, d: dict) -> None:
+        p = self.participants[d["participant"]]
+        p.space, p.connected, p.asked_at = REMOVED, False, None
+        self._check_hosts(e.ts)
+
+    def _check_hosts(self, ts: float) -> None:
+        if self.host_lost_at is None and self.had_host() and not self.connected_hosts():
+            self.host_lost_at = ts
+
+    def _on_participant_muted(self, e: Event, d: dict) -> None:
+        self.participants[d["participant"]].muted = True
+
+    def _on_participant_unmuted(self, e: Event, d: dict) -> None:
+        self.participants[d["participant"]].muted = False
+
+    def _on_participant_identity_checked(self, e: Event, d: dict) -> None:
+        p = self.participants[d["participant"]]
+        p.identity_checked, p.identity_method = True, d["method"]
+
+    def _on_participant_consent(self, e: Event, d: dict) -> None:
+        self.participants[d["participant"]].consents[d["topic"]] = d["given"]
+
+    def _on_participant_asked_for_mediator(self, e: Event, d: dict) -> None:
+        self.participants[d["participant"]].asked_at = e.ts
+
+    def _on_caucus_created(self, e: Event, d: dict) -> None:
+        self.caucuses[d["caucus"]] = CaucusState(d["caucus"], d.get("deadline"))
+
+    def _on_caucus_timer_set(self, e: Event, d: dict) -> None:
+        caucus = self.caucuses[d["caucus"]]
+        caucus.deadline, caucus.warned = d["deadline"], set()
+
+    def _on_caucus_timer_warning(self, e: Event, d: dict) -> None:
+        caucus = self.caucuses[d["caucus"]]
+        caucus.warned |= {w for w in self.policy.caucus_warnings if w >= d["remaining"]}
+
+    def _on_caucus_closed(self, e: Event, d: dict) -> None:
+        self.caucuses.pop(d["caucus"], None)
+
+    _on_caucus_expired = _on_caucus_closed
+
+    def _on_chat_message(self, e: Event, d: dict) -> None:
+        kept = self.chat.setdefault(d["space"], [])
+        kept.append({"seq": e.seq, "ts": e.ts, "from": d["participant"], "text": d["text"]})
+        del kept[:-CHAT_KEPT]
+
+    def _on_recording_started(self, e: Event, d: dict) -> None:
+        self.recording = True
+
+    def _on_recording_stopped(self, e: Event, d: dict) -> None:
+        self.recording = False
+
+    def _on_session_safety_hold(self, e: Event, d: dict) -> None:
+        self.held = True
+
+    def _on_session_ended(self, e: Event, d: dict) -> None:
+        self.ended, self.ended_reason, self.recording = True, d.get("reason") or "", False
+        for p in self.participants.values():
+            p.connected = False
+
+    # -- questions --------------------------------------------------------------------------
+    def hosts(self) -> list[ParticipantState]:
+        return [p for p in self.participants.values() if p.role in self.policy.host_roles]
+
+    def had_host(self) -> bool:
+        return any(p.arrived for p in self.hosts())
+
+    def connected_hosts(self) -> list[ParticipantState]:
+        return [p for p in self.hosts() if p.connected]
+
+    def in_space(self, space: str) -> list[ParticipantState]:
+        return [p for p in self.participants.values() if p.space == space]
+
+    def is_staff(self, p: ParticipantState) -> bool:
+        return p.role in self.policy.staff_roles
+
+    # -- descriptions -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "title": self.title,
+            "case_number": self.case_number,
+            "seq": self.seq,
+            "head": self.head,
+            "ended": self.ended,
+            "ended_reason": self.ended_reason,
+            "recording": self.recording,
+            "held": self.held,
+            "host_lost_at": self.host_lost_at,
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "participants": [p.to_dict() for p in self.participants.values()],
+            "caucuses": [c.to_dict() for c in self.caucuses.values()],
+        }
+
+    def view_for(self, viewer_id: str) -> dict[str, Any]:
+        """What one participant may see: staff see everyone's state; others see only their space.
+
+        Chat is always limited to the viewer's own space, staff included (R9).
+        """
+        me = self.participants.get(viewer_id)
+        if me is None:
+            raise KeyError(viewer_id)
+        staff = self.is_staff(me)
+        view: dict[str, Any] = {
+            "session": {
+                "id": self.id,
+                "kind": self.kind,
+                "title": self.title,
+                "case_number": self.case_number,
+                "seq": self.seq,
+                "ended": self.ended,
+                "recording": self.recording,
+                "recording_rule": self.policy.recording,
+                "main_space": self.policy.main_space,
+                "time_limit_seconds": self.policy.time_limit_seconds,
+            },
+            "you": me.to_dict(),
+            "space": me.space,
+            "chat": list(self.chat.get(me.space, [])) if is_media_space(me.space) else [],
+        }
+        if staff:
+            view["participants"] = [p.to_dict() for p in self.participants.values()]
+            view["caucuses"] = [c.to_dict() for c in self.caucuses.values()]
+            view["held"] = self.held
+        else:
+            same = is_media_space(me.space)
+            view["participants"] = [
+                p.public()
+                for p in self.participants.values()
+                if p.id == me.id or (same and p.space == me.space)
+            ]
+            name = me.space[len(CAUCUS_PREFIX) :] if me.space.startswith(CAUCUS_PREFIX) else None
+            view["caucuses"] = [self.caucuses[name].to_dict()] if name in self.caucuses else []
+        return view
