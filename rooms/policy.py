@@ -141,7 +141,7 @@ VISITATION = Policy(
         mark_identity_checked={"operator"},
         record_consent={"visitor", "inmate"},
         start_recording={"operator", SYSTEM},
-        chat=_V_ROLES,
+        chat={"visitor", "inmate"},  # staff watch from the console; they do not chat in
     ),
     landing={r: ("console" if r in _V_STAFF else "waiting") for r in _V_ROLES},
     main_space="visit",
@@ -208,7 +208,7 @@ CONSULTATION = Policy(
     landing={"duty_lawyer": "joint", "citizen": "waiting", "assistant": "waiting"},
     main_space="joint",
     host_roles=frozenset({"duty_lawyer"}),
-    staff_roles=frozenset({"duty_lawyer", "assistant"}),
+    staff_roles=frozenset({"duty_lawyer"}),  # the assistant sits with the citizen
     recording="consent_gated",
     recorded_spaces=frozenset({"joint"}),
     max_participants=4,
