@@ -1,0 +1,289 @@
+"""MediaEngine: the media layer's single entry point for signaling.
+
+It owns one PeerSession per participant and reconciles what is forwarded with the media plan
+(edges publisher → subscriber per kind) that rooms/ computes. Slots are assigned per subscriber:
+one publisher occupies one slot (audio and video), a freed slot is reused, and assignments only
+change with the plan — a publisher that reconnects finds its slot waiting. Knows nothing about
+roles or spaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import aioice.ice
+
+from media import passthrough
+from media.bandwidth import BandwidthMonitor
+from media.errors import MediaError
+from media.offer import check_offer
+from media.peer import KINDS, PeerSession, Slot
+
+__all__ = ["Edge", "MediaConfig", "MediaEngine", "MediaError"]
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_VIDEO_CODECS = ("VP8",)
+
+
+@dataclass
+class MediaConfig:
+    ice_host_addresses: list[str] | None = None  # None: aioice default (all non-loopback addrs)
+    video_codec: str = "VP8"  # one codec per session/process; Opus for audio
+    max_slots: int = 7  # most recvonly slot pairs a peer may offer
+    connect_timeout: float = 20.0  # ICE + DTLS must complete within this, else "failed"
+
+
+class Edge(Protocol):
+    publisher: str
+    subscriber: str
+    kind: str
+
+
+EdgeKey = tuple[str, str, str]  # (publisher, subscriber, kind)
+
+
+class MediaEngine:
+    """Peer factory, plan reconciler and load counters for one process."""
+
+    def __init__(
+        self,
+        config: MediaConfig,
+        *,
+        on_slots: Callable[[str, list[dict]], None] | None = None,
+        on_hint: Callable[[str, dict], None] | None = None,
+        on_peer_state: Callable[[str, str], None] | None = None,
+    ) -> None:
+        if config.video_codec.upper() not in SUPPORTED_VIDEO_CODECS:
+            raise ValueError(f"unsupported video codec {config.video_codec!r}")
+        self.config = config
+        self._on_slots = on_slots
+        self._on_peer_state = on_peer_state
+        self.peers: dict[str, PeerSession] = {}
+        self._edges: set[EdgeKey] = set()
+        self._assign: dict[str, list[str | None]] = {}  # subscriber -> publisher per slot
+        self._paused: set[str] = set()
+        self._last_maps: dict[str, list[dict]] = {}
+        self._closing: set[asyncio.Task] = set()
+        self._original_host_addresses = None
+        self.bandwidth = BandwidthMonitor(on_hint)
+        self.started = False
+        self.closed = False
+        self.counters = {"peers_created": 0, "peers_failed": 0, "offers_rejected": 0}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Check the aiortc hook points (refuse to start if they moved) and set up ICE."""
+        passthrough.check_aiortc()
+        if self.config.ice_host_addresses is not None:
+            addresses = list(self.config.ice_host_addresses)
+            self._original_host_addresses = aioice.ice.get_host_addresses
+            aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(addresses)
+        self.started = True
+
+    async def close(self) -> None:
+        """Close every peer; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        peers = list(self.peers.values())
+        self.peers.clear()
+        await asyncio.gather(*(p.close("engine closed") for p in peers), return_exceptions=True)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        if self._original_host_addresses is not None:
+            aioice.ice.get_host_addresses = self._original_host_addresses
+            self._original_host_addresses = None
+
+    # -- peers ---------------------------------------------------------------------------------
+    async def accept_offer(self, participant_id: str, sdp: str) -> str:
+        """Create the participant's PeerSession (replacing an older one) and return the answer."""
+        if not self.started or self.closed:
+            raise MediaError("closed", "the media engine is not running")
+        if not isinstance(participant_id, str) or not participant_id:
+            raise MediaError("bad_request", "participant id must be a non-empty string")
+        try:
+            shape = check_offer(
+                sdp, video_codec=self.config.video_codec, max_slots=self.config.max_slots
+            )
+        except MediaError:
+            self.counters["offers_rejected"] += 1
+            raise
+        old = self.peers.pop(participant_id, None)
+        if old is not None:
+            await old.close("replaced")
+            self._reconcile()
+        peer = PeerSession(
+            participant_id,
+            shape,
+            video_codec=self.config.video_codec,
+            connect_timeout=self.config.connect_timeout,
+            on_state=self._peer_state_changed,
+            on_feedback=self.bandwidth.feedback,
+        )
+        try:
+            answer = await peer.answer(sdp)
+        except BaseException:
+            self.counters["offers_rejected"] += 1
+            await peer.close("bad offer")
+            raise
+        if self.closed or participant_id in self.peers:
+            # the engine closed, or another offer of the same participant won while we gathered
+            await peer.close("superseded")
+            raise MediaError("closed", "this connection was superseded")
+        self.peers[participant_id] = peer
+        self.counters["peers_created"] += 1
+        self._reconcile()
+        return answer
+
+    async def close_peer(self, participant_id: str, reason: str) -> None:
+        peer = self.peers.pop(participant_id, None)
+        if peer is None:
+            return
+        await peer.close(reason)
+        self.bandwidth.forget(participant_id)
+        self._reconcile()
+        self._report(participant_id, "closed")
+
+    def _peer_state_changed(self, peer: PeerSession, state: str) -> None:
+        if self.peers.get(peer.participant_id) is not peer:
+            return
+        if state == "failed":
+            self.counters["peers_failed"] += 1
+            del self.peers[peer.participant_id]
+            task = asyncio.get_running_loop().create_task(peer.close("connection failed"))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+            self.bandwidth.forget(peer.participant_id)
+            self._reconcile()
+        self._report(peer.participant_id, state)
+
+    def _report(self, participant_id: str, state: str) -> None:
+        if self._on_peer_state is not None:
+            self._on_peer_state(participant_id, state)
+
+    # -- the plan ------------------------------------------------------------------------------
+    def apply_plan(self, edges: Iterable[Edge]) -> None:
+        """Forward exactly these edges (remembered for peers that are not connected yet)."""
+        wanted: set[EdgeKey] = set()
+        for e in edges:
+            if e.kind not in KINDS:
+                raise ValueError(f"edge kind must be audio or video, not {e.kind!r}")
+            if e.publisher != e.subscriber:
+                wanted.add((e.publisher, e.subscriber, e.kind))
+        self._edges = wanted
+        self._reconcile()
+
+    def set_video_paused(self, subscriber_id: str, paused: bool) -> None:
+        """Audio-only mode for one subscriber; resuming waits for a keyframe."""
+        if paused:
+            self._paused.add(subscriber_id)
+        else:
+            self._paused.discard(subscriber_id)
+        self._reconcile()
+
+    def _reconcile(self) -> None:
+        """Make every subscriber's slots carry exactly what the plan says, then report maps."""
+        for sub_id, peer in self.peers.items():
+            self._reconcile_subscriber(sub_id, peer)
+        for sub_id in list(self._assign):
+            if sub_id not in self.peers and not any(s == sub_id for _, s, _ in self._edges):
+                del self._assign[sub_id]
+        self._publish_maps()
+
+    def _reconcile_subscriber(self, sub_id: str, peer: PeerSession) -> None:
+        publishers = sorted({p for p, s, _ in self._edges if s == sub_id})
+        assign = self._assign.setdefault(sub_id, [])
+        del assign[len(peer.slots) :]
+        assign.extend([None] * (len(peer.slots) - len(assign)))
+        for i, pub in enumerate(assign):
+            if pub is not None and pub not in publishers:
+                assign[i] = None
+        for pub in publishers:
+            if pub not in assign and None in assign:
+                assign[assign.index(None)] = pub
+        for slot, pub in zip(peer.slots, assign, strict=True):
+            for kind in KINDS:
+                self._reconcile_track(sub_id, slot, pub, kind)
+
+    def _reconcile_track(self, sub_id: str, slot: Slot, pub: str | None, kind: str) -> None:
+        track = slot.tracks[kind]
+        current = track.source
+        publisher = self.peers.get(pub) if pub is not None else None
+        wanted = publisher is not None and (pub, sub_id, kind) in self._edges
+        forwarder = publisher.publications[kind].forwarder if wanted else None
+        if current is not None and (current.closed or current.forwarder is not forwarder):
+            current.close("plan changed")
+            current = None
+        if forwarder is not None and current is None:
+            current = forwarder.subscribe(sub_id, track)
+        if current is not None and kind == "video":
+            current.set_paused(sub_id in self._paused)
+
+    def slot_map(self, participant_id: str) -> list[dict]:
+        peer = self.peers.get(participant_id)
+        if peer is None:
+            return []
+        assign = self._assign.get(participant_id, [])
+        result = []
+        for slot in peer.slots:
+            pub = assign[slot.index] if slot.index < len(assign) else None
+            flags = {}
+            for kind in KINDS:
+                src = slot.tracks[kind].source
+                flags[kind] = src is not None and not src.paused
+            result.append(
+                {
+                    "slot": slot.index,
+                    "audio_mid": slot.mids["audio"],
+                    "video_mid": slot.mids["video"],
+                    "participant": pub,
+                    "audio": flags["audio"],
+                    "video": flags["video"],
+                }
+            )
+        return result
+
+    def _publish_maps(self) -> None:
+        for pid in list(self.peers):
+            current = self.slot_map(pid)
+            if current != self._last_maps.get(pid):
+                self._last_maps[pid] = current
+                if self._on_slots is not None:
+                    self._on_slots(pid, current)
+        for pid in list(self._last_maps):
+            if pid not in self.peers:
+                del self._last_maps[pid]
+
+    # -- numbers -------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        """Counters for /metrics and the bench (all plain numbers)."""
+        pubs = [p for peer in self.peers.values() for p in peer.publications.values()]
+        subs = [s for p in pubs for s in p.forwarder.subscriptions.values()]
+        packets = octets = 0
+        for peer in self.peers.values():
+            p, o = peer.slot_sender_stats()
+            packets, octets = packets + p, octets + o
+        return {
+            "peers": len(self.peers),
+            "peers_connected": sum(p.state == "connected" for p in self.peers.values()),
+            "publications_active": sum(p.active for p in pubs),
+            "subscriptions": len(subs),
+            "subscriptions_paused": sum(s.paused for s in subs),
+            "frames_received": sum(p.forwarder.frames_in for p in pubs),
+            "keyframes_received": sum(p.forwarder.keyframes_in for p in pubs),
+            "frames_forwarded": sum(s.frames_forwarded for s in subs),
+            "frames_gated": sum(s.frames_gated for s in subs),
+            "queue_overflows": sum(s.overflows for s in subs),
+            "keyframe_requests_sent": sum(p.forwarder.keyframe_requests for p in pubs),
+            "keyframe_requests_asked": sum(p.forwarder.keyframe_asks for p in pubs),
+            "upstream_losses": sum(p.upstream_losses for p in pubs),
+            "packets_sent": packets,
+            "bytes_sent": octets,
+            **self.counters,
+            **self.bandwidth.counters,
+        }

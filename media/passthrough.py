@@ -1,0 +1,187 @@
+"""The one place where Parley reaches into aiortc's private internals.
+
+aiortc decodes every received track in a thread per receiver and re-encodes per sender. Parley
+forwards encoded frames instead: each receiver's decoder queue is replaced by a `FrameTap` that
+hands complete encoded frames (as `av.Packet`) straight to a callback on the event loop, and each
+sender packs those packets without encoding (aiortc's own `encoder.pack()` path). Keyframe
+requests (PLI/FIR) and feedback (REMB, receiver reports) are intercepted per instance.
+
+Every private name used is listed in `REQUIRED_INTERNALS` and checked by `check_aiortc()` at
+start-up, so an aiortc upgrade that moves them fails loudly instead of silently decoding or
+dropping keyframe requests. Upgrading aiortc means re-running tests/integration/media.
+"""
+
+from __future__ import annotations
+
+import fractions
+import inspect
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiortc
+import av
+from aiortc import rtcrtpreceiver, rtcrtpsender
+from aiortc.jitterbuffer import JitterBuffer
+
+TESTED_AIORTC = "1.16."
+
+# (object, attribute) pairs Parley relies on; name-mangled receiver attributes are checked on a
+# real instance in `check_aiortc()`.
+_RECEIVER_PRIVATE = (
+    "_RTCRtpReceiver__decoder_queue",
+    "_RTCRtpReceiver__jitter_buffer",
+    "_RTCRtpReceiver__rtx_ssrc",
+    "_RTCRtpReceiver__decoder_thread",
+)
+_CLASS_PRIVATE = (
+    (rtcrtpreceiver.RTCRtpReceiver, "_send_rtcp_pli"),
+    (rtcrtpreceiver.RTCRtpReceiver, "_handle_rtp_packet"),
+    (rtcrtpsender.RTCRtpSender, "_send_keyframe"),
+    (rtcrtpsender.RTCRtpSender, "_handle_rtcp_packet"),
+    (rtcrtpreceiver, "decoder_worker"),
+)
+
+# Smaller than aiortc's 512 packets: a packet that NACK never recovers stalls the buffer until it
+# overflows, so its capacity bounds the freeze (see docs/media.md for the measurement).
+VIDEO_JITTER_CAPACITY = 128
+
+VIDEO_CLOCK = fractions.Fraction(1, 90000)
+AUDIO_CLOCK = fractions.Fraction(1, 48000)
+
+
+class AiortcIncompatible(RuntimeError):
+    """aiortc's internals are not what this module was written against."""
+
+
+def check_aiortc() -> None:
+    """Refuse to run on an aiortc whose private hook points moved (raises AiortcIncompatible)."""
+    problems = []
+    if not aiortc.__version__.startswith(TESTED_AIORTC):
+        problems.append(f"aiortc {aiortc.__version__} (tested: {TESTED_AIORTC}*)")
+    for owner, name in _CLASS_PRIVATE:
+        if not hasattr(owner, name):
+            problems.append(f"{getattr(owner, '__name__', owner)}.{name} is missing")
+    source = inspect.getsource(rtcrtpreceiver.decoder_worker)
+    if "input_q.get()" not in source or "task is None" not in source:
+        problems.append("decoder_worker no longer reads (codec, frame) tasks from its queue")
+    handler = inspect.getsource(rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet)
+    if "self.__decoder_queue.put((codec, encoded_frame))" not in handler:
+        problems.append("RTCRtpReceiver._handle_rtp_packet no longer feeds __decoder_queue")
+    init = inspect.getsource(rtcrtpreceiver.RTCRtpReceiver.__init__)
+    for name in _RECEIVER_PRIVATE:
+        if "self.__" + name.split("__", 1)[1] not in init:
+            problems.append(f"RTCRtpReceiver no longer sets {name}")
+    if problems:
+        raise AiortcIncompatible(
+            "Parley's passthrough forwarding cannot hook this aiortc: " + "; ".join(problems)
+        )
+
+
+def vp8_is_keyframe(data: bytes) -> bool:
+    """A VP8 frame is a keyframe when bit 0 of its tag is 0 and the start code follows."""
+    return len(data) >= 10 and not (data[0] & 1) and data[3:6] == b"\x9d\x01\x2a"
+
+
+def vp8_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a VP8 keyframe header, else None."""
+    if not vp8_is_keyframe(data):
+        return None
+    return (
+        int.from_bytes(data[6:8], "little") & 0x3FFF,
+        int.from_bytes(data[8:10], "little") & 0x3FFF,
+    )
+
+
+FrameCallback = Callable[[av.Packet], None]
+
+
+class FrameTap:
+    """Stands in for a receiver's decoder queue: complete frames go to `on_frame`, not a thread.
+
+    aiortc still starts its decoder thread on `receive()`; with this tap the thread only blocks in
+    `get()` until the receiver stops, then ends (no decoding ever happens in it).
+    """
+
+    def __init__(self, kind: str, on_frame: FrameCallback) -> None:
+        self._on_frame = on_frame
+        self._time_base = VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK
+        self._is_video = kind == "video"
+        self._stopped = threading.Event()
+
+    def put(self, task: Any) -> None:
+        if task is None:
+            self._stopped.set()
+            return
+        _codec, frame = task
+        data = frame.data
+        packet = av.Packet(data)
+        packet.pts = packet.dts = frame.timestamp
+        packet.time_base = self._time_base
+        packet.is_keyframe = vp8_is_keyframe(data) if self._is_video else True
+        self._on_frame(packet)
+
+    def get(self) -> None:
+        self._stopped.wait()
+        return None
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def tap_receiver(
+    receiver: rtcrtpreceiver.RTCRtpReceiver, kind: str, on_frame: FrameCallback
+) -> FrameTap:
+    """Route `receiver`'s encoded frames to `on_frame`. Must run before the connection starts."""
+    if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
+        raise RuntimeError("tap_receiver() must be called before the receiver starts")
+    tap = FrameTap(kind, on_frame)
+    receiver._RTCRtpReceiver__decoder_queue = tap
+    if kind == "video":
+        receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(
+            capacity=VIDEO_JITTER_CAPACITY, is_video=True
+        )
+    return tap
+
+
+def media_ssrcs(receiver: rtcrtpreceiver.RTCRtpReceiver) -> list[int]:
+    """SSRCs the publisher sends media on, retransmission (RTX) SSRCs filtered out."""
+    rtx = receiver._RTCRtpReceiver__rtx_ssrc
+    return [s.source for s in receiver.getSynchronizationSources() if s.source not in rtx]
+
+
+def on_upstream_loss(
+    receiver: rtcrtpreceiver.RTCRtpReceiver, callback: Callable[[int], Awaitable[None]]
+) -> None:
+    """Call `callback(media_ssrc)` instead of aiortc's own PLI when its jitter buffer gives up."""
+    receiver._send_rtcp_pli = callback
+
+
+async def send_pli(receiver: rtcrtpreceiver.RTCRtpReceiver, media_ssrc: int) -> None:
+    """Send a picture loss indication upstream (aiortc's original, unwrapped method)."""
+    await rtcrtpreceiver.RTCRtpReceiver._send_rtcp_pli(receiver, media_ssrc)
+
+
+RtcpCallback = Callable[[Any], None]
+
+
+def hook_sender(
+    sender: rtcrtpsender.RTCRtpSender,
+    on_keyframe_request: Callable[[], None],
+    on_feedback: RtcpCallback | None = None,
+) -> None:
+    """Relay a subscriber's PLI/FIR upstream and show its REMB / reports to `on_feedback`.
+
+    In the pack path aiortc's `_send_keyframe` only sets a flag nobody reads, and REMB goes to an
+    encoder that does not run; both are replaced on this instance only.
+    """
+    sender._send_keyframe = on_keyframe_request
+    if on_feedback is None:
+        return
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        on_feedback(packet)
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle

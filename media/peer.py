@@ -1,0 +1,189 @@
+"""One participant's WebRTC connection: two uplink publications and K pre-allocated slots.
+
+The browser (or a bot) offers; the server answers. Transceivers are created *before* the offer is
+applied so that codec preferences decide the answer (aiortc fixes codecs inside
+setRemoteDescription), and the receivers are tapped before the connection starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+
+from media import passthrough
+from media.errors import MediaError
+from media.offer import OfferShape
+from media.publication import Publication
+from media.slot import SlotTrack
+
+log = logging.getLogger(__name__)
+
+KINDS = ("audio", "video")
+
+
+def codec_preferences(kind: str, video_codec: str) -> list:
+    """Capabilities that force one codec per kind (plus RTX for video)."""
+    wanted = {"audio": ["audio/opus"], "video": [f"video/{video_codec.lower()}", "video/rtx"]}[kind]
+    caps = RTCRtpSender.getCapabilities(kind).codecs
+    return [c for c in caps if c.mimeType.lower() in wanted]
+
+
+@dataclass
+class Slot:
+    """One pre-negotiated audio + video sender pair of a subscriber."""
+
+    index: int
+    mids: dict[str, str]
+    tracks: dict[str, SlotTrack] = field(default_factory=dict)
+    senders: dict[str, RTCRtpSender] = field(default_factory=dict)
+
+
+FeedbackCallback = Callable[["PeerSession", Slot, str, object], None]
+
+
+class PeerSession:
+    """Owned by the MediaEngine; owns its publications and slots; `close()` cascades."""
+
+    def __init__(
+        self,
+        participant_id: str,
+        shape: OfferShape,
+        *,
+        video_codec: str,
+        connect_timeout: float,
+        on_state: Callable[[PeerSession, str], None],
+        on_feedback: FeedbackCallback | None = None,
+    ) -> None:
+        self.participant_id = participant_id
+        self.shape = shape
+        self.state = "new"
+        self.closed = False
+        self.close_reason: str | None = None
+        self._on_state = on_state
+        self._on_feedback = on_feedback
+        self._connect_timeout = connect_timeout
+        self._timeout: asyncio.TimerHandle | None = None
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self.pc.on("connectionstatechange", self._connection_state_changed)
+        self.publications: dict[str, Publication] = {}
+        self.slots: list[Slot] = []
+        for kind in KINDS:
+            t = self.pc.addTransceiver(kind, direction="recvonly")
+            t.setCodecPreferences(codec_preferences(kind, video_codec))
+            self.publications[kind] = Publication(participant_id, kind, t.receiver)
+        for index, (audio_mid, video_mid) in enumerate(shape.slots):
+            slot = Slot(index, {"audio": audio_mid, "video": video_mid})
+            for kind in KINDS:
+                track = SlotTrack(kind)
+                t = self.pc.addTransceiver(track, direction="sendonly")
+                t.setCodecPreferences(codec_preferences(kind, video_codec))
+                slot.tracks[kind], slot.senders[kind] = track, t.sender
+                passthrough.hook_sender(
+                    t.sender,
+                    self._keyframe_asker(track),
+                    self._feedback_relay(slot, kind) if on_feedback else None,
+                )
+            self.slots.append(slot)
+
+    async def answer(self, sdp: str) -> str:
+        """Apply the (already checked) offer and return the answer once ICE has gathered."""
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+        except MediaError:
+            raise
+        except Exception as exc:
+            raise MediaError("bad_sdp", f"the offer could not be applied: {exc}") from exc
+        self._check_binding()
+        loop = asyncio.get_running_loop()
+        self._timeout = loop.call_later(self._connect_timeout, self._connect_timed_out)
+        return self.pc.localDescription.sdp
+
+    def _check_binding(self) -> None:
+        """Our transceivers must have been bound to the offer's m-lines in order."""
+        expected = [self.shape.audio_mid, self.shape.video_mid]
+        for a, v in self.shape.slots:
+            expected += [a, v]
+        actual = [t.mid for t in self.pc.getTransceivers()]
+        if actual != expected:
+            raise MediaError("bad_sdp", "the offer's m-lines do not match the expected layout")
+
+    def _keyframe_asker(self, track: SlotTrack) -> Callable[[], None]:
+        def ask() -> None:
+            source = track.source
+            if source is not None:
+                source.forwarder.request_keyframe()
+
+        return ask
+
+    def _feedback_relay(self, slot: Slot, kind: str) -> Callable[[object], None]:
+        def relay(packet: object) -> None:
+            if self._on_feedback is not None and not self.closed:
+                self._on_feedback(self, slot, kind, packet)
+
+        return relay
+
+    def _connection_state_changed(self) -> None:
+        state = self.pc.connectionState
+        if self.closed or state == self.state:
+            return
+        self.state = state
+        if state == "connected" and self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        if state in ("connected", "failed"):
+            self._on_state(self, state)
+
+    def _connect_timed_out(self) -> None:
+        self._timeout = None
+        if not self.closed and self.state != "connected":
+            self.state = "failed"
+            self._on_state(self, "failed")
+
+    def slot_sender_stats(self) -> tuple[int, int]:
+        """(packets, bytes) sent on all slot senders (aiortc keeps these counters private)."""
+        packets = octets = 0
+        for slot in self.slots:
+            for sender in slot.senders.values():
+                packets += getattr(sender, "_RTCRtpSender__packet_count", 0)
+                octets += getattr(sender, "_RTCRtpSender__octet_count", 0)
+        return packets, octets
+
+    async def close(self, reason: str) -> None:
+        """Close publications (and their subscriptions), slots, then the connection."""
+        if self.closed:
+            return
+        self.closed, self.close_reason = True, reason
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        for pub in self.publications.values():
+            pub.close(reason)
+        for slot in self.slots:
+            for track in slot.tracks.values():
+                source = track.source
+                if source is not None:
+                    source.close(reason)
+                track.stop()
+        await self.pc.close()
+
+    def to_dict(self) -> dict:
+        return {
+            "participant": self.participant_id,
+            "state": self.state,
+            "slots": len(self.slots),
+            "publications": [p.to_dict() for p in self.publications.values()],
+        }

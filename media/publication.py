@@ -1,0 +1,74 @@
+"""A publication: one incoming track of a participant, kept encoded.
+
+It taps the aiortc receiver (media/passthrough.py) so complete encoded frames go to its
+`Forwarder`, and turns keyframe requests into PLIs addressed to the publisher's *media* SSRC
+(never the RTX SSRC, which browsers ignore).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+from media import passthrough
+from media.forwarder import Forwarder
+
+log = logging.getLogger(__name__)
+
+
+class Publication:
+    """Owned by a PeerSession; owns its Forwarder (and through it the subscriptions)."""
+
+    def __init__(self, publisher_id: str, kind: str, receiver: RTCRtpReceiver) -> None:
+        self.publisher_id = publisher_id
+        self.kind = kind
+        self.receiver = receiver
+        self.forwarder = Forwarder(publisher_id, kind, self._request_keyframe)
+        self._tap = passthrough.tap_receiver(receiver, kind, self.forwarder.deliver)
+        passthrough.on_upstream_loss(receiver, self._on_loss)
+        self._pending: set[asyncio.Task] = set()
+        self.closed = False
+        self.close_reason: str | None = None
+        self.upstream_losses = 0
+        self.plis_without_ssrc = 0
+
+    @property
+    def active(self) -> bool:
+        """True once media has arrived from the publisher."""
+        return self.forwarder.frames_in > 0
+
+    async def _on_loss(self, media_ssrc: int) -> None:
+        # Called by the receiver (on the loop) instead of its own PLI: route it through the
+        # forwarder so that subscribers resync and the request is rate-limited.
+        self.upstream_losses += 1
+        self.forwarder.upstream_loss()
+
+    def _request_keyframe(self) -> None:
+        ssrcs = passthrough.media_ssrcs(self.receiver)
+        if not ssrcs:
+            self.plis_without_ssrc += 1  # nothing received yet; the retry timer asks again
+            return
+        task = asyncio.get_running_loop().create_task(passthrough.send_pli(self.receiver, ssrcs[0]))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def close(self, reason: str) -> None:
+        """Close the forwarder and every subscription; the receiver stops with the connection."""
+        if self.closed:
+            return
+        self.closed, self.close_reason = True, reason
+        self.forwarder.close(reason)
+        self._tap.stop()
+        for task in self._pending:
+            task.cancel()
+
+    def to_dict(self) -> dict:
+        return {
+            "publisher": self.publisher_id,
+            "kind": self.kind,
+            "subscribers": sorted(self.forwarder.subscriptions),
+            "frames_in": self.forwarder.frames_in,
+            "keyframes_in": self.forwarder.keyframes_in,
+        }
