@@ -105,8 +105,10 @@ def slots_for(config: Config):
 
 def create_app(config: Config) -> web.Application:
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    secret = bytes.fromhex(config.secret) if config.secret else load_or_create_secret(
-        config.data_dir / "secret.key"
+    secret = (
+        bytes.fromhex(config.secret)
+        if config.secret
+        else load_or_create_secret(config.data_dir / "secret.key")
     )
     signer = TokenSigner(secret)
     store = SqliteLedgerStore(config.data_dir / "ledger.sqlite3")
@@ -146,7 +148,11 @@ def create_app(config: Config) -> web.Application:
 
     app = web.Application(client_max_size=1024 * 1024)
     app[CONFIG], app[SERVICE], app[ENGINE], app[SIGNER], app[SIO] = (
-        config, service, engine, signer, sio,
+        config,
+        service,
+        engine,
+        signer,
+        sio,
     )
     registry = CollectorRegistry()
     registry.register(_Metrics(service, engine))
@@ -270,7 +276,9 @@ async def serve(config: Config) -> None:
     print(f"LISTENING {host}:{port}", flush=True)
     log.info("listening", extra={"url": base})
     if config.demo:
-        print(f"\nParley is running at {base}\nDemo mediation session — open one link per person:\n")
+        print(
+            f"\nParley is running at {base}\nDemo mediation session — open one link per person:\n"
+        )
         for name, role, url in demo_links(app, base):
             print(f"  {role:<9} {name}\n  {url}\n")
             if sys.stdout.isatty():

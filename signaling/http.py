@@ -77,7 +77,9 @@ def routes(signer, ready) -> web.RouteTableDef:
     @r.get("/metrics")
     async def metrics(request: web.Request) -> web.Response:
         registry = request.app[METRICS_REGISTRY]
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     r.static("/static", WEB_DIR / "static")
     return r

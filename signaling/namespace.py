@@ -26,6 +26,11 @@ NAMESPACE = "/parley"
 GONE_SPACES = {"left", "removed"}
 
 
+def _refusal(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
+    """The client's ``connect_error`` gets ``err.message`` and ``err.data = {code, message}``."""
+    return socketio.exceptions.ConnectionRefusedError(message, {"code": code, "message": message})
+
+
 def _error(code: str, message: str) -> dict[str, Any]:
     return m.ErrorReply(code, message).to_dict()
 
@@ -48,14 +53,10 @@ class ParleyNamespace(socketio.AsyncNamespace):
             inv = self._signer.verify(token)
             state = self._service.state(inv.session)
         except TokenError as exc:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": exc.code, "message": exc.message}
-            ) from None
+            raise _refusal(exc.code, exc.message) from None
         except CommandError as exc:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "session_not_found" if exc.code == "not_found" else exc.code,
-                 "message": exc.message}
-            ) from None
+            code = "session_not_found" if exc.code == "not_found" else exc.code
+            raise _refusal(code, exc.message) from None
         person = state.participants.get(inv.participant)
         refusal = None
         if person is None:
@@ -67,9 +68,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
         elif inv.gen < getattr(person, "invitation_gen", 0):
             refusal = ("token_revoked", "this invitation link was replaced by a newer one")
         if refusal:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": refusal[0], "message": refusal[1]}
-            )
+            raise _refusal(*refusal)
         self._who[sid] = (inv.session, inv.participant, inv.role)
         self._limits[sid] = RateLimiter()
         replaced = self._conductor.bind(inv.session, inv.participant, sid)
@@ -87,11 +86,20 @@ class ParleyNamespace(socketio.AsyncNamespace):
                 "participant": inv.participant,
                 "role": inv.role,
                 "slots": self._slots_for(state),
+                "consents": {
+                    "required": list(state.policy.admission_consents.get(person.role, ())),
+                    "optional": ["recording"]
+                    if state.policy.recording == "consent_gated"
+                    and person.role not in state.policy.staff_roles
+                    else [],
+                },
                 "session": state.view_for(inv.participant),
             },
             to=sid,
         )
-        log.info("participant connected", extra={"session": inv.session, "participant": inv.participant})
+        log.info(
+            "participant connected", extra={"session": inv.session, "participant": inv.participant}
+        )
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         who = self._who.pop(sid, None)
@@ -102,7 +110,9 @@ class ParleyNamespace(socketio.AsyncNamespace):
         if not self._conductor.unbind(pid, sid):
             return  # a newer connection of the same participant took over
         await self._engine.close_peer(pid, "socket closed")
-        self._system(session_id, {"type": "disconnect", "participant": pid, "reason": "transport_lost"})
+        self._system(
+            session_id, {"type": "disconnect", "participant": pid, "reason": "transport_lost"}
+        )
 
     async def trigger_event(self, event: str, *args):
         """Route known events; every other event name gets a clear error, not silence."""

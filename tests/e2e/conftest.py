@@ -93,7 +93,9 @@ def launch(pw, tmp_path_factory):
     def _launch(tone_hz: float | None = None):
         args = list(CHROMIUM_ARGS)
         if tone_hz:
-            args.append(f"--use-file-for-fake-audio-capture={tone_wav(wav_dir / f'{tone_hz}.wav', tone_hz)}")
+            args.append(
+                f"--use-file-for-fake-audio-capture={tone_wav(wav_dir / f'{tone_hz}.wav', tone_hz)}"
+            )
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         browsers.append(b)
         return b

@@ -22,10 +22,16 @@ def server(tmp_path):
     srv.stop()
 
 
-def join(page, url):
+def join(page, url, *, consents=True):
+    """The arrival flow: confirm the name, consent (parties), device check, join."""
     page.goto(url)
-    page.wait_for_selector("#btn-join:not([disabled])", timeout=15000)
-    page.click("#btn-join")
+    page.click("#btn-confirm:not([disabled])", timeout=15000)
+    if consents:
+        page.wait_for_selector("#screen-consent:not([hidden])", timeout=5000)
+        for box in page.query_selector_all("#consent-list input"):
+            box.check()
+        page.click("#btn-consent:not([disabled])")
+    page.click("#btn-join:not([disabled])", timeout=15000)
     page.wait_for_selector("#screen-call:not([hidden])", timeout=15000)
 
 
@@ -41,14 +47,17 @@ def test_mediator_admits_party_and_both_see_and_hear_each_other(server, launch, 
     mediator = new_page(launch(440))
     party = new_page(launch(1000))
 
-    join(mediator, mediator_link)
+    join(mediator, mediator_link, consents=False)
     join(party, party_link)
     party.wait_for_selector("#waiting:not([hidden])", timeout=15000)
     party_id = party.evaluate("() => window.parley.me")
     mediator_id = mediator.evaluate("() => window.parley.me")
 
     # The party waits: its connection is up but the server forwards nothing to it yet.
-    party.wait_for_function("() => window.__pcs.length && window.__pcs.at(-1).connectionState === 'connected'", timeout=15000)
+    party.wait_for_function(
+        "() => window.__pcs.length && window.__pcs.at(-1).connectionState === 'connected'",
+        timeout=15000,
+    )
     mediator.wait_for_timeout(1000)
     assert party.evaluate(INBOUND)["video"].get("framesDecoded", 0) == 0
     assert mediator.evaluate(INBOUND)["video"].get("framesDecoded", 0) == 0
@@ -73,7 +82,9 @@ def test_mediator_admits_party_and_both_see_and_hear_each_other(server, launch, 
 
     heard_by_mediator = mediator.evaluate(DOMINANT_FREQ, {"selector": sel_m + " video", "ms": 1500})
     heard_by_party = party.evaluate(DOMINANT_FREQ, {"selector": sel_p + " video", "ms": 1500})
-    assert abs(heard_by_mediator["freq"] - 1000) < 15 and heard_by_mediator["peak"] > 0.02, heard_by_mediator
+    assert abs(heard_by_mediator["freq"] - 1000) < 15 and heard_by_mediator["peak"] > 0.02, (
+        heard_by_mediator
+    )
     assert abs(heard_by_party["freq"] - 440) < 15 and heard_by_party["peak"] > 0.02, heard_by_party
 
     # Back to the waiting room: forwarding to and from the party stops.

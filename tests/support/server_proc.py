@@ -24,10 +24,21 @@ class ServerProcess:
         self.links: dict[str, list[str]] = {}
 
     def start(self, timeout: float = 30) -> ServerProcess:
-        cmd = [sys.executable, str(ROOT / "server.py"), "serve", "--port", "0",
-               "--data-dir", str(self.data_dir), "--log-format", "text", *self.extra]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+        cmd = [
+            sys.executable,
+            str(ROOT / "server.py"),
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(self.data_dir),
+            "--log-format",
+            "text",
+            *self.extra,
+        ]
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         ready = threading.Event()
 
         def pump():

@@ -16,10 +16,15 @@
     auth: { token }, transports: ["websocket"], reconnectionDelay: 500, reconnectionDelayMax: 3000,
   });
 
-  function show(screen) {
-    for (const s of ["intro", "call", "end"]) $("screen-" + s).hidden = s !== screen;
+  let screen = "intro";
+  function show(name) {
+    screen = name;
+    for (const s of ["intro", "consent", "check", "call", "end"]) $("screen-" + s).hidden = s !== name;
   }
-  function status(text) { $(state.joined ? "call-status" : "intro-status").textContent = text || ""; }
+  function status(text) {
+    const el = $(screen + "-status");
+    if (el) el.textContent = text || "";
+  }
 
   function people(view) {
     const list = view && (view.participants || []);
@@ -52,10 +57,10 @@
 
   socket.on("welcome", async (msg) => {
     state.me = msg.participant; state.role = msg.role; state.slotCount = msg.slots;
-    state.view = msg.session;
+    state.view = msg.session; state.consents = msg.consents || { required: [], optional: [] };
     render();
     if (state.joined) await startMedia();  // a reconnect: offer again on a fresh connection
-    else { $("btn-join").disabled = false; status(""); }
+    else { $("btn-confirm").disabled = false; status(""); }
   });
   socket.on("state", (view) => { state.view = view; render(); });
   socket.on("slots", (msg) => { state.slots = msg.slots || []; renderTiles(); });
@@ -95,11 +100,75 @@
     renderTiles();
   }
 
+  // Arrival: confirm the name, give the consents the session needs (stored in the ledger),
+  // check camera and microphone, then join (the waiting room, unless you host the session).
+  $("btn-confirm").onclick = () => {
+    const given = myself(state.view).consents || {};
+    const pending = state.consents.required.filter((t) => !given[t]);
+    const optional = state.consents.optional.filter((t) => !(t in given));
+    if (pending.length || optional.length) showConsents(pending, optional); else deviceCheck();
+  };
+
+  function showConsents(required, optional) {
+    const list = $("consent-list");
+    list.textContent = "";
+    for (const [topic, must] of required.map((t) => [t, true]).concat(optional.map((t) => [t, false]))) {
+      const label = document.createElement("label");
+      label.className = "consent";
+      const box = document.createElement("input");
+      box.type = "checkbox"; box.dataset.topic = topic; box.dataset.required = must ? "1" : "";
+      box.onchange = () => {
+        $("btn-consent").disabled = [...list.querySelectorAll("input[data-required='1']")].some((b) => !b.checked);
+      };
+      const text = document.createElement("span");
+      text.dataset.t = "consent_" + topic;
+      label.append(box, text);
+      list.appendChild(label);
+    }
+    $("btn-consent").disabled = required.length > 0;
+    show("consent");
+    i18n.apply();
+  }
+
+  $("btn-consent").onclick = async () => {
+    $("btn-consent").disabled = true;
+    for (const box of $("consent-list").querySelectorAll("input")) {
+      const r = await command({ type: "record_consent", topic: box.dataset.topic, given: box.checked });
+      if (!r || (!r.ok && r.error.code !== "conflict")) { $("btn-consent").disabled = false; return; }
+    }
+    deviceCheck();
+  };
+
+  async function deviceCheck() {
+    show("check");
+    status(i18n.t("connecting"));
+    local = local || await getLocal();
+    if (!local) { status(i18n.t("no_devices")); return; }
+    $("preview").srcObject = local;
+    $("check-network").textContent = socket.connected ? i18n.t("network_ok") : i18n.t("reconnecting");
+    meter(local);
+    status("");
+    $("btn-join").disabled = false;
+  }
+
+  function meter(stream) {
+    if (!stream.getAudioTracks().length || !window.AudioContext) return;
+    const ctx = new AudioContext();
+    const an = ctx.createAnalyser(); an.fftSize = 512;
+    ctx.createMediaStreamSource(stream).connect(an);
+    const buf = new Float32Array(an.fftSize);
+    const tick = () => {
+      if (screen !== "check") { ctx.close(); return; }
+      an.getFloatTimeDomainData(buf);
+      let peak = 0; for (const x of buf) peak = Math.max(peak, Math.abs(x));
+      $("mic-level").style.width = Math.min(100, Math.round(peak * 200)) + "%";
+      requestAnimationFrame(tick);
+    };
+    tick();
+  }
+
   $("btn-join").onclick = async () => {
     $("btn-join").disabled = true;
-    status(i18n.t("connecting"));
-    local = await getLocal();
-    if (!local) { status(i18n.t("no_devices")); $("btn-join").disabled = false; return; }
     $("self-view").srcObject = local;
     state.joined = true;
     show("call");

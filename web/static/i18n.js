@@ -14,7 +14,13 @@
       left_text: "您可以关闭此页面。", ended_title: "调解已结束", no_devices:
       "无法使用摄像头或麦克风，请检查浏览器权限后重试。", audio_only_hint:
       "网络较差，建议切换为仅语音。", replaced: "您已在另一个窗口加入。",
-      error: "出错了：", you: "（您）",
+      error: "出错了：", you: "（您）", this_is_me: "是我，继续", not_me:
+      "如果这不是您，请不要继续，并联系调解员。", consent_title: "参加前请确认",
+      agree: "同意并继续", check_title: "检查摄像头和麦克风", network_ok: "网络：已连接服务器",
+      consent_online_mediation: "我同意通过视频方式在线参加本次调解。",
+      consent_session_rules: "我会遵守调解规则：自行确保环境私密，不私自录音录像，不向他人转播。",
+      consent_recording: "我同意对联合调解过程录音录像（可不同意）。",
+      chat: "文字消息", send: "发送", ask_mediator: "请调解员过来",
       roles: { mediator: "调解员", co_mediator: "协同调解员", party: "当事人", counsel: "代理律师",
         support: "陪同人员", interpreter: "翻译", duty_lawyer: "值班律师", observer: "观察员" },
     },
@@ -33,6 +39,13 @@
       "The camera or microphone cannot be used. Check the browser's permissions and try again.",
       audio_only_hint: "Your connection is weak; audio only is recommended.",
       replaced: "You joined from another window.", error: "Error: ", you: " (you)",
+      this_is_me: "Yes, this is me", not_me: "If this is not you, do not continue; contact the mediator.",
+      consent_title: "Before you join", agree: "Agree and continue",
+      check_title: "Check your camera and microphone", network_ok: "Network: connected to the server",
+      consent_online_mediation: "I agree to take part in this mediation online, by video.",
+      consent_session_rules: "I will follow the session rules: I keep my surroundings private, I do not record, and I do not broadcast the session to anyone.",
+      consent_recording: "I agree that the joint sessions are recorded (optional).",
+      chat: "Messages", send: "Send", ask_mediator: "Ask for the mediator",
       roles: { mediator: "Mediator", co_mediator: "Co-mediator", party: "Party", counsel: "Counsel",
         support: "Support person", interpreter: "Interpreter", duty_lawyer: "Duty lawyer",
         observer: "Observer" },

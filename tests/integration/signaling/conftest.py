@@ -37,16 +37,23 @@ class Running:
         sio = socketio.AsyncClient(reconnection=False)
         inbox: dict[str, list] = {"welcome": [], "state": [], "slots": [], "error": [], "hint": []}
         for name in inbox:
-            sio.on(name, (lambda n: lambda data=None: inbox[n].append(data))(name), namespace=NAMESPACE)
-        await sio.connect(self.url, namespaces=[NAMESPACE], auth={"token": token},
-                          transports=["websocket"], wait_timeout=5)
+            sio.on(
+                name, (lambda n: lambda data=None: inbox[n].append(data))(name), namespace=NAMESPACE
+            )
+        await sio.connect(
+            self.url,
+            namespaces=[NAMESPACE],
+            auth={"token": token},
+            transports=["websocket"],
+            wait_timeout=5,
+        )
         self.clients.append(sio)
         if wait_welcome:
             await until(lambda: inbox["welcome"])
         return sio, inbox
 
 
-async def until(predicate, timeout: float = 10.0, interval: float = 0.02):
+async def until(predicate, timeout: float = 10.0, interval: float = 0.02):  # noqa: ASYNC109
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while loop.time() < end:
@@ -54,7 +61,7 @@ async def until(predicate, timeout: float = 10.0, interval: float = 0.02):
         if value:
             return value
         await asyncio.sleep(interval)
-    raise AssertionError("condition not met within %.1fs" % timeout)
+    raise AssertionError(f"condition not met within {timeout:.1f}s")
 
 
 @pytest.fixture
