@@ -27,9 +27,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from media.engine import MediaConfig, MediaEngine
+from rooms.accounts import AccountError, AccountStore
 from rooms.ledger import SqliteLedgerStore
 from rooms.service import ParticipantSpec, SessionService
+from signaling import staff
 from signaling.conductor import Conductor
+from signaling.console import Console
 from signaling.http import METRICS_REGISTRY, routes
 from signaling.namespace import NAMESPACE, ParleyNamespace
 from signaling.tls import ensure_self_signed, server_context
@@ -174,8 +177,18 @@ def create_app(config: Config) -> web.Application:
         await conductor.drain()
         store.close()
 
+    accounts = AccountStore(config.data_dir / "accounts.sqlite3")
+    app[staff.ACCOUNTS] = accounts
+
+    async def accounts_ctx(app):
+        yield
+        accounts.close()
+
     app.cleanup_ctx.append(media_ctx)
+    app.cleanup_ctx.append(accounts_ctx)
     app.add_routes(routes(signer, ready))
+    app.add_routes(staff.routes())
+    app.add_routes(Console(service, signer, config).routes())
     return app
 
 
@@ -348,9 +361,53 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("session")
     lv.add_argument("--data-dir", dest="data_dir")
 
+    u = sub.add_parser("user", help="staff accounts")
+    u_sub = u.add_subparsers(dest="user_command", required=True)
+    ua = u_sub.add_parser("add", help="add a staff account (password asked, or --password-stdin)")
+    ua.add_argument("username")
+    ua.add_argument("--name", required=True, help="display name, e.g. 王调解员")
+    ua.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        dest="roles",
+        help="admin, mediator, duty_lawyer, operator, officer, supervisor, reviewer",
+    )
+    ua.add_argument("--password-stdin", action="store_true")
+    ua.add_argument("--data-dir", dest="data_dir")
+    u_sub.add_parser("list", help="list staff accounts").add_argument("--data-dir", dest="data_dir")
+
     v = sub.add_parser("verify", help="verify a signed agreement or evidence bundle offline")
     v.add_argument("args", nargs=argparse.REMAINDER)
     return p
+
+
+def user_command(args: argparse.Namespace, config: Config) -> int:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = AccountStore(config.data_dir / "accounts.sqlite3")
+    try:
+        if args.user_command == "list":
+            for account in store.list():
+                print(account.username, account.display_name, ",".join(sorted(account.roles)))
+            return 0
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            import getpass
+
+            password = getpass.getpass("Password: ")
+            if getpass.getpass("Again: ") != password:
+                print("passwords differ", file=sys.stderr)
+                return 2
+        try:
+            account = store.add(args.username, args.name, args.roles, password)
+        except AccountError as exc:
+            print(f"{exc.code}: {exc.message}", file=sys.stderr)
+            return 2
+        print(f"added {account.username} ({', '.join(sorted(account.roles))})")
+        return 0
+    finally:
+        store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -361,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         return verify_main(args.args)
     config = Config.from_sources(args)
     setup_logging(config)
+    if args.command == "user":
+        return user_command(args, config)
     if args.command == "ledger":
         from rooms.ledger import verify_main
 

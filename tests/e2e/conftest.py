@@ -74,8 +74,10 @@ def tone_wav(path, hz: float, seconds: float = 5.0, rate: int = 48000) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pw():
+    """Module scope: sync Playwright runs an event loop in this thread while it is open, which
+    would block pytest-asyncio's loops in the async tests that follow."""
     if not shutil.which("chromium") and not shutil.which("/usr/bin/chromium"):
         pytest.fail("chromium is not installed: run scripts/test (it installs it when root)")
     from playwright.sync_api import sync_playwright
@@ -84,7 +86,7 @@ def pw():
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def launch(pw, tmp_path_factory):
     """launch(tone_hz) -> a browser whose fake microphone plays that tone."""
     browsers = []
