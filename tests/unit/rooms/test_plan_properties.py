@@ -146,7 +146,7 @@ CHOICES = [
 ]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.tuples(st.sampled_from(CHOICES), st.integers(0, 5), st.integers(0, 30)),
@@ -173,10 +173,14 @@ def test_plan_invariants_hold_after_every_command(steps):
     med = ids[0]
     for caucus in ("a", "b"):
         service.execute(state.id, med, decode_command({"type": "create_caucus", "caucus": caucus}))
+    for pid in ids:
+        service.execute(state.id, "system", decode_command({"type": "connect", "participant": pid}))
     for pid in ids[1:5]:
         for topic in ("online_mediation", "session_rules"):
             raw = {"type": "record_consent", "topic": topic, "given": True}
             service.execute(state.id, pid, decode_command(raw))
+        if pid != ids[3]:  # party B stays in the waiting room at first
+            service.execute(state.id, med, decode_command({"type": "admit", "participant": pid}))
     for choice, who, secs in steps:
         clock[0] += secs
         pid = ids[who]
