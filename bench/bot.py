@@ -36,6 +36,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench import clip as clips
 
+FREEZE = 0.25  # seconds without a new picture that a viewer notices as a freeze
 VIDEO_TB = fractions.Fraction(1, 90000)
 AUDIO_TB = fractions.Fraction(1, 48000)
 
@@ -133,6 +134,8 @@ class PublisherStats:
     latencies: deque = field(default_factory=lambda: deque(maxlen=2000))
     times: deque = field(default_factory=lambda: deque(maxlen=64))
     audio_frames: int = 0
+    last_at: float | None = None
+    freezes: list = field(default_factory=list)  # pauses between frames longer than FREEZE
 
     def fps(self, window: float = 2.0) -> float:
         now = time.monotonic()
@@ -262,6 +265,9 @@ class Bot:
     ) -> None:
         if st.first_frame_at is None and self._answered_at is not None:
             st.first_frame_at = now - self._answered_at
+        if st.last_at is not None and now - st.last_at > FREEZE:
+            st.freezes.append(now - st.last_at)
+        st.last_at = now
         st.frames += 1
         st.slots.add(slot)
         st.color = color
@@ -305,6 +311,7 @@ class Bot:
                 "audio_frames": st.audio_frames,
                 "latency_p50": lat[len(lat) // 2] if lat else None,
                 "latency_p95": lat[int(len(lat) * 0.95)] if lat else None,
+                "freezes": [round(f, 3) for f in st.freezes],
             }
         return out
 

@@ -36,6 +36,10 @@ class MediaConfig:
     video_codec: str = "VP8"  # one codec per session/process; Opus for audio
     max_slots: int = 7  # most recvonly slot pairs a peer may offer
     connect_timeout: float = 20.0  # ICE + DTLS must complete within this, else "failed"
+    # A vanished peer is noticed when ICE consent checks fail this many times in a row, one
+    # check per interval (aioice's defaults: 6 x 5 s). Process-wide settings of aioice.
+    consent_interval: float = 5.0
+    consent_failures: int = 6
 
 
 class Edge(Protocol):
@@ -70,15 +74,24 @@ class MediaEngine:
         self._last_maps: dict[str, list[dict]] = {}
         self._closing: set[asyncio.Task] = set()
         self._original_host_addresses = None
+        self._original_consent: tuple[float, int] | None = None
         self.bandwidth = BandwidthMonitor(on_hint)
         self.started = False
         self.closed = False
-        self.counters = {"peers_created": 0, "peers_failed": 0, "offers_rejected": 0}
+        self.counters = {
+            "peers_created": 0,
+            "peers_failed": 0,
+            "peers_lost": 0,
+            "offers_rejected": 0,
+        }
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Check the aiortc hook points (refuse to start if they moved) and set up ICE."""
         passthrough.check_aiortc()
+        self._original_consent = (aioice.ice.CONSENT_INTERVAL, aioice.ice.CONSENT_FAILURES)
+        aioice.ice.CONSENT_INTERVAL = self.config.consent_interval
+        aioice.ice.CONSENT_FAILURES = self.config.consent_failures
         if self.config.ice_host_addresses is not None:
             addresses = list(self.config.ice_host_addresses)
             self._original_host_addresses = aioice.ice.get_host_addresses
@@ -98,6 +111,9 @@ class MediaEngine:
         if self._original_host_addresses is not None:
             aioice.ice.get_host_addresses = self._original_host_addresses
             self._original_host_addresses = None
+        if self._original_consent is not None:
+            aioice.ice.CONSENT_INTERVAL, aioice.ice.CONSENT_FAILURES = self._original_consent
+            self._original_consent = None
 
     # -- peers ---------------------------------------------------------------------------------
     async def accept_offer(self, participant_id: str, sdp: str) -> str:
@@ -152,10 +168,10 @@ class MediaEngine:
     def _peer_state_changed(self, peer: PeerSession, state: str) -> None:
         if self.peers.get(peer.participant_id) is not peer:
             return
-        if state == "failed":
-            self.counters["peers_failed"] += 1
+        if state in ("failed", "closed"):
+            self.counters["peers_failed" if state == "failed" else "peers_lost"] += 1
             del self.peers[peer.participant_id]
-            task = asyncio.get_running_loop().create_task(peer.close("connection failed"))
+            task = asyncio.get_running_loop().create_task(peer.close(f"connection {state}"))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
             self.bandwidth.forget(peer.participant_id)

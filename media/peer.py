@@ -144,7 +144,8 @@ class PeerSession:
         if state == "connected" and self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None
-        if state in ("connected", "failed"):
+        if state in ("connected", "failed", "closed"):
+            # "closed" here was not our doing: the remote closed DTLS or ICE consent expired
             self._on_state(self, state)
 
     def _connect_timed_out(self) -> None:
