@@ -133,6 +133,12 @@ class EndSession(_Command, tag="end_session"):
     reason: Reason = ""
 
 
+class ReissueInvitation(_Command, tag="reissue_invitation"):
+    """Revoke a participant's invitation link; links issued before this event stop working."""
+
+    participant: ParticipantId
+
+
 class MarkIdentityChecked(_Command, tag="mark_identity_checked"):
     participant: ParticipantId
     method: Literal["video", "document", "in_person"] = "video"
@@ -179,6 +185,7 @@ Command = (
     | Unmute
     | Remove
     | EndSession
+    | ReissueInvitation
     | MarkIdentityChecked
     | RecordConsent
     | StartRecording

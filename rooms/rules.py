@@ -362,6 +362,11 @@ def _end_session(d: _Decision, cmd: c.EndSession) -> None:
     d.emit("session.ended", reason=cmd.reason)
 
 
+def _reissue_invitation(d: _Decision, cmd: c.ReissueInvitation) -> None:
+    p = _target(d, cmd.participant)
+    d.emit("participant.invitation_reissued", participant=p.id, gen=p.invitation_gen + 1)
+
+
 def _mark_identity_checked(d: _Decision, cmd: c.MarkIdentityChecked) -> None:
     p = _target(d, cmd.participant)
     if p.identity_checked:
@@ -434,6 +439,7 @@ _HANDLERS = {
     c.Unmute: _unmute,
     c.Remove: _remove,
     c.EndSession: _end_session,
+    c.ReissueInvitation: _reissue_invitation,
     c.MarkIdentityChecked: _mark_identity_checked,
     c.RecordConsent: _record_consent,
     c.StartRecording: _start_recording,

@@ -190,6 +190,9 @@ class SessionState:
     def _on_participant_unmuted(self, e: Event, d: dict) -> None:
         self.participants[d["participant"]].muted = False
 
+    def _on_participant_invitation_reissued(self, e: Event, d: dict) -> None:
+        self.participants[d["participant"]].invitation_gen = d["gen"]
+
     def _on_participant_identity_checked(self, e: Event, d: dict) -> None:
         p = self.participants[d["participant"]]
         p.identity_checked, p.identity_method = True, d["method"]

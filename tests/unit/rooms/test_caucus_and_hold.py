@@ -199,3 +199,18 @@ def test_remove_and_end(service, live):
     with pytest.raises(CommandError) as err:
         run(service, state.id, "system", type="tick")
     assert err.value.code == "ended"
+
+
+def test_reissued_invitation_raises_the_generation(service, store, live):
+    state, ids = live
+    med, li = ids["Mediator Wang"], ids["Li Si"]
+    assert state.participants[li].invitation_gen == 0
+    run(service, state.id, med, type="reissue_invitation", participant=li)
+    run(service, state.id, "staff:admin", type="reissue_invitation", participant=li)
+    assert state.participants[li].invitation_gen == 2
+    with pytest.raises(CommandError) as err:
+        run(service, state.id, ids["Zhang San"], type="reissue_invitation", participant=li)
+    assert err.value.code == "forbidden"
+    from rooms.state import SessionState
+
+    assert SessionState.from_events(store.read(state.id)).participants[li].invitation_gen == 2

@@ -125,7 +125,7 @@ def prepare(world: World, name: str, actor: str) -> dict:
             if not p.identity_checked and pid != actor
         ]
         return {"participant": unchecked[0]}
-    if name in ("return_to_waiting", "mute", "remove"):
+    if name in ("return_to_waiting", "mute", "remove", "reissue_invitation"):
         return {"participant": target}
     if name == "unmute":
         setup("mute", participant=target)
