@@ -16,6 +16,7 @@ from __future__ import annotations
 import fractions
 import inspect
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ import aiortc
 import av
 from aiortc import rtcrtpreceiver, rtcrtpsender
 from aiortc.jitterbuffer import JitterBuffer
+from aiortc.utils import uint16_add
 
 TESTED_AIORTC = "1.16."
 
@@ -40,11 +42,15 @@ _CLASS_PRIVATE = (
     (rtcrtpsender.RTCRtpSender, "_send_keyframe"),
     (rtcrtpsender.RTCRtpSender, "_handle_rtcp_packet"),
     (rtcrtpreceiver, "decoder_worker"),
+    (JitterBuffer, "_remove_frame"),
+    (JitterBuffer, "remove"),
 )
 
-# Smaller than aiortc's 512 packets: a packet that NACK never recovers stalls the buffer until it
-# overflows, so its capacity bounds the freeze (see docs/media.md for the measurement).
+# aiortc's video jitter buffer releases nothing past a missing packet until 512 packets pile up
+# (2-5 s of frozen video). Parley's gives up after MAX_HOLE_WAIT instead: enough for a NACK round
+# trip, short enough that the freeze after an unrecovered loss stays under a second.
 VIDEO_JITTER_CAPACITY = 128
+MAX_HOLE_WAIT = 0.25
 
 VIDEO_CLOCK = fractions.Fraction(1, 90000)
 AUDIO_CLOCK = fractions.Fraction(1, 48000)
@@ -65,6 +71,9 @@ def check_aiortc() -> None:
     source = inspect.getsource(rtcrtpreceiver.decoder_worker)
     if "input_q.get()" not in source or "task is None" not in source:
         problems.append("decoder_worker no longer reads (codec, frame) tasks from its queue")
+    jb = JitterBuffer(capacity=4, is_video=True)
+    if not all(hasattr(jb, a) for a in ("_packets", "_origin", "_capacity")):
+        problems.append("JitterBuffer no longer keeps _packets/_origin/_capacity")
     handler = inspect.getsource(rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet)
     if "self.__decoder_queue.put((codec, encoded_frame))" not in handler:
         problems.append("RTCRtpReceiver._handle_rtp_packet no longer feeds __decoder_queue")
@@ -91,6 +100,41 @@ def vp8_size(data: bytes) -> tuple[int, int] | None:
         int.from_bytes(data[6:8], "little") & 0x3FFF,
         int.from_bytes(data[8:10], "little") & 0x3FFF,
     )
+
+
+class VideoJitterBuffer(JitterBuffer):
+    """aiortc's jitter buffer, but a hole that NACK did not fill is skipped after a time limit.
+
+    A stall is a packet of a *later* frame arriving while no frame can be released. Once it has
+    lasted `max_wait`, everything before the newest packet is dropped and `pli_flag` is raised:
+    the receiver then reports upstream loss, subscribers wait for a keyframe and one is asked
+    for. The partial frame left behind is never a decodable keyframe, so gating discards it.
+    """
+
+    def __init__(self, capacity: int = VIDEO_JITTER_CAPACITY, max_wait: float = MAX_HOLE_WAIT):
+        super().__init__(capacity=capacity, is_video=True)
+        self._max_wait = max_wait
+        self._stalled_since: float | None = None
+        self.holes_skipped = 0
+
+    def add(self, packet):  # type: ignore[override]
+        pli_flag, frame = super().add(packet)
+        if frame is not None or pli_flag:
+            self._stalled_since = None
+            return pli_flag, frame
+        head = self._packets[self._origin % self._capacity]
+        if head is not None and head.timestamp == packet.timestamp:
+            return False, None  # the current frame is still arriving
+        now = time.monotonic()
+        if self._stalled_since is None:
+            self._stalled_since = now
+            return False, None
+        if now - self._stalled_since < self._max_wait:
+            return False, None
+        self._stalled_since = None
+        self.holes_skipped += 1
+        self.remove(uint16_add(packet.sequence_number, -self._origin))
+        return True, self._remove_frame(packet.sequence_number)
 
 
 FrameCallback = Callable[[av.Packet], None]
@@ -138,9 +182,7 @@ def tap_receiver(
     tap = FrameTap(kind, on_frame)
     receiver._RTCRtpReceiver__decoder_queue = tap
     if kind == "video":
-        receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(
-            capacity=VIDEO_JITTER_CAPACITY, is_video=True
-        )
+        receiver._RTCRtpReceiver__jitter_buffer = VideoJitterBuffer()
     return tap
 
 

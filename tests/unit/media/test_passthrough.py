@@ -39,3 +39,28 @@ def test_frame_tap_turns_encoded_frames_into_packets_without_decoding():
     assert passthrough.vp8_size(key) == (640, 480)
     tap.put(None)
     assert tap.get() is None  # aiortc's (idle) worker thread ends when the receiver stops
+
+
+def rtp(seq: int, ts: int):
+    from aiortc.rtp import RtpPacket
+
+    p = RtpPacket(payload_type=96, sequence_number=seq, timestamp=ts)
+    p._data = bytes([seq & 0xFF])
+    return p
+
+
+def test_video_jitter_buffer_skips_a_hole_after_the_time_limit(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(passthrough.time, "monotonic", lambda: now[0])
+    jb = passthrough.VideoJitterBuffer(capacity=128, max_wait=0.25)
+    assert jb.add(rtp(0, 0)) == (False, None)
+    pli, frame = jb.add(rtp(1, 3000))  # frame 0 complete once frame 1 starts
+    assert not pli and frame.timestamp == 0
+    # packet 2 (start of frame 2) is lost for good; frames 3, 4, ... keep arriving
+    assert jb.add(rtp(3, 6000)) == (False, None)  # stall starts (frame 1 is complete though)
+    now[0] += 0.1
+    assert jb.add(rtp(4, 9000)) == (False, None)  # still within the NACK window
+    now[0] += 0.2
+    pli, frame = jb.add(rtp(5, 12000))
+    assert pli and jb.holes_skipped == 1  # gave up: upstream loss is reported
+    assert jb.add(rtp(6, 15000))[1].timestamp == 12000  # and frames flow again
