@@ -146,6 +146,7 @@ def create_app(config: Config) -> web.Application:
             engine=engine,
             conductor=conductor,
             slots_for=slots_for(config),
+            invitation_ttl=config.invitation_ttl,
         )
     )
 
@@ -171,7 +172,11 @@ def create_app(config: Config) -> web.Application:
     async def media_ctx(app):
         await engine.start()
         engine_started[0] = True
+        clock = asyncio.get_running_loop().create_task(conductor.run_clock())
         yield
+        clock.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await clock
         engine_started[0] = False
         await engine.close()
         await conductor.drain()

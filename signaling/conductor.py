@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from rooms.commands import decode_command
+from rooms.errors import CommandError
 from rooms.plan import Edge, plan
 
 log = logging.getLogger("parley.conductor")
@@ -87,6 +89,22 @@ class Conductor:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("emit failed: %r", task.exception())
+
+    async def run_clock(self, interval: float = 1.0) -> None:
+        """The system clock: a ``tick`` per live session drives caucus timers and the safety
+        hold (rooms decides what is due; a tick with nothing due appends nothing)."""
+        tick = decode_command({"type": "tick"})
+        while True:
+            await asyncio.sleep(interval)
+            for state in self._service.sessions():
+                if state.ended:
+                    continue
+                try:
+                    self._service.execute(state.id, "system", tick)
+                except CommandError as exc:
+                    log.debug("tick refused for %s: %s", state.id, exc.code)
+                except Exception:  # noqa: BLE001 - the clock must keep running
+                    log.exception("tick failed for %s", state.id)
 
     async def drain(self) -> None:
         while self._tasks:

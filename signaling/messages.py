@@ -44,6 +44,12 @@ class MediaPreference(Message):
     video_paused: bool
 
 
+class InvitationRequest(Message):
+    """A host asks for a participant's invitation link (e.g. the duty lawyer just called in)."""
+
+    participant: Annotated[str, msgspec.Meta(pattern=r"^p-[0-9a-f]{8}$")]
+
+
 class Leave(Message):
     reason: Annotated[str, msgspec.Meta(max_length=200)] = "left"
 

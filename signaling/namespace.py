@@ -36,13 +36,16 @@ def _error(code: str, message: str) -> dict[str, Any]:
 
 
 class ParleyNamespace(socketio.AsyncNamespace):
-    def __init__(self, *, signer: TokenSigner, service, engine, conductor, slots_for) -> None:
+    def __init__(
+        self, *, signer: TokenSigner, service, engine, conductor, slots_for, invitation_ttl=86400.0
+    ) -> None:
         super().__init__(NAMESPACE)
         self._signer = signer
         self._service = service
         self._engine = engine
         self._conductor = conductor
         self._slots_for = slots_for  # SessionState -> number of slot pairs a client offers
+        self._invitation_ttl = invitation_ttl
         self._limits: dict[str, RateLimiter] = {}
         self._who: dict[str, tuple[str, str, str]] = {}  # sid -> (session, participant, role)
 
@@ -169,6 +172,19 @@ class ParleyNamespace(socketio.AsyncNamespace):
         pref = m.decode(m.MediaPreference, payload, max_bytes=256)
         self._engine.set_video_paused(pid, pref.video_paused)
         return {"ok": True}
+
+    async def handle_invitation(self, sid, session_id, pid, role, payload):
+        req = m.decode(m.InvitationRequest, payload, max_bytes=256)
+        state = self._service.state(session_id)
+        if not state.policy.allows(role, "reissue_invitation"):
+            return _error("forbidden", "only the host may hand out invitation links")
+        person = state.participants.get(req.participant)
+        if person is None:
+            return _error("not_found", "no such participant in this session")
+        token = self._signer.issue(
+            session_id, person.id, person.role, ttl=self._invitation_ttl, gen=person.invitation_gen
+        )
+        return {"ok": True, "path": f"/j/{token}"}
 
     async def handle_leave(self, sid, session_id, pid, role, payload):
         m.decode(m.Leave, payload, max_bytes=512)

@@ -203,6 +203,8 @@
       .catch(() => status(i18n.t("reconnecting")));
   }
   state.command = command;
+  state.socket = socket;
+  state.render = () => render();
 
   function render() {
     i18n.apply();
@@ -218,32 +220,8 @@
     $("waiting").hidden = me.space !== "waiting";
     $("space-label").textContent = me.space && me.space !== "waiting" ? i18n.space(me.space) : "";
     if (session.ended && state.joined) end("ended_title", "");
-    renderPeople(me);
+    for (const hook of state.hooks) hook(state);
     renderTiles();
-  }
-
-  function renderPeople(me) {
-    const host = me.role === "mediator" || me.role === "co_mediator";
-    $("host-panel").hidden = !host;
-    if (!host) return;
-    const ul = $("people");
-    ul.textContent = "";
-    for (const p of people(state.view)) {
-      if (p.id === state.me) continue;
-      const li = document.createElement("li");
-      li.dataset.participant = p.id;
-      const label = document.createElement("span");
-      const where = p.connected === false ? i18n.t("offline") : i18n.space(p.space);
-      label.textContent = `${p.name} · ${i18n.role(p.role)} · ${where}`;
-      li.appendChild(label);
-      if (p.connected !== false && p.space === "waiting") {
-        li.appendChild(button(i18n.t("admit"), "admit", () => command({ type: "admit", participant: p.id })));
-      } else if (p.connected !== false && p.space && p.space !== "waiting" && p.space !== "left") {
-        li.appendChild(button(i18n.t("to_waiting"), "to-waiting",
-          () => command({ type: "return_to_waiting", participant: p.id })));
-      }
-      ul.appendChild(li);
-    }
   }
 
   function button(text, action, onclick) {
@@ -252,6 +230,10 @@
     b.onclick = onclick;
     return b;
   }
+  state.button = button;
+  state.people = () => people(state.view);
+  state.myself = () => myself(state.view);
+  state.hooks = [];
 
   function renderTiles() {
     const call = state.call;

@@ -20,7 +20,12 @@
       consent_online_mediation: "我同意通过视频方式在线参加本次调解。",
       consent_session_rules: "我会遵守调解规则：自行确保环境私密，不私自录音录像，不向他人转播。",
       consent_recording: "我同意对联合调解过程录音录像（可不同意）。",
-      chat: "文字消息", send: "发送", ask_mediator: "请调解员过来",
+      chat: "文字消息", send: "发送", ask_mediator: "请调解员过来", asked: "已通知调解员",
+      id_checked: "已核验身份", remove: "移出", confirm_remove: "确定移出：", visit: "进入",
+      side: "方", close_caucus: "结束单独会谈", start_recording: "开始录制", stop_recording: "停止录制",
+      confirm_end: "确定结束本次调解吗？", time_left: "剩余时间", new_caucus: "新建单独会谈室",
+      caucus_rooms: "单独会谈室", return_joint: "回到调解室", call_lawyer: "呼叫值班律师",
+      lawyer_name: "律师姓名", end_session: "结束调解",
       roles: { mediator: "调解员", co_mediator: "协同调解员", party: "当事人", counsel: "代理律师",
         support: "陪同人员", interpreter: "翻译", duty_lawyer: "值班律师", observer: "观察员" },
     },
@@ -45,7 +50,13 @@
       consent_online_mediation: "I agree to take part in this mediation online, by video.",
       consent_session_rules: "I will follow the session rules: I keep my surroundings private, I do not record, and I do not broadcast the session to anyone.",
       consent_recording: "I agree that the joint sessions are recorded (optional).",
-      chat: "Messages", send: "Send", ask_mediator: "Ask for the mediator",
+      chat: "Messages", send: "Send", ask_mediator: "Ask for the mediator", asked: "The mediator has been told",
+      id_checked: "ID checked", remove: "Remove", confirm_remove: "Remove", visit: "Visit",
+      side: "Side", close_caucus: "Close", start_recording: "Start recording",
+      stop_recording: "Stop recording", confirm_end: "End this mediation session?",
+      time_left: "Time left", new_caucus: "New private room", caucus_rooms: "Private rooms",
+      return_joint: "Back to the joint session", call_lawyer: "Call a duty lawyer",
+      lawyer_name: "Lawyer's name", end_session: "End the session",
       roles: { mediator: "Mediator", co_mediator: "Co-mediator", party: "Party", counsel: "Counsel",
         support: "Support person", interpreter: "Interpreter", duty_lawyer: "Duty lawyer",
         observer: "Observer" },
@@ -65,6 +76,7 @@
     apply(root = document) {
       document.documentElement.lang = lang;
       root.querySelectorAll("[data-t]").forEach((el) => { el.textContent = this.t(el.dataset.t); });
+      root.querySelectorAll("[data-t-placeholder]").forEach((el) => { el.placeholder = this.t(el.dataset.tPlaceholder); });
       const btn = document.getElementById("lang");
       if (btn) btn.textContent = lang === "zh" ? "English" : "中文";
     },

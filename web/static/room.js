@@ -1,0 +1,61 @@
+// What everyone in a space sees besides the videos: where they are, the caucus countdown with
+// its warnings, "ask for the mediator", and the chat of this space only.
+(function () {
+  const P = window.parley;
+  const $ = (id) => document.getElementById(id);
+  const t = (k) => i18n.t(k);
+  let lastChat = -1;
+
+  function render() {
+    const me = P.myself();
+    const view = P.view || {};
+    const space = me.space || "";
+    const inCaucus = space.startsWith("caucus:");
+    $("btn-ask").hidden = !(space === "waiting" || inCaucus) || me.role === "mediator";
+    $("btn-ask").disabled = !!me.asked_at;
+    $("btn-ask").textContent = me.asked_at ? t("asked") : t("ask_mediator");
+    renderTimer(view, space);
+    renderChat(view);
+    $("chat-panel").hidden = !(space === "joint" || inCaucus || space === "visit");
+  }
+
+  function renderTimer(view, space) {
+    const el = $("caucus-timer");
+    const c = (view.caucuses || []).find((x) => "caucus:" + x.name === space);
+    if (!c || !c.deadline) { el.hidden = true; return; }
+    const left = Math.max(0, Math.round(c.deadline - Date.now() / 1000));
+    el.hidden = false;
+    el.textContent = `${t("time_left")} ${window.parleyFormatSeconds(left)}`;
+    el.classList.toggle("warn", left <= 60);
+    el.classList.toggle("urgent", left <= 10);
+  }
+
+  function renderChat(view) {
+    const list = $("chat-list");
+    const msgs = view.chat || [];
+    const lastSeq = msgs.length ? msgs[msgs.length - 1].seq : -1;
+    if (lastSeq === lastChat && list.childElementCount === msgs.length) return;
+    lastChat = lastSeq;
+    const names = {};
+    for (const p of P.people()) names[p.id] = p.name;
+    list.textContent = "";
+    for (const m of msgs) {
+      const li = document.createElement("li");
+      const who = document.createElement("strong");
+      who.textContent = (names[m.from] || "?") + ": ";
+      li.append(who, document.createTextNode(m.text));
+      list.appendChild(li);
+    }
+    list.scrollTop = list.scrollHeight;
+  }
+
+  $("btn-ask").onclick = () => P.command({ type: "ask_for_mediator" });
+  $("form-chat").onsubmit = (e) => {
+    e.preventDefault();
+    const text = $("chat-text").value.trim();
+    if (!text) return;
+    P.command({ type: "chat", text }).then((r) => { if (r && r.ok) $("chat-text").value = ""; });
+  };
+  P.hooks.push(render);
+  setInterval(() => { if (P.view) renderTimer(P.view, P.myself().space || ""); }, 1000);
+})();
