@@ -1,0 +1,130 @@
+"""The bench's server process: one media engine behind a tiny local HTTP endpoint.
+
+    .venv/bin/python -m bench.load_server --mode passthrough --port 8765 --host 192.0.2.2
+
+Runs alone in its process so that bench/run_load.py can read its CPU from /proc. `--mode
+passthrough` is Parley's `MediaEngine`; `--mode reencode` is the decode + per-subscriber encode
+baseline of bench/reencode.py. Rooms are implicit: each offer names its room and whether the
+participant publishes, and the plan is every publisher of a room to every other member of it.
+
+    POST /offer  {"room", "participant", "publish", "sdp"} -> {"sdp"}   (or 400 {"error"})
+    GET  /slots  -> {participant: slot map}
+    GET  /stats  -> the engine's counters
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from typing import NamedTuple
+
+import msgspec
+from aiohttp import web
+
+from media.engine import MediaConfig, MediaEngine
+from media.errors import MediaError
+
+KINDS = ("audio", "video")
+
+
+class OfferRequest(msgspec.Struct, forbid_unknown_fields=True):
+    room: str
+    participant: str
+    publish: bool
+    sdp: str
+    audio: bool = True
+
+
+class PlanEdge(NamedTuple):
+    publisher: str
+    subscriber: str
+    kind: str
+
+
+class LoadServer:
+    """Holds the engine and room membership; rebuilds the plan after every join."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.rooms: dict[str, dict[str, OfferRequest]] = {}
+
+    def plan(self) -> list[PlanEdge]:
+        edges = []
+        for members in self.rooms.values():
+            for pub in members.values():
+                if not pub.publish:
+                    continue
+                kinds = KINDS if pub.audio else ("video",)
+                for sub in members:
+                    if sub != pub.participant:
+                        edges.extend(PlanEdge(pub.participant, sub, k) for k in kinds)
+        return edges
+
+    async def offer(self, request: web.Request) -> web.Response:
+        try:
+            req = msgspec.json.decode(await request.read(), type=OfferRequest)
+        except msgspec.ValidationError as exc:
+            return web.json_response({"error": f"bad request: {exc}"}, status=400)
+        try:
+            answer = await self.engine.accept_offer(req.participant, req.sdp)
+        except MediaError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        self.rooms.setdefault(req.room, {})[req.participant] = req
+        self.engine.apply_plan(self.plan())
+        return web.json_response({"sdp": answer})
+
+    async def slots(self, request: web.Request) -> web.Response:
+        return web.json_response({pid: self.engine.slot_map(pid) for pid in self.engine.peers})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.engine.stats())
+
+
+def make_engine(mode: str, host: str):
+    if mode == "passthrough":
+        return MediaEngine(MediaConfig(ice_host_addresses=[host], connect_timeout=60.0))
+    from bench.reencode import ReencodeEngine
+
+    return ReencodeEngine(ice_host_addresses=[host])
+
+
+async def serve(mode: str, port: int, host: str) -> None:
+    engine = make_engine(mode, host)
+    await engine.start()
+    server = LoadServer(engine)
+    app = web.Application(client_max_size=256 * 1024)
+    app.router.add_post("/offer", server.offer)
+    app.router.add_get("/slots", server.slots)
+    app.router.add_get("/stats", server.stats)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(json.dumps({"event": "listening", "port": port}), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await engine.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="bench server process")
+    parser.add_argument("--mode", choices=("passthrough", "reencode"), required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", required=True, help="the address ICE offers")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(serve(args.mode, args.port, args.host))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

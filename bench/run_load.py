@@ -1,0 +1,570 @@
+"""Load benchmark of the media core: R rooms x K aiortc bots against one server process.
+
+    .venv/bin/python -m bench.run_load --scenario rooms --rooms 5 --participants 3 --fps 15
+    .venv/bin/python -m bench.run_load --scenario janus --baseline reencode
+    .venv/bin/python -m bench.run_load --scenario triad20
+
+Three kinds of process, so that each one's CPU can be read from /proc/<pid>/stat:
+the *server* (bench/load_server.py: a MediaEngine, or the re-encoding baseline of
+bench/reencode.py, behind a small local HTTP endpoint that takes offers and builds each room's
+plan), one or more *bot* processes (bench/load_bots.py: whole rooms of bench/bot.py publishers
+and subscriber probes; a room never spans processes, since latency needs the send times), and
+this *orchestrator*, which starts them, waits for every subscriber to see every publisher, lets
+the load settle, measures a fixed window, and prints the figures (bench/README.md defines them).
+
+Subscriber probes never decode in passthrough mode: the server forwards the publisher's encoded
+frames byte for byte, so a received frame is identified by its bytes (publisher, clip index,
+send sequence). The re-encoding baseline changes the bytes, so there the probes decode and read
+the frame-number barcode. Either way a frame's arrival time is when its last (marker) packet
+reached the subscriber, so the figure does not include the probe's own jitter-buffer wait.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+HOST = "192.0.2.2"  # this machine's address (aioice never offers 127.0.0.1)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+KINDS = ("audio", "video")
+
+
+# ---------------------------------------------------------------------------------------------
+# figures (pure functions; tests/unit/bench checks them)
+# ---------------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of `values`; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100), at least 1
+    return ordered[int(rank) - 1]
+
+
+def read_proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def read_proc_rss(pid: int) -> int:
+    """Resident set size of a process in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def read_machine_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    total = sum(values[:8])
+    return total - idle, total
+
+
+@dataclass
+class Sample:
+    """Counters read at one instant; two samples make a window."""
+
+    at: float
+    server_cpu: float
+    bot_cpu: dict[int, float]
+    machine: tuple[float, float]
+    packets_sent: int
+
+
+@dataclass
+class WindowFigures:
+    seconds: float
+    server_cpu_s: float
+    bot_cores: dict[int, float]
+    machine_busy: float  # share of all cores busy, 0..1
+    packets: int
+
+
+def window(a: Sample, b: Sample) -> WindowFigures:
+    seconds = b.at - a.at
+    busy = (b.machine[0] - a.machine[0]) / max(1, b.machine[1] - a.machine[1])
+    return WindowFigures(
+        seconds=seconds,
+        server_cpu_s=b.server_cpu - a.server_cpu,
+        bot_cores={pid: (b.bot_cpu[pid] - a.bot_cpu[pid]) / seconds for pid in a.bot_cpu},
+        machine_busy=busy,
+        packets=b.packets_sent - a.packets_sent,
+    )
+
+
+def figures(
+    w: WindowFigures,
+    *,
+    video_streams: int,
+    audio_streams: int,
+    pairs: list[dict],
+    ttff: list[float],
+    latencies: list[float],
+    publisher_pace: list[float],
+    participants: int,
+    rss_idle: int,
+    rss_end: int,
+    cores: int,
+) -> dict:
+    """Every figure of one run from one measurement window and the probes' reports.
+
+    `pairs`: one entry per (subscriber, publisher) video edge with the frames received in the
+    window, frame-number gaps and out-of-order frames, and the frames that publisher sent in it.
+    `publisher_pace`: per publisher, frames sent in the window / (fps x window).
+    """
+    cpu_ms = w.server_cpu_s * 1000
+    stream_s_video = video_streams * w.seconds
+    stream_s_all = (video_streams + audio_streams) * w.seconds
+    received = sum(p["frames"] for p in pairs)
+    gaps = sum(p["gaps"] for p in pairs)
+    sent = sum(p["sent"] for p in pairs)
+    fps = [p["frames"] / w.seconds for p in pairs]
+    bot_total = sum(w.bot_cores.values())
+    out = {
+        "window_s": round(w.seconds, 2),
+        "server_cores": round(w.server_cpu_s / w.seconds, 4),
+        "cpu_s_per_stream_s": _div(w.server_cpu_s, stream_s_all, 5),
+        "ms_per_stream_s": _div(cpu_ms, stream_s_all, 3),
+        "ms_per_video_stream_s": _div(cpu_ms, stream_s_video, 3),
+        "ms_per_packet": _div(cpu_ms, w.packets, 4),
+        "packets_per_s": round(w.packets / w.seconds, 1),
+        "video_streams": video_streams,
+        "audio_streams": audio_streams,
+        "subscriber_fps_mean": _div(sum(fps), len(fps), 2),
+        "subscriber_fps_min": round(min(fps), 2) if fps else None,
+        "frame_loss_gaps": _div(gaps, received + gaps, 5),
+        "delivery_ratio": _div(received, sent, 4),
+        "out_of_order": sum(p["out_of_order"] for p in pairs),
+        "ttff_p50_s": _round(percentile(ttff, 50), 3),
+        "ttff_p95_s": _round(percentile(ttff, 95), 3),
+        "ttff_n": len(ttff),
+        "latency_p50_ms": _round(_ms(percentile(latencies, 50)), 1),
+        "latency_p95_ms": _round(_ms(percentile(latencies, 95)), 1),
+        "latency_n": len(latencies),
+        "rss_mb": round(rss_end / 2**20, 1),
+        "rss_mb_per_participant": _div((rss_end - rss_idle) / 2**20, participants, 2),
+        "bot_cores": round(bot_total, 3),
+        "bot_cores_max_process": round(max(w.bot_cores.values(), default=0.0), 3),
+        "machine_busy": round(w.machine_busy, 3),
+        "publisher_pace_min": _round(min(publisher_pace, default=None), 3),
+    }
+    out["verdict"] = verdict(out, cores)
+    return out
+
+
+def verdict(f: dict, cores: int) -> str:
+    """Says who limits the run: 'ok', 'server saturated' or 'bots saturated' (with the reason).
+
+    Bots count as saturated when one bot process is near a full core (its event loop cannot go
+    faster), the machine has under 10% idle left, or publishers fell behind their frame rate:
+    then the run shows what the bots could drive, not where the server's ceiling is.
+    """
+    reasons = []
+    if f["bot_cores_max_process"] >= 0.9:
+        reasons.append(f"a bot process used {f['bot_cores_max_process']:.2f} core")
+    if f["machine_busy"] >= 0.9:
+        reasons.append(f"machine {f['machine_busy']:.0%} busy on {cores} cores")
+    pace = f["publisher_pace_min"]
+    if pace is not None and pace < 0.95:
+        reasons.append(f"a publisher sent only {pace:.0%} of its frames")
+    if reasons:
+        return "bots saturated: " + "; ".join(reasons)
+    if f["server_cores"] >= 0.9:
+        return "server saturated (one event loop near a full core)"
+    return "ok"
+
+
+def _div(a: float, b: float, digits: int) -> float | None:
+    return round(a / b, digits) if b else None
+
+
+def _round(v: float | None, digits: int) -> float | None:
+    return None if v is None else round(v, digits)
+
+
+def _ms(v: float | None) -> float | None:
+    return None if v is None else v * 1000
+
+
+def summarize_profile(collapsed: str, top: int = 15) -> dict[str, list[tuple[str, float]]]:
+    """Top frames of a py-spy `--format raw` (collapsed stacks) profile, as shares of samples.
+
+    `self`: where the samples were taken (leaf frame); `total`: frames anywhere on the stack.
+    """
+    self_counts: dict[str, int] = {}
+    total_counts: dict[str, int] = {}
+    samples = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        samples += n
+        frames = [f for f in stack.split(";") if f]
+        if not frames:
+            continue
+        self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + n
+        for frame in set(frames):
+            total_counts[frame] = total_counts.get(frame, 0) + n
+
+    def ranked(counts: dict[str, int]) -> list[tuple[str, float]]:
+        best = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+        return [(name, round(n / samples, 4)) for name, n in best]
+
+    if not samples:
+        return {"self": [], "total": [], "samples": 0}
+    return {"self": ranked(self_counts), "total": ranked(total_counts), "samples": samples}
+
+
+# ---------------------------------------------------------------------------------------------
+# scenarios
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Participant:
+    name: str
+    room: str
+    publish: bool
+    slots: int
+    audio: bool
+
+
+@dataclass
+class Scenario:
+    name: str
+    rooms: list[list[Participant]]
+    fps: int
+    bitrate: int
+    width: int = 640
+    height: int = 480
+    notes: list[str] = field(default_factory=list)
+
+    def edges(self) -> list[tuple[str, str, str]]:
+        out = []
+        for room in self.rooms:
+            for p in room:
+                if not p.publish:
+                    continue
+                for s in room:
+                    if s is not p and s.slots:
+                        kinds = KINDS if p.audio else ("video",)
+                        out.extend((p.name, s.name, k) for k in kinds)
+        return out
+
+
+def build_scenario(args: argparse.Namespace) -> Scenario:
+    if args.scenario == "janus":
+        subs = args.subscribers
+        room = [Participant("r0-pub", "r0", True, 0, False)]
+        room += [Participant(f"r0-sub{i}", "r0", False, 1, False) for i in range(subs)]
+        return Scenario(
+            "janus",
+            [room],
+            args.fps or 30,
+            args.bitrate or 800_000,
+            notes=[f"one VGA VP8 publisher (video only) to {subs} subscribers, joined together"],
+        )
+    rooms, k = (20, 3) if args.scenario == "triad20" else (args.rooms, args.participants)
+    audio = not args.no_audio
+    layout = [
+        [Participant(f"r{r}-p{i}", f"r{r}", True, k - 1, audio) for i in range(k)]
+        for r in range(rooms)
+    ]
+    return Scenario(
+        args.scenario,
+        layout,
+        args.fps or 15,
+        args.bitrate or 500_000,
+        notes=[f"{rooms} rooms x {k} participants, full mesh, audio {'on' if audio else 'off'}"],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# orchestrator
+# ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Child:
+    """A child process speaking JSON lines on stdout; stopped by its PID only."""
+
+    def __init__(self, module: str, argv: list[str], label: str) -> None:
+        self.label = label
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
+        self.pid = self.proc.pid
+
+    def expect(self, event: str, within: float) -> dict:
+        """Next JSON line with this event; raises if the child exits or is silent too long."""
+        import selectors
+
+        deadline = time.monotonic() + within
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        try:
+            while time.monotonic() < deadline:
+                if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                    break
+                line = self.proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"{self.label} (pid {self.pid}) exited")
+                try:
+                    msg = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if msg.get("event") == "error":
+                    raise RuntimeError(f"{self.label}: {msg.get('message')}")
+                if msg.get("event") == event:
+                    return msg
+        finally:
+            sel.close()
+        raise TimeoutError(f"{self.label} (pid {self.pid}): no {event!r} within {within} s")
+
+    def send(self, command: str) -> None:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+
+
+def http_json(url: str, within: float = 5.0) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=within) as r:
+        return json.loads(r.read())
+
+
+def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
+    """One server process in `mode` under the scenario's load; returns the figures."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = Child(
+        "bench.load_server",
+        ["--mode", mode, "--port", str(port), "--host", HOST],
+        f"server[{mode}]",
+    )
+    bots: list[Child] = []
+    profiler = None
+    try:
+        server.expect("listening", 30)
+        time.sleep(1.0)
+        rss_idle = read_proc_rss(server.pid)
+        groups = [scenario.rooms[i :: args.bot_procs] for i in range(args.bot_procs)]
+        verify = "bytes" if mode == "passthrough" else "decode"
+        for i, rooms in enumerate(g for g in groups if g):
+            spec = {
+                "server": url,
+                "host": HOST,
+                "rooms": [[p.__dict__ for p in room] for room in rooms],
+                "fps": scenario.fps,
+                "bitrate": scenario.bitrate,
+                "size": [scenario.width, scenario.height],
+                "verify": verify,
+                "stagger": args.stagger,
+            }
+            bots.append(Child("bench.load_bots", [json.dumps(spec)], f"bots{i}"))
+        ready = [b.expect("ready", args.join_timeout) for b in bots]
+        ttff = [t for r in ready for t in r["ttff"]]
+        missing = sum(r["missing"] for r in ready)
+        time.sleep(args.warmup)
+
+        def sample() -> Sample:
+            return Sample(
+                at=time.monotonic(),
+                server_cpu=read_proc_cpu(server.pid),
+                bot_cpu={b.pid: read_proc_cpu(b.pid) for b in bots},
+                machine=read_machine_cpu(),
+                packets_sent=http_json(url + "/stats")["packets_sent"],
+            )
+
+        for b in bots:
+            b.send("mark")
+        for b in bots:
+            b.expect("marked", 10)
+        first = sample()
+        if args.profile:
+            profiler = start_profiler(server.pid, args.window, f"{args.profile}-{mode}")
+        time.sleep(args.window)
+        last = sample()
+        for b in bots:
+            b.send("report")
+        reports = [b.expect("report", 30) for b in bots]
+        server_stats = http_json(url + "/stats")
+        rss_end = read_proc_rss(server.pid)
+        w = window(first, last)
+        # the probes' window starts a moment before `first` and ends after `last`: use theirs
+        # for rates so that frames and seconds come from the same clock readings
+        probe_seconds = min(r["seconds"] for r in reports)
+        w_probe = WindowFigures(
+            probe_seconds, w.server_cpu_s, w.bot_cores, w.machine_busy, w.packets
+        )
+        edges = scenario.edges()
+        result = figures(
+            w_probe,
+            video_streams=sum(k == "video" for _, _, k in edges),
+            audio_streams=sum(k == "audio" for _, _, k in edges),
+            pairs=[p for r in reports for p in r["pairs"]],
+            ttff=ttff,
+            latencies=[x for r in reports for x in r["latencies"]],
+            publisher_pace=[x for r in reports for x in r["pace"]],
+            participants=sum(len(room) for room in scenario.rooms),
+            rss_idle=rss_idle,
+            rss_end=rss_end,
+            cores=os.cpu_count() or 1,
+        )
+        # CPU and packets come from the orchestrator's own window, not the probes'
+        result["server_cores"] = round(w.server_cpu_s / w.seconds, 4)
+        result["packets_per_s"] = round(w.packets / w.seconds, 1)
+        result["pairs_without_first_frame"] = missing
+        result["audio_frames_per_s"] = _div(
+            sum(r["audio_frames"] for r in reports), probe_seconds, 1
+        )
+        result["server_counters"] = {
+            k: v
+            for k, v in server_stats.items()
+            if k
+            in (
+                "frames_gated",
+                "queue_overflows",
+                "keyframe_requests_sent",
+                "upstream_losses",
+                "sink_drops",
+                "peers_failed",
+            )
+        }
+        if profiler is not None:
+            result["profile"] = finish_profiler(profiler, f"{args.profile}-{mode}")
+        for b in bots:
+            b.send("quit")
+        return result
+    finally:
+        if profiler is not None and profiler.poll() is None:
+            os.kill(profiler.pid, signal.SIGTERM)
+            profiler.wait(timeout=10)
+        for b in bots:
+            b.stop()
+        server.stop()
+
+
+def start_profiler(pid: int, seconds: float, prefix: str) -> subprocess.Popen:
+    """py-spy samples the server (all threads, native frames off) for the window."""
+    spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200"]
+        + ["--nonblocking", "--threads", "--format", "raw", "-o", prefix + ".txt"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def finish_profiler(proc: subprocess.Popen, prefix: str) -> dict:
+    proc.wait(timeout=60)
+    try:
+        with open(prefix + ".txt") as f:
+            summary = summarize_profile(f.read())
+    except FileNotFoundError:
+        return {"error": "py-spy wrote no profile"}
+    summary["file"] = prefix + ".txt"
+    return summary
+
+
+def print_run(name: str, mode: str, f: dict) -> None:
+    print(f"\n== {name} / {mode} ==")
+    for key, value in f.items():
+        if key == "profile":
+            print("  profile (share of samples, leaf frames):")
+            for frame, share in value.get("self", [])[:10]:
+                print(f"    {share:6.1%}  {frame}")
+            continue
+        print(f"  {key:28s} {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", choices=("rooms", "janus", "triad20"), default="rooms")
+    parser.add_argument("--rooms", type=int, default=1)
+    parser.add_argument("--participants", type=int, default=3)
+    parser.add_argument("--subscribers", type=int, default=8, help="janus scenario")
+    parser.add_argument("--fps", type=int, choices=(15, 30), default=None)
+    parser.add_argument("--bitrate", type=int, default=None, help="clip bitrate, bit/s")
+    parser.add_argument("--no-audio", action="store_true")
+    parser.add_argument("--baseline", choices=("reencode",), default=None)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--window", type=float, default=15.0)
+    parser.add_argument("--bot-procs", type=int, default=1)
+    parser.add_argument("--stagger", type=float, default=0.2, help="seconds between rooms")
+    parser.add_argument("--join-timeout", type=float, default=120.0)
+    parser.add_argument("--profile", default=None, help="py-spy raw profile path prefix")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.scenario == "janus" and args.subscribers < 0:
+        parser.error("--subscribers must be >= 0")
+    if args.rooms < 1 or args.participants < 2 or args.bot_procs < 1:
+        parser.error("need --rooms >= 1, --participants >= 2, --bot-procs >= 1")
+    if args.window < 2 or args.warmup < 0:
+        parser.error("need --window >= 2 and --warmup >= 0")
+    scenario = build_scenario(args)
+    modes = ["passthrough"] + ([args.baseline] if args.baseline else [])
+    load = os.getloadavg()
+    results = {
+        "scenario": scenario.name,
+        "notes": scenario.notes,
+        "fps": scenario.fps,
+        "bitrate": scenario.bitrate,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "loadavg_before": [round(x, 2) for x in load],
+        "argv": sys.argv[1:] if argv is None else argv,
+        "runs": {},
+    }
+    print(f"scenario {scenario.name}: {'; '.join(scenario.notes)}; {scenario.fps} fps")
+    print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    for mode in modes:
+        results["runs"][mode] = f = run_mode(scenario, mode, args)
+        print_run(scenario.name, mode, f)
+    if args.baseline:
+        a, b = results["runs"]["passthrough"], results["runs"][args.baseline]
+        ratio = _div(b["ms_per_video_stream_s"] or 0, a["ms_per_video_stream_s"] or 0, 2)
+        results["reencode_over_passthrough"] = ratio
+        print(f"\nre-encode / passthrough, server CPU per forwarded video stream: {ratio}x")
+    results["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
