@@ -51,7 +51,7 @@ class ServerProcess:
                     role = m.group(1)
                 if m := re.search(r"(https?://\S+/j/\S+)", line):
                     self.links.setdefault(role or "?", []).append(m.group(1))
-                if "admits the parties" in line:
+                if getattr(self, "_ready_marker", "admits the parties") in line:
                     ready.set()
             ready.set()
 
@@ -60,6 +60,11 @@ class ServerProcess:
             self.stop()
             raise RuntimeError("server did not start:\n" + "\n".join(self.lines[-40:]))
         return self
+
+    def start_quiet(self, timeout: float = 30) -> ServerProcess:
+        """Start a server that prints no demo links (``--no-demo``): ready once it listens."""
+        self._ready_marker = "LISTENING"
+        return self.start(timeout)
 
     def stop(self, sig_kill: bool = False) -> None:
         if self.proc and self.proc.poll() is None:

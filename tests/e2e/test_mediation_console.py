@@ -1,0 +1,157 @@
+"""The mediator's whole path in Chromium: log in, create the case, invite, admit, caucus, end.
+And recovery: the server is SIGKILLed mid-session; both phones come back by themselves into
+the space they were in."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.conftest import INBOUND, WAIT_FRAMES
+from tests.e2e.test_two_phones import join
+from tests.support.server_proc import ROOT, ServerProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+PASSWORD = "mediation-2026-pass"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def frames(page) -> int:
+    return page.evaluate(INBOUND)["video"].get("framesDecoded", 0)
+
+
+def rising(page, wait_ms=1500) -> bool:
+    before = frames(page)
+    page.wait_for_timeout(wait_ms)
+    return frames(page) > before + 5
+
+
+def test_console_to_caucus_to_end(tmp_path, launch, new_page):
+    data = tmp_path / "data"
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "server.py"),
+            "user",
+            "add",
+            "wang",
+            "--name",
+            "王调解员",
+            "--role",
+            "mediator",
+            "--password-stdin",
+            "--data-dir",
+            str(data),
+        ],
+        input=PASSWORD + "\n",
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    server = ServerProcess(data, "--no-demo").start_quiet()
+    try:
+        browser = launch()
+        med = new_page(browser)
+        med.goto(server.url + "/login")
+        med.fill("input[name=username]", "wang")
+        med.fill("input[name=password]", PASSWORD)
+        med.click("button[type=submit]")
+        med.wait_for_url("**/console")
+        med.fill("input[name=case_number]", "(2026)京0105民调123号")
+        med.fill("input[name=title]", "房屋租赁纠纷 Tenancy dispute")
+        med.fill("input[name=name0]", "张三")
+        med.fill("input[name=name1]", "李四")
+        med.click("form[action='/console/sessions'] button[type=submit]")
+        med.wait_for_selector("#enter")
+        party_link = med.get_attribute(".invite:has(h3:text-is('张三')) .url a", "href")
+        med.click("#enter")
+        join(med, None, consents=False)
+
+        party = new_page(browser)
+        join(party, party_link)
+        party.wait_for_selector("#waiting:not([hidden])")
+        pid = party.evaluate("() => window.parley.me")
+        row = f'#people li[data-participant="{pid}"]'
+        med.click(f'{row} button[data-action="admit"]')
+        med.click(f'{row} button[data-action="identity"]')
+        med.wait_for_selector(f"{row} >> text=✔ID")
+        assert med.evaluate(WAIT_FRAMES, 15000) >= 0 and party.evaluate(WAIT_FRAMES, 15000) >= 0
+
+        # A one-minute caucus for side A: the party moves, sees the countdown in warning colour.
+        med.fill("#caucus-name", "a")
+        med.fill("#caucus-minutes", "1")
+        med.click("#form-caucus button")
+        med.click('#caucuses li[data-caucus="a"] button[data-action="move-side-A"]')
+        party.wait_for_selector("#caucus-timer.warn:not([hidden])", timeout=10000)
+        assert "0:5" in party.inner_text("#caucus-timer") or "1:00" in party.inner_text(
+            "#caucus-timer"
+        )
+        assert not rising(party), "a party alone in a caucus must receive nobody"
+        party.click("#btn-ask")
+        med.wait_for_selector(f"{row} >> text=✋")
+
+        # The mediator visits: they see each other again; the chat stays in the caucus.
+        med.click('#caucuses li[data-caucus="a"] button[data-action="visit"]')
+        assert rising(party, 2500) and rising(med, 2500)
+        party.fill("#chat-text", "我们可以接受分期 we can accept instalments")
+        party.click("#form-chat button")
+        med.wait_for_selector("#chat-list >> text=we can accept instalments")
+
+        med.click('#caucuses li[data-caucus="a"] button[data-action="close-caucus"]')
+        party.wait_for_selector("#caucus-timer", state="hidden")
+        med.once("dialog", lambda d: d.accept())
+        med.click("#btn-end")
+        party.wait_for_selector("#screen-end:not([hidden])", timeout=10000)
+    finally:
+        server.stop()
+
+
+def test_sigkill_and_restart_participants_return_to_their_space(tmp_path, launch, new_page):
+    data, port = tmp_path / "data", free_port()
+    server = ServerProcess(data, "--port", str(port)).start()
+    browser = launch()
+    med, party = new_page(browser), new_page(browser)
+    try:
+        join(med, server.links["mediator"][0], consents=False)
+        join(party, server.links["party"][0])
+        pid = party.evaluate("() => window.parley.me")
+        med.click(f'#people li[data-participant="{pid}"] button[data-action="admit"]')
+        assert party.evaluate(WAIT_FRAMES, 15000) >= 0
+        pcs_before = party.evaluate("() => window.__pcs.length")
+
+        server.stop(sig_kill=True)
+        server = ServerProcess(data, "--port", str(port)).start()
+
+        # Nobody touches the pages: they reconnect, offer again, and the party is still admitted.
+        party.wait_for_function(f"() => window.__pcs.length > {pcs_before}", timeout=20000)
+        assert party.evaluate(WAIT_FRAMES, 20000) >= 0 and med.evaluate(WAIT_FRAMES, 20000) >= 0
+        assert party.is_hidden("#waiting")
+        assert party.evaluate("() => window.parley.view.space") == "joint"
+        assert rising(party) and rising(med)
+        verify = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "server.py"),
+                "ledger",
+                "verify",
+                party.evaluate("() => window.parley.view.session.id"),
+                "--data-dir",
+                str(data),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=30,
+        )
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    finally:
+        server.stop()
