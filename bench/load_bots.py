@@ -275,7 +275,17 @@ class BotProcess:
             if st is not None and st.first_at is not None:
                 start = max(self.bots[sub].joined_at, self.bots[pub].joined_at)
                 ttff.append(round(st.first_at - start, 4))
-        return {"event": "ready", "ttff": ttff, "missing": len(pairs) - len(ttff)}
+        return {
+            "event": "ready",
+            "ttff": ttff,
+            "missing": len(pairs) - len(ttff),
+            "clip_kbps": [self.clip_kbps(b) for b in self.bots.values() if b.video_track],
+        }
+
+    def clip_kbps(self, bot: ProbeBot) -> float:
+        """The publisher's actual video bitrate: its clip's bytes at its frame rate."""
+        frames = bot.video_track._video.frames
+        return round(sum(map(len, frames)) * 8 * self.spec["fps"] / len(frames) / 1000, 1)
 
     def _has_first(self, sub: str, pub: str) -> bool:
         st = self.bots[sub].pairs.get(pub)

@@ -110,6 +110,7 @@ def window(a: Sample, b: Sample) -> WindowFigures:
 def figures(
     w: WindowFigures,
     *,
+    probe_seconds: float,
     video_streams: int,
     audio_streams: int,
     pairs: list[dict],
@@ -126,6 +127,8 @@ def figures(
     `pairs`: one entry per (subscriber, publisher) video edge with the frames received in the
     window, frame-number gaps and out-of-order frames, and the frames that publisher sent in it.
     `publisher_pace`: per publisher, frames sent in the window / (fps x window).
+    `probe_seconds`: the probes' own window (frames and seconds from the same clock readings);
+    CPU and packets use the orchestrator's window `w`.
     """
     cpu_ms = w.server_cpu_s * 1000
     stream_s_video = video_streams * w.seconds
@@ -133,7 +136,7 @@ def figures(
     received = sum(p["frames"] for p in pairs)
     gaps = sum(p["gaps"] for p in pairs)
     sent = sum(p["sent"] for p in pairs)
-    fps = [p["frames"] / w.seconds for p in pairs]
+    fps = [p["frames"] / probe_seconds for p in pairs]
     bot_total = sum(w.bot_cores.values())
     out = {
         "window_s": round(w.seconds, 2),
@@ -161,6 +164,9 @@ def figures(
         "bot_cores": round(bot_total, 3),
         "bot_cores_max_process": round(max(w.bot_cores.values(), default=0.0), 3),
         "machine_busy": round(w.machine_busy, 3),
+        "other_cores": round(
+            max(0.0, w.machine_busy * cores - w.server_cpu_s / w.seconds - bot_total), 3
+        ),
         "publisher_pace_min": _round(min(publisher_pace, default=None), 3),
     }
     out["verdict"] = verdict(out, cores)
@@ -168,22 +174,33 @@ def figures(
 
 
 def verdict(f: dict, cores: int) -> str:
-    """Says who limits the run: 'ok', 'server saturated' or 'bots saturated' (with the reason).
+    """Who limits the run: 'ok', 'server saturated', 'bots saturated' or 'machine shared'.
 
     Bots count as saturated when one bot process is near a full core (its event loop cannot go
-    faster), the machine has under 10% idle left, or publishers fell behind their frame rate:
-    then the run shows what the bots could drive, not where the server's ceiling is.
+    faster) or the bench's own processes fill the machine; the machine counts as shared when it
+    was over 90% busy and other processes (other engineers' runs) took a real share of it; a
+    publisher that fell behind its frame rate is named too. In every such case the run shows
+    what the bots could drive, not where the server's ceiling is.
     """
-    reasons = []
+    bots, machine = [], []
     if f["bot_cores_max_process"] >= 0.9:
-        reasons.append(f"a bot process used {f['bot_cores_max_process']:.2f} core")
+        bots.append(f"a bot process used {f['bot_cores_max_process']:.2f} core")
     if f["machine_busy"] >= 0.9:
-        reasons.append(f"machine {f['machine_busy']:.0%} busy on {cores} cores")
+        note = f"machine {f['machine_busy']:.0%} busy on {cores} cores"
+        if f["other_cores"] >= 0.3:
+            machine.append(f"{note}, {f['other_cores']:.2f} core used by other processes")
+        else:
+            bots.append(note)
     pace = f["publisher_pace_min"]
     if pace is not None and pace < 0.95:
-        reasons.append(f"a publisher sent only {pace:.0%} of its frames")
-    if reasons:
-        return "bots saturated: " + "; ".join(reasons)
+        (machine if machine else bots).append(f"a publisher sent only {pace:.0%} of its frames")
+    parts = []
+    if bots:
+        parts.append("bots saturated: " + "; ".join(bots))
+    if machine:
+        parts.append("machine shared: " + "; ".join(machine))
+    if parts:
+        return " | ".join(parts)
     if f["server_cores"] >= 0.9:
         return "server saturated (one event loop near a full core)"
     return "ok"
@@ -425,15 +442,11 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
         server_stats = http_json(url + "/stats")
         rss_end = read_proc_rss(server.pid)
         w = window(first, last)
-        # the probes' window starts a moment before `first` and ends after `last`: use theirs
-        # for rates so that frames and seconds come from the same clock readings
         probe_seconds = min(r["seconds"] for r in reports)
-        w_probe = WindowFigures(
-            probe_seconds, w.server_cpu_s, w.bot_cores, w.machine_busy, w.packets
-        )
         edges = scenario.edges()
         result = figures(
-            w_probe,
+            w,
+            probe_seconds=probe_seconds,
             video_streams=sum(k == "video" for _, _, k in edges),
             audio_streams=sum(k == "audio" for _, _, k in edges),
             pairs=[p for r in reports for p in r["pairs"]],
@@ -445,10 +458,9 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
             rss_end=rss_end,
             cores=os.cpu_count() or 1,
         )
-        # CPU and packets come from the orchestrator's own window, not the probes'
-        result["server_cores"] = round(w.server_cpu_s / w.seconds, 4)
-        result["packets_per_s"] = round(w.packets / w.seconds, 1)
         result["pairs_without_first_frame"] = missing
+        kbps = [k for r in ready for k in r["clip_kbps"]]
+        result["publisher_video_kbps"] = _div(sum(kbps), len(kbps), 1)
         result["audio_frames_per_s"] = _div(
             sum(r["audio_frames"] for r in reports), probe_seconds, 1
         )
