@@ -38,6 +38,44 @@ def codec_preferences(kind: str, video_codec: str) -> list:
     return [c for c in caps if c.mimeType.lower() in wanted]
 
 
+def guard_late_start(transceiver, is_closed: Callable[[], bool]) -> None:
+    """Work around an aiortc race: closing a connection while it is still connecting.
+
+    aiortc starts senders and receivers from an untracked task once DTLS is up; if the
+    connection was closed meanwhile, that task still starts them and their RTCP tasks run
+    forever (seen: one leaked task per receiver in join/leave cycles). Refuse late starts.
+    """
+    receiver, sender = transceiver.receiver, transceiver.sender
+    receive, send = receiver.receive, sender.send
+
+    async def guarded_receive(parameters) -> None:
+        if not is_closed():
+            await receive(parameters)
+
+    async def guarded_send(parameters) -> None:
+        if not is_closed():
+            await send(parameters)
+
+    receiver.receive, sender.send = guarded_receive, guarded_send
+
+
+def guard_transport_start(dtls, is_closed: Callable[[], bool]) -> None:
+    """Same race for the transports: a start after close raises inside aiortc's connect task
+    ("RTCIceTransport is closed", logged as a never-retrieved task exception)."""
+    ice = dtls.transport
+    dtls_start, ice_start = dtls.start, ice.start
+
+    async def guarded_dtls_start(parameters) -> None:
+        if not is_closed():
+            await dtls_start(parameters)
+
+    async def guarded_ice_start(parameters) -> None:
+        if not is_closed():
+            await ice_start(parameters)
+
+    dtls.start, ice.start = guarded_dtls_start, guarded_ice_start
+
+
 @dataclass
 class Slot:
     """One pre-negotiated audio + video sender pair of a subscriber."""
@@ -82,6 +120,7 @@ class PeerSession:
         for kind in KINDS:
             t = self.pc.addTransceiver(kind, direction="recvonly")
             t.setCodecPreferences(codec_preferences(kind, video_codec))
+            guard_late_start(t, lambda: self.closed)
             self.publications[kind] = Publication(participant_id, kind, t.receiver)
         for index, (audio_mid, video_mid) in enumerate(shape.slots):
             slot = Slot(index, {"audio": audio_mid, "video": video_mid})
@@ -89,6 +128,7 @@ class PeerSession:
                 track = SlotTrack(kind)
                 t = self.pc.addTransceiver(track, direction="sendonly")
                 t.setCodecPreferences(codec_preferences(kind, video_codec))
+                guard_late_start(t, lambda: self.closed)
                 slot.tracks[kind], slot.senders[kind] = track, t.sender
                 passthrough.hook_sender(
                     t.sender,
@@ -108,6 +148,8 @@ class PeerSession:
         except Exception as exc:
             raise MediaError("bad_sdp", f"the offer could not be applied: {exc}") from exc
         self._check_binding()
+        for dtls in {t.receiver.transport for t in self.pc.getTransceivers()}:
+            guard_transport_start(dtls, lambda: self.closed)
         loop = asyncio.get_running_loop()
         self._timeout = loop.call_later(self._connect_timeout, self._connect_timed_out)
         return self.pc.localDescription.sdp
