@@ -43,12 +43,20 @@ FOOTER_Y = 30.0
 BOX_W, BOX_H, ROW_H = 230.0, 56.0, 84.0
 
 
+# pyHanko drops the OpenType layout tables from the embedded subset anyway; removing them
+# up front makes every render ~3x faster at the cost of kerning (CJK text does not use it).
+_UNUSED_TABLES = ("GSUB", "GPOS", "GDEF", "BASE", "VORG", "vhea", "vmtx")
+
+
 @functools.cache
 def font_bytes() -> bytes:
     """The Simplified Chinese face of the installed Noto Sans CJK collection, as OTF bytes."""
     collection = TTCollection(FONT_COLLECTION, lazy=True)
     for face in collection.fonts:
         if face["name"].getDebugName(6) == FONT_FACE:
+            for table in _UNUSED_TABLES:
+                if table in face:
+                    del face[table]
             out = io.BytesIO()
             face.save(out)
             return out.getvalue()
@@ -261,3 +269,35 @@ def page_texts(pdf_reader) -> list[list[str]]:
             lines.append(str(generic.read_object(io.BytesIO(data[pos:]), None)))
         pages.append(lines)
     return pages
+
+
+def render_text_pdf(lines: list[tuple[str, float]], language: str, title: str) -> bytes:
+    """A plain A4 document of (text, font size) lines, wrapped, in the agreement's font."""
+    writer = PdfFileWriter(stream_xrefs=False)
+    writer.document_meta.title = title
+    ts = _Typesetter(writer, language)
+    width = PAGE_W - 2 * MARGIN
+    pages: list[list[bytes]] = [[]]
+    y = PAGE_H - MARGIN
+    for text, size in lines:
+        for part in ts.wrap(text, size, width) if text else [""]:
+            if y - LEADING < MARGIN:
+                pages.append([])
+                y = PAGE_H - MARGIN
+            y -= LEADING * size / BODY_SIZE
+            if part:
+                pages[-1].append(ts.line(part, MARGIN, y, size))
+    resources = generic.DictionaryObject(
+        {
+            generic.pdf_name("/Font"): generic.DictionaryObject(
+                {generic.pdf_name("/F1"): ts.engine.as_resource()}
+            )
+        }
+    )
+    for ops in pages:
+        stream = generic.StreamObject(stream_data=b"".join(ops))
+        stream.compress()
+        writer.insert_page(PageObject(writer.add_object(stream), (0, 0, PAGE_W, PAGE_H), resources))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()

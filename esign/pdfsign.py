@@ -46,7 +46,7 @@ def asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
 
-def _asn1_key(key) -> keys.PrivateKeyInfo:
+def asn1_private_key(key) -> keys.PrivateKeyInfo:
     der = key.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,
@@ -55,7 +55,7 @@ def _asn1_key(key) -> keys.PrivateKeyInfo:
     return keys.PrivateKeyInfo.load(der)
 
 
-def _cert_store(chain: list[x509.Certificate]) -> SimpleCertificateStore:
+def cert_store(chain: list[x509.Certificate]) -> SimpleCertificateStore:
     return SimpleCertificateStore.from_certs([asn1_cert(c) for c in chain])
 
 
@@ -91,8 +91,8 @@ async def certify(
     """The platform's certification signature (DocMDP: only form filling and signing)."""
     signer = signers.SimpleSigner(
         signing_cert=asn1_cert(seal_cert),
-        signing_key=_asn1_key(seal_key),
-        cert_registry=_cert_store(chain),
+        signing_key=asn1_private_key(seal_key),
+        cert_registry=cert_store(chain),
     )
     meta = PdfSignatureMetadata(
         field_name=CERTIFICATION_FIELD,
@@ -144,7 +144,7 @@ async def prepare_signature(
     """Add the field's signature revision with a placeholder; return what the phone signs."""
     placeholder = signers.ExternalSigner(
         signing_cert=asn1_cert(cert),
-        cert_registry=_cert_store(chain),
+        cert_registry=cert_store(chain),
         signature_value=bytes(MAX_P256_DER_SIGNATURE),
         signature_mechanism=_ecdsa_mechanism(),
     )
@@ -182,7 +182,7 @@ async def finish_signature(
     """Embed an already verified DER ECDSA signature with a signature timestamp."""
     signer = signers.ExternalSigner(
         signing_cert=asn1_cert(prepared.cert),
-        cert_registry=_cert_store(prepared.chain),
+        cert_registry=cert_store(prepared.chain),
         signature_value=der_signature,
         signature_mechanism=_ecdsa_mechanism(),
     )
@@ -244,8 +244,8 @@ async def seal_and_close(
     PAdES B-LTA. `revocation` is (OCSP responses, CRLs), made after the last signature."""
     signer = signers.SimpleSigner(
         signing_cert=asn1_cert(seal_cert),
-        signing_key=_asn1_key(seal_key),
-        cert_registry=_cert_store(chain),
+        signing_key=asn1_private_key(seal_key),
+        cert_registry=cert_store(chain),
     )
     meta = PdfSignatureMetadata(
         field_name=SEAL_FIELD,
