@@ -349,6 +349,10 @@ def say(msg: dict) -> None:
 async def run(spec: dict) -> None:
     host = spec.get("host", "192.0.2.2")
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [host]
+    if spec.get("rcvbuf"):
+        from bench.run_load import set_udp_receive_buffer
+
+        set_udp_receive_buffer(spec["rcvbuf"])
     proc = BotProcess(spec)
     loop = asyncio.get_running_loop()
     try:

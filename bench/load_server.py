@@ -120,7 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("passthrough", "reencode"), required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", required=True, help="the address ICE offers")
+    parser.add_argument("--rcvbuf", type=int, default=0, help="UDP receive buffer, bytes")
     args = parser.parse_args(argv)
+    if args.rcvbuf:
+        from bench.run_load import set_udp_receive_buffer
+
+        set_udp_receive_buffer(args.rcvbuf)
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(serve(args.mode, args.port, args.host))
     return 0

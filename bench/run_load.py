@@ -75,6 +75,58 @@ def read_machine_cpu() -> tuple[float, float]:
     return total - idle, total
 
 
+def read_udp_drops(pids: list[int]) -> int:
+    """Datagrams the kernel dropped on these processes' UDP sockets (full receive buffers).
+
+    /proc/net/udp{,6} has a drop counter per socket; sockets are matched to the processes by
+    the inodes behind their file descriptors. Counters of sockets closed meanwhile are lost,
+    so read it over a window in which no socket closes.
+    """
+    inodes = set()
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        for fd in os.listdir(fd_dir):
+            try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    drops = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    cols = line.split()
+                    if len(cols) > 12 and cols[9] in inodes:
+                        drops += int(cols[12])
+        except FileNotFoundError:
+            continue
+    return drops
+
+
+def set_udp_receive_buffer(nbytes: int) -> None:
+    """Ask for `nbytes` of receive buffer on every UDP socket this process opens (ICE's).
+
+    The kernel caps it at net.core.rmem_max. For the bench's own processes only: Parley's
+    deployment notes ask for larger buffers on media hosts through sysctl instead.
+    """
+    import asyncio
+    import socket as socketmod
+
+    original = asyncio.BaseEventLoop.create_datagram_endpoint
+
+    async def create_datagram_endpoint(self, *args, **kwargs):
+        transport, protocol = await original(self, *args, **kwargs)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socketmod.SOL_SOCKET, socketmod.SO_RCVBUF, nbytes)
+        return transport, protocol
+
+    asyncio.BaseEventLoop.create_datagram_endpoint = create_datagram_endpoint
+
+
 @dataclass
 class Sample:
     """Counters read at one instant; two samples make a window."""
@@ -84,6 +136,8 @@ class Sample:
     bot_cpu: dict[int, float]
     machine: tuple[float, float]
     packets_sent: int
+    server_drops: int = 0
+    bot_drops: int = 0
 
 
 @dataclass
@@ -93,6 +147,8 @@ class WindowFigures:
     bot_cores: dict[int, float]
     machine_busy: float  # share of all cores busy, 0..1
     packets: int
+    server_drops: int = 0
+    bot_drops: int = 0
 
 
 def window(a: Sample, b: Sample) -> WindowFigures:
@@ -104,6 +160,8 @@ def window(a: Sample, b: Sample) -> WindowFigures:
         bot_cores={pid: (b.bot_cpu[pid] - a.bot_cpu[pid]) / seconds for pid in a.bot_cpu},
         machine_busy=busy,
         packets=b.packets_sent - a.packets_sent,
+        server_drops=b.server_drops - a.server_drops,
+        bot_drops=b.bot_drops - a.bot_drops,
     )
 
 
@@ -163,6 +221,8 @@ def figures(
         "rss_mb_per_participant": _div((rss_end - rss_idle) / 2**20, participants, 2),
         "bot_cores": round(bot_total, 3),
         "bot_cores_max_process": round(max(w.bot_cores.values(), default=0.0), 3),
+        "udp_drops_server": w.server_drops,
+        "udp_drops_bots": w.bot_drops,
         "machine_busy": round(w.machine_busy, 3),
         "other_cores": round(
             max(0.0, w.machine_busy * cores - w.server_cpu_s / w.seconds - bot_total), 3
@@ -411,6 +471,7 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
                 "size": [scenario.width, scenario.height],
                 "verify": verify,
                 "stagger": args.stagger,
+                "rcvbuf": args.rcvbuf,
             }
             bots.append(Child("bench.load_bots", [json.dumps(spec)], f"bots{i}"))
         ready = [b.expect("ready", args.join_timeout) for b in bots]
@@ -425,6 +486,8 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
                 bot_cpu={b.pid: read_proc_cpu(b.pid) for b in bots},
                 machine=read_machine_cpu(),
                 packets_sent=http_json(url + "/stats")["packets_sent"],
+                server_drops=read_udp_drops([server.pid]),
+                bot_drops=read_udp_drops([b.pid for b in bots]),
             )
 
         for b in bots:
@@ -539,6 +602,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bot-procs", type=int, default=1)
     parser.add_argument("--stagger", type=float, default=0.2, help="seconds between rooms")
     parser.add_argument("--join-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--rcvbuf", type=int, default=0, help="UDP receive buffer bytes for bench sockets"
+    )
     parser.add_argument("--profile", default=None, help="py-spy raw profile path prefix")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -563,6 +629,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"scenario {scenario.name}: {'; '.join(scenario.notes)}; {scenario.fps} fps")
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if args.rcvbuf:
+        print(f"UDP receive buffers of bench sockets: {args.rcvbuf} bytes (capped by rmem_max)")
     for mode in modes:
         results["runs"][mode] = f = run_mode(scenario, mode, args)
         print_run(scenario.name, mode, f)
