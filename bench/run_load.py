@@ -345,7 +345,7 @@ class Scenario:
         return out
 
 
-def build_scenario(args: argparse.Namespace) -> Scenario:
+def build_scenario(args: argparse.Namespace, room_count: int) -> Scenario:
     if args.scenario == "janus":
         subs = args.subscribers
         room = [Participant("r0-pub", "r0", True, 0, False)]
@@ -357,7 +357,7 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
             args.bitrate or 800_000,
             notes=[f"one VGA VP8 publisher (video only) to {subs} subscribers, joined together"],
         )
-    rooms, k = (20, 3) if args.scenario == "triad20" else (args.rooms, args.participants)
+    rooms, k = (20, 3) if args.scenario == "triad20" else (room_count, args.participants)
     audio = not args.no_audio
     layout = [
         [Participant(f"r{r}-p{i}", f"r{r}", True, k - 1, audio) for i in range(k)]
@@ -559,7 +559,7 @@ def start_profiler(pid: int, seconds: float, prefix: str) -> subprocess.Popen:
     spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
     return subprocess.Popen(
         [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200"]
-        + ["--nonblocking", "--threads", "--format", "raw", "-o", prefix + ".txt"],
+        + ["--nonblocking", "--function", "--format", "raw", "-o", prefix + ".txt"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -587,10 +587,50 @@ def print_run(name: str, mode: str, f: dict) -> None:
         print(f"  {key:28s} {value}")
 
 
+def code_state() -> str:
+    """The commit measured, and which media/ files differed from it (work in progress)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*a: str) -> str:
+        try:
+            done = subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = [line[3:] for line in git("status", "--short", "--", "media", "bench").splitlines()]
+    return head + (f" + uncommitted {', '.join(dirty)}" if dirty else "")
+
+
+SWEEP_COLUMNS = (
+    ("server_cores", "server cores"),
+    ("ms_per_video_stream_s", "ms/video stream-s"),
+    ("ms_per_packet", "ms/packet"),
+    ("packets_per_s", "pkt/s"),
+    ("subscriber_fps_mean", "fps"),
+    ("frame_loss_gaps", "loss"),
+    ("latency_p95_ms", "lat p95 ms"),
+    ("ttff_p95_s", "ttff p95 s"),
+    ("udp_drops_server", "srv drops"),
+    ("verdict", "verdict"),
+)
+
+
+def print_sweep(steps: list[dict]) -> None:
+    print("\n== sweep ==")
+    print(" | ".join(["rooms", "mode"] + [title for _, title in SWEEP_COLUMNS]))
+    for step in steps:
+        for mode, f in step["runs"].items():
+            cells = [str(step["rooms"]), mode]
+            cells += [str(f.get(key, f.get("error", ""))) for key, _ in SWEEP_COLUMNS]
+            print(" | ".join(cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", choices=("rooms", "janus", "triad20"), default="rooms")
-    parser.add_argument("--rooms", type=int, default=1)
+    parser.add_argument("--rooms", default="1", help="a number, or a list to sweep: 5,10,20")
     parser.add_argument("--participants", type=int, default=3)
     parser.add_argument("--subscribers", type=int, default=8, help="janus scenario")
     parser.add_argument("--fps", type=int, choices=(15, 30), default=None)
@@ -610,35 +650,48 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.scenario == "janus" and args.subscribers < 0:
         parser.error("--subscribers must be >= 0")
-    if args.rooms < 1 or args.participants < 2 or args.bot_procs < 1:
+    try:
+        room_counts = [int(x) for x in args.rooms.split(",")]
+    except ValueError:
+        parser.error("--rooms takes a number or a comma-separated list of numbers")
+    if args.scenario != "rooms":
+        room_counts = [20 if args.scenario == "triad20" else 1]
+    if min(room_counts) < 1 or args.participants < 2 or args.bot_procs < 1:
         parser.error("need --rooms >= 1, --participants >= 2, --bot-procs >= 1")
     if args.window < 2 or args.warmup < 0:
         parser.error("need --window >= 2 and --warmup >= 0")
-    scenario = build_scenario(args)
     modes = ["passthrough"] + ([args.baseline] if args.baseline else [])
     load = os.getloadavg()
     results = {
-        "scenario": scenario.name,
-        "notes": scenario.notes,
-        "fps": scenario.fps,
-        "bitrate": scenario.bitrate,
+        "scenario": args.scenario,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "loadavg_before": [round(x, 2) for x in load],
         "argv": sys.argv[1:] if argv is None else argv,
-        "runs": {},
+        "code": code_state(),
+        "steps": [],
     }
-    print(f"scenario {scenario.name}: {'; '.join(scenario.notes)}; {scenario.fps} fps")
+    print(f"code: {results['code']}")
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if args.rcvbuf:
         print(f"UDP receive buffers of bench sockets: {args.rcvbuf} bytes (capped by rmem_max)")
-    for mode in modes:
-        results["runs"][mode] = f = run_mode(scenario, mode, args)
-        print_run(scenario.name, mode, f)
-    if args.baseline:
-        a, b = results["runs"]["passthrough"], results["runs"][args.baseline]
-        ratio = _div(b["ms_per_video_stream_s"] or 0, a["ms_per_video_stream_s"] or 0, 2)
-        results["reencode_over_passthrough"] = ratio
-        print(f"\nre-encode / passthrough, server CPU per forwarded video stream: {ratio}x")
+    for rooms in room_counts:
+        scenario = build_scenario(args, rooms)
+        print(f"\nscenario {scenario.name}: {'; '.join(scenario.notes)}; {scenario.fps} fps")
+        step = {"rooms": rooms, "notes": scenario.notes, "fps": scenario.fps, "runs": {}}
+        results["steps"].append(step)
+        for mode in modes:
+            try:
+                step["runs"][mode] = f = run_mode(scenario, mode, args)
+            except (RuntimeError, TimeoutError, OSError) as exc:
+                step["runs"][mode] = f = {"error": f"{type(exc).__name__}: {exc}"}
+            print_run(scenario.name, mode, f)
+        if args.baseline and all("error" not in r for r in step["runs"].values()):
+            a, b = step["runs"]["passthrough"], step["runs"][args.baseline]
+            ratio = _div(b["ms_per_video_stream_s"] or 0, a["ms_per_video_stream_s"] or 0, 2)
+            step["reencode_over_passthrough"] = ratio
+            print(f"\nre-encode / passthrough, server CPU per forwarded video stream: {ratio}x")
+    if len(results["steps"]) > 1:
+        print_sweep(results["steps"])
     results["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         with open(args.json, "w") as f:
