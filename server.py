@@ -33,6 +33,7 @@ from rooms.service import ParticipantSpec, SessionService
 from signaling import staff
 from signaling.conductor import Conductor
 from signaling.console import Console
+from signaling.documents import Documents
 from signaling.http import METRICS_REGISTRY, routes
 from signaling.namespace import NAMESPACE, ParleyNamespace
 from signaling.tls import ensure_self_signed, server_context
@@ -194,6 +195,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(routes(signer, ready))
     app.add_routes(staff.routes())
     app.add_routes(Console(service, signer, config).routes())
+    app.add_routes(Documents(service, signer, config.data_dir / "documents").routes())
     return app
 
 

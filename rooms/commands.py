@@ -165,6 +165,19 @@ class Chat(_Command, tag="chat"):
     text: ChatText
 
 
+class ShareDocument(_Command, tag="share_document"):
+    """A file the actor uploaded (stored by the server first), shown only in the actor's space.
+
+    The upload route checks the type by content and stores the bytes; this command records who
+    shared what, where, with its SHA-256, so the ledger proves which document was on the table."""
+
+    document: Annotated[str, msgspec.Meta(pattern=r"^d-[0-9a-f]{16}$")]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+    mime: Literal["application/pdf", "image/png", "image/jpeg"]
+    size: Annotated[int, msgspec.Meta(ge=1, le=20 * 1024 * 1024)]
+    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+
+
 Command = (
     Connect
     | Disconnect
@@ -191,6 +204,7 @@ Command = (
     | StartRecording
     | StopRecording
     | Chat
+    | ShareDocument
 )
 
 COMMAND_TYPES: dict[str, type[_Command]] = {

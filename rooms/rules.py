@@ -410,6 +410,24 @@ def _stop_recording(d: _Decision, cmd: c.StopRecording) -> None:
     d.emit("recording.stopped")
 
 
+def _share_document(d: _Decision, cmd: c.ShareDocument) -> None:
+    me = _self(d)
+    if not is_media_space(me.space):
+        raise CommandError("conflict", "documents can be shared once you are in a room")
+    if any(cmd.document == doc["document"] for docs in d.state.documents.values() for doc in docs):
+        raise CommandError("conflict", f"document {cmd.document} was already shared")
+    d.emit(
+        "document.shared",
+        participant=me.id,
+        space=me.space,
+        document=cmd.document,
+        name=cmd.name,
+        mime=cmd.mime,
+        size=cmd.size,
+        sha256=cmd.sha256,
+    )
+
+
 def _chat(d: _Decision, cmd: c.Chat) -> None:
     me = _self(d)
     if not is_media_space(me.space):
@@ -445,5 +463,6 @@ _HANDLERS = {
     c.StartRecording: _start_recording,
     c.StopRecording: _stop_recording,
     c.Chat: _chat,
+    c.ShareDocument: _share_document,
 }
 assert set(_HANDLERS) == set(c.COMMAND_TYPES.values()), "every command needs a rule"

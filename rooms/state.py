@@ -105,6 +105,7 @@ class SessionState:
     host_lost_at: float | None = None  # every host gone since (safety hold pending)
     held: bool = False  # safety hold applied and no host back yet
     chat: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    documents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # space -> shared
     cids: set[tuple[str, str]] = field(default_factory=set)
     seq: int = 0
     head: str = GENESIS
@@ -219,6 +220,22 @@ class SessionState:
 
     _on_caucus_expired = _on_caucus_closed
 
+    def _on_document_shared(self, e: Event, d: dict) -> None:
+        self.documents.setdefault(d["space"], []).append(
+            {k: d[k] for k in ("document", "name", "mime", "size", "sha256")}
+            | {"seq": e.seq, "ts": e.ts, "from": d["participant"]}
+        )
+
+    def document_for(self, viewer_id: str, document_id: str) -> dict[str, Any] | None:
+        """The document if the viewer stands in the space where it was shared (R9), else None."""
+        me = self.participants.get(viewer_id)
+        if me is None or not is_media_space(me.space):
+            return None
+        return next(
+            (doc for doc in self.documents.get(me.space, []) if doc["document"] == document_id),
+            None,
+        )
+
     def _on_chat_message(self, e: Event, d: dict) -> None:
         kept = self.chat.setdefault(d["space"], [])
         kept.append({"seq": e.seq, "ts": e.ts, "from": d["participant"], "text": d["text"]})
@@ -299,6 +316,7 @@ class SessionState:
             "you": me.to_dict(),
             "space": me.space,
             "chat": list(self.chat.get(me.space, [])) if is_media_space(me.space) else [],
+            "documents": list(self.documents.get(me.space, [])) if is_media_space(me.space) else [],
         }
         if staff:
             view["participants"] = [p.to_dict() for p in self.participants.values()]

@@ -16,6 +16,7 @@
     $("btn-ask").textContent = me.asked_at ? t("asked") : t("ask_mediator");
     renderTimer(view, space);
     renderChat(view);
+    renderDocs(view);
     $("chat-panel").hidden = !(space === "joint" || inCaucus || space === "visit");
   }
 
@@ -48,6 +49,49 @@
     }
     list.scrollTop = list.scrollHeight;
   }
+
+  let docsShown = "";
+  function renderDocs(view) {
+    const docs = view.documents || [];
+    const key = docs.map((d) => d.document).join(",");
+    if (key === docsShown) return;
+    docsShown = key;
+    const list = $("doc-list");
+    list.textContent = "";
+    for (const d of docs) {
+      const li = document.createElement("li");
+      li.dataset.document = d.document;
+      li.textContent = `${d.name} (${Math.ceil(d.size / 1024)} KB) `;
+      li.appendChild(P.button(t("open_document"), "open-document", () => openDocument(d)));
+      list.appendChild(li);
+    }
+  }
+
+  const token = decodeURIComponent(location.pathname.split("/").pop());
+  async function openDocument(d) {
+    const sid = P.view.session.id;
+    const r = await fetch(`/api/sessions/${sid}/documents/${d.document}`,
+      { headers: { Authorization: "Bearer " + token } });
+    if (!r.ok) return;
+    const url = URL.createObjectURL(await r.blob());
+    const a = document.createElement("a");
+    a.href = url; a.download = d.name; a.target = "_blank"; a.rel = "noopener";
+    document.body.appendChild(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  }
+
+  $("doc-file").onchange = async () => {
+    const file = $("doc-file").files[0];
+    if (!file) return;
+    const body = new FormData();
+    body.append("file", file, file.name);
+    $("call-status").textContent = t("uploading");
+    const r = await fetch(`/api/sessions/${P.view.session.id}/documents`,
+      { method: "POST", body, headers: { Authorization: "Bearer " + token } });
+    const reply = await r.json().catch(() => ({ ok: false, error: { message: r.statusText } }));
+    $("call-status").textContent = reply.ok ? "" : t("error") + reply.error.message;
+    $("doc-file").value = "";
+  };
 
   $("btn-ask").onclick = () => P.command({ type: "ask_for_mediator" });
   $("form-chat").onsubmit = (e) => {

@@ -160,6 +160,16 @@ def prepare(world: World, name: str, actor: str) -> dict:
         return {}
     if name == "chat":
         return {"text": "hello"}
+    if name == "share_document":
+        import secrets
+
+        return {
+            "document": "d-" + secrets.token_hex(8),
+            "name": "agreement-draft.pdf",
+            "mime": "application/pdf",
+            "size": 1234,
+            "sha256": "ab" * 32,
+        }
     if name in ("tick", "end_session", "start_recording"):
         return {}
     raise AssertionError(f"no preparation for {name}")
