@@ -596,7 +596,7 @@ def code_state() -> str:
             done = subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             return ""
-        return done.stdout.strip()
+        return done.stdout.rstrip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = [line[3:] for line in git("status", "--short", "--", "media", "bench").splitlines()]
