@@ -126,6 +126,7 @@ class PublisherStats:
 
     frames: int = 0
     first_frame_at: float | None = None  # seconds after the answer was applied
+    first_frame_clock: float | None = None  # time.monotonic() of the first frame
     last_index: int | None = None  # publisher's send sequence number of the last frame
     gaps: int = 0  # frames missing between consecutive received ones
     out_of_order: int = 0
@@ -263,8 +264,10 @@ class Bot:
     def _count_frame(
         self, st: PublisherStats, slot: int, index: int, color, tag: int, now: float
     ) -> None:
-        if st.first_frame_at is None and self._answered_at is not None:
-            st.first_frame_at = now - self._answered_at
+        if st.first_frame_clock is None:
+            st.first_frame_clock = now
+            if self._answered_at is not None:
+                st.first_frame_at = now - self._answered_at
         if st.last_at is not None and now - st.last_at > FREEZE:
             st.freezes.append(now - st.last_at)
         st.last_at = now

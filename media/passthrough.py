@@ -23,8 +23,8 @@ from typing import Any
 import aiortc
 import av
 from aiortc import rtcrtpreceiver, rtcrtpsender
-from aiortc.jitterbuffer import JitterBuffer
-from aiortc.utils import uint16_add
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.utils import uint16_add, uint16_gt
 
 TESTED_AIORTC = "1.16."
 
@@ -124,6 +124,8 @@ class VideoJitterBuffer(JitterBuffer):
             return pli_flag, frame
         head = self._packets[self._origin % self._capacity]
         if head is not None and head.timestamp == packet.timestamp:
+            if packet.marker:
+                return False, self._release_marked(packet)
             return False, None  # the current frame is still arriving
         now = time.monotonic()
         if self._stalled_since is None:
@@ -135,6 +137,42 @@ class VideoJitterBuffer(JitterBuffer):
         self.holes_skipped += 1
         self.remove(uint16_add(packet.sequence_number, -self._origin))
         return True, self._remove_frame(packet.sequence_number)
+
+
+    def _release_marked(self, last) -> JitterFrame | None:
+        """Release a frame as soon as its marked last packet completes it.
+
+        aiortc waits for the first packet of the *next* frame, one frame interval later (67 ms
+        at 15 fps); an SFU forwards at once. Only a run with no hole from the buffer's origin up
+        to the marked packet, all of one timestamp, is released.
+        """
+        count = uint16_add(last.sequence_number, -self._origin) + 1
+        packets = []
+        for i in range(count):
+            p = self._packets[(self._origin + i) % self._capacity]
+            if p is None or p.timestamp != last.timestamp:
+                return None
+            packets.append(p)
+        self.remove(count)
+        return JitterFrame(data=b"".join(p._data for p in packets), timestamp=last.timestamp)
+
+
+class AudioPassBuffer:
+    """Stands in for the audio jitter buffer: each Opus packet is a frame, forwarded at once.
+
+    aiortc's audio buffer holds 4 packets (80 ms) for its decoder; the subscriber's own jitter
+    buffer does that job, so the SFU only drops duplicates and packets older than the last one.
+    """
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+
+    def add(self, packet) -> tuple[bool, JitterFrame | None]:
+        seq = packet.sequence_number
+        if self._last is not None and not uint16_gt(seq, self._last):
+            return False, None
+        self._last = seq
+        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
 
 
 FrameCallback = Callable[[av.Packet], None]
@@ -181,8 +219,9 @@ def tap_receiver(
         raise RuntimeError("tap_receiver() must be called before the receiver starts")
     tap = FrameTap(kind, on_frame)
     receiver._RTCRtpReceiver__decoder_queue = tap
-    if kind == "video":
-        receiver._RTCRtpReceiver__jitter_buffer = VideoJitterBuffer()
+    receiver._RTCRtpReceiver__jitter_buffer = (
+        VideoJitterBuffer() if kind == "video" else AudioPassBuffer()
+    )
     return tap
 
 

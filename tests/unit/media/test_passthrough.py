@@ -64,3 +64,25 @@ def test_video_jitter_buffer_skips_a_hole_after_the_time_limit(monkeypatch):
     pli, frame = jb.add(rtp(5, 12000))
     assert pli and jb.holes_skipped == 1  # gave up: upstream loss is reported
     assert jb.add(rtp(6, 15000))[1].timestamp == 12000  # and frames flow again
+
+
+def test_video_frame_is_released_on_its_marker_packet_not_one_frame_later():
+    jb = passthrough.VideoJitterBuffer()
+    first = rtp(10, 0)
+    assert jb.add(first) == (False, None)
+    last = rtp(11, 0)
+    last.marker = 1
+    pli, frame = jb.add(last)
+    assert not pli and frame is not None and frame.data == bytes([10, 11])
+    hole = rtp(14, 3000)  # 12 and 13 missing: a marked packet after a hole releases nothing
+    hole.marker = 1
+    assert jb.add(hole) == (False, None)
+
+
+def test_audio_pass_buffer_forwards_at_once_and_drops_duplicates_and_late_packets():
+    ab = passthrough.AudioPassBuffer()
+    assert ab.add(rtp(65535, 0))[1].timestamp == 0
+    assert ab.add(rtp(0, 960))[1].timestamp == 960  # sequence wrap
+    assert ab.add(rtp(0, 960)) == (False, None)  # duplicate
+    assert ab.add(rtp(65534, 0)) == (False, None)  # late
+    assert ab.add(rtp(2, 2880))[1].timestamp == 2880  # a gap is fine for audio
