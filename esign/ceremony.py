@@ -465,13 +465,20 @@ class SignatureCeremony:
             )
             return receipt, [*expired, event]
 
-    def decline(self, request: DeclineRequest) -> list[Event]:
+    async def decline(self, request: DeclineRequest) -> list[Event]:
         """A signer refuses: this version can no longer complete; signatures so far stay."""
+        async with self._lock:
+            return self._decline(request)
+
+    def _decline(self, request: DeclineRequest) -> list[Event]:
         agreement = self._require_agreement()
         if signer_role(agreement, request.participant_id) is None:
             raise EsignError("not_a_signer", "this participant does not sign this agreement")
         if self.status != "signing":
             raise EsignError("not_signing", f"agreement is {self.status}")
+        field = next(f for p, f in self.order if p == request.participant_id)
+        if field in self.signed:
+            raise EsignError("already_signed", "a signer who signed cannot decline this version")
         self._pending.clear()
         self.status = "declined"
         return [
@@ -484,8 +491,12 @@ class SignatureCeremony:
             )
         ]
 
-    def cancel(self, participant_id: str, reason: str = "phone_gone") -> list[Event]:
+    async def cancel(self, participant_id: str, reason: str = "phone_gone") -> list[Event]:
         """Drop an open signature request (the phone vanished); the PDF is unchanged."""
+        async with self._lock:
+            return self._cancel(participant_id, reason)
+
+    def _cancel(self, participant_id: str, reason: str) -> list[Event]:
         dropped = [t for t, p in self._pending.items() if p.participant_id == participant_id]
         for token in dropped:
             del self._pending[token]

@@ -311,12 +311,15 @@ async def test_signature_after_the_window_closed_is_refused(make_ceremony, clock
 
 async def test_decline_mid_way_keeps_what_was_signed(make_ceremony, pki):
     ceremony = await make_ceremony()
-    await sign_turn(ceremony, "p-app")
+    applicant, _, _ = await sign_turn(ceremony, "p-app")
+    with pytest.raises(EsignError) as err:
+        await ceremony.decline(applicant.decline("changed my mind"))
+    assert err.value.code == "already_signed"
     signed_pdf = ceremony.pdf
     respondent = enrol(ceremony, "p-res")
     respondent.review(ceremony.pdf)
     await ceremony.prepare("p-res")
-    events = ceremony.decline(respondent.decline("I do not agree with term 2"))
+    events = await ceremony.decline(respondent.decline("I do not agree with term 2"))
     assert events[0]["type"] == "signature.declined"
     assert events[0]["data"]["signed_before"] == ["Applicant1"]
     assert ceremony.status == "declined" and ceremony.pdf == signed_pdf
@@ -334,7 +337,7 @@ async def test_phone_vanishing_mid_signature_leaves_agreement_consistent(make_ce
     before = ceremony.pdf
     request, _ = await ceremony.prepare("p-app")  # ... and the phone is never heard of again
     assert ceremony.pdf == before
-    events = ceremony.cancel("p-app")
+    events = await ceremony.cancel("p-app")
     assert events[0]["type"] == "signature.aborted"
     with pytest.raises(EsignError):
         await ceremony.finish(phone.sign(request))
