@@ -350,3 +350,17 @@ async def test_excluded_case_type_cannot_be_frozen(make_ceremony):
     with pytest.raises(EsignError) as err:
         await make_ceremony(sample_agreement(case_type="inheritance"))
     assert err.value.code == "case_type_excluded"
+
+
+async def test_certificate_expiring_between_prepare_and_finish_is_refused(make_ceremony, clock):
+    ceremony = await make_ceremony()
+    phone = enrol(ceremony, "p-app")
+    phone.review(ceremony.pdf)
+    clock.advance(minutes=28)
+    request, _ = await ceremony.prepare("p-app")
+    before = ceremony.pdf
+    clock.advance(minutes=3)
+    with pytest.raises(EsignError) as err:
+        await ceremony.finish(phone.sign(request))
+    assert err.value.code == "certificate_expired"
+    assert ceremony.pdf == before and ceremony.signed == []
