@@ -6,7 +6,8 @@ The engine runs alone in a child process so that its CPU time (utime + stime fro
 server's cost and nothing else. Bots publish a pre-encoded VP8 640x480 clip + Opus (no encoding)
 and decode what they receive, reading the frame-number barcodes. Printed figures:
 
-* server CPU: % of one core, ms per forwarded stream-second (video, and audio+video pairs), and
+* server CPU: % of one core, ms per forwarded stream-second (a stream: one publisher to one
+  subscriber, its video plus its audio unless --no-audio), and
   µs per forwarded RTP packet — the units of the Janus comparison in issue 3;
 * forwarded packets/s and frames/s, subscriber frame rate, frame loss (barcode gaps),
   join → first remote frame (p50/p95), end-to-end frame latency (p50/p95, same clock);
@@ -104,6 +105,8 @@ async def run(args) -> dict:
         return await loop.run_in_executor(None, parent.recv)
 
     names = [f"bench-{i}" for i in range(args.participants)]
+    publishers = args.publishers or args.participants
+    kinds = ("video",) if args.no_audio else ("audio", "video")
     palette = [
         (220, 40, 40),
         (40, 200, 60),
@@ -118,11 +121,12 @@ async def run(args) -> dict:
         base_rss = rss_mb(proc.pid)
         join_times = []
         for i, name in enumerate(names):
+            publishes = i < publishers
             bot = Bot(
                 name,
-                slots=args.participants - 1,
-                color=palette[i % len(palette)],
-                tone_hz=300 + 100 * i,
+                slots=min(publishers, args.participants - 1),
+                color=palette[i % len(palette)] if publishes else None,
+                tone_hz=300 + 100 * i if publishes and not args.no_audio else None,
                 size=(args.width, args.height),
                 fps=args.fps,
                 bitrate=args.bitrate,
@@ -132,7 +136,7 @@ async def run(args) -> dict:
             await bot.accept_answer(await call("offer", name, await bot.create_offer()))
             await bot.wait_connected(within=15)
             join_times.append(time.monotonic() - started)
-        edges = [(p, s, k) for p in names for s in names if p != s for k in ("audio", "video")]
+        edges = [(p, s, k) for p in names[:publishers] for s in names if p != s for k in kinds]
         plan_at = time.monotonic()
         await call("plan", edges)
         for bot in bots:
@@ -146,7 +150,7 @@ async def run(args) -> dict:
         s1, c1, b1, t1 = await call("stats"), cpu_seconds(proc.pid), cpu_seconds(), time.monotonic()
         window = t1 - t0
         server_cpu, bots_cpu = c1 - c0, b1 - b0
-        video_streams = args.participants * (args.participants - 1)
+        video_streams = sum(1 for p, _, k in edges if k == "video")
         packets = s1["packets_sent"] - s0["packets_sent"]
         frames_out = s1["frames_forwarded"] - s0["frames_forwarded"]
         fps, loss, first, lat = [], [], [], []
@@ -162,11 +166,13 @@ async def run(args) -> dict:
         rss = rss_mb(proc.pid)
         return {
             "participants": args.participants,
-            "video": f"{args.width}x{args.height}@{args.fps} VP8 {args.bitrate // 1000} kbit/s + Opus",
+            "publishers": publishers,
+            "media": f"{args.width}x{args.height}@{args.fps} VP8 {args.bitrate // 1000} kbit/s"
+            + ("" if args.no_audio else " + Opus"),
             "window_s": round(window, 1),
             "forwarded_video_streams": video_streams,
             "server_cpu_pct_of_core": round(100 * server_cpu / window, 1),
-            "server_ms_per_forwarded_av_pair_s": round(
+            "server_ms_per_forwarded_stream_s": round(
                 1000 * server_cpu / (window * video_streams), 2
             ),
             "server_us_per_packet": round(1e6 * server_cpu / packets, 1) if packets else None,
@@ -184,6 +190,8 @@ async def run(args) -> dict:
             "server_rss_per_participant_mb": round((rss - base_rss) / args.participants, 2),
             "bots_cpu_pct_of_core": round(100 * bots_cpu / window, 1),
             "harness_saturated": bots_cpu / window > 0.85,
+            "server_slot_delay_ms_avg": s1["slot_delay_ms_avg"],
+            "server_slot_delay_ms_max": s1["slot_delay_ms_max"],
             "keyframe_requests_sent": s1["keyframe_requests_sent"],
             "queue_overflows": s1["queue_overflows"],
         }
@@ -208,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--host", default="192.0.2.2", help="ICE host address (never 127.0.0.1)")
+    ap.add_argument("--publishers", type=int, default=0, help="only the first N publish (0: all)")
+    ap.add_argument("--no-audio", action="store_true", help="video only (the Janus comparison)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.participants < 2:

@@ -276,14 +276,27 @@ class MediaEngine:
                 del self._last_maps[pid]
 
     # -- numbers -------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The engine's state for the admin console and logs."""
+        return {
+            "config": {
+                "video_codec": self.config.video_codec,
+                "max_slots": self.config.max_slots,
+                "connect_timeout": self.config.connect_timeout,
+            },
+            "peers": [peer.to_dict() for peer in self.peers.values()],
+            "slots": {pid: self.slot_map(pid) for pid in self.peers},
+            "paused_video": sorted(self._paused),
+        }
+
     def stats(self) -> dict:
         """Counters for /metrics and the bench (all plain numbers)."""
         pubs = [p for peer in self.peers.values() for p in peer.publications.values()]
         subs = [s for p in pubs for s in p.forwarder.subscriptions.values()]
-        packets = octets = 0
+        sent = {"packets": 0, "bytes": 0, "frames": 0, "delay_total": 0.0, "delay_max": 0.0}
         for peer in self.peers.values():
-            p, o = peer.slot_sender_stats()
-            packets, octets = packets + p, octets + o
+            for key, value in peer.slot_sender_stats().items():
+                sent[key] = max(sent[key], value) if key == "delay_max" else sent[key] + value
         return {
             "peers": len(self.peers),
             "peers_connected": sum(p.state == "connected" for p in self.peers.values()),
@@ -298,8 +311,11 @@ class MediaEngine:
             "keyframe_requests_sent": sum(p.forwarder.keyframe_requests for p in pubs),
             "keyframe_requests_asked": sum(p.forwarder.keyframe_asks for p in pubs),
             "upstream_losses": sum(p.upstream_losses for p in pubs),
-            "packets_sent": packets,
-            "bytes_sent": octets,
+            "packets_sent": sent["packets"],
+            "bytes_sent": sent["bytes"],
+            "frames_sent": sent["frames"],
+            "slot_delay_ms_avg": round(1000 * sent["delay_total"] / max(1, sent["frames"]), 3),
+            "slot_delay_ms_max": round(1000 * sent["delay_max"], 3),
             **self.counters,
             **self.bandwidth.counters,
         }

@@ -138,7 +138,6 @@ class VideoJitterBuffer(JitterBuffer):
         self.remove(uint16_add(packet.sequence_number, -self._origin))
         return True, self._remove_frame(packet.sequence_number)
 
-
     def _release_marked(self, last) -> JitterFrame | None:
         """Release a frame as soon as its marked last packet completes it.
 

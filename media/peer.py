@@ -196,14 +196,19 @@ class PeerSession:
             self.state = "failed"
             self._on_state(self, "failed")
 
-    def slot_sender_stats(self) -> tuple[int, int]:
-        """(packets, bytes) sent on all slot senders (aiortc keeps these counters private)."""
-        packets = octets = 0
+    def slot_sender_stats(self) -> dict:
+        """Totals over the slot senders: packets and bytes (aiortc keeps these private), frames
+        and the time frames waited in the slots."""
+        out = {"packets": 0, "bytes": 0, "frames": 0, "delay_total": 0.0, "delay_max": 0.0}
         for slot in self.slots:
-            for sender in slot.senders.values():
-                packets += getattr(sender, "_RTCRtpSender__packet_count", 0)
-                octets += getattr(sender, "_RTCRtpSender__octet_count", 0)
-        return packets, octets
+            for kind, sender in slot.senders.items():
+                out["packets"] += getattr(sender, "_RTCRtpSender__packet_count", 0)
+                out["bytes"] += getattr(sender, "_RTCRtpSender__octet_count", 0)
+                track = slot.tracks[kind]
+                out["frames"] += track.frames_sent
+                out["delay_total"] += track.delay_total
+                out["delay_max"] = max(out["delay_max"], track.delay_max)
+        return out
 
     async def close(self, reason: str) -> None:
         """Close publications (and their subscriptions), slots, then the connection."""

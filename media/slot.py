@@ -34,10 +34,11 @@ class OutgoingFrame:
     one received packet can go to many slots with different timestamps without copying it.
     """
 
-    __slots__ = ("data", "pts", "time_base", "is_keyframe")
+    __slots__ = ("data", "pts", "time_base", "is_keyframe", "queued_at")
 
     def __init__(self, data: bytes, pts: int, time_base: fractions.Fraction, key: bool) -> None:
         self.data, self.pts, self.time_base, self.is_keyframe = data, pts, time_base, key
+        self.queued_at = time.monotonic()
 
     def __bytes__(self) -> bytes:
         return self.data
@@ -57,6 +58,8 @@ class SlotTrack(MediaStreamTrack):
         self._last_pts = 0
         self._last_wall: float | None = None
         self.frames_sent = 0
+        self.delay_total = 0.0  # seconds frames waited in this slot before the sender took them
+        self.delay_max = 0.0
 
     @property
     def source(self) -> Subscription | None:
@@ -107,8 +110,13 @@ class SlotTrack(MediaStreamTrack):
                 raise MediaStreamError
             if self._frames:
                 frame = self._frames.popleft()
-                self._last_pts, self._last_wall = frame.pts, time.monotonic()
+                now = time.monotonic()
+                self._last_pts, self._last_wall = frame.pts, now
                 self.frames_sent += 1
+                delay = now - frame.queued_at
+                self.delay_total += delay
+                if delay > self.delay_max:
+                    self.delay_max = delay
                 return frame
             self._waiter = asyncio.get_running_loop().create_future()
             try:

@@ -67,3 +67,39 @@ async def test_removing_an_edge_stops_that_picture_and_readding_brings_it_back(r
     await room.wait_for(lambda: red.frames_from("p-green") >= before + 10, within=10)
     assert red.received()["p-green"]["out_of_order"] == 0
     assert E("p-green", "p-red", "video") in set(mesh(list(COLORS)))
+
+
+async def test_the_answer_forces_vp8_and_opus_even_when_the_offer_prefers_h264(room):
+    from aiortc import RTCRtpSender
+
+    from bench.bot import Bot
+
+    bot = Bot("p-h264", slots=1, color=(200, 200, 200))
+    caps = RTCRtpSender.getCapabilities("video").codecs
+    h264_first = [c for c in caps if c.mimeType == "video/H264"] + [
+        c for c in caps if c.mimeType != "video/H264"
+    ]
+    offer = await bot.create_offer()
+    for t in bot.pc.getTransceivers():
+        if t.kind == "video":
+            t.setCodecPreferences(h264_first)
+    offer = (await bot.pc.createOffer()).sdp
+    assert offer.index("H264/90000") < offer.index("VP8/90000")
+    answer = await room.engine.accept_offer("p-h264", offer)
+    rtpmaps = [line for line in answer.splitlines() if line.startswith("a=rtpmap:")]
+    video = {line.split()[1].split("/")[0] for line in rtpmaps if "/90000" in line}
+    audio = {line.split()[1].split("/")[0] for line in rtpmaps if "/48000" in line}
+    assert video == {"VP8", "rtx"} and audio == {"opus"}
+    await bot.close()
+
+
+async def test_engine_describes_itself(room):
+    await room.join("p-one", slots=1, color=(10, 10, 10))
+    await room.join("p-two", slots=1)
+    room.engine.apply_plan(mesh(["p-one", "p-two"]))
+    room.engine.set_video_paused("p-one", True)
+    info = room.engine.to_dict()
+    assert [p["participant"] for p in info["peers"]] == ["p-one", "p-two"]
+    assert info["slots"]["p-two"][0]["participant"] == "p-one"
+    assert info["slots"]["p-one"][0]["video"] is False
+    assert info["paused_video"] == ["p-one"]
