@@ -13,6 +13,7 @@ import qrcode
 import qrcode.image.svg
 from aiohttp import web
 
+from rooms.commands import decode_command
 from rooms.errors import CommandError
 from rooms.service import ParticipantSpec
 from signaling.pages import esc, page
@@ -152,6 +153,9 @@ class Console:
                 f"<p class='url'><a href='{esc(url)}'>{esc(url)}</a></p>"
                 f"<p><a download='invitation-{esc(p.id)}.svg' "
                 f"href='/console/sessions/{esc(state.id)}/qr/{esc(p.id)}.svg'>下载二维码 Download QR</a></p>"
+                f"<form method='post' action='/console/sessions/{esc(state.id)}/reissue/{esc(p.id)}'>"
+                f"<input type='hidden' name='csrf' value='{esc(sess.csrf)}'>"
+                "<button class='small' type='submit'>作废并重发链接 Revoke and re-issue</button></form>"
                 "</article>"
             )
         body = (
@@ -168,6 +172,21 @@ class Console:
             f"<div class='invites'>{''.join(cards)}</div>"
         )
         return page(state.title, body, user=account.display_name, csrf=sess.csrf)
+
+    async def reissue(self, request: web.Request) -> web.Response:
+        account, sess = require_staff(request, "mediator")
+        await form(request, sess)
+        state = self._session(request, account)
+        pid = request.match_info["pid"]
+        try:
+            self.service.execute(
+                state.id,
+                f"staff:{account.username}",
+                decode_command({"type": "reissue_invitation", "participant": pid}),
+            )
+        except CommandError as exc:
+            raise web.HTTPConflict(text=f"{exc.code}: {exc.message}") from None
+        raise web.HTTPSeeOther(f"/console/sessions/{state.id}#{pid}")
 
     async def qr(self, request: web.Request) -> web.Response:
         account, _ = require_staff(request, "mediator")
@@ -196,5 +215,6 @@ class Console:
             web.post("/console/sessions", self.create),
             web.get("/console/sessions/{sid}", self.session),
             web.get("/console/sessions/{sid}/qr/{pid}.svg", self.qr),
+            web.post("/console/sessions/{sid}/reissue/{pid}", self.reissue),
             web.get("/console/sessions/{sid}/enter", self.enter),
         ]

@@ -7,8 +7,11 @@ import subprocess
 import sys
 
 import aiohttp
+import pytest
+import socketio
 
 from rooms.accounts import LOCK_AFTER
+from signaling.namespace import NAMESPACE
 from signaling.staff import ACCOUNTS
 from tests.support.server_proc import ROOT
 
@@ -138,6 +141,35 @@ async def test_create_session_invitations_enter_and_logout(running):
             assert r.status == 303
             inv = running.signer.verify(r.headers["Location"].rsplit("/", 1)[1], session=sid)
             assert inv.role == "mediator"
+
+        # Revoke and re-issue one link: the old token is refused, the new one works.
+        old_link = links[0]
+        old_inv = running.signer.verify(old_link.rsplit("/", 1)[1])
+        async with http.post(
+            f"{page_url}/reissue/{old_inv.participant}", data={"csrf": "bad"}, allow_redirects=False
+        ) as r:
+            assert r.status == 403
+        async with http.post(
+            f"{page_url}/reissue/{old_inv.participant}", data={"csrf": csrf}, allow_redirects=False
+        ) as r:
+            assert r.status == 303
+        assert running.service.state(sid).participants[old_inv.participant].invitation_gen == 1
+        refused = socketio.AsyncClient(reconnection=False)
+        why = []
+        refused.on("connect_error", lambda d=None: why.append(d), namespace=NAMESPACE)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await refused.connect(
+                running.url,
+                namespaces=[NAMESPACE],
+                transports=["websocket"],
+                auth={"token": old_link.rsplit("/", 1)[1]},
+                wait_timeout=5,
+            )
+        assert why[0]["data"]["code"] == "token_revoked"
+        async with http.get(page_url) as r:
+            fresh = re.findall(r"href='(http://[^']+/j/[^']+)'", await r.text())
+        new_inv = [running.signer.verify(x.rsplit("/", 1)[1]) for x in fresh]
+        assert any(i.participant == old_inv.participant and i.gen == 1 for i in new_inv)
 
         # logout ends the staff session at once
         async with http.post(
