@@ -178,6 +178,70 @@ class ShareDocument(_Command, tag="share_document"):
     sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 
 
+# -- the mediation agreement ----------------------------------------------------------------------
+class DraftAgreement(_Command, tag="draft_agreement"):
+    """The mediator's live draft; parties watch it. After a freeze, an edit makes version N+1."""
+
+    case_type: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]
+    language: Literal["zh-CN", "en"]
+    terms: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]],
+        msgspec.Meta(min_length=1, max_length=50),
+    ]
+
+
+ESIGN_EVENT_TYPES = (
+    "agreement.frozen",
+    "agreement.certified",
+    "agreement.superseded",
+    "agreement.sealed",
+    "cert.issued",
+    "signature.prepared",
+    "signature.embedded",
+    "signature.aborted",
+    "signature.declined",
+)
+
+
+class EsignRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    type: Literal[ESIGN_EVENT_TYPES]  # type: ignore[valid-type]
+    data: Annotated[dict[str, Any], msgspec.Meta(max_length=20)]
+
+
+EsignRecords = Annotated[list[EsignRecord], msgspec.Meta(min_length=1, max_length=8)]
+
+
+class FreezeAgreement(_Command, tag="freeze_agreement"):
+    """Record a frozen, certified version (the server rendered and certified it first)."""
+
+    signers: Annotated[list[ParticipantId], msgspec.Meta(min_length=1, max_length=9)]
+    events: EsignRecords
+
+
+class SignAgreement(_Command, tag="sign_agreement"):
+    """Record the actor's signing step: certificate issued, prepared, embedded, declined..."""
+
+    events: EsignRecords
+
+
+class SealAgreement(_Command, tag="seal_agreement"):
+    events: EsignRecords
+
+
+# Commands the server issues after doing the work itself; a client may never send them.
+SERVER_ONLY = frozenset(
+    {
+        "connect",
+        "disconnect",
+        "tick",
+        "share_document",
+        "freeze_agreement",
+        "sign_agreement",
+        "seal_agreement",
+    }
+)
+
+
 Command = (
     Connect
     | Disconnect
@@ -205,6 +269,10 @@ Command = (
     | StopRecording
     | Chat
     | ShareDocument
+    | DraftAgreement
+    | FreezeAgreement
+    | SignAgreement
+    | SealAgreement
 )
 
 COMMAND_TYPES: dict[str, type[_Command]] = {

@@ -428,6 +428,69 @@ def _share_document(d: _Decision, cmd: c.ShareDocument) -> None:
     )
 
 
+def _draft_agreement(d: _Decision, cmd: c.DraftAgreement) -> None:
+    if d.state.agreement.get("status") == "sealed":
+        raise CommandError("conflict", "the agreement is sealed; it can no longer change")
+    d.emit(
+        "agreement.drafted",
+        draft=d.state.agreement.get("draft", 0) + 1,
+        case_type=cmd.case_type,
+        language=cmd.language,
+        terms=list(cmd.terms),
+    )
+
+
+def _esign_events(d: _Decision, records, allowed: set[str]) -> None:
+    for record in records:
+        if record.type not in allowed:
+            raise CommandError("invalid", f"{record.type} does not belong to this step")
+        d.emit(record.type, **record.data)
+
+
+def _freeze_agreement(d: _Decision, cmd: c.FreezeAgreement) -> None:
+    agreement = d.state.agreement
+    if not agreement.get("draft"):
+        raise CommandError("conflict", "there is no draft to freeze")
+    if agreement.get("status") == "sealed":
+        raise CommandError("conflict", "the agreement is already sealed")
+    for pid in cmd.signers:
+        _target(d, pid, present=False)
+    first = "agreement.superseded" if agreement.get("version") else "agreement.frozen"
+    if cmd.events[0].type != first:
+        raise CommandError("conflict", f"this freeze must start with {first}")
+    d.emit("agreement.signers", signers=list(cmd.signers))
+    _esign_events(
+        d, cmd.events, {"agreement.superseded", "agreement.frozen", "agreement.certified"}
+    )
+
+
+def _sign_agreement(d: _Decision, cmd: c.SignAgreement) -> None:
+    if d.state.agreement.get("status") not in ("signing", "complete"):
+        raise CommandError("conflict", "nothing is being signed now")
+    if d.actor not in d.state.agreement.get("signers", ()):
+        raise CommandError("forbidden", "you are not a signer of this agreement")
+    for record in cmd.events:
+        if record.data.get("participant_id") != d.actor:
+            raise CommandError("forbidden", "a signer records only their own steps")
+    _esign_events(
+        d,
+        cmd.events,
+        {
+            "cert.issued",
+            "signature.prepared",
+            "signature.embedded",
+            "signature.aborted",
+            "signature.declined",
+        },
+    )
+
+
+def _seal_agreement(d: _Decision, cmd: c.SealAgreement) -> None:
+    if d.state.agreement.get("status") != "complete":
+        raise CommandError("conflict", "every signer must sign before the seal")
+    _esign_events(d, cmd.events, {"agreement.sealed"})
+
+
 def _chat(d: _Decision, cmd: c.Chat) -> None:
     me = _self(d)
     if not is_media_space(me.space):
@@ -464,5 +527,9 @@ _HANDLERS = {
     c.StopRecording: _stop_recording,
     c.Chat: _chat,
     c.ShareDocument: _share_document,
+    c.DraftAgreement: _draft_agreement,
+    c.FreezeAgreement: _freeze_agreement,
+    c.SignAgreement: _sign_agreement,
+    c.SealAgreement: _seal_agreement,
 }
 assert set(_HANDLERS) == set(c.COMMAND_TYPES.values()), "every command needs a rule"

@@ -106,6 +106,7 @@ class SessionState:
     held: bool = False  # safety hold applied and no host back yet
     chat: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     documents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # space -> shared
+    agreement: dict[str, Any] = field(default_factory=dict)  # draft, version, signers, status
     cids: set[tuple[str, str]] = field(default_factory=set)
     seq: int = 0
     head: str = GENESIS
@@ -236,6 +237,59 @@ class SessionState:
             None,
         )
 
+    # -- the agreement (esign/ makes the PDF; the ledger keeps what happened) --------------
+    def _on_agreement_drafted(self, e: Event, d: dict) -> None:
+        a = self.agreement
+        a.update(
+            draft=d["draft"],
+            case_type=d["case_type"],
+            language=d["language"],
+            terms=list(d["terms"]),
+        )
+        a.setdefault("status", "drafting")
+
+    def _on_agreement_signers(self, e: Event, d: dict) -> None:
+        self.agreement["signers"] = list(d["signers"])
+
+    def _on_agreement_frozen(self, e: Event, d: dict) -> None:
+        self.agreement.update(
+            version=d["version"],
+            fingerprint=d["fingerprint"],
+            signed=[],
+            status="signing",
+            declined_by=None,
+            frozen_draft=self.agreement.get("draft"),
+        )
+
+    def _on_agreement_certified(self, e: Event, d: dict) -> None:
+        self.agreement["pdf_sha256"] = d["pdf_sha256"]
+
+    def _on_signature_embedded(self, e: Event, d: dict) -> None:
+        a = self.agreement
+        a["signed"] = [*a.get("signed", []), d["participant_id"]]
+        a["pdf_sha256"] = d["pdf_sha256"]
+        if set(a.get("signers", [])) <= set(a["signed"]):
+            a["status"] = "complete"
+
+    def _on_signature_declined(self, e: Event, d: dict) -> None:
+        self.agreement.update(status="declined", declined_by=d["participant_id"])
+
+    def _on_agreement_sealed(self, e: Event, d: dict) -> None:
+        self.agreement.update(status="sealed", pdf_sha256=d["pdf_sha256"])
+
+    def agreement_view(self) -> dict[str, Any]:
+        a = dict(self.agreement)
+        signed = a.get("signed", [])
+        a["next"] = (
+            next((p for p in a.get("signers", []) if p not in signed), None)
+            if a.get("status") == "signing"
+            else None
+        )
+        a["edited_after_freeze"] = bool(a.get("frozen_draft")) and a.get("draft") != a.get(
+            "frozen_draft"
+        )
+        return a
+
     def _on_chat_message(self, e: Event, d: dict) -> None:
         kept = self.chat.setdefault(d["space"], [])
         kept.append({"seq": e.seq, "ts": e.ts, "from": d["participant"], "text": d["text"]})
@@ -317,6 +371,7 @@ class SessionState:
             "space": me.space,
             "chat": list(self.chat.get(me.space, [])) if is_media_space(me.space) else [],
             "documents": list(self.documents.get(me.space, [])) if is_media_space(me.space) else [],
+            "agreement": self.agreement_view(),
         }
         if staff:
             view["participants"] = [p.to_dict() for p in self.participants.values()]

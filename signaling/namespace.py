@@ -14,7 +14,7 @@ from typing import Any
 import socketio
 
 from media.engine import MediaError
-from rooms.commands import decode_command
+from rooms.commands import SERVER_ONLY, decode_command
 from rooms.errors import CommandError
 from signaling import messages as m
 from signaling.ratelimit import RateLimiter
@@ -162,6 +162,8 @@ class ParleyNamespace(socketio.AsyncNamespace):
     async def handle_command(self, sid, session_id, pid, role, payload):
         env = m.decode(m.CommandEnvelope, payload, max_bytes=m.MAX_COMMAND_BYTES)
         raw = dict(env.cmd)
+        if raw.get("type") in SERVER_ONLY:
+            return _error("forbidden", "this command is issued by the server, not by clients")
         if env.cid is not None:
             raw["cid"] = env.cid
         command = decode_command(raw)

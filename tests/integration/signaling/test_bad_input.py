@@ -68,6 +68,19 @@ async def test_bad_events_get_errors_and_others_keep_working(running):
         "code"
     ] == "invalid_message"
 
+    # Commands only the server issues (after doing the work) are refused from a client.
+    forged = {"type": "sign_agreement", "events": [{"type": "signature.embedded", "data": {}}]}
+    assert (await ask("command", {"v": 1, "cmd": forged}))["error"]["code"] == "forbidden"
+    fake_doc = {
+        "type": "share_document",
+        "document": "d-" + "0" * 16,
+        "name": "x.pdf",
+        "mime": "application/pdf",
+        "size": 1,
+        "sha256": "0" * 64,
+    }
+    assert (await ask("command", {"v": 1, "cmd": fake_doc}))["error"]["code"] == "forbidden"
+
     # A party may not admit anyone: forbidden, and the ledger does not move.
     seq = running.service.state(state.id).seq
     reply = await ask(

@@ -160,6 +160,42 @@ def prepare(world: World, name: str, actor: str) -> dict:
         return {}
     if name == "chat":
         return {"text": "hello"}
+    if name in ("freeze_agreement", "sign_agreement", "seal_agreement"):
+        signers = [
+            pid for pid, p in world.state.participants.items() if p.role in ("party", "mediator")
+        ]
+        freeze = {
+            "signers": signers or [target],
+            "events": [
+                {"type": "agreement.frozen", "data": {"version": 1, "fingerprint": "f" * 64}},
+                {"type": "agreement.certified", "data": {"version": 1, "pdf_sha256": "a" * 64}},
+            ],
+        }
+        if name == "freeze_agreement":
+            setup("draft_agreement", case_type="debt", language="en", terms=["Pay 100."])
+            return freeze
+        setup("draft_agreement", case_type="debt", language="en", terms=["Pay 100."])
+        setup("freeze_agreement", **freeze)
+        if name == "sign_agreement":
+            return {"events": [{"type": "cert.issued", "data": {"participant_id": actor}}]}
+        for pid in signers:  # seal: every signer has signed first
+            world.run(
+                pid,
+                type="sign_agreement",
+                events=[
+                    {
+                        "type": "signature.embedded",
+                        "data": {"participant_id": pid, "pdf_sha256": "b" * 64},
+                    }
+                ],
+            ) if allowed else None
+        return {"events": [{"type": "agreement.sealed", "data": {"pdf_sha256": "c" * 64}}]}
+    if name == "draft_agreement":
+        return {
+            "case_type": "debt",
+            "language": "zh-CN",
+            "terms": ["甲方于2026年12月31日前支付1000元。"],
+        }
     if name == "share_document":
         import secrets
 
