@@ -138,6 +138,7 @@ class Sample:
     packets_sent: int
     server_drops: int = 0
     bot_drops: int = 0
+    peers_connected: int = 0
 
 
 @dataclass
@@ -480,12 +481,14 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
         time.sleep(args.warmup)
 
         def sample() -> Sample:
+            stats = http_json(url + "/stats")
             return Sample(
                 at=time.monotonic(),
                 server_cpu=read_proc_cpu(server.pid),
                 bot_cpu={b.pid: read_proc_cpu(b.pid) for b in bots},
                 machine=read_machine_cpu(),
-                packets_sent=http_json(url + "/stats")["packets_sent"],
+                packets_sent=stats["packets_sent"],
+                peers_connected=stats.get("peers_connected", stats.get("peers", 0)),
                 server_drops=read_udp_drops([server.pid]),
                 bot_drops=read_udp_drops([b.pid for b in bots]),
             )
@@ -496,7 +499,7 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
             b.expect("marked", 10)
         first = sample()
         if args.profile:
-            profiler = start_profiler(server.pid, args.window, f"{args.profile}-{mode}")
+            profiler = start_profiler(server.pid, args.window, profile_prefix(args, scenario, mode))
         time.sleep(args.window)
         last = sample()
         for b in bots:
@@ -521,6 +524,12 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
             rss_end=rss_end,
             cores=os.cpu_count() or 1,
         )
+        lost = first.peers_connected - last.peers_connected
+        if lost > 0 or w.packets < 0:
+            # counters of closed connections vanish: the window's differences mean nothing
+            result["verdict"] = (
+                f"invalid: {lost} peers disconnected in the window | " + (result["verdict"])
+            )
         result["pairs_without_first_frame"] = missing
         kbps = [k for r in ready for k in r["clip_kbps"]]
         result["publisher_video_kbps"] = _div(sum(kbps), len(kbps), 1)
@@ -541,7 +550,7 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
             )
         }
         if profiler is not None:
-            result["profile"] = finish_profiler(profiler, f"{args.profile}-{mode}")
+            result["profile"] = finish_profiler(profiler, profile_prefix(args, scenario, mode))
         for b in bots:
             b.send("quit")
         return result
@@ -552,6 +561,10 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
         for b in bots:
             b.stop()
         server.stop()
+
+
+def profile_prefix(args: argparse.Namespace, scenario: Scenario, mode: str) -> str:
+    return f"{args.profile}-{scenario.name}{len(scenario.rooms)}-{mode}"
 
 
 def start_profiler(pid: int, seconds: float, prefix: str) -> subprocess.Popen:
