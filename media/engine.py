@@ -83,6 +83,7 @@ class MediaEngine:
             "peers_failed": 0,
             "peers_lost": 0,
             "offers_rejected": 0,
+            "edges_without_slot": 0,
         }
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -162,6 +163,7 @@ class MediaEngine:
             return
         await peer.close(reason)
         self.bandwidth.forget(participant_id)
+        self._paused.discard(participant_id)
         self._reconcile()
         self._report(participant_id, "closed")
 
@@ -220,8 +222,11 @@ class MediaEngine:
             if pub is not None and pub not in publishers:
                 assign[i] = None
         for pub in publishers:
-            if pub not in assign and None in assign:
-                assign[assign.index(None)] = pub
+            if pub not in assign:
+                if None in assign:
+                    assign[assign.index(None)] = pub
+                else:  # more publishers than the subscriber offered slots for
+                    self.counters["edges_without_slot"] += 1
         for slot, pub in zip(peer.slots, assign, strict=True):
             for kind in KINDS:
                 self._reconcile_track(sub_id, slot, pub, kind)
