@@ -31,6 +31,7 @@ from rooms.accounts import AccountError, AccountStore
 from rooms.ledger import SqliteLedgerStore
 from rooms.service import ParticipantSpec, SessionService
 from signaling import staff
+from signaling.agreements import AgreementDesk, agreement_routes, load_or_create_passphrase
 from signaling.conductor import Conductor
 from signaling.console import Console
 from signaling.documents import Documents
@@ -54,6 +55,9 @@ class Config:
     secret: str | None = None  # token secret (hex); generated into the data directory if unset
     ice_host_addresses: list[str] | None = None
     max_slots: int = 7
+    organisation: str = "Parley 调解中心 Mediation Centre"  # printed on agreements and the seal
+    esign_passphrase: str | None = None  # encrypts the e-signature keys; generated if unset
+    timezone: str = "Asia/Shanghai"  # the date printed on agreements
     invitation_ttl: float = 24 * 3600
     demo: bool = True
     log_format: str = "json"  # "json" | "text"
@@ -93,6 +97,7 @@ def _coerce(name: str, raw):
 # -- the application ----------------------------------------------------------------------------
 
 SERVICE = web.AppKey("service", SessionService)
+DESK = web.AppKey("desk", AgreementDesk)
 ENGINE = web.AppKey("engine", MediaEngine)
 SIGNER = web.AppKey("signer", TokenSigner)
 SIO = web.AppKey("sio", socketio.AsyncServer)
@@ -131,6 +136,19 @@ def create_app(config: Config) -> web.Application:
     async def emit(event, data, sid):
         await sio.emit(event, data, to=sid, namespace=NAMESPACE)
 
+    passphrase = (
+        config.esign_passphrase.encode()
+        if config.esign_passphrase
+        else load_or_create_passphrase(config.data_dir / "esign-passphrase")
+    )
+    desk = AgreementDesk(
+        service,
+        config.data_dir,
+        organisation=config.organisation,
+        passphrase=passphrase,
+        base_url=config.public_url or f"http://{config.host}:{config.port}",
+        timezone=config.timezone,
+    )
     conductor_box: list[Conductor] = []
     engine = MediaEngine(
         MediaConfig(ice_host_addresses=config.ice_host_addresses, max_slots=config.max_slots),
@@ -147,6 +165,7 @@ def create_app(config: Config) -> web.Application:
             engine=engine,
             conductor=conductor,
             slots_for=slots_for(config),
+            desk=desk,
             invitation_ttl=config.invitation_ttl,
         )
     )
@@ -159,6 +178,7 @@ def create_app(config: Config) -> web.Application:
         signer,
         sio,
     )
+    app[DESK] = desk
     registry = CollectorRegistry()
     registry.register(_Metrics(service, engine))
     app[METRICS_REGISTRY] = registry
@@ -196,6 +216,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(staff.routes())
     app.add_routes(Console(service, signer, config).routes())
     app.add_routes(Documents(service, signer, config.data_dir / "documents").routes())
+    app.add_routes(agreement_routes(desk, signer, service))
     return app
 
 

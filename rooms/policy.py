@@ -106,7 +106,7 @@ MEDIATION = Policy(
         share_document=_M_ROLES - {"observer"},
         draft_agreement={"mediator"},
         freeze_agreement={"mediator"},
-        sign_agreement={"party", "mediator"},
+        sign_agreement={"party", "mediator", SYSTEM},  # system: expired or abandoned steps
         seal_agreement={"mediator"},
     ),
     landing={r: ("joint" if r in _M_HOSTS else "waiting") for r in _M_ROLES},

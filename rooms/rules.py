@@ -467,6 +467,9 @@ def _freeze_agreement(d: _Decision, cmd: c.FreezeAgreement) -> None:
 def _sign_agreement(d: _Decision, cmd: c.SignAgreement) -> None:
     if d.state.agreement.get("status") not in ("signing", "complete"):
         raise CommandError("conflict", "nothing is being signed now")
+    if d.actor == SYSTEM:  # the server notes abandoned steps (a phone gone, a request expired)
+        _esign_events(d, cmd.events, {"signature.aborted"})
+        return
     if d.actor not in d.state.agreement.get("signers", ()):
         raise CommandError("forbidden", "you are not a signer of this agreement")
     for record in cmd.events:

@@ -153,6 +153,18 @@ class SessionService:
             self._notify(state, events)
         return events
 
+    def check(self, session_id: str, actor: str, command: Command) -> None:
+        """Would ``command`` be accepted now? The decision without the append: for steps that
+        must do slow work (cryptography) before their events exist. Raises CommandError."""
+        with self._lock:
+            state = self.state(session_id)
+            decide(state, actor, command, float(self._clock()), self._fresh_id(state))
+
+    def events(self, session_id: str) -> list[Event]:
+        """The session's whole ledger (for evidence bundles and audits)."""
+        self.state(session_id)
+        return self._store.read(session_id)
+
     def recover(self, *, mark_disconnected: bool = True) -> int:
         """Rebuild every session from the store (after a restart or a takeover).
 

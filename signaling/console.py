@@ -52,9 +52,14 @@ class Console:
             raise web.HTTPForbidden(text="forbidden: not your session")
         return state
 
-    def path(self, state, p) -> str:
+    def path(self, state, p, staff: str | None = None) -> str:
         token = self.signer.issue(
-            state.id, p.id, p.role, ttl=self.config.invitation_ttl, gen=p.invitation_gen
+            state.id,
+            p.id,
+            p.role,
+            ttl=self.config.invitation_ttl,
+            gen=p.invitation_gen,
+            staff=staff,
         )
         return f"/j/{token}"
 
@@ -207,7 +212,8 @@ class Console:
         host = _host(state)
         if host is None or state.ended:
             raise web.HTTPConflict(text="conflict: this session cannot be entered")
-        raise web.HTTPSeeOther(self.path(state, host))
+        # The token says a logged-in staff member entered: the e-signature needs that (staff_login).
+        raise web.HTTPSeeOther(self.path(state, host, staff=account.username))
 
     def routes(self) -> list[web.RouteDef]:
         return [

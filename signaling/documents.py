@@ -18,6 +18,7 @@ from aiohttp import web
 
 from rooms.commands import decode_command
 from rooms.errors import CommandError
+from signaling.bearer import bearer_participant
 from signaling.tokens import TokenError
 
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
@@ -60,14 +61,8 @@ class Documents:
         self.service, self.signer, self.root = service, signer, root
 
     def _who(self, request: web.Request):
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:] if auth.startswith("Bearer ") else None
-        inv = self.signer.verify(token, session=request.match_info["sid"])
-        state = self.service.state(inv.session)
-        person = state.participants.get(inv.participant)
-        if person is None or inv.gen < person.invitation_gen:
-            raise TokenError("token_revoked", "this invitation link was replaced")
-        return state, inv.participant
+        state, pid, _ = bearer_participant(request, self.signer, self.service)
+        return state, pid
 
     def _path(self, session_id: str, document_id: str) -> Path:
         return self.root / session_id / f"{document_id}.bin"

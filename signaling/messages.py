@@ -8,7 +8,7 @@ namespace and documented in docs/protocol.md.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -48,6 +48,27 @@ class InvitationRequest(Message):
     """A host asks for a participant's invitation link (e.g. the duty lawyer just called in)."""
 
     participant: Annotated[str, msgspec.Meta(pattern=r"^p-[0-9a-f]{8}$")]
+
+
+class AgreementAction(Message):
+    """The mediator's agreement steps: edit the draft (live), freeze it, seal it."""
+
+    action: Literal["draft", "freeze", "seal"]
+    case_type: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    language: Literal["zh-CN", "en"] | None = None
+    terms: (
+        Annotated[list[Annotated[str, msgspec.Meta(max_length=2000)]], msgspec.Meta(max_length=50)]
+        | None
+    ) = None
+
+
+class EsignAction(Message):
+    """A signer's step; ``request``/``reply`` are the esign protocol messages (docs/esign.md)."""
+
+    action: Literal["challenge", "enrol", "prepare", "sign", "decline"]
+    request: dict[str, Any] | None = None
+    reply: dict[str, Any] | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
 
 
 class Leave(Message):

@@ -13,12 +13,13 @@ from typing import Any
 
 import socketio
 
+from esign.errors import EsignError
 from media.engine import MediaError
 from rooms.commands import SERVER_ONLY, decode_command
 from rooms.errors import CommandError
 from signaling import messages as m
 from signaling.ratelimit import RateLimiter
-from signaling.tokens import TokenError, TokenSigner
+from signaling.tokens import Invitation, TokenError, TokenSigner
 
 log = logging.getLogger("parley.signaling")
 
@@ -37,7 +38,15 @@ def _error(code: str, message: str) -> dict[str, Any]:
 
 class ParleyNamespace(socketio.AsyncNamespace):
     def __init__(
-        self, *, signer: TokenSigner, service, engine, conductor, slots_for, invitation_ttl=86400.0
+        self,
+        *,
+        signer: TokenSigner,
+        service,
+        engine,
+        conductor,
+        slots_for,
+        desk=None,
+        invitation_ttl=86400.0,
     ) -> None:
         super().__init__(NAMESPACE)
         self._signer = signer
@@ -48,6 +57,8 @@ class ParleyNamespace(socketio.AsyncNamespace):
         self._invitation_ttl = invitation_ttl
         self._limits: dict[str, RateLimiter] = {}
         self._who: dict[str, tuple[str, str, str]] = {}  # sid -> (session, participant, role)
+        self._inv: dict[str, Invitation] = {}  # sid -> the invitation it connected with
+        self._desk = desk
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
@@ -73,6 +84,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
         if refusal:
             raise _refusal(*refusal)
         self._who[sid] = (inv.session, inv.participant, inv.role)
+        self._inv[sid] = inv
         self._limits[sid] = RateLimiter()
         replaced = self._conductor.bind(inv.session, inv.participant, sid)
         if replaced is not None:
@@ -107,11 +119,14 @@ class ParleyNamespace(socketio.AsyncNamespace):
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         who = self._who.pop(sid, None)
         self._limits.pop(sid, None)
+        self._inv.pop(sid, None)
         if who is None:
             return
         session_id, pid, _ = who
         if not self._conductor.unbind(pid, sid):
             return  # a newer connection of the same participant took over
+        if self._desk is not None:
+            await self._desk.phone_gone(session_id, pid)
         await self._engine.close_peer(pid, "socket closed")
         self._system(
             session_id, {"type": "disconnect", "participant": pid, "reason": "transport_lost"}
@@ -139,7 +154,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
             return _error(exc.code, exc.message)
         except CommandError as exc:
             return _error(exc.code, exc.message)
-        except MediaError as exc:
+        except (MediaError, EsignError) as exc:
             return _error(exc.code, exc.message)
         except Exception:  # noqa: BLE001 - one bad event must not take the connection down
             log.exception("event %s failed", event)
@@ -187,6 +202,24 @@ class ParleyNamespace(socketio.AsyncNamespace):
             session_id, person.id, person.role, ttl=self._invitation_ttl, gen=person.invitation_gen
         )
         return {"ok": True, "path": f"/j/{token}"}
+
+    async def handle_agreement(self, sid, session_id, pid, role, payload):
+        msg = m.decode(m.AgreementAction, payload, max_bytes=120 * 1024)
+        if self._desk is None:
+            return _error("unavailable", "e-signature is not configured on this server")
+        if msg.action == "draft":
+            raw = {"case_type": msg.case_type, "language": msg.language, "terms": msg.terms}
+            return await self._desk.draft(session_id, pid, raw)
+        if msg.action == "freeze":
+            return await self._desk.freeze(session_id, pid)
+        return await self._desk.seal(session_id, pid)
+
+    async def handle_esign(self, sid, session_id, pid, role, payload):
+        msg = m.decode(m.EsignAction, payload, max_bytes=16 * 1024)
+        if self._desk is None:
+            return _error("unavailable", "e-signature is not configured on this server")
+        body = {"request": msg.request, "reply": msg.reply, "reason": msg.reason}
+        return await self._desk.esign(session_id, pid, self._inv[sid], msg.action, body)
 
     async def handle_leave(self, sid, session_id, pid, role, payload):
         m.decode(m.Leave, payload, max_bytes=512)

@@ -30,13 +30,14 @@ class TokenError(Exception):
         self.message = message
 
 
-class Invitation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Invitation(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     v: int
     session: str
     participant: str
     role: str
     exp: int  # unix seconds
     gen: int = 0
+    staff: str | None = None  # set when a logged-in staff member entered from the console
 
 
 def _b64(data: bytes) -> str:
@@ -54,7 +55,16 @@ class TokenSigner:
         self._secret = secret
         self._clock = clock
 
-    def issue(self, session: str, participant: str, role: str, *, ttl: float, gen: int = 0) -> str:
+    def issue(
+        self,
+        session: str,
+        participant: str,
+        role: str,
+        *,
+        ttl: float,
+        gen: int = 0,
+        staff: str | None = None,
+    ) -> str:
         inv = Invitation(
             v=TOKEN_VERSION,
             session=session,
@@ -62,6 +72,7 @@ class TokenSigner:
             role=role,
             exp=int(self._clock() + ttl),
             gen=gen,
+            staff=staff,
         )
         payload = msgspec.json.encode(inv)
         return _b64(payload) + "." + _b64(self._mac(payload))

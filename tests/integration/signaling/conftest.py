@@ -28,6 +28,7 @@ class Running:
         )
 
     def token(self, state, role: str, index: int = 0, **kw) -> tuple[str, str]:
+        """(participant id, invitation token) of the index-th participant with this role."""
         people = [p for p in state.participants.values() if p.role == role]
         p = people[index]
         return p.id, self.signer.issue(state.id, p.id, p.role, ttl=kw.pop("ttl", 600), **kw)

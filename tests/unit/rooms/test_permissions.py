@@ -177,7 +177,12 @@ def prepare(world: World, name: str, actor: str) -> dict:
         setup("draft_agreement", case_type="debt", language="en", terms=["Pay 100."])
         setup("freeze_agreement", **freeze)
         if name == "sign_agreement":
-            return {"events": [{"type": "cert.issued", "data": {"participant_id": actor}}]}
+            kind = "signature.aborted" if actor == SYSTEM else "cert.issued"
+            return (
+                {"events": [{"type": kind, "data": {"participant_id": target}}]}
+                if actor == SYSTEM
+                else {"events": [{"type": kind, "data": {"participant_id": actor}}]}
+            )
         for pid in signers:  # seal: every signer has signed first
             world.run(
                 pid,

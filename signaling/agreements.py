@@ -1,0 +1,387 @@
+"""The agreement desk: carries a session's signing ceremony between phones, esign/ and rooms/.
+
+esign/ does the cryptography and says which events happened; rooms/ decides whether this actor
+may record them now and appends them to the session's ledger. Each step is checked against
+rooms first (a dry run), then done in esign, then recorded — under one lock per session, so a
+step is either fully done and in the ledger, or not done at all.
+
+Errors: rooms refusals raise CommandError, esign refusals EsignError (its own codes, e.g.
+``not_your_turn``, ``bad_signature``); the namespace answers either with its code.
+
+Identity for signing is vouched for here, from what the server itself saw: the invitation
+token (always), the mediator's "identity checked on video" mark (rooms state), and a staff
+login for the mediator (a console-issued token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from esign.agreement import Agreement, Mediator, Party
+from esign.ceremony import SignatureCeremony
+from esign.errors import EsignError
+from esign.evidence import build_evidence_zip
+from esign.pki import LocalPki, local_timestamp_authority
+from esign.protocol import DeclineRequest, EnrolRequest, IdentityAttestation, SignatureReply
+from esign.tsa import AuthorityTimeStamper
+from rooms.commands import decode_command
+from rooms.errors import CommandError
+from signaling.messages import BadMessage
+
+log = logging.getLogger("parley.agreements")
+CASE_NO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$")
+
+
+def _to_builtins(obj) -> dict:
+    return msgspec.to_builtins(obj)
+
+
+class AgreementDesk:
+    def __init__(
+        self,
+        service,
+        data_dir: Path,
+        *,
+        organisation: str,
+        passphrase: bytes,
+        base_url: str,
+        timezone: str = "Asia/Shanghai",
+    ) -> None:
+        self.service = service
+        self.data_dir = data_dir
+        self.organisation = organisation
+        self.passphrase = passphrase
+        self.base_url = base_url
+        self.zone = ZoneInfo(timezone)
+        self._pki: LocalPki | None = None
+        self._timestamper = None
+        self._ceremonies: dict[str, SignatureCeremony] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._id_key = hashlib.sha256(b"parley-id-digest" + passphrase).digest()
+
+    # -- resources ------------------------------------------------------------------------------
+    def pki(self) -> LocalPki:
+        """Opened on first use: creating the CA keys is not worth doing for a server that never
+        signs an agreement."""
+        if self._pki is None:
+            self._pki = LocalPki.open(
+                self.data_dir, self.passphrase, self.organisation, self.base_url + "/esign"
+            )
+            self._timestamper = AuthorityTimeStamper(local_timestamp_authority(self._pki))
+        return self._pki
+
+    def ceremony(self, session_id: str) -> SignatureCeremony:
+        if session_id not in self._ceremonies:
+            pki = self.pki()
+            self._ceremonies[session_id] = SignatureCeremony(
+                pki, self._timestamper, self.data_dir / "agreements" / session_id
+            )
+        return self._ceremonies[session_id]
+
+    def lock(self, session_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(session_id, asyncio.Lock())
+
+    # -- rooms helpers ------------------------------------------------------------------------
+    def _check(self, session_id: str, actor: str, raw: dict) -> None:
+        self.service.check(session_id, actor, decode_command(raw))
+
+    def _record(self, session_id: str, actor: str, raw: dict) -> None:
+        self.service.execute(session_id, actor, decode_command(raw))
+
+    def id_digest(self, session_id: str, participant_id: str) -> str:
+        """A pseudonymous, stable identifier for a party in this session's certificates."""
+        mac = hmac.new(self._id_key, f"{session_id}/{participant_id}".encode(), hashlib.sha256)
+        return "PID-" + mac.hexdigest()[:32]
+
+    def build_agreement(self, state, version: int = 1) -> Agreement:
+        a = state.agreement
+        if not a.get("draft"):
+            raise CommandError("conflict", "there is no draft to freeze")
+        raw_case = re.sub(r"[^A-Za-z0-9-]", "", state.case_number or "")
+        case_no = raw_case if CASE_NO.match(raw_case or "-") else "M-" + state.id[2:10]
+        parties = [
+            Party(
+                side="applicant" if (p.side or "A") == "A" else "respondent",
+                name=p.name,
+                participant_id=p.id,
+                id_digest=self.id_digest(state.id, p.id),
+            )
+            for p in state.participants.values()
+            if p.role == "party" and p.space not in ("left", "removed")
+        ]
+        mediator = next(p for p in state.participants.values() if p.role == "mediator")
+        staff_id = (state.created_by or "system").removeprefix("staff:")
+        try:
+            return Agreement(
+                case_no=case_no,
+                case_type=a["case_type"],
+                session_id=state.id,
+                version=version,
+                date=dt.datetime.now(self.zone).date().isoformat(),
+                language=a["language"],
+                organisation=self.organisation,
+                parties=parties,
+                mediator=Mediator(
+                    name=mediator.name,
+                    participant_id=mediator.id,
+                    staff_id=re.sub(r"[^A-Za-z0-9._:-]", "", staff_id) or "staff",
+                ),
+                terms=list(a["terms"]),
+                ledger_head_at_freeze=state.head,
+            )
+        except (msgspec.ValidationError, TypeError) as exc:
+            raise CommandError("invalid", f"the agreement is not complete: {exc}") from None
+
+    def attestation(self, state, inv) -> IdentityAttestation:
+        person = state.participants[inv.participant]
+        checks = ["invitation_token"]
+        if person.identity_checked and person.identity_method in ("video", "in_person", "document"):
+            checks.append("mediator_video_check")
+        if inv.staff:
+            checks.append("staff_login")
+        return IdentityAttestation(
+            session_id=state.id,
+            participant_id=person.id,
+            role=person.role,
+            name=person.name,
+            id_digest=self.id_digest(state.id, person.id) if person.role == "party" else "",
+            checks=checks,
+        )
+
+    # -- mediator's steps ---------------------------------------------------------------------
+    async def draft(self, session_id: str, pid: str, raw: dict) -> dict:
+        async with self.lock(session_id):
+            command = {"type": "draft_agreement", **raw}
+            self._check(session_id, pid, command)
+            state = self.service.state(session_id)
+            frozen_before = state.agreement.get("version")
+            if frozen_before and state.agreement.get("status") != "sealed":
+                # An edit after freeze: version N+1, earlier signatures discarded.
+                self._record(session_id, pid, command)
+                state = self.service.state(session_id)
+                return await self._freeze(state, pid, supersede=True)
+            self._record(session_id, pid, command)
+            return {"ok": True}
+
+    async def freeze(self, session_id: str, pid: str) -> dict:
+        async with self.lock(session_id):
+            state = self.service.state(session_id)
+            if state.agreement.get("version"):
+                raise CommandError(
+                    "conflict", "already frozen; edit the text to make a new version"
+                )
+            return await self._freeze(state, pid, supersede=False)
+
+    async def _freeze(self, state, pid: str, *, supersede: bool) -> dict:
+        ceremony = self.ceremony(state.id)
+        version = (state.agreement.get("version") or 0) + 1
+        agreement = self.build_agreement(state, version)
+        signers = [p.participant_id for p in agreement.parties] + [
+            agreement.mediator.participant_id
+        ]
+        first = "agreement.superseded" if supersede else "agreement.frozen"
+        self._check(
+            state.id,
+            pid,
+            {
+                "type": "freeze_agreement",
+                "signers": signers,
+                "events": [{"type": first, "data": {}}],
+            },
+        )
+        events = await (ceremony.supersede(agreement) if supersede else ceremony.freeze(agreement))
+        order = [p for p, _ in ceremony.order]
+        self._record(
+            state.id, pid, {"type": "freeze_agreement", "signers": order, "events": events}
+        )
+        return {"ok": True, "version": version}
+
+    async def seal(self, session_id: str, pid: str) -> dict:
+        async with self.lock(session_id):
+            self._check(
+                session_id,
+                pid,
+                {"type": "seal_agreement", "events": [{"type": "agreement.sealed", "data": {}}]},
+            )
+            events = await self.ceremony(session_id).seal()
+            self._record(session_id, pid, {"type": "seal_agreement", "events": events})
+            return {"ok": True}
+
+    # -- a signer's steps ---------------------------------------------------------------------
+    def _signer_check(self, session_id: str, pid: str, event_type: str) -> None:
+        self._check(
+            session_id,
+            pid,
+            {
+                "type": "sign_agreement",
+                "events": [{"type": event_type, "data": {"participant_id": pid}}],
+            },
+        )
+
+    async def esign(self, session_id: str, pid: str, inv, action: str, body: dict) -> dict:
+        async with self.lock(session_id):
+            state = self.service.state(session_id)
+            ceremony = self.ceremony(session_id)
+            try:
+                if action == "challenge":
+                    self._signer_check(session_id, pid, "cert.issued")
+                    return {"ok": True, "challenge": _to_builtins(ceremony.challenge(pid))}
+                if action == "enrol":
+                    self._signer_check(session_id, pid, "cert.issued")
+                    request = msgspec.convert(body.get("request"), EnrolRequest)
+                    if request.participant_id != pid:
+                        raise CommandError("forbidden", "you enrol only your own key")
+                    enrolment, events = ceremony.enrol(request, self.attestation(state, inv))
+                    self._record(session_id, pid, {"type": "sign_agreement", "events": events})
+                    return {"ok": True, "enrolment": _to_builtins(enrolment)}
+                if action == "prepare":
+                    self._signer_check(session_id, pid, "signature.prepared")
+                    request, events = await ceremony.prepare(pid, ledger_head=state.head)
+                    self._record_own(session_id, pid, events)
+                    return {"ok": True, "request": _to_builtins(request)}
+                if action == "sign":
+                    self._signer_check(session_id, pid, "signature.embedded")
+                    reply = msgspec.convert(body.get("reply"), SignatureReply)
+                    receipt, events = await ceremony.finish(reply)
+                    self._record_own(session_id, pid, events)
+                    return {"ok": True, "receipt": _to_builtins(receipt)}
+                if action == "decline":
+                    self._signer_check(session_id, pid, "signature.declined")
+                    reason = str(body.get("reason", ""))[:500]
+                    events = await ceremony.decline(
+                        DeclineRequest(type="esign.decline", participant_id=pid, reason=reason)
+                    )
+                    self._record(session_id, pid, {"type": "sign_agreement", "events": events})
+                    return {"ok": True}
+            except msgspec.ValidationError as exc:
+                raise BadMessage("invalid_message", str(exc)) from None
+            raise BadMessage("invalid_message", f"unknown esign action {action[:20]!r}")
+
+    def _record_own(self, session_id: str, pid: str, events: list[dict]) -> None:
+        """Record a signer's events; expired preparations of others are recorded by the system."""
+        mine = [e for e in events if e["data"].get("participant_id") == pid]
+        others = [e for e in events if e["data"].get("participant_id") != pid]
+        if others:
+            self._record(session_id, "system", {"type": "sign_agreement", "events": others})
+        if mine:
+            self._record(session_id, pid, {"type": "sign_agreement", "events": mine})
+
+    async def phone_gone(self, session_id: str, pid: str) -> None:
+        """A signer's phone disconnected: drop its prepared revision (the PDF is unchanged)."""
+        ceremony = self._ceremonies.get(session_id)
+        if ceremony is None:
+            return
+        async with self.lock(session_id):
+            try:
+                events = await ceremony.cancel(pid, "phone_gone")
+                if events:
+                    self._record(session_id, "system", {"type": "sign_agreement", "events": events})
+            except (EsignError, CommandError) as exc:
+                log.info("cancel after disconnect not recorded: %s", exc)
+
+    # -- downloads ------------------------------------------------------------------------------
+    def pdf(self, session_id: str) -> bytes | None:
+        ceremony = self._ceremonies.get(session_id)
+        if ceremony is None or ceremony.agreement is None:
+            return None
+        return ceremony.pdf
+
+    async def evidence(self, session_id: str) -> bytes:
+        ceremony = self._ceremonies.get(session_id)
+        if ceremony is None or ceremony.status != "sealed":
+            raise CommandError("conflict", "the agreement is not sealed yet")
+        ledger = [msgspec.to_builtins(e) for e in self.service.events(session_id)]
+        return await build_evidence_zip(
+            ceremony.pdf,
+            pki=self.pki(),
+            timestamper=self._timestamper,
+            ledger=ledger,
+            certificates=ceremony.certificates(),
+        )
+
+
+def load_or_create_passphrase(path: Path) -> bytes:
+    if path.exists() and len(path.read_bytes().strip()) >= 12:
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32).encode()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(value)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return value
+
+
+def agreement_routes(desk: AgreementDesk, signer, service) -> list:
+    """``agreement.pdf`` for every participant of the session (the exact bytes being signed, or
+    the sealed result); ``evidence.zip`` for the mediator once the agreement is sealed."""
+    from aiohttp import web
+
+    from signaling.bearer import bearer_participant
+    from signaling.tokens import TokenError
+
+    def fail(code: str, message: str, status: int) -> web.Response:
+        return web.json_response(
+            {"ok": False, "error": {"code": code, "message": message}}, status=status
+        )
+
+    def who(request):
+        try:
+            return bearer_participant(request, signer, service), None
+        except TokenError as exc:
+            return None, fail("forbidden", exc.message, 403)
+        except CommandError as exc:
+            return None, fail(exc.code, exc.message, 404)
+
+    async def pdf(request: web.Request) -> web.Response:
+        found, error = who(request)
+        if error:
+            return error
+        state, _, _ = found
+        data = desk.pdf(state.id)
+        if data is None:
+            return fail("not_found", "the agreement has not been frozen yet", 404)
+        return web.Response(
+            body=data,
+            content_type="application/pdf",
+            headers={
+                "Content-Disposition": "inline; filename=agreement.pdf",
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    async def evidence(request: web.Request) -> web.Response:
+        found, error = who(request)
+        if error:
+            return error
+        state, pid, _ = found
+        if state.participants[pid].role not in state.policy.host_roles:
+            return fail("forbidden", "the evidence bundle is for the mediator", 403)
+        try:
+            data = await desk.evidence(state.id)
+        except CommandError as exc:
+            return fail(exc.code, exc.message, 409)
+        return web.Response(
+            body=data,
+            content_type="application/zip",
+            headers={
+                "Content-Disposition": "attachment; filename=evidence.zip",
+                "Cache-Control": "no-store",
+            },
+        )
+
+    return [
+        web.get("/api/sessions/{sid}/agreement.pdf", pdf),
+        web.get("/api/sessions/{sid}/evidence.zip", evidence),
+    ]
