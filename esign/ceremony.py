@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import io
 import os
 import secrets
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.timestamps.api import TimeStamper
 
 from esign import pdfsign
@@ -33,10 +35,11 @@ from esign.agreement import (
     Supersedes,
     check_policy,
     fingerprint,
+    parse_agreement,
     signer_role,
     signing_order,
 )
-from esign.document import render_agreement_pdf
+from esign.document import SEAL_FIELD, attached_agreement_data, render_agreement_pdf
 from esign.errors import EsignError
 from esign.pki import LocalPki, cert_sha256, event_san, spki_sha256
 from esign.protocol import (
@@ -145,6 +148,46 @@ class SignatureCeremony:
             self._seal_cert = self.pki.issue_seal_certificate(now)
             self._used_certs.append(self._seal_cert)
         return self._seal_cert
+
+    @classmethod
+    async def resume(
+        cls,
+        pki: LocalPki,
+        timestamper: TimeStamper,
+        pdf_path: str | os.PathLike,
+        clock: Callable[[], dt.datetime] | None = None,
+        declined: bool = False,
+    ) -> SignatureCeremony:
+        """Rebuild a ceremony after a restart from its current PDF, the source of truth.
+
+        Agreement, collected signatures and status come from the file (checked first);
+        enrolments and open requests are not kept: signers enrol again (new key, new
+        certificate) and keep what they signed. `declined` comes from the ledger.
+        """
+        path = Path(pdf_path)
+        ceremony = cls(pki, timestamper, path.parent, clock)
+        pdf = await asyncio.to_thread(path.read_bytes)
+        reader = PdfFileReader(io.BytesIO(pdf))
+        try:
+            agreement = parse_agreement(attached_agreement_data(reader))
+        except KeyError as exc:
+            raise EsignError("document_modified", "no agreement data in the PDF") from exc
+        ceremony.agreement = agreement
+        if ceremony.path != path:
+            raise EsignError("document_modified", f"{path.name} is not this agreement's file")
+        fields = [str(s.field_name) for s in reader.embedded_regular_signatures]
+        for sig in reader.embedded_signatures:
+            ceremony._used_certs.append(x509.load_der_x509_certificate(sig.signer_cert.dump()))
+        sealed = bool(fields) and fields[-1] == SEAL_FIELD
+        ceremony.signed = fields[1:-1] if sealed else fields[1:]
+        await pdfsign.check_document(pdf, pki.root, ceremony.signed, ceremony.clock(), sealed)
+        if sealed:
+            ceremony.status = "sealed"
+        else:
+            complete = ceremony._next_signer() is None
+            ceremony.status = "declined" if declined else "complete" if complete else "signing"
+        ceremony._pdf_sha256 = hashlib.sha256(pdf).hexdigest()
+        return ceremony
 
     # --- freeze and supersede ---------------------------------------------------------------
 
@@ -530,6 +573,7 @@ class SignatureCeremony:
                 all_certs=[*unique.values(), self.pki.root],
                 reason=f"Sealed by {agreement.organisation}",
             )
+            await pdfsign.check_document(sealed, self.pki.root, self.signed, now, sealed=True)
             digest = self._store(sealed)
             self.status = "sealed"
             return [

@@ -113,10 +113,20 @@ class _Typesetter:
             self._widths[text] = self.engine.shape(text, with_actual_text=False).x_advance
         return self._widths[text] * size
 
+    def _tokens(self, text: str, size: float, max_width: float) -> list[str]:
+        """Words / CJK characters; a word wider than a line is cut into characters."""
+        out: list[str] = []
+        for token in _TOKEN.findall(text):
+            if token.isspace() or self.width(token, size) <= max_width:
+                out.append(token)
+            else:
+                out.extend(token)
+        return out
+
     def wrap(self, text: str, size: float, max_width: float) -> list[str]:
         lines: list[str] = []
         current = ""
-        for token in _TOKEN.findall(text):
+        for token in self._tokens(text, size, max_width):
             candidate = current + token
             if current and self.width(candidate.rstrip(), size) > max_width:
                 lines.append(current.rstrip())

@@ -61,6 +61,9 @@ COMPLETION_WORDS = {
 }
 
 
+ROLE_NAMES = {"zh-CN": {"applicant": "申请人", "respondent": "被申请人", "mediator": "调解员"}}
+
+
 class SignatureInfo(msgspec.Struct, frozen=True):
     """What one signature in the PDF says about itself (not yet validated)."""
 
@@ -142,8 +145,10 @@ def completion_page(
     for info in infos:
         if info.kind != "approval" or info.field == "OrganisationSeal":
             continue
+        role = ROLE_NAMES.get(agreement.language, {}).get(info.role, info.role)
+        lines.append(("", 6))
         lines.append(
-            (words["signer"].format(field=info.field, name=info.signer_name, role=info.role), 11)
+            (words["signer"].format(field=info.field, name=info.signer_name, role=role), 11)
         )
         lines.append((words["when"].format(time=info.timestamp), 9))
         checks = checks_by_cert.get(info.signer_cert_sha256, "-")

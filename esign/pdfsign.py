@@ -202,17 +202,24 @@ def _ecdsa_mechanism() -> algos.SignedDigestAlgorithm:
 
 
 async def check_document(
-    pdf: bytes, root: x509.Certificate, signed_fields: list[str], moment: dt.datetime
+    pdf: bytes,
+    root: x509.Certificate,
+    signed_fields: list[str],
+    moment: dt.datetime,
+    sealed: bool = False,
 ) -> None:
-    """Refuse a current revision that is not exactly: certification + signatures so far.
+    """Refuse a current revision that is not exactly: certification + signatures so far
+    (+ seal and document timestamp when `sealed`).
 
-    Every signature must be intact, valid and trusted, every change after the certification
-    must stay within form filling / signing, and nothing may follow the last signature.
+    Every signature must be intact, valid and trusted, every change after a signature must
+    stay within form filling / signing / validation data, and nothing may follow the last
+    signature (or the document timestamp).
     """
     reader = PdfFileReader(io.BytesIO(pdf))
     sigs = reader.embedded_regular_signatures
     names = [s.field_name for s in sigs]
-    if names != [CERTIFICATION_FIELD, *signed_fields]:
+    expected = [CERTIFICATION_FIELD, *signed_fields, *([SEAL_FIELD] if sealed else [])]
+    if names != expected:
         raise EsignError("document_modified", f"unexpected signatures {names}")
     vc = validation_context(root, moment=moment)
     for sig in sigs:
@@ -225,7 +232,10 @@ async def check_document(
                 "document_modified",
                 f"content changed after signature {sig.field_name} ({level})",
             )
-    if sigs and sigs[-1].signed_revision != reader.xrefs.total_revisions - 1:
+    last = reader.embedded_signatures[-1]
+    if sealed and last.sig_object_type != "/DocTimeStamp":
+        raise EsignError("document_modified", "a sealed agreement ends with a document timestamp")
+    if last.signed_revision != reader.xrefs.total_revisions - 1:
         raise EsignError("document_modified", "a revision was appended after the last signature")
 
 

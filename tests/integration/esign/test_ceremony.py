@@ -14,6 +14,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
 
 from esign import pdfsign
+from esign.ceremony import SignatureCeremony
 from esign.errors import EsignError
 from esign.phone import PhoneRefusal, PythonPhone
 from esign.protocol import EnrolChallenge, SignatureReply, SignatureRequest, b64e
@@ -364,3 +365,23 @@ async def test_certificate_expiring_between_prepare_and_finish_is_refused(make_c
         await ceremony.finish(phone.sign(request))
     assert err.value.code == "certificate_expired"
     assert ceremony.pdf == before and ceremony.signed == []
+
+
+async def test_resume_after_restart_keeps_signatures_and_turn(make_ceremony, pki, clock):
+    ceremony = await make_ceremony()
+    await sign_turn(ceremony, "p-app")
+    resumed = await SignatureCeremony.resume(pki, ceremony.timestamper, ceremony.path, clock)
+    assert resumed.status == "signing" and resumed.signed == ["Applicant1"]
+    assert resumed.agreement == ceremony.agreement
+    with pytest.raises(EsignError) as err:  # enrolments were not kept: enrol again
+        await resumed.prepare("p-res")
+    assert err.value.code == "not_enrolled"
+    await sign_turn(resumed, "p-res")
+    await sign_turn(resumed, "p-med")
+    await resumed.seal()
+    again = await SignatureCeremony.resume(pki, ceremony.timestamper, resumed.path, clock)
+    assert again.status == "sealed"
+    ceremony.path.write_bytes(_append_page_text(ceremony.pdf, b"x"))
+    with pytest.raises(EsignError) as err:
+        await SignatureCeremony.resume(pki, ceremony.timestamper, ceremony.path, clock)
+    assert err.value.code == "document_modified"

@@ -57,3 +57,11 @@ def test_one_empty_signature_field_per_signer_plus_seal():
         "OrganisationSeal",
     ]
     assert all(value is None for _, value in found)
+
+
+def test_words_wider_than_a_line_are_cut_not_lost():
+    word = "x" * 300
+    agreement = sample_agreement("en", terms=[word])
+    reader = PdfFileReader(io.BytesIO(render_agreement_pdf(agreement)))
+    text = "".join(line for lines in page_texts(reader) for line in lines)
+    assert word in text.replace(" ", "")
