@@ -156,7 +156,11 @@ def create_app(config: Config) -> web.Application:
         on_hint=lambda pid, hint: conductor_box[0].on_hint(pid, hint),
         on_peer_state=lambda pid, st: log.info("peer %s", st, extra={"participant": pid}),
     )
-    conductor = Conductor(service, engine, emit)
+
+    async def kick(sid):
+        await sio.disconnect(sid, namespace=NAMESPACE)
+
+    conductor = Conductor(service, engine, emit, kick)
     conductor_box.append(conductor)
     sio.register_namespace(
         ParleyNamespace(

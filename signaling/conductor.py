@@ -19,13 +19,16 @@ from rooms.plan import Edge, plan
 log = logging.getLogger("parley.conductor")
 
 Emit = Callable[[str, Any, str], Awaitable[None]]  # (event, data, sid)
+Kick = Callable[[str], Awaitable[None]]  # disconnect a socket by sid
+GONE = {"left": "left", "removed": "removed"}
 
 
 class Conductor:
-    def __init__(self, service, engine, emit: Emit) -> None:
+    def __init__(self, service, engine, emit: Emit, kick: Kick | None = None) -> None:
         self._service = service
         self._engine = engine
         self._emit = emit
+        self._kick = kick
         self._plans: dict[str, frozenset[Edge]] = {}
         self._sids: dict[str, str] = {}  # participant id -> socket id of its live connection
         self._sessions: dict[str, str] = {}  # participant id -> session id
@@ -54,10 +57,21 @@ class Conductor:
     def _on_events(self, state, events) -> None:
         self._plans[state.id] = plan(state)
         self.reconcile()
-        for pid in list(state.participants):
+        for pid, person in list(state.participants.items()):
             sid = self._sids.get(pid)
-            if sid is not None:
-                self._send("state", state.view_for(pid), sid)
+            if sid is None:
+                continue
+            self._send("state", state.view_for(pid), sid)
+            reason = "ended" if state.ended else GONE.get(person.space)
+            if reason:  # removed, left, or the session is over: close their connections
+                self._sids.pop(pid, None)
+                self._spawn(self._close(pid, sid, reason))
+
+    async def _close(self, pid: str, sid: str, reason: str) -> None:
+        await self._engine.close_peer(pid, reason)
+        await self._emit("error", {"code": reason, "message": f"session {reason}"}, sid)
+        if self._kick is not None:
+            await self._kick(sid)
 
     def reconcile(self) -> None:
         edges: set[Edge] = set()
@@ -81,7 +95,10 @@ class Conductor:
             self._send("hint", hint, sid)
 
     def _send(self, event: str, data: Any, sid: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._emit(event, data, sid))
+        self._spawn(self._emit(event, data, sid))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
 

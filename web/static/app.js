@@ -69,7 +69,13 @@
     if (hint.audio_only && !state.audioOnly) status(i18n.t("audio_only_hint"));
   });
   socket.on("error", (err) => {
-    if (err && err.code === "replaced") end("error", i18n.t("replaced"));
+    if (!err) return;
+    socket.io.opts.reconnection = false;
+    if (err.code === "replaced") end("error", i18n.t("replaced"));
+    else if (err.code === "removed") end("removed_title", i18n.t("left_text"));
+    else if (err.code === "ended") end("ended_title", "");
+    else if (err.code === "left") end("left_title", i18n.t("left_text"));
+    else socket.io.opts.reconnection = true;
   });
 
   async function getLocal() {

@@ -11,7 +11,7 @@
       camera_on: "打开摄像头", audio_only: "仅语音", video_on: "恢复视频", leave: "离开",
       admit: "准许进入", to_waiting: "请回等候室", in_waiting: "等候中", offline: "未连接",
       joint: "调解室", waiting: "等候室", caucus: "单独会谈室", left_title: "您已离开",
-      left_text: "您可以关闭此页面。", ended_title: "调解已结束", no_devices:
+      left_text: "您可以关闭此页面。", removed_title: "调解员已请您离开本次调解", ended_title: "调解已结束", no_devices:
       "无法使用摄像头或麦克风，请检查浏览器权限后重试。", audio_only_hint:
       "网络较差，建议切换为仅语音。", replaced: "您已在另一个窗口加入。",
       error: "出错了：", you: "（您）", this_is_me: "是我，继续", not_me:
@@ -41,6 +41,7 @@
       admit: "Admit", to_waiting: "To waiting room", in_waiting: "waiting", offline: "offline",
       joint: "Joint session", waiting: "Waiting room", caucus: "Private room",
       left_title: "You have left", left_text: "You can close this page.",
+      removed_title: "The mediator has removed you from this session",
       ended_title: "The mediation has ended", no_devices:
       "The camera or microphone cannot be used. Check the browser's permissions and try again.",
       audio_only_hint: "Your connection is weak; audio only is recommended.",

@@ -129,3 +129,23 @@ async def test_chat_stays_in_its_space_and_ask_for_mediator(running):
     ]
     for view in a_inbox["state"]:
         assert all("private" not in c["text"] for c in view["chat"])
+
+
+async def test_removed_participant_and_ended_session_are_disconnected(running):
+    state = running.mediation(parties=2)
+    m, tok_m = running.token(state, "mediator")
+    a, tok_a = running.token(state, "party", 0)
+    b, tok_b = running.token(state, "party", 1)
+    msio, m_inbox = await running.client(tok_m)
+    asio, a_inbox = await running.client(tok_a)
+    bsio, b_inbox = await running.client(tok_b)
+    await cmd(msio, type="remove", participant=a, reason="disruptive")
+    await until(lambda: not asio.connected)
+    assert {"code": "removed", "message": "session removed"} in a_inbox["error"]
+    assert bsio.connected and msio.connected
+    # A removed participant cannot come back with the same link.
+    with pytest.raises(Exception):
+        await running.client(tok_a)
+    await cmd(msio, type="end_session", reason="agreement reached")
+    await until(lambda: not bsio.connected and not msio.connected)
+    assert any(e and e.get("code") == "ended" for e in b_inbox["error"])
