@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import socketio
 
 from rooms.commands import decode_command
 from rooms.service import ParticipantSpec
@@ -144,7 +145,7 @@ async def test_removed_participant_and_ended_session_are_disconnected(running):
     assert {"code": "removed", "message": "session removed"} in a_inbox["error"]
     assert bsio.connected and msio.connected
     # A removed participant cannot come back with the same link.
-    with pytest.raises(Exception):
+    with pytest.raises(socketio.exceptions.ConnectionError):
         await running.client(tok_a)
     await cmd(msio, type="end_session", reason="agreement reached")
     await until(lambda: not bsio.connected and not msio.connected)
