@@ -50,9 +50,15 @@ class Publication:
         if not ssrcs:
             self.plis_without_ssrc += 1  # nothing received yet; the retry timer asks again
             return
-        task = asyncio.get_running_loop().create_task(passthrough.send_pli(self.receiver, ssrcs[0]))
+        task = asyncio.get_running_loop().create_task(self._send_pli(ssrcs[0]))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    async def _send_pli(self, media_ssrc: int) -> None:
+        try:
+            await passthrough.send_pli(self.receiver, media_ssrc)
+        except Exception as exc:  # the transport is closing: the request simply gets lost
+            log.debug("PLI to %s not sent: %r", self.publisher_id, exc)
 
     def close(self, reason: str) -> None:
         """Close the forwarder and every subscription; the receiver stops with the connection."""
