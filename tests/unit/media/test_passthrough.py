@@ -86,3 +86,14 @@ def test_audio_pass_buffer_forwards_at_once_and_drops_duplicates_and_late_packet
     assert ab.add(rtp(0, 960)) == (False, None)  # duplicate
     assert ab.add(rtp(65534, 0)) == (False, None)  # late
     assert ab.add(rtp(2, 2880))[1].timestamp == 2880  # a gap is fine for audio
+
+
+def test_a_changed_receive_path_refuses_to_start(monkeypatch):
+    from aiortc import rtcrtpreceiver
+
+    def decoder_worker(loop, input_q, output_q, decode_error):  # reads frames differently
+        return None
+
+    monkeypatch.setattr(rtcrtpreceiver, "decoder_worker", decoder_worker)
+    with pytest.raises(passthrough.AiortcIncompatible, match="decoder_worker"):
+        passthrough.check_aiortc()
