@@ -32,7 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY
-from pyhanko.sign.validation import async_validate_detached_cms
+from pyhanko.sign.validation import async_validate_detached_cms, async_validate_pdf_timestamp
 from pyhanko.sign.validation.ades import ades_lta_validation
 from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.validation.policy_decl import PdfSignatureValidationSpec, SignatureValidationSpec
@@ -102,6 +102,16 @@ def _anchors(certs: list[x509.Certificate], root_fp: str):
     return root, list(pinned.values())
 
 
+def _padding_is_clean(sig) -> bool:
+    """The unsigned tail of a /Contents hole must be zeros, or bytes could hide there."""
+    raw = sig.pkcs7_content
+    try:
+        used = len(cms.ContentInfo.load(raw, strict=False).dump())
+    except ValueError:
+        return False
+    return not any(raw[used:])
+
+
 def _asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
@@ -137,6 +147,24 @@ async def _validate_pdf(pdf: bytes, anchors, at: dt.datetime | None, report: Rep
     report.check(
         last is not None and last.sig_object_type == "/DocTimeStamp",
         "closed by a document timestamp (PAdES B-LTA)",
+    )
+    vc = ValidationContext(
+        trust_roots=[_asn1(c) for c in anchors],
+        allow_fetching=False,
+        revocation_mode="soft-fail",
+        moment=at,
+    )
+    for sig in reader.embedded_signatures:
+        if sig.sig_object_type == "/DocTimeStamp":
+            try:
+                status = await async_validate_pdf_timestamp(sig, validation_context=vc)
+                ok = status.intact and status.valid and status.trusted
+            except SignatureValidationError:
+                ok = False
+            report.check(ok, f"document timestamp {sig.field_name} intact and trusted")
+    report.check(
+        all(_padding_is_clean(sig) for sig in reader.embedded_signatures),
+        "no bytes hidden in signature padding",
     )
     report.check("/DSS" in reader.root, "revocation data embedded (DSS)")
 

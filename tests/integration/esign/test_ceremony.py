@@ -80,26 +80,30 @@ async def test_turn_order_is_enforced(make_ceremony):
     assert err.value.code == "not_complete"
 
 
-@pytest.mark.parametrize(
-    ("pid", "changes", "code"),
-    [
-        ("p-app", {"role": "counsel"}, "counsel_cannot_sign"),
-        ("p-app", {"acting_for": "p-app"}, "counsel_cannot_sign"),
-        ("p-app", {"session_id": "sess-other"}, "not_in_session"),
-        ("p-app", {"checks": ["invitation_token"]}, "identity_not_verified"),
-        ("p-app", {"name": "Someone Else"}, "identity_not_verified"),
-        ("p-app", {"checks": ["invitation_token", "trust_me"]}, "invalid_attestation"),
-        ("p-med", {"checks": []}, "identity_not_verified"),
-        ("p-observer", {"role": "observer", "name": "Obs"}, "not_a_signer"),
-    ],
-)
-async def test_only_verified_signers_of_this_session_enrol(make_ceremony, pid, changes, code):
+REFUSED_ENROLMENTS = [
+    ("p-app", {"role": "counsel"}, "counsel_cannot_sign"),
+    ("p-app", {"acting_for": "p-app"}, "counsel_cannot_sign"),
+    ("p-app", {"session_id": "sess-other"}, "not_in_session"),
+    ("p-app", {"checks": ["invitation_token"]}, "identity_not_verified"),
+    ("p-app", {"name": "Someone Else"}, "identity_not_verified"),
+    ("p-app", {"id_digest": "PID-" + "00" * 8}, "identity_not_verified"),
+    ("p-app", {"checks": ["invitation_token", "trust_me"]}, "invalid_attestation"),
+    ("p-med", {"checks": []}, "identity_not_verified"),
+    ("p-med", {"role": "party"}, "identity_not_verified"),
+    ("p-observer", {"role": "observer", "name": "Obs"}, "not_a_signer"),
+]
+
+
+async def test_only_verified_signers_of_this_session_enrol(make_ceremony):
     ceremony = await make_ceremony()
-    phone = PythonPhone(pid)
-    request = phone.enrol_request(ceremony.challenge(pid))
-    with pytest.raises(EsignError) as err:
-        ceremony.enrol(request, attestation(pid, **changes))
-    assert err.value.code == code
+    for pid, changes, code in REFUSED_ENROLMENTS:
+        phone = PythonPhone(pid)
+        request = phone.enrol_request(ceremony.challenge(pid))
+        with pytest.raises(EsignError) as err:
+            ceremony.enrol(request, attestation(pid, **changes))
+        assert err.value.code == code, (pid, changes)
+    assert ceremony.to_dict()["signed"] == []
+    enrol(ceremony, "p-app")  # the real attestation still works
 
 
 async def test_proof_of_possession_and_challenge_are_checked(make_ceremony):
