@@ -23,8 +23,9 @@ from typing import Any
 
 import aiortc
 import av
-from aiortc import rtcrtpreceiver, rtcrtpsender
+from aiortc import rtcdtlstransport, rtcrtpreceiver, rtcrtpsender
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtp import RTCP_PSFB_FIR, RtcpPsfbPacket
 from aiortc.utils import uint16_add, uint16_gt
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ _CLASS_PRIVATE = (
     (rtcrtpreceiver, "decoder_worker"),
     (JitterBuffer, "_remove_frame"),
     (JitterBuffer, "remove"),
+    (rtcdtlstransport.RtpRouter, "route_rtcp"),
 )
 
 # aiortc's video jitter buffer releases nothing past a missing packet until 512 packets pile up
@@ -256,6 +258,28 @@ def on_upstream_loss(
 async def send_pli(receiver: rtcrtpreceiver.RTCRtpReceiver, media_ssrc: int) -> None:
     """Send a picture loss indication upstream (aiortc's original, unwrapped method)."""
     await rtcrtpreceiver.RTCRtpReceiver._send_rtcp_pli(receiver, media_ssrc)
+
+
+def route_fir(dtls: Any) -> None:
+    """Deliver FIRs to the senders they name.
+
+    aiortc routes payload-specific feedback by its media-SSRC field, which a FIR sets to 0 (RFC
+    5104: the targets are in the FCI), so a subscriber's FIR would reach no sender.
+    """
+    router = dtls._rtp_router
+    route = router.route_rtcp
+
+    def route_rtcp(packet: Any) -> set:
+        recipients = route(packet)
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_FIR:
+            fci = packet.fci
+            for offset in range(0, len(fci) - 7, 8):
+                sender = router.senders.get(int.from_bytes(fci[offset : offset + 4], "big"))
+                if sender is not None:
+                    recipients.add(sender)
+        return recipients
+
+    router.route_rtcp = route_rtcp
 
 
 RtcpCallback = Callable[[Any], None]

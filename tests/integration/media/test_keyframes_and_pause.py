@@ -45,6 +45,22 @@ async def test_a_subscriber_pli_reaches_the_publisher_rate_limited(room):
 
 
 @pytest.mark.slow
+async def test_a_subscriber_fir_reaches_the_publisher_too(room):
+    from aiortc.rtp import RTCP_PSFB_FIR, RtcpPsfbPacket
+
+    await pair(room)
+    alice_cam = room.bots[A].video_track
+    await asyncio.sleep(0.6)  # let the rate limiter forget the join-time requests
+    before = alice_cam.keyframe_requests
+    transport = room.bots[B].pc.getTransceivers()[3].receiver.transport
+    fci = slot_sender_ssrc(room, B).to_bytes(4, "big") + bytes([1, 0, 0, 0])
+    await transport._send_rtp(
+        bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_FIR, ssrc=1, media_ssrc=0, fci=fci))
+    )
+    await room.wait_for(lambda: alice_cam.keyframe_requests > before, within=3)
+
+
+@pytest.mark.slow
 async def test_the_pli_goes_to_the_media_ssrc_never_the_rtx_ssrc(room):
     await pair(room)
     receiver = room.engine.peers[A].publications["video"].receiver
