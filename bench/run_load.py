@@ -247,11 +247,12 @@ def verdict(f: dict, cores: int) -> str:
     if f["bot_cores_max_process"] >= 0.9:
         bots.append(f"a bot process used {f['bot_cores_max_process']:.2f} core")
     if f["machine_busy"] >= 0.9:
-        note = f"machine {f['machine_busy']:.0%} busy on {cores} cores"
-        if f["other_cores"] >= 0.3:
-            machine.append(f"{note}, {f['other_cores']:.2f} core used by other processes")
-        else:
-            bots.append(note)
+        note = (
+            f"machine {f['machine_busy']:.0%} busy on {cores} cores (server"
+            f" {f['server_cores']:.2f}, bots {f['bot_cores']:.2f}, others {f['other_cores']:.2f})"
+        )
+        # whoever took more of what the server did not use is named
+        (machine if f["other_cores"] > f["bot_cores"] else bots).append(note)
     pace = f["publisher_pace_min"]
     if pace is not None and pace < 0.95:
         (machine if machine else bots).append(f"a publisher sent only {pace:.0%} of its frames")

@@ -95,7 +95,8 @@ def test_no_streams_gives_no_per_stream_figure_rather_than_a_division_error():
     [
         ({1: 0.95}, 0.6, [1.0], 0.3, "bots saturated: a bot process used 0.95 core"),
         ({1: 0.5, 2: 0.5}, 0.97, [1.0], 9.0, "bots saturated: machine 97% busy on 2 cores"),
-        ({1: 0.3}, 0.95, [0.8], 0.3, "machine shared:"),
+        ({1: 0.3}, 0.95, [0.8], 0.3, "machine shared: machine 95% busy on 2 cores (server 0.03"),
+        ({1: 0.6, 2: 0.6}, 0.95, [0.8], 3.0, "bots saturated: machine 95% busy"),
         ({1: 0.3}, 0.5, [0.8], 0.3, "bots saturated: a publisher sent only 80%"),
         ({1: 0.3}, 0.7, [1.0], 9.5, "server saturated"),
     ],
