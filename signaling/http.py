@@ -7,6 +7,7 @@ person with an expired or tampered link sees a clear message instead of a broken
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -16,6 +17,13 @@ from signaling.tokens import TokenError
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 SOCKETIO_CLIENT = WEB_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+PDFJS_DIR = WEB_DIR / "node_modules" / "pdfjs-dist"
+# The pdf.js files the agreement page loads: the library, its worker, and the character maps
+# and standard fonts it fetches for PDFs that need them. Nothing else of the package is served.
+PDFJS_FILES = re.compile(
+    r"^(build/pdf(\.worker)?\.min\.mjs|cmaps/[A-Za-z0-9_.-]+\.bcmap|"
+    r"standard_fonts/[A-Za-z0-9_.-]+\.(pfb|ttf))$"
+)
 
 ERROR_TEXT = {
     "token_expired": ("此邀请链接已过期。", "This invitation link has expired."),
@@ -62,6 +70,21 @@ def routes(signer, ready) -> web.RouteTableDef:
         if not SOCKETIO_CLIENT.exists():
             raise web.HTTPServiceUnavailable(text="web client not installed: run scripts/setup.sh")
         return web.FileResponse(SOCKETIO_CLIENT)
+
+    @r.get("/vendor/pdfjs/{path:.+}")
+    async def pdfjs_file(request: web.Request) -> web.StreamResponse:
+        path = request.match_info["path"]
+        if not PDFJS_FILES.match(path) or ".." in path:
+            raise web.HTTPNotFound(text="no such pdf.js file")
+        if not (PDFJS_DIR / "build").is_dir():
+            raise web.HTTPServiceUnavailable(text="pdf.js not installed: run scripts/setup.sh")
+        file = PDFJS_DIR / path
+        if not file.is_file():
+            raise web.HTTPNotFound(text="no such pdf.js file")
+        resp = web.FileResponse(file)
+        if path.endswith(".mjs"):  # module scripts need a JavaScript MIME type
+            resp.content_type = "text/javascript"
+        return resp
 
     @r.get("/healthz")
     async def healthz(request: web.Request) -> web.Response:

@@ -1,0 +1,215 @@
+"""The mediation agreement signed in three headless Chromium pages with real WebCrypto keys.
+
+The mediator (logged in through the console, so its link carries the staff login) drafts the
+agreement live, freezes it; each party signs on its own page, then the mediator; the mediator
+seals and downloads agreement.pdf and evidence.zip, which the offline ``verify`` CLI and
+pyHanko's own validator accept against the root certificate. And the page refuses, and never
+signs, a prepared PDF that was changed on the way (one byte flipped in the server's answer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from tests.e2e.test_mediation_console import PASSWORD
+from tests.e2e.test_two_phones import join
+from tests.support.server_proc import ROOT, ServerProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(180)]
+TERMS = ["李四于2026年12月31日前向张三支付人民币5000元。", "双方就本纠纷再无其他争议。"]
+
+# Wrap the page's socket so that the ``prepare`` answer arrives with one byte of the prepared
+# PDF flipped at ``where`` ("prefix": inside the reviewed bytes; "tail": after the signature
+# hole), and remember every esign action the page sends.
+TAMPER = """where => {
+  const socket = window.parley.socket;
+  window.__esignActions = [];
+  const original = socket.emitWithAck.bind(socket);
+  socket.emitWithAck = async (event, payload) => {
+    if (event === 'esign') window.__esignActions.push(payload.action);
+    const reply = await original(event, payload);
+    if (event === 'esign' && payload.action === 'prepare' && reply.ok) {
+      const pdf = Uint8Array.from(atob(reply.request.prepared_pdf), c => c.charCodeAt(0));
+      const at = where === 'prefix' ? 200 : pdf.length - 20;
+      pdf[at] ^= 0x01;
+      let s = ''; for (const x of pdf) s += String.fromCharCode(x);
+      reply.request.prepared_pdf = btoa(s);
+    }
+    return reply;
+  };
+}"""
+UNTAMPER = "() => { delete window.parley.socket.emitWithAck; }"  # back to the prototype's
+
+
+@pytest.fixture
+def console_server(tmp_path):
+    data = tmp_path / "data"
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "server.py"),
+            "user",
+            "add",
+            "wang",
+            "--name",
+            "王调解员",
+            "--role",
+            "mediator",
+            "--password-stdin",
+            "--data-dir",
+            str(data),
+        ],
+        input=PASSWORD + "\n",
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    server = ServerProcess(data, "--no-demo").start_quiet()
+    yield server
+    server.stop()
+
+
+def open_case(browser, new_page, server):
+    """Console: log in, create the case with two parties, enter as the mediator."""
+    med = new_page(browser)
+    med.on("dialog", lambda d: d.accept())
+    med.goto(server.url + "/login")
+    med.fill("input[name=username]", "wang")
+    med.fill("input[name=password]", PASSWORD)
+    med.click("button[type=submit]")
+    med.wait_for_url("**/console")
+    med.fill("input[name=case_number]", "(2026)京0105民调77号")
+    med.fill("input[name=title]", "借款纠纷 Loan dispute")
+    med.fill("input[name=name0]", "张三")
+    med.fill("input[name=name1]", "李四")
+    med.click("form[action='/console/sessions'] button[type=submit]")
+    med.wait_for_selector("#enter")
+    links = [
+        med.get_attribute(f".invite:has(h3:text-is('{n}')) .url a", "href")
+        for n in ("张三", "李四")
+    ]
+    med.click("#enter")
+    join(med, None, consents=False)
+    return med, links
+
+
+def agreement(page) -> dict:
+    return page.evaluate("() => window.parley.view.agreement")
+
+
+def sign(page, fingerprint: str) -> None:
+    """The signer's turn: Sign now, every check passes, read, confirm, receipt."""
+    page.click("#ag-sign-now:not([hidden]):not([disabled])", timeout=20000)
+    page.wait_for_selector("#ag-confirm:not([disabled])", timeout=30000)
+    assert page.is_visible("#ag-review-pages canvas")
+    assert fingerprint[:8] in page.inner_text("#ag-review-fingerprint")
+    page.click("#ag-confirm")
+    page.wait_for_selector("#ag-receipt:not([hidden])", timeout=30000)
+
+
+def refuses(page, where: str) -> str:
+    page.click("#ag-sign-now:not([hidden]):not([disabled])", timeout=20000)
+    page.wait_for_selector("#ag-sign-step[data-refused='1']", timeout=30000)
+    assert page.is_disabled("#ag-confirm") and page.is_hidden("#ag-review")
+    return page.inner_text("#ag-sign-step")
+
+
+def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
+    console_server, launch, new_page, tmp_path
+):
+    browser = launch()
+    med, (link_a, link_b) = open_case(browser, new_page, console_server)
+    parties = []
+    for link in (link_a, link_b):
+        page = new_page(browser)
+        page.on("dialog", lambda d: d.accept())
+        join(page, link)
+        pid = page.evaluate("() => window.parley.me")
+        row = f'#people li[data-participant="{pid}"]'
+        med.click(f'{row} button[data-action="admit"]')
+        med.click(f'{row} button[data-action="identity"]')
+        med.wait_for_selector(f"{row} >> text=✔ID")
+        parties.append(page)
+    a, b = parties
+
+    # The mediator drafts; the parties see the terms live. A party has no editor.
+    med.select_option("#ag-case-type", "debt")
+    med.select_option("#ag-language", "zh-CN")
+    med.fill("#ag-terms", "\n".join(TERMS) + "\n\n")
+    med.click("#ag-save")
+    for page in (a, b):
+        page.wait_for_selector("#ag-draft li >> text=支付人民币5000元", timeout=10000)
+        assert page.is_hidden("#ag-editor")
+    assert a.inner_text("#ag-draft").count("\n") == 1  # two terms, the blank lines dropped
+
+    med.click("#ag-freeze")
+    for page in (med, a, b):
+        page.wait_for_selector("#ag-fingerprint[data-fingerprint]", timeout=30000)
+    fp = agreement(med)["fingerprint"]
+    for page in (med, a, b):  # each page read the fingerprint out of the PDF itself
+        assert page.get_attribute("#ag-fingerprint", "data-fingerprint") == fp
+        assert page.locator("#ag-pages canvas").count() >= 1
+    assert med.is_visible("#ag-edit-warning")  # an edit now would make version 2
+    assert b.is_visible("#ag-wait-turn") and b.is_hidden("#ag-sign-now")
+
+    # A's page is handed a prepared PDF with one byte changed: it refuses and never signs.
+    a.evaluate(TAMPER, "tail")
+    assert "digest" in refuses(a, "tail")
+    a.evaluate(UNTAMPER)
+    a.evaluate(TAMPER, "prefix")
+    assert "does not extend" in refuses(a, "prefix")
+    assert "sign" not in a.evaluate("() => window.__esignActions")
+    assert agreement(med)["signed"] == []
+    a.evaluate(UNTAMPER)
+
+    sign(a, fp)
+    b.wait_for_selector("#ag-sign-now:not([hidden])", timeout=15000)
+    sign(b, fp)
+    sign(med, fp)
+    med.wait_for_selector("#agreement-panel[data-status='complete']", timeout=15000)
+    med.click("#ag-seal")
+    for page in (med, a, b):
+        page.wait_for_selector("#agreement-panel[data-status='sealed']", timeout=30000)
+    view = agreement(a)
+    assert view["signed"] == view["signers"] and len(view["signers"]) == 3
+
+    with med.expect_download() as got:
+        med.click("#ag-download-pdf")
+    pdf = tmp_path / "agreement.pdf"
+    got.value.save_as(pdf)
+    assert hashlib.sha256(pdf.read_bytes()).hexdigest() == view["pdf_sha256"]
+    with med.expect_download() as got:
+        med.click("#ag-download-evidence")
+    bundle = tmp_path / "evidence.zip"
+    got.value.save_as(bundle)
+
+    root_pem = Path(console_server.data_dir) / "esign-pki" / "root.pem"
+    root = x509.load_pem_x509_certificate(root_pem.read_bytes())
+    root_fp = hashlib.sha256(root.public_bytes(serialization.Encoding.DER)).hexdigest()
+    for target in (pdf, bundle):
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "server.py"), "verify", str(target), "--root", root_fp],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+    pyhanko = Path(sys.executable).parent / "pyhanko"
+    out = subprocess.run(
+        [str(pyhanko), "sign", "adesverify", "--trust-replace", "--trust", str(root_pem), str(pdf)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("INTACT:TRUSTED") >= 4, out.stdout
