@@ -12,6 +12,7 @@ dicts; the session layer appends them to its ledger. This module knows nothing o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -42,8 +43,8 @@ from esign.agreement import (
 from esign.document import SEAL_FIELD, attached_agreement_data, render_agreement_pdf
 from esign.errors import EsignError
 from esign.pki import LocalPki, cert_sha256, event_san, spki_sha256
+from esign.policy import check_signer
 from esign.protocol import (
-    IDENTITY_CHECKS,
     POP_PREFIX,
     DeclineRequest,
     EnrolChallenge,
@@ -61,7 +62,6 @@ Event = dict
 CHALLENGE_TTL = dt.timedelta(minutes=5)
 PREPARE_TTL = dt.timedelta(minutes=5)
 P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
-PARTY_STRONG_CHECKS = {"mediator_video_check", "one_time_code", "real_name_check"}
 
 
 def _event(kind: str, **data) -> Event:
@@ -78,12 +78,14 @@ def p1363_to_der(raw: bytes) -> bytes:
     return encode_dss_signature(r, s)
 
 
-class _Enrolled(msgspec.Struct):
+@dataclasses.dataclass
+class _Enrolled:
     cert: x509.Certificate
     attestation: IdentityAttestation
 
 
-class _Pending(msgspec.Struct):
+@dataclasses.dataclass
+class _Pending:
     participant_id: str
     field_name: str
     prepared: pdfsign.PreparedSignature
@@ -257,37 +259,11 @@ class SignatureCeremony:
         self._challenges[participant_id] = (nonce, expires)
         return EnrolChallenge(nonce=b64e(nonce), expires_at=expires.isoformat())
 
-    def _check_signer(self, participant_id: str, who: IdentityAttestation) -> str:
-        agreement = self._require_agreement()
-        if who.session_id != agreement.session_id:
-            raise EsignError("not_in_session", "the participant is not in this session")
-        if who.participant_id != participant_id:
-            raise EsignError("identity_mismatch", "attestation is for another participant")
-        if who.role == "counsel" or who.acting_for is not None:
-            raise EsignError("counsel_cannot_sign", "only the party may sign; counsel cannot")
-        unknown = set(who.checks) - IDENTITY_CHECKS
-        if unknown:
-            raise EsignError("invalid_attestation", f"unknown identity checks {sorted(unknown)}")
-        role = signer_role(agreement, participant_id)
-        if role is None or who.role not in ("party", "mediator"):
-            raise EsignError("not_a_signer", "this participant does not sign this agreement")
-        if role == "mediator":
-            ok = who.role == "mediator" and who.name == agreement.mediator.name
-            ok = ok and "staff_login" in who.checks
-        else:
-            party = next(p for p in agreement.parties if p.participant_id == participant_id)
-            ok = who.role == "party" and who.name == party.name
-            ok = ok and who.id_digest == party.id_digest and "invitation_token" in who.checks
-            ok = ok and bool(PARTY_STRONG_CHECKS & set(who.checks))
-        if not ok:
-            raise EsignError("identity_not_verified", "identity checks missing or not matching")
-        return role
-
     def enrol(
         self, request: EnrolRequest, attestation: IdentityAttestation
     ) -> tuple[Enrolment, list[Event]]:
         """Verify proof of possession and issue the ~30-minute event certificate."""
-        role = self._check_signer(request.participant_id, attestation)
+        role = check_signer(self._require_agreement(), request.participant_id, attestation)
         issued = self._challenges.pop(request.participant_id, None)
         nonce = b64d(request.nonce, "nonce", 64)
         if issued is None or issued[0] != nonce or issued[1] < self.clock():
@@ -320,7 +296,7 @@ class SignatureCeremony:
         self, participant_id: str, cert: x509.Certificate, attestation: IdentityAttestation
     ) -> tuple[Enrolment, list[Event]]:
         """Enrol with a certificate issued elsewhere (an external CA's event certificate)."""
-        role = self._check_signer(participant_id, attestation)
+        role = check_signer(self._require_agreement(), participant_id, attestation)
         return self._register(participant_id, cert, attestation, role)
 
     def _register(self, participant_id, cert, attestation, role):

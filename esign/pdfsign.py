@@ -7,6 +7,7 @@ replaces it only after a step fully succeeded: a failure never leaves a half-wri
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 
@@ -102,9 +103,10 @@ async def certify(
         md_algorithm="sha256",
         reason=reason,
     )
-    out = await PdfSigner(meta, signer, timestamper=timestamper).async_sign_pdf(
-        IncrementalPdfFileWriter(io.BytesIO(pdf))
-    )
+    async with signing_step("signing_failed"):
+        out = await PdfSigner(meta, signer, timestamper=timestamper).async_sign_pdf(
+            IncrementalPdfFileWriter(io.BytesIO(pdf))
+        )
     return out.getvalue()
 
 
@@ -157,19 +159,20 @@ async def prepare_signature(
     )
     # Here the timestamper only sizes the placeholder; the real token is added at finish.
     pdf_signer = PdfSigner(meta, placeholder, timestamper=timestamper)
-    digest, tbs, output = await pdf_signer.async_digest_doc_for_signing(
-        IncrementalPdfFileWriter(io.BytesIO(pdf)), existing_fields_only=True
-    )
-    signed_attrs = await placeholder.signed_attrs(
-        digest.document_digest,
-        "sha256",
-        attr_settings=PdfCMSSignedAttributes(
-            cades_signed_attrs=CAdESSignedAttrSpec(
-                commitment_type=GenericCommitment.PROOF_OF_APPROVAL.asn1
-            )
-        ),
-        use_pades=True,
-    )
+    async with signing_step("prepare_failed"):
+        digest, tbs, output = await pdf_signer.async_digest_doc_for_signing(
+            IncrementalPdfFileWriter(io.BytesIO(pdf)), existing_fields_only=True
+        )
+        signed_attrs = await placeholder.signed_attrs(
+            digest.document_digest,
+            "sha256",
+            attr_settings=PdfCMSSignedAttributes(
+                cades_signed_attrs=CAdESSignedAttrSpec(
+                    commitment_type=GenericCommitment.PROOF_OF_APPROVAL.asn1
+                )
+            ),
+            use_pades=True,
+        )
     output.seek(0)
     return PreparedSignature(
         output.read(), digest, tbs.post_sign_instructions, signed_attrs, cert, chain, len(pdf)
@@ -186,15 +189,27 @@ async def finish_signature(
         signature_value=der_signature,
         signature_mechanism=_ecdsa_mechanism(),
     )
-    signed_data = await signer.async_sign_prescribed_attributes(
-        "sha256", prepared.signed_attrs, timestamper=timestamper
-    )
     output = io.BytesIO(prepared.prepared_pdf)
-    try:
+    async with signing_step("embed_failed"):
+        signed_data = await signer.async_sign_prescribed_attributes(
+            "sha256", prepared.signed_attrs, timestamper=timestamper
+        )
         await PdfTBSDocument.async_finish_signing(output, prepared.digest, signed_data)
-    except Exception as exc:  # pyHanko raises several types; none may leave state behind
-        raise EsignError("embed_failed", f"could not embed the signature: {exc}") from exc
     return output.getvalue()
+
+
+@contextlib.asynccontextmanager
+async def signing_step(code: str):
+    """Turn any failure of pyHanko or a TSA (network, parsing, size) into EsignError(code).
+
+    The callers work on copies of the PDF bytes, so a failed step leaves nothing behind.
+    """
+    try:
+        yield
+    except EsignError:
+        raise
+    except Exception as exc:  # pyHanko and TSA clients raise many unrelated types
+        raise EsignError(code, f"{type(exc).__name__}: {exc}") from exc
 
 
 def _ecdsa_mechanism() -> algos.SignedDigestAlgorithm:
@@ -263,17 +278,18 @@ async def seal_and_close(
         md_algorithm="sha256",
         reason=reason,
     )
-    sealed = await PdfSigner(meta, signer, timestamper=timestamper).async_sign_pdf(
-        IncrementalPdfFileWriter(io.BytesIO(pdf)), existing_fields_only=True
-    )
     ocsps, crls = revocation
-    writer = IncrementalPdfFileWriter(io.BytesIO(sealed.getvalue()))
-    DocumentSecurityStore.supply_dss_in_writer(
-        writer,
-        None,
-        certs=[asn1_cert(c) for c in all_certs],
-        ocsps=[asn1_ocsp.OCSPResponse.load(o) for o in ocsps],
-        crls=[asn1_crl.CertificateList.load(c) for c in crls],
-    )
-    out = await PdfTimeStamper(timestamper).async_timestamp_pdf(writer, "sha256")
+    async with signing_step("signing_failed"):
+        sealed = await PdfSigner(meta, signer, timestamper=timestamper).async_sign_pdf(
+            IncrementalPdfFileWriter(io.BytesIO(pdf)), existing_fields_only=True
+        )
+        writer = IncrementalPdfFileWriter(io.BytesIO(sealed.getvalue()))
+        DocumentSecurityStore.supply_dss_in_writer(
+            writer,
+            None,
+            certs=[asn1_cert(c) for c in all_certs],
+            ocsps=[asn1_ocsp.OCSPResponse.load(o) for o in ocsps],
+            crls=[asn1_crl.CertificateList.load(c) for c in crls],
+        )
+        out = await PdfTimeStamper(timestamper).async_timestamp_pdf(writer, "sha256")
     return out.getvalue()

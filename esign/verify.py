@@ -27,6 +27,7 @@ import msgspec
 from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from pyhanko.pdf_utils.misc import PdfError
@@ -89,7 +90,7 @@ def _is_tsa_under(cert: x509.Certificate, root: x509.Certificate) -> bool:
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         cert.verify_directly_issued_by(root)
-    except (x509.ExtensionNotFound, ValueError, TypeError, Exception):
+    except (x509.ExtensionNotFound, ValueError, TypeError, InvalidSignature):
         return False
     return list(eku) == [ExtendedKeyUsageOID.TIME_STAMPING]
 

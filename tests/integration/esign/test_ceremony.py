@@ -17,7 +17,9 @@ from esign import pdfsign
 from esign.ceremony import SignatureCeremony
 from esign.errors import EsignError
 from esign.phone import PhoneRefusal, PythonPhone
+from esign.pki import local_timestamp_authority
 from esign.protocol import EnrolChallenge, SignatureReply, SignatureRequest, b64e
+from esign.tsa import AuthorityTimeStamper
 from tests.integration.esign.conftest import attestation, enrol, sign_turn
 from tests.unit.esign.samples import sample_agreement
 
@@ -389,3 +391,35 @@ async def test_resume_after_restart_keeps_signatures_and_turn(make_ceremony, pki
     with pytest.raises(EsignError) as err:
         await SignatureCeremony.resume(pki, ceremony.timestamper, ceremony.path, clock)
     assert err.value.code == "document_modified"
+
+
+class _FailingTimeStamper(AuthorityTimeStamper):
+    """A TSA that is down after `ok` successful answers."""
+
+    def __init__(self, authority, ok: int) -> None:
+        super().__init__(authority)
+        self.ok = ok
+
+    async def async_request_tsa_response(self, req):
+        if self.ok <= 0:
+            raise OSError("TSA unreachable")
+        self.ok -= 1
+        return await super().async_request_tsa_response(req)
+
+
+async def test_tsa_outage_during_finish_changes_nothing_and_can_be_retried(make_ceremony, pki):
+    ceremony = await make_ceremony()
+    phone = enrol(ceremony, "p-app")
+    phone.review(ceremony.pdf)
+    request, _ = await ceremony.prepare("p-app")
+    reply = phone.sign(request)
+    working = ceremony.timestamper
+    ceremony.timestamper = _FailingTimeStamper(local_timestamp_authority(pki), ok=0)
+    before = ceremony.pdf
+    with pytest.raises(EsignError) as err:
+        await ceremony.finish(reply)
+    assert err.value.code == "embed_failed" and "TSA unreachable" in err.value.message
+    assert ceremony.pdf == before and ceremony.signed == []
+    ceremony.timestamper = working  # the TSA is back: the same reply still completes
+    receipt, _ = await ceremony.finish(reply)
+    assert receipt.field_name == "Applicant1"
