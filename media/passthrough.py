@@ -133,6 +133,7 @@ class VideoJitterBuffer(JitterBuffer):
         super().__init__(capacity=capacity, is_video=True)
         self._max_wait = max_wait
         self._stalled_since: float | None = None
+        self._highest: int | None = None
         self.holes_skipped = 0
 
     def add(self, packet):  # type: ignore[override]
@@ -140,10 +141,14 @@ class VideoJitterBuffer(JitterBuffer):
         if frame is not None or pli_flag:
             self._stalled_since = None
             return pli_flag, frame
+        seq = packet.sequence_number
+        late = self._highest is not None and not uint16_gt(seq, self._highest)
+        if not late:
+            self._highest = seq
         head = self._packets[self._origin % self._capacity]
         if head is not None and head.timestamp == packet.timestamp:
-            if packet.marker:
-                return False, self._release_marked(packet)
+            if packet.marker or late:  # the last packet, or a retransmission filling a hole
+                return False, self._release_complete(head.timestamp)
             return False, None  # the current frame is still arriving
         now = time.monotonic()
         if self._stalled_since is None:
@@ -156,22 +161,22 @@ class VideoJitterBuffer(JitterBuffer):
         self.remove(uint16_add(packet.sequence_number, -self._origin))
         return True, self._remove_frame(packet.sequence_number)
 
-    def _release_marked(self, last) -> JitterFrame | None:
-        """Release a frame as soon as its marked last packet completes it.
+    def _release_complete(self, timestamp: int) -> JitterFrame | None:
+        """Release the head frame as soon as it is complete: no hole up to its marked packet.
 
         aiortc waits for the first packet of the *next* frame, one frame interval later (67 ms
-        at 15 fps); an SFU forwards at once. Only a run with no hole from the buffer's origin up
-        to the marked packet, all of one timestamp, is released.
+        at 15 fps); an SFU forwards at once.
         """
-        count = uint16_add(last.sequence_number, -self._origin) + 1
         packets = []
-        for i in range(count):
+        for i in range(self._capacity):
             p = self._packets[(self._origin + i) % self._capacity]
-            if p is None or p.timestamp != last.timestamp:
+            if p is None or p.timestamp != timestamp:
                 return None
             packets.append(p)
-        self.remove(count)
-        return JitterFrame(data=b"".join(p._data for p in packets), timestamp=last.timestamp)
+            if p.marker:
+                self.remove(len(packets))
+                return JitterFrame(data=b"".join(x._data for x in packets), timestamp=timestamp)
+        return None
 
 
 class AudioPassBuffer:

@@ -97,3 +97,13 @@ def test_a_changed_receive_path_refuses_to_start(monkeypatch):
     monkeypatch.setattr(rtcrtpreceiver, "decoder_worker", decoder_worker)
     with pytest.raises(passthrough.AiortcIncompatible, match="decoder_worker"):
         passthrough.check_aiortc()
+
+
+def test_a_retransmission_that_completes_the_head_frame_releases_it_at_once():
+    jb = passthrough.VideoJitterBuffer()
+    assert jb.add(rtp(20, 0)) == (False, None)
+    last = rtp(22, 0)
+    last.marker = 1
+    assert jb.add(last) == (False, None)  # 21 is missing
+    pli, frame = jb.add(rtp(21, 0))  # NACK brought it back
+    assert not pli and frame.data == bytes([20, 21, 22])
