@@ -70,6 +70,7 @@ def test_figures_divide_cpu_by_forwarded_streams_and_packets():
     assert f["ms_per_stream_s"] == 10.0
     assert f["ms_per_video_stream_s"] == 20.0
     assert f["ms_per_packet"] == 0.2
+    assert f["ms_per_delivered_video_stream_s"] == round(800 / (40 * 290 / 300), 3)
     assert f["packets_per_s"] == 400.0
     assert f["subscriber_fps_mean"] == 14.5
     assert f["subscriber_fps_min"] == 14.0
