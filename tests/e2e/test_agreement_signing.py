@@ -77,10 +77,19 @@ def console_server(tmp_path):
     server.stop()
 
 
+ERRORS: list[str] = []
+
+
+def watched(page):
+    """Accept the page's confirm() dialogs; collect its uncaught errors."""
+    page.on("dialog", lambda d: d.accept())
+    page.on("pageerror", lambda e: ERRORS.append(str(e)))
+    return page
+
+
 def open_case(browser, new_page, server):
     """Console: log in, create the case with two parties, enter as the mediator."""
-    med = new_page(browser)
-    med.on("dialog", lambda d: d.accept())
+    med = watched(new_page(browser))
     med.goto(server.url + "/login")
     med.fill("input[name=username]", "wang")
     med.fill("input[name=password]", PASSWORD)
@@ -125,12 +134,12 @@ def refuses(page, where: str) -> str:
 def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
     console_server, launch, new_page, tmp_path
 ):
+    ERRORS.clear()
     browser = launch()
     med, (link_a, link_b) = open_case(browser, new_page, console_server)
     parties = []
     for link in (link_a, link_b):
-        page = new_page(browser)
-        page.on("dialog", lambda d: d.accept())
+        page = watched(new_page(browser))
         join(page, link)
         pid = page.evaluate("() => window.parley.me")
         row = f'#people li[data-participant="{pid}"]'
@@ -157,7 +166,7 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
     for page in (med, a, b):  # each page read the fingerprint out of the PDF itself
         assert page.get_attribute("#ag-fingerprint", "data-fingerprint") == fp
         assert page.locator("#ag-pages canvas").count() >= 1
-    assert med.is_visible("#ag-edit-warning")  # an edit now would make version 2
+    assert "5000" in a.evaluate("() => window.parleyAgreement.shownText")  # pdf.js read the text
     assert b.is_visible("#ag-wait-turn") and b.is_hidden("#ag-sign-now")
 
     # A's page is handed a prepared PDF with one byte changed: it refuses and never signs.
@@ -169,6 +178,24 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
     assert "sign" not in a.evaluate("() => window.__esignActions")
     assert agreement(med)["signed"] == []
     a.evaluate(UNTAMPER)
+
+    # B declines with a reason; the mediator edits the terms: version 2, signed from scratch.
+    b.fill("#ag-decline-reason", "金额不对 the amount is wrong")
+    b.click("#ag-decline-form button")
+    med.wait_for_selector("#agreement-panel[data-status='declined']", timeout=15000)
+    assert "李四" in med.inner_text("#ag-status")
+    assert med.is_visible("#ag-edit-warning")  # the UI says an edit makes a new version
+    med.fill("#ag-terms", "\n".join([TERMS[0].replace("5000", "4500"), TERMS[1]]))
+    med.click("#ag-save")
+    for page in (med, a, b):
+        page.wait_for_selector("#agreement-panel[data-version='2'][data-status='signing']")
+        page.wait_for_function(
+            f"() => document.querySelector('#ag-fingerprint').dataset.fingerprint !== '{fp}'",
+            timeout=30000,
+        )
+    v1, fp = fp, agreement(med)["fingerprint"]
+    assert fp != v1 and a.get_attribute("#ag-fingerprint", "data-fingerprint") == fp
+    assert "4500" in a.evaluate("() => window.parleyAgreement.shownText")
 
     sign(a, fp)
     b.wait_for_selector("#ag-sign-now:not([hidden])", timeout=15000)
@@ -213,3 +240,37 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("INTACT:TRUSTED") >= 4, out.stdout
+    assert ERRORS == []
+
+
+def test_pdfjs_files_are_served_and_nothing_else(tmp_path):
+    """/vendor/pdfjs serves the library, its worker and font data; no other path of the package."""
+    import urllib.error
+    import urllib.request
+
+    server = ServerProcess(tmp_path / "data", "--no-demo").start_quiet()
+    try:
+
+        def get(path: str) -> tuple[int, str, bytes]:
+            try:
+                with urllib.request.urlopen(server.url + path, timeout=10) as r:
+                    return r.status, r.headers.get("Content-Type", ""), r.read()
+            except urllib.error.HTTPError as exc:
+                return exc.code, "", b""
+
+        status, kind, body = get("/vendor/pdfjs/build/pdf.min.mjs")
+        assert status == 200 and kind.startswith("text/javascript") and len(body) > 100_000
+        status, kind, _ = get("/vendor/pdfjs/build/pdf.worker.min.mjs")
+        assert status == 200 and kind.startswith("text/javascript")
+        assert get("/vendor/pdfjs/cmaps/UniGB-UCS2-H.bcmap")[0] == 200
+        for bad in (
+            "/vendor/pdfjs/package.json",
+            "/vendor/pdfjs/build/pdf.mjs.map",
+            "/vendor/pdfjs/build/../package.json",
+            "/vendor/pdfjs/build/%2e%2e/%2e%2e/socket.io-client/package.json",
+            "/vendor/pdfjs/cmaps/../../../../server.py",
+            "/vendor/pdfjs/cmaps/no-such-map.bcmap",
+        ):
+            assert get(bad)[0] == 404, bad
+    finally:
+        server.stop()

@@ -300,6 +300,7 @@
 
   // -- rendering the panel ----------------------------------------------------------------------
   let shownPdf = "";
+  let shownText = "";  // the text pdf.js read from the PDF on show (for the record and tests)
   let viewer = Promise.resolve();
 
   function isHost(me) { return me.role === "mediator" || me.role === "co_mediator"; }
@@ -382,6 +383,7 @@
         const el = $("ag-fingerprint");
         el.textContent = `${t("ag_fingerprint")} ${groups(fp)}` + (fp === a.fingerprint ? "" : " ≠ " + t("ag_err_fingerprint"));
         el.dataset.fingerprint = fp;
+        shownText = rendered.texts.join("\n");
       } catch (e) {
         lastError = e.message;
         $("ag-fingerprint").textContent = t("error") + e.message;
@@ -410,6 +412,8 @@
   $("ag-confirm").onclick = confirmSignature;
   $("ag-decline-form").onsubmit = decline;
 
-  window.parleyAgreement = { get lastError() { return lastError; }, canonical };
+  window.parleyAgreement = {
+    get lastError() { return lastError; }, get shownText() { return shownText; }, canonical,
+  };
   P.hooks.push(render);
 })();
