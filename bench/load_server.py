@@ -67,7 +67,7 @@ class LoadServer:
     async def offer(self, request: web.Request) -> web.Response:
         try:
             req = msgspec.json.decode(await request.read(), type=OfferRequest)
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:  # malformed JSON or a wrong shape
             return web.json_response({"error": f"bad request: {exc}"}, status=400)
         try:
             answer = await self.engine.accept_offer(req.participant, req.sdp)
