@@ -553,6 +553,8 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
                 "upstream_losses",
                 "sink_drops",
                 "peers_failed",
+                "slot_delay_ms_avg",  # since the server started, not only the window
+                "slot_delay_ms_max",
             )
         }
         if profiler is not None:
