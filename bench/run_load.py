@@ -457,7 +457,7 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
     url = f"http://127.0.0.1:{port}"
     server = Child(
         "bench.load_server",
-        ["--mode", mode, "--port", str(port), "--host", HOST],
+        ["--mode", mode, "--port", str(port), "--host", HOST, "--rcvbuf", str(args.rcvbuf)],
         f"server[{mode}]",
     )
     bots: list[Child] = []
