@@ -275,9 +275,8 @@
 
   function fillEditor(a) {
     const select = $("ag-case-type");
-    if (!select.options.length) {
-      for (const c of CASE_TYPES) select.add(new Option(t("ag_case_" + c), c));
-    }
+    if (!select.options.length) for (const c of CASE_TYPES) select.add(new Option("", c));
+    for (const option of select.options) option.textContent = t("ag_case_" + option.value);
     if (editorDirty || a.draft === editorDraft) return;
     editorDraft = a.draft || 0;
     if (a.case_type) select.value = a.case_type;
@@ -411,6 +410,15 @@
   $("ag-sign-now").onclick = startSigning;
   $("ag-confirm").onclick = confirmSignature;
   $("ag-decline-form").onsubmit = decline;
+
+  // The server drops a prepared signature when the phone's connection goes: start over.
+  P.socket.on("disconnect", () => {
+    if (!attempt) return;
+    attempt = null;
+    $("ag-review").hidden = true;
+    $("ag-confirm").disabled = true;
+    step(t("ag_reconnected"));
+  });
 
   window.parleyAgreement = {
     get lastError() { return lastError; }, get shownText() { return shownText; }, canonical,
