@@ -135,13 +135,31 @@ class VideoJitterBuffer(JitterBuffer):
         self._stalled_since: float | None = None
         self._highest: int | None = None
         self.holes_skipped = 0
+        self.errors = 0
 
     def add(self, packet):  # type: ignore[override]
+        try:
+            return self._add(packet)
+        except Exception:
+            # An exception here would end the peer's whole DTLS receive loop: empty the buffer
+            # and resync on a keyframe instead, and say so once.
+            self.errors += 1
+            if self.errors == 1:
+                log.exception("video jitter buffer failed; resetting it")
+            self._packets = [None] * self._capacity
+            self._origin = None
+            self._highest = self._stalled_since = None
+            return True, None
+
+    def _add(self, packet):
         pli_flag, frame = super().add(packet)
         if frame is not None or pli_flag:
             self._stalled_since = None
             return pli_flag, frame
         seq = packet.sequence_number
+        offset = uint16_add(seq, -self._origin)
+        if offset >= self._capacity:
+            return False, None  # older than the buffer (a late retransmission): not stored
         late = self._highest is not None and not uint16_gt(seq, self._highest)
         if not late:
             self._highest = seq
@@ -158,8 +176,8 @@ class VideoJitterBuffer(JitterBuffer):
             return False, None
         self._stalled_since = None
         self.holes_skipped += 1
-        self.remove(uint16_add(packet.sequence_number, -self._origin))
-        return True, self._remove_frame(packet.sequence_number)
+        self.remove(offset)
+        return True, self._remove_frame(seq)
 
     def _release_complete(self, timestamp: int) -> JitterFrame | None:
         """Release the head frame as soon as it is complete: no hole up to its marked packet.
@@ -212,6 +230,7 @@ class FrameTap:
         self._time_base = VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK
         self._is_video = kind == "video"
         self._stopped = threading.Event()
+        self.errors = 0
 
     def put(self, task: Any) -> None:
         if task is None:
@@ -223,7 +242,12 @@ class FrameTap:
         packet.pts = packet.dts = frame.timestamp
         packet.time_base = self._time_base
         packet.is_keyframe = vp8_is_keyframe(data) if self._is_video else True
-        self._on_frame(packet)
+        try:
+            self._on_frame(packet)
+        except Exception:  # never let forwarding end the publisher's receive loop
+            self.errors += 1
+            if self.errors == 1:
+                log.exception("forwarding a frame failed")
 
     def get(self) -> None:
         self._stopped.wait()

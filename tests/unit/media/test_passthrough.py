@@ -107,3 +107,34 @@ def test_a_retransmission_that_completes_the_head_frame_releases_it_at_once():
     assert jb.add(last) == (False, None)  # 21 is missing
     pli, frame = jb.add(rtp(21, 0))  # NACK brought it back
     assert not pli and frame.data == bytes([20, 21, 22])
+
+
+def test_a_late_packet_after_a_stall_is_ignored_not_fatal():
+    # found under load by the bench (docs/benchmarks.md): a retransmission older than the
+    # buffer's origin arriving once the stall limit had passed made aiortc's remove() assert,
+    # which ended that peer's whole receive loop
+    import time
+
+    jb = passthrough.VideoJitterBuffer(max_wait=0.01)
+    first = rtp(100, 1000)
+    first.marker = 1
+    assert jb.add(first)[1] is not None
+    jb.add(rtp(102, 2000))
+    jb.add(rtp(104, 3000))
+    time.sleep(0.02)
+    assert jb.add(rtp(99, 500)) == (False, None)
+    pli, _ = jb.add(rtp(105, 3000))  # the stall is still handled for packets in the window
+    assert pli and jb.holes_skipped == 1
+
+
+def test_a_failing_forwarder_or_buffer_does_not_end_the_receive_loop(monkeypatch):
+    def broken(packet):
+        raise RuntimeError("bug")
+
+    tap = passthrough.FrameTap("audio", broken)
+    tap.put((None, JitterFrame(data=b"x", timestamp=0)))
+    tap.put((None, JitterFrame(data=b"y", timestamp=960)))
+    assert tap.errors == 2
+    jb = passthrough.VideoJitterBuffer()
+    monkeypatch.setattr(jb, "_add", broken)
+    assert jb.add(rtp(1, 0)) == (True, None) and jb.errors == 1
