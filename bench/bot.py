@@ -136,6 +136,7 @@ class PublisherStats:
     times: deque = field(default_factory=lambda: deque(maxlen=64))
     audio_frames: int = 0
     last_at: float | None = None
+    last_sent_at: float = 0.0  # time.time() at which the publisher sent the latest frame seen
     freezes: list = field(default_factory=list)  # pauses between frames longer than FREEZE
 
     def fps(self, window: float = 2.0) -> float:
@@ -280,6 +281,7 @@ class Bot:
         if sent is not None and index < len(sent) and sent[index][1] >= 0:
             sent_time, seq = sent[index]
             st.latencies.append(time.time() - sent_time)
+            st.last_sent_at = sent_time
         if st.last_index is not None and seq >= 0:
             step = seq - st.last_index
             if step <= 0:

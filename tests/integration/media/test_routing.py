@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
-from tests.integration.media.conftest import E, mesh
+from tests.integration.media.conftest import mesh
 
 RED, GREEN, BLUE = (220, 40, 40), (40, 200, 60), (40, 60, 220)
 COLORS = {"p-red": RED, "p-green": GREEN, "p-blue": BLUE}
@@ -56,17 +59,18 @@ async def test_removing_an_edge_stops_that_picture_and_readding_brings_it_back(r
         e for e in mesh(list(COLORS)) if not (e.publisher == "p-green" and e.subscriber == "p-red")
     ]
     room.engine.apply_plan(plan)
+    removed_at = time.time()
     entry = [e for e in room.engine.slot_map("p-red") if e["participant"] == "p-green"]
     assert entry == []
-    await __import__("asyncio").sleep(0.5)  # frames already in flight may still arrive
+    assert "p-red" not in room.engine.peers["p-green"].publications["video"].forwarder.subscriptions
+    await asyncio.sleep(1.5)
+    # judged by when the publisher sent each picture, so a slow (loaded) decoder cannot blur it
+    assert red.stats["p-green"].last_sent_at < removed_at + 0.05
     before = red.frames_from("p-green")
-    await __import__("asyncio").sleep(1.5)
-    assert red.frames_from("p-green") == before
     assert red.frames_from("p-blue") > 0 and green.frames_from("p-red") > 0
     room.engine.apply_plan(mesh(list(COLORS)))
     await room.wait_for(lambda: red.frames_from("p-green") >= before + 10, within=10)
     assert red.received()["p-green"]["out_of_order"] == 0
-    assert E("p-green", "p-red", "video") in set(mesh(list(COLORS)))
 
 
 async def test_the_answer_forces_vp8_and_opus_even_when_the_offer_prefers_h264(room):
