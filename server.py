@@ -37,6 +37,7 @@ from signaling.console import Console
 from signaling.documents import Documents
 from signaling.http import METRICS_REGISTRY, routes
 from signaling.namespace import NAMESPACE, ParleyNamespace
+from signaling.otp import OneTimeCodes, SmtpNotifier
 from signaling.tls import ensure_self_signed, server_context
 from signaling.tokens import TokenSigner, load_or_create_secret
 
@@ -58,6 +59,12 @@ class Config:
     organisation: str = "Parley 调解中心 Mediation Centre"  # printed on agreements and the seal
     esign_passphrase: str | None = None  # encrypts the e-signature keys; generated if unset
     timezone: str = "Asia/Shanghai"  # the date printed on agreements
+    smtp_host: str | None = None  # one-time identity codes by e-mail; unset: not offered
+    smtp_port: int = 587
+    smtp_from: str = "parley@localhost"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
     invitation_ttl: float = 24 * 3600
     demo: bool = True
     log_format: str = "json"  # "json" | "text"
@@ -81,13 +88,13 @@ class Config:
 def _coerce(name: str, raw):
     if not isinstance(raw, str):
         return raw
-    if name in ("port", "max_slots"):
+    if name in ("port", "max_slots", "smtp_port"):
         return int(raw)
     if name == "invitation_ttl":
         return float(raw)
     if name in ("data_dir", "tls_cert", "tls_key"):
         return Path(raw)
-    if name == "demo":
+    if name in ("demo", "smtp_starttls"):
         return raw.lower() not in ("0", "false", "no", "off")
     if name == "ice_host_addresses":
         return [a.strip() for a in raw.split(",") if a.strip()]
@@ -170,6 +177,7 @@ def create_app(config: Config) -> web.Application:
             conductor=conductor,
             slots_for=slots_for(config),
             desk=desk,
+            codes=OneTimeCodes(_notifier(config)),
             invitation_ttl=config.invitation_ttl,
         )
     )
@@ -222,6 +230,19 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(Documents(service, signer, config.data_dir / "documents").routes())
     app.add_routes(agreement_routes(desk, signer, service))
     return app
+
+
+def _notifier(config: Config) -> SmtpNotifier | None:
+    if not config.smtp_host:
+        return None
+    return SmtpNotifier(
+        host=config.smtp_host,
+        port=config.smtp_port,
+        sender=config.smtp_from,
+        username=config.smtp_user,
+        password=config.smtp_password,
+        starttls=config.smtp_starttls,
+    )
 
 
 def _store_ok(store) -> bool:

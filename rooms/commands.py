@@ -141,7 +141,7 @@ class ReissueInvitation(_Command, tag="reissue_invitation"):
 
 class MarkIdentityChecked(_Command, tag="mark_identity_checked"):
     participant: ParticipantId
-    method: Literal["video", "document", "in_person"] = "video"
+    method: Literal["video", "document", "in_person", "one_time_code"] = "video"
 
 
 class RecordConsent(_Command, tag="record_consent"):

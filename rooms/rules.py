@@ -368,6 +368,10 @@ def _reissue_invitation(d: _Decision, cmd: c.ReissueInvitation) -> None:
 
 
 def _mark_identity_checked(d: _Decision, cmd: c.MarkIdentityChecked) -> None:
+    # Only the server, having compared a one-time code, records that method; people attest
+    # what they saw (video, document, in person).
+    if (d.actor == SYSTEM) != (cmd.method == "one_time_code"):
+        raise CommandError("forbidden", "one_time_code is recorded by the server after the code")
     p = _target(d, cmd.participant)
     if p.identity_checked:
         raise CommandError("conflict", f"{p.name}'s identity is already checked")

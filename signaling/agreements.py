@@ -147,6 +147,8 @@ class AgreementDesk:
         checks = ["invitation_token"]
         if person.identity_checked and person.identity_method in ("video", "in_person", "document"):
             checks.append("mediator_video_check")
+        if person.identity_checked and person.identity_method == "one_time_code":
+            checks.append("one_time_code")
         if inv.staff:
             checks.append("staff_login")
         return IdentityAttestation(

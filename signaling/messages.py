@@ -71,6 +71,15 @@ class EsignAction(Message):
     reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
 
 
+class OtpAction(Message):
+    """Host: send a one-time code to a party's e-mail. Party: verify the code received."""
+
+    action: Literal["send", "verify"]
+    participant: Annotated[str, msgspec.Meta(pattern=r"^p-[0-9a-f]{8}$")] | None = None
+    email: Annotated[str, msgspec.Meta(max_length=254)] | None = None
+    code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")] | None = None
+
+
 class Leave(Message):
     reason: Annotated[str, msgspec.Meta(max_length=200)] = "left"
 

@@ -18,6 +18,7 @@ from media.engine import MediaError
 from rooms.commands import SERVER_ONLY, decode_command
 from rooms.errors import CommandError
 from signaling import messages as m
+from signaling.otp import OtpError
 from signaling.ratelimit import RateLimiter
 from signaling.tokens import Invitation, TokenError, TokenSigner
 
@@ -46,6 +47,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
         conductor,
         slots_for,
         desk=None,
+        codes=None,
         invitation_ttl=86400.0,
     ) -> None:
         super().__init__(NAMESPACE)
@@ -59,6 +61,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
         self._who: dict[str, tuple[str, str, str]] = {}  # sid -> (session, participant, role)
         self._inv: dict[str, Invitation] = {}  # sid -> the invitation it connected with
         self._desk = desk
+        self._codes = codes
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
@@ -220,6 +223,40 @@ class ParleyNamespace(socketio.AsyncNamespace):
             return _error("unavailable", "e-signature is not configured on this server")
         body = {"request": msg.request, "reply": msg.reply, "reason": msg.reason}
         return await self._desk.esign(session_id, pid, self._inv[sid], msg.action, body)
+
+    async def handle_otp(self, sid, session_id, pid, role, payload):
+        msg = m.decode(m.OtpAction, payload, max_bytes=1024)
+        if self._codes is None or not self._codes.available:
+            return _error("unavailable", "one-time codes are not configured on this server")
+        try:
+            if msg.action == "send":
+                if msg.participant is None or msg.email is None:
+                    return _error("invalid_message", "send needs participant and email")
+                # rooms decides who may check identities (a dry run of the host's own command)
+                self._service.check(
+                    session_id,
+                    pid,
+                    decode_command(
+                        {"type": "mark_identity_checked", "participant": msg.participant}
+                    ),
+                )
+                state = self._service.state(session_id)
+                person = state.participants[msg.participant]
+                await self._codes.send(session_id, person.id, person.name, msg.email, state.title)
+                target = self._conductor.sid_of(person.id)
+                if target is not None:
+                    await self.emit("otp_sent", {"v": m.PROTOCOL_VERSION}, to=target)
+                return {"ok": True}
+            if msg.code is None:
+                return _error("invalid_message", "verify needs the 6-digit code")
+            self._codes.verify(session_id, pid, msg.code)
+        except OtpError as exc:
+            return _error(exc.code, exc.message)
+        self._system(
+            session_id,
+            {"type": "mark_identity_checked", "participant": pid, "method": "one_time_code"},
+        )
+        return {"ok": True}
 
     async def handle_leave(self, sid, session_id, pid, role, payload):
         m.decode(m.Leave, payload, max_bytes=512)

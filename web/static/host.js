@@ -34,6 +34,15 @@
       { type: p.muted ? "unmute" : "mute", participant: p.id });
     if (!p.identity_checked && p.space !== "left") b("id_checked", "identity",
       { type: "mark_identity_checked", participant: p.id, method: "video" });
+    if (!p.identity_checked && p.role === "party" && live) {
+      box.appendChild(P.button(t("send_code"), "send-code", async () => {
+        const email = prompt(t("otp_email_prompt") + " " + p.name);
+        if (!email) return;
+        const r = await P.socket.timeout(20000).emitWithAck("otp",
+          { v: 1, action: "send", participant: p.id, email: email.trim() }).catch(() => null);
+        $("call-status").textContent = r && r.ok ? t("code_sent") : t("error") + (r ? r.error.message : "timeout");
+      }));
+    }
     if (p.space !== "left" && p.space !== "removed") {
       box.appendChild(P.button(t("remove"), "remove", () => {
         if (confirm(t("confirm_remove") + " " + p.name)) cmd({ type: "remove", participant: p.id });

@@ -14,7 +14,8 @@
       left_text: "您可以关闭此页面。", removed_title: "调解员已请您离开本次调解", ended_title: "调解已结束", no_devices:
       "无法使用摄像头或麦克风，请检查浏览器权限后重试。", audio_only_hint:
       "网络较差，建议切换为仅语音。", replaced: "您已在另一个窗口加入。",
-      error: "出错了：", you: "（您）", this_is_me: "是我，继续", not_me:
+      error: "出错了：", you: "（您）", send_code: "发送验证码", otp_email_prompt: "验证码发送到哪个邮箱（以案卷为准）？",
+      code_sent: "验证码已发送", enter_code: "请输入收到的6位验证码", confirm: "确认", code_ok: "身份已验证", this_is_me: "是我，继续", not_me:
       "如果这不是您，请不要继续，并联系调解员。", consent_title: "参加前请确认",
       agree: "同意并继续", check_title: "检查摄像头和麦克风", network_ok: "网络：已连接服务器",
       consent_online_mediation: "我同意通过视频方式在线参加本次调解。",
@@ -72,6 +73,8 @@
       "The camera or microphone cannot be used. Check the browser's permissions and try again.",
       audio_only_hint: "Your connection is weak; audio only is recommended.",
       replaced: "You joined from another window.", error: "Error: ", you: " (you)",
+      send_code: "Send code", otp_email_prompt: "E-mail address from the case file for", code_sent: "Code sent",
+      enter_code: "Enter the 6-digit code you received", confirm: "Confirm", code_ok: "Identity verified",
       this_is_me: "Yes, this is me", not_me: "If this is not you, do not continue; contact the mediator.",
       consent_title: "Before you join", agree: "Agree and continue",
       check_title: "Check your camera and microphone", network_ok: "Network: connected to the server",

@@ -93,6 +93,15 @@
     $("doc-file").value = "";
   };
 
+  P.socket.on("otp_sent", () => { $("otp-form").hidden = false; $("otp-code").focus(); });
+  $("otp-form").onsubmit = async (e) => {
+    e.preventDefault();
+    const code = $("otp-code").value.trim();
+    const r = await P.socket.timeout(5000).emitWithAck("otp", { v: 1, action: "verify", code }).catch(() => null);
+    if (r && r.ok) { $("otp-form").hidden = true; $("call-status").textContent = t("code_ok"); }
+    else $("call-status").textContent = t("error") + (r ? r.error.message : "timeout");
+  };
+
   $("btn-ask").onclick = () => P.command({ type: "ask_for_mediator" });
   $("form-chat").onsubmit = (e) => {
     e.preventDefault();

@@ -124,7 +124,10 @@ def prepare(world: World, name: str, actor: str) -> dict:
             for pid, p in world.state.participants.items()
             if not p.identity_checked and pid != actor
         ]
-        return {"participant": unchecked[0]}
+        return {
+            "participant": unchecked[0],
+            "method": "one_time_code" if actor == SYSTEM else "video",
+        }
     if name in ("return_to_waiting", "mute", "remove", "reissue_invitation"):
         return {"participant": target}
     if name == "unmute":
