@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -94,13 +95,15 @@ async def test_pause_video_keeps_audio_and_resume_brings_video_back(room):
     await pair(room)
     bob = room.bots[B]
     room.engine.set_video_paused(B, True)
+    paused_at = time.time()
     entry = room.engine.slot_map(B)[0]
     assert entry["participant"] == A and entry["audio"] and not entry["video"]
     assert room.slot_events[-1] == (B, room.engine.slot_map(B))
-    await asyncio.sleep(0.4)
-    frames, audio = bob.frames_from(A), bob.stats[A].audio_frames
-    await asyncio.sleep(1.0)
-    assert bob.frames_from(A) == frames  # no video while paused
+    audio = bob.stats[A].audio_frames
+    await asyncio.sleep(1.4)
+    # no picture sent after the pause arrived (judged by send time: a loaded decoder may lag)
+    assert bob.stats[A].last_sent_at < paused_at + 0.05
+    frames = bob.frames_from(A)
     assert bob.stats[A].audio_frames > audio + 20  # audio keeps flowing (50 packets/s)
     assert room.bots[A].frames_from(B) > 0  # alice is not affected
     room.engine.set_video_paused(B, False)
