@@ -23,7 +23,7 @@ from typing import Any
 
 import aiortc
 import av
-from aiortc import rtcdtlstransport, rtcrtpreceiver, rtcrtpsender
+from aiortc import clock, rtcdtlstransport, rtcrtpreceiver, rtcrtpsender
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RTCP_PSFB_FIR, RtcpPsfbPacket
 from aiortc.utils import uint16_add, uint16_gt
@@ -49,6 +49,7 @@ _CLASS_PRIVATE = (
     (JitterBuffer, "_remove_frame"),
     (JitterBuffer, "remove"),
     (rtcdtlstransport.RtpRouter, "route_rtcp"),
+    (clock, "current_ntp_time"),
 )
 
 # aiortc's video jitter buffer releases nothing past a missing packet until 512 packets pile up
@@ -103,6 +104,28 @@ def check_aiortc() -> None:
         raise AiortcIncompatible(
             "Parley's passthrough forwarding cannot hook this aiortc: " + "; ".join(problems)
         )
+
+
+NTP_OFFSET = 2208988800  # seconds from 1900-01-01 (NTP epoch) to 1970-01-01 (Unix epoch)
+
+
+def fast_ntp_time() -> int:
+    """aiortc's `clock.current_ntp_time()` without building two datetimes (it runs twice per
+    sent RTP packet: abs-send-time and the sender report clock); 64-bit NTP fixed point."""
+    t = time.time() + NTP_OFFSET
+    high = int(t)
+    return (high << 32) | int((t - high) * 4294967296)
+
+
+def install_fast_clock() -> Callable[[], None]:
+    """Replace aiortc's NTP clock process-wide; returns a function that puts it back."""
+    original = clock.current_ntp_time
+    clock.current_ntp_time = fast_ntp_time
+
+    def restore() -> None:
+        clock.current_ntp_time = original
+
+    return restore
 
 
 def vp8_is_keyframe(data: bytes) -> bool:

@@ -138,3 +138,15 @@ def test_a_failing_forwarder_or_buffer_does_not_end_the_receive_loop(monkeypatch
     jb = passthrough.VideoJitterBuffer()
     monkeypatch.setattr(jb, "_add", broken)
     assert jb.add(rtp(1, 0)) == (True, None) and jb.errors == 1
+
+
+def test_fast_ntp_clock_agrees_with_aiortcs_and_is_restored():
+    from aiortc import clock
+
+    original = clock.current_ntp_time
+    ours, theirs = passthrough.fast_ntp_time(), original()
+    assert abs(ours - theirs) < (1 << 32) // 100  # within 10 ms (64-bit NTP fixed point)
+    restore = passthrough.install_fast_clock()
+    assert clock.current_ntp_time is passthrough.fast_ntp_time
+    restore()
+    assert clock.current_ntp_time is original
