@@ -120,3 +120,15 @@ def new_page():
     yield _new_page
     for c in contexts:
         c.close()
+
+
+@pytest.fixture
+def console_server(tmp_path):
+    """A server without the demo session and with one mediator account (``wang``)."""
+    from tests.support.server_proc import ServerProcess, add_staff
+
+    data = tmp_path / "data"
+    add_staff(data)
+    server = ServerProcess(data, "--no-demo").start_quiet()
+    yield server
+    server.stop()

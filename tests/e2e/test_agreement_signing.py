@@ -18,9 +18,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.e2e.test_mediation_console import PASSWORD
 from tests.e2e.test_two_phones import join
 from tests.support.server_proc import ROOT, ServerProcess
+from tests.support.server_proc import STAFF_PASSWORD as PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(180)]
 TERMS = ["李四于2026年12月31日前向张三支付人民币5000元。", "双方就本纠纷再无其他争议。"]
@@ -46,35 +46,6 @@ TAMPER = """where => {
   };
 }"""
 UNTAMPER = "() => { delete window.parley.socket.emitWithAck; }"  # back to the prototype's
-
-
-@pytest.fixture
-def console_server(tmp_path):
-    data = tmp_path / "data"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "server.py"),
-            "user",
-            "add",
-            "wang",
-            "--name",
-            "王调解员",
-            "--role",
-            "mediator",
-            "--password-stdin",
-            "--data-dir",
-            str(data),
-        ],
-        input=PASSWORD + "\n",
-        text=True,
-        check=True,
-        cwd=ROOT,
-        timeout=30,
-    )
-    server = ServerProcess(data, "--no-demo").start_quiet()
-    yield server
-    server.stop()
 
 
 ERRORS: list[str] = []

@@ -13,9 +13,9 @@ import pytest
 from tests.e2e.conftest import INBOUND, WAIT_FRAMES
 from tests.e2e.test_two_phones import join
 from tests.support.server_proc import ROOT, ServerProcess
+from tests.support.server_proc import STAFF_PASSWORD as PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-PASSWORD = "mediation-2026-pass"
 
 
 def free_port() -> int:
@@ -34,30 +34,8 @@ def rising(page, wait_ms=1500) -> bool:
     return frames(page) > before + 5
 
 
-def test_console_to_caucus_to_end(tmp_path, launch, new_page):
-    data = tmp_path / "data"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "server.py"),
-            "user",
-            "add",
-            "wang",
-            "--name",
-            "王调解员",
-            "--role",
-            "mediator",
-            "--password-stdin",
-            "--data-dir",
-            str(data),
-        ],
-        input=PASSWORD + "\n",
-        text=True,
-        check=True,
-        cwd=ROOT,
-        timeout=30,
-    )
-    server = ServerProcess(data, "--no-demo").start_quiet()
+def test_console_to_caucus_to_end(console_server, launch, new_page):
+    server = console_server
     try:
         browser = launch()
         med = new_page(browser)

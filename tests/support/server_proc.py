@@ -82,6 +82,40 @@ class ServerProcess:
         return "\n".join(self.lines)
 
 
+STAFF_PASSWORD = "mediation-2026-pass"
+
+
+def add_staff(
+    data_dir: Path,
+    username: str = "wang",
+    name: str = "王调解员",
+    role: str = "mediator",
+    password: str = STAFF_PASSWORD,
+) -> None:
+    """Create a staff account with the real CLI (``server.py user add``)."""
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "server.py"),
+            "user",
+            "add",
+            username,
+            "--name",
+            name,
+            "--role",
+            role,
+            "--password-stdin",
+            "--data-dir",
+            str(data_dir),
+        ],
+        input=password + "\n",
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.05):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
