@@ -80,13 +80,30 @@ class AgreementDesk:
             self._timestamper = AuthorityTimeStamper(local_timestamp_authority(self._pki))
         return self._pki
 
-    def ceremony(self, session_id: str) -> SignatureCeremony:
-        if session_id not in self._ceremonies:
-            pki = self.pki()
-            self._ceremonies[session_id] = SignatureCeremony(
-                pki, self._timestamper, self.data_dir / "agreements" / session_id
+    async def ceremony(self, session_id: str) -> SignatureCeremony:
+        """The session's ceremony; after a restart it is resumed from the current PDF, which
+        must be the revision the ledger last recorded (else ``document_modified``)."""
+        if session_id in self._ceremonies:
+            return self._ceremonies[session_id]
+        pki = self.pki()
+        store = self.data_dir / "agreements" / session_id
+        agreement = self.service.state(session_id).agreement
+        if agreement.get("version"):
+            found = sorted(store.glob(f"*-v{agreement['version']}.pdf"))
+            if len(found) != 1:
+                raise EsignError("document_modified", "the agreement file is missing")
+            data = await asyncio.to_thread(found[0].read_bytes)
+            if hashlib.sha256(data).hexdigest() != agreement.get("pdf_sha256"):
+                raise EsignError(
+                    "document_modified", "the agreement file is not what the ledger says"
+                )
+            ceremony = await SignatureCeremony.resume(
+                pki, self._timestamper, found[0], declined=agreement.get("status") == "declined"
             )
-        return self._ceremonies[session_id]
+        else:
+            ceremony = SignatureCeremony(pki, self._timestamper, store)
+        self._ceremonies[session_id] = ceremony
+        return ceremony
 
     def lock(self, session_id: str) -> asyncio.Lock:
         return self._locks.setdefault(session_id, asyncio.Lock())
@@ -185,7 +202,7 @@ class AgreementDesk:
             return await self._freeze(state, pid, supersede=False)
 
     async def _freeze(self, state, pid: str, *, supersede: bool) -> dict:
-        ceremony = self.ceremony(state.id)
+        ceremony = await self.ceremony(state.id)
         version = (state.agreement.get("version") or 0) + 1
         agreement = self.build_agreement(state, version)
         signers = [p.participant_id for p in agreement.parties] + [
@@ -215,7 +232,7 @@ class AgreementDesk:
                 pid,
                 {"type": "seal_agreement", "events": [{"type": "agreement.sealed", "data": {}}]},
             )
-            events = await self.ceremony(session_id).seal()
+            events = await (await self.ceremony(session_id)).seal()
             self._record(session_id, pid, {"type": "seal_agreement", "events": events})
             return {"ok": True}
 
@@ -233,7 +250,7 @@ class AgreementDesk:
     async def esign(self, session_id: str, pid: str, inv, action: str, body: dict) -> dict:
         async with self.lock(session_id):
             state = self.service.state(session_id)
-            ceremony = self.ceremony(session_id)
+            ceremony = await self.ceremony(session_id)
             try:
                 if action == "challenge":
                     self._signer_check(session_id, pid, "cert.issued")
@@ -292,15 +309,15 @@ class AgreementDesk:
                 log.info("cancel after disconnect not recorded: %s", exc)
 
     # -- downloads ------------------------------------------------------------------------------
-    def pdf(self, session_id: str) -> bytes | None:
-        ceremony = self._ceremonies.get(session_id)
-        if ceremony is None or ceremony.agreement is None:
+    async def pdf(self, session_id: str) -> bytes | None:
+        if not self.service.state(session_id).agreement.get("version"):
             return None
-        return ceremony.pdf
+        ceremony = await self.ceremony(session_id)
+        return await asyncio.to_thread(lambda: ceremony.pdf)
 
     async def evidence(self, session_id: str) -> bytes:
-        ceremony = self._ceremonies.get(session_id)
-        if ceremony is None or ceremony.status != "sealed":
+        ceremony = await self.ceremony(session_id)
+        if ceremony.status != "sealed":
             raise CommandError("conflict", "the agreement is not sealed yet")
         ledger = [msgspec.to_builtins(e) for e in self.service.events(session_id)]
         return await build_evidence_zip(
@@ -350,7 +367,10 @@ def agreement_routes(desk: AgreementDesk, signer, service) -> list:
         if error:
             return error
         state, _, _ = found
-        data = desk.pdf(state.id)
+        try:
+            data = await desk.pdf(state.id)
+        except EsignError as exc:
+            return fail(exc.code, exc.message, 409)
         if data is None:
             return fail("not_found", "the agreement has not been frozen yet", 404)
         return web.Response(
@@ -372,7 +392,7 @@ def agreement_routes(desk: AgreementDesk, signer, service) -> list:
             return fail("forbidden", "the evidence bundle is for the mediator", 403)
         try:
             data = await desk.evidence(state.id)
-        except CommandError as exc:
+        except (CommandError, EsignError) as exc:
             return fail(exc.code, exc.message, 409)
         return web.Response(
             body=data,

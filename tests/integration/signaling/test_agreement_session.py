@@ -237,3 +237,93 @@ async def test_bad_signing_input(running):
     assert (await med.call("agreement", {"action": "draft", "case_type": "debt"}))["error"][
         "code"
     ] == "invalid"
+
+
+async def test_a_restart_mid_signing_keeps_what_was_signed(running, tmp_path):
+    """The server stops after party A signed; a new server on the same data directory resumes
+    the ceremony from the PDF (checked against the ledger), and the others finish."""
+    from aiohttp import web
+
+    from server import CONFIG, create_app
+    from tests.integration.signaling.conftest import Running
+
+    state, (med, a, b) = await session_with_signers(running)
+    await med.call(
+        "agreement", {"action": "draft", "case_type": "labour", "language": "zh-CN", "terms": TERMS}
+    )
+    assert (await med.call("agreement", {"action": "freeze"}))["ok"]
+    await a.enrol()
+    await a.sign()
+    for c in running.clients:
+        await c.disconnect()
+    await running.runner.cleanup()
+
+    app = create_app(running.app[CONFIG])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    again = Running(app, runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}")
+    try:
+        view = again.service.state(state.id).agreement_view()
+        assert view["signed"] == [a.pid] and view["next"] == b.pid
+        people = []
+        for old in (med, b):
+            sio, _ = await again.client(old.token)
+            again.service.execute(
+                state.id, "system", decode_command({"type": "connect", "participant": old.pid})
+            )
+            people.append(Signer(again, state, old.pid, old.token, sio))
+        med2, b2 = people
+        for s in (b2, med2):
+            await s.enrol()  # new key, new certificate: enrolments do not survive a restart
+        await b2.sign()
+        await med2.sign()
+        assert (await med2.call("agreement", {"action": "seal"}))["ok"]
+        assert again.service.state(state.id).agreement["status"] == "sealed"
+    finally:
+        for c in again.clients:
+            if c.connected:
+                await c.disconnect()
+        await runner.cleanup()
+        running.clients.clear()
+
+
+async def test_a_tampered_agreement_file_is_refused_after_restart(running):
+    from aiohttp import web
+
+    from server import CONFIG, create_app
+    from tests.integration.signaling.conftest import Running
+
+    state, (med, a, b) = await session_with_signers(running)
+    await med.call(
+        "agreement",
+        {"action": "draft", "case_type": "debt", "language": "en", "terms": ["Pay 100."]},
+    )
+    assert (await med.call("agreement", {"action": "freeze"}))["ok"]
+    for c in running.clients:
+        await c.disconnect()
+    await running.runner.cleanup()
+    config = running.app[CONFIG]
+    pdf = next((config.data_dir / "agreements" / state.id).glob("*-v1.pdf"))
+    data = bytearray(pdf.read_bytes())
+    data[-10] ^= 1
+    pdf.write_bytes(bytes(data))
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    again = Running(app, runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}")
+    try:
+        sio, _ = await again.client(a.token)
+        r = await sio.call(
+            "esign", {"v": 1, "action": "challenge"}, namespace=NAMESPACE, timeout=20
+        )
+        assert r["error"]["code"] == "document_modified"
+    finally:
+        for c in again.clients:
+            if c.connected:
+                await c.disconnect()
+        await runner.cleanup()
+        running.clients.clear()
