@@ -286,6 +286,19 @@ class MediaEngine:
                 del self._last_maps[pid]
 
     # -- numbers -------------------------------------------------------------------------------
+    def quality(self, participant_id: str) -> dict | None:
+        """A participant's link as the server sees it, for the host's console: the connection
+        state and the smoothed downlink loss its receiver reports (None until reported)."""
+        peer = self.peers.get(participant_id)
+        if peer is None:
+            return None
+        loss = self.bandwidth.loss_of(participant_id)
+        return {
+            "state": peer.state,
+            "loss": None if loss is None else round(loss, 3),
+            "video_paused": participant_id in self._paused,
+        }
+
     def to_dict(self) -> dict:
         """The engine's state for the admin console and logs."""
         return {

@@ -111,17 +111,31 @@ class Conductor:
         """The system clock: a ``tick`` per live session drives caucus timers and the safety
         hold (rooms decides what is due; a tick with nothing due appends nothing)."""
         tick = decode_command({"type": "tick"})
+        beat = 0
         while True:
             await asyncio.sleep(interval)
+            beat += 1
             for state in self._service.sessions():
                 if state.ended:
                     continue
+                if beat % 2 == 0:
+                    self._send_quality(state)
                 try:
                     self._service.execute(state.id, "system", tick)
                 except CommandError as exc:
                     log.debug("tick refused for %s: %s", state.id, exc.code)
                 except Exception:  # noqa: BLE001 - the clock must keep running
                     log.exception("tick failed for %s", state.id)
+
+    def _send_quality(self, state) -> None:
+        """Every two seconds, each connected host gets everyone's link quality (not ledgered:
+        it changes all the time and is nobody's action)."""
+        hosts = [p for p in state.hosts() if p.id in self._sids]
+        if not hosts:
+            return
+        quality = {pid: q for pid in state.participants if (q := self._engine.quality(pid))}
+        for host in hosts:
+            self._send("quality", quality, self._sids[host.id])
 
     async def drain(self) -> None:
         while self._tasks:

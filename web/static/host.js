@@ -9,14 +9,26 @@
 
   function isHost(me) { return me.role === "mediator" || me.role === "co_mediator"; }
 
+  let quality = {};
+  P.socket.on("quality", (q) => { quality = q || {}; });
+
+  function signal(pid) {
+    const q = quality[pid];
+    if (!q || q.state !== "connected") return "○";
+    if (q.loss === null || q.loss < 0.02) return "●";  // good
+    return q.loss < 0.1 ? "◐" : "◔";  // fair, poor
+  }
+
   function personRow(p, view, me) {
     const li = document.createElement("li");
     li.dataset.participant = p.id;
     const label = document.createElement("span");
+    const q = quality[p.id];
+    label.title = q ? `${q.state}, loss ${q.loss === null ? "?" : Math.round(q.loss * 100) + "%"}` : "";
     const where = p.connected === false ? t("offline") : i18n.space(p.space);
     const flags = [p.identity_checked ? "✔ID" : "", p.muted ? "🔇" : "", p.asked_at ? "✋" : ""]
       .filter(Boolean).join(" ");
-    label.textContent = `${p.name} · ${i18n.role(p.role)}${p.side ? " " + p.side : ""} · ${where} ${flags}`;
+    label.textContent = `${signal(p.id)} ${p.name} · ${i18n.role(p.role)}${p.side ? " " + p.side : ""} · ${where} ${flags}`;
     li.appendChild(label);
     const box = document.createElement("span");
     box.className = "actions";

@@ -144,3 +144,22 @@ async def test_reconnect_replaces_connection_without_ghost(running):
     finally:
         for b in bots:
             await b.close()
+
+
+async def test_hosts_get_link_quality_and_parties_do_not(running):
+    state = running.mediation(parties=1)
+    got = {"m": [], "a": []}
+    mid, msio, mbot = await join_bot(running, state, "mediator", 0, COLORS[0])
+    aid, asio, abot = await join_bot(
+        running, state, "party", 0, COLORS[1], ("online_mediation", "session_rules")
+    )
+    msio.on("quality", lambda q: got["m"].append(q), namespace=NAMESPACE)
+    asio.on("quality", lambda q: got["a"].append(q), namespace=NAMESPACE)
+    try:
+        await until(lambda: got["m"] and {mid, aid} <= set(got["m"][-1]), timeout=8)
+        latest = got["m"][-1]
+        assert latest[aid]["state"] == "connected" and latest[mid]["state"] == "connected"
+        assert got["a"] == []
+    finally:
+        await mbot.close()
+        await abot.close()
