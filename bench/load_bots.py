@@ -34,6 +34,7 @@ from aiortc.mediastreams import MediaStreamError
 from bench import bot as botmod
 from bench import clip as clips
 from bench.bot import Bot
+from bench.load_server import LoopLag
 
 MARK_MEMORY = 512  # marker times kept per receiver (frames not yet released)
 
@@ -206,6 +207,7 @@ class BotProcess:
         self.bots: dict[str, ProbeBot] = {}
         self.frame_table: dict[bytes, tuple[str, int]] = {}
         self.participants: dict[str, dict] = {}
+        self.lag = LoopLag()
         self._marked_at = 0.0
         self._sent_at_mark: dict[str, int] = {}
         i = 0
@@ -298,6 +300,7 @@ class BotProcess:
             bot.set_slot_map(maps.get(name, []))
 
     def mark(self) -> dict:
+        self.lag.summary(reset=True)
         for bot in self.bots.values():
             for st in bot.pairs.values():
                 st.mark()
@@ -336,6 +339,7 @@ class BotProcess:
             "pace": [n / (fps * seconds) for n in sent.values()],
             "audio_frames": audio,
             "unknown_frames": sum(b.unknown_frames for b in self.bots.values()),
+            **self.lag.summary(reset=False),
         }
 
     async def close(self) -> None:
@@ -354,6 +358,7 @@ async def run(spec: dict) -> None:
 
         set_udp_receive_buffer(spec["rcvbuf"])
     proc = BotProcess(spec)
+    proc.lag.start()
     loop = asyncio.get_running_loop()
     try:
         say(await proc.start())
@@ -369,6 +374,7 @@ async def run(spec: dict) -> None:
     except Exception as exc:  # tell the orchestrator instead of dying silently
         say({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
     finally:
+        proc.lag.stop()
         await proc.close()
 
 

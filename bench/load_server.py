@@ -10,6 +10,7 @@ participant publishes, and the plan is every publisher of a room to every other 
     POST /offer  {"room", "participant", "publish", "sdp"} -> {"sdp"}   (or 400 {"error"})
     GET  /slots  -> {participant: slot map}
     GET  /stats  -> the engine's counters
+    GET  /lag    -> event-loop lag percentiles since the last `?reset=1`
 """
 
 from __future__ import annotations
@@ -45,11 +46,54 @@ class PlanEdge(NamedTuple):
     kind: str
 
 
+class LoopLag:
+    """How late the event loop runs a timer: the delay any packet handler can also suffer.
+
+    A task sleeps `period` again and again and records how much later than asked it woke up.
+    The bench resets it at the start of its window and reads percentiles at the end.
+    """
+
+    def __init__(self, period: float = 0.02) -> None:
+        self.period = period
+        self.samples: list[float] = []
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.period
+            await asyncio.sleep(self.period)
+            self.samples.append(loop.time() - due)
+            if len(self.samples) > 100_000:  # bounded even if nobody resets it
+                del self.samples[:50_000]
+
+    def summary(self, reset: bool) -> dict:
+        ordered = sorted(self.samples)
+        if reset:
+            self.samples = []
+        if not ordered:
+            return {"lag_samples": 0}
+        return {
+            "lag_samples": len(ordered),
+            "lag_ms_p50": round(1000 * ordered[len(ordered) // 2], 2),
+            "lag_ms_p95": round(1000 * ordered[int(len(ordered) * 0.95)], 2),
+            "lag_ms_max": round(1000 * ordered[-1], 2),
+        }
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 class LoadServer:
     """Holds the engine and room membership; rebuilds the plan after every join."""
 
-    def __init__(self, engine) -> None:
+    def __init__(self, engine, lag: LoopLag | None = None) -> None:
         self.engine = engine
+        self.lag = lag
         self.rooms: dict[str, dict[str, OfferRequest]] = {}
 
     def plan(self) -> list[PlanEdge]:
@@ -83,6 +127,12 @@ class LoadServer:
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.engine.stats())
 
+    async def lag_summary(self, request: web.Request) -> web.Response:
+        """GET /lag?reset=1 starts a window; GET /lag reads it."""
+        if self.lag is None:
+            return web.json_response({"lag_samples": 0})
+        return web.json_response(self.lag.summary(request.query.get("reset") == "1"))
+
 
 def make_engine(mode: str, host: str):
     if mode == "passthrough":
@@ -95,11 +145,14 @@ def make_engine(mode: str, host: str):
 async def serve(mode: str, port: int, host: str) -> None:
     engine = make_engine(mode, host)
     await engine.start()
-    server = LoadServer(engine)
+    lag = LoopLag()
+    lag.start()
+    server = LoadServer(engine, lag)
     app = web.Application(client_max_size=256 * 1024)
     app.router.add_post("/offer", server.offer)
     app.router.add_get("/slots", server.slots)
     app.router.add_get("/stats", server.stats)
+    app.router.add_get("/lag", server.lag_summary)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -111,6 +164,7 @@ async def serve(mode: str, port: int, host: str) -> None:
     try:
         await stop.wait()
     finally:
+        lag.stop()
         await runner.cleanup()
         await engine.close()
 

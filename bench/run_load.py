@@ -503,6 +503,7 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
             b.send("mark")
         for b in bots:
             b.expect("marked", 10)
+        http_json(url + "/lag?reset=1")
         first = sample()
         if args.profile:
             profiler = start_profiler(server.pid, args.window, profile_prefix(args, scenario, mode))
@@ -512,6 +513,7 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
             b.send("report")
         reports = [b.expect("report", 30) for b in bots]
         server_stats = http_json(url + "/stats")
+        lag = http_json(url + "/lag")
         rss_end = read_proc_rss(server.pid)
         w = window(first, last)
         probe_seconds = min(r["seconds"] for r in reports)
@@ -536,6 +538,8 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
             result["verdict"] = (
                 f"invalid: {lost} peers disconnected in the window | " + (result["verdict"])
             )
+        result["server_loop_lag_ms"] = {k: v for k, v in lag.items() if k != "lag_samples"}
+        result["bot_loop_lag_ms_p95"] = [r.get("lag_ms_p95") for r in reports]
         result["pairs_without_first_frame"] = missing
         kbps = [k for r in ready for k in r["clip_kbps"]]
         result["publisher_video_kbps"] = _div(sum(kbps), len(kbps), 1)

@@ -42,3 +42,22 @@ async def test_bad_offers_get_a_400_and_join_nobody():
             assert "error" in await r.json()
     assert server.rooms == {} and engine.peers == {}
     await engine.close()
+
+
+async def test_loop_lag_reports_how_late_timers_ran_and_resets():
+    import asyncio
+    import time
+
+    from bench.load_server import LoopLag
+
+    lag = LoopLag(period=0.005)
+    lag.start()
+    await asyncio.sleep(0.05)
+    time.sleep(0.03)  # block the loop: one timer must run about this late
+    await asyncio.sleep(0.02)
+    lag.stop()
+    summary = lag.summary(reset=True)
+    assert summary["lag_samples"] >= 3
+    assert summary["lag_ms_max"] >= 20
+    assert summary["lag_ms_p50"] <= summary["lag_ms_p95"] <= summary["lag_ms_max"]
+    assert lag.summary(reset=False) == {"lag_samples": 0}
