@@ -146,7 +146,7 @@ class LocalTimestampAuthority:
                 "signer_infos": [signer_info],
             }
         )
-        return tsp.TimeStampResp(
+        response = tsp.TimeStampResp(
             {
                 "status": tsp.PKIStatusInfo({"status": tsp.PKIStatus("granted")}),
                 "time_stamp_token": cms.ContentInfo(
@@ -154,6 +154,10 @@ class LocalTimestampAuthority:
                 ),
             }
         )
+        # Hand out a parsed copy: asn1crypto re-serialises freshly built ("mutated") trees
+        # again at every level each time an enclosing CMS is dumped, which made embedding
+        # a token cost seconds.
+        return tsp.TimeStampResp.load(response.dump())
 
 
 def _attr(name: str, value) -> cms.CMSAttribute:
