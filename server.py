@@ -296,7 +296,7 @@ def demo_links(app: web.Application, base_url: str) -> list[tuple[str, str, str]
     links = []
     for p in state.participants.values():
         token = signer.issue(
-            state.id, p.id, p.role, ttl=config.invitation_ttl, gen=getattr(p, "invitation_gen", 0)
+            state.id, p.id, p.role, ttl=config.invitation_ttl, gen=p.invitation_gen
         )
         links.append((p.name, p.role, f"{base_url}/j/{token}"))
     return links

@@ -33,7 +33,7 @@ from esign.errors import EsignError
 from esign.evidence import build_evidence_zip
 from esign.pki import LocalPki, local_timestamp_authority
 from esign.protocol import DeclineRequest, EnrolRequest, IdentityAttestation, SignatureReply
-from esign.tsa import AuthorityTimeStamper
+from esign.tsa import AuthorityTimeStamper, handle_timestamp_query
 from rooms.commands import decode_command
 from rooms.errors import CommandError
 from signaling.messages import BadMessage
@@ -65,6 +65,7 @@ class AgreementDesk:
         self.zone = ZoneInfo(timezone)
         self._pki: LocalPki | None = None
         self._timestamper = None
+        self.authority = None  # the local RFC 3161 authority, once the PKI is open
         self._ceremonies: dict[str, SignatureCeremony] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._id_key = hashlib.sha256(b"parley-id-digest" + passphrase).digest()
@@ -77,7 +78,8 @@ class AgreementDesk:
             self._pki = LocalPki.open(
                 self.data_dir, self.passphrase, self.organisation, self.base_url + "/esign"
             )
-            self._timestamper = AuthorityTimeStamper(local_timestamp_authority(self._pki))
+            self.authority = local_timestamp_authority(self._pki)
+            self._timestamper = AuthorityTimeStamper(self.authority)
         return self._pki
 
     async def ceremony(self, session_id: str) -> SignatureCeremony:
@@ -403,7 +405,28 @@ def agreement_routes(desk: AgreementDesk, signer, service) -> list:
             },
         )
 
+    async def tsa(request: web.Request) -> web.Response:
+        """Parley's RFC 3161 time-stamping authority, for anyone who wants a timestamp from it
+        (the signing itself calls it in-process)."""
+        if request.content_type != "application/timestamp-query":
+            return web.Response(status=415, text="send application/timestamp-query")
+        body = await request.content.read(8 * 1024)
+        desk.pki()
+        reply = await asyncio.to_thread(handle_timestamp_query, desk.authority, body)
+        return web.Response(body=reply, content_type="application/timestamp-reply")
+
+    async def crl(request: web.Request) -> web.Response:
+        """The CRLs named in every certificate's distribution point."""
+        pki = desk.pki()
+        issuer = {"root": pki.root, "signer-ca": pki.signer_ca}.get(request.match_info["name"])
+        if issuer is None:
+            raise web.HTTPNotFound(text="not_found: no such CRL")
+        data = await asyncio.to_thread(pki.crl, issuer, dt.datetime.now(dt.UTC))
+        return web.Response(body=data, content_type="application/pkix-crl")
+
     return [
         web.get("/api/sessions/{sid}/agreement.pdf", pdf),
         web.get("/api/sessions/{sid}/evidence.zip", evidence),
+        web.post("/esign/tsa", tsa),
+        web.get("/esign/crl/{name}.crl", crl),
     ]

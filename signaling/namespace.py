@@ -82,8 +82,10 @@ class ParleyNamespace(socketio.AsyncNamespace):
             refusal = ("session_ended", "this session has ended")
         elif person.space in GONE_SPACES:
             refusal = ("participant_gone", "you have left this session")
-        elif inv.gen < getattr(person, "invitation_gen", 0):
+        elif inv.gen < person.invitation_gen:
             refusal = ("token_revoked", "this invitation link was replaced by a newer one")
+        elif inv.role != person.role:
+            refusal = ("token_invalid", "this invitation does not match the session's records")
         if refusal:
             raise _refusal(*refusal)
         self._who[sid] = (inv.session, inv.participant, inv.role)
