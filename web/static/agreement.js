@@ -125,7 +125,12 @@
   async function fingerprintOf(rendered) {
     if (!rendered.agreementJson) refuse("ag_err_no_data");
     const text = new TextDecoder("utf-8", { fatal: true }).decode(rendered.agreementJson);
-    if (canonical(JSON.parse(text)) !== text) refuse("ag_err_not_canonical");
+    const data = JSON.parse(text);
+    if (canonical(data) !== text) refuse("ag_err_not_canonical");
+    // Signers outside this person's room are not in the view; the agreement names them.
+    for (const s of [...(data.parties || []), data.mediator || {}]) {
+      if (s.participant_id) signerNames[s.participant_id] = s.name;
+    }
     return hex(await sha256(rendered.agreementJson));
   }
 
@@ -304,9 +309,10 @@
 
   function isHost(me) { return me.role === "mediator" || me.role === "co_mediator"; }
 
+  const signerNames = {};
   function name(pid) {
     const p = P.people().find((x) => x.id === pid);
-    return p ? p.name : pid;
+    return p ? p.name : signerNames[pid] || "—";
   }
 
   function statusText(a) {
@@ -383,6 +389,7 @@
         el.textContent = `${t("ag_fingerprint")} ${groups(fp)}` + (fp === a.fingerprint ? "" : " ≠ " + t("ag_err_fingerprint"));
         el.dataset.fingerprint = fp;
         shownText = rendered.texts.join("\n");
+        P.render();  // the agreement now names signers who are not in this person's room
       } catch (e) {
         lastError = e.message;
         $("ag-fingerprint").textContent = t("error") + e.message;
