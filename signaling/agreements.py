@@ -36,6 +36,7 @@ from esign.protocol import DeclineRequest, EnrolRequest, IdentityAttestation, Si
 from esign.tsa import AuthorityTimeStamper, handle_timestamp_query
 from rooms.commands import decode_command
 from rooms.errors import CommandError
+from signaling.keyfile import load_or_create
 from signaling.messages import BadMessage
 
 log = logging.getLogger("parley.agreements")
@@ -332,15 +333,8 @@ class AgreementDesk:
 
 
 def load_or_create_passphrase(path: Path) -> bytes:
-    if path.exists() and len(path.read_bytes().strip()) >= 12:
-        return path.read_bytes().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32).encode()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(value)
-    tmp.chmod(0o600)
-    tmp.replace(path)
-    return value
+    """The e-signature keys' passphrase, when configuration gives none."""
+    return load_or_create(path, lambda: secrets.token_urlsafe(32).encode(), min_length=12).strip()
 
 
 def agreement_routes(desk: AgreementDesk, signer, service) -> list:

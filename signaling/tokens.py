@@ -17,6 +17,8 @@ from pathlib import Path
 
 import msgspec
 
+from signaling.keyfile import load_or_create
+
 TOKEN_VERSION = 1
 MAX_TOKEN_LENGTH = 1024
 
@@ -107,14 +109,4 @@ class TokenSigner:
 
 def load_or_create_secret(path: Path) -> bytes:
     """Read the server secret, creating it (0600) on first start."""
-    if path.exists():
-        secret = path.read_bytes()
-        if len(secret) >= 32:
-            return secret
-    path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_bytes(32)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(secret)
-    tmp.chmod(0o600)
-    tmp.replace(path)
-    return secret
+    return load_or_create(path, lambda: secrets.token_bytes(32), min_length=32)
