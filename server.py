@@ -113,8 +113,7 @@ CONFIG = web.AppKey("config", Config)
 
 def slots_for(config: Config):
     def slots(state) -> int:
-        most = getattr(state.policy, "max_participants", config.max_slots + 1)
-        return max(1, min(config.max_slots, most - 1))
+        return max(1, min(config.max_slots, state.policy.max_participants - 1))
 
     return slots
 
@@ -156,11 +155,12 @@ def create_app(config: Config) -> web.Application:
         base_url=config.public_url or f"http://{config.host}:{config.port}",
         timezone=config.timezone,
     )
-    conductor_box: list[Conductor] = []
+    # The engine reports to the conductor, which needs the engine: the callbacks look the
+    # conductor up when they run, after it exists.
     engine = MediaEngine(
         MediaConfig(ice_host_addresses=config.ice_host_addresses, max_slots=config.max_slots),
-        on_slots=lambda pid, slots: conductor_box[0].on_slots(pid, slots),
-        on_hint=lambda pid, hint: conductor_box[0].on_hint(pid, hint),
+        on_slots=lambda pid, slots: conductor.on_slots(pid, slots),
+        on_hint=lambda pid, hint: conductor.on_hint(pid, hint),
         on_peer_state=lambda pid, st: log.info("peer %s", st, extra={"participant": pid}),
     )
 
@@ -168,7 +168,6 @@ def create_app(config: Config) -> web.Application:
         await sio.disconnect(sid, namespace=NAMESPACE)
 
     conductor = Conductor(service, engine, emit, kick)
-    conductor_box.append(conductor)
     sio.register_namespace(
         ParleyNamespace(
             signer=signer,
@@ -202,7 +201,8 @@ def create_app(config: Config) -> web.Application:
 
     engine_started = [False]
 
-    async def media_ctx(app):
+    async def runtime_ctx(app):
+        """Media engine and system clock up; on the way down, the ledger is closed last."""
         await engine.start()
         engine_started[0] = True
         clock = asyncio.get_running_loop().create_task(conductor.run_clock())
@@ -222,7 +222,7 @@ def create_app(config: Config) -> web.Application:
         yield
         accounts.close()
 
-    app.cleanup_ctx.append(media_ctx)
+    app.cleanup_ctx.append(runtime_ctx)
     app.cleanup_ctx.append(accounts_ctx)
     app.add_routes(routes(signer, ready))
     app.add_routes(staff.routes())
