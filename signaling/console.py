@@ -29,6 +29,16 @@ ROLE_CHOICES = [
     ("observer", "观察员 Observer"),
 ]
 SIDES = [("", "—"), ("A", "申请人 A"), ("B", "被申请人 B")]
+ROLE_LABELS = dict(ROLE_CHOICES) | {
+    "mediator": "调解员 Mediator",
+    "duty_lawyer": "值班律师 Duty lawyer",
+}
+SPACE_LABELS = {
+    "waiting": "等候室 waiting",
+    "joint": "调解室 joint",
+    "left": "已离开 left",
+    "removed": "已移出 removed",
+}
 
 
 def _mine(state, account) -> bool:
@@ -152,8 +162,8 @@ class Console:
             url = self.link(request, state, p)
             cards.append(
                 f"<article class='invite' data-participant='{esc(p.id)}'>"
-                f"<h3>{esc(p.name)}</h3><p>{esc(p.role)}{' · ' + esc(p.side) if p.side else ''}"
-                f" · {esc(p.space)}</p>"
+                f"<h3>{esc(p.name)}</h3><p>{esc(ROLE_LABELS.get(p.role, p.role))}"
+                f"{' · ' + esc(p.side) if p.side else ''} · {esc(SPACE_LABELS.get(p.space, p.space))}</p>"
                 f"<img alt='QR' width='180' height='180' src='/console/sessions/{esc(state.id)}/qr/{esc(p.id)}.svg'>"
                 f"<p class='url'><a href='{esc(url)}'>{esc(url)}</a></p>"
                 f"<p><a download='invitation-{esc(p.id)}.svg' "
