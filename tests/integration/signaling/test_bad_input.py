@@ -167,3 +167,61 @@ async def test_http_routes(running):
         async with http.get(running.url + "/j/" + tok) as r:
             assert r.status == 200 and 'id="btn-join"' in await r.text()
             assert r.headers["Referrer-Policy"] == "no-referrer"
+
+
+async def test_invitation_leave_and_agreement_downloads_refuse_bad_input(running):
+    state = running.mediation()
+    mid, tok_m = running.token(state, "mediator")
+    aid, tok_a = running.token(state, "party")
+    msio, _ = await running.client(tok_m)
+    asio, _ = await running.client(tok_a)
+
+    async def ask(sio, event, payload):
+        return await sio.call(event, payload, namespace=NAMESPACE, timeout=5)
+
+    # invitation: hosts only, a real participant, a well-formed id
+    assert (await ask(asio, "invitation", {"v": 1, "participant": mid}))["error"][
+        "code"
+    ] == "forbidden"
+    assert (await ask(msio, "invitation", {"v": 1, "participant": "p-00000000"}))["error"][
+        "code"
+    ] == "not_found"
+    assert (await ask(msio, "invitation", {"v": 1, "participant": "../../x"}))["error"][
+        "code"
+    ] == "invalid_message"
+    reply = await ask(msio, "invitation", {"v": 1, "participant": aid})
+    assert reply["ok"] and running.signer.verify(reply["path"].rsplit("/", 1)[1]).participant == aid
+    # leave: typed payload only
+    assert (await ask(asio, "leave", {"v": 1, "reason": 5}))["error"]["code"] == "invalid_message"
+    assert (await ask(asio, "leave", {"v": 1, "why": "x"}))["error"]["code"] == "invalid_message"
+    # agreement messages: unknown actions and fields are refused before anything runs
+    assert (await ask(msio, "agreement", {"v": 1, "action": "burn"}))["error"][
+        "code"
+    ] == "invalid_message"
+    assert (await ask(msio, "esign", {"v": 1, "action": "sign", "extra": 1}))["error"][
+        "code"
+    ] == "invalid_message"
+
+    async with aiohttp.ClientSession() as http:
+        base = f"{running.url}/api/sessions/{state.id}"
+        async with http.get(base + "/agreement.pdf") as r:
+            assert r.status == 403  # no token
+        async with http.get(
+            base + "/agreement.pdf", headers={"Authorization": f"Bearer {tok_a}"}
+        ) as r:
+            assert (
+                r.status == 404 and (await r.json())["error"]["code"] == "not_found"
+            )  # not frozen
+        async with http.get(
+            base + "/evidence.zip", headers={"Authorization": f"Bearer {tok_m}"}
+        ) as r:
+            assert r.status == 409 and (await r.json())["error"]["code"] == "conflict"  # not sealed
+        other = running.mediation()
+        _, foreign = running.token(other, "mediator")
+        async with http.get(
+            base + "/evidence.zip", headers={"Authorization": f"Bearer {foreign}"}
+        ) as r:
+            assert r.status == 403
+    # and after all that, the party can still leave properly
+    assert (await ask(asio, "leave", {"v": 1}))["ok"]
+    assert running.service.state(state.id).participants[aid].space == "left"
