@@ -5,9 +5,8 @@ import pytest
 from esign.ceremony import SignatureCeremony
 from esign.phone import PythonPhone
 from esign.pki import LocalPki, local_timestamp_authority
-from esign.protocol import IdentityAttestation
 from esign.tsa import AuthorityTimeStamper
-from tests.unit.esign.samples import sample_agreement
+from tests.unit.esign.samples import attestation, sample_agreement  # noqa: F401 - re-exported
 
 
 class Clock:
@@ -21,31 +20,6 @@ class Clock:
 
     def advance(self, **kwargs) -> None:
         self.offset += dt.timedelta(**kwargs)
-
-
-ATTESTATIONS = {
-    "p-app": dict(
-        role="party",
-        name="张三",
-        id_digest="PID-" + "ab" * 8,
-        checks=["invitation_token", "mediator_video_check"],
-    ),
-    "p-res": dict(
-        role="party",
-        name="李四",
-        id_digest="PID-" + "cd" * 8,
-        checks=["invitation_token", "one_time_code"],
-    ),
-    "p-med": dict(role="mediator", name="王五", checks=["staff_login"]),
-}
-
-
-def attestation(participant_id: str, **changes) -> IdentityAttestation:
-    fields = dict(
-        session_id="sess-1", participant_id=participant_id, **ATTESTATIONS.get(participant_id, {})
-    )
-    fields.update(changes)
-    return IdentityAttestation(**fields)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Agreement data shared by the esign tests."""
 
 from esign.agreement import Agreement, Mediator, Party
+from esign.protocol import IdentityAttestation
 
 
 def sample_agreement(language: str = "zh-CN", version: int = 1, **changes) -> Agreement:
@@ -31,3 +32,29 @@ def sample_agreement(language: str = "zh-CN", version: int = 1, **changes) -> Ag
     )
     fields.update(changes)
     return Agreement(**fields)
+
+
+# What the session layer vouches for about each sample signer (see sample_agreement).
+ATTESTATIONS = {
+    "p-app": dict(
+        role="party",
+        name="张三",
+        id_digest="PID-" + "ab" * 8,
+        checks=["invitation_token", "mediator_video_check"],
+    ),
+    "p-res": dict(
+        role="party",
+        name="李四",
+        id_digest="PID-" + "cd" * 8,
+        checks=["invitation_token", "one_time_code"],
+    ),
+    "p-med": dict(role="mediator", name="王五", checks=["staff_login"]),
+}
+
+
+def attestation(participant_id: str, **changes) -> IdentityAttestation:
+    fields = dict(
+        session_id="sess-1", participant_id=participant_id, **ATTESTATIONS.get(participant_id, {})
+    )
+    fields.update(changes)
+    return IdentityAttestation(**fields)

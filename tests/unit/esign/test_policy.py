@@ -2,31 +2,10 @@ import pytest
 
 from esign.errors import EsignError
 from esign.policy import check_signer
-from esign.protocol import IdentityAttestation
-from tests.unit.esign.samples import sample_agreement
+from tests.unit.esign.samples import attestation, sample_agreement
 
 AGREEMENT = sample_agreement()
-GOOD = {
-    "p-app": dict(
-        role="party",
-        name="张三",
-        id_digest="PID-" + "ab" * 8,
-        checks=["invitation_token", "mediator_video_check"],
-    ),
-    "p-res": dict(
-        role="party",
-        name="李四",
-        id_digest="PID-" + "cd" * 8,
-        checks=["invitation_token", "real_name_check"],
-    ),
-    "p-med": dict(role="mediator", name="王五", checks=["staff_login"]),
-}
-
-
-def who(pid: str, **changes) -> IdentityAttestation:
-    fields = dict(session_id="sess-1", participant_id=pid, **GOOD.get(pid, {}))
-    fields.update(changes)
-    return IdentityAttestation(**fields)
+who = attestation
 
 
 @pytest.mark.parametrize(
