@@ -18,9 +18,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.e2e.test_two_phones import join
+from tests.e2e.flows import join
+from tests.e2e.flows import open_case as console_case
 from tests.support.server_proc import ROOT, ServerProcess
-from tests.support.server_proc import STAFF_PASSWORD as PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(180)]
 TERMS = ["李四于2026年12月31日前向张三支付人民币5000元。", "双方就本纠纷再无其他争议。"]
@@ -61,23 +61,9 @@ def watched(page):
 def open_case(browser, new_page, server):
     """Console: log in, create the case with two parties, enter as the mediator."""
     med = watched(new_page(browser))
-    med.goto(server.url + "/login")
-    med.fill("input[name=username]", "wang")
-    med.fill("input[name=password]", PASSWORD)
-    med.click("button[type=submit]")
-    med.wait_for_url("**/console")
-    med.fill("input[name=case_number]", "(2026)京0105民调77号")
-    med.fill("input[name=title]", "借款纠纷 Loan dispute")
-    med.fill("input[name=name0]", "张三")
-    med.fill("input[name=name1]", "李四")
-    med.click("form[action='/console/sessions'] button[type=submit]")
-    med.wait_for_selector("#enter")
-    links = [
-        med.get_attribute(f".invite:has(h3:text-is('{n}')) .url a", "href")
-        for n in ("张三", "李四")
-    ]
-    med.click("#enter")
-    join(med, None, consents=False)
+    links = console_case(
+        med, server, case_number="(2026)京0105民调77号", title="借款纠纷 Loan dispute"
+    )
     return med, links
 
 

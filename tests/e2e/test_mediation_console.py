@@ -11,9 +11,8 @@ import sys
 import pytest
 
 from tests.e2e.conftest import INBOUND, WAIT_FRAMES
-from tests.e2e.test_two_phones import join
+from tests.e2e.flows import join, open_case
 from tests.support.server_proc import ROOT, ServerProcess
-from tests.support.server_proc import STAFF_PASSWORD as PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -35,62 +34,49 @@ def rising(page, wait_ms=1500) -> bool:
 
 
 def test_console_to_caucus_to_end(console_server, launch, new_page):
-    server = console_server
-    try:
-        browser = launch()
-        med = new_page(browser)
-        med.goto(server.url + "/login")
-        med.fill("input[name=username]", "wang")
-        med.fill("input[name=password]", PASSWORD)
-        med.click("button[type=submit]")
-        med.wait_for_url("**/console")
-        med.fill("input[name=case_number]", "(2026)京0105民调123号")
-        med.fill("input[name=title]", "房屋租赁纠纷 Tenancy dispute")
-        med.fill("input[name=name0]", "张三")
-        med.fill("input[name=name1]", "李四")
-        med.click("form[action='/console/sessions'] button[type=submit]")
-        med.wait_for_selector("#enter")
-        party_link = med.get_attribute(".invite:has(h3:text-is('张三')) .url a", "href")
-        med.click("#enter")
-        join(med, None, consents=False)
+    browser = launch()
+    med = new_page(browser)
+    (party_link,) = open_case(
+        med,
+        console_server,
+        case_number="(2026)京0105民调123号",
+        title="房屋租赁纠纷 Tenancy dispute",
+        parties=("张三",),
+    )
 
-        party = new_page(browser)
-        join(party, party_link)
-        party.wait_for_selector("#waiting:not([hidden])")
-        pid = party.evaluate("() => window.parley.me")
-        row = f'#people li[data-participant="{pid}"]'
-        med.click(f'{row} button[data-action="admit"]')
-        med.click(f'{row} button[data-action="identity"]')
-        med.wait_for_selector(f"{row} >> text=✔ID")
-        assert med.evaluate(WAIT_FRAMES, 15000) >= 0 and party.evaluate(WAIT_FRAMES, 15000) >= 0
+    party = new_page(browser)
+    join(party, party_link)
+    party.wait_for_selector("#waiting:not([hidden])")
+    pid = party.evaluate("() => window.parley.me")
+    row = f'#people li[data-participant="{pid}"]'
+    med.click(f'{row} button[data-action="admit"]')
+    med.click(f'{row} button[data-action="identity"]')
+    med.wait_for_selector(f"{row} >> text=✔ID")
+    assert med.evaluate(WAIT_FRAMES, 15000) >= 0 and party.evaluate(WAIT_FRAMES, 15000) >= 0
 
-        # A one-minute caucus for side A: the party moves, sees the countdown in warning colour.
-        med.fill("#caucus-name", "a")
-        med.fill("#caucus-minutes", "1")
-        med.click("#form-caucus button")
-        med.click('#caucuses li[data-caucus="a"] button[data-action="move-side-A"]')
-        party.wait_for_selector("#caucus-timer.warn:not([hidden])", timeout=10000)
-        assert "0:5" in party.inner_text("#caucus-timer") or "1:00" in party.inner_text(
-            "#caucus-timer"
-        )
-        assert not rising(party), "a party alone in a caucus must receive nobody"
-        party.click("#btn-ask")
-        med.wait_for_selector(f"{row} >> text=✋")
+    # A one-minute caucus for side A: the party moves, sees the countdown in warning colour.
+    med.fill("#caucus-name", "a")
+    med.fill("#caucus-minutes", "1")
+    med.click("#form-caucus button")
+    med.click('#caucuses li[data-caucus="a"] button[data-action="move-side-A"]')
+    party.wait_for_selector("#caucus-timer.warn:not([hidden])", timeout=10000)
+    assert "0:5" in party.inner_text("#caucus-timer") or "1:00" in party.inner_text("#caucus-timer")
+    assert not rising(party), "a party alone in a caucus must receive nobody"
+    party.click("#btn-ask")
+    med.wait_for_selector(f"{row} >> text=✋")
 
-        # The mediator visits: they see each other again; the chat stays in the caucus.
-        med.click('#caucuses li[data-caucus="a"] button[data-action="visit"]')
-        assert rising(party, 2500) and rising(med, 2500)
-        party.fill("#chat-text", "我们可以接受分期 we can accept instalments")
-        party.click("#form-chat button")
-        med.wait_for_selector("#chat-list >> text=we can accept instalments")
+    # The mediator visits: they see each other again; the chat stays in the caucus.
+    med.click('#caucuses li[data-caucus="a"] button[data-action="visit"]')
+    assert rising(party, 2500) and rising(med, 2500)
+    party.fill("#chat-text", "我们可以接受分期 we can accept instalments")
+    party.click("#form-chat button")
+    med.wait_for_selector("#chat-list >> text=we can accept instalments")
 
-        med.click('#caucuses li[data-caucus="a"] button[data-action="close-caucus"]')
-        party.wait_for_selector("#caucus-timer", state="hidden")
-        med.once("dialog", lambda d: d.accept())
-        med.click("#btn-end")
-        party.wait_for_selector("#screen-end:not([hidden])", timeout=10000)
-    finally:
-        server.stop()
+    med.click('#caucuses li[data-caucus="a"] button[data-action="close-caucus"]')
+    party.wait_for_selector("#caucus-timer", state="hidden")
+    med.once("dialog", lambda d: d.accept())
+    med.click("#btn-end")
+    party.wait_for_selector("#screen-end:not([hidden])", timeout=10000)
 
 
 def test_sigkill_and_restart_participants_return_to_their_space(tmp_path, launch, new_page):

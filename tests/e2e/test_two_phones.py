@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import DOMINANT_FREQ, INBOUND, WAIT_FRAMES
+from tests.e2e.flows import join
 from tests.support.server_proc import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -20,20 +21,6 @@ def server(tmp_path):
     srv = ServerProcess(tmp_path / "data").start()
     yield srv
     srv.stop()
-
-
-def join(page, url, *, consents=True):
-    """The arrival flow: confirm the name, consent (parties), device check, join."""
-    if url:
-        page.goto(url)
-    page.click("#btn-confirm:not([disabled])", timeout=15000)
-    if consents:
-        page.wait_for_selector("#screen-consent:not([hidden])", timeout=5000)
-        for box in page.query_selector_all("#consent-list input"):
-            box.check()
-        page.click("#btn-consent:not([disabled])")
-    page.click("#btn-join:not([disabled])", timeout=15000)
-    page.wait_for_selector("#screen-call:not([hidden])", timeout=15000)
 
 
 def remote_tile_of(page, participant_id, timeout=15000):
