@@ -68,7 +68,8 @@ class AgreementDesk:
         self._timestamper = None
         self.authority = None  # the local RFC 3161 authority, once the PKI is open
         self._ceremonies: dict[str, SignatureCeremony] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, asyncio.Lock] = {}  # one step at a time per session
+        self._opening: dict[str, asyncio.Lock] = {}  # one ceremony object per session
         self._id_key = hashlib.sha256(b"parley-id-digest" + passphrase).digest()
 
     # -- resources ------------------------------------------------------------------------------
@@ -86,8 +87,12 @@ class AgreementDesk:
     async def ceremony(self, session_id: str) -> SignatureCeremony:
         """The session's ceremony; after a restart it is resumed from the current PDF, which
         must be the revision the ledger last recorded (else ``document_modified``)."""
-        if session_id in self._ceremonies:
-            return self._ceremonies[session_id]
+        async with self._opening.setdefault(session_id, asyncio.Lock()):
+            if session_id not in self._ceremonies:
+                self._ceremonies[session_id] = await self._open_ceremony(session_id)
+        return self._ceremonies[session_id]
+
+    async def _open_ceremony(self, session_id: str) -> SignatureCeremony:
         pki = self.pki()
         store = self.data_dir / "agreements" / session_id
         agreement = self.service.state(session_id).agreement
@@ -100,13 +105,10 @@ class AgreementDesk:
                 raise EsignError(
                     "document_modified", "the agreement file is not what the ledger says"
                 )
-            ceremony = await SignatureCeremony.resume(
+            return await SignatureCeremony.resume(
                 pki, self._timestamper, found[0], declined=agreement.get("status") == "declined"
             )
-        else:
-            ceremony = SignatureCeremony(pki, self._timestamper, store)
-        self._ceremonies[session_id] = ceremony
-        return ceremony
+        return SignatureCeremony(pki, self._timestamper, store)
 
     def lock(self, session_id: str) -> asyncio.Lock:
         return self._locks.setdefault(session_id, asyncio.Lock())
@@ -183,16 +185,12 @@ class AgreementDesk:
     # -- mediator's steps ---------------------------------------------------------------------
     async def draft(self, session_id: str, pid: str, raw: dict) -> dict:
         async with self.lock(session_id):
-            command = {"type": "draft_agreement", **raw}
-            self._check(session_id, pid, command)
+            # rooms checks and records the draft (it refuses edits after the seal)
+            self._record(session_id, pid, {"type": "draft_agreement", **raw})
             state = self.service.state(session_id)
-            frozen_before = state.agreement.get("version")
-            if frozen_before and state.agreement.get("status") != "sealed":
-                # An edit after freeze: version N+1, earlier signatures discarded.
-                self._record(session_id, pid, command)
-                state = self.service.state(session_id)
+            if state.agreement.get("version"):
+                # An edit after freeze: version N+1 at once, earlier signatures discarded.
                 return await self._freeze(state, pid, supersede=True)
-            self._record(session_id, pid, command)
             return {"ok": True}
 
     async def freeze(self, session_id: str, pid: str) -> dict:

@@ -15,12 +15,12 @@ from typing import Any
 from rooms.commands import decode_command
 from rooms.errors import CommandError
 from rooms.plan import Edge, plan
+from rooms.state import GONE
 
 log = logging.getLogger("parley.conductor")
 
 Emit = Callable[[str, Any, str], Awaitable[None]]  # (event, data, sid)
 Kick = Callable[[str], Awaitable[None]]  # disconnect a socket by sid
-GONE = {"left": "left", "removed": "removed"}
 
 
 class Conductor:
@@ -31,16 +31,14 @@ class Conductor:
         self._kick = kick
         self._plans: dict[str, frozenset[Edge]] = {}
         self._sids: dict[str, str] = {}  # participant id -> socket id of its live connection
-        self._sessions: dict[str, str] = {}  # participant id -> session id
         self._tasks: set[asyncio.Task] = set()
         service.subscribe(self._on_events)
 
     # -- connections --------------------------------------------------------------------------
-    def bind(self, session_id: str, participant_id: str, sid: str) -> str | None:
+    def bind(self, participant_id: str, sid: str) -> str | None:
         """Record the live socket of a participant; returns the socket it replaces, if any."""
         old = self._sids.get(participant_id)
         self._sids[participant_id] = sid
-        self._sessions[participant_id] = session_id
         return old if old != sid else None
 
     def unbind(self, participant_id: str, sid: str) -> bool:
@@ -62,7 +60,7 @@ class Conductor:
             if sid is None:
                 continue
             self._send("state", state.view_for(pid), sid)
-            reason = "ended" if state.ended else GONE.get(person.space)
+            reason = "ended" if state.ended else person.space if person.space in GONE else None
             if reason:  # removed, left, or the session is over: close their connections
                 self._sids.pop(pid, None)
                 self._spawn(self._close(pid, sid, reason))
@@ -78,10 +76,6 @@ class Conductor:
         for session_plan in self._plans.values():
             edges |= session_plan
         self._engine.apply_plan(edges)
-
-    def forget_session(self, session_id: str) -> None:
-        self._plans.pop(session_id, None)
-        self.reconcile()
 
     # -- media callbacks ----------------------------------------------------------------------
     def on_slots(self, participant_id: str, slots: list[dict]) -> None:

@@ -17,6 +17,7 @@ from esign.errors import EsignError
 from media.engine import MediaError
 from rooms.commands import SERVER_ONLY, decode_command
 from rooms.errors import CommandError
+from rooms.state import GONE
 from signaling import messages as m
 from signaling.otp import OtpError
 from signaling.ratelimit import RateLimiter
@@ -25,7 +26,6 @@ from signaling.tokens import Invitation, TokenError, TokenSigner
 log = logging.getLogger("parley.signaling")
 
 NAMESPACE = "/parley"
-GONE_SPACES = {"left", "removed"}
 
 
 def _refusal(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
@@ -80,7 +80,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
             refusal = ("participant_not_found", "this invitation names nobody in the session")
         elif state.ended:
             refusal = ("session_ended", "this session has ended")
-        elif person.space in GONE_SPACES:
+        elif person.space in GONE:
             refusal = ("participant_gone", "you have left this session")
         elif inv.gen < person.invitation_gen:
             refusal = ("token_revoked", "this invitation link was replaced by a newer one")
@@ -91,7 +91,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
         self._who[sid] = (inv.session, inv.participant, inv.role)
         self._inv[sid] = inv
         self._limits[sid] = RateLimiter()
-        replaced = self._conductor.bind(inv.session, inv.participant, sid)
+        replaced = self._conductor.bind(inv.participant, sid)
         if replaced is not None:
             await self.emit(
                 "error",
