@@ -262,7 +262,7 @@ class AgreementDesk:
                     if request.participant_id != pid:
                         raise CommandError("forbidden", "you enrol only your own key")
                     enrolment, events = ceremony.enrol(request, self.attestation(state, inv))
-                    self._record(session_id, pid, {"type": "sign_agreement", "events": events})
+                    self._record_own(session_id, pid, events)
                     return {"ok": True, "enrolment": _to_builtins(enrolment)}
                 if action == "prepare":
                     self._signer_check(session_id, pid, "signature.prepared")
@@ -281,7 +281,7 @@ class AgreementDesk:
                     events = await ceremony.decline(
                         DeclineRequest(type="esign.decline", participant_id=pid, reason=reason)
                     )
-                    self._record(session_id, pid, {"type": "sign_agreement", "events": events})
+                    self._record_own(session_id, pid, events)
                     return {"ok": True}
             except msgspec.ValidationError as exc:
                 raise BadMessage("invalid_message", str(exc)) from None
