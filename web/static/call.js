@@ -55,10 +55,6 @@
       this.slots.forEach((s) => this.handlers.onSlotStream(s.index, s.stream));
     }
 
-    slotByMid(audioMid, videoMid) {
-      return this.slots.find((s) => s.audio.mid === audioMid || s.video.mid === videoMid);
-    }
-
     async capBitrate(maxBitrate) {
       const sender = this.videoSender.sender;
       const params = sender.getParameters();
