@@ -55,6 +55,15 @@ def _assign_tag(name: str) -> int:
     raise RuntimeError("more than 256 bots in one process")
 
 
+def vp8_codecs() -> list:
+    """aiortc's VP8 (and RTX) codec capabilities: the bots offer and accept VP8 only."""
+    return [
+        c
+        for c in RTCRtpSender.getCapabilities("video").codecs
+        if c.mimeType.lower() in ("video/vp8", "video/rtx")
+    ]
+
+
 class ClipTrack(MediaStreamTrack):
     """Yields pre-encoded packets at real-time pace; a PLI makes the next one a keyframe."""
 
@@ -195,11 +204,7 @@ class Bot:
     async def create_offer(self) -> str:
         self.pc.addTransceiver(self.audio_track or "audio", direction="sendonly")
         video = self.pc.addTransceiver(self.video_track or "video", direction="sendonly")
-        vp8 = [
-            c
-            for c in RTCRtpSender.getCapabilities("video").codecs
-            if c.mimeType.lower() in ("video/vp8", "video/rtx")
-        ]
+        vp8 = vp8_codecs()
         video.setCodecPreferences(vp8)
         if self.video_track is not None:
             video.sender._send_keyframe = self.video_track.request_keyframe

@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import aioice.ice
+from aiortc import RTCSessionDescription
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 
 from bench import bot as botmod
 from bench import clip as clips
 from bench.bot import Bot
+from bench.janus_client import JanusSession
 from bench.load_server import LoopLag
 
 MARK_MEMORY = 512  # marker times kept per receiver (frames not yet released)
@@ -117,15 +119,44 @@ class ProbeBot(Bot):
         sdp = await super().create_offer()
         for t in self.pc.getTransceivers()[2:]:
             slot, kind = self._slot_of_mid[t.mid]
-            receiver = t.receiver
-            if kind == "video":
-                old = receiver._RTCRtpReceiver__jitter_buffer
-                jb = MarkerJitterBuffer(old.capacity, is_video=True)
-                receiver._RTCRtpReceiver__jitter_buffer = jb
-                self._buffers[slot] = (jb, receiver)
-            if self.verify == "bytes":
-                receiver._RTCRtpReceiver__decoder_queue = EncodedTap(self._tap(slot, kind))
+            self._hook_receiver(slot, kind, t.receiver)
         return sdp
+
+    def _hook_receiver(self, slot: int, kind: str, receiver) -> None:
+        """Swap in the marker jitter buffer and, in bytes mode, the encoded-frame tap.
+
+        Called before the connection is up: aiortc starts a receiver's decoder thread (which
+        takes the queue then) only once DTLS is connected.
+        """
+        if kind == "video":
+            old = receiver._RTCRtpReceiver__jitter_buffer
+            jb = MarkerJitterBuffer(old.capacity, is_video=True)
+            receiver._RTCRtpReceiver__jitter_buffer = jb
+            self._buffers[slot] = (jb, receiver)
+        if self.verify == "bytes":
+            receiver._RTCRtpReceiver__decoder_queue = EncodedTap(self._tap(slot, kind))
+
+    async def create_publish_offer(self) -> str:
+        """Janus publisher: one sendonly VP8 video m-line, nothing to receive."""
+        video = self.pc.addTransceiver(self.video_track, direction="sendonly")
+        video.setCodecPreferences(botmod.vp8_codecs())
+        video.sender._send_keyframe = self.video_track.request_keyframe
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def answer_offer(self, sdp: str) -> str:
+        """Janus subscriber: Janus offers the feed's streams; each video one becomes a slot."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        slot = 0
+        for t in self.pc.getTransceivers():
+            if t.kind == "video":
+                t.setCodecPreferences(botmod.vp8_codecs())
+            self._hook_receiver(slot, t.kind, t.receiver)
+            if t.kind == "video":
+                slot += 1
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self._answered_at = time.monotonic()
+        return self.pc.localDescription.sdp
 
     def _tap(self, slot: int, kind: str):
         def on_frame(data: bytes, complete_at: float) -> None:
@@ -210,6 +241,11 @@ class BotProcess:
         self.lag = LoopLag()
         self._marked_at = 0.0
         self._sent_at_mark: dict[str, int] = {}
+        self.http: aiohttp.ClientSession | None = None
+        self.janus_url: str | None = spec.get("janus")
+        self.janus: dict[str, tuple[JanusSession, int]] = {}  # bot -> (session, handle)
+        self.janus_rooms: dict[str, int] = {}  # room name -> Janus room id
+        self.janus_feeds: dict[str, int] = {}  # publisher -> its Janus feed id
         i = 0
         for room in self.rooms:
             for p in room:
@@ -235,6 +271,9 @@ class BotProcess:
                 i += 1
 
     async def join(self, session: aiohttp.ClientSession, p: dict) -> None:
+        if self.janus_url:
+            await self.join_janus(p)
+            return
         bot = self.bots[p["name"]]
         bot.joined_at = time.monotonic()
         offer = await bot.create_offer()
@@ -247,6 +286,63 @@ class BotProcess:
         await bot.accept_answer(reply["sdp"])
         await bot.wait_connected(within=60)
 
+    # --- Janus VideoRoom signalling (spec "janus": REST API base URL) -------------------------
+
+    async def connect_janus(self, session: aiohttp.ClientSession) -> None:
+        """Before anyone joins: a Janus session and a VideoRoom handle per bot (as a browser
+        that has loaded the page), and each room created by its first publisher's handle."""
+
+        async def connect(name: str) -> None:
+            janus = JanusSession(session, self.janus_url)
+            await janus.create()
+            self.janus[name] = (janus, await janus.attach())
+
+        await asyncio.gather(*(connect(name) for name in self.bots))
+        for index, room in enumerate(self.rooms):
+            owner = next((p["name"] for p in room if p["publish"]), room[0]["name"])
+            janus, handle = self.janus[owner]
+            self.janus_rooms[room[0]["room"]] = room_id = 1000 + index
+            body = {
+                "request": "create",
+                "room": room_id,
+                "permanent": False,
+                "publishers": max(1, sum(p["publish"] for p in room)),
+                "bitrate": self.spec["bitrate"],
+                "fir_freq": 0,
+                "videocodec": "vp8",
+                "audiocodec": "opus",
+                "notify_joining": False,
+            }
+            await janus.message(handle, body)
+
+    async def join_janus(self, p: dict) -> None:
+        bot = self.bots[p["name"]]
+        janus, handle = self.janus[p["name"]]
+        room_id = self.janus_rooms[p["room"]]
+        if p["publish"]:
+            bot.joined_at = time.monotonic()
+            join = {"request": "join", "ptype": "publisher", "room": room_id, "display": bot.name}
+            data, _ = await janus.message(handle, join)
+            self.janus_feeds[bot.name] = data["id"]
+            offer = await bot.create_publish_offer()
+            jsep = {"type": "offer", "sdp": offer, "trickle": False}
+            _, answer = await janus.message(handle, {"request": "publish"}, jsep=jsep)
+            if not answer:
+                raise RuntimeError(f"janus gave {bot.name} no answer")
+            await bot.accept_answer(answer["sdp"])
+        else:
+            room = next(r for r in self.rooms if r[0]["room"] == p["room"])
+            feeds = [{"feed": self.janus_feeds[q["name"]]} for q in room if q["publish"]]
+            bot.joined_at = time.monotonic()
+            join = {"request": "join", "ptype": "subscriber", "room": room_id, "streams": feeds}
+            _, offer = await janus.message(handle, join)
+            if not offer:
+                raise RuntimeError(f"janus gave {bot.name} no offer")
+            answer = await bot.answer_offer(offer["sdp"])
+            jsep = {"type": "answer", "sdp": answer, "trickle": False}
+            await janus.message(handle, {"request": "start"}, jsep=jsep)
+        await bot.wait_connected(within=60)
+
     def expected_pairs(self) -> list[tuple[str, str]]:
         out = []
         for room in self.rooms:
@@ -257,19 +353,23 @@ class BotProcess:
         return out
 
     async def start(self) -> dict:
-        async with aiohttp.ClientSession() as session:
-            for room in self.rooms:
-                first = [p for p in room if p["publish"] and not p["slots"]]
-                rest = [p for p in room if p not in first]
-                await asyncio.gather(*(self.join(session, p) for p in first))
-                await asyncio.gather(*(self.join(session, p) for p in rest))
-                await asyncio.sleep(self.spec["stagger"])
-            pairs = self.expected_pairs()
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:  # bounded poll: frames arrive in aiortc's tasks
-                if all(self._has_first(*p) for p in pairs):
-                    break
-                await asyncio.sleep(0.1)
+        # kept open until close(): Janus sessions long-poll on it
+        self.http = session = aiohttp.ClientSession()
+        if self.janus_url:
+            await self.connect_janus(session)
+        for room in self.rooms:
+            first = [p for p in room if p["publish"] and not p["slots"]]
+            rest = [p for p in room if p not in first]
+            await asyncio.gather(*(self.join(session, p) for p in first))
+            await asyncio.gather(*(self.join(session, p) for p in rest))
+            await asyncio.sleep(self.spec["stagger"])
+        pairs = self.expected_pairs()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # bounded poll: frames arrive in aiortc's tasks
+            if all(self._has_first(*p) for p in pairs):
+                break
+            await asyncio.sleep(0.1)
+        if not self.janus_url:  # Janus has no slot map: audio counting needs none here
             await self.refresh_slots(session)
         ttff = []
         for sub, pub in pairs:
@@ -344,6 +444,9 @@ class BotProcess:
 
     async def close(self) -> None:
         await asyncio.gather(*(b.close() for b in self.bots.values()), return_exceptions=True)
+        await asyncio.gather(*(j.destroy() for j, _ in self.janus.values()), return_exceptions=True)
+        if self.http is not None:
+            await self.http.close()
 
 
 def say(msg: dict) -> None:

@@ -451,32 +451,112 @@ def http_json(url: str, within: float = 5.0) -> dict:
         return json.loads(r.read())
 
 
+SERVER_COUNTERS = (
+    "frames_gated",
+    "queue_overflows",
+    "keyframe_requests_sent",
+    "upstream_losses",
+    "sink_drops",
+    "peers_failed",
+    "slot_delay_ms_avg",  # since the server started, not only the window
+    "slot_delay_ms_max",
+)
+
+
+class ParleyServer:
+    """bench/load_server.py in `mode` (passthrough or reencode), in its own process."""
+
+    def __init__(self, mode: str, args: argparse.Namespace) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.child = Child(
+            "bench.load_server",
+            ["--mode", mode, "--port", str(port), "--host", HOST, "--rcvbuf", str(args.rcvbuf)],
+            f"server[{mode}]",
+        )
+        self.pid = self.child.pid
+        self.verify = "bytes" if mode == "passthrough" else "decode"
+
+    def wait_ready(self) -> None:
+        self.child.expect("listening", 30)
+
+    def bot_spec(self) -> dict:
+        return {"server": self.url, "verify": self.verify}
+
+    def stats(self) -> dict:
+        return http_json(self.url + "/stats")
+
+    def lag(self, reset: bool = False) -> dict:
+        return http_json(self.url + "/lag" + ("?reset=1" if reset else ""))
+
+    def counters(self, stats: dict) -> dict:
+        return {k: v for k, v in stats.items() if k in SERVER_COUNTERS}
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
+class JanusBaseline:
+    """Janus 1.1.2's VideoRoom (bench/janus_server.py); the bots speak its REST API."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from bench.janus_server import JanusServer
+
+        self.server = JanusServer(HOST)
+        self.pid = 0
+        self.version = None
+
+    def wait_ready(self) -> None:
+        self.server.start()
+        self.pid = self.server.pid
+        self.version = self.server.version
+
+    def bot_spec(self) -> dict:
+        # Janus forwards the publisher's payload unchanged: probes recognise frames by bytes
+        return {"server": "", "janus": self.server.url, "verify": "bytes"}
+
+    def stats(self) -> dict:
+        return self.server.stats()
+
+    def lag(self, reset: bool = False) -> dict:
+        return {"lag_samples": 0, "note": "not applicable (Janus: C, one thread per handle)"}
+
+    def counters(self, stats: dict) -> dict:
+        return {
+            "janus_version": self.version,
+            "packets_counted_by": "Janus Admin API handle_info, webrtc.media.*.stats.out.packets",
+            "bytes_sent_total": stats.get("bytes_sent"),
+            "nacks_out_total": stats.get("nacks_out"),
+        }
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def make_server(mode: str, args: argparse.Namespace):
+    if mode == "janus":
+        return JanusBaseline(args)
+    return ParleyServer(mode, args)
+
+
 def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
     """One server process in `mode` under the scenario's load; returns the figures."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = Child(
-        "bench.load_server",
-        ["--mode", mode, "--port", str(port), "--host", HOST, "--rcvbuf", str(args.rcvbuf)],
-        f"server[{mode}]",
-    )
+    server = make_server(mode, args)
     bots: list[Child] = []
     profiler = None
     try:
-        server.expect("listening", 30)
+        server.wait_ready()
         time.sleep(1.0)
         rss_idle = read_proc_rss(server.pid)
         groups = [scenario.rooms[i :: args.bot_procs] for i in range(args.bot_procs)]
-        verify = "bytes" if mode == "passthrough" else "decode"
         for i, rooms in enumerate(g for g in groups if g):
             spec = {
-                "server": url,
+                **server.bot_spec(),
                 "host": HOST,
                 "rooms": [[p.__dict__ for p in room] for room in rooms],
                 "fps": scenario.fps,
                 "bitrate": scenario.bitrate,
                 "size": [scenario.width, scenario.height],
-                "verify": verify,
                 "stagger": args.stagger,
                 "rcvbuf": args.rcvbuf,
             }
@@ -486,13 +566,21 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
         missing = sum(r["missing"] for r in ready)
         time.sleep(args.warmup)
 
-        def sample() -> Sample:
-            stats = http_json(url + "/stats")
+        def sample(last: bool = False) -> Sample:
+            # the server's counters are read outside the CPU window (before its first reading,
+            # after its last): answering them costs Janus ~3 ms with 9 handles (Admin API)
+            stats = server.stats() if not last else None
+            at = time.monotonic()
+            cpu = read_proc_cpu(server.pid)
+            bot_cpu = {b.pid: read_proc_cpu(b.pid) for b in bots}
+            machine = read_machine_cpu()
+            if stats is None:
+                stats = server.stats()
             return Sample(
-                at=time.monotonic(),
-                server_cpu=read_proc_cpu(server.pid),
-                bot_cpu={b.pid: read_proc_cpu(b.pid) for b in bots},
-                machine=read_machine_cpu(),
+                at=at,
+                server_cpu=cpu,
+                bot_cpu=bot_cpu,
+                machine=machine,
                 packets_sent=stats["packets_sent"],
                 peers_connected=stats.get("peers_connected", stats.get("peers", 0)),
                 server_drops=read_udp_drops([server.pid]),
@@ -503,17 +591,17 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
             b.send("mark")
         for b in bots:
             b.expect("marked", 10)
-        http_json(url + "/lag?reset=1")
+        server.lag(reset=True)
         first = sample()
-        if args.profile:
+        if args.profile and mode != "janus":  # py-spy profiles Python processes only
             profiler = start_profiler(server.pid, args.window, profile_prefix(args, scenario, mode))
         time.sleep(args.window)
-        last = sample()
+        last = sample(last=True)
         for b in bots:
             b.send("report")
         reports = [b.expect("report", 30) for b in bots]
-        server_stats = http_json(url + "/stats")
-        lag = http_json(url + "/lag")
+        server_stats = server.stats()
+        lag = server.lag()
         rss_end = read_proc_rss(server.pid)
         w = window(first, last)
         probe_seconds = min(r["seconds"] for r in reports)
@@ -546,21 +634,8 @@ def run_mode(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
         result["audio_frames_per_s"] = _div(
             sum(r["audio_frames"] for r in reports), probe_seconds, 1
         )
-        result["server_counters"] = {
-            k: v
-            for k, v in server_stats.items()
-            if k
-            in (
-                "frames_gated",
-                "queue_overflows",
-                "keyframe_requests_sent",
-                "upstream_losses",
-                "sink_drops",
-                "peers_failed",
-                "slot_delay_ms_avg",  # since the server started, not only the window
-                "slot_delay_ms_max",
-            )
-        }
+        result["server_counters"] = server.counters(server_stats)
+        result["unknown_frames"] = sum(r.get("unknown_frames", 0) for r in reports)
         if profiler is not None:
             result["profile"] = finish_profiler(profiler, profile_prefix(args, scenario, mode))
         for b in bots:
@@ -628,6 +703,79 @@ def code_state() -> str:
     return head + (f" + uncommitted {', '.join(dirty)}" if dirty else "")
 
 
+SIDE_BY_SIDE = (
+    "server_cores",
+    "ms_per_video_stream_s",
+    "ms_per_delivered_video_stream_s",
+    "ms_per_packet",
+    "packets_per_s",
+    "subscriber_fps_mean",
+    "subscriber_fps_min",
+    "delivery_ratio",
+    "frame_loss_gaps",
+    "ttff_p50_s",
+    "ttff_p95_s",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "rss_mb_per_participant",
+    "rss_mb",
+    "udp_drops_server",
+    "bot_cores",
+    "other_cores",
+    "machine_busy",
+    "verdict",
+)
+
+
+def compare_janus(runs: dict[str, dict]) -> dict:
+    """Parley (passthrough) over Janus, from one invocation's two runs (pure).
+
+    With subscribers the unit is server CPU per forwarded video stream-second (nominal and
+    delivered); without (ingest only) it is the share of a core spent on the publisher.
+    """
+    a, b = runs.get("passthrough", {}), runs.get("janus", {})
+    if "error" in a or "error" in b or not a or not b:
+        return {"parley_over_janus": None}
+    out = {"ingest_pct_core_parley": None, "ingest_pct_core_janus": None}
+    if a.get("video_streams"):
+        key = "ms_per_delivered_video_stream_s"
+        out["parley_over_janus"] = _div(
+            a["ms_per_video_stream_s"] or 0, b["ms_per_video_stream_s"] or 0, 2
+        )
+        out["parley_over_janus_delivered"] = _div(a[key] or 0, b[key] or 0, 2)
+    else:
+        out["ingest_pct_core_parley"] = round(100 * a["server_cores"], 2)
+        out["ingest_pct_core_janus"] = round(100 * b["server_cores"], 2)
+        out["parley_over_janus"] = _div(a["server_cores"], b["server_cores"], 2)
+    return out
+
+
+def print_side_by_side(step: dict) -> None:
+    runs = step["runs"]
+    a, b = runs.get("passthrough", {}), runs.get("janus", {})
+    print("\n== Parley passthrough vs Janus 1.1.2 VideoRoom (same invocation) ==")
+    print(f"  {'figure':34s} {'parley':>14s} {'janus':>14s}")
+    for key in SIDE_BY_SIDE:
+        va, vb = a.get(key, a.get("error", "")), b.get(key, b.get("error", ""))
+        if key == "verdict":
+            print(f"  verdict parley: {va}\n  verdict janus:  {vb}")
+            continue
+        print(f"  {key:34s} {str(va):>14s} {str(vb):>14s}")
+    ratio = step.get("parley_over_janus")
+    if step.get("ingest_pct_core_parley") is not None:
+        print(
+            f"  ingest, % of a core: parley {step['ingest_pct_core_parley']}"
+            f", janus {step['ingest_pct_core_janus']}; parley / janus {ratio}x"
+        )
+    elif ratio is not None:
+        print(f"  parley / janus, server CPU per forwarded video stream-second: {ratio}x")
+        print(
+            "  parley / janus, per delivered video stream-second:"
+            f" {step.get('parley_over_janus_delivered')}x"
+        )
+    print("  (Janus packets: RTP packets Janus sent, from its Admin API handle_info)")
+
+
 SWEEP_COLUMNS = (
     ("server_cores", "server cores"),
     ("ms_per_video_stream_s", "ms/video stream-s"),
@@ -661,7 +809,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=int, choices=(15, 30), default=None)
     parser.add_argument("--bitrate", type=int, default=None, help="clip bitrate, bit/s")
     parser.add_argument("--no-audio", action="store_true")
-    parser.add_argument("--baseline", choices=("reencode",), default=None)
+    parser.add_argument(
+        "--baseline",
+        choices=("reencode", "janus"),
+        default=None,
+        help="also run the same load against the re-encoding baseline, or against Janus 1.1.2"
+        " (VideoRoom; --scenario janus only)",
+    )
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--window", type=float, default=15.0)
     parser.add_argument("--bot-procs", type=int, default=1)
@@ -675,6 +829,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.scenario == "janus" and args.subscribers < 0:
         parser.error("--subscribers must be >= 0")
+    if args.baseline == "janus" and args.scenario != "janus":
+        parser.error("--baseline janus needs --scenario janus")
     try:
         room_counts = [int(x) for x in args.rooms.split(",")]
     except ValueError:
@@ -710,7 +866,7 @@ def main(argv: list[str] | None = None) -> int:
             except (RuntimeError, TimeoutError, OSError) as exc:
                 step["runs"][mode] = f = {"error": f"{type(exc).__name__}: {exc}"}
             print_run(scenario.name, mode, f)
-        if args.baseline and all("error" not in r for r in step["runs"].values()):
+        if args.baseline == "reencode" and all("error" not in r for r in step["runs"].values()):
             a, b = step["runs"]["passthrough"], step["runs"][args.baseline]
             ratio = _div(b["ms_per_video_stream_s"] or 0, a["ms_per_video_stream_s"] or 0, 2)
             key = "ms_per_delivered_video_stream_s"
@@ -719,6 +875,9 @@ def main(argv: list[str] | None = None) -> int:
             step["reencode_over_passthrough_delivered"] = delivered
             print(f"\nre-encode / passthrough, server CPU per forwarded video stream: {ratio}x")
             print(f"re-encode / passthrough, per video stream-second delivered: {delivered}x")
+        if args.baseline == "janus":
+            step.update(compare_janus(step["runs"]))
+            print_side_by_side(step)
     if len(results["steps"]) > 1:
         print_sweep(results["steps"])
     results["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
