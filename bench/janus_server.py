@@ -104,6 +104,15 @@ def janus_configs(
     }
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started Janus dies, so a
+    killed bench leaves no Janus behind (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+
+
 def _free_port() -> int:
     import socket
 
@@ -161,6 +170,7 @@ class JanusServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.folder,
+            preexec_fn=_die_with_parent,
         )
         log.close()
         deadline = time.monotonic() + within

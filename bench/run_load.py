@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.run_load --scenario rooms --rooms 5 --participants 3 --fps 15
     .venv/bin/python -m bench.run_load --scenario janus --baseline reencode
     .venv/bin/python -m bench.run_load --scenario triad20
+    .venv/bin/python -m bench.run_load --scenario janus --subscribers 8 --baseline janus
 
 Three kinds of process, so that each one's CPU can be read from /proc/<pid>/stat:
 the *server* (bench/load_server.py: a MediaEngine, or the re-encoding baseline of
@@ -11,6 +12,8 @@ plan), one or more *bot* processes (bench/load_bots.py: whole rooms of bench/bot
 and subscriber probes; a room never spans processes, since latency needs the send times), and
 this *orchestrator*, which starts them, waits for every subscriber to see every publisher, lets
 the load settle, measures a fixed window, and prints the figures (bench/README.md defines them).
+With `--baseline janus` the server is Janus 1.1.2 instead (bench/janus_server.py) and the bots
+speak its VideoRoom REST API (bench/janus_client.py); the figures keep the same definitions.
 
 Subscriber probes never decode in passthrough mode: the server forwards the publisher's encoded
 frames byte for byte, so a received frame is identified by its bytes (publisher, clip index,
