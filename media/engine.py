@@ -316,10 +316,10 @@ class MediaEngine:
         """Counters for /metrics and the bench (all plain numbers)."""
         pubs = [p for peer in self.peers.values() for p in peer.publications.values()]
         subs = [s for p in pubs for s in p.forwarder.subscriptions.values()]
-        sent = {"packets": 0, "bytes": 0, "frames": 0, "delay_total": 0.0, "delay_max": 0.0}
+        sent = {"packets": 0, "bytes": 0, "frames": 0, "frames_dropped": 0, "retransmitted": 0}
         for peer in self.peers.values():
             for key, value in peer.slot_sender_stats().items():
-                sent[key] = max(sent[key], value) if key == "delay_max" else sent[key] + value
+                sent[key] += value
         return {
             "peers": len(self.peers),
             "peers_connected": sum(p.state == "connected" for p in self.peers.values()),
@@ -330,15 +330,15 @@ class MediaEngine:
             "keyframes_received": sum(p.forwarder.keyframes_in for p in pubs),
             "frames_forwarded": sum(s.frames_forwarded for s in subs),
             "frames_gated": sum(s.frames_gated for s in subs),
-            "queue_overflows": sum(s.overflows for s in subs),
+            "frames_unsent": sum(s.frames_unsent for s in subs),
             "keyframe_requests_sent": sum(p.forwarder.keyframe_requests for p in pubs),
             "keyframe_requests_asked": sum(p.forwarder.keyframe_asks for p in pubs),
             "upstream_losses": sum(p.upstream_losses for p in pubs),
             "packets_sent": sent["packets"],
             "bytes_sent": sent["bytes"],
             "frames_sent": sent["frames"],
-            "slot_delay_ms_avg": round(1000 * sent["delay_total"] / max(1, sent["frames"]), 3),
-            "slot_delay_ms_max": round(1000 * sent["delay_max"], 3),
+            "frames_dropped_unconnected": sent["frames_dropped"],
+            "packets_retransmitted": sent["retransmitted"],
             **self.counters,
             **self.bandwidth.counters,
         }

@@ -2,8 +2,8 @@
 
 Forwarded frames are renumbered by each outgoing sender, so a subscriber cannot see a hole
 upstream: a delta frame after a gap would decode into garbage. Every video subscription
-therefore starts in "wait for keyframe" and goes back to it after upstream loss, a queue
-overflow or a resume; the forwarder asks the publisher for one keyframe however many
+therefore starts in "wait for keyframe" and goes back to it after upstream loss, a frame its
+sender could not take, or a resume; the forwarder asks the publisher for one keyframe however many
 subscribers wait, at most once per `KEYFRAME_INTERVAL`, and asks again while anyone still waits.
 """
 
@@ -15,8 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import av
-
+    from media.rtp import EncodedFrame
     from media.slot import SlotTrack
 
 KEYFRAME_INTERVAL = 0.5  # at most one request to a publisher per this many seconds
@@ -37,20 +36,20 @@ class Subscription:
         self.close_reason: str | None = None
         self.frames_forwarded = 0
         self.frames_gated = 0
-        self.overflows = 0
+        self.frames_unsent = 0
 
-    def deliver(self, packet: av.Packet, data: bytes) -> None:
+    def deliver(self, frame: EncodedFrame) -> None:
         if self.paused:
             return
         if self.waiting_keyframe:
-            if not packet.is_keyframe:
+            if not frame.is_keyframe:
                 self.frames_gated += 1
                 return
             self.waiting_keyframe = False
-        if self.sink.push(packet, data, self):
+        if self.sink.push(frame, self):
             self.frames_forwarded += 1
         else:
-            self.overflows += 1
+            self.frames_unsent += 1
             self.resync()
 
     def resync(self) -> None:
@@ -63,9 +62,7 @@ class Subscription:
         if paused == self.paused:
             return
         self.paused = paused
-        if paused:
-            self.sink.clear()
-        else:
+        if not paused:
             self.resync()
 
     def close(self, reason: str) -> None:
@@ -126,16 +123,13 @@ class Forwarder:
         if self.subscriptions.get(sub.subscriber_id) is sub:
             del self.subscriptions[sub.subscriber_id]
 
-    def deliver(self, packet: av.Packet) -> None:
+    def deliver(self, frame: EncodedFrame) -> None:
         """One complete encoded frame from the publisher, to every subscription."""
         self.frames_in += 1
-        if packet.is_keyframe and self.kind == "video":
+        if frame.is_keyframe and self.kind == "video":
             self.keyframes_in += 1
-        if not self.subscriptions:
-            return
-        data = bytes(packet)
         for sub in list(self.subscriptions.values()):
-            sub.deliver(packet, data)
+            sub.deliver(frame)
 
     def upstream_loss(self) -> None:
         """The receiver gave up on lost packets: everyone waits for the next keyframe."""

@@ -1,65 +1,122 @@
 """The one place where Parley reaches into aiortc's private internals.
 
 aiortc decodes every received track in a thread per receiver and re-encodes per sender. Parley
-forwards encoded frames instead: each receiver's decoder queue is replaced by a `FrameTap` that
-hands complete encoded frames (as `av.Packet`) straight to a callback on the event loop, and each
-sender packs those packets without encoding (aiortc's own `encoder.pack()` path). Keyframe
-requests (PLI/FIR) and feedback (REMB, receiver reports) are intercepted per instance.
+relays RTP instead. Receive side: each receiver's jitter buffer is replaced by one that releases
+complete frames as the RTP packets they arrived in (`EncodedFrame`), and its decoder queue by a
+`FrameTap` that hands them straight to a callback on the event loop. Send side: an `RtpRelay`
+takes over each slot sender's RTP output: for each subscriber it writes a new header in front of
+the publisher's payloads, encrypts and sends at once, with no encoder, no packetizer, no queue and
+no task switch per frame; it keeps what aiortc's RTCP needs (sender-report counters) and answers
+NACKs from its own history. Keyframe requests (PLI/FIR) and feedback (REMB, receiver reports) are
+intercepted per instance.
 
-Every private name used is listed in `REQUIRED_INTERNALS` and checked by `check_aiortc()` at
+Every private name used is listed in `_CLASS_PRIVATE`, `_SOURCE_CONTRACT` and the `*_PRIVATE` tuples and checked by `check_aiortc()` at
 start-up, so an aiortc upgrade that moves them fails loudly instead of silently decoding or
 dropping keyframe requests. Upgrading aiortc means re-running tests/integration/media.
 """
 
 from __future__ import annotations
 
-import fractions
 import inspect
 import logging
+import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aioice
 import aiortc
-import av
 from aiortc import clock, rtcdtlstransport, rtcrtpreceiver, rtcrtpsender
-from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RTCP_PSFB_FIR, RtcpPsfbPacket
 from aiortc.utils import uint16_add, uint16_gt
+
+from media import rtp
+from media.rtp import EncodedFrame
 
 log = logging.getLogger(__name__)
 
 TESTED_AIORTC = "1.16."
+TESTED_AIOICE = "0.13."
 
-# (object, attribute) pairs Parley relies on; name-mangled receiver attributes are checked on a
-# real instance in `check_aiortc()`.
+# Name-mangled instance attributes, checked in the source of the __init__ that sets them.
 _RECEIVER_PRIVATE = (
     "_RTCRtpReceiver__decoder_queue",
     "_RTCRtpReceiver__jitter_buffer",
     "_RTCRtpReceiver__rtx_ssrc",
     "_RTCRtpReceiver__decoder_thread",
 )
+_SENDER_PRIVATE = (
+    "_RTCRtpSender__ntp_timestamp",
+    "_RTCRtpSender__rtp_timestamp",
+    "_RTCRtpSender__octet_count",
+    "_RTCRtpSender__packet_count",
+)
 _CLASS_PRIVATE = (
     (rtcrtpreceiver.RTCRtpReceiver, "_send_rtcp_pli"),
     (rtcrtpreceiver.RTCRtpReceiver, "_handle_rtp_packet"),
     (rtcrtpsender.RTCRtpSender, "_send_keyframe"),
     (rtcrtpsender.RTCRtpSender, "_handle_rtcp_packet"),
+    (rtcrtpsender.RTCRtpSender, "_retransmit"),
     (rtcrtpreceiver, "decoder_worker"),
-    (JitterBuffer, "_remove_frame"),
-    (JitterBuffer, "remove"),
     (rtcdtlstransport.RtpRouter, "route_rtcp"),
     (clock, "current_ntp_time"),
 )
 
-# aiortc's video jitter buffer releases nothing past a missing packet until 512 packets pile up
-# (2-5 s of frozen video). Parley's gives up after MAX_HOLE_WAIT instead: enough for a NACK round
-# trip, short enough that the freeze after an unrecovered loss stays under a second.
-VIDEO_JITTER_CAPACITY = 128
-MAX_HOLE_WAIT = 0.25
-
-VIDEO_CLOCK = fractions.Fraction(1, 90000)
-AUDIO_CLOCK = fractions.Fraction(1, 48000)
+# What the code does, read from its source: (what breaks, function, the lines it must contain).
+_SOURCE_CONTRACT = (
+    (
+        "decoder_worker no longer reads (codec, frame) tasks from its queue",
+        lambda: rtcrtpreceiver.decoder_worker,
+        ["input_q.get()", "task is None"],
+    ),
+    (
+        "RTCRtpReceiver._handle_rtp_packet no longer feeds __jitter_buffer / __decoder_queue",
+        lambda: rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet,
+        [
+            "self.__jitter_buffer.add(packet)",
+            "self.__decoder_queue.put((codec, encoded_frame))",
+            "packet._data = depayload(codec, packet.payload)",
+        ],
+    ),
+    (
+        "RTCRtpReceiver.__init__ no longer sets the attributes Parley replaces",
+        lambda: rtcrtpreceiver.RTCRtpReceiver.__init__,
+        ["self.__" + name.split("__", 1)[1] for name in _RECEIVER_PRIVATE],
+    ),
+    (
+        "RTCRtpSender.__init__ no longer keeps the sender-report counters Parley updates",
+        lambda: rtcrtpsender.RTCRtpSender.__init__,
+        ["self.__" + name.split("__", 1)[1] for name in _SENDER_PRIVATE]
+        + ["self._ssrc = ", "self._rtx_ssrc = "],
+    ),
+    (
+        "RTCRtpSender no longer reports them in its sender reports",
+        lambda: rtcrtpsender.RTCRtpSender._run_rtcp,
+        ["rtp_timestamp=self.__rtp_timestamp", "packet_count=self.__packet_count"],
+    ),
+    (
+        "RTCRtpSender no longer answers NACKs through self._retransmit",
+        lambda: rtcrtpsender.RTCRtpSender._handle_rtcp_packet,
+        ["await self._retransmit(seq)"],
+    ),
+    (
+        "RTCDtlsTransport no longer encrypts RTP with _tx_srtp once connected",
+        lambda: rtcdtlstransport.RTCDtlsTransport._send_rtp,
+        ["self._state != State.CONNECTED", "self._tx_srtp.protect(data)"],
+    ),
+    (
+        "aioice no longer sends through the nominated pair's protocol",
+        lambda: aioice.Connection.sendto,
+        ["self._nominated.get(component)", "active_pair.protocol.send_data(data, active_pair"],
+    ),
+    (
+        "aioice's StunProtocol.send_data no longer writes to its transport",
+        lambda: aioice.ice.StunProtocol.send_data,
+        ["self.transport.sendto(data, addr)"],
+    ),
+)
 
 
 class AiortcIncompatible(RuntimeError):
@@ -71,30 +128,17 @@ def check_aiortc() -> None:
     problems = []
     if not aiortc.__version__.startswith(TESTED_AIORTC):
         problems.append(f"aiortc {aiortc.__version__} (tested: {TESTED_AIORTC}*)")
+    if not aioice.__version__.startswith(TESTED_AIOICE):
+        problems.append(f"aioice {aioice.__version__} (tested: {TESTED_AIOICE}*)")
     for owner, name in _CLASS_PRIVATE:
         if not hasattr(owner, name):
             problems.append(f"{getattr(owner, '__name__', owner)}.{name} is missing")
-    jb = JitterBuffer(capacity=4, is_video=True)
-    if not all(hasattr(jb, a) for a in ("_packets", "_origin", "_capacity")):
-        problems.append("JitterBuffer no longer keeps _packets/_origin/_capacity")
-    # What the code does, read from its source (skipped when the source is not installed)
-    texts = {
-        "decoder_worker no longer reads (codec, frame) tasks from its queue": (
-            getattr(rtcrtpreceiver, "decoder_worker", None),
-            ["input_q.get()", "task is None"],
-        ),
-        "RTCRtpReceiver._handle_rtp_packet no longer feeds __decoder_queue": (
-            getattr(rtcrtpreceiver.RTCRtpReceiver, "_handle_rtp_packet", None),
-            ["self.__decoder_queue.put((codec, encoded_frame))"],
-        ),
-        "RTCRtpReceiver.__init__ no longer sets the attributes Parley replaces": (
-            rtcrtpreceiver.RTCRtpReceiver.__init__,
-            ["self.__" + name.split("__", 1)[1] for name in _RECEIVER_PRIVATE],
-        ),
-    }
-    for problem, (obj, needles) in texts.items():
+    for problem, get, needles in _SOURCE_CONTRACT:
         try:
-            source = inspect.getsource(obj)
+            source = inspect.getsource(get())
+        except AttributeError:
+            problems.append(problem)
+            continue
         except (OSError, TypeError):
             log.warning("aiortc source not installed: cannot check %s", problem.split(" ")[0])
             continue
@@ -106,13 +150,10 @@ def check_aiortc() -> None:
         )
 
 
-NTP_OFFSET = 2208988800  # seconds from 1900-01-01 (NTP epoch) to 1970-01-01 (Unix epoch)
-
-
 def fast_ntp_time() -> int:
-    """aiortc's `clock.current_ntp_time()` without building two datetimes (it runs twice per
-    sent RTP packet: abs-send-time and the sender report clock); 64-bit NTP fixed point."""
-    t = time.time() + NTP_OFFSET
+    """aiortc's `clock.current_ntp_time()` without building two datetimes (its RTCP and
+    receive paths call it); 64-bit NTP fixed point."""
+    t = time.time() + rtp.NTP_OFFSET
     high = int(t)
     return (high << 32) | int((t - high) * 4294967296)
 
@@ -128,23 +169,26 @@ def install_fast_clock() -> Callable[[], None]:
     return restore
 
 
-def vp8_is_keyframe(data: bytes) -> bool:
-    """A VP8 frame is a keyframe when bit 0 of its tag is 0 and the start code follows."""
-    return len(data) >= 10 and not (data[0] & 1) and data[3:6] == b"\x9d\x01\x2a"
+# ---------------------------------------------------------------------------------------------
+# Receive side
+
+# aiortc's video jitter buffer releases nothing past a missing packet until 512 packets pile up
+# (2-5 s of frozen video). Parley's gives up after MAX_HOLE_WAIT instead: enough for a NACK round
+# trip, short enough that the freeze after an unrecovered loss stays under a second.
+VIDEO_JITTER_CAPACITY = 128
+MAX_HOLE_WAIT = 0.25
 
 
-def vp8_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height from a VP8 keyframe header, else None."""
-    if not vp8_is_keyframe(data):
-        return None
-    return (
-        int.from_bytes(data[6:8], "little") & 0x3FFF,
-        int.from_bytes(data[8:10], "little") & 0x3FFF,
-    )
+def video_frame(packets: list, timestamp: int) -> EncodedFrame:
+    """A VP8 frame from its packets; a keyframe only if its first packet starts the frame."""
+    first = packets[0]
+    key = rtp.vp8_descriptor_starts_frame(first.payload) and rtp.vp8_is_keyframe(first._data)
+    return EncodedFrame(packets, timestamp, key)
 
 
 class VideoJitterBuffer(JitterBuffer):
-    """aiortc's jitter buffer, but a hole that NACK did not fill is skipped after a time limit.
+    """aiortc's jitter buffer, but frames keep their packets and a hole that NACK did not fill
+    is skipped after a time limit.
 
     A stall is a packet of a *later* frame arriving while no frame can be released. Once it has
     lasted `max_wait`, everything before the newest packet is dropped and `pli_flag` is raised:
@@ -202,7 +246,21 @@ class VideoJitterBuffer(JitterBuffer):
         self.remove(offset)
         return True, self._remove_frame(seq)
 
-    def _release_complete(self, timestamp: int) -> JitterFrame | None:
+    def _remove_frame(self, sequence_number: int) -> EncodedFrame | None:
+        """aiortc's rule (a frame is complete when a packet of the next one follows it, no
+        prefetch), returning the frame's packets instead of their joined bytes."""
+        packets: list = []
+        for count in range(self._capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is None:
+                return None
+            if packets and packet.timestamp != packets[0].timestamp:
+                self.remove(count)
+                return video_frame(packets, packets[0].timestamp)
+            packets.append(packet)
+        return None
+
+    def _release_complete(self, timestamp: int) -> EncodedFrame | None:
         """Release the head frame as soon as it is complete: no hole up to its marked packet.
 
         aiortc waits for the first packet of the *next* frame, one frame interval later (67 ms
@@ -216,7 +274,7 @@ class VideoJitterBuffer(JitterBuffer):
             packets.append(p)
             if p.marker:
                 self.remove(len(packets))
-                return JitterFrame(data=b"".join(x._data for x in packets), timestamp=timestamp)
+                return video_frame(packets, timestamp)
         return None
 
 
@@ -230,15 +288,15 @@ class AudioPassBuffer:
     def __init__(self) -> None:
         self._last: int | None = None
 
-    def add(self, packet) -> tuple[bool, JitterFrame | None]:
+    def add(self, packet) -> tuple[bool, EncodedFrame | None]:
         seq = packet.sequence_number
         if self._last is not None and not uint16_gt(seq, self._last):
             return False, None
         self._last = seq
-        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
+        return False, EncodedFrame([packet], packet.timestamp, True)
 
 
-FrameCallback = Callable[[av.Packet], None]
+FrameCallback = Callable[[EncodedFrame], None]
 
 
 class FrameTap:
@@ -248,10 +306,8 @@ class FrameTap:
     `get()` until the receiver stops, then ends (no decoding ever happens in it).
     """
 
-    def __init__(self, kind: str, on_frame: FrameCallback) -> None:
+    def __init__(self, on_frame: FrameCallback) -> None:
         self._on_frame = on_frame
-        self._time_base = VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK
-        self._is_video = kind == "video"
         self._stopped = threading.Event()
         self.errors = 0
 
@@ -259,14 +315,8 @@ class FrameTap:
         if task is None:
             self._stopped.set()
             return
-        _codec, frame = task
-        data = frame.data
-        packet = av.Packet(data)
-        packet.pts = packet.dts = frame.timestamp
-        packet.time_base = self._time_base
-        packet.is_keyframe = vp8_is_keyframe(data) if self._is_video else True
         try:
-            self._on_frame(packet)
+            self._on_frame(task[1])
         except Exception:  # never let forwarding end the publisher's receive loop
             self.errors += 1
             if self.errors == 1:
@@ -286,7 +336,7 @@ def tap_receiver(
     """Route `receiver`'s encoded frames to `on_frame`. Must run before the connection starts."""
     if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
         raise RuntimeError("tap_receiver() must be called before the receiver starts")
-    tap = FrameTap(kind, on_frame)
+    tap = FrameTap(on_frame)
     receiver._RTCRtpReceiver__decoder_queue = tap
     receiver._RTCRtpReceiver__jitter_buffer = (
         VideoJitterBuffer() if kind == "video" else AudioPassBuffer()
@@ -334,6 +384,129 @@ def route_fir(dtls: Any) -> None:
     router.route_rtcp = route_rtcp
 
 
+# ---------------------------------------------------------------------------------------------
+# Send side
+
+RTX_HISTORY = 512  # packets an RtpRelay can retransmit on NACK (~0.7 s of VGA video at 30 fps)
+
+
+class RtpRelay:
+    """Writes one slot sender's RTP: publisher payloads under this sender's own header.
+
+    Configured from the parameters aiortc passes to `sender.send()` (payload types, mid, header
+    extension ids); until then, and whenever DTLS or ICE is not up, `send` refuses frames (the
+    slot holds them). Sequence numbers are the relay's own, so what a subscriber sees is gap-free whatever
+    the gating dropped. aiortc's `_run_rtp` task still runs but idles on a slot track that never
+    yields; its `_run_rtcp` keeps sending sender reports from the counters kept here.
+    """
+
+    def __init__(self, sender: rtcrtpsender.RTCRtpSender) -> None:
+        self.sender = sender
+        self.ready = False
+        self._seq = 0
+        self._rtx_seq = 0
+        self._pt = 0
+        self._rtx_pt: int | None = None
+        self._mid = b""
+        self._ids = {"mid": 0, "abs": 0, "level": 0}
+        self._history: list[tuple[int, int, bool, bytes] | None] = [None] * RTX_HISTORY
+        self.packets = 0
+        self.octets = 0
+        self.retransmitted = 0
+
+    def configure(self, parameters: Any) -> None:
+        """Take the negotiated payload types and extension ids (from `sender.send()`)."""
+        codec = parameters.codecs[0]
+        self._pt = codec.payloadType
+        for c in parameters.codecs:
+            if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") == self._pt:
+                self._rtx_pt = c.payloadType
+        self._mid = (parameters.muxId or "").encode()
+        uris = {ext.uri: ext.id for ext in parameters.headerExtensions}
+        self._ids = {
+            "mid": uris.get(rtp.MID_URI, 0) if self._mid else 0,
+            "abs": uris.get(rtp.ABS_SEND_TIME_URI, 0),
+            "level": uris.get(rtp.AUDIO_LEVEL_URI, 0),
+        }
+        self._seq = random.getrandbits(16)
+        self._rtx_seq = random.getrandbits(16)
+        self.ready = True
+
+    def _extensions(self, abs_time: int, audio_level: Any = None) -> bytes:
+        elements = [(self._ids["mid"], self._mid), (self._ids["abs"], abs_time.to_bytes(3, "big"))]
+        if audio_level is not None and self._ids["level"]:
+            vad, level = audio_level
+            elements.append((self._ids["level"], bytes([(0x80 if vad else 0) | (level & 0x7F)])))
+        return rtp.extension_block(elements)
+
+    def _output(self) -> tuple[Any, Any] | None:
+        """(SRTP session, (UDP transport, address)) when DTLS and ICE are up, else None."""
+        dtls = self.sender.transport
+        if dtls is None or dtls._state != rtcdtlstransport.State.CONNECTED:
+            return None
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None or pair.protocol.transport is None:
+            return None
+        return dtls._tx_srtp, (pair.protocol.transport, pair.remote_addr)
+
+    def send(self, frame: EncodedFrame, timestamp: int) -> bool:
+        """Send `frame` now with RTP timestamp `timestamp`; False (nothing sent) while the
+        connection is not up."""
+        out = self._output() if self.ready else None
+        if out is None:
+            return False
+        srtp, (udp, addr) = out
+        ext = self._extensions(rtp.abs_send_time(), frame.audio_level)
+        pt, ssrc, seq, history = self._pt, self.sender._ssrc, self._seq, self._history
+        timestamp &= 0xFFFFFFFF
+        sent = octets = 0
+        for packet in frame.packets:
+            payload = packet.payload
+            if not payload:
+                continue  # padding only: the subscriber's bandwidth probing is not ours to relay
+            marker = bool(packet.marker)
+            data = rtp.rtp_packet(pt, marker, seq, timestamp, ssrc, ext, payload)
+            udp.sendto(srtp.protect(data), addr)
+            history[seq % RTX_HISTORY] = (seq, timestamp, marker, payload)
+            seq = (seq + 1) & 0xFFFF
+            sent += 1
+            octets += len(payload)
+        self._seq = seq
+        self.packets += sent
+        self.octets += octets
+        s = self.sender
+        s._RTCRtpSender__ntp_timestamp = fast_ntp_time()
+        s._RTCRtpSender__rtp_timestamp = timestamp
+        s._RTCRtpSender__packet_count = self.packets
+        s._RTCRtpSender__octet_count = self.octets
+        return True
+
+    async def retransmit(self, sequence_number: int) -> None:
+        """Answer a NACK: the packet again, as RTX when negotiated (RFC 4588), from history."""
+        entry = self._history[sequence_number % RTX_HISTORY]
+        out = self._output()
+        if entry is None or entry[0] != sequence_number or out is None:
+            return
+        seq, timestamp, marker, payload = entry
+        srtp, (udp, addr) = out
+        ext = self._extensions(rtp.abs_send_time())
+        if self._rtx_pt is None:
+            data = rtp.rtp_packet(self._pt, marker, seq, timestamp, self.sender._ssrc, ext, payload)
+        else:
+            data = rtp.rtp_packet(
+                self._rtx_pt,
+                marker,
+                self._rtx_seq,
+                timestamp,
+                self.sender._rtx_ssrc,
+                ext,
+                seq.to_bytes(2, "big") + payload,
+            )
+            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+        udp.sendto(srtp.protect(data), addr)
+        self.retransmitted += 1
+
+
 RtcpCallback = Callable[[Any], None]
 
 
@@ -341,19 +514,30 @@ def hook_sender(
     sender: rtcrtpsender.RTCRtpSender,
     on_keyframe_request: Callable[[], None],
     on_feedback: RtcpCallback | None = None,
-) -> None:
-    """Relay a subscriber's PLI/FIR upstream and show its REMB / reports to `on_feedback`.
+) -> RtpRelay:
+    """Take over `sender`'s RTP output; relay its subscriber's PLI/FIR upstream and show its
+    REMB / reports to `on_feedback`. Must run before the connection starts.
 
-    In the pack path aiortc's `_send_keyframe` only sets a flag nobody reads, and REMB goes to an
-    encoder that does not run; both are replaced on this instance only.
+    aiortc's `_send_keyframe` would only set a flag for an encoder that does not run, and its
+    NACK answers would look in a history the relay does not fill; both are replaced on this
+    instance only.
     """
+    relay = RtpRelay(sender)
+    send = sender.send
+
+    async def configure_then_send(parameters: Any) -> None:
+        relay.configure(parameters)
+        await send(parameters)
+
+    sender.send = configure_then_send
+    sender._retransmit = relay.retransmit
     sender._send_keyframe = on_keyframe_request
-    if on_feedback is None:
-        return
-    original = sender._handle_rtcp_packet
+    if on_feedback is not None:
+        original = sender._handle_rtcp_packet
 
-    async def handle(packet: Any) -> None:
-        on_feedback(packet)
-        await original(packet)
+        async def handle(packet: Any) -> None:
+            on_feedback(packet)
+            await original(packet)
 
-    sender._handle_rtcp_packet = handle
+        sender._handle_rtcp_packet = handle
+    return relay

@@ -84,6 +84,7 @@ class Slot:
     mids: dict[str, str]
     tracks: dict[str, SlotTrack] = field(default_factory=dict)
     senders: dict[str, RTCRtpSender] = field(default_factory=dict)
+    relays: dict[str, passthrough.RtpRelay] = field(default_factory=dict)
 
 
 FeedbackCallback = Callable[["PeerSession", Slot, str, object], None]
@@ -130,7 +131,7 @@ class PeerSession:
                 t.setCodecPreferences(codec_preferences(kind, video_codec))
                 guard_late_start(t, lambda: self.closed)
                 slot.tracks[kind], slot.senders[kind] = track, t.sender
-                passthrough.hook_sender(
+                track.output = slot.relays[kind] = passthrough.hook_sender(
                     t.sender,
                     self._keyframe_asker(track),
                     self._feedback_relay(slot, kind) if on_feedback else None,
@@ -198,17 +199,16 @@ class PeerSession:
             self._on_state(self, "failed")
 
     def slot_sender_stats(self) -> dict:
-        """Totals over the slot senders: packets and bytes (aiortc keeps these private), frames
-        and the time frames waited in the slots."""
-        out = {"packets": 0, "bytes": 0, "frames": 0, "delay_total": 0.0, "delay_max": 0.0}
+        """Totals over the slot senders: RTP packets and payload bytes sent, frames sent and
+        dropped (held too long while not connected), packets retransmitted on NACK."""
+        out = {"packets": 0, "bytes": 0, "frames": 0, "frames_dropped": 0, "retransmitted": 0}
         for slot in self.slots:
-            for kind, sender in slot.senders.items():
-                out["packets"] += getattr(sender, "_RTCRtpSender__packet_count", 0)
-                out["bytes"] += getattr(sender, "_RTCRtpSender__octet_count", 0)
-                track = slot.tracks[kind]
-                out["frames"] += track.frames_sent
-                out["delay_total"] += track.delay_total
-                out["delay_max"] = max(out["delay_max"], track.delay_max)
+            for kind, relay in slot.relays.items():
+                out["packets"] += relay.packets
+                out["bytes"] += relay.octets
+                out["frames"] += slot.tracks[kind].frames_sent
+                out["frames_dropped"] += slot.tracks[kind].frames_dropped
+                out["retransmitted"] += relay.retransmitted
         return out
 
     async def close(self, reason: str) -> None:

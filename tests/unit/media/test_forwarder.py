@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import fractions
-
-import av
 
 from media import forwarder as fw
+from media import slot as slot_module
 from media.forwarder import Forwarder
 from media.slot import SlotTrack
+from tests.unit.media.frames import KEY, FrameRecorder, encoded, track
 
-TB = fractions.Fraction(1, 90000)
-KEY = b"\x10\x02\x00\x9d\x01\x2a\x40\x01\xf0\x00" + b"k" * 20  # VP8 keyframe header
 DELTA = b"\x11\x02\x00" + b"d" * 20
 
 
-def frame(data: bytes, pts: int) -> av.Packet:
-    p = av.Packet(data)
-    p.pts, p.time_base = pts, TB
-    p.is_keyframe = data[0] & 1 == 0
-    return p
+def frame(data: bytes, ts: int):
+    return encoded(data, ts)
 
 
 class Requests:
@@ -34,17 +28,16 @@ class Requests:
 async def test_new_video_subscription_gets_no_delta_frame_before_a_keyframe():
     asks = Requests()
     f = Forwarder("pub", "video", asks)
-    sink = SlotTrack("video")
+    sink, out = track("video")
     sub = f.subscribe("sub", sink)
     assert asks.count == 1  # the subscription asked for a keyframe at once
     f.deliver(frame(DELTA, 0))
     f.deliver(frame(DELTA, 3000))
-    assert sub.frames_gated == 2 and sub.frames_forwarded == 0
+    assert sub.frames_gated == 2 and sub.frames_forwarded == 0 and not out.sent
     f.deliver(frame(KEY, 6000))
     f.deliver(frame(DELTA, 9000))
-    out = [await asyncio.wait_for(sink.recv(), 1) for _ in range(2)]
-    assert [o.is_keyframe for o in out] == [True, False]
-    assert bytes(out[0]) == KEY
+    assert [fr.is_keyframe for fr, _ in out.sent] == [True, False]
+    assert out.sent[0][0].data == KEY
     f.close("test")
 
 
@@ -52,7 +45,7 @@ async def test_keyframe_requests_are_rate_limited_however_many_ask(monkeypatch):
     monkeypatch.setattr(fw, "KEYFRAME_INTERVAL", 0.2)
     asks = Requests()
     f = Forwarder("pub", "video", asks)
-    subs = [f.subscribe(f"s{i}", SlotTrack("video")) for i in range(10)]
+    subs = [f.subscribe(f"s{i}", track("video")[0]) for i in range(10)]
     for _ in range(50):
         f.request_keyframe()
     assert asks.count == 1
@@ -69,7 +62,7 @@ async def test_requests_repeat_while_a_subscriber_waits_and_stop_after_the_keyfr
     monkeypatch.setattr(fw, "KEYFRAME_INTERVAL", 0.05)
     asks = Requests()
     f = Forwarder("pub", "video", asks)
-    f.subscribe("s", SlotTrack("video"))
+    f.subscribe("s", track("video")[0])
     await asyncio.sleep(0.35)
     assert asks.count >= 3
     f.deliver(frame(KEY, 0))
@@ -82,7 +75,7 @@ async def test_requests_repeat_while_a_subscriber_waits_and_stop_after_the_keyfr
 async def test_upstream_loss_puts_every_subscriber_back_to_waiting():
     asks = Requests()
     f = Forwarder("pub", "video", asks)
-    sinks = [SlotTrack("video") for _ in range(3)]
+    sinks = [track("video")[0] for _ in range(3)]
     subs = [f.subscribe(f"s{i}", s) for i, s in enumerate(sinks)]
     f.deliver(frame(KEY, 0))
     assert not any(s.waiting_keyframe for s in subs)
@@ -95,7 +88,7 @@ async def test_upstream_loss_puts_every_subscriber_back_to_waiting():
 
 async def test_audio_is_never_gated_and_pause_only_concerns_the_paused_subscriber():
     f = Forwarder("pub", "audio", Requests())
-    a, b = SlotTrack("audio"), SlotTrack("audio")
+    a, b = track("audio")[0], track("audio")[0]
     sa, sb = f.subscribe("a", a), f.subscribe("b", b)
     f.deliver(frame(b"opus", 0))
     assert sa.frames_forwarded == 1 and sb.frames_forwarded == 1
@@ -108,7 +101,7 @@ async def test_audio_is_never_gated_and_pause_only_concerns_the_paused_subscribe
 async def test_resume_waits_for_a_keyframe():
     asks = Requests()
     f = Forwarder("pub", "video", asks)
-    sub = f.subscribe("s", SlotTrack("video"))
+    sub = f.subscribe("s", track("video")[0])
     f.deliver(frame(KEY, 0))
     sub.set_paused(True)
     sub.set_paused(False)
@@ -118,23 +111,24 @@ async def test_resume_waits_for_a_keyframe():
     f.close("test")
 
 
-async def test_overflowing_subscriber_resyncs_on_a_keyframe_without_hurting_others():
+async def test_a_subscriber_whose_sender_stays_down_resyncs_without_hurting_others(monkeypatch):
+    monkeypatch.setattr(slot_module, "HOLD_LIMIT", 10)
     f = Forwarder("pub", "video", Requests())
-    stuck, fine = SlotTrack("video"), SlotTrack("video")
-    s_stuck, s_fine = f.subscribe("stuck", stuck), f.subscribe("fine", fine)
+    down, up = FrameRecorder(ready=False), FrameRecorder()
+    s_down = f.subscribe("down", SlotTrack("video", down))
+    s_up = f.subscribe("up", SlotTrack("video", up))
     f.deliver(frame(KEY, 0))
     for i in range(1, 40):
         f.deliver(frame(DELTA, i * 3000))
-        while fine._frames:  # the healthy sender keeps up
-            await fine.recv()
-    assert s_stuck.overflows == 1 and s_stuck.waiting_keyframe
-    assert s_fine.overflows == 0 and s_fine.frames_forwarded == 40
+    assert s_down.frames_unsent == 1 and s_down.waiting_keyframe
+    assert s_up.frames_unsent == 0 and s_up.frames_forwarded == 40 and len(up.sent) == 40
+    assert not down.sent
     f.close("test")
 
 
 async def test_close_cascades_to_subscriptions_and_detaches_sinks():
     f = Forwarder("pub", "video", Requests())
-    sink = SlotTrack("video")
+    sink = track("video")[0]
     sub = f.subscribe("s", sink)
     f.close("publisher left")
     assert sub.closed and sub.close_reason == "publisher left"

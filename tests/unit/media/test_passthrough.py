@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import fractions
-
 import pytest
 from aiortc import rtcrtpsender
-from aiortc.jitterbuffer import JitterFrame
 
 from media import passthrough
+from media.rtp import EncodedFrame, vp8_size
+from tests.unit.media.frames import rtp_packet
 
 
 def test_installed_aiortc_has_every_hook_point():
@@ -27,18 +26,25 @@ def test_an_untested_aiortc_version_refuses_to_start(monkeypatch):
         passthrough.check_aiortc()
 
 
-def test_frame_tap_turns_encoded_frames_into_packets_without_decoding():
+def test_frame_tap_hands_frames_to_the_callback_without_decoding():
     got = []
-    tap = passthrough.FrameTap("video", got.append)
+    tap = passthrough.FrameTap(got.append)
     key = b"\x10\x02\x00\x9d\x01\x2a\x80\x02\xe0\x01" + b"\x00" * 8
-    tap.put((None, JitterFrame(data=key, timestamp=9000)))
-    tap.put((None, JitterFrame(data=b"\x11\x00\x00zz", timestamp=12000)))
-    assert [p.is_keyframe for p in got] == [True, False]
-    assert got[0].pts == 9000 and got[0].time_base == fractions.Fraction(1, 90000)
-    assert bytes(got[0]) == key
-    assert passthrough.vp8_size(key) == (640, 480)
+    frame = passthrough.video_frame([rtp_packet(1, 9000, key)], 9000)
+    tap.put((None, frame))
+    tap.put((None, passthrough.video_frame([rtp_packet(2, 12000, b"\x11\x00\x00zz")], 12000)))
+    assert [f.is_keyframe for f in got] == [True, False]
+    assert got[0] is frame and got[0].timestamp == 9000 and got[0].data == key
+    assert vp8_size(key) == (640, 480)
     tap.put(None)
     assert tap.get() is None  # aiortc's (idle) worker thread ends when the receiver stops
+
+
+def test_a_frame_is_a_keyframe_only_when_its_first_packet_starts_it():
+    key = b"\x10\x02\x00\x9d\x01\x2a\x80\x02\xe0\x01" + b"\x00" * 8
+    assert passthrough.video_frame([rtp_packet(1, 0, key)], 0).is_keyframe
+    # the same bytes in a packet that continues a partition (a frame whose start was lost)
+    assert not passthrough.video_frame([rtp_packet(1, 0, key, start=False)], 0).is_keyframe
 
 
 def rtp(seq: int, ts: int):
@@ -131,9 +137,9 @@ def test_a_failing_forwarder_or_buffer_does_not_end_the_receive_loop(monkeypatch
     def broken(packet):
         raise RuntimeError("bug")
 
-    tap = passthrough.FrameTap("audio", broken)
-    tap.put((None, JitterFrame(data=b"x", timestamp=0)))
-    tap.put((None, JitterFrame(data=b"y", timestamp=960)))
+    tap = passthrough.FrameTap(broken)
+    tap.put((None, EncodedFrame([rtp_packet(1, 0, b"x")], 0, True)))
+    tap.put((None, EncodedFrame([rtp_packet(2, 960, b"y")], 960, True)))
     assert tap.errors == 2
     jb = passthrough.VideoJitterBuffer()
     monkeypatch.setattr(jb, "_add", broken)
@@ -150,3 +156,14 @@ def test_fast_ntp_clock_agrees_with_aiortcs_and_is_restored():
     assert clock.current_ntp_time is passthrough.fast_ntp_time
     restore()
     assert clock.current_ntp_time is original
+
+
+def test_a_changed_send_path_refuses_to_start(monkeypatch):
+    import aioice
+
+    async def sendto(self, data, component):  # sends some other way
+        return None
+
+    monkeypatch.setattr(aioice.Connection, "sendto", sendto)
+    with pytest.raises(passthrough.AiortcIncompatible, match="nominated pair"):
+        passthrough.check_aiortc()
