@@ -17,6 +17,7 @@ dropping keyframe requests. Upgrading aiortc means re-running tests/integration/
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import random
@@ -27,15 +28,18 @@ from typing import Any
 
 import aioice
 import aiortc
+import pylibsrtp
 from aiortc import clock, rtcdtlstransport, rtcrtpreceiver, rtcrtpsender
 from aiortc.jitterbuffer import JitterBuffer
-from aiortc.rtp import RTCP_PSFB_FIR, RtcpPsfbPacket
+from aiortc.rtp import RTCP_PSFB_FIR, RtcpPsfbPacket, is_rtcp
 from aiortc.utils import uint16_add, uint16_gt
 
 from media import rtp
 from media.rtp import EncodedFrame
 
 log = logging.getLogger(__name__)
+
+DTLS_CONNECTED = rtcdtlstransport.State.CONNECTED
 
 TESTED_AIORTC = "1.16."
 TESTED_AIOICE = "0.13."
@@ -110,6 +114,21 @@ _SOURCE_CONTRACT = (
         "aioice no longer sends through the nominated pair's protocol",
         lambda: aioice.Connection.sendto,
         ["self._nominated.get(component)", "active_pair.protocol.send_data(data, active_pair"],
+    ),
+    (
+        "aioice no longer queues received datagrams in Connection.data_received",
+        lambda: aioice.Connection.data_received,
+        ["self._queue.put_nowait((data, component))"],
+    ),
+    (
+        "RTCDtlsTransport no longer decrypts SRTP/SRTCP with _rx_srtp and hands it to its handlers",
+        lambda: rtcdtlstransport.RTCDtlsTransport._recv_next,
+        [
+            "self._rx_srtp.unprotect_rtcp(data)",
+            "await self._handle_rtcp_data(data)",
+            "self._rx_srtp.unprotect(data)",
+            "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)",
+        ],
     ),
     (
         "aioice's StunProtocol.send_data no longer writes to its transport",
@@ -344,6 +363,69 @@ def tap_receiver(
     return tap
 
 
+def receive_directly(dtls: Any) -> DirectReceive:
+    """Handle `dtls`'s SRTP and SRTCP in the datagram callback instead of through aioice's queue.
+
+    aiortc hands every datagram from the socket callback to a queue, and a task per transport
+    takes it out again: a task switch per packet. Once DTLS is up, RTP and RTCP need none of
+    that: they are decrypted and handled in the callback itself (DTLS records, and everything
+    before the handshake, still take the queue). Must run before the connection starts.
+    """
+    direct = DirectReceive(dtls)
+    connection = dtls.transport._connection
+    direct.queued = connection.data_received
+    connection.data_received = direct.data_received
+    return direct
+
+
+class DirectReceive:
+    """The datagram path of one transport (see `receive_directly`)."""
+
+    def __init__(self, dtls: Any) -> None:
+        self.dtls = dtls
+        self.queued: Callable[[bytes, int], None] = lambda data, component: None
+        self.packets = 0
+        self.suspended = 0  # handlers that awaited for real (finished later from a callback)
+        self.errors = 0
+
+    def data_received(self, data: bytes, component: int) -> None:
+        if not data:
+            return  # aiortc's receive loop would end on an empty datagram (data[0])
+        dtls = self.dtls
+        srtp = dtls._rx_srtp
+        if srtp is None or not 127 < data[0] < 192 or dtls._state != DTLS_CONNECTED:
+            self.queued(data, component)
+            return
+        self.packets += 1
+        try:
+            if is_rtcp(data):
+                self._drive(dtls._handle_rtcp_data(srtp.unprotect_rtcp(data)))
+            else:
+                arrival_ms = int((time.time() + rtp.NTP_OFFSET) * 1000)
+                self._drive(dtls._handle_rtp_data(srtp.unprotect(data), arrival_ms))
+        except pylibsrtp.Error:
+            pass  # replayed or forged: dropped, as aiortc does
+
+    def _drive(self, coro: Any) -> None:
+        """Run a handler coroutine to its end now. They never wait in practice (their sends are
+        synchronous underneath); if one does, it is resumed when what it awaits is done."""
+        try:
+            awaited = coro.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            self.errors += 1
+            if self.errors == 1:
+                log.exception("handling a received packet failed")
+            return
+        self.suspended += 1
+        if awaited is None:  # a bare yield (asyncio.sleep(0))
+            asyncio.get_running_loop().call_soon(self._drive, coro)
+        else:
+            awaited._asyncio_future_blocking = False
+            awaited.add_done_callback(lambda _: self._drive(coro))
+
+
 def media_ssrcs(receiver: rtcrtpreceiver.RTCRtpReceiver) -> list[int]:
     """SSRCs the publisher sends media on, retransmission (RTX) SSRCs filtered out."""
     rtx = receiver._RTCRtpReceiver__rtx_ssrc
@@ -442,7 +524,7 @@ class RtpRelay:
     def _output(self) -> tuple[Any, Any] | None:
         """(SRTP session, (UDP transport, address)) when DTLS and ICE are up, else None."""
         dtls = self.sender.transport
-        if dtls is None or dtls._state != rtcdtlstransport.State.CONNECTED:
+        if dtls is None or dtls._state != DTLS_CONNECTED:
             return None
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None or pair.protocol.transport is None:

@@ -152,6 +152,7 @@ class PeerSession:
         for dtls in {t.receiver.transport for t in self.pc.getTransceivers()}:
             guard_transport_start(dtls, lambda: self.closed)
             passthrough.route_fir(dtls)
+            passthrough.receive_directly(dtls)
         loop = asyncio.get_running_loop()
         self._timeout = loop.call_later(self._connect_timeout, self._connect_timed_out)
         return self.pc.localDescription.sdp
