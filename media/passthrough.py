@@ -489,8 +489,8 @@ class RtpRelay:
         self._rtx_seq = 0
         self._pt = 0
         self._rtx_pt: int | None = None
-        self._mid = b""
-        self._ids = {"mid": 0, "abs": 0, "level": 0}
+        self._ext = rtp.ExtensionWriter(0, b"", 0, 0)
+        self._out: tuple[Any, Any, tuple] | None = None  # (SRTP session, UDP transport, address)
         self._history: list[tuple[int, int, bool, bytes] | None] = [None] * RTX_HISTORY
         self.packets = 0
         self.octets = 0
@@ -503,33 +503,34 @@ class RtpRelay:
         for c in parameters.codecs:
             if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") == self._pt:
                 self._rtx_pt = c.payloadType
-        self._mid = (parameters.muxId or "").encode()
+        mid = (parameters.muxId or "").encode()
         uris = {ext.uri: ext.id for ext in parameters.headerExtensions}
-        self._ids = {
-            "mid": uris.get(rtp.MID_URI, 0) if self._mid else 0,
-            "abs": uris.get(rtp.ABS_SEND_TIME_URI, 0),
-            "level": uris.get(rtp.AUDIO_LEVEL_URI, 0),
-        }
+        self._ext = rtp.ExtensionWriter(
+            uris.get(rtp.MID_URI, 0) if mid else 0,
+            mid,
+            uris.get(rtp.ABS_SEND_TIME_URI, 0),
+            uris.get(rtp.AUDIO_LEVEL_URI, 0),
+        )
         self._seq = random.getrandbits(16)
         self._rtx_seq = random.getrandbits(16)
         self.ready = True
 
-    def _extensions(self, abs_time: int, audio_level: Any = None) -> bytes:
-        elements = [(self._ids["mid"], self._mid), (self._ids["abs"], abs_time.to_bytes(3, "big"))]
-        if audio_level is not None and self._ids["level"]:
-            vad, level = audio_level
-            elements.append((self._ids["level"], bytes([(0x80 if vad else 0) | (level & 0x7F)])))
-        return rtp.extension_block(elements)
+    def _output(self) -> tuple[Any, Any, tuple] | None:
+        """(SRTP session, UDP transport, address) while DTLS is up, else None.
 
-    def _output(self) -> tuple[Any, Any] | None:
-        """(SRTP session, (UDP transport, address)) when DTLS and ICE are up, else None."""
+        Looked up once DTLS is connected and kept: aiortc never changes the nominated pair of
+        a running connection, and once DTLS leaves "connected" nothing is sent again.
+        """
         dtls = self.sender.transport
         if dtls is None or dtls._state != DTLS_CONNECTED:
+            self._out = None
             return None
-        pair = dtls.transport._connection._nominated.get(1)
-        if pair is None or pair.protocol.transport is None:
-            return None
-        return dtls._tx_srtp, (pair.protocol.transport, pair.remote_addr)
+        if self._out is None:
+            pair = dtls.transport._connection._nominated.get(1)
+            if pair is None or pair.protocol.transport is None:
+                return None
+            self._out = (dtls._tx_srtp, pair.protocol.transport, pair.remote_addr)
+        return self._out
 
     def send(self, frame: EncodedFrame, timestamp: int) -> bool:
         """Send `frame` now with RTP timestamp `timestamp`; False (nothing sent) while the
@@ -537,8 +538,8 @@ class RtpRelay:
         out = self._output() if self.ready else None
         if out is None:
             return False
-        srtp, (udp, addr) = out
-        ext = self._extensions(rtp.abs_send_time(), frame.audio_level)
+        srtp, udp, addr = out
+        ext = self._ext.block(rtp.abs_send_time(), frame.audio_level)
         pt, ssrc, seq, history = self._pt, self.sender._ssrc, self._seq, self._history
         timestamp &= 0xFFFFFFFF
         sent = octets = 0
@@ -570,8 +571,8 @@ class RtpRelay:
         if entry is None or entry[0] != sequence_number or out is None:
             return
         seq, timestamp, marker, payload = entry
-        srtp, (udp, addr) = out
-        ext = self._extensions(rtp.abs_send_time())
+        srtp, udp, addr = out
+        ext = self._ext.block(rtp.abs_send_time())
         if self._rtx_pt is None:
             data = rtp.rtp_packet(self._pt, marker, seq, timestamp, self.sender._ssrc, ext, payload)
         else:

@@ -47,6 +47,35 @@ def extension_block(elements: list[tuple[int, bytes]]) -> bytes:
     return _EXTENSION_PROFILE + (len(body) // 4).to_bytes(2, "big") + bytes(body)
 
 
+class ExtensionWriter:
+    """One leg's extension block per frame: mid is fixed, abs-send-time and audio level change.
+
+    The common case (mid + abs-send-time, video) is a precomputed prefix + 3 bytes + padding;
+    anything else goes through `extension_block`.
+    """
+
+    def __init__(self, mid_id: int, mid: bytes, abs_id: int, level_id: int) -> None:
+        self.mid_id, self.mid, self.abs_id, self.level_id = mid_id, mid, abs_id, level_id
+        self._fixed = extension_block([(mid_id, mid)])
+        full = extension_block([(mid_id, mid), (abs_id, b"\0\0\0")]) if abs_id else b""
+        cut = 4 + (1 + len(mid) if mid_id else 0) + 1  # profile + length, mid element, abs id
+        self._prefix, self._padding = full[:cut], full[cut + 3 :]
+
+    def block(self, abs_time: int, audio_level: tuple[bool, int] | None = None) -> bytes:
+        if audio_level is not None and self.level_id:
+            vad, level = audio_level
+            return extension_block(
+                [
+                    (self.mid_id, self.mid),
+                    (self.abs_id, abs_time.to_bytes(3, "big")),
+                    (self.level_id, bytes([(0x80 if vad else 0) | (level & 0x7F)])),
+                ]
+            )
+        if not self.abs_id:
+            return self._fixed
+        return self._prefix + abs_time.to_bytes(3, "big") + self._padding
+
+
 def rtp_packet(
     payload_type: int,
     marker: bool,

@@ -78,3 +78,24 @@ def test_abs_send_time_is_ntp_time_in_6_18_fixed_point():
 )
 def test_vp8_descriptor_start_of_frame(payload, starts):
     assert rtp.vp8_descriptor_starts_frame(payload) is starts
+
+
+@pytest.mark.parametrize(
+    "mid_id, mid, abs_id, level_id, level",
+    [
+        (1, b"0", 3, 0, None),
+        (1, b"12", 3, 0, None),
+        (9, b"abcdefgh", 2, 0, None),
+        (0, b"", 3, 0, None),
+        (1, b"0", 0, 0, None),
+        (1, b"0", 0, 2, (True, 33)),
+        (4, b"3", 2, 7, (False, 127)),
+        (4, b"3", 2, 0, (False, 127)),  # level not negotiated on this leg: left out
+    ],
+)
+def test_extension_writer_matches_the_general_block(mid_id, mid, abs_id, level_id, level):
+    writer = rtp.ExtensionWriter(mid_id, mid, abs_id, level_id)
+    elements = [(mid_id, mid), (abs_id, (0xABCDEF).to_bytes(3, "big"))]
+    if level is not None:
+        elements.append((level_id, bytes([(0x80 if level[0] else 0) | level[1]])))
+    assert writer.block(0xABCDEF, level) == rtp.extension_block(elements)
