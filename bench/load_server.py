@@ -142,11 +142,12 @@ def make_engine(mode: str, host: str):
     return ReencodeEngine(ice_host_addresses=[host])
 
 
-async def serve(mode: str, port: int, host: str) -> None:
+async def serve(mode: str, port: int, host: str, loop_lag: bool = True) -> None:
     engine = make_engine(mode, host)
     await engine.start()
-    lag = LoopLag()
-    lag.start()
+    lag = LoopLag() if loop_lag else None
+    if lag is not None:
+        lag.start()
     server = LoadServer(engine, lag)
     app = web.Application(client_max_size=256 * 1024)
     app.router.add_post("/offer", server.offer)
@@ -164,7 +165,8 @@ async def serve(mode: str, port: int, host: str) -> None:
     try:
         await stop.wait()
     finally:
-        lag.stop()
+        if lag is not None:
+            lag.stop()
         await runner.cleanup()
         await engine.close()
 
@@ -175,13 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", required=True, help="the address ICE offers")
     parser.add_argument("--rcvbuf", type=int, default=0, help="UDP receive buffer, bytes")
+    parser.add_argument(
+        "--no-loop-lag", action="store_true", help="no event-loop lag probe (it costs CPU)"
+    )
     args = parser.parse_args(argv)
     if args.rcvbuf:
         from bench.run_load import set_udp_receive_buffer
 
         set_udp_receive_buffer(args.rcvbuf)
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve(args.mode, args.port, args.host))
+    asyncio.run(serve(args.mode, args.port, args.host, loop_lag=not args.no_loop_lag))
     return 0
 
 
