@@ -75,7 +75,7 @@ class MediaEngine:
         self._closing: set[asyncio.Task] = set()
         self._original_host_addresses = None
         self._original_consent: tuple[float, int] | None = None
-        self._restore_clock: Callable[[], None] | None = None
+        self._undo: list[Callable[[], None]] = []  # process-wide aiortc patches to take back
         self.bandwidth = BandwidthMonitor(on_hint)
         self.started = False
         self.closed = False
@@ -91,7 +91,7 @@ class MediaEngine:
     async def start(self) -> None:
         """Check the aiortc hook points (refuse to start if they moved) and set up ICE."""
         passthrough.check_aiortc()
-        self._restore_clock = passthrough.install_fast_clock()
+        self._undo = [passthrough.install_fast_clock(), passthrough.install_rtcp_coalescing()]
         self._original_consent = (aioice.ice.CONSENT_INTERVAL, aioice.ice.CONSENT_FAILURES)
         aioice.ice.CONSENT_INTERVAL = self.config.consent_interval
         aioice.ice.CONSENT_FAILURES = self.config.consent_failures
@@ -117,9 +117,8 @@ class MediaEngine:
         if self._original_consent is not None:
             aioice.ice.CONSENT_INTERVAL, aioice.ice.CONSENT_FAILURES = self._original_consent
             self._original_consent = None
-        if self._restore_clock is not None:
-            self._restore_clock()
-            self._restore_clock = None
+        while self._undo:
+            self._undo.pop()()
 
     # -- peers ---------------------------------------------------------------------------------
     async def accept_offer(self, participant_id: str, sdp: str) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import random
 import threading
 import time
@@ -99,6 +100,16 @@ _SOURCE_CONTRACT = (
         "RTCRtpSender no longer reports them in its sender reports",
         lambda: rtcrtpsender.RTCRtpSender._run_rtcp,
         ["rtp_timestamp=self.__rtp_timestamp", "packet_count=self.__packet_count"],
+    ),
+    (
+        "RTCRtpSender's RTCP loop no longer sleeps through its module's asyncio",
+        lambda: rtcrtpsender.RTCRtpSender._run_rtcp,
+        ["await asyncio.sleep(0.5 + random.random())"],
+    ),
+    (
+        "RTCRtpReceiver's RTCP loop no longer sleeps through its module's asyncio",
+        lambda: rtcrtpreceiver.RTCRtpReceiver._run_rtcp,
+        ["await asyncio.sleep(0.5 + random.random())"],
     ),
     (
         "RTCRtpSender no longer answers NACKs through self._retransmit",
@@ -184,6 +195,45 @@ def install_fast_clock() -> Callable[[], None]:
 
     def restore() -> None:
         clock.current_ntp_time = original
+
+    return restore
+
+
+# aiortc runs one RTCP loop per sender and per receiver, each sleeping 0.5-1.5 s on its own timer:
+# with a few dozen peers that is a hundred event-loop wakeups a second, and a wakeup costs ~0.2 ms
+# of CPU on the machines measured (docs/benchmarks.md). Sleeps of RTCP_COALESCE_MIN or more in
+# aiortc's sender and receiver modules end on a shared RTCP_GRID instead, so they wake together.
+RTCP_GRID = 0.25
+RTCP_COALESCE_MIN = 0.1
+
+
+class CoalescingAsyncio:
+    """The `asyncio` module as aiortc's RTP sender and receiver modules see it: unchanged, but
+    long sleeps are rounded up to the next RTCP_GRID instant of the loop's clock."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    async def sleep(self, delay: float, result: Any = None) -> Any:
+        if delay >= RTCP_COALESCE_MIN:
+            now = self._real.get_running_loop().time()
+            delay = math.ceil((now + delay) / RTCP_GRID) * RTCP_GRID - now
+        return await self._real.sleep(delay, result)
+
+
+def install_rtcp_coalescing() -> Callable[[], None]:
+    """Make aiortc's RTCP loops wake together, process-wide; returns a function that undoes it."""
+    modules = (rtcrtpsender, rtcrtpreceiver)
+    originals = [m.asyncio for m in modules]
+    for m in modules:
+        m.asyncio = CoalescingAsyncio(asyncio)
+
+    def restore() -> None:
+        for m, original in zip(modules, originals, strict=True):
+            m.asyncio = original
 
     return restore
 

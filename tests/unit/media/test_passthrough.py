@@ -167,3 +167,33 @@ def test_a_changed_send_path_refuses_to_start(monkeypatch):
     monkeypatch.setattr(aioice.Connection, "sendto", sendto)
     with pytest.raises(passthrough.AiortcIncompatible, match="nominated pair"):
         passthrough.check_aiortc()
+
+
+async def test_rtcp_sleeps_end_together_on_a_shared_grid_and_short_sleeps_are_untouched():
+    import asyncio
+    import math
+
+    from aiortc import rtcrtpreceiver
+
+    restore = passthrough.install_rtcp_coalescing()
+    try:
+        loop = asyncio.get_running_loop()
+        woke: list[float] = []
+
+        async def rtcp_loop(delay: float) -> None:
+            await rtcrtpsender.asyncio.sleep(delay)
+            woke.append(loop.time())
+
+        grid = passthrough.RTCP_GRID
+        now = loop.time()  # start just after a grid instant: all five end before the next one
+        await asyncio.sleep(math.ceil(now / grid) * grid - now + 0.005)
+        await asyncio.gather(*(rtcp_loop(0.1 + i * 0.03) for i in range(5)))
+        assert max(woke) - min(woke) < 0.02  # one wakeup for all five
+        assert abs(woke[0] / grid - round(woke[0] / grid)) < 0.02 / grid
+        start = loop.time()
+        await rtcrtpreceiver.asyncio.sleep(0.01)  # short sleeps (ICE pacing etc.) are not moved
+        assert loop.time() - start < passthrough.RTCP_GRID / 2
+        assert rtcrtpsender.asyncio.Event is asyncio.Event  # everything else is asyncio itself
+    finally:
+        restore()
+    assert rtcrtpsender.asyncio is asyncio and rtcrtpreceiver.asyncio is asyncio
