@@ -180,13 +180,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-loop-lag", action="store_true", help="no event-loop lag probe (it costs CPU)"
     )
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop")
     args = parser.parse_args(argv)
     if args.rcvbuf:
         from bench.run_load import set_udp_receive_buffer
 
         set_udp_receive_buffer(args.rcvbuf)
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve(args.mode, args.port, args.host, loop_lag=not args.no_loop_lag))
+    main_coroutine = serve(args.mode, args.port, args.host, loop_lag=not args.no_loop_lag)
+    if args.event_loop == "uvloop":  # as server.py runs Parley by default
+        import uvloop
+
+        uvloop.run(main_coroutine)
+    else:
+        asyncio.run(main_coroutine)
     return 0
 
 

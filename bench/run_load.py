@@ -477,7 +477,8 @@ class ParleyServer:
             ["--mode", mode, "--port", str(port), "--host", HOST, "--rcvbuf", str(args.rcvbuf)]
             # the lag probe's 50 timer wakeups a second cost ~1 % of a core on this VM: left
             # out where the server's CPU is compared with Janus's, which runs no such probe
-            + (["--no-loop-lag"] if args.scenario == "janus" else []),
+            + (["--no-loop-lag"] if args.scenario == "janus" else [])
+            + ["--event-loop", args.event_loop],
             f"server[{mode}]",
         )
         self.pid = self.child.pid
@@ -829,6 +830,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--join-timeout", type=float, default=120.0)
     parser.add_argument(
         "--rcvbuf", type=int, default=0, help="UDP receive buffer bytes for bench sockets"
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the server's event loop (server.py's default is uvloop)",
     )
     parser.add_argument("--profile", default=None, help="py-spy raw profile path prefix")
     parser.add_argument("--json", default=None, help="also write the results here")
