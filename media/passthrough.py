@@ -29,6 +29,7 @@ from typing import Any
 
 import aioice
 import aiortc
+import aiortc.rate
 import pylibsrtp
 from aiortc import clock, rtcdtlstransport, rtcrtpreceiver, rtcrtpsender
 from aiortc.jitterbuffer import JitterBuffer
@@ -37,6 +38,7 @@ from aiortc.utils import uint16_add, uint16_gt
 
 from media import rtp
 from media.rtp import EncodedFrame
+from media.windowrate import WindowRate
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ TESTED_AIOICE = "0.13."
 
 # Name-mangled instance attributes, checked in the source of the __init__ that sets them.
 _RECEIVER_PRIVATE = (
+    "_RTCRtpReceiver__remote_bitrate_estimator",
     "_RTCRtpReceiver__decoder_queue",
     "_RTCRtpReceiver__jitter_buffer",
     "_RTCRtpReceiver__rtx_ssrc",
@@ -140,6 +143,21 @@ _SOURCE_CONTRACT = (
             "self._rx_srtp.unprotect(data)",
             "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)",
         ],
+    ),
+    (
+        "aioice's StunProtocol no longer hands non-STUN datagrams to its connection",
+        lambda: aioice.ice.StunProtocol.datagram_received,
+        ["stun.parse_message(data)", "self.receiver.data_received(data, self.local_candidate"],
+    ),
+    (
+        "aioice's Connection no longer keeps its protocols in _protocols",
+        lambda: aioice.Connection.close,
+        ["self._protocols"],
+    ),
+    (
+        "aiortc's REMB estimator no longer keeps its incoming bitrate in a RateCounter",
+        lambda: aiortc.rate.RemoteBitrateEstimator.__init__,
+        ["self.incoming_bitrate = RateCounter(1000, 8000)"],
     ),
     (
         "aioice's StunProtocol.send_data no longer writes to its transport",
@@ -410,6 +428,9 @@ def tap_receiver(
     receiver._RTCRtpReceiver__jitter_buffer = (
         VideoJitterBuffer() if kind == "video" else AudioPassBuffer()
     )
+    estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator
+    if estimator is not None:  # video: the REMB Parley sends the publisher
+        estimator.incoming_bitrate = WindowRate(1000, 8000)
     return tap
 
 
@@ -425,7 +446,24 @@ def receive_directly(dtls: Any) -> DirectReceive:
     connection = dtls.transport._connection
     direct.queued = connection.data_received
     connection.data_received = direct.data_received
+    for protocol in connection._protocols:
+        _skip_stun_parsing(protocol)
     return direct
+
+
+def _skip_stun_parsing(protocol: Any) -> None:
+    """aioice tries to parse every datagram as STUN and learns from the ValueError that it is
+    not; RTP and RTCP (first byte 128-191, RFC 7983) go to the connection without that detour."""
+    parse_as_stun = protocol.datagram_received
+    connection = protocol.receiver
+
+    def datagram_received(data: bytes, addr: Any) -> None:
+        if data and 127 < data[0] < 192:
+            connection.data_received(data, protocol.local_candidate.component)
+        else:
+            parse_as_stun(data, addr)
+
+    protocol.datagram_received = datagram_received
 
 
 class DirectReceive:

@@ -34,7 +34,9 @@ class Dtls:
         queue: list = []
         self.transport = SimpleNamespace(
             _connection=SimpleNamespace(
-                data_received=lambda data, component: queue.append(data), queue=queue
+                data_received=lambda data, component: queue.append(data),
+                queue=queue,
+                _protocols=[],
             )
         )
 
@@ -97,3 +99,22 @@ def test_a_failing_handler_is_counted_and_the_next_packet_still_handled():
     dtls.transport._connection.data_received(RTP, 1)
     dtls.transport._connection.data_received(RTCP, 1)
     assert direct.errors == 1 and dtls.handled == [b"rtcp:" + RTCP]
+
+
+def test_rtp_skips_aioices_stun_parsing_and_stun_still_gets_it():
+    dtls = Dtls()
+    parsed: list[bytes] = []
+    connection = dtls.transport._connection
+    protocol = SimpleNamespace(
+        receiver=connection,
+        local_candidate=SimpleNamespace(component=1),
+        datagram_received=lambda data, addr: parsed.append(data),
+    )
+    connection._protocols.append(protocol)
+    passthrough.receive_directly(dtls)
+    stun = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + b"\x00" * 12  # a binding request
+    protocol.datagram_received(RTP, ("192.0.2.9", 5))
+    protocol.datagram_received(stun, ("192.0.2.9", 5))
+    protocol.datagram_received(b"", ("192.0.2.9", 5))
+    assert dtls.handled == [b"rtp:" + RTP]  # straight to SRTP, no STUN parse attempt
+    assert parsed == [stun, b""]  # aioice's own path, as before
