@@ -33,8 +33,12 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtpPacket
 
 from bench import clip as clips
+from media import passthrough
+from media.rtp import EncodedFrame
+from media.slot import SlotTrack
 
 FREEZE = 0.25  # seconds without a new picture that a viewer notices as a freeze
 VIDEO_TB = fractions.Fraction(1, 90000)
@@ -91,7 +95,8 @@ class ClipTrack(MediaStreamTrack):
         self.keyframe_requests += 1
         self._keyframe_wanted = True
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def next_frame(self) -> tuple[int, int]:
+        """Wait for the next frame's turn; (clip index, RTP timestamp). Keeps the send log."""
         if self.readyState != "live":
             raise MediaStreamError
         period = 1 / self._video.fps if self._video else 0.02
@@ -105,28 +110,88 @@ class ClipTrack(MediaStreamTrack):
             self._start = time.monotonic() - self._n * period
         n = self._n
         self._n += 1
+        if self._video is None:
+            return n % len(self._audio.packets), n * 960
+        frames = self._video.frames
+        if self._keyframe_wanted:
+            # answer a PLI: jump to the next keyframe of the clip
+            self._keyframe_wanted = False
+            self._pos = next(
+                (k for k in self._video.keyframe_indices if k >= self._pos % len(frames)), 0
+            )
+        i = self._pos % len(frames)
+        self._pos = i + 1
+        if i in self._video.keyframe_indices:
+            self.keyframes_sent += 1
+        _sent_at[self._tag][i] = (time.time(), n)
+        return i, n * 90000 // self._video.fps
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        index, pts = await self.next_frame()
         if self._video is not None:
-            frames = self._video.frames
-            if self._keyframe_wanted:
-                # answer a PLI: jump to the next keyframe of the clip
-                self._keyframe_wanted = False
-                self._pos = next(
-                    (k for k in self._video.keyframe_indices if k >= self._pos % len(frames)), 0
-                )
-            i = self._pos % len(frames)
-            self._pos = i + 1
-            if i in self._video.keyframe_indices:
-                self.keyframes_sent += 1
-            packet = av.Packet(frames[i])
-            packet.pts = n * 90000 // self._video.fps
+            packet = av.Packet(self._video.frames[index])
             packet.time_base = VIDEO_TB
-            _sent_at[self._tag][i] = (time.time(), n)
         else:
-            data = self._audio.packets[n % len(self._audio.packets)]
-            packet = av.Packet(data)
-            packet.pts = n * 960
+            packet = av.Packet(self._audio.packets[index])
             packet.time_base = AUDIO_TB
+        packet.pts = pts
         return packet
+
+    def rtp_payloads(self) -> list[list[RtpPacket]]:
+        """The clip as RTP packets, per clip index: VP8 split at 1200 bytes behind a minimal
+        payload descriptor (S=1 on the first, no picture ID; RFC 7741), Opus one per packet."""
+        if self._video is None:
+            return [[_rtp(data, True)] for data in self._audio.packets]
+        out = []
+        for frame in self._video.frames:
+            chunks = [frame[i : i + RTP_CHUNK] for i in range(0, len(frame), RTP_CHUNK)]
+            out.append(
+                [
+                    _rtp((b"\x10" if i == 0 else b"\x00") + chunk, i == len(chunks) - 1)
+                    for i, chunk in enumerate(chunks)
+                ]
+            )
+        return out
+
+
+RTP_CHUNK = 1200
+
+
+def _rtp(payload: bytes, marker: bool) -> RtpPacket:
+    packet = RtpPacket(marker=int(marker))
+    packet.payload = payload
+    return packet
+
+
+class RelayPublisher:
+    """Publishes a ClipTrack through Parley's `RtpRelay` instead of aiortc's packetizer and
+    sender task: the clip is packetized once, and each frame costs a header, SRTP and `sendto`
+    per packet. The load bench uses it so that 60 publishers fit beside the server under test on
+    two cores; the media tests keep aiortc's own publishing path. aiortc's sender gets an idle
+    track (its task waits there) and keeps sending sender reports from the relay's counters."""
+
+    def __init__(self, pc: RTCPeerConnection, track: ClipTrack) -> None:
+        self.track = track
+        self.transceiver = pc.addTransceiver(SlotTrack(track.kind), direction="sendonly")
+        self.relay = passthrough.hook_sender(self.transceiver.sender, track.request_keyframe)
+        self._frames = track.rtp_payloads()
+        self.sent = 0
+
+    async def run(self) -> None:
+        """Once connected (as aiortc's sender starts only then), pace and send until the track
+        stops: the clip starts on its first frame, a keyframe."""
+        try:
+            while not self.relay.can_send:
+                if self.track.readyState != "live":
+                    return
+                await asyncio.sleep(0.01)
+            while True:
+                index, pts = await self.track.next_frame()
+                key = self.track.kind == "audio" or index in self.track._video.keyframe_indices
+                if self.relay.send(EncodedFrame(self._frames[index], pts, key), pts):
+                    self.sent += 1
+        except MediaStreamError:
+            return
 
 
 @dataclass
@@ -170,8 +235,11 @@ class Bot:
         fps: int = 15,
         bitrate: int = 500_000,
         decode: bool = True,
+        relay: bool = False,
     ) -> None:
         self.name = name
+        self.relay = relay
+        self.publishers: list[RelayPublisher] = []
         self.slot_count = slots
         self.tag = _assign_tag(name)
         self.decode = decode
@@ -201,13 +269,31 @@ class Bot:
         self._answered_at: float | None = None
         self.closed = False
 
+    def add_publishing_transceiver(self, kind: str):
+        """The sendonly transceiver of `kind`: the clip through the relay (`relay=True`), the
+        clip through aiortc's own sender, or nothing to send."""
+        track = self.video_track if kind == "video" else self.audio_track
+        if self.relay and track is not None:
+            publisher = RelayPublisher(self.pc, track)
+            self.publishers.append(publisher)
+            t = publisher.transceiver
+        else:
+            t = self.pc.addTransceiver(track or kind, direction="sendonly")
+            if track is not None and kind == "video":
+                t.sender._send_keyframe = track.request_keyframe
+        if kind == "video":
+            t.setCodecPreferences(vp8_codecs())
+        return t
+
+    def start_publishing(self) -> None:
+        """Start the relay publishers' pacing tasks (no-op for aiortc's own senders)."""
+        for publisher in self.publishers:
+            self._tasks.append(asyncio.create_task(publisher.run()))
+
     async def create_offer(self) -> str:
-        self.pc.addTransceiver(self.audio_track or "audio", direction="sendonly")
-        video = self.pc.addTransceiver(self.video_track or "video", direction="sendonly")
+        self.add_publishing_transceiver("audio")
+        self.add_publishing_transceiver("video")
         vp8 = vp8_codecs()
-        video.setCodecPreferences(vp8)
-        if self.video_track is not None:
-            video.sender._send_keyframe = self.video_track.request_keyframe
         for _ in range(self.slot_count):
             self.pc.addTransceiver("audio", direction="recvonly")
             t = self.pc.addTransceiver("video", direction="recvonly")
@@ -223,6 +309,7 @@ class Bot:
     async def accept_answer(self, sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         self._answered_at = time.monotonic()
+        self.start_publishing()
         for t in self.pc.getTransceivers()[2:]:
             slot, kind = self._slot_of_mid[t.mid]
             track = t.receiver.track

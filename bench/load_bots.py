@@ -140,9 +140,7 @@ class ProbeBot(Bot):
 
     async def create_publish_offer(self) -> str:
         """Janus publisher: one sendonly VP8 video m-line, nothing to receive."""
-        video = self.pc.addTransceiver(self.video_track, direction="sendonly")
-        video.setCodecPreferences(botmod.vp8_codecs())
-        video.sender._send_keyframe = self.video_track.request_keyframe
+        self.add_publishing_transceiver("video")
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return self.pc.localDescription.sdp
 
@@ -262,6 +260,7 @@ class BotProcess:
                     fps=spec["fps"],
                     bitrate=spec["bitrate"],
                     decode=False,
+                    relay=True,  # bench/bot.py RelayPublisher: cheap publishers
                     verify=spec["verify"],
                     frame_table=self.frame_table,
                 )

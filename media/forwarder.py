@@ -91,7 +91,7 @@ class Forwarder:
         self,
         publisher_id: str,
         kind: str,
-        send_keyframe_request: Callable[[], None],
+        send_keyframe_request: Callable[[], bool | None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.publisher_id = publisher_id
@@ -173,9 +173,12 @@ class Forwarder:
         self._timer = None
         if self.closed:
             return
-        self._last_request = now = self._clock()
-        self.keyframe_requests += 1
-        self._send_request()
+        now = self._clock()
+        # False: nothing could be sent (no media from the publisher yet); that must not hold
+        # back the next request for KEYFRAME_INTERVAL
+        if self._send_request() is not False:
+            self._last_request = now
+            self.keyframe_requests += 1
         if self._someone_waits():
             self._arm(KEYFRAME_RETRY, now, retry=True)
 

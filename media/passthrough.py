@@ -620,6 +620,11 @@ class RtpRelay:
             self._out = (dtls._tx_srtp, pair.protocol.transport, pair.remote_addr)
         return self._out
 
+    @property
+    def can_send(self) -> bool:
+        """True once configured and connected (DTLS up, a nominated ICE pair)."""
+        return self.ready and self._output() is not None
+
     def send(self, frame: EncodedFrame, timestamp: int) -> bool:
         """Send `frame` now with RTP timestamp `timestamp`; False (nothing sent) while the
         connection is not up."""

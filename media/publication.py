@@ -45,14 +45,16 @@ class Publication:
         self.upstream_losses += 1
         self.forwarder.upstream_loss()
 
-    def _request_keyframe(self) -> None:
+    def _request_keyframe(self) -> bool:
+        """Send a PLI; False when nothing has been received yet (no SSRC to address)."""
         ssrcs = passthrough.media_ssrcs(self.receiver)
         if not ssrcs:
-            self.plis_without_ssrc += 1  # nothing received yet; the retry timer asks again
-            return
+            self.plis_without_ssrc += 1  # the retry timer asks again
+            return False
         task = asyncio.get_running_loop().create_task(self._send_pli(ssrcs[0]))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        return True
 
     async def _send_pli(self, media_ssrc: int) -> None:
         try:

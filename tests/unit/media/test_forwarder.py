@@ -135,3 +135,21 @@ async def test_close_cascades_to_subscriptions_and_detaches_sinks():
     assert sink.source is None and f.subscriptions == {}
     f.request_keyframe()  # a closed forwarder asks nobody
     assert f.keyframe_requests == 1
+
+
+async def test_a_request_that_could_not_be_sent_does_not_hold_back_the_next_one():
+    sent = []
+    ready = [False]  # no media from the publisher yet: nothing to address a PLI to
+
+    def send() -> bool:
+        if ready[0]:
+            sent.append(True)
+        return ready[0]
+
+    f = Forwarder("pub", "video", send)
+    f.subscribe("early", track("video")[0])
+    assert f.keyframe_requests == 0 and not sent
+    ready[0] = True  # media arrived; a later subscriber asks at once, not 500 ms later
+    f.subscribe("late", track("video")[0])
+    assert f.keyframe_requests == 1 and sent == [True]
+    f.close("test")
