@@ -1,18 +1,20 @@
-"""The one place where Parley reaches into aiortc's private internals.
+"""The one place where Parley reaches into aiortc's (and aioice's) private internals.
 
 aiortc decodes every received track in a thread per receiver and re-encodes per sender. Parley
-relays RTP instead. Receive side: each receiver's jitter buffer is replaced by one that releases
-complete frames as the RTP packets they arrived in (`EncodedFrame`), and its decoder queue by a
-`FrameTap` that hands them straight to a callback on the event loop. Send side: an `RtpRelay`
-takes over each slot sender's RTP output: for each subscriber it writes a new header in front of
-the publisher's payloads, encrypts and sends at once, with no encoder, no packetizer, no queue and
-no task switch per frame; it keeps what aiortc's RTCP needs (sender-report counters) and answers
-NACKs from its own history. Keyframe requests (PLI/FIR) and feedback (REMB, receiver reports) are
-intercepted per instance.
+relays RTP instead. Receive side: SRTP is handled in the socket callback (`receive_directly`),
+each receiver's jitter buffer is replaced by one that releases complete frames as the RTP packets
+they arrived in (`EncodedFrame`), and its decoder queue by a `FrameTap` that hands them straight
+to a callback on the event loop. Send side: an `RtpRelay` takes over each slot sender's RTP
+output: for each subscriber it writes a new header in front of the publisher's payloads, encrypts
+and sends at once, with no encoder, no packetizer, no queue and no task switch per frame; it keeps
+what aiortc's RTCP needs (sender-report counters) and answers NACKs from its own history.
+Keyframe requests (PLI/FIR) and feedback (REMB, receiver reports) are intercepted per instance;
+aiortc's RTCP loops are made to wake together (`install_rtcp_coalescing`).
 
-Every private name used is listed in `_CLASS_PRIVATE`, `_SOURCE_CONTRACT` and the `*_PRIVATE` tuples and checked by `check_aiortc()` at
-start-up, so an aiortc upgrade that moves them fails loudly instead of silently decoding or
-dropping keyframe requests. Upgrading aiortc means re-running tests/integration/media.
+Every private name used is listed in `_CLASS_PRIVATE`, `_SOURCE_CONTRACT` and the `*_PRIVATE`
+tuples and checked by `check_aiortc()` at start-up, so an aiortc upgrade that moves them fails
+loudly instead of silently decoding or dropping keyframe requests. Upgrading aiortc means
+re-running tests/integration/media.
 """
 
 from __future__ import annotations
