@@ -121,10 +121,14 @@ class ClipTrack(MediaStreamTrack):
             )
         i = self._pos % len(frames)
         self._pos = i + 1
-        if i in self._video.keyframe_indices:
+        if self.is_keyframe(i):
             self.keyframes_sent += 1
         _sent_at[self._tag][i] = (time.time(), n)
         return i, n * 90000 // self._video.fps
+
+    def is_keyframe(self, index: int) -> bool:
+        """Whether clip frame `index` is a keyframe (every audio packet counts as one)."""
+        return self._video is None or index in self._video.keyframe_indices
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
         index, pts = await self.next_frame()
@@ -187,8 +191,8 @@ class RelayPublisher:
                 await asyncio.sleep(0.01)
             while True:
                 index, pts = await self.track.next_frame()
-                key = self.track.kind == "audio" or index in self.track._video.keyframe_indices
-                if self.relay.send(EncodedFrame(self._frames[index], pts, key), pts):
+                frame = EncodedFrame(self._frames[index], pts, self.track.is_keyframe(index))
+                if self.relay.send(frame, pts):
                     self.sent += 1
         except MediaStreamError:
             return

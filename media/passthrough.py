@@ -203,9 +203,7 @@ def check_aiortc() -> None:
 def fast_ntp_time() -> int:
     """aiortc's `clock.current_ntp_time()` without building two datetimes (its RTCP and
     receive paths call it); 64-bit NTP fixed point."""
-    t = time.time() + rtp.NTP_OFFSET
-    high = int(t)
-    return (high << 32) | int((t - high) * 4294967296)
+    return rtp.ntp_time()
 
 
 def install_fast_clock() -> Callable[[], None]:
@@ -460,7 +458,7 @@ def _skip_stun_parsing(protocol: Any) -> None:
     connection = protocol.receiver
 
     def datagram_received(data: bytes, addr: Any) -> None:
-        if data and 127 < data[0] < 192:
+        if rtp.is_rtp_or_rtcp(data):
             connection.data_received(data, protocol.local_candidate.component)
         else:
             parse_as_stun(data, addr)
@@ -483,7 +481,7 @@ class DirectReceive:
             return  # aiortc's receive loop would end on an empty datagram (data[0])
         dtls = self.dtls
         srtp = dtls._rx_srtp
-        if srtp is None or not 127 < data[0] < 192 or dtls._state != DTLS_CONNECTED:
+        if srtp is None or not rtp.is_rtp_or_rtcp(data) or dtls._state != DTLS_CONNECTED:
             self.queued(data, component)
             return
         self.packets += 1
@@ -567,8 +565,8 @@ class RtpRelay:
 
     Configured from the parameters aiortc passes to `sender.send()` (payload types, mid, header
     extension ids); until then, and whenever DTLS or ICE is not up, `send` refuses frames (the
-    slot holds them). Sequence numbers are the relay's own, so what a subscriber sees is gap-free whatever
-    the gating dropped. aiortc's `_run_rtp` task still runs but idles on a slot track that never
+    slot holds them). Sequence numbers are the relay's own, so what a subscriber sees is gap-free
+    whatever the gating dropped. aiortc's `_run_rtp` task still runs but idles on a slot track that never
     yields; its `_run_rtcp` keeps sending sender reports from the counters kept here.
     """
 
@@ -634,7 +632,8 @@ class RtpRelay:
         if out is None:
             return False
         srtp, udp, addr = out
-        ext = self._ext.block(rtp.abs_send_time(), frame.audio_level)
+        ntp = rtp.ntp_time()  # one clock read: abs-send-time and the sender-report clock
+        ext = self._ext.block(rtp.abs_send_time(ntp), frame.audio_level)
         pt, ssrc, seq, history = self._pt, self.sender._ssrc, self._seq, self._history
         timestamp &= 0xFFFFFFFF
         sent = octets = 0
@@ -653,7 +652,7 @@ class RtpRelay:
         self.packets += sent
         self.octets += octets
         s = self.sender
-        s._RTCRtpSender__ntp_timestamp = fast_ntp_time()
+        s._RTCRtpSender__ntp_timestamp = ntp
         s._RTCRtpSender__rtp_timestamp = timestamp
         s._RTCRtpSender__packet_count = self.packets
         s._RTCRtpSender__octet_count = self.octets
@@ -667,7 +666,7 @@ class RtpRelay:
             return
         seq, timestamp, marker, payload = entry
         srtp, udp, addr = out
-        ext = self._ext.block(rtp.abs_send_time())
+        ext = self._ext.block(rtp.abs_send_time(rtp.ntp_time()))
         if self._rtx_pt is None:
             data = rtp.rtp_packet(self._pt, marker, seq, timestamp, self.sender._ssrc, ext, payload)
         else:

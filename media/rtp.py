@@ -21,10 +21,16 @@ _FIXED = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence number, timestamp, 
 _EXTENSION_PROFILE = b"\xbe\xde"  # RFC 8285 one-byte header extensions
 
 
-def abs_send_time(now: float | None = None) -> int:
-    """The 24-bit abs-send-time: NTP seconds in 6.18 fixed point, wrapped every 64 s."""
+def ntp_time(now: float | None = None) -> int:
+    """Wall-clock time (`now`, default `time.time()`) as 64-bit NTP fixed point."""
     t = (time.time() if now is None else now) + NTP_OFFSET
-    return int(t * 262144) & 0xFFFFFF
+    high = int(t)
+    return (high << 32) | int((t - high) * 4294967296)
+
+
+def abs_send_time(ntp: int) -> int:
+    """The 24-bit abs-send-time of an NTP time: seconds in 6.18 fixed point, wrapped every 64 s."""
+    return (ntp >> 14) & 0xFFFFFF
 
 
 def extension_block(elements: list[tuple[int, bytes]]) -> bytes:
@@ -96,6 +102,11 @@ def rtp_packet(
     )
 
 
+def is_rtp_or_rtcp(data: bytes) -> bool:
+    """RFC 7983 demultiplexing: a first byte of 128-191 is RTP or RTCP (0-3 STUN, 20-63 DTLS)."""
+    return bool(data) and 127 < data[0] < 192
+
+
 def vp8_descriptor_starts_frame(payload: bytes) -> bool:
     """True when a VP8 RTP payload starts a frame: S bit set and partition index 0 (RFC 7741)."""
     return len(payload) > 0 and (payload[0] & 0x1F) == 0x10
@@ -130,12 +141,11 @@ class EncodedFrame:
         self.packets = packets
         self.timestamp = timestamp
         self.is_keyframe = is_keyframe
-        self.audio_level: int | None = packets[0].extensions.audio_level if packets else None
+        # (voice activity, level in -dBov) from the publisher's ssrc-audio-level, if it sent one
+        self.audio_level: tuple[bool, int] | None = (
+            packets[0].extensions.audio_level if packets else None
+        )
 
     @property
     def data(self) -> bytes:
         return b"".join(p._data for p in self.packets)
-
-    def payloads(self) -> list[tuple[bool, bytes]]:
-        """(marker, payload) of each packet that carries media (padding-only packets dropped)."""
-        return [(bool(p.marker), p.payload) for p in self.packets if p.payload]

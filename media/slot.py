@@ -3,12 +3,12 @@
 Each slot sender gets one `SlotTrack` at negotiation and keeps it for the connection's life; the
 track carries whichever subscription is attached and hands its frames straight to the sender's
 `RtpRelay`: a frame goes out in the same loop turn it arrived in. Only while the subscriber's
-connection is still coming up are frames held (from the keyframe gating let through), so that
-a subscriber that joins together with its subscription gets that first keyframe as soon as it is
-connected instead of waiting for the next one. Replacing the track
-on a running aiortc sender leaves its `recv()` pending forever (notes/renegotiation.md), so the
-source is switched instead. Timestamps are rebased per source so that the slot's RTP clock keeps
-moving forward across switches. aiortc's own RTP task waits in `recv()`, which yields nothing.
+connection is still coming up are frames held (from the keyframe gating let through), so that a
+subscriber that joins together with its subscription gets that first keyframe as soon as it is
+connected instead of waiting for the next one. Replacing the track on a running aiortc sender
+leaves its `recv()` pending forever (notes/renegotiation.md), so the source is switched instead.
+Timestamps are rebased per source so that the slot's RTP clock keeps moving forward across
+switches. aiortc's own RTP task waits in `recv()`, which yields nothing.
 """
 
 from __future__ import annotations

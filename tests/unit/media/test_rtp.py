@@ -63,7 +63,7 @@ def test_a_packet_without_extensions_has_no_extension_bit():
 def test_abs_send_time_is_ntp_time_in_6_18_fixed_point():
     now = 1_700_000_000.25
     ntp_seconds = int(now) + rtp.NTP_OFFSET
-    assert rtp.abs_send_time(now) == ((ntp_seconds % 64) << 18) | (1 << 16)  # .25 s = 2^16
+    assert rtp.abs_send_time(rtp.ntp_time(now)) == ((ntp_seconds % 64) << 18) | (1 << 16)  # .25 s
 
 
 @pytest.mark.parametrize(
@@ -99,3 +99,18 @@ def test_extension_writer_matches_the_general_block(mid_id, mid, abs_id, level_i
     if level is not None:
         elements.append((level_id, bytes([(0x80 if level[0] else 0) | level[1]])))
     assert writer.block(0xABCDEF, level) == rtp.extension_block(elements)
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (b"\x80\x60", True),
+        (b"\xbf", True),
+        (b"\x00\x01", False),
+        (b"\x16\xfe", False),
+        (b"\xc0", False),
+        (b"", False),
+    ],
+)
+def test_rfc_7983_demultiplexing(data, expected):
+    assert rtp.is_rtp_or_rtcp(data) is expected
