@@ -55,6 +55,15 @@ class Policy:
     def allows(self, role: str, command_type: str) -> bool:
         return role in self.permissions.get(command_type, frozenset())
 
+    def consents_for(self, role: str) -> dict[str, list[str]]:
+        """What a person of ``role`` is asked to agree to on joining: ``required`` before
+        admission; ``optional`` is recording where it needs consent (staff are not asked)."""
+        gated = self.recording == "consent_gated" and role not in self.staff_roles
+        return {
+            "required": list(self.admission_consents.get(role, ())),
+            "optional": ["recording"] if gated else [],
+        }
+
 
 def _table(**rows: set[str] | frozenset[str]) -> Mapping[str, frozenset[str]]:
     unknown = set(rows) - set(COMMAND_TYPES)
