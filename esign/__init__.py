@@ -1,1 +1,1 @@
-"""esign — see DESIGN.md."""
+"""esign — signed mediation agreements (docs/esign.md)."""

@@ -1,1 +1,1 @@
-"""media — see DESIGN.md."""
+"""media — SFU-lite on aiortc, forwarding encoded frames (docs/media.md)."""

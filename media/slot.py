@@ -6,7 +6,8 @@ track carries whichever subscription is attached and hands its frames straight t
 connection is still coming up are frames held (from the keyframe gating let through), so that a
 subscriber that joins together with its subscription gets that first keyframe as soon as it is
 connected instead of waiting for the next one. Replacing the track on a running aiortc sender
-leaves its `recv()` pending forever (notes/renegotiation.md), so the source is switched instead.
+leaves its `recv()` pending forever (docs/decisions.md, decision 7), so the source is switched
+instead.
 Timestamps are rebased per source so that the slot's RTP clock keeps moving forward across
 switches. aiortc's own RTP task waits in `recv()`, which yields nothing.
 """

@@ -1,1 +1,1 @@
-"""Recording: the recorder as a hidden subscriber (not built yet; see DESIGN.md "Recording")."""
+"""Recording: the recorder as a hidden subscriber (not built yet; docs/decisions.md, decision 11)."""

@@ -1,1 +1,1 @@
-"""rooms — see DESIGN.md."""
+"""rooms — the domain: sessions as event logs (docs/rooms.md, docs/architecture.md)."""

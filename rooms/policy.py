@@ -3,7 +3,7 @@
 A ``Policy`` answers, without looking at any state: which roles exist, which role may issue which
 command, where each role lands on first connect, who is staff, who observes what, whether
 recording is required / consent-gated / forbidden and in which spaces, and the limits. The four
-kinds of DESIGN.md are the four instances in ``POLICIES``; the permission table is walked
+kinds (docs/architecture.md) are the four instances in ``POLICIES``; the permission table is walked
 exhaustively by the tests. Two pseudo-roles exist for actors that are not participants:
 ``system`` (the server itself: media up or down, the clock) and ``staff`` (a logged-in staff user
 acting from a console, ``"staff:<username>"``).

@@ -1,1 +1,1 @@
-"""signaling — see DESIGN.md."""
+"""signaling — tokens, socket.io and HTTP, the conductor (docs/protocol.md)."""

@@ -1,7 +1,7 @@
 """Headless Chromium (Debian's build, driven by Playwright) with fake camera and microphone.
 
-Recipe: /work/shared/notes/browser-e2e.md. Each distinct fake-microphone tone needs its own
-browser process; the init script exposes the page's RTCPeerConnections as ``window.__pcs``.
+Each distinct fake-microphone tone needs its own browser process; the init script exposes the
+page's RTCPeerConnections as ``window.__pcs``.
 """
 
 from __future__ import annotations
