@@ -35,6 +35,7 @@ from signaling.agreements import AgreementDesk, agreement_routes, load_or_create
 from signaling.conductor import Conductor
 from signaling.console import Console
 from signaling.documents import Documents
+from signaling.headers import forwarded, parse_proxies, security_headers
 from signaling.http import METRICS_REGISTRY, routes
 from signaling.namespace import NAMESPACE, ParleyNamespace
 from signaling.otp import OneTimeCodes, SmtpNotifier
@@ -70,6 +71,8 @@ class Config:
     log_format: str = "json"  # "json" | "text"
     log_level: str = "INFO"
     event_loop: str = "uvloop"  # "uvloop" | "asyncio" (docs/media.md: why uvloop)
+    trusted_proxies: list[str] | None = None  # X-Forwarded-* believed from these (docs/security.md)
+    metrics_token: str | None = None  # /metrics needs "Bearer <token>"; unset: loopback only
 
     ENV_PREFIX = "PARLEY_"
 
@@ -97,7 +100,7 @@ def _coerce(name: str, raw):
         return Path(raw)
     if name in ("demo", "smtp_starttls"):
         return raw.lower() not in ("0", "false", "no", "off")
-    if name == "ice_host_addresses":
+    if name in ("ice_host_addresses", "trusted_proxies"):
         return [a.strip() for a in raw.split(",") if a.strip()]
     return raw
 
@@ -225,7 +228,9 @@ def create_app(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(runtime_ctx)
     app.cleanup_ctx.append(accounts_ctx)
-    app.add_routes(routes(signer, ready))
+    app.middlewares.append(forwarded(parse_proxies(config.trusted_proxies)))
+    app.on_response_prepare.append(security_headers(hsts=config.tls != "self-signed"))
+    app.add_routes(routes(signer, ready, metrics_token=config.metrics_token))
     app.add_routes(staff.routes())
     app.add_routes(Console(service, signer, config).routes())
     app.add_routes(Documents(service, signer, config.data_dir / "documents").routes())

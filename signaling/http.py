@@ -2,10 +2,13 @@
 
 The invitation link is ``/j/<token>``: the server checks the token before serving the page, so a
 person with an expired or tampered link sees a clear message instead of a broken call.
+``/metrics`` (case counts, load) needs ``Authorization: Bearer <metrics token>`` when a token is
+configured, and otherwise answers direct loopback clients only (docs/security.md).
 """
 
 from __future__ import annotations
 
+import hmac
 import html
 import re
 from pathlib import Path
@@ -13,6 +16,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from signaling.headers import direct_loopback
 from signaling.tokens import TokenError
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -46,7 +50,22 @@ def _error_page(code: str, status: int) -> web.Response:
     return web.Response(text=body, status=status, content_type="text/html")
 
 
-def routes(signer, ready) -> web.RouteTableDef:
+def metrics_allowed(request: web.Request, token: str | None) -> None:
+    """Raise 401 (token configured, wrong or missing) or 403 (no token, not direct loopback)."""
+    if token:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise web.HTTPUnauthorized(
+                text="metrics_unauthorized: send Authorization: Bearer <metrics token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    elif not direct_loopback(request):
+        raise web.HTTPForbidden(
+            text="metrics_forbidden: loopback only; set PARLEY_METRICS_TOKEN to scrape remotely"
+        )
+
+
+def routes(signer, ready, metrics_token: str | None = None) -> web.RouteTableDef:
     """``ready`` is a callable returning (bool, dict of checks) for /readyz."""
     r = web.RouteTableDef()
 
@@ -99,6 +118,7 @@ def routes(signer, ready) -> web.RouteTableDef:
 
     @r.get("/metrics")
     async def metrics(request: web.Request) -> web.Response:
+        metrics_allowed(request, metrics_token)
         registry = request.app[METRICS_REGISTRY]
         return web.Response(
             body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}

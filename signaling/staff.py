@@ -3,12 +3,19 @@
 Cookies: ``parley_staff`` holds a random server-side session id (HttpOnly, SameSite=Strict,
 Secure on HTTPS). Every state-changing form carries the session's CSRF token; the login form
 uses a double-submit cookie because there is no session yet.
+
+Checking a password costs Argon2's ~0.1-1 s of CPU and memory: it runs on a small thread pool,
+never on the event loop that forwards media (argon2-cffi releases the GIL while hashing, so
+threads suffice), and the pool's size bounds the CPU and memory that login floods can take.
+The session's SQLite write goes to the same pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
@@ -19,6 +26,12 @@ COOKIE = "parley_staff"
 LOGIN_CSRF_COOKIE = "parley_login_csrf"
 ACCOUNTS = web.AppKey("accounts", AccountStore)
 MAX_FORM_FIELD = 2000
+LOGIN_THREADS = 2  # Argon2 checks at once (64 MiB each); more logins queue
+_LOGIN_POOL = ThreadPoolExecutor(max_workers=LOGIN_THREADS, thread_name_prefix="login")
+ANSWERS = {
+    "throttled": (429, "尝试次数过多，请稍后再试。Too many failed attempts; try again later."),
+    "bad_credentials": (401, "用户名或密码错误。Wrong username or password."),
+}
 
 
 def _cookie_args(request: web.Request) -> dict:
@@ -70,6 +83,12 @@ def _login_page(csrf: str, error: str = "", status: int = 200) -> web.Response:
     return page("登录 Login", body, status=status)
 
 
+def _login(accounts: AccountStore, username: str, password: str, address: str) -> StaffSession:
+    """Blocking (Argon2, SQLite): runs on the login pool."""
+    account = accounts.authenticate(username, password, address)
+    return accounts.open_session(account.username)
+
+
 def routes() -> web.RouteTableDef:
     r = web.RouteTableDef()
 
@@ -86,16 +105,18 @@ def routes() -> web.RouteTableDef:
         expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         if not expected or not hmac.compare_digest(fields.get("csrf", ""), expected):
             raise web.HTTPForbidden(text="csrf: the form expired; reload the page")
-        accounts = request.app[ACCOUNTS]
         try:
-            account = accounts.authenticate(fields.get("username", ""), fields.get("password", ""))
+            sess = await asyncio.get_running_loop().run_in_executor(
+                _LOGIN_POOL,
+                _login,
+                request.app[ACCOUNTS],
+                fields.get("username", ""),
+                fields.get("password", ""),
+                request.remote or "",
+            )
         except AccountError as exc:
-            text = {
-                "locked": "尝试次数过多，请稍后再试。Too many failed attempts; try again later.",
-            }.get(exc.code, "用户名或密码错误。Wrong username or password.")
-            resp = _login_page(expected, text, status=429 if exc.code == "locked" else 401)
-            return resp
-        sess = accounts.open_session(account.username)
+            status, text = ANSWERS.get(exc.code, ANSWERS["bad_credentials"])
+            return _login_page(expected, text, status=status)
         resp = web.HTTPSeeOther("/console")
         resp.set_cookie(COOKIE, sess.id, max_age=12 * 3600, **_cookie_args(request))
         resp.del_cookie(LOGIN_CSRF_COOKIE, path="/")

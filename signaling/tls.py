@@ -17,11 +17,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from signaling.keyfile import write_private
+
 
 def ensure_self_signed(directory: Path, addresses: list[str]) -> tuple[Path, Path]:
     cert_path, key_path = directory / "tls-cert.pem", directory / "tls-key.pem"
     wanted = sorted({"127.0.0.1", *addresses})
     if cert_path.exists() and key_path.exists() and _covers(cert_path, wanted):
+        key_path.chmod(0o600)  # a key left readable by an older version
         return cert_path, key_path
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -40,14 +43,14 @@ def ensure_self_signed(directory: Path, addresses: list[str]) -> tuple[Path, Pat
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    key_path.write_bytes(
+    write_private(
+        key_path,
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        )
+        ),
     )
-    key_path.chmod(0o600)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
 
