@@ -11,15 +11,17 @@ what aiortc's RTCP needs (sender-report counters) and answers NACKs from its own
 Keyframe requests (PLI/FIR) and feedback (REMB, receiver reports) are intercepted per instance;
 aiortc's RTCP loops are made to wake together (`install_rtcp_coalescing`).
 
-Every private name used is listed in `_CLASS_PRIVATE`, `_SOURCE_CONTRACT` and the `*_PRIVATE`
-tuples and checked by `check_aiortc()` at start-up, so an aiortc upgrade that moves them fails
-loudly instead of silently decoding or dropping keyframe requests. Upgrading aiortc means
+Every name of aiortc, aioice and asyncio used outside their public API is listed in `HOOKS`
+(what the surrounding code must do with it in `_SOURCE_CONTRACT`) and checked by `check_aiortc()`
+at start-up, which refuses to run when one moved or when it cannot check, so an aiortc upgrade
+fails loudly instead of silently decoding or dropping keyframe requests. Upgrading aiortc means
 re-running tests/integration/media.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import logging
 import math
@@ -49,29 +51,77 @@ DTLS_CONNECTED = rtcdtlstransport.State.CONNECTED
 TESTED_AIORTC = "1.16."
 TESTED_AIOICE = "0.13."
 
-# Name-mangled instance attributes, checked in the source of the __init__ that sets them.
-_RECEIVER_PRIVATE = (
-    "_RTCRtpReceiver__remote_bitrate_estimator",
-    "_RTCRtpReceiver__decoder_queue",
-    "_RTCRtpReceiver__jitter_buffer",
-    "_RTCRtpReceiver__rtx_ssrc",
-    "_RTCRtpReceiver__decoder_thread",
-)
-_SENDER_PRIVATE = (
-    "_RTCRtpSender__ntp_timestamp",
-    "_RTCRtpSender__rtp_timestamp",
-    "_RTCRtpSender__octet_count",
-    "_RTCRtpSender__packet_count",
-)
-_CLASS_PRIVATE = (
-    (rtcrtpreceiver.RTCRtpReceiver, "_send_rtcp_pli"),
-    (rtcrtpreceiver.RTCRtpReceiver, "_handle_rtp_packet"),
-    (rtcrtpsender.RTCRtpSender, "_send_keyframe"),
-    (rtcrtpsender.RTCRtpSender, "_handle_rtcp_packet"),
-    (rtcrtpsender.RTCRtpSender, "_retransmit"),
-    (rtcrtpreceiver, "decoder_worker"),
-    (rtcdtlstransport.RtpRouter, "route_rtcp"),
-    (clock, "current_ntp_time"),
+# Every name of aiortc, aioice and asyncio that media/ uses outside their public API, or replaces
+# (per instance or process-wide): (owner, name, how it is checked). tests/unit/media/
+# test_hook_contract.py reads media/*.py and fails on such a use that is not listed here.
+#   "attr":     the module or class has it (a module global, a method, a class attribute);
+#   "instance": a freshly built instance has it (set in its __init__), see `_probe_instances`;
+#   "source":   aiortc sets it while running: a `_SOURCE_CONTRACT` entry reads the line that does.
+HOOKS: tuple[tuple[str, str, str], ...] = (
+    # process-wide replacements (engine.start) and module-level functions
+    ("aiortc.clock", "current_ntp_time", "attr"),
+    ("aiortc.rtcrtpsender", "asyncio", "attr"),
+    ("aiortc.rtcrtpreceiver", "asyncio", "attr"),
+    ("aiortc.rtcrtpreceiver", "decoder_worker", "attr"),
+    ("aioice.ice", "CONSENT_INTERVAL", "attr"),
+    ("aioice.ice", "CONSENT_FAILURES", "attr"),
+    ("aioice.ice", "get_host_addresses", "attr"),
+    # receive side
+    ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "receive", "attr"),
+    ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_handle_rtp_packet", "attr"),
+    ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_send_rtcp_pli", "attr"),
+    ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_run_rtcp", "attr"),
+    (
+        "aiortc.rtcrtpreceiver:RTCRtpReceiver",
+        "_RTCRtpReceiver__remote_bitrate_estimator",
+        "instance",
+    ),
+    ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_RTCRtpReceiver__decoder_queue", "instance"),
+    ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_RTCRtpReceiver__jitter_buffer", "instance"),
+    ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_RTCRtpReceiver__rtx_ssrc", "instance"),
+    ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_RTCRtpReceiver__decoder_thread", "instance"),
+    ("aiortc.rate:RemoteBitrateEstimator", "incoming_bitrate", "instance"),
+    ("aiortc.jitterbuffer:JitterBuffer", "add", "attr"),
+    ("aiortc.jitterbuffer:JitterBuffer", "remove", "attr"),
+    ("aiortc.jitterbuffer:JitterBuffer", "_remove_frame", "attr"),  # overridden
+    ("aiortc.jitterbuffer:JitterBuffer", "_packets", "instance"),
+    ("aiortc.jitterbuffer:JitterBuffer", "_origin", "instance"),
+    ("aiortc.jitterbuffer:JitterBuffer", "_capacity", "instance"),
+    ("aiortc.rtp:RtpPacket", "_data", "source"),
+    # send side
+    ("aiortc.rtcrtpsender:RTCRtpSender", "send", "attr"),
+    ("aiortc.rtcrtpsender:RTCRtpSender", "_send_keyframe", "attr"),
+    ("aiortc.rtcrtpsender:RTCRtpSender", "_handle_rtcp_packet", "attr"),
+    ("aiortc.rtcrtpsender:RTCRtpSender", "_retransmit", "attr"),
+    ("aiortc.rtcrtpsender:RTCRtpSender", "_run_rtcp", "attr"),
+    ("aiortc.rtcrtpsender:RTCRtpSender", "_ssrc", "instance"),
+    ("aiortc.rtcrtpsender:RTCRtpSender", "_rtx_ssrc", "instance"),
+    ("aiortc.rtcrtpsender:RTCRtpSender", "_RTCRtpSender__ntp_timestamp", "instance"),
+    ("aiortc.rtcrtpsender:RTCRtpSender", "_RTCRtpSender__rtp_timestamp", "instance"),
+    ("aiortc.rtcrtpsender:RTCRtpSender", "_RTCRtpSender__octet_count", "instance"),
+    ("aiortc.rtcrtpsender:RTCRtpSender", "_RTCRtpSender__packet_count", "instance"),
+    # transports
+    ("aiortc.rtcdtlstransport:RTCDtlsTransport", "start", "attr"),
+    ("aiortc.rtcdtlstransport:RTCDtlsTransport", "_send_rtp", "attr"),
+    ("aiortc.rtcdtlstransport:RTCDtlsTransport", "_recv_next", "attr"),
+    ("aiortc.rtcdtlstransport:RTCDtlsTransport", "_handle_rtp_data", "attr"),
+    ("aiortc.rtcdtlstransport:RTCDtlsTransport", "_handle_rtcp_data", "attr"),
+    ("aiortc.rtcdtlstransport:RTCDtlsTransport", "_rtp_router", "instance"),
+    ("aiortc.rtcdtlstransport:RTCDtlsTransport", "_state", "instance"),
+    ("aiortc.rtcdtlstransport:RTCDtlsTransport", "_rx_srtp", "instance"),
+    ("aiortc.rtcdtlstransport:RTCDtlsTransport", "_tx_srtp", "instance"),
+    ("aiortc.rtcdtlstransport:RtpRouter", "route_rtcp", "attr"),
+    ("aiortc.rtcdtlstransport:RtpRouter", "senders", "instance"),
+    ("aiortc.rtcicetransport:RTCIceTransport", "start", "attr"),
+    ("aiortc.rtcicetransport:RTCIceTransport", "_connection", "instance"),
+    ("aioice.ice:Connection", "data_received", "attr"),
+    ("aioice.ice:Connection", "sendto", "attr"),
+    ("aioice.ice:Connection", "_protocols", "instance"),
+    ("aioice.ice:Connection", "_nominated", "instance"),
+    ("aioice.ice:StunProtocol", "datagram_received", "attr"),
+    ("aioice.ice:StunProtocol", "send_data", "attr"),
+    # asyncio: DirectReceive resumes a handler that awaited a future, as a Task would
+    ("asyncio:Future", "_asyncio_future_blocking", "attr"),
 )
 
 # What the code does, read from its source: (what breaks, function, the lines it must contain).
@@ -91,18 +141,7 @@ _SOURCE_CONTRACT = (
         ],
     ),
     (
-        "RTCRtpReceiver.__init__ no longer sets the attributes Parley replaces",
-        lambda: rtcrtpreceiver.RTCRtpReceiver.__init__,
-        ["self.__" + name.split("__", 1)[1] for name in _RECEIVER_PRIVATE],
-    ),
-    (
-        "RTCRtpSender.__init__ no longer keeps the sender-report counters Parley updates",
-        lambda: rtcrtpsender.RTCRtpSender.__init__,
-        ["self.__" + name.split("__", 1)[1] for name in _SENDER_PRIVATE]
-        + ["self._ssrc = ", "self._rtx_ssrc = "],
-    ),
-    (
-        "RTCRtpSender no longer reports them in its sender reports",
+        "RTCRtpSender no longer reports its counters in its sender reports",
         lambda: rtcrtpsender.RTCRtpSender._run_rtcp,
         ["rtp_timestamp=self.__rtp_timestamp", "packet_count=self.__packet_count"],
     ),
@@ -166,6 +205,16 @@ _SOURCE_CONTRACT = (
         lambda: aioice.ice.StunProtocol.send_data,
         ["self.transport.sendto(data, addr)"],
     ),
+    (
+        "aioice's consent check no longer reads CONSENT_INTERVAL / CONSENT_FAILURES at run time",
+        lambda: aioice.Connection.query_consent,
+        ["CONSENT_INTERVAL * (", "failures >= CONSENT_FAILURES"],
+    ),
+    (
+        "aioice no longer finds its host addresses through get_host_addresses",
+        lambda: aioice.Connection.gather_candidates,
+        ["addresses = get_host_addresses("],
+    ),
 )
 
 
@@ -173,30 +222,118 @@ class AiortcIncompatible(RuntimeError):
     """aiortc's internals are not what this module was written against."""
 
 
-def check_aiortc() -> None:
-    """Refuse to run on an aiortc whose private hook points moved (raises AiortcIncompatible)."""
+def _resolve(owner: str) -> Any:
+    """ "package.module:Class" (or a module name) to the object; AttributeError if it moved."""
+    module, _, qualname = owner.partition(":")
+    target: Any = importlib.import_module(module)
+    for part in filter(None, qualname.split(".")):
+        target = getattr(target, part)
+    return target
+
+
+def _defines(target: Any, name: str) -> bool:
+    """A module has `name`, or a class or one of its bases *from the same package* defines it
+    (asyncio.DatagramProtocol's no-op `datagram_received` must not stand in for aioice's)."""
+    if not isinstance(target, type):
+        return hasattr(target, name)
+    package = target.__module__.split(".")[0]
+    return any(name in vars(k) for k in target.__mro__ if k.__module__.split(".")[0] == package)
+
+
+def _probe_instances() -> dict[str, Any]:
+    """Fresh, never started instances of the classes whose instance attributes are hooked.
+
+    Nothing is opened: no socket, no task, no thread (the certificate is the only cost, ~10 ms).
+    """
+    from aiortc.jitterbuffer import JitterBuffer as AiortcJitterBuffer
+    from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
+
+    ice = RTCIceTransport(RTCIceGatherer())
+    dtls = rtcdtlstransport.RTCDtlsTransport(
+        ice, [rtcdtlstransport.RTCCertificate.generateCertificate()]
+    )
+    return {
+        "aiortc.rtcrtpreceiver:RTCRtpReceiver": rtcrtpreceiver.RTCRtpReceiver("video", dtls),
+        "aiortc.rtcrtpsender:RTCRtpSender": rtcrtpsender.RTCRtpSender("video", dtls),
+        "aiortc.rate:RemoteBitrateEstimator": aiortc.rate.RemoteBitrateEstimator(),
+        "aiortc.jitterbuffer:JitterBuffer": AiortcJitterBuffer(capacity=16, is_video=True),
+        "aiortc.rtcdtlstransport:RTCDtlsTransport": dtls,
+        "aiortc.rtcdtlstransport:RtpRouter": rtcdtlstransport.RtpRouter(),
+        "aiortc.rtcicetransport:RTCIceTransport": ice,
+        "aioice.ice:Connection": aioice.Connection(ice_controlling=False),
+    }
+
+
+def _instances_on_a_loop() -> dict[str, Any]:
+    """`_probe_instances()`, on a loop of its own when none runs (aiortc's sender asks for the
+    current loop when built; engine.start runs on one, a synchronous caller may not)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return _probe_instances()
+
+    async def probe() -> dict[str, Any]:
+        return _probe_instances()
+
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(probe())
+    finally:
+        loop.close()
+
+
+def _problems() -> list[str]:
     problems = []
     if not aiortc.__version__.startswith(TESTED_AIORTC):
-        problems.append(f"aiortc {aiortc.__version__} (tested: {TESTED_AIORTC}*)")
+        problems.append(f"aiortc {aiortc.__version__} is untested (tested: {TESTED_AIORTC}*)")
     if not aioice.__version__.startswith(TESTED_AIOICE):
-        problems.append(f"aioice {aioice.__version__} (tested: {TESTED_AIOICE}*)")
-    for owner, name in _CLASS_PRIVATE:
-        if not hasattr(owner, name):
-            problems.append(f"{getattr(owner, '__name__', owner)}.{name} is missing")
+        problems.append(f"aioice {aioice.__version__} is untested (tested: {TESTED_AIOICE}*)")
+    instances = _instances_on_a_loop()
+    for owner, name, kind in HOOKS:
+        where = owner.replace(":", ".")
+        if kind == "attr":
+            try:
+                present = _defines(_resolve(owner), name)
+            except (ImportError, AttributeError):
+                present = False
+            if not present:
+                problems.append(f"{where}.{name} is missing")
+        elif kind == "instance" and not hasattr(instances[owner], name):
+            problems.append(f"{where} instances have no {name}")
     for problem, get, needles in _SOURCE_CONTRACT:
         try:
-            source = inspect.getsource(get())
-        except AttributeError:
-            problems.append(problem)
+            function = get()
+        except AttributeError as exc:
+            problems.append(f"{problem} ({exc})")
             continue
-        except (OSError, TypeError):
-            log.warning("aiortc source not installed: cannot check %s", problem.split(" ")[0])
+        try:
+            source = inspect.getsource(function)
+        except (OSError, TypeError) as exc:
+            # No source, no check: a hook that moved would then fail silently at run time.
+            name = getattr(function, "__qualname__", repr(function))
+            problems.append(f"cannot read the source of {name} to check it ({exc})")
             continue
-        if not all(n in source for n in needles):
-            problems.append(problem)
+        missing = [n for n in needles if n not in source]
+        if missing:
+            problems.append(f"{problem} (missing: {', '.join(missing)})")
+    return problems
+
+
+def check_aiortc() -> None:
+    """Refuse to run unless every hook in HOOKS and `_SOURCE_CONTRACT` is where this module
+    expects it (raises AiortcIncompatible naming what moved, also when the check cannot run)."""
+    versions = f"aiortc {aiortc.__version__}, aioice {aioice.__version__}"
+    try:
+        problems = _problems()
+    except Exception as exc:
+        raise AiortcIncompatible(
+            f"cannot check Parley's hooks into {versions}: {exc!r}; refusing to start"
+        ) from exc
     if problems:
         raise AiortcIncompatible(
-            "Parley's passthrough forwarding cannot hook this aiortc: " + "; ".join(problems)
+            f"Parley's passthrough forwarding cannot hook {versions}: " + "; ".join(problems)
         )
 
 
