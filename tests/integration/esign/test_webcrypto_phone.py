@@ -1,11 +1,18 @@
 """Interop with real WebCrypto: a headless Chromium holds the non-extractable P-256 key,
 proves possession, checks the ByteRange digest and signs the signed attributes; the server
 converts its P1363 signature, verifies and embeds it. (The full signing page is the web
-part's; this proves the cryptographic contract it relies on.)"""
+part's; this proves the cryptographic contract it relies on.)
+
+Without Chromium the test fails, never skips: a skipped interop test reads as a pass.
+``PARLEY_CHROMIUM`` names another browser binary.
+"""
 
 import base64
 import hashlib
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,12 +24,9 @@ from esign import pdfsign
 from esign.protocol import EnrolRequest, SignatureReply, b64d
 from tests.integration.esign.conftest import attestation, sign_turn
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed"),
-]
+CHROMIUM = Path(os.environ.get("PARLEY_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_PRESENT = CHROMIUM.exists()
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PAGE_JS = """
 <html><body><script>
@@ -63,6 +67,8 @@ def _message_digest(signed_attrs_b64: str) -> str:
 async def test_chromium_webcrypto_key_signs_the_agreement(make_ceremony, pki):
     from playwright.async_api import async_playwright
 
+    if not CHROMIUM_PRESENT:
+        pytest.fail(f"{CHROMIUM} is not installed: run scripts/test (it installs it when root)")
     ceremony = await make_ceremony()
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
@@ -125,3 +131,27 @@ async def test_chromium_webcrypto_key_signs_the_agreement(make_ceremony, pki):
     assert status.intact and status.valid and status.trusted
     await sign_turn(ceremony, "p-res")  # the Python phone continues after the browser
     assert ceremony.signed == ["Applicant1", "Respondent1"]
+
+
+def test_a_missing_chromium_fails_the_test_instead_of_skipping_it(tmp_path):
+    env = {**os.environ, "PARLEY_CHROMIUM": str(tmp_path / "no-chromium")}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            __file__,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "test_chromium_webcrypto_key_signs_the_agreement",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[3],
+        timeout=120,
+    )
+    assert "1 failed" in out.stdout and "skipped" not in out.stdout, out.stdout + out.stderr
+    assert "no-chromium is not installed" in out.stdout

@@ -2,7 +2,9 @@
 
 For each combination a fresh, fully populated session is prepared so that the command is valid
 for *some* role; then the role under test issues it. Allowed roles succeed; every other role
-gets ``forbidden`` and the ledger does not move.
+gets ``forbidden`` and the ledger does not move. This proves the service enforces the policy; that
+the mediation policy itself is right is checked against a table written by hand in
+``test_permissions_table.py``.
 """
 
 from __future__ import annotations
