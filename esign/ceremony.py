@@ -7,6 +7,12 @@ replaced only after a signature was verified, embedded and re-validated.
 
 Each step returns the ledger events it wants recorded, as `{"type": ..., "data": {...}}`
 dicts; the session layer appends them to its ledger. This module knows nothing of rooms.
+The steps that change the PDF also come as ``stage_*``: they compute the new revision and
+stage it on disk (``esign.pdfstore``) but change nothing until the caller, having appended
+the events, calls ``Step.promote``; the plain methods stage and promote at once.
+
+pyHanko's rendering, signing and validation are CPU-bound and run in a worker thread
+(``_off_loop``), so the server's event loop keeps forwarding media during a step.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from cryptography import x509
@@ -30,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.timestamps.api import TimeStamper
 
-from esign import pdfsign
+from esign import pdfsign, pdfstore
 from esign.agreement import (
     Agreement,
     Supersedes,
@@ -68,6 +75,36 @@ def _event(kind: str, **data) -> Event:
     return {"type": kind, "data": data}
 
 
+async def _off_loop(work: Callable[[], Any]) -> Any:
+    """Run the coroutine function ``work`` in a worker thread, on that thread's own event
+    loop. The timestamper is called there too: it must not be bound to the server's loop
+    (the local authority and pyHanko's ``HTTPTimeStamper`` are not)."""
+    return await asyncio.to_thread(lambda: asyncio.run(work()))
+
+
+@dataclasses.dataclass
+class Step:
+    """A computed step: its events, its new revision staged on disk (or none), its result.
+
+    The caller appends ``events`` to the ledger and then calls ``promote`` with no await in
+    between; if the ledger refuses them, ``discard``. Until ``promote`` the ceremony and the
+    current PDF are unchanged."""
+
+    events: list[Event]
+    staged: Path | None
+    path: Path | None
+    apply: Callable[[], None]
+    result: Any = None
+
+    def promote(self) -> None:
+        if self.staged is not None:
+            pdfstore.promote(self.staged, self.path)
+        self.apply()
+
+    def discard(self) -> None:
+        pdfstore.discard(self.staged)
+
+
 def p1363_to_der(raw: bytes) -> bytes:
     """WebCrypto's 64-byte r||s as the DER ECDSA-Sig-Value that CMS needs (RFC 5753)."""
     if len(raw) != 64:
@@ -91,6 +128,11 @@ class _Pending:
     prepared: pdfsign.PreparedSignature
     expires: dt.datetime
     ledger_head: str
+
+
+def _promoted(step: Step) -> Step:
+    step.promote()
+    return step
 
 
 class SignatureCeremony:
@@ -123,19 +165,15 @@ class SignatureCeremony:
     @property
     def path(self) -> Path:
         assert self.agreement is not None
-        return self.store_dir / f"{self.agreement.case_no}-v{self.agreement.version}.pdf"
+        return self._path_of(self.agreement)
+
+    def _path_of(self, agreement: Agreement) -> Path:
+        return self.store_dir / f"{agreement.case_no}-v{agreement.version}.pdf"
 
     @property
     def pdf(self) -> bytes:
         """The current revision (what every participant may download)."""
         return self.path.read_bytes()
-
-    def _store(self, pdf: bytes) -> str:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(pdf)
-        os.replace(tmp, self.path)
-        self._pdf_sha256 = hashlib.sha256(pdf).hexdigest()
-        return self._pdf_sha256
 
     @property
     def order(self) -> list[tuple[str, str]]:
@@ -182,7 +220,8 @@ class SignatureCeremony:
             ceremony._used_certs.append(x509.load_der_x509_certificate(sig.signer_cert.dump()))
         sealed = bool(fields) and fields[-1] == SEAL_FIELD
         ceremony.signed = fields[1:-1] if sealed else fields[1:]
-        await pdfsign.check_document(pdf, pki.root, ceremony.signed, ceremony.clock(), sealed)
+        signed, now = ceremony.signed, ceremony.clock()
+        await _off_loop(lambda: pdfsign.check_document(pdf, pki.root, signed, now, sealed))
         if sealed:
             ceremony.status = "sealed"
         else:
@@ -195,42 +234,63 @@ class SignatureCeremony:
 
     async def freeze(self, agreement: Agreement) -> list[Event]:
         """Render and certify version 1 (or the next version, via `supersede`)."""
+        return _promoted(await self.stage_freeze(agreement)).events
+
+    async def stage_freeze(self, agreement: Agreement) -> Step:
         async with self._lock:
             if self.status != "new":
                 raise EsignError("already_frozen", "this ceremony already has an agreement")
-            return await self._freeze(agreement)
+            return await self._stage_freeze(agreement, [])
 
-    async def _freeze(self, agreement: Agreement) -> list[Event]:
+    async def _stage_freeze(self, agreement: Agreement, first: list[Event]) -> Step:
         check_policy(agreement)
-        self.store_dir.mkdir(parents=True, exist_ok=True)
-        rendered = await asyncio.to_thread(render_agreement_pdf, agreement)
-        seal = self._seal_certificate()
-        certified = await pdfsign.certify(
-            rendered,
-            seal_cert=seal,
-            seal_key=self.pki.seal_key,
-            chain=[self.pki.signer_ca, self.pki.root],
-            timestamper=self.timestamper,
-            reason=f"Frozen agreement {agreement.case_no} v{agreement.version}",
-        )
-        self.agreement = agreement
-        self.status = "signing"
-        self.signed = []
-        self._pending.clear()
-        digest = self._store(certified)
-        return [
+        path = self._path_of(agreement)
+        seal, key, chain = self._seal_certificate(), self.pki.seal_key, self._chain()
+        reason = f"Frozen agreement {agreement.case_no} v{agreement.version}"
+
+        async def work():
+            rendered = render_agreement_pdf(agreement)
+            certified = await pdfsign.certify(
+                rendered,
+                seal_cert=seal,
+                seal_key=key,
+                chain=chain,
+                timestamper=self.timestamper,
+                reason=reason,
+            )
+            return rendered, certified, pdfstore.stage(path, certified)
+
+        rendered, certified, staged = await _off_loop(work)
+        digest = pdfstore.sha256(certified)
+
+        def apply() -> None:
+            self.agreement = agreement
+            self.status = "signing"
+            self.signed = []
+            self._pending.clear()
+            self._pdf_sha256 = digest
+
+        events = [
+            *first,
             _event(
                 "agreement.frozen",
                 case_no=agreement.case_no,
                 version=agreement.version,
                 fingerprint=fingerprint(agreement),
-                rendered_sha256=hashlib.sha256(rendered).hexdigest(),
+                rendered_sha256=pdfstore.sha256(rendered),
             ),
             _event("agreement.certified", version=agreement.version, pdf_sha256=digest),
         ]
+        return Step(events, staged, path, apply)
+
+    def _chain(self) -> list[x509.Certificate]:
+        return [self.pki.signer_ca, self.pki.root]
 
     async def supersede(self, agreement: Agreement) -> list[Event]:
         """An edit after freeze: version N+1; signatures on version N are void."""
+        return _promoted(await self.stage_supersede(agreement)).events
+
+    async def stage_supersede(self, agreement: Agreement) -> Step:
         async with self._lock:
             old = self._require_agreement()
             if self.status == "sealed":
@@ -248,7 +308,7 @@ class SignatureCeremony:
                 new_version=agreement.version,
                 discarded_signatures=discarded,
             )
-            return [event, *await self._freeze(agreement)]
+            return await self._stage_freeze(agreement, [event])
 
     # --- enrolment --------------------------------------------------------------------------
 
@@ -386,22 +446,30 @@ class SignatureCeremony:
                 raise EsignError("not_your_turn", "another signer is next")
             field = nxt[1]
             cert = self._usable_cert(participant_id)
-            current = self.pdf
-            await pdfsign.check_document(current, self.pki.root, self.signed, self.clock())
-            if hashlib.sha256(current).hexdigest() != self._pdf_sha256:
-                raise EsignError("document_modified", "stored PDF differs from the last revision")
+            path, signed, now, chain = self.path, list(self.signed), self.clock(), self._chain()
+
+            async def work():
+                current = path.read_bytes()
+                await pdfsign.check_document(current, self.pki.root, signed, now)
+                if pdfstore.sha256(current) != self._pdf_sha256:
+                    raise EsignError(
+                        "document_modified", "stored PDF differs from the last revision"
+                    )
+                prepared = await pdfsign.prepare_signature(
+                    current,
+                    field_name=field,
+                    cert=cert,
+                    chain=chain,
+                    reason=f"Signed {agreement.case_no} v{agreement.version}; ledger {ledger_head}",
+                    location="Parley mediation session",
+                    timestamper=self.timestamper,
+                )
+                return current, prepared
+
+            current, prepared = await _off_loop(work)
             for token, pending in list(self._pending.items()):
                 if pending.participant_id == participant_id:  # the phone asked again
                     del self._pending[token]
-            prepared = await pdfsign.prepare_signature(
-                current,
-                field_name=field,
-                cert=cert,
-                chain=[self.pki.signer_ca, self.pki.root],
-                reason=f"Signed {agreement.case_no} v{agreement.version}; ledger {ledger_head}",
-                location="Parley mediation session",
-                timestamper=self.timestamper,
-            )
             token = secrets.token_urlsafe(24)
             expires = self.clock() + PREPARE_TTL
             self._pending[token] = _Pending(participant_id, field, prepared, expires, ledger_head)
@@ -434,6 +502,10 @@ class SignatureCeremony:
 
     async def finish(self, reply: SignatureReply) -> tuple[Receipt, list[Event]]:
         """Verify the phone's raw signature against *this* request, then embed it."""
+        step = _promoted(await self.stage_finish(reply))
+        return step.result, step.events
+
+    async def stage_finish(self, reply: SignatureReply) -> Step:
         async with self._lock:
             agreement = self._require_agreement()
             expired = self._drop_expired()
@@ -453,15 +525,23 @@ class SignatureCeremony:
                 raise EsignError(
                     "bad_signature", "signature does not match this request's attributes"
                 ) from exc
-            signed = await pdfsign.finish_signature(pending.prepared, der, self.timestamper)
-            await pdfsign.check_document(
-                signed, self.pki.root, [*self.signed, pending.field_name], self.clock()
-            )
-            del self._pending[reply.token]
-            digest = self._store(signed)
-            self.signed.append(pending.field_name)
-            if self._next_signer() is None:
-                self.status = "complete"
+            path, fields, moment = self.path, [*self.signed, pending.field_name], self.clock()
+
+            async def work():
+                signed = await pdfsign.finish_signature(pending.prepared, der, self.timestamper)
+                await pdfsign.check_document(signed, self.pki.root, fields, moment)
+                return signed, pdfstore.stage(path, signed)
+
+            signed, staged = await _off_loop(work)
+            digest = pdfstore.sha256(signed)
+
+            def apply() -> None:
+                self._pending.pop(reply.token, None)
+                self.signed.append(pending.field_name)
+                if self._next_signer() is None:
+                    self.status = "complete"
+                self._pdf_sha256 = digest
+
             now = self.clock().isoformat()
             receipt = Receipt(
                 type="esign.receipt",
@@ -482,14 +562,17 @@ class SignatureCeremony:
                 cert_sha256=cert_sha256(cert),
                 ledger_head=pending.ledger_head,
             )
-            return receipt, [*expired, event]
+            return Step([*expired, event], staged, path, apply, receipt)
 
     async def decline(self, request: DeclineRequest) -> list[Event]:
         """A signer refuses: this version can no longer complete; signatures so far stay."""
+        return _promoted(await self.stage_decline(request)).events
+
+    async def stage_decline(self, request: DeclineRequest) -> Step:
         async with self._lock:
             return self._decline(request)
 
-    def _decline(self, request: DeclineRequest) -> list[Event]:
+    def _decline(self, request: DeclineRequest) -> Step:
         agreement = self._require_agreement()
         if signer_role(agreement, request.participant_id) is None:
             raise EsignError("not_a_signer", "this participant does not sign this agreement")
@@ -498,17 +581,19 @@ class SignatureCeremony:
         field = next(f for p, f in self.order if p == request.participant_id)
         if field in self.signed:
             raise EsignError("already_signed", "a signer who signed cannot decline this version")
-        self._pending.clear()
-        self.status = "declined"
-        return [
-            _event(
-                "signature.declined",
-                participant_id=request.participant_id,
-                version=agreement.version,
-                reason=request.reason,
-                signed_before=list(self.signed),
-            )
-        ]
+
+        def apply() -> None:
+            self._pending.clear()
+            self.status = "declined"
+
+        event = _event(
+            "signature.declined",
+            participant_id=request.participant_id,
+            version=agreement.version,
+            reason=request.reason,
+            signed_before=list(self.signed),
+        )
+        return Step([event], None, None, apply)
 
     async def cancel(self, participant_id: str, reason: str = "phone_gone") -> list[Event]:
         """Drop an open signature request (the phone vanished); the PDF is unchanged."""
@@ -527,40 +612,51 @@ class SignatureCeremony:
 
     async def seal(self) -> list[Event]:
         """Organisation seal, revocation data for every certificate, document timestamp."""
+        return _promoted(await self.stage_seal()).events
+
+    async def stage_seal(self) -> Step:
         async with self._lock:
             agreement = self._require_agreement()
             if self.status != "complete":
                 raise EsignError("not_complete", f"agreement is {self.status}")
-            current = self.pdf
-            await pdfsign.check_document(current, self.pki.root, self.signed, self.clock())
             seal = self._seal_certificate()
-            now = self.clock()
-            certs = [*self._used_certs, self.pki.signer_ca, self.pki.tsa_cert]
+            now, path, signed, pki = self.clock(), self.path, list(self.signed), self.pki
+            certs = [*self._used_certs, pki.signer_ca, pki.tsa_cert]
             unique = {cert_sha256(c): c for c in certs}
-            ocsps = [self.pki.ocsp_response(c, now) for c in unique.values()]
-            crls = [self.pki.crl(self.pki.root, now), self.pki.crl(self.pki.signer_ca, now)]
-            sealed = await pdfsign.seal_and_close(
-                current,
-                seal_cert=seal,
-                seal_key=self.pki.seal_key,
-                chain=[self.pki.signer_ca, self.pki.root],
-                timestamper=self.timestamper,
-                revocation=(ocsps, crls),
-                all_certs=[*unique.values(), self.pki.root],
-                reason=f"Sealed by {agreement.organisation}",
-            )
-            await pdfsign.check_document(sealed, self.pki.root, self.signed, now, sealed=True)
-            digest = self._store(sealed)
-            self.status = "sealed"
-            return [
-                _event(
-                    "agreement.sealed",
-                    version=agreement.version,
-                    pdf_sha256=digest,
-                    seal_cert_sha256=cert_sha256(seal),
-                    signatures=list(self.signed),
+
+            async def work():
+                current = path.read_bytes()
+                await pdfsign.check_document(current, pki.root, signed, now)
+                ocsps = [pki.ocsp_response(c, now) for c in unique.values()]
+                crls = [pki.crl(pki.root, now), pki.crl(pki.signer_ca, now)]
+                sealed = await pdfsign.seal_and_close(
+                    current,
+                    seal_cert=seal,
+                    seal_key=pki.seal_key,
+                    chain=self._chain(),
+                    timestamper=self.timestamper,
+                    revocation=(ocsps, crls),
+                    all_certs=[*unique.values(), pki.root],
+                    reason=f"Sealed by {agreement.organisation}",
                 )
-            ]
+                await pdfsign.check_document(sealed, pki.root, signed, now, sealed=True)
+                return sealed, pdfstore.stage(path, sealed)
+
+            sealed, staged = await _off_loop(work)
+            digest = pdfstore.sha256(sealed)
+
+            def apply() -> None:
+                self.status = "sealed"
+                self._pdf_sha256 = digest
+
+            event = _event(
+                "agreement.sealed",
+                version=agreement.version,
+                pdf_sha256=digest,
+                seal_cert_sha256=cert_sha256(seal),
+                signatures=signed,
+            )
+            return Step([event], staged, path, apply)
 
     def certificates(self) -> list[x509.Certificate]:
         """Every certificate this ceremony issued or used (for the evidence bundle)."""
