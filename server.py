@@ -503,6 +503,11 @@ def main(argv: list[str] | None = None) -> int:
     if config.event_loop not in EVENT_LOOPS:
         print(f"bad_config: event_loop must be one of {', '.join(EVENT_LOOPS)}", file=sys.stderr)
         return 2
+    try:
+        parse_proxies(config.trusted_proxies)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     started = time.monotonic()
     try:
         run_event_loop(serve(config), config.event_loop)

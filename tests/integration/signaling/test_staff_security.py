@@ -10,6 +10,8 @@ import os
 import re
 import sqlite3
 import stat
+import subprocess
+import sys
 
 import aiohttp
 import pytest
@@ -19,6 +21,7 @@ from rooms.accounts import LOCK_AFTER
 from server import Config, create_app
 from signaling.staff import ACCOUNTS
 from signaling.tls import ensure_self_signed
+from tests.support.server_proc import ROOT
 
 PASSWORD = "correct horse battery"
 PROXY = "127.0.0.1"  # loopback clients bound to 127.0.0.2 stand for "another address"
@@ -251,3 +254,11 @@ async def test_every_page_carries_the_security_headers(serve):
                 assert h.get("X-Content-Type-Options") == "nosniff", path
                 assert h.get("Referrer-Policy") == "no-referrer", path
                 assert "Strict-Transport-Security" not in h, path  # plain HTTP: no HSTS
+
+
+def test_the_command_line_refuses_a_bad_trusted_proxy_with_a_clear_code(tmp_path):
+    env = {"PARLEY_TRUSTED_PROXIES": "10.0.0.1,proxy.local", "PATH": "/usr/bin:/bin"}
+    cmd = [sys.executable, str(ROOT / "server.py"), "serve", "--data-dir", str(tmp_path)]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "bad_config: trusted_proxies" in done.stderr
+    assert "Traceback" not in done.stderr
