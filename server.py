@@ -37,6 +37,7 @@ from signaling.console import Console
 from signaling.documents import Documents
 from signaling.headers import forwarded, parse_proxies, security_headers
 from signaling.http import METRICS_REGISTRY, routes
+from signaling.messages import StrictJson
 from signaling.namespace import NAMESPACE, ParleyNamespace
 from signaling.otp import OneTimeCodes, SmtpNotifier
 from signaling.tls import ensure_self_signed, server_context
@@ -141,6 +142,7 @@ def create_app(config: Config) -> web.Application:
         max_http_buffer_size=64 * 1024,
         ping_interval=5,
         ping_timeout=10,
+        json=StrictJson,  # NaN/Infinity are not JSON: refused with a code, not read as null
     )
 
     async def emit(event, data, sid):

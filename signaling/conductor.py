@@ -3,6 +3,10 @@
 rooms/ decides (events, state, the media plan); media/ forwards; the conductor only carries the
 result across: it reconciles forwarding with ``plan(state)`` and pushes each participant the view
 of the session it is allowed to see. It holds no policy of its own.
+
+Participant ids are unique within their session only, so everything that spans sessions is keyed
+by (session, participant): the live sockets here, and the media engine's peers through
+``media_key`` (media knows nothing of sessions; the conductor translates on the way in and out).
 """
 
 from __future__ import annotations
@@ -10,17 +14,39 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from rooms.commands import decode_command
 from rooms.errors import CommandError
-from rooms.plan import Edge, plan
+from rooms.plan import plan
 from rooms.state import GONE
 
 log = logging.getLogger("parley.conductor")
 
 Emit = Callable[[str, Any, str], Awaitable[None]]  # (event, data, sid)
 Kick = Callable[[str], Awaitable[None]]  # disconnect a socket by sid
+Key = tuple[str, str]  # (session id, participant id)
+
+
+def media_key(session_id: str, participant_id: str) -> str:
+    """The media engine's name for a participant: unique across the sessions of this node."""
+    return f"{session_id}/{participant_id}"
+
+
+def split_media_key(key: str) -> Key:
+    session_id, _, participant_id = key.partition("/")
+    return session_id, participant_id
+
+
+class MediaEdge(NamedTuple):
+    publisher: str
+    subscriber: str
+    kind: str
+
+
+class Binding(NamedTuple):
+    sid: str
+    gen: int  # the invitation generation the socket connected with
 
 
 class Conductor:
@@ -29,62 +55,85 @@ class Conductor:
         self._engine = engine
         self._emit = emit
         self._kick = kick
-        self._plans: dict[str, frozenset[Edge]] = {}
-        self._sids: dict[str, str] = {}  # participant id -> socket id of its live connection
+        self._plans: dict[str, frozenset[MediaEdge]] = {}
+        self._sids: dict[Key, Binding] = {}  # (session, participant) -> its live socket
         self._tasks: set[asyncio.Task] = set()
         service.subscribe(self._on_events)
 
     # -- connections --------------------------------------------------------------------------
-    def bind(self, participant_id: str, sid: str) -> str | None:
+    def bind(self, session_id: str, participant_id: str, sid: str, gen: int) -> str | None:
         """Record the live socket of a participant; returns the socket it replaces, if any."""
-        old = self._sids.get(participant_id)
-        self._sids[participant_id] = sid
-        return old if old != sid else None
+        old = self._sids.get((session_id, participant_id))
+        self._sids[(session_id, participant_id)] = Binding(sid, gen)
+        return old.sid if old is not None and old.sid != sid else None
 
-    def unbind(self, participant_id: str, sid: str) -> bool:
-        """Forget a socket; False when a newer socket already replaced it."""
-        if self._sids.get(participant_id) != sid:
+    def unbind(self, session_id: str, participant_id: str, sid: str) -> bool:
+        """Forget a socket; False when a newer socket already replaced it (or it was closed)."""
+        if self.sid_of(session_id, participant_id) != sid:
             return False
-        del self._sids[participant_id]
+        del self._sids[(session_id, participant_id)]
         return True
 
-    def sid_of(self, participant_id: str) -> str | None:
-        return self._sids.get(participant_id)
+    def sid_of(self, session_id: str, participant_id: str) -> str | None:
+        bound = self._sids.get((session_id, participant_id))
+        return bound.sid if bound is not None else None
+
+    # -- media, keyed by session --------------------------------------------------------------
+    async def accept_offer(self, session_id: str, participant_id: str, sdp: str) -> str:
+        return await self._engine.accept_offer(media_key(session_id, participant_id), sdp)
+
+    async def close_peer(self, session_id: str, participant_id: str, reason: str) -> None:
+        await self._engine.close_peer(media_key(session_id, participant_id), reason)
+
+    def set_video_paused(self, session_id: str, participant_id: str, paused: bool) -> None:
+        self._engine.set_video_paused(media_key(session_id, participant_id), paused)
+
+    def slot_map(self, session_id: str, participant_id: str) -> list[dict]:
+        return _local(self._engine.slot_map(media_key(session_id, participant_id)))
 
     # -- event fan-out ------------------------------------------------------------------------
     def _on_events(self, state, events) -> None:
-        self._plans[state.id] = plan(state)
+        self._plans[state.id] = frozenset(
+            MediaEdge(media_key(state.id, e.publisher), media_key(state.id, e.subscriber), e.kind)
+            for e in plan(state)
+        )
         self.reconcile()
         for pid, person in list(state.participants.items()):
-            sid = self._sids.get(pid)
-            if sid is None:
+            bound = self._sids.get((state.id, pid))
+            if bound is None:
                 continue
-            self._send("state", state.view_for(pid), sid)
-            reason = "ended" if state.ended else person.space if person.space in GONE else None
-            if reason:  # removed, left, or the session is over: close their connections
-                self._sids.pop(pid, None)
-                self._spawn(self._close(pid, sid, reason))
+            self._send("state", state.view_for(pid), bound.sid)
+            reason = _closing_reason(state, person, bound)
+            if reason:  # removed, left, link revoked, or the session is over: close at once
+                del self._sids[(state.id, pid)]
+                self._spawn(self._close(state.id, pid, bound.sid, reason))
 
-    async def _close(self, pid: str, sid: str, reason: str) -> None:
-        await self._engine.close_peer(pid, reason)
-        await self._emit("error", {"code": reason, "message": f"session {reason}"}, sid)
+    async def _close(self, session_id: str, pid: str, sid: str, reason: str) -> None:
+        await self.close_peer(session_id, pid, reason)
+        await self._emit("error", {"code": reason, "message": _CLOSING[reason]}, sid)
         if self._kick is not None:
             await self._kick(sid)
+        if reason == "token_revoked":  # the participant is still in the session, offline now
+            lost = {"type": "disconnect", "participant": pid, "reason": "transport_lost"}
+            try:
+                self._service.execute(session_id, "system", decode_command(lost))
+            except CommandError as exc:
+                log.info("disconnect after revocation not applied: %s", exc.code)
 
     def reconcile(self) -> None:
-        edges: set[Edge] = set()
+        edges: set[MediaEdge] = set()
         for session_plan in self._plans.values():
             edges |= session_plan
         self._engine.apply_plan(edges)
 
     # -- media callbacks ----------------------------------------------------------------------
-    def on_slots(self, participant_id: str, slots: list[dict]) -> None:
-        sid = self._sids.get(participant_id)
+    def on_slots(self, key: str, slots: list[dict]) -> None:
+        sid = self.sid_of(*split_media_key(key))
         if sid is not None:
-            self._send("slots", {"slots": slots}, sid)
+            self._send("slots", {"slots": _local(slots)}, sid)
 
-    def on_hint(self, participant_id: str, hint: dict) -> None:
-        sid = self._sids.get(participant_id)
+    def on_hint(self, key: str, hint: dict) -> None:
+        sid = self.sid_of(*split_media_key(key))
         if sid is not None:
             self._send("hint", hint, sid)
 
@@ -124,13 +173,44 @@ class Conductor:
     def _send_quality(self, state) -> None:
         """Every two seconds, each connected host gets everyone's link quality (not ledgered:
         it changes all the time and is nobody's action)."""
-        hosts = [p for p in state.hosts() if p.id in self._sids]
+        hosts = [sid for p in state.hosts() if (sid := self.sid_of(state.id, p.id))]
         if not hosts:
             return
-        quality = {pid: q for pid in state.participants if (q := self._engine.quality(pid))}
-        for host in hosts:
-            self._send("quality", quality, self._sids[host.id])
+        quality = {
+            pid: q
+            for pid in state.participants
+            if (q := self._engine.quality(media_key(state.id, pid)))
+        }
+        for sid in hosts:
+            self._send("quality", quality, sid)
 
     async def drain(self) -> None:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+_CLOSING = {
+    "ended": "session ended",
+    "removed": "session removed",
+    "left": "session left",
+    "token_revoked": "this invitation link was replaced by a newer one",
+}
+
+
+def _closing_reason(state, person, bound: Binding) -> str | None:
+    """Why a bound socket must close now, or None while it may stay."""
+    if state.ended:
+        return "ended"
+    if person.space in GONE:
+        return person.space
+    if bound.gen < person.invitation_gen:
+        return "token_revoked"
+    return None
+
+
+def _local(slots: list[dict]) -> list[dict]:
+    """A slot map as the phone knows it: publishers by their participant id in the session."""
+    return [
+        {**s, "participant": split_media_key(s["participant"])[1] if s["participant"] else None}
+        for s in slots
+    ]

@@ -4,10 +4,15 @@ Every client event carries ``v`` (protocol version). Unknown fields, wrong types
 values are rejected by msgspec before any handler runs; the client gets an ``ErrorReply`` with a
 stable ``code`` and nothing is applied. Server -> client payloads are plain dicts built by the
 namespace and documented in docs/protocol.md.
+
+What JSON itself lets through is refused here too: the constants ``NaN`` and ``Infinity`` (not
+JSON, but Python's parser reads them and they would become ``null``) and lone UTF-16 surrogates
+(valid JSON escapes that are not text).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -100,6 +105,29 @@ class BadMessage(Exception):
         self.message = message
 
 
+class _NotJson:
+    """What a JSON constant (``NaN``, ``Infinity``) parses to: a value no message accepts."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class StrictJson:
+    """The ``json`` module python-socketio parses packets with (``AsyncServer(json=...)``).
+
+    Parsing never fails on a constant, so the client still gets its acknowledgement: the
+    constant becomes a ``_NotJson`` that ``decode`` refuses with ``invalid_message``."""
+
+    dumps = staticmethod(json.dumps)
+
+    @staticmethod
+    def loads(text, **kwargs):
+        return json.loads(text, parse_constant=_NotJson, **kwargs)
+
+
 def decode(kind: type[Message], payload: object, *, max_bytes: int = MAX_SDP_BYTES + 1024):
     """Validate a socket.io payload (already JSON-decoded) into ``kind``."""
     if not isinstance(payload, dict):
@@ -107,7 +135,11 @@ def decode(kind: type[Message], payload: object, *, max_bytes: int = MAX_SDP_BYT
     try:
         raw = msgspec.json.encode(payload)
     except (TypeError, msgspec.EncodeError):
-        raise BadMessage("invalid_message", "payload is not JSON") from None
+        raise BadMessage("invalid_message", "payload is not JSON (no NaN or Infinity)") from None
+    except UnicodeEncodeError:
+        raise BadMessage(
+            "invalid_message", "text must not contain lone UTF-16 surrogates"
+        ) from None
     if len(raw) > max_bytes:
         raise BadMessage("too_large", f"message larger than {max_bytes} bytes")
     try:

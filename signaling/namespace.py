@@ -1,9 +1,11 @@
 """The ``/parley`` socket.io namespace: authenticate, validate, hand over, answer.
 
 Thin on purpose: a connection is accepted only with a valid invitation token; every event is
-rate-limited and decoded into a typed message; domain commands go to rooms/ (which checks the
-permission), SDP goes to media/. Every reply is ``{"ok": true, ...}`` or
-``{"ok": false, "error": {"code", "message"}}`` (see docs/protocol.md).
+rate-limited, re-checked against the session's records (a link revoked or a participant removed
+a moment ago is refused at once) and decoded into a typed message; domain commands go to rooms/
+(which checks the permission), SDP goes to media/ through the conductor. Every reply is
+``{"ok": true, ...}`` or ``{"ok": false, "error": {"code", "message"}}`` (see docs/protocol.md).
+One participant has one live socket: a newer connection replaces the older one.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from esign.errors import EsignError
 from media.engine import MediaError
 from rooms.commands import SERVER_ONLY, decode_command
 from rooms.errors import CommandError
-from rooms.state import GONE
 from signaling import messages as m
+from signaling.bearer import live_participant
 from signaling.otp import OtpError
 from signaling.ratelimit import RateLimiter
 from signaling.tokens import Invitation, TokenError, TokenSigner
@@ -26,6 +28,7 @@ from signaling.tokens import Invitation, TokenError, TokenSigner
 log = logging.getLogger("parley.signaling")
 
 NAMESPACE = "/parley"
+RESERVED_EVENTS = frozenset({"connect", "disconnect"})
 
 
 def _refusal(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
@@ -69,36 +72,18 @@ class ParleyNamespace(socketio.AsyncNamespace):
         try:
             inv = self._signer.verify(token)
             state = self._service.state(inv.session)
+            person = live_participant(state, inv)
         except TokenError as exc:
             raise _refusal(exc.code, exc.message) from None
         except CommandError as exc:
             code = "session_not_found" if exc.code == "not_found" else exc.code
             raise _refusal(code, exc.message) from None
-        person = state.participants.get(inv.participant)
-        refusal = None
-        if person is None:
-            refusal = ("participant_not_found", "this invitation names nobody in the session")
-        elif state.ended:
-            refusal = ("session_ended", "this session has ended")
-        elif person.space in GONE:
-            refusal = ("participant_gone", "you have left this session")
-        elif inv.gen < person.invitation_gen:
-            refusal = ("token_revoked", "this invitation link was replaced by a newer one")
-        elif inv.role != person.role:
-            refusal = ("token_invalid", "this invitation does not match the session's records")
-        if refusal:
-            raise _refusal(*refusal)
         self._who[sid] = (inv.session, inv.participant, inv.role)
         self._inv[sid] = inv
         self._limits[sid] = RateLimiter()
-        replaced = self._conductor.bind(inv.participant, sid)
+        replaced = self._conductor.bind(inv.session, inv.participant, sid, inv.gen)
         if replaced is not None:
-            await self.emit(
-                "error",
-                {"code": "replaced", "message": "you joined from another window"},
-                to=replaced,
-            )
-            await self.disconnect(replaced)
+            await self._replace(replaced)
         await self.emit(
             "welcome",
             {
@@ -106,48 +91,60 @@ class ParleyNamespace(socketio.AsyncNamespace):
                 "participant": inv.participant,
                 "role": inv.role,
                 "slots": self._slots_for(state),
-                "consents": {
-                    "required": list(state.policy.admission_consents.get(person.role, ())),
-                    "optional": ["recording"]
-                    if state.policy.recording == "consent_gated"
-                    and person.role not in state.policy.staff_roles
-                    else [],
-                },
+                "consents": state.policy.consents_for(person.role),
                 "session": state.view_for(inv.participant),
             },
             to=sid,
         )
+        # A socket still connecting cannot be disconnected (python-socketio ignores it), so a
+        # connection that was replaced or revoked while this handler waited refuses itself here,
+        # after the last await: nothing runs between this check and the connection's completion.
+        refusal = self._still_live(sid)
+        if refusal is not None:
+            self._forget(sid)
+            raise _refusal(*refusal)
         log.info(
             "participant connected", extra={"session": inv.session, "participant": inv.participant}
         )
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        who = self._who.pop(sid, None)
-        self._limits.pop(sid, None)
-        self._inv.pop(sid, None)
+        who = self._forget(sid)
         if who is None:
             return
         session_id, pid, _ = who
-        if not self._conductor.unbind(pid, sid):
-            return  # a newer connection of the same participant took over
+        if not self._conductor.unbind(session_id, pid, sid):
+            return  # a newer connection of the same participant took over, or it was closed
         if self._desk is not None:
             await self._desk.phone_gone(session_id, pid)
-        await self._engine.close_peer(pid, "socket closed")
+        await self._conductor.close_peer(session_id, pid, "socket closed")
         self._system(
             session_id, {"type": "disconnect", "participant": pid, "reason": "transport_lost"}
         )
 
-    async def trigger_event(self, event: str, *args):
-        """Route known events; every other event name gets a clear error, not silence."""
-        if event in ("connect", "disconnect"):
-            return await super().trigger_event(event, *args)
+    async def trigger_event(self, event: Any, *args):
+        """Route known events; every other event name gets a clear error, not silence.
+
+        ``connect`` and ``disconnect`` reach the handlers only when the server itself raises
+        them (the socket is still connecting, or already disconnecting); a client that sends
+        them as events gets ``unknown_event``."""
         sid = args[0] if args else None
+        if not isinstance(event, str):
+            return _error("invalid_message", "an event name must be a string")
+        if event in RESERVED_EVENTS:
+            if self._lifecycle(event, sid):
+                return await super().trigger_event(event, *args)
+            return _error("unknown_event", f"{event!r} is not an event a client may send")
         if sid not in self._who:
             return _error("not_authenticated", "connect with an invitation token first")
         if not self._limits[sid].allow():
             if self._limits[sid].refused > 200:
                 await self.disconnect(sid)
             return _error("rate_limited", "too many messages; slow down")
+        refusal = self._still_live(sid)
+        if refusal is not None:
+            if refusal[0] == "replaced":  # normally kicked on replacement; make sure
+                self.server.start_background_task(self.disconnect, sid)
+            return _error(*refusal)
         handler = getattr(self, f"handle_{event}", None) if event.isidentifier() else None
         if handler is None:
             return _error("unknown_event", f"unknown event {event[:40]!r}")
@@ -168,16 +165,17 @@ class ParleyNamespace(socketio.AsyncNamespace):
     # -- events -------------------------------------------------------------------------------
     async def handle_offer(self, sid, session_id, pid, role, payload):
         offer = m.decode(m.Offer, payload)
-        answer = await self._engine.accept_offer(pid, offer.sdp)
-        if self._conductor.sid_of(pid) != sid:  # replaced while ICE was gathering
-            await self._engine.close_peer(pid, "replaced")
-            return _error("replaced", "you joined from another window")
+        answer = await self._conductor.accept_offer(session_id, pid, offer.sdp)
+        refusal = self._still_live(sid)
+        if refusal is not None:  # replaced, revoked or removed while ICE was gathering
+            await self._conductor.close_peer(session_id, pid, refusal[0])  # the peer just made
+            return _error(*refusal)
         try:
             self._system(session_id, {"type": "connect", "participant": pid}, strict=True)
         except CommandError as exc:
-            await self._engine.close_peer(pid, exc.code)
+            await self._conductor.close_peer(session_id, pid, exc.code)
             raise
-        return {"ok": True, "sdp": answer, "slots": self._engine.slot_map(pid)}
+        return {"ok": True, "sdp": answer, "slots": self._conductor.slot_map(session_id, pid)}
 
     async def handle_command(self, sid, session_id, pid, role, payload):
         env = m.decode(m.CommandEnvelope, payload, max_bytes=m.MAX_COMMAND_BYTES)
@@ -192,7 +190,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
 
     async def handle_media(self, sid, session_id, pid, role, payload):
         pref = m.decode(m.MediaPreference, payload, max_bytes=256)
-        self._engine.set_video_paused(pid, pref.video_paused)
+        self._conductor.set_video_paused(session_id, pid, pref.video_paused)
         return {"ok": True}
 
     async def handle_invitation(self, sid, session_id, pid, role, payload):
@@ -245,7 +243,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
                 state = self._service.state(session_id)
                 person = state.participants[msg.participant]
                 await self._codes.send(session_id, person.id, person.name, msg.email, state.title)
-                target = self._conductor.sid_of(person.id)
+                target = self._conductor.sid_of(session_id, person.id)
                 if target is not None:
                     await self.emit("otp_sent", {"v": m.PROTOCOL_VERSION}, to=target)
                 return {"ok": True}
@@ -262,13 +260,49 @@ class ParleyNamespace(socketio.AsyncNamespace):
 
     async def handle_leave(self, sid, session_id, pid, role, payload):
         m.decode(m.Leave, payload, max_bytes=512)
-        self._conductor.unbind(pid, sid)
+        self._conductor.unbind(session_id, pid, sid)
         self._who.pop(sid, None)
-        await self._engine.close_peer(pid, "left")
+        await self._conductor.close_peer(session_id, pid, "left")
         self._system(session_id, {"type": "leave", "participant": pid})
         return {"ok": True}
 
     # -- helpers ------------------------------------------------------------------------------
+    def _lifecycle(self, event: str, sid: Any) -> bool:
+        """Is the server raising ``connect``/``disconnect`` (not a client sending it)? Client
+        events are only dispatched for fully connected sockets."""
+        manager = self.server.manager
+        if event == "connect":
+            return manager.is_pre_connected(sid, self.namespace)
+        return not manager.is_connected(sid, self.namespace)
+
+    def _still_live(self, sid: str) -> tuple[str, str] | None:
+        """(code, message) when this socket may no longer act: the session's records no longer
+        admit its invitation, or a newer socket of the same participant replaced it."""
+        who, inv = self._who.get(sid), self._inv.get(sid)
+        if who is None or inv is None:
+            return ("not_authenticated", "connect with an invitation token first")
+        try:
+            live_participant(self._service.state(who[0]), inv)
+        except TokenError as exc:
+            return (exc.code, exc.message)
+        except CommandError:
+            return ("session_not_found", "this session no longer exists")
+        if self._conductor.sid_of(who[0], who[1]) != sid:
+            return ("replaced", "you joined from another window")
+        return None
+
+    async def _replace(self, old_sid: str) -> None:
+        """Tell the older socket of a participant why it goes, and close it."""
+        await self.emit(
+            "error", {"code": "replaced", "message": "you joined from another window"}, to=old_sid
+        )
+        await self.disconnect(old_sid)
+
+    def _forget(self, sid: str) -> tuple[str, str, str] | None:
+        self._limits.pop(sid, None)
+        self._inv.pop(sid, None)
+        return self._who.pop(sid, None)
+
     def _system(self, session_id: str, raw: dict, *, strict: bool = False) -> None:
         """Record what the system saw happen (media up, connection lost) as a command."""
         try:
