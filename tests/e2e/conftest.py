@@ -2,11 +2,19 @@
 
 Each distinct fake-microphone tone needs its own browser process; the init script exposes the
 page's RTCPeerConnections as ``window.__pcs``.
+
+Waiting: the tests wait on state (a selector, a view field, a counter in ``getStats()``), never
+on time, under one generous deadline that scales with ``PARLEY_E2E_SLOWDOWN`` (default 1, sized
+for a busy two-core machine; set 2 or more on a slower one): every state wait may take up to
+``WAIT_MS``, a whole test up to ``TEST_TIMEOUT_S``. A machine that is only slow makes the tests
+slow, not red. Where a test must show that something does *not* happen (nothing forwarded to the
+waiting room), the window is measured in frames the other side has sent, not in seconds.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import struct
 import wave
@@ -14,6 +22,10 @@ import wave
 import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SLOWDOWN = float(os.environ.get("PARLEY_E2E_SLOWDOWN", "1"))
+WAIT_MS = int(120_000 * SLOWDOWN)  # any one state wait: page, selector, frames, a server start
+WAIT_S = WAIT_MS / 1000
+TEST_TIMEOUT_S = int(900 * SLOWDOWN)  # one whole test (pytest-timeout)
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
@@ -32,12 +44,6 @@ PC_TRACKER = """(() => { const Orig = window.RTCPeerConnection; window.__pcs = [
   window.RTCPeerConnection = class extends Orig {
     constructor(...a) { super(...a); window.__pcs.push(this); } }; })();"""
 
-INBOUND = """async () => { const out = {audio: {}, video: {}}; const pcs = window.__pcs || [];
-  const pc = pcs[pcs.length - 1]; if (!pc) return out;
-  (await pc.getStats()).forEach(r => { if (r.type !== 'inbound-rtp') return;
-    const o = out[r.kind]; o.framesDecoded = (o.framesDecoded || 0) + (r.framesDecoded || 0);
-    o.packetsReceived = (o.packetsReceived || 0) + (r.packetsReceived || 0); }); return out; }"""
-
 DOMINANT_FREQ = """async ({selector, ms}) => {
   const el = document.querySelector(selector); if (!el || !el.srcObject) return {freq: -1, peak: 0};
   const ctx = new AudioContext(); if (ctx.state !== 'running') await ctx.resume();
@@ -52,14 +58,58 @@ DOMINANT_FREQ = """async ({selector, ms}) => {
   let best = 1; for (let i = 2; i < power.length; i++) if (power[i] > power[best]) best = i;
   const freq = best * ctx.sampleRate / an.fftSize; await ctx.close(); return {freq, peak}; }"""
 
-WAIT_FRAMES = """async (timeoutMs) => { const t0 = performance.now();
-  while (performance.now() - t0 < timeoutMs) { const pcs = window.__pcs || [];
-    const pc = pcs[pcs.length - 1];
-    if (pc) { let f = 0; (await pc.getStats()).forEach(r => {
-        if (r.type === 'inbound-rtp' && r.kind === 'video') f += r.framesDecoded || 0; });
-      if (f > 0) return performance.now() - t0; }
+# Sum of one getStats() field over the page's last connection: {type, kind, field} -> number.
+STAT = """async ({type, kind, field}) => { const pc = (window.__pcs || []).at(-1); let v = 0;
+  if (pc) (await pc.getStats()).forEach(r => {
+    if (r.type === type && r.kind === kind) v += r[field] || 0; });
+  return v; }"""
+
+# Poll that sum (every 50 ms, in the page) until it exceeds ``above``; null at the deadline.
+WAIT_STAT = """async ({type, kind, field, above, timeoutMs}) => { const t0 = performance.now();
+  while (performance.now() - t0 < timeoutMs) { const pc = (window.__pcs || []).at(-1);
+    if (pc) { let v = 0; (await pc.getStats()).forEach(r => {
+        if (r.type === type && r.kind === kind) v += r[field] || 0; });
+      if (v > above) return v; }
     await new Promise(r => setTimeout(r, 50)); }
-  return -1; }"""
+  return null; }"""
+
+_FIELDS = {
+    "video": ("inbound-rtp", "video", "framesDecoded"),
+    "audio": ("inbound-rtp", "audio", "packetsReceived"),
+    "sent": ("outbound-rtp", "video", "framesSent"),
+}
+
+
+def stat(page, what: str) -> int:
+    """``video``: video frames decoded, ``audio``: audio packets received, ``sent``: video
+    frames sent — by the page's current connection, so far."""
+    type_, kind, field = _FIELDS[what]
+    return page.evaluate(STAT, {"type": type_, "kind": kind, "field": field})
+
+
+def wait_stat(page, what: str, above: int = 0) -> int:
+    """Wait until ``stat(page, what)`` exceeds ``above`` (at most ``WAIT_MS``); its value."""
+    type_, kind, field = _FIELDS[what]
+    got = page.evaluate(
+        WAIT_STAT,
+        {"type": type_, "kind": kind, "field": field, "above": above, "timeoutMs": WAIT_MS},
+    )
+    assert got is not None, f"{what} stayed at or below {above} for {WAIT_S:.0f} s"
+    return got
+
+
+def rising(page, what: str = "video", by: int = 5) -> int:
+    """Wait until the page gets ``by`` more of ``what`` than now: media is flowing to it."""
+    return wait_stat(page, what, stat(page, what) + by)
+
+
+def received_while(page, sender, frames: int = 30, what: str = "video") -> int:
+    """How much ``what`` the page received while ``sender`` sent ``frames`` more video frames: a
+    window for "nothing arrives" that is measured in media, not seconds, so it stretches with the
+    machine's load."""
+    before = stat(page, what)
+    wait_stat(sender, "sent", stat(sender, "sent") + frames)
+    return stat(page, what) - before
 
 
 def tone_wav(path, hz: float, seconds: float = 5.0, rate: int = 48000) -> str:
@@ -113,6 +163,8 @@ def new_page():
 
     def _new_page(browser):
         ctx = browser.new_context()
+        ctx.set_default_timeout(WAIT_MS)
+        ctx.set_default_navigation_timeout(WAIT_MS)
         ctx.add_init_script(PC_TRACKER)
         contexts.append(ctx)
         return ctx.new_page()
@@ -129,6 +181,6 @@ def console_server(tmp_path):
 
     data = tmp_path / "data"
     add_staff(data)
-    server = ServerProcess(data, "--no-demo").start_quiet()
+    server = ServerProcess(data, "--no-demo").start_quiet(timeout=WAIT_S)
     yield server
     server.stop()

@@ -1,4 +1,6 @@
-"""What a person does in the pages, shared by the end-to-end tests."""
+"""What a person does in the pages, shared by the end-to-end tests.
+
+No timeouts here: every wait uses the page's default, ``WAIT_MS`` (tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +11,14 @@ def join(page, url, *, consents=True):
     """The arrival flow: confirm the name, consent (parties), device check, join."""
     if url:
         page.goto(url)
-    page.click("#btn-confirm:not([disabled])", timeout=15000)
+    page.click("#btn-confirm:not([disabled])")
     if consents:
-        page.wait_for_selector("#screen-consent:not([hidden])", timeout=5000)
+        page.wait_for_selector("#screen-consent:not([hidden])")
         for box in page.query_selector_all("#consent-list input"):
             box.check()
         page.click("#btn-consent:not([disabled])")
-    page.click("#btn-join:not([disabled])", timeout=15000)
-    page.wait_for_selector("#screen-call:not([hidden])", timeout=15000)
+    page.click("#btn-join:not([disabled])")
+    page.wait_for_selector("#screen-call:not([hidden])")
 
 
 def open_case(med, server, *, case_number: str, title: str, parties=("张三", "李四")) -> list[str]:

@@ -18,11 +18,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from tests.e2e.conftest import TEST_TIMEOUT_S, WAIT_S
 from tests.e2e.flows import join
 from tests.e2e.flows import open_case as console_case
 from tests.support.server_proc import ROOT, ServerProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
 TERMS = ["李四于2026年12月31日前向张三支付人民币5000元。", "双方就本纠纷再无其他争议。"]
 
 # Wrap the page's socket so that the ``prepare`` answer arrives with one byte of the prepared
@@ -73,17 +74,17 @@ def agreement(page) -> dict:
 
 def sign(page, fingerprint: str) -> None:
     """The signer's turn: Sign now, every check passes, read, confirm, receipt."""
-    page.click("#ag-sign-now:not([hidden]):not([disabled])", timeout=20000)
-    page.wait_for_selector("#ag-confirm:not([disabled])", timeout=30000)
+    page.click("#ag-sign-now:not([hidden]):not([disabled])")
+    page.wait_for_selector("#ag-confirm:not([disabled])")
     assert page.is_visible("#ag-review-pages canvas")
     assert fingerprint[:8] in page.inner_text("#ag-review-fingerprint")
     page.click("#ag-confirm")
-    page.wait_for_selector("#ag-receipt:not([hidden])", timeout=30000)
+    page.wait_for_selector("#ag-receipt:not([hidden])")
 
 
 def refuses(page, where: str) -> str:
-    page.click("#ag-sign-now:not([hidden]):not([disabled])", timeout=20000)
-    page.wait_for_selector("#ag-sign-step[data-refused='1']", timeout=30000)
+    page.click("#ag-sign-now:not([hidden]):not([disabled])")
+    page.wait_for_selector("#ag-sign-step[data-refused='1']")
     assert page.is_disabled("#ag-confirm") and page.is_hidden("#ag-review")
     return page.inner_text("#ag-sign-step")
 
@@ -112,13 +113,13 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
     med.fill("#ag-terms", "\n".join(TERMS) + "\n\n")
     med.click("#ag-save")
     for page in (a, b):
-        page.wait_for_selector("#ag-draft li >> text=支付人民币5000元", timeout=10000)
+        page.wait_for_selector("#ag-draft li >> text=支付人民币5000元")
         assert page.is_hidden("#ag-editor")
     assert a.inner_text("#ag-draft").count("\n") == 1  # two terms, the blank lines dropped
 
     med.click("#ag-freeze")
     for page in (med, a, b):
-        page.wait_for_selector("#ag-fingerprint[data-fingerprint]", timeout=30000)
+        page.wait_for_selector("#ag-fingerprint[data-fingerprint]")
     fp = agreement(med)["fingerprint"]
     for page in (med, a, b):  # each page read the fingerprint out of the PDF itself
         assert page.get_attribute("#ag-fingerprint", "data-fingerprint") == fp
@@ -139,7 +140,7 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
     # B declines with a reason; the mediator edits the terms: version 2, signed from scratch.
     b.fill("#ag-decline-reason", "金额不对 the amount is wrong")
     b.click("#ag-decline-form button")
-    med.wait_for_selector("#agreement-panel[data-status='declined']", timeout=15000)
+    med.wait_for_selector("#agreement-panel[data-status='declined']")
     assert "李四" in med.inner_text("#ag-status")
     assert med.is_visible("#ag-edit-warning")  # the UI says an edit makes a new version
     med.fill("#ag-terms", "\n".join([TERMS[0].replace("5000", "4500"), TERMS[1]]))
@@ -147,21 +148,20 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
     for page in (med, a, b):
         page.wait_for_selector("#agreement-panel[data-version='2'][data-status='signing']")
         page.wait_for_function(
-            f"() => document.querySelector('#ag-fingerprint').dataset.fingerprint !== '{fp}'",
-            timeout=30000,
+            f"() => document.querySelector('#ag-fingerprint').dataset.fingerprint !== '{fp}'"
         )
     v1, fp = fp, agreement(med)["fingerprint"]
     assert fp != v1 and a.get_attribute("#ag-fingerprint", "data-fingerprint") == fp
     assert "4500" in a.evaluate("() => window.parleyAgreement.shownText")
 
     sign(a, fp)
-    b.wait_for_selector("#ag-sign-now:not([hidden])", timeout=15000)
+    b.wait_for_selector("#ag-sign-now:not([hidden])")
     sign(b, fp)
     sign(med, fp)
-    med.wait_for_selector("#agreement-panel[data-status='complete']", timeout=15000)
+    med.wait_for_selector("#agreement-panel[data-status='complete']")
     med.click("#ag-seal")
     for page in (med, a, b):
-        page.wait_for_selector("#agreement-panel[data-status='sealed']", timeout=30000)
+        page.wait_for_selector("#agreement-panel[data-status='sealed']")
     view = agreement(a)
     assert view["signed"] == view["signers"] and len(view["signers"]) == 3
 
@@ -184,7 +184,7 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
             capture_output=True,
             text=True,
             cwd=ROOT,
-            timeout=120,
+            timeout=WAIT_S,
         )
         assert out.returncode == 0, out.stdout + out.stderr
     pyhanko = Path(sys.executable).parent / "pyhanko"
@@ -193,7 +193,7 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        timeout=120,
+        timeout=WAIT_S,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("INTACT:TRUSTED") >= 4, out.stdout
@@ -205,12 +205,12 @@ def test_pdfjs_files_are_served_and_nothing_else(tmp_path):
     import urllib.error
     import urllib.request
 
-    server = ServerProcess(tmp_path / "data", "--no-demo").start_quiet()
+    server = ServerProcess(tmp_path / "data", "--no-demo").start_quiet(timeout=WAIT_S)
     try:
 
         def get(path: str) -> tuple[int, str, bytes]:
             try:
-                with urllib.request.urlopen(server.url + path, timeout=10) as r:
+                with urllib.request.urlopen(server.url + path, timeout=WAIT_S) as r:
                     return r.status, r.headers.get("Content-Type", ""), r.read()
             except urllib.error.HTTPError as exc:
                 return exc.code, "", b""
