@@ -35,6 +35,7 @@ from signaling.agreements import AgreementDesk, agreement_routes, load_or_create
 from signaling.conductor import Conductor
 from signaling.console import Console
 from signaling.documents import Documents
+from signaling.guard import ConnectionGuard, body_deadline, quiet_logger, runner_options
 from signaling.headers import forwarded, parse_proxies, security_headers
 from signaling.http import METRICS_REGISTRY, routes
 from signaling.messages import StrictJson
@@ -142,6 +143,8 @@ def create_app(config: Config) -> web.Application:
         max_http_buffer_size=64 * 1024,
         ping_interval=5,
         ping_timeout=10,
+        logger=quiet_logger("parley.socketio"),
+        engineio_logger=quiet_logger("parley.engineio"),
         json=StrictJson,  # NaN/Infinity are not JSON: refused with a code, not read as null
     )
 
@@ -187,7 +190,7 @@ def create_app(config: Config) -> web.Application:
         )
     )
 
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[body_deadline])
     app[CONFIG], app[SERVICE], app[ENGINE], app[SIGNER], app[SIO] = (
         config,
         service,
@@ -200,6 +203,7 @@ def create_app(config: Config) -> web.Application:
     registry.register(_Metrics(service, engine))
     app[METRICS_REGISTRY] = registry
     sio.attach(app)
+    ConnectionGuard(sio, NAMESPACE).install()
 
     def ready():
         checks = {"ledger": _store_ok(store), "media": engine_started[0]}
@@ -337,7 +341,7 @@ async def serve(config: Config) -> None:
             raise SystemExit("--tls files needs --tls-cert and --tls-key")
         ssl_ctx = server_context(config.tls_cert, config.tls_key)
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, **runner_options())
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_ctx)
     await site.start()

@@ -94,6 +94,7 @@ class ConnectionGuard:
         self._pending: dict[str, str] = {}  # engine.io sid -> peer address, until it joins
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._bad: set[str] = set()  # engine.io sids already logged for a malformed packet
+        self._requests: dict[str, web.BaseRequest | None] = {}  # engine.io sid -> its request
         self._tasks: set[asyncio.Task] = set()
         self._inner: dict[str, Callable] = {}
 
@@ -126,9 +127,17 @@ class ConnectionGuard:
             timer.cancel()
 
     def _close(self, eio_sid: str) -> None:
-        task = asyncio.get_running_loop().create_task(self.sio.eio.disconnect(eio_sid))
+        task = asyncio.get_running_loop().create_task(self._kick(eio_sid))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _kick(self, eio_sid: str) -> None:
+        """Close the engine.io session, then its TCP connection: engine.io only sends a close
+        packet and waits for the peer, which a hostile peer ignores."""
+        request = self._requests.get(eio_sid)
+        await self.sio.eio.disconnect(eio_sid)
+        if request is not None and request.transport is not None:
+            request.transport.close()
 
     async def _connect(self, eio_sid: str, environ: dict):
         request = environ.get("aiohttp.request")
@@ -138,6 +147,7 @@ class ConnectionGuard:
             log.warning("too many unauthenticated connections", extra={"peer": peer})
             return False
         self._pending[eio_sid] = peer
+        self._requests[eio_sid] = request
         loop = asyncio.get_running_loop()
         self._timers[eio_sid] = loop.call_later(AUTH_DEADLINE_S, self._expire, eio_sid)
         return await self._inner["connect"](eio_sid, environ)
@@ -152,8 +162,9 @@ class ConnectionGuard:
         try:
             return await self._inner["message"](eio_sid, data)
         except Exception as exc:  # noqa: BLE001 - a bad packet closes its connection, once
-            if eio_sid in self._bad:
-                return None
+            socket = self.sio.eio.sockets.get(eio_sid)
+            if eio_sid in self._bad or socket is None or socket.closing or socket.closed:
+                return None  # logged already, or closing: the packets it had sent still come
             self._bad.add(eio_sid)
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             log.warning(
@@ -171,4 +182,5 @@ class ConnectionGuard:
     async def _disconnect(self, eio_sid: str, reason=None):
         self._forget(eio_sid)
         self._bad.discard(eio_sid)
+        self._requests.pop(eio_sid, None)
         return await self._inner["disconnect"](eio_sid, reason)
