@@ -164,3 +164,29 @@ async def test_malformed_requests_get_400_with_a_code(running, content_type, bod
     assert status == 400, reply
     assert b'"ok": false' in reply and b'"code": "invalid"' in reply
     assert running.service.state(state.id).seq == seq and files_in(running, state) == []
+
+
+async def test_a_trickling_upload_is_cut_at_its_deadline_and_leaves_nothing(running, monkeypatch):
+    limits(monkeypatch, deadline_s=0.5)
+    state, _, (a, tok_a), _, _ = setup_room(running)
+    seq = running.service.state(state.id).seq
+    host, port = running.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"POST /api/sessions/{state.id}/documents HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {tok_a}\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+        f"Content-Length: {MiB}\r\n\r\n".encode()
+        + b'--B\r\nContent-Disposition: form-data; name="file"; filename="x.pdf"\r\n\r\n'
+        + PDF[:16]
+    )
+    reply = asyncio.ensure_future(reader.read(2048))
+    for _ in range(100):  # a byte every 0.05 s: the body would take hours
+        if reply.done():
+            break
+        writer.write(b"0")
+        await asyncio.sleep(0.05)
+    data = await asyncio.wait_for(reply, 5)
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 408") and b'"too_slow"' in data
+    await until(lambda: files_in(running, state) == [])
+    assert running.service.state(state.id).seq == seq
