@@ -33,9 +33,9 @@ OUTSIDE = re.compile(
     "|".join(
         [
             r"DESIGN" r"\.md",
-            r"(?<![\w.-])shared/",
-            r"(?<![\w.-])notes/",
-            r"(?<![\w.-])research/",
+            r"(?<![\w.-])shared" r"/",
+            r"(?<![\w.-])notes" r"/",
+            r"(?<![\w.-])research" r"/",
             r"/work" r"/",
         ]
     )
