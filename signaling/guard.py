@@ -95,6 +95,7 @@ class ConnectionGuard:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._bad: set[str] = set()  # engine.io sids already logged for a malformed packet
         self._requests: dict[str, web.BaseRequest | None] = {}  # engine.io sid -> its request
+        self._capped: set[str] = set()  # addresses at the cap, logged once until below it again
         self._tasks: set[asyncio.Task] = set()
         self._inner: dict[str, Callable] = {}
 
@@ -121,7 +122,8 @@ class ConnectionGuard:
             self._forget(eio_sid)
 
     def _forget(self, eio_sid: str) -> None:
-        self._pending.pop(eio_sid, None)
+        peer = self._pending.pop(eio_sid, None)
+        self._capped.discard(peer)
         timer = self._timers.pop(eio_sid, None)
         if timer is not None:
             timer.cancel()
@@ -144,7 +146,9 @@ class ConnectionGuard:
         peer = (request.remote if request is not None else None) or "unknown"
         self._sweep()
         if sum(1 for a in self._pending.values() if a == peer) >= PENDING_PER_ADDRESS:
-            log.warning("too many unauthenticated connections", extra={"peer": peer})
+            if peer not in self._capped:
+                self._capped.add(peer)
+                log.warning("too many unauthenticated connections", extra={"peer": peer})
             return False
         self._pending[eio_sid] = peer
         self._requests[eio_sid] = request

@@ -46,10 +46,13 @@ async def test_connections_that_do_not_authenticate_are_closed(running, monkeypa
                 seen.append((await asyncio.wait_for(ws.receive(), 5)).type)
             assert ws.closed, seen
         assert client.connected  # the authenticated one outlived the deadline
+        # Their TCP connections are closed too, not left for the peer to close.
+        await until(lambda: len(running.runner.server.connections) == 1, timeout=5)
 
 
-async def test_unauthenticated_connections_per_address_are_capped(running, monkeypatch):
+async def test_unauthenticated_connections_per_address_are_capped(running, monkeypatch, caplog):
     monkeypatch.setattr(guard, "PENDING_PER_ADDRESS", 3)
+    caplog.set_level(logging.INFO)
     state = running.mediation()
     _, token = running.token(state, "party")
     async with aiohttp.ClientSession() as http:
@@ -58,6 +61,7 @@ async def test_unauthenticated_connections_per_address_are_capped(running, monke
             with pytest.raises(aiohttp.WSServerHandshakeError):
                 await raw_ws(http, running)
         assert eio_sockets(running) == 3
+        assert len([r for r in caplog.records if "too many" in r.getMessage()]) == 1
         await raws[0].close()
         await until(lambda: eio_sockets(running) == 2, timeout=5)
         client, _ = await running.client(token)  # room for one again; once in, it is not pending
@@ -128,6 +132,7 @@ async def test_slow_headers_are_cut(guarded):
         await asyncio.sleep(0.05)
     assert await asyncio.wait_for(closed, 5) == b""
     writer.close()
+    await until(lambda: not guarded.runner.server.connections, timeout=5)
     # A prompt request on the same server is served.
     async with aiohttp.ClientSession() as http, http.get(guarded.url + "/healthz") as r:
         assert r.status == 200
