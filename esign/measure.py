@@ -2,7 +2,9 @@
 
 Server time per signature is prepare + finish (the phone's own time is excluded);
 freeze-to-sealed covers freeze, two parties, the mediator and the seal, without the
-phones' time; sizes are of the PDF after each step.
+phones' time; sizes are of the PDF after each step. Loop stall: the longest time a probe
+task sleeping 5 ms in a loop woke up late during each step (what media forwarding on the same
+event loop would have waited).
 """
 
 from __future__ import annotations
@@ -43,6 +45,28 @@ def _sample():
     )
 
 
+async def longest_stall(step) -> tuple[float, float, object]:
+    """Await ``step`` while a probe task sleeps 5 ms in a loop; return the probe's longest
+    overshoot and the step's duration (seconds), and the step's result."""
+    stalls: list[float] = [0.0]
+    done = False
+
+    async def probe() -> None:
+        while not done:
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            stalls.append(time.perf_counter() - t - 0.005)
+
+    task = asyncio.create_task(probe())
+    await asyncio.sleep(0.02)
+    start = time.perf_counter()
+    result = await step
+    duration = time.perf_counter() - start
+    done = True
+    await task
+    return max(stalls), duration, result
+
+
 ATTEST = {
     "a": ("party", "张三", "PID-" + "1" * 16, ["invitation_token", "mediator_video_check"]),
     "r": ("party", "李四", "PID-" + "2" * 16, ["invitation_token", "one_time_code"]),
@@ -54,9 +78,9 @@ async def _one_run(pki: LocalPki, store: str) -> dict:
     stamper = AuthorityTimeStamper(local_timestamp_authority(pki))
     ceremony = SignatureCeremony(pki, stamper, store)
     server = 0.0
-    t0 = time.perf_counter()
-    await ceremony.freeze(_sample())
-    freeze = time.perf_counter() - t0
+    stall: dict[str, list[float]] = {"freeze": [], "prepare": [], "finish": [], "seal": []}
+    lag, freeze, _ = await longest_stall(ceremony.freeze(_sample()))
+    stall["freeze"].append(lag)
     sizes = {"certified": len(ceremony.pdf)}
     per_signature = []
     for pid in ("a", "r", "m"):
@@ -68,19 +92,16 @@ async def _one_run(pki: LocalPki, store: str) -> dict:
         server += time.perf_counter() - t
         phone.accept(enrolment)
         phone.review(ceremony.pdf)
-        t = time.perf_counter()
-        request, _ = await ceremony.prepare(pid, "00" * 32)
-        prepare = time.perf_counter() - t
+        lag, prepare, (request, _) = await longest_stall(ceremony.prepare(pid, "00" * 32))
+        stall["prepare"].append(lag)
         reply = phone.sign(request)  # phone time, excluded
-        t = time.perf_counter()
-        await ceremony.finish(reply)
-        finish = time.perf_counter() - t
+        lag, finish, _ = await longest_stall(ceremony.finish(reply))
+        stall["finish"].append(lag)
         per_signature.append(prepare + finish)
         server += prepare + finish
         sizes[pid] = len(ceremony.pdf)
-    t = time.perf_counter()
-    await ceremony.seal()
-    seal = time.perf_counter() - t
+    lag, seal, _ = await longest_stall(ceremony.seal())
+    stall["seal"].append(lag)
     sizes["sealed"] = len(ceremony.pdf)
     t = time.perf_counter()
     bundle = await build_evidence_zip(ceremony.pdf, pki=pki, timestamper=stamper, ledger=[])
@@ -93,6 +114,7 @@ async def _one_run(pki: LocalPki, store: str) -> dict:
         "sizes": sizes,
         "bundle": bundle_time,
         "bundle_size": len(bundle),
+        "stall": stall,
     }
 
 
@@ -123,6 +145,10 @@ async def _main(runs: int) -> None:
         f"| evidence.zip build | {med(r['bundle'] for r in results):.3f} s "
         f"| {max(r['bundle'] for r in results):.3f} s |"
     )
+    print("\n| longest event-loop stall during | median | max |\n|---|---|---|")
+    for step in ("freeze", "prepare", "finish", "seal"):
+        lags = [x * 1000 for r in results for x in r["stall"][step]]
+        print(f"| {step} | {med(lags):.0f} ms | {max(lags):.0f} ms |")
     print("\n| PDF after | bytes | added |\n|---|---|---|")
     previous = None
     for step, label in (

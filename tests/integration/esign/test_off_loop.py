@@ -8,31 +8,8 @@ loaded machine (which slows both) does not make the test flaky."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
+from esign.measure import longest_stall
 from tests.integration.esign.conftest import sign_turn
-
-
-async def longest_stall(step) -> tuple[float, float]:
-    """(the probe's longest overshoot, the step's duration), in seconds."""
-    stalls: list[float] = []
-    done = False
-
-    async def probe() -> None:
-        while not done:
-            t = time.perf_counter()
-            await asyncio.sleep(0.005)
-            stalls.append(time.perf_counter() - t - 0.005)
-
-    task = asyncio.create_task(probe())
-    await asyncio.sleep(0.02)
-    start = time.perf_counter()
-    await step
-    duration = time.perf_counter() - start
-    done = True
-    await task
-    return max(stalls), duration
 
 
 async def test_a_seal_leaves_the_loop_running(make_ceremony):
@@ -40,6 +17,6 @@ async def test_a_seal_leaves_the_loop_running(make_ceremony):
     for pid in ("p-app", "p-res", "p-med"):
         await sign_turn(ceremony, pid)
     assert ceremony.status == "complete"
-    stall, duration = await longest_stall(ceremony.seal())
+    stall, duration, _ = await longest_stall(ceremony.seal())
     assert ceremony.status == "sealed"
     assert stall < duration / 2, f"the loop stalled {stall:.3f} s during a {duration:.3f} s seal"
