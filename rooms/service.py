@@ -134,15 +134,34 @@ class SessionService:
             self._notify(state, events)
         return state
 
-    def execute(self, session_id: str, actor: str, command: Command) -> list[Event]:
+    def execute(
+        self,
+        session_id: str,
+        actor: str,
+        command: Command,
+        *,
+        promote: Callable[[], None] | None = None,
+    ) -> list[Event]:
+        """Decide, append, fold, notify. ``promote`` runs under the lock right after the
+        append and before the fold: it makes an artefact the events name (the agreement PDF)
+        current, so no other command (an end or a removal) can come between the decision and
+        the artefact. It must not block for long. If it fails, the events stand (the ledger
+        decided) and the error is raised after the fold; the artefact's owner resolves it."""
         if not isinstance(actor, str) or not actor or len(actor) > 80:
             raise CommandError("forbidden", "every command needs a known actor")
+        failed: Exception | None = None
         with self._lock:
             state = self.state(session_id)
             drafts = decide(state, actor, command, float(self._clock()), self._fresh_id(state))
             if not drafts:
                 return []
             events = self._store.append(session_id, drafts, expected_seq=state.seq)
+            if promote is not None:
+                try:
+                    promote()
+                except Exception as exc:  # noqa: BLE001 - recorded events are folded anyway
+                    log.exception("promotion after %s failed", session_id)
+                    failed = exc
             try:
                 for event in events:
                     state.apply(event)
@@ -151,6 +170,8 @@ class SessionService:
                 self._states[session_id] = SessionState.from_events(self._store.read(session_id))
                 raise
             self._notify(state, events)
+        if failed is not None:
+            raise failed
         return events
 
     def check(self, session_id: str, actor: str, command: Command) -> None:

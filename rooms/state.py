@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rooms.errors import CommandError
 from rooms.events import GENESIS, Event
 from rooms.policy import Policy, policy_for
 
@@ -25,6 +26,7 @@ WAITING, JOINT, VISIT, CONSOLE, LEFT, REMOVED = (
 CAUCUS_PREFIX = "caucus:"
 GONE = frozenset({LEFT, REMOVED})
 CHAT_KEPT = 100  # per space in memory; the ledger keeps every message
+AGREEMENT_SIDES = {"A": "applicant", "B": "respondent"}  # session side -> agreement side
 
 
 def caucus_space(name: str) -> str:
@@ -289,6 +291,30 @@ class SessionState:
             "frozen_draft"
         )
         return a
+
+    def agreement_signers(self) -> tuple[list[tuple[ParticipantState, str]], ParticipantState]:
+        """Who signs the agreement: each party still in the session with its side (``A`` is
+        the applicant, ``B`` the respondent), and the mediator. A party without one of these
+        sides is refused (``invalid``): an agreement must not guess who claims from whom."""
+        parties = []
+        for p in self.participants.values():
+            if p.role != "party" or p.space in GONE:
+                continue
+            side = AGREEMENT_SIDES.get(p.side or "")
+            if side is None:
+                raise CommandError(
+                    "invalid", f"party {p.name!r} has no side A or B; the agreement needs one"
+                )
+            parties.append((p, side))
+        mediator = next((p for p in self.participants.values() if p.role == "mediator"), None)
+        if mediator is None or not parties:
+            raise CommandError("invalid", "an agreement needs a mediator and at least one party")
+        return parties, mediator
+
+    def is_host(self, participant_id: str) -> bool:
+        """Whether this participant holds a host role of the session (e.g. the mediator)."""
+        p = self.participants.get(participant_id)
+        return p is not None and p.role in self.policy.host_roles
 
     def _on_chat_message(self, e: Event, d: dict) -> None:
         kept = self.chat.setdefault(d["space"], [])

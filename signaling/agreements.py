@@ -1,9 +1,14 @@
 """The agreement desk: carries a session's signing ceremony between phones, esign/ and rooms/.
 
 esign/ does the cryptography and says which events happened; rooms/ decides whether this actor
-may record them now and appends them to the session's ledger. Each step is checked against
-rooms first (a dry run), then done in esign, then recorded — under one lock per session, so a
-step is either fully done and in the ledger, or not done at all.
+may record them now and appends them to the session's ledger. A step is checked against rooms
+first (a dry run, so a refused actor costs no cryptography), then computed by esign off the
+event loop with its new PDF only staged, then recorded: ``SessionService.execute`` decides
+again and appends under the service's lock, and promotes the staged PDF under that same lock.
+No session end or removal can come between the decision and the promotion; a refused step
+leaves nothing behind, and a crash between append and promotion is finished on the next open
+(``esign.pdfstore.recover``). The desk's own per-session lock only keeps one slow step at a
+time per session.
 
 Errors: rooms refusals raise CommandError, esign refusals EsignError (its own codes, e.g.
 ``not_your_turn``, ``bad_signature``); the namespace answers either with its code.
@@ -27,8 +32,9 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from esign.agreement import Agreement, Mediator, Party
-from esign.ceremony import SignatureCeremony
+from esign import pdfstore
+from esign.agreement import Agreement, Mediator, Party, signing_order
+from esign.ceremony import SignatureCeremony, Step
 from esign.errors import EsignError
 from esign.evidence import build_evidence_zip
 from esign.pki import LocalPki, local_timestamp_authority
@@ -68,7 +74,7 @@ class AgreementDesk:
         self._timestamper = None
         self.authority = None  # the local RFC 3161 authority, once the PKI is open
         self._ceremonies: dict[str, SignatureCeremony] = {}
-        self._locks: dict[str, asyncio.Lock] = {}  # one step at a time per session
+        self._locks: dict[str, asyncio.Lock] = {}  # one slow step at a time per session
         self._opening: dict[str, asyncio.Lock] = {}  # one ceremony object per session
         self._id_key = hashlib.sha256(b"parley-id-digest" + passphrase).digest()
 
@@ -97,28 +103,50 @@ class AgreementDesk:
         store = self.data_dir / "agreements" / session_id
         agreement = self.service.state(session_id).agreement
         if agreement.get("version"):
-            found = sorted(store.glob(f"*-v{agreement['version']}.pdf"))
-            if len(found) != 1:
+            version, recorded = agreement["version"], agreement.get("pdf_sha256", "")
+            found = await asyncio.to_thread(pdfstore.recover, store, version, recorded)
+            if found is None:
                 raise EsignError("document_modified", "the agreement file is missing")
-            data = await asyncio.to_thread(found[0].read_bytes)
-            if hashlib.sha256(data).hexdigest() != agreement.get("pdf_sha256"):
+            data = await asyncio.to_thread(found.read_bytes)
+            if hashlib.sha256(data).hexdigest() != recorded:
                 raise EsignError(
                     "document_modified", "the agreement file is not what the ledger says"
                 )
             return await SignatureCeremony.resume(
-                pki, self._timestamper, found[0], declined=agreement.get("status") == "declined"
+                pki, self._timestamper, found, declined=agreement.get("status") == "declined"
             )
         return SignatureCeremony(pki, self._timestamper, store)
 
     def lock(self, session_id: str) -> asyncio.Lock:
+        """One slow step at a time per session (the ledger's decision and the PDF's promotion
+        are serialised by the session service's own lock, not by this one)."""
         return self._locks.setdefault(session_id, asyncio.Lock())
 
     # -- rooms helpers ------------------------------------------------------------------------
     def _check(self, session_id: str, actor: str, raw: dict) -> None:
         self.service.check(session_id, actor, decode_command(raw))
 
-    def _record(self, session_id: str, actor: str, raw: dict) -> None:
-        self.service.execute(session_id, actor, decode_command(raw))
+    def _record(self, session_id: str, actor: str, raw: dict, step: Step | None = None) -> None:
+        """Append the command's events; with a ``step``, promote its staged PDF under the
+        service's lock right after the append, or discard it if rooms refuses."""
+        if step is None:
+            self.service.execute(session_id, actor, decode_command(raw))
+            return
+        appended = False
+
+        def promote() -> None:
+            nonlocal appended
+            appended = True
+            step.promote()
+
+        try:
+            self.service.execute(session_id, actor, decode_command(raw), promote=promote)
+        except Exception:
+            if appended:  # recorded, not promoted: the next open finishes the promotion
+                self._ceremonies.pop(session_id, None)
+            else:
+                step.discard()
+            raise
 
     def id_digest(self, session_id: str, participant_id: str) -> str:
         """A pseudonymous, stable identifier for a party in this session's certificates."""
@@ -131,17 +159,16 @@ class AgreementDesk:
             raise CommandError("conflict", "there is no draft to freeze")
         raw_case = re.sub(r"[^A-Za-z0-9-]", "", state.case_number or "")
         case_no = raw_case if CASE_NO.match(raw_case or "-") else "M-" + state.id[2:10]
+        signers, mediator = state.agreement_signers()  # rooms decides who signs on which side
         parties = [
             Party(
-                side="applicant" if (p.side or "A") == "A" else "respondent",
+                side=side,
                 name=p.name,
                 participant_id=p.id,
                 id_digest=self.id_digest(state.id, p.id),
             )
-            for p in state.participants.values()
-            if p.role == "party" and p.space not in ("left", "removed")
+            for p, side in signers
         ]
-        mediator = next(p for p in state.participants.values() if p.role == "mediator")
         staff_id = (state.created_by or "system").removeprefix("staff:")
         try:
             return Agreement(
@@ -219,11 +246,11 @@ class AgreementDesk:
                 "events": [{"type": first, "data": {}}],
             },
         )
-        events = await (ceremony.supersede(agreement) if supersede else ceremony.freeze(agreement))
-        order = [p for p, _ in ceremony.order]
-        self._record(
-            state.id, pid, {"type": "freeze_agreement", "signers": order, "events": events}
-        )
+        stage = ceremony.stage_supersede if supersede else ceremony.stage_freeze
+        step = await stage(agreement)
+        order = [p for p, _ in signing_order(agreement)]
+        raw = {"type": "freeze_agreement", "signers": order, "events": step.events}
+        self._record(state.id, pid, raw, step)
         return {"ok": True, "version": version}
 
     async def seal(self, session_id: str, pid: str) -> dict:
@@ -233,8 +260,8 @@ class AgreementDesk:
                 pid,
                 {"type": "seal_agreement", "events": [{"type": "agreement.sealed", "data": {}}]},
             )
-            events = await (await self.ceremony(session_id)).seal()
-            self._record(session_id, pid, {"type": "seal_agreement", "events": events})
+            step = await (await self.ceremony(session_id)).stage_seal()
+            self._record(session_id, pid, {"type": "seal_agreement", "events": step.events}, step)
             return {"ok": True}
 
     # -- a signer's steps ---------------------------------------------------------------------
@@ -272,29 +299,32 @@ class AgreementDesk:
                 if action == "sign":
                     self._signer_check(session_id, pid, "signature.embedded")
                     reply = msgspec.convert(body.get("reply"), SignatureReply)
-                    receipt, events = await ceremony.finish(reply)
-                    self._record_own(session_id, pid, events)
-                    return {"ok": True, "receipt": _to_builtins(receipt)}
+                    step = await ceremony.stage_finish(reply)
+                    self._record_own(session_id, pid, step.events, step)
+                    return {"ok": True, "receipt": _to_builtins(step.result)}
                 if action == "decline":
                     self._signer_check(session_id, pid, "signature.declined")
                     reason = str(body.get("reason", ""))[:500]
-                    events = await ceremony.decline(
+                    step = await ceremony.stage_decline(
                         DeclineRequest(type="esign.decline", participant_id=pid, reason=reason)
                     )
-                    self._record_own(session_id, pid, events)
+                    self._record_own(session_id, pid, step.events, step)
                     return {"ok": True}
             except msgspec.ValidationError as exc:
                 raise BadMessage("invalid_message", str(exc)) from None
             raise BadMessage("invalid_message", f"unknown esign action {action[:20]!r}")
 
-    def _record_own(self, session_id: str, pid: str, events: list[dict]) -> None:
-        """Record a signer's events; expired preparations of others are recorded by the system."""
+    def _record_own(
+        self, session_id: str, pid: str, events: list[dict], step: Step | None = None
+    ) -> None:
+        """Record a signer's events (promoting the step's PDF with them); expired preparations
+        of others are recorded by the system."""
         mine = [e for e in events if e["data"].get("participant_id") == pid]
         others = [e for e in events if e["data"].get("participant_id") != pid]
         if others:
             self._record(session_id, "system", {"type": "sign_agreement", "events": others})
         if mine:
-            self._record(session_id, pid, {"type": "sign_agreement", "events": mine})
+            self._record(session_id, pid, {"type": "sign_agreement", "events": mine}, step)
 
     async def phone_gone(self, session_id: str, pid: str) -> None:
         """A signer's phone disconnected: drop its prepared revision (the PDF is unchanged)."""
@@ -382,7 +412,7 @@ def agreement_routes(desk: AgreementDesk, signer, service) -> list:
         if error:
             return error
         state, pid, _ = found
-        if state.participants[pid].role not in state.policy.host_roles:
+        if not state.is_host(pid):
             return fail("forbidden", "the evidence bundle is for the mediator", 403)
         try:
             data = await desk.evidence(state.id)
