@@ -78,7 +78,7 @@ def _event(kind: str, **data) -> Event:
 async def _off_loop(work: Callable[[], Any]) -> Any:
     """Run the coroutine function ``work`` in a worker thread, on that thread's own event
     loop. The timestamper is called there too: it must not be bound to the server's loop
-    (the local authority and pyHanko's ``HTTPTimeStamper`` are not)."""
+    (the local authority and pyHanko's ``HTTPTimeStamper`` without a session are not)."""
     return await asyncio.to_thread(lambda: asyncio.run(work()))
 
 

@@ -2,8 +2,8 @@
 
 pyHanko's own test responder is RSA-only, so Parley signs time-stamp tokens itself with the
 TSA's P-256 key. `AuthorityTimeStamper` lets pyHanko use any authority in-process; an
-external TSA plugs in as pyHanko's `HTTPTimeStamper` / `AIOHttpTimeStamper` instead (same
-`TimeStamper` interface for the ceremony). `handle_timestamp_query` is the HTTP body handler
+external TSA plugs in as pyHanko's `HTTPTimeStamper` without a session instead (same
+`TimeStamper` interface; the ceremony calls it from a worker thread's own event loop). `handle_timestamp_query` is the HTTP body handler
 the server can mount at `POST /esign/tsa` (`application/timestamp-query`).
 """
 
