@@ -9,6 +9,7 @@ import pytest
 
 from rooms.commands import SERVER_ONLY, decode_command
 from rooms.errors import CommandError
+from rooms.service import ParticipantSpec
 from tests.unit.rooms.conftest import MEDIATION_PEOPLE
 
 
@@ -186,3 +187,28 @@ def test_a_second_freeze_must_supersede(service, frozen):
 def test_records_are_server_only():
     assert {"freeze_agreement", "sign_agreement", "seal_agreement", "share_document"} <= SERVER_ONLY
     assert "draft_agreement" not in SERVER_ONLY
+
+
+def test_signers_and_sides_are_decided_by_rooms(service, mediation):
+    state, ids = mediation
+    parties, mediator = state.agreement_signers()
+    assert [(p.id, side) for p, side in parties] == [
+        (ids["Zhang San"], "applicant"),
+        (ids["Li Si"], "respondent"),
+    ]
+    assert mediator.id == ids["Mediator Wang"]
+    assert state.is_host(ids["Mediator Wang"]) and not state.is_host(ids["Zhang San"])
+    assert not state.is_host("p-00000000")
+    run(service, state, ids["Li Si"], type="leave")
+    assert [p.id for p, _ in state.agreement_signers()[0]] == [ids["Zhang San"]]
+
+
+@pytest.mark.parametrize("side", [None, "C", "applicant"])
+def test_a_party_without_side_a_or_b_is_refused(service, side):
+    people = [*MEDIATION_PEOPLE, ParticipantSpec("Wu Liu", "party", side)]
+    state = service.create_session(
+        "mediation", actor="staff:wang", title="T", case_number="C-2", participants=people
+    )
+    with pytest.raises(CommandError) as refused:
+        state.agreement_signers()
+    assert refused.value.code == "invalid" and "Wu Liu" in refused.value.message
