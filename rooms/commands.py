@@ -159,6 +159,51 @@ class StopRecording(_Command, tag="stop_recording"):
     pass
 
 
+# -- the recorder (server-only: the recorder reports, rooms checks and records) -------------------
+Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+MediaKind = Literal["audio", "video"]
+Kinds = Annotated[list[MediaKind], msgspec.Meta(min_length=1, max_length=2)]
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class ReportRecorder(_Command, tag="report_recorder"):
+    """The recorder is ready to write this session, or failed (R1: no recorder, no visit)."""
+
+    status: Literal["ready", "failed"]
+    reason: Reason = ""
+
+
+class RecordSegment(_Command, tag="record_segment"):
+    """One closed, encrypted, fsync'd segment file of one participant (docs/recording.md)."""
+
+    participant: ParticipantId
+    space: Annotated[str, msgspec.Meta(max_length=40)]
+    kinds: Kinds
+    index: Annotated[int, msgspec.Meta(ge=0)]
+    file: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,120}$")]
+    key_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{16}$")]
+    media_start: Seconds
+    media_end: Seconds
+    wall_start: Seconds
+    wall_end: Seconds
+    video_frames: Annotated[int, msgspec.Meta(ge=0)]
+    audio_frames: Annotated[int, msgspec.Meta(ge=0)]
+    bytes: Annotated[int, msgspec.Meta(ge=1)]
+    sha256: Sha256  # of the stored (encrypted) file
+    plain_sha256: Sha256  # of the WebM inside
+
+
+class RecordGap(_Command, tag="record_gap"):
+    """Media the recording does not hold, and why (queue overflow, restart, failure)."""
+
+    reason: Literal["queue_full", "node_restart", "recorder_failed", "write_failed"]
+    wall_start: Seconds
+    wall_end: Seconds
+    participant: ParticipantId | None = None
+    kinds: Kinds | None = None
+    frames: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
 class Chat(_Command, tag="chat"):
     """A chat message, visible only inside the actor's current space."""
 
@@ -238,6 +283,9 @@ SERVER_ONLY = frozenset(
         "freeze_agreement",
         "sign_agreement",
         "seal_agreement",
+        "report_recorder",
+        "record_segment",
+        "record_gap",
     }
 )
 
@@ -267,6 +315,9 @@ Command = (
     | RecordConsent
     | StartRecording
     | StopRecording
+    | ReportRecorder
+    | RecordSegment
+    | RecordGap
     | Chat
     | ShareDocument
     | DraftAgreement

@@ -9,7 +9,8 @@ are properties of this one function (tested over generated states):
   the policy lets them observe; a privileged session never has an observer edge (R2);
 - the recorder (subscriber id ``"recorder"``) receives only while recording is on, only from the
   recorded rooms, never in a privileged session (R2, R14); with consent-gated recording a
-  participant who has not consented is held silent and unseen while it runs (R8);
+  participant who has not consented is held silent and unseen while it runs (R8), or, when the
+  policy says ``late_joiner="pause"``, the recording pauses (no recorder edge) until they do;
 - a muted participant's audio goes nowhere.
 """
 
@@ -42,7 +43,12 @@ def plan(state: SessionState) -> frozenset[Edge]:
         for p in state.participants.values()
         if p.connected and (is_media_space(p.space) or p.space == CONSOLE)
     ]
-    recording = state.recording and policy.recording != "forbidden" and not policy.privileged
+    recording = (
+        state.recording
+        and policy.recording != "forbidden"
+        and not policy.privileged
+        and not state.recording_paused()
+    )
 
     def held(p: ParticipantState) -> bool:
         return (

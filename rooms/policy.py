@@ -23,6 +23,9 @@ STAFF = "staff"
 PSEUDO_ROLES = frozenset({SYSTEM, STAFF})
 
 Recording = Literal["required", "consent_gated", "forbidden"]
+# While consent-gated recording runs and someone in a recorded room has not consented: "hold"
+# keeps that person silent and unseen (R8), "pause" stops the recording for everyone instead.
+LateJoiner = Literal["hold", "pause"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Policy:
     observed_spaces: frozenset[str] = frozenset()  # ...these spaces
     recording: Recording = "forbidden"
     recorded_spaces: frozenset[str] = frozenset()
+    late_joiner: LateJoiner = "hold"
     caucuses: bool = False
     admission_consents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     admission_identity: frozenset[str] = frozenset()  # roles checked before admission (R6)
@@ -57,8 +61,10 @@ class Policy:
 
     def consents_for(self, role: str) -> dict[str, list[str]]:
         """What a person of ``role`` is asked to agree to on joining: ``required`` before
-        admission; ``optional`` is recording where it needs consent (staff are not asked)."""
-        gated = self.recording == "consent_gated" and role not in self.staff_roles
+        admission; ``optional`` is recording where it needs consent. Everyone who can be
+        recorded is asked, the mediator included (R8: recording starts only with the host's
+        own recorded consent); observers never publish, so they are not."""
+        gated = self.recording == "consent_gated" and role not in self.observer_roles
         return {
             "required": list(self.admission_consents.get(role, ())),
             "optional": ["recording"] if gated else [],
@@ -78,6 +84,12 @@ _SYSTEM_ONLY = {
     "disconnect": {SYSTEM},
     "tick": {SYSTEM},
 }
+# What the recorder reports (recording/): never a client, never a privileged session (R2).
+_RECORDER = {
+    "report_recorder": {SYSTEM},
+    "record_segment": {SYSTEM},
+    "record_gap": {SYSTEM},
+}
 
 # -- mediation ----------------------------------------------------------------------------------
 _M_HOSTS = {"mediator", "co_mediator"}
@@ -96,6 +108,7 @@ MEDIATION = Policy(
     roles=frozenset(_M_ROLES),
     permissions=_table(
         **_SYSTEM_ONLY,
+        **_RECORDER,
         admit=_M_HOSTS,
         return_to_waiting=_M_HOSTS,
         leave=_M_ROLES | {SYSTEM},
@@ -146,6 +159,7 @@ VISITATION = Policy(
     roles=frozenset(_V_ROLES),
     permissions=_table(
         **_SYSTEM_ONLY,
+        **_RECORDER,
         admit={"operator"},
         return_to_waiting={"operator"},
         leave=_V_ROLES | {SYSTEM},
@@ -209,6 +223,7 @@ CONSULTATION = Policy(
     roles=frozenset(_C_ROLES),
     permissions=_table(
         **_SYSTEM_ONLY,
+        **_RECORDER,
         admit={"duty_lawyer"},
         return_to_waiting={"duty_lawyer"},
         leave=_C_ROLES | {SYSTEM},

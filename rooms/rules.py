@@ -27,6 +27,8 @@ from rooms.state import (
 
 MAX_CAUCUSES = 8
 MAX_TIMER = 4 * 3600.0
+# The recorder's last records arrive after the session ended (the open segments close then).
+AFTER_END = frozenset({"record_segment", "record_gap"})
 
 
 class _Decision:
@@ -68,9 +70,9 @@ def decide(
     now: float,
     new_id: Callable[[], str],
 ) -> list[EventDraft]:
-    if state.ended:
-        raise CommandError("ended", "this session has ended")
     name = c.command_type(command)
+    if state.ended and name not in AFTER_END:
+        raise CommandError("ended", "this session has ended")
     role = role_of(state, actor)
     if not state.policy.allows(role, name):
         raise CommandError("forbidden", f"a {role} may not {name.replace('_', ' ')} here")
@@ -192,6 +194,7 @@ def _admit(d: _Decision, cmd: c.Admit) -> None:
     problem = admission_problem(d.state, p)
     if problem:
         raise CommandError("conflict", problem)
+    _live_needs_recorder(d.state)
     d.emit("participant.admitted", participant=p.id, space=d.state.policy.main_space)
 
 
@@ -387,20 +390,30 @@ def _record_consent(d: _Decision, cmd: c.RecordConsent) -> None:
     d.emit("participant.consent", participant=me.id, topic=cmd.topic, given=cmd.given)
 
 
+def _live_needs_recorder(state: SessionState) -> None:
+    """R1: a session whose recording is required does not go live before the recorder reported
+    ready and the recording runs."""
+    if state.policy.recording != "required":
+        return
+    if state.recorder != "ready":
+        raise CommandError("conflict", "the recorder has not reported ready")
+    if not state.recording:
+        raise CommandError("conflict", "recording is not on")
+
+
 def _start_recording(d: _Decision, cmd: c.StartRecording) -> None:
     state = d.state
     if state.policy.recording == "forbidden":
         raise CommandError("conflict", "this session is never recorded")
     if state.recording:
         raise CommandError("conflict", "recording is already on")
+    if state.policy.recording == "required" and state.recorder != "ready":
+        raise CommandError("conflict", "the recorder has not reported ready")
     if state.policy.recording == "consent_gated":
-        missing = [
-            p.name
-            for p in state.participants.values()
-            if p.connected
-            and p.space in state.policy.recorded_spaces
-            and not p.consents.get("recording")
-        ]
+        me = state.participants.get(d.actor)
+        if me is not None and not me.consents.get("recording"):
+            raise CommandError("conflict", "record your own consent to recording first")
+        missing = [p.name for p in state.recording_missing()]
         if missing:
             raise CommandError("conflict", "no recording consent from: " + ", ".join(missing))
     d.emit("recording.started")
@@ -412,6 +425,47 @@ def _stop_recording(d: _Decision, cmd: c.StopRecording) -> None:
     if not d.state.recording:
         raise CommandError("conflict", "recording is not on")
     d.emit("recording.stopped")
+
+
+def _report_recorder(d: _Decision, cmd: c.ReportRecorder) -> None:
+    state = d.state
+    if cmd.status == "ready":
+        if state.recorder == "ready":
+            raise CommandError("conflict", "the recorder already reported ready")
+        d.emit("recording.ready")
+        return
+    if state.recorder == "failed" and not state.recording:
+        raise CommandError("conflict", "the recorder failure is already recorded")
+    d.emit("recording.failed", reason=cmd.reason or "unknown")
+    if state.policy.recording == "required":  # R1: no recorder, no visit: hold it
+        for p in state.participants.values():
+            if p.space in state.policy.recorded_spaces and not state.is_staff(p):
+                d.move(p, WAITING, "recorder_failed")
+
+
+def _record_segment(d: _Decision, cmd: c.RecordSegment) -> None:
+    state = d.state
+    p = _target(d, cmd.participant, present=False)
+    if cmd.space not in state.policy.recorded_spaces:
+        raise CommandError("conflict", f"{cmd.space[:40]!r} is never recorded")
+    if cmd.index in state.segments.get(p.id, ()):
+        raise CommandError("conflict", f"segment {cmd.index} of {p.name} is already recorded")
+    if cmd.media_end < cmd.media_start or cmd.wall_end < cmd.wall_start:
+        raise CommandError("invalid", "a segment cannot end before it starts")
+    d.emit("recording.segment", **_fields(cmd))
+
+
+def _record_gap(d: _Decision, cmd: c.RecordGap) -> None:
+    if cmd.participant is not None:
+        _target(d, cmd.participant, present=False)
+    if cmd.wall_end < cmd.wall_start:
+        raise CommandError("invalid", "a gap cannot end before it starts")
+    d.emit("recording.gap", **_fields(cmd))
+
+
+def _fields(cmd: c.Command) -> dict:
+    """A recorder report's fields as its event's data (the tag and command id aside)."""
+    return {k: v for k, v in c.encode_command(cmd).items() if k not in ("type", "cid")}
 
 
 def _share_document(d: _Decision, cmd: c.ShareDocument) -> None:
@@ -532,6 +586,9 @@ _HANDLERS = {
     c.RecordConsent: _record_consent,
     c.StartRecording: _start_recording,
     c.StopRecording: _stop_recording,
+    c.ReportRecorder: _report_recorder,
+    c.RecordSegment: _record_segment,
+    c.RecordGap: _record_gap,
     c.Chat: _chat,
     c.ShareDocument: _share_document,
     c.DraftAgreement: _draft_agreement,

@@ -100,6 +100,9 @@ class SessionState:
     participants: dict[str, ParticipantState] = field(default_factory=dict)
     caucuses: dict[str, CaucusState] = field(default_factory=dict)
     recording: bool = False
+    recorder: str = "none"  # "ready" | "failed": what the recorder last reported (R1)
+    recorder_reason: str = ""
+    segments: dict[str, set[int]] = field(default_factory=dict)  # participant -> indexes kept
     ended: bool = False
     ended_reason: str | None = None
     created_at: float = 0.0
@@ -327,6 +330,37 @@ class SessionState:
     def _on_recording_stopped(self, e: Event, d: dict) -> None:
         self.recording = False
 
+    def _on_recording_ready(self, e: Event, d: dict) -> None:
+        self.recorder, self.recorder_reason = "ready", ""
+
+    def _on_recording_failed(self, e: Event, d: dict) -> None:
+        # the run ends with the failure: starting again is a new, logged decision
+        self.recorder, self.recorder_reason, self.recording = "failed", d.get("reason", ""), False
+
+    def _on_recording_segment(self, e: Event, d: dict) -> None:
+        self.segments.setdefault(d["participant"], set()).add(d["index"])
+
+    def recording_missing(self) -> list[ParticipantState]:
+        """Who stands in a recorded room without having consented to recording (R8)."""
+        policy = self.policy
+        if policy.recording != "consent_gated":
+            return []
+        return [
+            p
+            for p in self.participants.values()
+            if p.connected
+            and p.space in policy.recorded_spaces
+            and p.role not in policy.observer_roles
+            and not p.consents.get("recording")
+        ]
+
+    def recording_paused(self) -> bool:
+        """Recording is on but paused: the policy pauses it, rather than hold the person, while
+        someone in a recorded room has not consented (a late joiner, a withdrawal)."""
+        return (
+            self.recording and self.policy.late_joiner == "pause" and bool(self.recording_missing())
+        )
+
     def _on_session_safety_hold(self, e: Event, d: dict) -> None:
         self.held = True
 
@@ -363,6 +397,7 @@ class SessionState:
             "ended": self.ended,
             "ended_reason": self.ended_reason,
             "recording": self.recording,
+            "recorder": self.recorder,
             "held": self.held,
             "host_lost_at": self.host_lost_at,
             "created_at": self.created_at,
@@ -389,6 +424,7 @@ class SessionState:
                 "seq": self.seq,
                 "ended": self.ended,
                 "recording": self.recording,
+                "recording_paused": self.recording_paused(),
                 "recording_rule": self.policy.recording,
                 "main_space": self.policy.main_space,
                 "time_limit_seconds": self.policy.time_limit_seconds,
@@ -403,6 +439,8 @@ class SessionState:
             view["participants"] = [p.to_dict() for p in self.participants.values()]
             view["caucuses"] = [c.to_dict() for c in self.caucuses.values()]
             view["held"] = self.held
+            view["recording_missing"] = [p.id for p in self.recording_missing()]
+            view["recorder"] = self.recorder
         else:
             same = is_media_space(me.space)
             view["participants"] = [

@@ -72,6 +72,9 @@ class World:
                     self.run(pid, type="record_consent", topic=topic, given=True)
             if self.role(pid) in self.policy.admission_identity:
                 self.as_allowed("mark_identity_checked", participant=pid)
+        if self.policy.recording == "required":  # R1: no visit before the recorder is ready
+            self.run("system", type="report_recorder", status="ready")
+            self.run("system", type="start_recording")
         for pid in self.ids:
             if self.state.participants[pid].space == "waiting":
                 self.as_allowed("admit", participant=pid)
@@ -216,6 +219,32 @@ def prepare(world: World, name: str, actor: str) -> dict:
             "size": 1234,
             "sha256": "ab" * 32,
         }
+    if name == "start_recording" and world.state.recording:  # required: on since setup
+        world.run("system", type="report_recorder", status="failed", reason="test")
+        world.run("system", type="report_recorder", status="ready")
+        return {}
+    if name == "report_recorder":
+        return {"status": "failed", "reason": "disk full"}
+    if name == "record_segment":
+        return {
+            "participant": target,
+            "space": world.policy.main_space,
+            "kinds": ["audio", "video"],
+            "index": 0,
+            "file": "p-00000000-joint-000000.seg",
+            "key_id": "0" * 16,
+            "media_start": 0.0,
+            "media_end": 10.0,
+            "wall_start": 1_700_000_000.0,
+            "wall_end": 1_700_000_010.0,
+            "video_frames": 150,
+            "audio_frames": 500,
+            "bytes": 1000,
+            "sha256": "a" * 64,
+            "plain_sha256": "b" * 64,
+        }
+    if name == "record_gap":
+        return {"reason": "queue_full", "wall_start": 1.0, "wall_end": 2.0, "frames": 3}
     if name in ("tick", "end_session", "start_recording"):
         return {}
     raise AssertionError(f"no preparation for {name}")

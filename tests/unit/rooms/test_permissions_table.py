@@ -69,6 +69,10 @@ record_consent       Y   Y   Y     Y    Y    Y    Y    Y    .    .
 # recording is the mediator's switch alone (R8)
 start_recording      Y   .   .     .    .    .    .    .    .    .
 stop_recording       Y   .   .     .    .    .    .    .    .    .
+# the recorder's reports are the server's alone: ready/failed, each segment, each gap
+report_recorder      .   .   .     .    .    .    .    .    Y    .
+record_segment       .   .   .     .    .    .    .    .    Y    .
+record_gap           .   .   .     .    .    .    .    .    Y    .
 # talk and documents in one's own room; a silent observer neither chats nor shares (R9)
 chat                 Y   Y   Y     Y    Y    Y    Y    .    .    .
 share_document       Y   Y   Y     Y    Y    Y    Y    .    .    .

@@ -61,13 +61,17 @@ def test_visitation_officer_watches_from_the_console_and_is_recorded_nowhere(ser
         run(service, state.id, "system", type="connect", participant=pid)
     assert state.participants[officer].space == "console"
     run(service, state.id, mother, type="record_consent", topic="session_rules", given=True)
+    with pytest.raises(CommandError) as err:  # R1: no visit before the recorder is ready
+        run(service, state.id, op, type="admit", participant=son)
+    assert err.value.code == "conflict" and "recorder" in err.value.message
+    run(service, state.id, "system", type="report_recorder", status="ready")
+    run(service, state.id, "system", type="start_recording")
     run(service, state.id, op, type="admit", participant=son)
     with pytest.raises(CommandError) as err:  # identity not yet checked (R6)
         run(service, state.id, op, type="admit", participant=mother)
     assert err.value.code == "conflict" and "identity" in err.value.message
     run(service, state.id, op, type="mark_identity_checked", participant=mother, method="in_person")
     run(service, state.id, op, type="admit", participant=mother)
-    run(service, state.id, "system", type="start_recording")
     edges = plan(state)
     assert {(e.publisher, e.subscriber) for e in edges if e.kind == "video"} == {
         (mother, son),

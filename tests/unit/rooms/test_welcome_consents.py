@@ -12,13 +12,14 @@ PARTY_CONSENTS = ["online_mediation", "session_rules"]
 @pytest.mark.parametrize(
     ("kind", "role", "required", "optional"),
     [
-        ("mediation", "mediator", [], []),
+        ("mediation", "mediator", [], ["recording"]),  # R8: the host is asked too
         ("mediation", "party", PARTY_CONSENTS, ["recording"]),
         ("mediation", "counsel", ["session_rules"], ["recording"]),
-        ("mediation", "duty_lawyer", [], []),  # staff: never asked about recording
+        ("mediation", "duty_lawyer", [], ["recording"]),  # staff are recorded too
+        ("mediation", "observer", ["session_rules"], []),  # never publishes, never recorded
         ("visitation", "visitor", ["session_rules"], []),  # recording required, not optional
         ("privileged", "lawyer", [], []),  # recording forbidden
-        ("consultation", "duty_lawyer", [], []),
+        ("consultation", "duty_lawyer", [], ["recording"]),
         ("consultation", "citizen", [], ["recording"]),
     ],
 )
