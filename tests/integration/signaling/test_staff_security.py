@@ -15,12 +15,16 @@ import sys
 
 import aiohttp
 import pytest
+import socketio
 from aiohttp import web
 
 from rooms.accounts import LOCK_AFTER
-from server import Config, create_app
+from rooms.service import ParticipantSpec
+from server import SERVICE, SIGNER, Config, create_app
+from signaling.namespace import NAMESPACE
 from signaling.staff import ACCOUNTS
 from signaling.tls import ensure_self_signed
+from tests.integration.signaling.conftest import until
 from tests.support.server_proc import ROOT
 
 PASSWORD = "correct horse battery"
@@ -262,3 +266,31 @@ def test_the_command_line_refuses_a_bad_trusted_proxy_with_a_clear_code(tmp_path
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "bad_config: trusted_proxies" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_signaling_works_through_a_trusted_proxy(serve):
+    """The forwarded request is a clone: socket.io's WebSocket upgrade must still work on it."""
+    app, url = await serve(trusted_proxies=[PROXY])
+    state = app[SERVICE].create_session(
+        "mediation",
+        actor="staff:test",
+        title="Proxy",
+        case_number="P-1",
+        participants=[ParticipantSpec(name="Mediator M", role="mediator")],
+    )
+    person = next(iter(state.participants.values()))
+    token = app[SIGNER].issue(state.id, person.id, person.role, ttl=600)
+    sio, welcome = socketio.AsyncClient(reconnection=False), []
+    sio.on("welcome", lambda data=None: welcome.append(data), namespace=NAMESPACE)
+    await sio.connect(
+        url,
+        namespaces=[NAMESPACE],
+        auth={"token": token},
+        transports=["websocket"],
+        headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"},
+        wait_timeout=5,
+    )
+    try:
+        await until(lambda: welcome)
+    finally:
+        await sio.disconnect()
