@@ -23,6 +23,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from rooms.accounts import AccountError, AccountStore, StaffSession
 from signaling.pages import esc, page
@@ -76,7 +77,10 @@ async def form(request: web.Request, sess: StaffSession | None = None) -> dict[s
     """Read a urlencoded form, bounded, and check CSRF against the staff session."""
     if request.content_length and request.content_length > 64 * 1024:
         raise web.HTTPRequestEntityTooLarge(max_size=64 * 1024, actual_size=request.content_length)
-    data = await request.post()
+    try:
+        data = await request.post()
+    except (ValueError, HttpProcessingError):  # malformed multipart, bad encoding
+        raise web.HTTPBadRequest(text="invalid: the form could not be read") from None
     fields = {k: v for k, v in data.items() if isinstance(v, str)}
     if any(len(v) > MAX_FORM_FIELD for v in fields.values()):
         raise web.HTTPBadRequest(text="invalid: a field is too long")

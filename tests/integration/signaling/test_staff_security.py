@@ -294,3 +294,25 @@ async def test_signaling_works_through_a_trusted_proxy(serve):
         await until(lambda: welcome)
     finally:
         await sio.disconnect()
+
+
+@pytest.mark.parametrize(
+    "content_type,body",
+    [
+        (
+            "multipart/form-data; boundary=xx",
+            b'--xx\r\nContent-Disposition: form-data; na\x00me="a"\r\n\r\nv\r\n--xx--\r\n',
+        ),
+        ("multipart/form-data; boundary=xx", b"--xx\r\nbroken header line\r\n\r\nv\r\n--xx--\r\n"),
+        ("multipart/form-data", b"--xx\r\n\r\nv\r\n--xx--\r\n"),
+    ],
+    ids=["nul-in-part-header", "malformed-part-header", "no-boundary"],
+)
+async def test_a_login_form_that_cannot_be_read_is_a_clear_400(serve, content_type, body):
+    app, base = await serve()
+    async with client() as http:
+        async with http.post(
+            base + "/login", data=body, headers={"Content-Type": content_type}
+        ) as resp:
+            assert resp.status == 400, await resp.text()
+            assert "invalid" in await resp.text()
