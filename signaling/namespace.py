@@ -52,6 +52,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
         desk=None,
         codes=None,
         invitation_ttl=86400.0,
+        recording_available: bool = False,
     ) -> None:
         super().__init__(NAMESPACE)
         self._signer = signer
@@ -65,6 +66,9 @@ class ParleyNamespace(socketio.AsyncNamespace):
         self._inv: dict[str, Invitation] = {}  # sid -> the invitation it connected with
         self._desk = desk
         self._codes = codes
+        # Until a recorder runs on this node nobody is asked to consent to a recording that
+        # cannot happen, and the page offers no recording controls (welcome ``recording``).
+        self._recording_available = recording_available
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
@@ -91,7 +95,8 @@ class ParleyNamespace(socketio.AsyncNamespace):
                 "participant": inv.participant,
                 "role": inv.role,
                 "slots": self._slots_for(state),
-                "consents": state.policy.consents_for(person.role),
+                "consents": self._consents(state.policy.consents_for(person.role)),
+                "recording": self._recording_available,
                 "session": state.view_for(inv.participant),
             },
             to=sid,
@@ -274,6 +279,11 @@ class ParleyNamespace(socketio.AsyncNamespace):
         if event == "connect":
             return manager.is_pre_connected(sid, self.namespace)
         return not manager.is_connected(sid, self.namespace)
+
+    def _consents(self, consents: dict[str, list[str]]) -> dict[str, list[str]]:
+        if self._recording_available:
+            return consents
+        return {**consents, "optional": [t for t in consents["optional"] if t != "recording"]}
 
     def _still_live(self, sid: str) -> tuple[str, str] | None:
         """(code, message) when this socket may no longer act: the session's records no longer
