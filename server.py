@@ -43,6 +43,7 @@ from signaling.namespace import NAMESPACE, ParleyNamespace
 from signaling.otp import OneTimeCodes, SmtpNotifier
 from signaling.tls import ensure_self_signed, server_context
 from signaling.tokens import TokenSigner, load_or_create_secret
+from signaling.turn import TurnCredentials, parse_urls
 
 log = logging.getLogger("parley")
 
@@ -75,6 +76,11 @@ class Config:
     event_loop: str = "uvloop"  # "uvloop" | "asyncio" (docs/media.md: why uvloop)
     trusted_proxies: list[str] | None = None  # X-Forwarded-* believed from these (docs/security.md)
     metrics_token: str | None = None  # /metrics needs "Bearer <token>"; unset: loopback only
+    # signaling/turn.py: time-limited TURN credentials handed to each participant in the welcome
+    # (coturn's static-auth-secret; URLs comma-separated, e.g. turn:h:3478?transport=udp,...)
+    turn_secret: str | None = None
+    turn_urls: list[str] | None = None
+    turn_ttl: float = 12 * 3600
 
     ENV_PREFIX = "PARLEY_"
 
@@ -98,11 +104,13 @@ def _coerce(name: str, raw):
         return int(raw)
     if name == "invitation_ttl":
         return float(raw)
+    if name == "turn_ttl":
+        return float(raw)
     if name in ("data_dir", "tls_cert", "tls_key"):
         return Path(raw)
     if name in ("demo", "smtp_starttls"):
         return raw.lower() not in ("0", "false", "no", "off")
-    if name in ("ice_host_addresses", "trusted_proxies"):
+    if name in ("ice_host_addresses", "trusted_proxies", "turn_urls"):
         return [a.strip() for a in raw.split(",") if a.strip()]
     return raw
 
@@ -187,6 +195,9 @@ def create_app(config: Config) -> web.Application:
             desk=desk,
             codes=OneTimeCodes(_notifier(config)),
             invitation_ttl=config.invitation_ttl,
+            turn=TurnCredentials(
+                config.turn_secret, parse_urls(config.turn_urls), max_ttl=config.turn_ttl
+            ),
         )
     )
 

@@ -53,6 +53,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
         codes=None,
         invitation_ttl=86400.0,
         recording_available: bool = False,
+        turn=None,
     ) -> None:
         super().__init__(NAMESPACE)
         self._signer = signer
@@ -69,6 +70,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
         # Until a recorder runs on this node nobody is asked to consent to a recording that
         # cannot happen, and the page offers no recording controls (welcome ``recording``).
         self._recording_available = recording_available
+        self._turn = turn  # signaling.turn.TurnCredentials: iceServers for the welcome, or None
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
@@ -98,6 +100,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
                 "consents": self._consents(state.policy.consents_for(person.role)),
                 "recording": self._recording_available,
                 "session": state.view_for(inv.participant),
+                "iceServers": self._ice_servers(inv),
             },
             to=sid,
         )
@@ -279,6 +282,13 @@ class ParleyNamespace(socketio.AsyncNamespace):
         if event == "connect":
             return manager.is_pre_connected(sid, self.namespace)
         return not manager.is_connected(sid, self.namespace)
+
+    def _ice_servers(self, inv: Invitation) -> list[dict]:
+        """TURN credentials for this participant, expiring with the invitation or sooner
+        (signaling/turn.py); never logged."""
+        if self._turn is None or not self._turn.enabled:
+            return []
+        return self._turn.ice_servers(inv.participant, not_after=inv.exp)
 
     def _consents(self, consents: dict[str, list[str]]) -> dict[str, list[str]]:
         if self._recording_available:

@@ -58,6 +58,7 @@
   socket.on("welcome", async (msg) => {
     state.me = msg.participant; state.role = msg.role; state.slotCount = msg.slots;
     state.view = msg.session; state.consents = msg.consents || { required: [], optional: [] };
+    state.iceServers = msg.iceServers || [];  // fresh TURN credentials with every welcome
     render();
     if (state.joined) await startMedia();  // a reconnect: offer again on a fresh connection
     else { $("btn-confirm").disabled = false; status(""); }
@@ -93,7 +94,7 @@
         status(s === "connected" ? "" : s === "failed" ? i18n.t("reconnecting") : i18n.t("connecting"));
         if (s === "failed" && state.call === call && socket.connected) setTimeout(startMedia, 1000);
       },
-    });
+    }, state.iceServers);
     call.audioSender.sender.track && (call.audioSender.sender.track.enabled = state.micOn);
     status(i18n.t("connecting"));
     const sdp = await call.offer();

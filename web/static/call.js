@@ -22,10 +22,12 @@
   }
 
   class Call {
-    constructor(localStream, slotCount, handlers) {
+    // iceServers: from the server's welcome (time-limited TURN credentials, signaling/turn.py);
+    // [] when the server has no TURN server configured.
+    constructor(localStream, slotCount, handlers, iceServers) {
       this.local = localStream;
       this.handlers = handlers; // {onSlotStream(index, stream), onState(state)}
-      this.pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: [] });
+      this.pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: iceServers || [] });
       const audio = localStream.getAudioTracks()[0];
       const video = localStream.getVideoTracks()[0];
       this.audioSender = this.pc.addTransceiver(audio || "audio", { direction: "sendonly", streams: [localStream] });
