@@ -56,14 +56,19 @@ def discard(staged: Path | None) -> None:
 def recover(store_dir: Path, version: int, recorded_sha256: str) -> Path | None:
     """The current file of ``version`` after finishing or undoing an interrupted promotion.
 
-    A staged file whose name and content match the hash the ledger recorded is promoted; any
-    other staged file of this version is deleted. Returns the current file, or None when there
-    is none (the caller decides whether that is an error)."""
+    A staged file of ``version`` whose name and content match the hash the ledger recorded is
+    promoted; every other staged file (of any version: a crashed supersede stages the next) is
+    deleted. Returns the current file, or None when there is none (the caller decides whether
+    that is an error)."""
     current = sorted(store_dir.glob(f"*-v{version}.pdf"))
-    for staged in sorted(store_dir.glob(f"*-v{version}.pdf.*{STAGED}")):
+    for staged in sorted(store_dir.glob(f"*{STAGED}")):
         target = staged.with_name(staged.name.split(".pdf.", 1)[0] + ".pdf")
         named = staged.name.removesuffix(STAGED).rsplit(".", 1)[-1]
-        recorded = named == recorded_sha256 and sha256(staged.read_bytes()) == recorded_sha256
+        recorded = (
+            target.name.endswith(f"-v{version}.pdf")
+            and named == recorded_sha256
+            and sha256(staged.read_bytes()) == recorded_sha256
+        )
         is_current = target.exists() and sha256(target.read_bytes()) == recorded_sha256
         if recorded and not is_current:
             promote(staged, target)

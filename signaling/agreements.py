@@ -115,6 +115,8 @@ class AgreementDesk:
             return await SignatureCeremony.resume(
                 pki, self._timestamper, found, declined=agreement.get("status") == "declined"
             )
+        if store.is_dir():  # nothing frozen yet: drop what a crashed first freeze staged
+            await asyncio.to_thread(pdfstore.recover, store, 1, "")
         return SignatureCeremony(pki, self._timestamper, store)
 
     def lock(self, session_id: str) -> asyncio.Lock:

@@ -21,6 +21,7 @@ def test_recover_promotes_only_the_revision_the_ledger_recorded(tmp_path):
     path.write_bytes(b"signed once")
     pdfstore.stage(path, b"signed twice")  # crash after the append: the ledger names it
     pdfstore.stage(path, b"never recorded")  # crash before an append
+    pdfstore.stage(tmp_path / "C-1-v3.pdf", b"v3")  # a supersede that crashed before its append
     found = pdfstore.recover(tmp_path, 2, pdfstore.sha256(b"signed twice"))
     assert found == path and path.read_bytes() == b"signed twice"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["C-1-v2.pdf"]
@@ -50,3 +51,9 @@ def test_a_damaged_staged_file_is_not_promoted(tmp_path):
     assert pdfstore.recover(tmp_path, 1, pdfstore.sha256(b"signed")) == path
     assert path.read_bytes() == b"certified"  # the caller's hash check says document_modified
     assert pdfstore.recover(tmp_path, 3, "00" * 32) is None
+
+
+def test_nothing_recorded_yet_drops_a_staged_first_version(tmp_path):
+    pdfstore.stage(tmp_path / "C-1-v1.pdf", b"certified")  # the first freeze, never recorded
+    assert pdfstore.recover(tmp_path, 1, "") is None
+    assert list(tmp_path.iterdir()) == []
