@@ -34,7 +34,16 @@
     return (view && view.you) || people(view).find((p) => p.id === state.me) || {};
   }
 
+  // Connection lost after joining: a banner that cannot be missed, and the remote tiles marked
+  // as frozen, until the current media connection is up again (reconnect or new offer).
+  function setLost(lost) {
+    state.lost = lost;
+    $("reconnect-banner").hidden = !(lost && state.joined && screen === "call");
+    for (const tile of $("tiles").querySelectorAll(".tile")) tile.classList.toggle("frozen", lost);
+  }
+
   function end(titleKey, text) {
+    setLost(false);
     if (state.call) state.call.close();
     if (local) local.getTracks().forEach((t) => t.stop());
     socket.disconnect();
@@ -51,9 +60,10 @@
       $("end-title").textContent = i18n.t("error");
     } else {
       status(i18n.t("reconnecting"));
+      if (state.joined) setLost(true);
     }
   });
-  socket.on("disconnect", () => status(i18n.t("reconnecting")));
+  socket.on("disconnect", () => { status(i18n.t("reconnecting")); if (screen !== "end") setLost(true); });
 
   socket.on("welcome", async (msg) => {
     state.me = msg.participant; state.role = msg.role; state.slotCount = msg.slots;
@@ -91,7 +101,10 @@
     const call = state.call = new ParleyCall(local, state.slotCount, {
       onSlotStream: () => renderTiles(),
       onState: (s) => {
+        if (state.call !== call) return;  // an older connection, already replaced
         status(s === "connected" ? "" : s === "failed" ? i18n.t("reconnecting") : i18n.t("connecting"));
+        if (s === "connected") setLost(false);
+        else if (s === "failed" || s === "disconnected") setLost(true);
         if (s === "failed" && state.call === call && socket.connected) setTimeout(startMedia, 1000);
       },
     }, state.iceServers);
@@ -257,9 +270,15 @@
         const v = document.createElement("video");
         v.autoplay = true; v.playsInline = true; v.srcObject = slot.stream;
         const cap = document.createElement("figcaption");
-        tile.append(v, cap);
+        const frozen = document.createElement("span");
+        frozen.className = "tile-state"; frozen.dataset.t = "video_frozen"; frozen.textContent = i18n.t("video_frozen");
+        tile.append(v, cap, frozen);
         tiles.appendChild(tile);
       }
+      // A reconnect or a new offer makes a new connection: play its tracks, not the ended ones.
+      const video = tile.querySelector("video");
+      if (video.srcObject !== slot.stream) video.srcObject = slot.stream;
+      tile.classList.toggle("frozen", !!state.lost);
       tile.hidden = !info.participant;
       tile.dataset.participant = info.participant || "";
       tile.querySelector("figcaption").textContent = names[info.participant] || "";
