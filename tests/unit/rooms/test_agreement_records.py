@@ -212,3 +212,29 @@ def test_a_party_without_side_a_or_b_is_refused(service, side):
     with pytest.raises(CommandError) as refused:
         state.agreement_signers()
     assert refused.value.code == "invalid" and "Wu Liu" in refused.value.message
+
+
+def test_promotion_runs_after_the_append_and_a_failed_one_keeps_the_events(service, mediation):
+    """``execute(promote=)``: the promotion sees the events in the ledger, and if it fails the
+    ledger's decision stands (folded into the state) and the error reaches the caller."""
+    state, ids = mediation
+    med = ids["Mediator Wang"]
+    draft = {"type": "draft_agreement", "case_type": "debt", "language": "en", "terms": ["x"]}
+    seen = []
+    service.execute(
+        state.id,
+        med,
+        decode_command(draft),
+        promote=lambda: seen.append(service.events(state.id)[-1].type),
+    )
+    assert seen == ["agreement.drafted"]
+
+    def broken() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        service.execute(state.id, med, decode_command({**draft, "terms": ["y"]}), promote=broken)
+    assert service.state(state.id).agreement["terms"] == ["y"]
+    assert service.events(state.id)[-1].data["terms"] == ["y"]
+    with pytest.raises(CommandError):  # a refused command never reaches the promotion
+        service.execute(state.id, ids["Li Si"], decode_command(draft), promote=broken)
