@@ -27,7 +27,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from media.engine import MediaConfig, MediaEngine
+from recording.keys import MasterKey
+from recording.manifest import restart_gap
+from recording.recorder import Recorder
 from rooms.accounts import AccountError, AccountStore
+from rooms.commands import decode_command
+from rooms.errors import CommandError
 from rooms.ledger import SqliteLedgerStore
 from rooms.service import ParticipantSpec, SessionService
 from signaling import staff
@@ -81,6 +86,11 @@ class Config:
     turn_secret: str | None = None
     turn_urls: list[str] | None = None
     turn_ttl: float = 12 * 3600
+    # docs/recording.md: the master key (64 hex digits; unset: a key file in the data directory),
+    # the segment length, and how many frames may wait for the writer before frames are dropped
+    recording_key: str | None = None
+    recording_segment_seconds: float = 10.0
+    recording_queue_frames: int = 2000
 
     ENV_PREFIX = "PARLEY_"
 
@@ -100,9 +110,9 @@ class Config:
 def _coerce(name: str, raw):
     if not isinstance(raw, str):
         return raw
-    if name in ("port", "max_slots", "smtp_port"):
+    if name in ("port", "max_slots", "smtp_port", "recording_queue_frames"):
         return int(raw)
-    if name == "invitation_ttl":
+    if name in ("invitation_ttl", "recording_segment_seconds"):
         return float(raw)
     if name == "turn_ttl":
         return float(raw)
@@ -184,7 +194,16 @@ def create_app(config: Config) -> web.Application:
     async def kick(sid):
         await sio.disconnect(sid, namespace=NAMESPACE)
 
-    conductor = Conductor(service, engine, emit, kick)
+    recorder = Recorder(
+        config.data_dir / "recordings",
+        MasterKey.load(config.data_dir, given=config.recording_key),
+        report=lambda session, raw: conductor.recorder_report(session, raw),
+        request_keyframe=lambda publisher: engine.request_keyframe(publisher),
+        segment_seconds=config.recording_segment_seconds,
+        max_frames=config.recording_queue_frames,
+    )
+    _record_restart_gaps(service)
+    conductor = Conductor(service, engine, emit, kick, recorder=recorder)
     sio.register_namespace(
         ParleyNamespace(
             signer=signer,
@@ -225,12 +244,15 @@ def create_app(config: Config) -> web.Application:
     async def runtime_ctx(app):
         """Media engine and system clock up; on the way down, the ledger is closed last."""
         await engine.start()
+        recorder.start()
         engine_started[0] = True
         clock = asyncio.get_running_loop().create_task(conductor.run_clock())
         yield
         clock.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await clock
+        await recorder.aclose()  # open segments are written and recorded before the ledger closes
+        await conductor.drain()
         engine_started[0] = False
         await engine.close()
         await conductor.drain()
@@ -253,6 +275,20 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(Documents(service, signer, config.data_dir / "documents").routes())
     app.add_routes(agreement_routes(desk, signer, service))
     return app
+
+
+def _record_restart_gaps(service: SessionService) -> None:
+    """After a restart, each session whose recording was on records what the downtime lost; its
+    recording resumes by itself when its participants reconnect (the plan still says so)."""
+    for state in service.sessions():
+        if not state.recording or state.ended:
+            continue
+        gap = restart_gap(service.events(state.id), time.time())
+        if gap is not None:
+            try:
+                service.execute(state.id, "system", decode_command(gap))
+            except CommandError as exc:
+                log.warning("restart gap not recorded for %s: %s", state.id, exc.code)
 
 
 def _notifier(config: Config) -> SmtpNotifier | None:

@@ -22,8 +22,9 @@ from media.bandwidth import BandwidthMonitor
 from media.errors import MediaError
 from media.offer import check_offer
 from media.peer import KINDS, PeerSession, Slot
+from media.sink import FrameSink, SinkPort
 
-__all__ = ["Edge", "MediaConfig", "MediaEngine", "MediaError"]
+__all__ = ["Edge", "FrameSink", "MediaConfig", "MediaEngine", "MediaError"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class MediaEngine:
         self._paused: set[str] = set()
         self._last_maps: dict[str, list[dict]] = {}
         self._closing: set[asyncio.Task] = set()
+        self._sinks: dict[str, FrameSink] = {}  # subscriber name -> in-process sink
+        self._ports: dict[EdgeKey, SinkPort] = {}
         self._original_host_addresses = None
         self._original_consent: tuple[float, int] | None = None
         self._undo: list[Callable[[], None]] = []  # process-wide aiortc patches to take back
@@ -106,6 +109,8 @@ class MediaEngine:
         if self.closed:
             return
         self.closed = True
+        for key in list(self._sinks):
+            self.detach_sink(key)
         peers = list(self.peers.values())
         self.peers.clear()
         await asyncio.gather(*(p.close("engine closed") for p in peers), return_exceptions=True)
@@ -200,6 +205,52 @@ class MediaEngine:
         self._edges = wanted
         self._reconcile()
 
+    # -- local sinks (docs/media.md: "Local sinks") --------------------------------------------
+    def attach_sink(self, subscriber_id: str, sink: FrameSink) -> None:
+        """Edges whose subscriber is `subscriber_id` deliver to `sink` instead of a peer."""
+        if subscriber_id in self.peers or subscriber_id in self._sinks:
+            raise ValueError(f"{subscriber_id!r} is already a subscriber")
+        self._sinks[subscriber_id] = sink
+        self._reconcile()
+
+    def detach_sink(self, subscriber_id: str) -> None:
+        if self._sinks.pop(subscriber_id, None) is not None:
+            self._reconcile()
+
+    def request_keyframe(self, publisher_id: str) -> None:
+        """Ask a publisher for a video keyframe (rate-limited with everyone else's asks)."""
+        peer = self.peers.get(publisher_id)
+        publication = peer.publications.get("video") if peer is not None else None
+        if publication is not None:
+            publication.forwarder.request_keyframe()
+
+    def _reconcile_sinks(self) -> None:
+        for key, port in list(self._ports.items()):
+            pub, sub, kind = key
+            peer = self.peers.get(pub)
+            current = peer.publications.get(kind) if peer is not None else None
+            source = port.source
+            if (
+                key not in self._edges
+                or sub not in self._sinks
+                or source is None
+                or source.closed
+                or current is None
+                or source.forwarder is not current.forwarder
+            ):
+                del self._ports[key]
+                port.close()
+        for key in self._edges:
+            pub, sub, kind = key
+            if sub not in self._sinks or key in self._ports or pub not in self.peers:
+                continue
+            publication = self.peers[pub].publications.get(kind)
+            if publication is None or publication.closed:
+                continue
+            port = SinkPort(self._sinks[sub], pub, kind)
+            self._ports[key] = port
+            publication.forwarder.subscribe(sub, port)
+
     def set_video_paused(self, subscriber_id: str, paused: bool) -> None:
         """Audio-only mode for one subscriber; resuming waits for a keyframe."""
         if paused:
@@ -212,6 +263,7 @@ class MediaEngine:
         """Make every subscriber's slots carry exactly what the plan says, then report maps."""
         for sub_id, peer in self.peers.items():
             self._reconcile_subscriber(sub_id, peer)
+        self._reconcile_sinks()
         for sub_id in list(self._assign):
             if sub_id not in self.peers and not any(s == sub_id for _, s, _ in self._edges):
                 del self._assign[sub_id]
@@ -329,6 +381,7 @@ class MediaEngine:
             "keyframes_received": sum(p.forwarder.keyframes_in for p in pubs),
             "frames_forwarded": sum(s.frames_forwarded for s in subs),
             "frames_gated": sum(s.frames_gated for s in subs),
+            "frames_to_sinks": sum(p.frames for p in self._ports.values()),
             "frames_unsent": sum(s.frames_unsent for s in subs),
             "keyframe_requests_sent": sum(p.forwarder.keyframe_requests for p in pubs),
             "keyframe_requests_asked": sum(p.forwarder.keyframe_asks for p in pubs),

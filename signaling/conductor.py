@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from rooms.commands import decode_command
 from rooms.errors import CommandError
-from rooms.plan import plan
+from rooms.plan import RECORDER, plan
 from rooms.state import GONE
 
 log = logging.getLogger("parley.conductor")
@@ -50,9 +50,14 @@ class Binding(NamedTuple):
 
 
 class Conductor:
-    def __init__(self, service, engine, emit: Emit, kick: Kick | None = None) -> None:
+    def __init__(
+        self, service, engine, emit: Emit, kick: Kick | None = None, recorder=None
+    ) -> None:
         self._service = service
         self._engine = engine
+        self._recorder = recorder  # recording.Recorder, or None: nothing is ever recorded
+        self._recorded: set[str] = set()  # sessions whose recorder sink is attached
+        self._ready_sent: set[str] = set()
         self._emit = emit
         self._kick = kick
         self._plans: dict[str, frozenset[MediaEdge]] = {}
@@ -93,6 +98,7 @@ class Conductor:
 
     # -- event fan-out ------------------------------------------------------------------------
     def _on_events(self, state, events) -> None:
+        self._sync_recorder(state)
         self._plans[state.id] = frozenset(
             MediaEdge(media_key(state.id, e.publisher), media_key(state.id, e.subscriber), e.kind)
             for e in plan(state)
@@ -119,6 +125,53 @@ class Conductor:
                 self._service.execute(session_id, "system", decode_command(lost))
             except CommandError as exc:
                 log.info("disconnect after revocation not applied: %s", exc.code)
+
+    # -- the recorder (docs/recording.md) ------------------------------------------------------
+    def _sync_recorder(self, state) -> None:
+        """Attach a session's recorder sink before its plan can name it; close it at the end;
+        report the recorder ready where the session cannot go live without it (R1)."""
+        rec, policy = self._recorder, state.policy
+        if rec is None or policy.recording == "forbidden" or policy.privileged:
+            return  # R2: a privileged session never gets a sink
+        key = media_key(state.id, RECORDER)
+        if state.ended:
+            if state.id in self._recorded:
+                self._recorded.discard(state.id)
+                rec.end_session(state.id)
+                self._engine.detach_sink(key)
+            return
+        if state.id not in self._recorded:
+            sid = state.id
+            sink = rec.session(
+                sid,
+                epoch=state.created_at,
+                space_of=lambda pid: self._service.state(sid).participants[pid].space,
+                participant_of=lambda publisher: split_media_key(publisher)[1],
+                first_index=lambda pid: max(self._service.state(sid).segments.get(pid, {-1})) + 1,
+            )
+            self._engine.attach_sink(key, sink)
+            self._recorded.add(sid)
+        if state.recorder != "ready":
+            self._ready_sent.discard(state.id)
+        if (
+            policy.recording == "required"
+            and state.recorder != "ready"
+            and state.id not in self._ready_sent
+            and rec.healthy
+        ):
+            self._ready_sent.add(state.id)
+            self.recorder_report(state.id, {"type": "report_recorder", "status": "ready"})
+
+    def recorder_report(self, session_id: str, raw: dict) -> None:
+        """A recorder report becomes a server-only command, after the current one (never
+        inside another command's listeners)."""
+        self._spawn(self._apply_report(session_id, raw))
+
+    async def _apply_report(self, session_id: str, raw: dict) -> None:
+        try:
+            self._service.execute(session_id, "system", decode_command(raw))
+        except CommandError as exc:
+            log.warning("recorder report %s refused: %s %s", raw["type"], exc.code, exc.message)
 
     def reconcile(self) -> None:
         edges: set[MediaEdge] = set()

@@ -1,0 +1,221 @@
+"""The writer thread: muxing, encryption and disk writes, off the event loop.
+
+The loop hands over frames through a queue and never waits: past ``max_frames`` frames in the
+queue a frame is refused (the recorder drops it for the recording only and records a gap).
+Opening and closing a segment are never refused, so a segment always ends. Segments are written
+in the order they close: mux in memory, seal (recording/sealed.py), write to a temporary name,
+fsync, rename, fsync the directory — then ``on_closed`` reports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recording.keys import DataKey, write_durably
+from recording.mux import SegmentMuxer
+from recording.sealed import seal
+
+log = logging.getLogger("parley.recording")
+
+
+@dataclass
+class SegmentSpec:
+    """What the recorder knows when it opens a segment."""
+
+    session: str
+    participant: str
+    space: str
+    index: int
+    directory: Path
+    key: Callable[[], DataKey]  # made on first use, in the writer thread
+    size: tuple[int, int] | None = None
+
+    @property
+    def file(self) -> str:
+        return f"{self.participant}-{self.index:06d}.seg"
+
+
+@dataclass
+class SegmentDone:
+    spec: SegmentSpec
+    frames: dict[str, int]
+    media_start: float
+    media_end: float
+    wall_start: float
+    wall_end: float
+    bytes: int
+    sha256: str
+    plain_sha256: str
+    size: tuple[int, int] | None = None
+    kinds: list[str] = field(default_factory=list)
+    key_id: str = ""
+
+    def record(self) -> dict:
+        """The ``record_segment`` command (rooms/commands.py) for the ledger."""
+        s = self.spec
+        return {
+            "type": "record_segment",
+            "participant": s.participant,
+            "space": s.space,
+            "kinds": self.kinds,
+            "index": s.index,
+            "file": s.file,
+            "key_id": self.key_id,
+            "media_start": round(self.media_start, 6),
+            "media_end": round(self.media_end, 6),
+            "wall_start": round(self.wall_start, 6),
+            "wall_end": round(self.wall_end, 6),
+            "video_frames": self.frames["video"],
+            "audio_frames": self.frames["audio"],
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "plain_sha256": self.plain_sha256,
+        }
+
+
+Store = Callable[[Path, bytes], None]
+
+
+class _Open:
+    def __init__(self, spec: SegmentSpec) -> None:
+        self.spec = spec
+        self.muxer = SegmentMuxer(spec.size)
+        self.wall_start: float | None = None
+        self.wall_end = 0.0
+
+
+class Writer:
+    def __init__(
+        self,
+        on_closed: Callable[[SegmentDone], None],
+        on_failed: Callable[[SegmentSpec, Exception], None],
+        *,
+        max_frames: int = 2000,
+        store: Store = write_durably,
+    ) -> None:
+        self._on_closed, self._on_failed = on_closed, on_failed
+        self._store = store
+        self.max_frames = max_frames
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self.depth = 0  # frames queued, not yet muxed
+        self.pending = 0  # operations queued or running (0: everything handed over is done)
+        self.max_depth = 0
+        self.segments_written = 0
+        self.bytes_written = 0
+        self.busy_seconds = 0.0  # thread CPU spent muxing, sealing, writing
+        self._open: dict[int, _Open] = {}
+        self._thread = threading.Thread(target=self._run, name="parley-recorder", daemon=True)
+        self._thread.start()
+
+    # -- the loop's side: never blocks -------------------------------------------------------
+    def open(self, handle: int, spec: SegmentSpec) -> None:
+        self._put("open", handle, spec)
+
+    def _put(self, op: str, handle: int, arg) -> None:
+        with self._lock:
+            self.pending += 1
+        self._queue.put((op, handle, arg))
+
+    def frame(
+        self, handle: int, kind: str, data: bytes, media_time: float, key: bool, wall: float
+    ) -> bool:
+        with self._lock:
+            if self.depth >= self.max_frames:
+                return False
+            self.depth += 1
+            self.max_depth = max(self.max_depth, self.depth)
+        self._put("frame", handle, (kind, data, media_time, key, wall))
+        return True
+
+    def close(self, handle: int) -> None:
+        self._put("close", handle, None)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish everything queued (open segments are closed and written), then end."""
+        self._put("stop", 0, None)
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- the thread --------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            op, handle, arg = self._queue.get()
+            started = time.thread_time()
+            try:
+                if op == "stop":
+                    for h in list(self._open):
+                        self._close(h)
+                    return
+                if op == "open":
+                    self._open[handle] = _Open(arg)
+                elif op == "frame":
+                    with self._lock:
+                        self.depth -= 1
+                    self._frame(handle, *arg)
+                elif op == "close":
+                    self._close(handle)
+            except Exception:  # noqa: BLE001 - the thread must outlive one bad segment
+                log.exception("recording writer: %s failed", op)
+            finally:
+                self.busy_seconds += time.thread_time() - started
+                with self._lock:
+                    self.pending -= 1
+
+    def _frame(self, handle, kind, data, media_time, key, wall) -> None:
+        seg = self._open.get(handle)
+        if seg is None:
+            return
+        seg.muxer.add(kind, data, media_time, key)
+        if seg.wall_start is None:
+            seg.wall_start = wall
+        seg.wall_end = wall
+
+    def _close(self, handle: int) -> None:
+        seg = self._open.pop(handle, None)
+        if seg is None:
+            return
+        spec, muxer = seg.spec, seg.muxer
+        try:
+            plain = muxer.finish()
+            if not plain:
+                return  # nothing arrived: no file, no record
+            key = spec.key()
+            sealed = seal(
+                key,
+                {"session": spec.session, "participant": spec.participant, "index": spec.index},
+                plain,
+            )
+            spec.directory.mkdir(parents=True, exist_ok=True)
+            self._store(spec.directory / spec.file, sealed.data)
+        except Exception as exc:  # noqa: BLE001 - reported as a gap and a recorder failure
+            log.exception("recording writer: segment %s not written", spec.file)
+            self._on_failed(spec, exc)
+            return
+        self.segments_written += 1
+        self.bytes_written += len(sealed.data)
+        self._on_closed(
+            SegmentDone(
+                spec,
+                dict(muxer.frames),
+                muxer.first or 0.0,
+                muxer.last or 0.0,
+                seg.wall_start or 0.0,
+                seg.wall_end,
+                len(sealed.data),
+                sealed.sha256,
+                sealed.plain_sha256,
+                muxer.size,
+                [k for k in ("audio", "video") if muxer.frames[k]],
+                key.id,
+            )
+        )
