@@ -1,0 +1,114 @@
+"""The visitation database: one SQLite file in the data directory, its schema, its transactions.
+
+``visits.sqlite3`` holds the directory (sites, terminals, inmates, approved visitors, help-education
+organisations), the staff grants and the bookings. It is mode 0600 (it names people in custody and
+their families). Writes run in ``BEGIN IMMEDIATE`` transactions, so two writers, in this process or
+another, are serialised by SQLite itself; the ``holds`` table's primary key (a resource and a
+15-minute cell) makes a double booking of a terminal or an inmate impossible even if a rule above
+it were wrong. Identity numbers are kept only as HMAC digests under a key of the data directory
+(``visits-id.key``, 0600), so the file alone does not give them back, plus their last four digits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from signaling.keyfile import load_or_create
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sites (
+  id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS terminals (
+  id TEXT PRIMARY KEY, site TEXT NOT NULL REFERENCES sites(id), kind TEXT NOT NULL,
+  name TEXT NOT NULL, hours TEXT NOT NULL, active INTEGER NOT NULL DEFAULT 1,
+  token_hash TEXT, token_issued REAL);
+CREATE TABLE IF NOT EXISTS maintenance (
+  id INTEGER PRIMARY KEY, terminal TEXT NOT NULL REFERENCES terminals(id),
+  start TEXT NOT NULL, end TEXT NOT NULL, note TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS inmates (
+  id INTEGER PRIMARY KEY, facility TEXT NOT NULL REFERENCES sites(id), number TEXT NOT NULL,
+  name TEXT NOT NULL, grade TEXT NOT NULL, status TEXT NOT NULL, UNIQUE(facility, number));
+CREATE TABLE IF NOT EXISTS visitors (
+  id INTEGER PRIMARY KEY, inmate INTEGER NOT NULL REFERENCES inmates(id), name TEXT NOT NULL,
+  relationship TEXT NOT NULL, id_hash TEXT NOT NULL, id_last4 TEXT NOT NULL,
+  evidence TEXT NOT NULL, approved_by TEXT NOT NULL, reason TEXT NOT NULL, expires TEXT NOT NULL,
+  contact TEXT NOT NULL DEFAULT '', UNIQUE(inmate, id_hash));
+CREATE TABLE IF NOT EXISTS orgs (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, site TEXT REFERENCES sites(id));
+CREATE TABLE IF NOT EXISTS workers (
+  id INTEGER PRIMARY KEY, org TEXT NOT NULL REFERENCES orgs(id), name TEXT NOT NULL,
+  id_hash TEXT NOT NULL, id_last4 TEXT NOT NULL, UNIQUE(org, id_hash));
+CREATE TABLE IF NOT EXISTS grants (
+  username TEXT NOT NULL, role TEXT NOT NULL, site TEXT NOT NULL,
+  PRIMARY KEY(username, role, site));
+CREATE TABLE IF NOT EXISTS bookings (
+  id INTEGER PRIMARY KEY, inmate INTEGER NOT NULL REFERENCES inmates(id),
+  bureau_terminal TEXT NOT NULL, facility_terminal TEXT NOT NULL, start TEXT NOT NULL,
+  minutes INTEGER NOT NULL, status TEXT NOT NULL, exception_reason TEXT NOT NULL DEFAULT '',
+  exception_by TEXT NOT NULL DEFAULT '', contact TEXT NOT NULL DEFAULT '',
+  lang TEXT NOT NULL DEFAULT 'zh', requested_by TEXT NOT NULL, created TEXT NOT NULL,
+  reason_code TEXT NOT NULL DEFAULT '', rescheduled_from INTEGER);
+CREATE TABLE IF NOT EXISTS booking_visitors (
+  booking INTEGER NOT NULL REFERENCES bookings(id), visitor INTEGER NOT NULL REFERENCES visitors(id),
+  PRIMARY KEY(booking, visitor));
+CREATE TABLE IF NOT EXISTS holds (
+  resource TEXT NOT NULL, cell TEXT NOT NULL, booking INTEGER NOT NULL REFERENCES bookings(id),
+  PRIMARY KEY(resource, cell));
+CREATE TABLE IF NOT EXISTS booking_log (
+  id INTEGER PRIMARY KEY, booking INTEGER NOT NULL, at TEXT NOT NULL, actor TEXT NOT NULL,
+  action TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS bookings_inmate ON bookings(inmate, start);
+CREATE INDEX IF NOT EXISTS bookings_start ON bookings(start);
+"""
+
+
+class VisitStore:
+    """The connection, a lock for this process's threads, and the identity-number key."""
+
+    def __init__(self, data_dir: str | Path, *, file: str = "visits.sqlite3") -> None:
+        data_dir = Path(data_dir)
+        path = data_dir / file
+        data_dir.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        self._db = sqlite3.connect(
+            str(path), check_same_thread=False, isolation_level=None, timeout=30
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.RLock()
+        self._key = load_or_create(
+            data_dir / "visits-id.key", lambda: secrets.token_bytes(32), min_length=32
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it or nothing, serialised with every other writer."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def id_hash(self, number: str) -> str:
+        """Keyed digest of a normalised identity number: comparable, not reversible."""
+        return hmac.new(self._key, number.encode(), hashlib.sha256).hexdigest()
