@@ -68,6 +68,7 @@
   socket.on("welcome", async (msg) => {
     state.me = msg.participant; state.role = msg.role; state.slotCount = msg.slots;
     state.view = msg.session; state.consents = msg.consents || { required: [], optional: [] };
+    state.recordingAvailable = msg.recording === true;  // a recorder runs on this server
     state.iceServers = msg.iceServers || [];  // fresh TURN credentials with every welcome
     render();
     if (state.joined) await startMedia();  // a reconnect: offer again on a fresh connection

@@ -103,7 +103,8 @@
     for (const c of view.caucuses || []) cl.appendChild(caucusRow(c, me));
     $("btn-return-joint").hidden = !(me.space || "").startsWith("caucus:");
     $("btn-recording").textContent = t(view.session && view.session.recording ? "stop_recording" : "start_recording");
-    $("btn-recording").hidden = !(view.session && view.session.recording_rule !== "forbidden");
+    // offered only where a recorder runs (welcome.recording) and the policy allows recording
+    $("btn-recording").hidden = !(P.recordingAvailable && view.session && view.session.recording_rule !== "forbidden");
   }
 
   $("form-caucus").onsubmit = (e) => {
@@ -124,16 +125,48 @@
     const name = $("lawyer-name").value.trim();
     const space = $("lawyer-space").value.trim() || "joint";
     const before = new Set(P.people().map((p) => p.id));
+    $("lawyer-invite").hidden = true;
     const r = await cmd({ type: "call_duty_lawyer", name, space });
     if (!r || !r.ok) return;
+    // The acknowledgement can arrive before the view that lists the lawyer: wait for it.
+    await viewReaches(r.seq);
     const added = P.people().find((p) => !before.has(p.id) && p.role === "duty_lawyer");
-    if (!added) return;
+    if (!added) { $("call-status").textContent = t("error") + "lawyer not in the view"; return; }
     const link = await P.socket.timeout(5000).emitWithAck("invitation", { v: 1, participant: added.id }).catch(() => null);
-    if (link && link.ok) {
-      const url = location.origin + link.path;
-      $("lawyer-link").textContent = url; $("lawyer-link").href = url;
-    }
+    if (!link || !link.ok) { $("call-status").textContent = t("error") + (link ? link.error.message : "timeout"); return; }
+    const url = location.origin + link.path;
+    $("lawyer-link").textContent = url; $("lawyer-link").href = url;
+    $("lawyer-copy").textContent = t("copy_link");
+    // The console's QR route for this participant (needs the staff login this page came from).
+    const qr = $("lawyer-qr");
+    qr.hidden = false;
+    qr.onerror = () => { qr.hidden = true; };
+    qr.src = `/console/sessions/${encodeURIComponent(P.view.session.id)}/qr/${encodeURIComponent(added.id)}.svg`;
+    $("lawyer-invite").hidden = false;
+    $("lawyer-invite").scrollIntoView({ block: "nearest" });
   };
+  $("lawyer-copy").onclick = async () => {
+    const url = $("lawyer-link").href;
+    const ok = await navigator.clipboard.writeText(url).then(() => true, () => false);
+    if (!ok) window.getSelection().selectAllChildren($("lawyer-link"));  // copy by hand
+    $("lawyer-copy").textContent = t(ok ? "copied" : "copy_by_hand");
+  };
+
+  // Resolves once the view this page shows includes ledger event ``seq`` (or after 10 s).
+  function viewReaches(seq) {
+    const reached = () => P.view && P.view.session && P.view.session.seq >= seq;
+    if (seq == null || reached()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const hook = () => { if (reached()) done(); };
+      const timer = setTimeout(done, 10000);
+      function done() {
+        clearTimeout(timer);
+        queueMicrotask(() => { const i = P.hooks.indexOf(hook); if (i >= 0) P.hooks.splice(i, 1); });
+        resolve();
+      }
+      P.hooks.push(hook);
+    });
+  }
   $("btn-end").onclick = () => { if (confirm(t("confirm_end"))) cmd({ type: "end_session", reason: "ended by the mediator" }); };
   P.hooks.push(render);
   setInterval(() => { if (!$("host-panel").hidden) render(); }, 1000);
