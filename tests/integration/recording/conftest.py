@@ -76,20 +76,14 @@ class Recorded:
         actor = self.ids.get(actor, actor)
         return self.service.execute(self.state.id, actor, decode_command(raw))
 
-    async def mediation(self) -> None:
+    async def session(self, kind: str, people: list[ParticipantSpec]) -> None:
+        """Create the session, connect one bot per person (those in TONES publish), mark them
+        connected."""
         self.state = self.service.create_session(
-            "mediation",
-            actor="staff:test",
-            title="Recorded",
-            case_number=None,
-            participants=[
-                ParticipantSpec("M", "mediator"),
-                ParticipantSpec("A", "party", "A"),
-                ParticipantSpec("B", "party", "B"),
-            ],
+            kind, actor="staff:test", title="Recorded", case_number=None, participants=people
         )
         self.ids = {p.name: p.id for p in self.state.participants.values()}
-        for name in ("M", "A", "B"):
+        for name in self.ids:
             key = media_key(self.state.id, self.ids[name])
             bot = Bot(key, slots=2, color=COLORS.get(name), tone_hz=TONES.get(name))
             self.bots[key] = bot
@@ -100,8 +94,19 @@ class Recorded:
             bot.set_slot_map(self.conductor.slot_map(self.state.id, self.ids[name]))
         for bot in self.bots.values():
             await bot.wait_connected()
-        for name in ("M", "A", "B"):
+        for name in self.ids:
             self.run("system", type="connect", participant=self.ids[name])
+
+    async def mediation(self) -> None:
+        """Mediator M (subscribes only), parties A and B (publish), both admitted."""
+        await self.session(
+            "mediation",
+            [
+                ParticipantSpec("M", "mediator"),
+                ParticipantSpec("A", "party", "A"),
+                ParticipantSpec("B", "party", "B"),
+            ],
+        )
         for name in ("A", "B"):
             self.run(name, type="record_consent", topic="online_mediation", given=True)
             self.run(name, type="record_consent", topic="session_rules", given=True)
