@@ -205,7 +205,7 @@ class MediaEngine:
         self._edges = wanted
         self._reconcile()
 
-    # -- local sinks (docs/media.md: "Local sinks") --------------------------------------------
+    # -- local sinks (docs/recording.md: "The sink API") -----------------------------------------
     def attach_sink(self, subscriber_id: str, sink: FrameSink) -> None:
         """Edges whose subscriber is `subscriber_id` deliver to `sink` instead of a peer."""
         if subscriber_id in self.peers or subscriber_id in self._sinks:
