@@ -1,1 +1,1 @@
-"""Recording: the recorder as a hidden subscriber (not built yet; docs/decisions.md, decision 11)."""
+"""Recording: the recorder as a hidden subscriber of the media plan (docs/recording.md)."""
