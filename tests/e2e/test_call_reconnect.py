@@ -118,6 +118,10 @@ def test_socket_drop_rebinds_tiles_and_both_hear_again(server, launch, new_page)
     for page in (mediator, party):
         page.evaluate("() => window.parley.socket.io.engine.transport.ws.close()")
     back_in_call(mediator, party, sel_m, sel_p, before)
+    # Leaving closes the socket on purpose: the end page, not "Reconnecting…"
+    party.click("#btn-leave")
+    party.wait_for_selector("#screen-end:not([hidden])")
+    assert party.is_hidden("#reconnect-banner")
 
 
 def test_ice_failure_new_offer_rebinds_the_tile(server, launch, new_page):

@@ -43,13 +43,13 @@
   }
 
   function end(titleKey, text) {
-    setLost(false);
     if (state.call) state.call.close();
     if (local) local.getTracks().forEach((t) => t.stop());
     socket.disconnect();
     $("end-title").textContent = i18n.t(titleKey);
     $("end-text").textContent = text || "";
     show("end");
+    setLost(false);  // the page closed the socket itself: nothing to reconnect
   }
 
   socket.on("connect_error", (err) => {
@@ -63,7 +63,11 @@
       if (state.joined) setLost(true);
     }
   });
-  socket.on("disconnect", () => { status(i18n.t("reconnecting")); if (screen !== "end") setLost(true); });
+  socket.on("disconnect", (reason) => {
+    if (reason === "io client disconnect") return;  // end(): the page closed it on purpose
+    status(i18n.t("reconnecting"));
+    setLost(true);
+  });
 
   socket.on("welcome", async (msg) => {
     state.me = msg.participant; state.role = msg.role; state.slotCount = msg.slots;
