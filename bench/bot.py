@@ -240,6 +240,7 @@ class Bot:
         bitrate: int = 500_000,
         decode: bool = True,
         relay: bool = False,
+        ice_servers: list | None = None,
     ) -> None:
         self.name = name
         self.relay = relay
@@ -248,7 +249,9 @@ class Bot:
         self.tag = _assign_tag(name)
         self.decode = decode
         self.pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+            RTCConfiguration(
+                iceServers=list(ice_servers or []), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+            )
         )
         self.video_track: ClipTrack | None = None
         self.audio_track: ClipTrack | None = None

@@ -23,6 +23,9 @@ apt_install fonts-noto-cjk
 if ((WANT_TEST)); then
   command -v chromium >/dev/null || apt_install chromium
   command -v redis-server >/dev/null || apt_install redis-server
+  # TURN and deployment tests (tests/integration/turn, tests/integration/deploy): real coturn,
+  # nginx, and nftables for the namespace whose firewall drops UDP
+  apt_install coturn nginx nftables
 fi
 
 PY=${PYTHON:-python3}
