@@ -49,6 +49,11 @@ from signaling.otp import OneTimeCodes, SmtpNotifier
 from signaling.tls import ensure_self_signed, server_context
 from signaling.tokens import TokenSigner, load_or_create_secret
 from signaling.turn import TurnCredentials, parse_urls
+from signaling.visits_console import VisitsConsole
+from visits.booking import load_rules
+from visits.cli import add_user_parsers, add_visits_parser, visits_command
+from visits.cli import user_command as visits_user_command
+from visits.store import VisitStore
 
 log = logging.getLogger("parley")
 
@@ -265,13 +270,27 @@ def create_app(config: Config) -> web.Application:
         yield
         accounts.close()
 
+    visits = VisitStore(config.data_dir)  # docs/visitation.md
+    visits_console = VisitsConsole(
+        visits,
+        rules=load_rules(config.data_dir / "visits-rules.json"),
+        notifier=_notifier(config),
+        timezone=config.timezone,
+    )
+
+    async def visits_ctx(app):
+        yield
+        visits.close()
+
     app.cleanup_ctx.append(runtime_ctx)
     app.cleanup_ctx.append(accounts_ctx)
+    app.cleanup_ctx.append(visits_ctx)
     app.middlewares.append(forwarded(parse_proxies(config.trusted_proxies)))
     app.on_response_prepare.append(security_headers(hsts=config.tls != "self-signed"))
     app.add_routes(routes(signer, ready, metrics_token=config.metrics_token))
     app.add_routes(staff.routes())
     app.add_routes(Console(service, signer, config).routes())
+    app.add_routes(visits_console.routes())
     app.add_routes(Documents(service, signer, config.data_dir / "documents").routes())
     app.add_routes(agreement_routes(desk, signer, service))
     return app
@@ -490,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     ua.add_argument("--password-stdin", action="store_true")
     ua.add_argument("--data-dir", dest="data_dir")
     u_sub.add_parser("list", help="list staff accounts").add_argument("--data-dir", dest="data_dir")
+    add_user_parsers(u_sub)  # user grant NAME --role officer --site prison-a
+    add_visits_parser(sub)  # visits import --kind inmates FILE [--dry-run]
 
     v = sub.add_parser("verify", help="verify a signed agreement or evidence bundle offline")
     v.add_argument("args", nargs=argparse.REMAINDER)
@@ -498,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def user_command(args: argparse.Namespace, config: Config) -> int:
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    if args.user_command in ("grant", "revoke", "grants"):
+        return visits_user_command(args, config.data_dir)
     store = AccountStore(config.data_dir / "accounts.sqlite3")
     try:
         if args.user_command == "list":
@@ -547,6 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(config)
     if args.command == "user":
         return user_command(args, config)
+    if args.command == "visits":
+        return visits_command(args, config.data_dir)
     if args.command == "ledger":
         from rooms.ledger import verify_main
 

@@ -79,6 +79,10 @@ class Console:
 
     # -- pages --------------------------------------------------------------------------------
     async def index(self, request: web.Request) -> web.Response:
+        account, _ = require_staff(request)
+        if not account.roles & {"mediator", "admin"}:
+            # visitation staff hold site grants, not the mediator role: their console is /visits
+            raise web.HTTPSeeOther("/visits")
         account, sess = require_staff(request, "mediator")
         return self._index(account, sess)
 
@@ -104,6 +108,7 @@ class Console:
         )
         err = f"<p class='error' role='alert'>{esc(error)}</p>" if error else ""
         body = (
+            "<p><a href='/visits'>远程会见 Remote visitation</a></p>"
             f"<h1>调解 Mediations</h1><table class='list'><tr><th>案号 Case</th><th>标题 Title</th>"
             f"<th>状态 State</th></tr>{rows or '<tr><td colspan=3>—</td></tr>'}</table>"
             f"<h2>新建调解 New mediation</h2>{err}"

@@ -178,11 +178,12 @@ def propose(
     rules: Rules,
     limit: int = 12,
 ) -> list[Proposal]:
-    """Free slots on the preferred dates, earliest first, at most ``limit``, spread so that one
-    time is offered once (on the first pair of terminals that fits both ends)."""
+    """Free slots on the preferred dates, earliest first, at most ``limit`` a day; one time is
+    offered once (on the first pair of terminals that fits both ends)."""
     bureau, facility = list(bureau), list(facility)
     out: list[Proposal] = []
     for day in sorted(set(dates)):
+        today = 0
         start = dt.datetime.combine(day, dt.time())
         for step in range(0, 24 * 60 - minutes + 1, CELL):
             at = start + dt.timedelta(minutes=step)
@@ -206,8 +207,9 @@ def propose(
             )
             if pair:
                 out.append(Proposal(at, minutes, pair[0].id, pair[1].id))
-                if len(out) >= limit:
-                    return out
+                today += 1
+                if today >= limit:
+                    break
     return out
 
 

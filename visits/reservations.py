@@ -130,9 +130,30 @@ class Reservations:
             )
         return frozenset(held)
 
+    def held_cells(self, terminals: list[str], day: dt.date) -> dict[tuple[str, str], tuple]:
+        """(terminal, cell) -> (booking id, status) for the capacity grid."""
+        out = {}
+        for tid in terminals:
+            for cell, bid, status in self.store.rows(
+                "SELECT h.cell, b.id, b.status FROM holds h JOIN bookings b ON b.id=h.booking"
+                " WHERE h.resource=? AND substr(h.cell, 1, 10)=?",
+                (f"t:{tid}", day.isoformat()),
+            ):
+                out[(tid, cell)] = (bid, status)
+        return out
+
     def propose(
-        self, bureau_site: str, inmate_id: int, days: list[dt.date], minutes: int, now: dt.datetime
+        self,
+        bureau_site: str,
+        inmate_id: int,
+        days: list[dt.date],
+        minutes: int,
+        now: dt.datetime,
+        *,
+        respect_quota: bool = True,
     ) -> list[booking.Proposal]:
+        """Free slots for both ends; with ``respect_quota=False`` also in months whose quota is
+        used (for a request that asks a supervisor for an exception)."""
         with self.store.tx() as db:
             inmate = self._inmate(db, inmate_id)
             bureau = [
@@ -162,6 +183,8 @@ class Reservations:
                 now=now,
                 rules=self.rules,
             )
+            if not respect_quota:
+                return proposals
             return [
                 p for p in proposals if self._used(db, inmate_id, p.start, None) < quota.per_month
             ]

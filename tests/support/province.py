@@ -19,7 +19,7 @@ NOW = dt.datetime(2030, 1, 7, 8, 0)
 HOURS = "1-5 09:00-12:00 14:00-17:00"
 
 
-def build(data_dir) -> tuple[VisitStore, Directory, Reservations, dict]:
+def build(data_dir, hours: str = HOURS) -> tuple[VisitStore, Directory, Reservations, dict]:
     store = VisitStore(data_dir)
     d = Directory(store)
     for sid, kind in (("prison-a", "prison"), ("prison-b", "prison"), ("bureau-x", "bureau")):
@@ -30,7 +30,7 @@ def build(data_dir) -> tuple[VisitStore, Directory, Reservations, dict]:
         ("pa-1", "prison-a", "inmate_room"),
         ("pb-1", "prison-b", "inmate_room"),
     ):
-        d.add(insert_terminal, {"id": tid, "site": site, "kind": kind, "name": tid, "hours": HOURS})
+        d.add(insert_terminal, {"id": tid, "site": site, "kind": kind, "name": tid, "hours": hours})
     ids = {}
     for key, facility, number, grade in (
         ("a1", "prison-a", "A-001", "normal"),
