@@ -38,8 +38,16 @@
   // as frozen, until the current media connection is up again (reconnect or new offer).
   function setLost(lost) {
     state.lost = lost;
-    $("reconnect-banner").hidden = !(lost && state.joined && screen === "call");
+    showLink();
     for (const tile of $("tiles").querySelectorAll(".tile")) tile.classList.toggle("frozen", lost);
+  }
+
+  // The one line at the top while the call is not up yet (connecting) or lost (reconnecting).
+  function showLink() {
+    const key = state.lost ? "reconnecting_banner" : state.joined && !state.mediaUp ? "connecting" : "";
+    const banner = $("reconnect-banner");
+    banner.hidden = !(key && state.joined && screen === "call");
+    if (key) { banner.firstElementChild.dataset.t = key; banner.firstElementChild.textContent = i18n.t(key); }
   }
 
   function end(titleKey, text) {
@@ -108,12 +116,14 @@
       onState: (s) => {
         if (state.call !== call) return;  // an older connection, already replaced
         status(s === "connected" ? "" : s === "failed" ? i18n.t("reconnecting") : i18n.t("connecting"));
-        if (s === "connected") setLost(false);
+        if (s === "connected") { state.mediaUp = true; setLost(false); }
         else if (s === "failed" || s === "disconnected") setLost(true);
         if (s === "failed" && state.call === call && socket.connected) setTimeout(startMedia, 1000);
       },
     }, state.iceServers);
     call.audioSender.sender.track && (call.audioSender.sender.track.enabled = state.micOn);
+    state.mediaUp = false;
+    showLink();
     status(i18n.t("connecting"));
     const sdp = await call.offer();
     const reply = await socket.timeout(15000).emitWithAck("offer", { v: 1, sdp }).catch(() => null);
@@ -243,10 +253,22 @@
     $("btn-cam").textContent = i18n.t(state.camOn ? "camera_off" : "camera_on");
     $("btn-audio-only").textContent = i18n.t(state.audioOnly ? "video_on" : "audio_only");
     $("waiting").hidden = me.space !== "waiting";
-    $("space-label").textContent = me.space && me.space !== "waiting" ? i18n.space(me.space) : "";
+    $("space-label").textContent = spaceLine(view, me);
     if (session.ended && state.joined) end("ended_title", "");
     for (const hook of state.hooks) hook(state);
     renderTiles();
+  }
+
+  // Where I am, and in a private room with whom (a party's view lists only the people in its own
+  // room, without their space; a host's lists everyone, with it).
+  function spaceLine(view, me) {
+    if (!me.space || me.space === "waiting") return "";
+    const where = i18n.space(me.space);
+    if (!me.space.startsWith("caucus:")) return where;
+    const names = people(view)
+      .filter((p) => p.id !== me.id && p.connected !== false && (p.space === undefined || p.space === me.space))
+      .map((p) => p.name);
+    return `${where} · ${names.length ? i18n.t("with_whom") + names.join(i18n.t("list_sep")) : i18n.t("only_you")}`;
   }
 
   function button(text, action, onclick) {
