@@ -93,6 +93,7 @@ class SessionRecorder:
         self._key: DataKey | None = None
         self.people: dict[str, _Person] = {}
         self.frames = 0
+        self.bytes = 0  # encoded media handed to the writer
         self.dropped = 0
 
     def key(self) -> DataKey:
@@ -127,13 +128,15 @@ class SessionRecorder:
                 self._open(person, pid, t)
             else:
                 self._ask_keyframe(person, publisher)
-        if not self.recorder.writer.frame(person.handle, kind, frame.data, t, key, wall):
+        data = frame.data
+        if not self.recorder.writer.frame(person.handle, kind, data, t, key, wall):
             self._drop(person, pid, kind, wall)
             if video:
                 person.resync = True
                 self._ask_keyframe(person, publisher)
             return
         self.frames += 1
+        self.bytes += len(data)
         if person.dropped:
             self._report_drops(person, pid, wall)
 
@@ -302,6 +305,7 @@ class Recorder:
             "sessions": len(self.sessions),
             "frames": sum(s.frames for s in self.sessions.values()),
             "frames_dropped": sum(s.dropped for s in self.sessions.values()),
+            "bytes_in": sum(s.bytes for s in self.sessions.values()),
             "queue_depth": self.writer.depth,
             "queue_depth_max": self.writer.max_depth,
             "segments_written": self.writer.segments_written,

@@ -9,8 +9,8 @@ fsync, rename, fsync the directory — then ``on_closed`` reports it.
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +22,8 @@ from recording.mux import SegmentMuxer
 from recording.sealed import seal
 
 log = logging.getLogger("parley.recording")
+
+BATCH = 0.1  # seconds between the thread's turns: frames wait at most this long in memory
 
 
 @dataclass
@@ -102,44 +104,58 @@ class Writer:
         self._on_closed, self._on_failed = on_closed, on_failed
         self._store = store
         self.max_frames = max_frames
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self.depth = 0  # frames queued, not yet muxed
-        self.pending = 0  # operations queued or running (0: everything handed over is done)
+        # A deque, not a Queue: the loop appends without a lock or a thread wakeup per frame
+        # (each wakeup hands the GIL over); the thread drains it every BATCH seconds. Each
+        # counter is written by one side only, so no lock is needed.
+        self._items: collections.deque = collections.deque()
+        self._wake = threading.Event()
+        self._put_ops = self._done_ops = 0
+        self._put_frames = self._done_frames = 0
         self.max_depth = 0
         self.segments_written = 0
         self.bytes_written = 0
         self.busy_seconds = 0.0  # thread CPU spent muxing, sealing, writing
         self._open: dict[int, _Open] = {}
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="parley-recorder", daemon=True)
         self._thread.start()
 
+    @property
+    def depth(self) -> int:
+        """Frames handed over and not yet muxed."""
+        return self._put_frames - self._done_frames
+
+    @property
+    def pending(self) -> int:
+        """Operations handed over and not finished (0: everything so far is on disk)."""
+        return self._put_ops - self._done_ops
+
     # -- the loop's side: never blocks -------------------------------------------------------
     def open(self, handle: int, spec: SegmentSpec) -> None:
-        self._put("open", handle, spec)
-
-    def _put(self, op: str, handle: int, arg) -> None:
-        with self._lock:
-            self.pending += 1
-        self._queue.put((op, handle, arg))
+        self._put_ops += 1
+        self._items.append(("open", handle, spec))
 
     def frame(
         self, handle: int, kind: str, data: bytes, media_time: float, key: bool, wall: float
     ) -> bool:
-        with self._lock:
-            if self.depth >= self.max_frames:
-                return False
-            self.depth += 1
-            self.max_depth = max(self.max_depth, self.depth)
-        self._put("frame", handle, (kind, data, media_time, key, wall))
+        depth = self._put_frames - self._done_frames
+        if depth >= self.max_frames:
+            return False
+        if depth >= self.max_depth:
+            self.max_depth = depth + 1
+        self._put_frames += 1
+        self._put_ops += 1
+        self._items.append(("frame", handle, (kind, data, media_time, key, wall)))
         return True
 
     def close(self, handle: int) -> None:
-        self._put("close", handle, None)
+        self._put_ops += 1
+        self._items.append(("close", handle, None))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish everything queued (open segments are closed and written), then end."""
-        self._put("stop", 0, None)
+        self._stopping = True
+        self._wake.set()
         self._thread.join(timeout)
 
     @property
@@ -149,27 +165,28 @@ class Writer:
     # -- the thread --------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            op, handle, arg = self._queue.get()
+            self._wake.wait(BATCH)
+            stopping = self._stopping
             started = time.thread_time()
-            try:
-                if op == "stop":
-                    for h in list(self._open):
-                        self._close(h)
-                    return
-                if op == "open":
-                    self._open[handle] = _Open(arg)
-                elif op == "frame":
-                    with self._lock:
-                        self.depth -= 1
-                    self._frame(handle, *arg)
-                elif op == "close":
-                    self._close(handle)
-            except Exception:  # noqa: BLE001 - the thread must outlive one bad segment
-                log.exception("recording writer: %s failed", op)
-            finally:
-                self.busy_seconds += time.thread_time() - started
-                with self._lock:
-                    self.pending -= 1
+            while self._items:
+                op, handle, arg = self._items.popleft()
+                try:
+                    if op == "open":
+                        self._open[handle] = _Open(arg)
+                    elif op == "frame":
+                        self._done_frames += 1
+                        self._frame(handle, *arg)
+                    else:
+                        self._close(handle)
+                except Exception:  # noqa: BLE001 - the thread must outlive one bad segment
+                    log.exception("recording writer: %s failed", op)
+                self._done_ops += 1
+            if stopping:
+                for h in list(self._open):
+                    self._close(h)
+            self.busy_seconds += time.thread_time() - started
+            if stopping:
+                return
 
     def _frame(self, handle, kind, data, media_time, key, wall) -> None:
         seg = self._open.get(handle)

@@ -1,0 +1,248 @@
+"""What recording costs the server: the same rooms with the recorder on and off, in one run.
+
+    .venv/bin/python -m bench.record_load --rooms 10 --window 20
+
+Reuses bench/run_load.py's orchestration and bots (R rooms x 3 publishers, full mesh, VGA VP8
+at 15 fps + Opus), but the server process is this module's ``serve``: bench/load_server.py's
+plan plus, with ``--record``, a real ``recording.Recorder`` subscribed to every publisher of every
+room (as the conductor does for a recorded joint room), writing sealed WebM segments into a
+temporary directory. The runs alternate off / on / on / off so slow drift of the shared machine
+cancels out. Reported: server CPU on vs off (the target is at most 1.10x), MB/s written, CPU per
+recorded stream-second, memory per recorded stream, the writer queue's largest depth, frames
+dropped. Ledger appends are not part of it (one SQLite commit per segment, i.e. per participant
+every 10 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from bench import run_load
+from bench.load_server import LoadServer, LoopLag, PlanEdge
+from media.engine import MediaConfig, MediaEngine
+from recording.keys import MasterKey
+from recording.recorder import Recorder
+
+KINDS = ("audio", "video")
+
+
+class RecordingLoadServer(LoadServer):
+    """load_server's rooms, each with its recorder sink ``<room>/recorder`` when recording."""
+
+    def __init__(self, engine, lag, recorder: Recorder | None) -> None:
+        super().__init__(engine, lag)
+        self.recorder = recorder
+        self.segments = 0
+        self.first_frame_at: float | None = None
+
+    def plan(self) -> list[PlanEdge]:
+        edges = super().plan()
+        if self.recorder is None:
+            return edges
+        for room, members in self.rooms.items():
+            name = f"{room}/recorder"
+            if room not in self.recorder.sessions:
+                if self.first_frame_at is None:
+                    self.first_frame_at = time.monotonic()
+                sink = self.recorder.session(
+                    room,
+                    epoch=time.time(),
+                    space_of=lambda pid: "joint",
+                    participant_of=lambda publisher: publisher,
+                    first_index=lambda pid: 0,
+                )
+                self.engine.attach_sink(name, sink)
+            for pub in members.values():
+                if pub.publish:
+                    edges.extend(PlanEdge(pub.participant, name, k) for k in KINDS)
+        return edges
+
+    def report(self, session: str, command: dict) -> None:
+        self.segments += command["type"] == "record_segment"
+
+    async def stats(self, request: web.Request) -> web.Response:
+        stats = self.engine.stats()
+        if self.recorder is not None:
+            rec = self.recorder.stats()
+            since = time.monotonic() - self.first_frame_at if self.first_frame_at else 0.0
+            stats |= {f"rec_{k}": v for k, v in rec.items()}
+            stats |= {"rec_segments_recorded": self.segments, "rec_seconds": round(since, 2)}
+        return web.json_response(stats)
+
+
+async def serve(port: int, host: str, record: bool, directory: Path) -> None:
+    engine = MediaEngine(MediaConfig(ice_host_addresses=[host], connect_timeout=60.0))
+    await engine.start()
+    holder: dict = {}
+    recorder = None
+    if record:
+        recorder = Recorder(
+            directory,
+            MasterKey(secrets.token_bytes(32)),
+            report=lambda session, command: holder["server"].report(session, command),
+            request_keyframe=engine.request_keyframe,
+        )
+        recorder.start()
+    lag = LoopLag()
+    lag.start()
+    server = holder["server"] = RecordingLoadServer(engine, lag, recorder)
+    app = web.Application(client_max_size=256 * 1024)
+    app.router.add_post("/offer", server.offer)
+    app.router.add_get("/slots", server.slots)
+    app.router.add_get("/stats", server.stats)
+    app.router.add_get("/lag", server.lag_summary)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(json.dumps({"event": "listening", "port": port}), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        lag.stop()
+        await runner.cleanup()
+        if recorder is not None:
+            await recorder.aclose()
+        await engine.close()
+
+
+class RecordingServer(run_load.ParleyServer):
+    """This module's ``serve`` in its own process (mode ``record`` or ``off``)."""
+
+    def __init__(self, mode: str, args: argparse.Namespace) -> None:
+        port = run_load.free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.directory = Path(tempfile.mkdtemp(prefix="parley-record-load-"))
+        argv = ["serve", "--port", str(port), "--host", run_load.HOST, "--dir", str(self.directory)]
+        self.child = run_load.Child(
+            "bench.record_load",
+            argv + (["--record"] if mode == "record" else []),
+            f"server[{mode}]",
+        )
+        self.pid = self.child.pid
+        self.verify = "bytes"
+
+    def counters(self, stats: dict) -> dict:
+        return super().counters(stats) | {k: v for k, v in stats.items() if k.startswith("rec_")}
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def compare(off: list[dict], on: list[dict], streams: int) -> dict:
+    """The figures of docs/benchmarks.md, from the off and on runs (means over the repeats)."""
+
+    def mean(runs: list[dict], key: str) -> float:
+        return sum(r[key] for r in runs) / len(runs)
+
+    cores_off, cores_on = mean(off, "server_cores"), mean(on, "server_cores")
+    rec = [r["server_counters"] for r in on]
+    written = sum(c["rec_bytes_written"] for c in rec)
+    seconds = sum(c["rec_seconds"] for c in rec)
+    return {
+        "server_cores_off": round(cores_off, 4),
+        "server_cores_on": round(cores_on, 4),
+        "cpu_on_over_off": round(cores_on / cores_off, 3),
+        "recorded_streams": streams,
+        "cpu_ms_per_recorded_stream_s": round(1000 * (cores_on - cores_off) / streams, 3),
+        "writer_thread_cores": round(sum(c["rec_writer_cpu_seconds"] for c in rec) / seconds, 4),
+        "mb_per_s_written": round(written / seconds / 1e6, 3),  # closed segments only
+        "mb_per_s_recorded": round(sum(c["rec_bytes_in"] for c in rec) / seconds / 1e6, 3),
+        "rss_mb_off": round(mean(off, "rss_mb"), 1),
+        "rss_mb_on": round(mean(on, "rss_mb"), 1),
+        "rss_mb_per_recorded_stream": round(
+            (mean(on, "rss_mb") - mean(off, "rss_mb")) / streams, 3
+        ),
+        "queue_depth_max": max(c["rec_queue_depth_max"] for c in rec),
+        "frames_dropped": sum(c["rec_frames_dropped"] for c in rec),
+        "segments_recorded": sum(c["rec_segments_recorded"] for c in rec),
+        "loop_lag_ms_p95_off": max(r["server_loop_lag_ms"].get("lag_ms_p95", 0) for r in off),
+        "loop_lag_ms_p95_on": max(r["server_loop_lag_ms"].get("lag_ms_p95", 0) for r in on),
+        "delivery_ratio_off": round(mean(off, "delivery_ratio"), 4),
+        "delivery_ratio_on": round(mean(on, "delivery_ratio"), 4),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    s = sub.add_parser("serve", help="the server process (started by the orchestrator)")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--host", required=True)
+    s.add_argument("--dir", type=Path, required=True)
+    s.add_argument("--record", action="store_true")
+    parser.add_argument("--rooms", type=int, default=10)
+    parser.add_argument("--participants", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--window", type=float, default=20.0)
+    parser.add_argument("--repeat", type=int, default=2, help="off/on pairs, alternated")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        logging.basicConfig(level=logging.WARNING)
+        import uvloop  # as server.py runs Parley by default
+
+        uvloop.run(serve(args.port, args.host, args.record, args.dir))
+        return 0
+    ns = argparse.Namespace(
+        scenario="rooms",
+        participants=args.participants,
+        fps=None,
+        bitrate=None,
+        no_audio=False,
+        warmup=args.warmup,
+        window=args.window,
+        bot_procs=1,
+        stagger=0.2,
+        join_timeout=180.0,
+        rcvbuf=0,
+        event_loop="uvloop",
+        profile=None,
+        baseline=None,
+    )
+    scenario = run_load.build_scenario(ns, args.rooms)
+    run_load.make_server = lambda mode, a: RecordingServer(mode, a)  # this module's server
+    load = os.getloadavg()
+    print(f"code: {run_load.code_state()}; load average before: {load[0]:.2f} {load[1]:.2f}")
+    order = ["off", "record", "record", "off"] * ((args.repeat + 1) // 2)
+    runs: dict[str, list[dict]] = {"off": [], "record": []}
+    for mode in order[: 2 * args.repeat]:
+        result = run_load.run_mode(scenario, mode, ns)
+        runs[mode].append(result)
+        run_load.print_run(scenario.name, mode, result)
+    streams = sum(p.publish for room in scenario.rooms for p in room) * len(KINDS)
+    figures = compare(runs["off"], runs["record"], streams)
+    out = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "code": run_load.code_state(),
+        "cpus": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in load],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "scenario": scenario.notes,
+        "figures": figures,
+    }
+    print(json.dumps(out, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps({**out, "runs": runs}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
