@@ -37,7 +37,15 @@ import aiortc.rate
 import pylibsrtp
 from aiortc import clock, rtcdtlstransport, rtcrtpreceiver, rtcrtpsender
 from aiortc.jitterbuffer import JitterBuffer
-from aiortc.rtp import RTCP_PSFB_FIR, RtcpPsfbPacket, is_rtcp
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RtcpPsfbPacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+    is_rtcp,
+)
 from aiortc.utils import uint16_add, uint16_gt
 
 from media import rtp
@@ -96,12 +104,9 @@ HOOKS: tuple[tuple[str, str, str], ...] = (
     ("aiortc.rtcrtpsender:RTCRtpSender", "_run_rtcp", "attr"),
     ("aiortc.rtcrtpsender:RTCRtpSender", "_ssrc", "instance"),
     ("aiortc.rtcrtpsender:RTCRtpSender", "_rtx_ssrc", "instance"),
-    ("aiortc.rtcrtpsender:RTCRtpSender", "_RTCRtpSender__ntp_timestamp", "instance"),
-    ("aiortc.rtcrtpsender:RTCRtpSender", "_RTCRtpSender__rtp_timestamp", "instance"),
-    ("aiortc.rtcrtpsender:RTCRtpSender", "_RTCRtpSender__octet_count", "instance"),
-    ("aiortc.rtcrtpsender:RTCRtpSender", "_RTCRtpSender__packet_count", "instance"),
     # transports
     ("aiortc.rtcdtlstransport:RTCDtlsTransport", "start", "attr"),
+    ("aiortc.rtcdtlstransport:RTCDtlsTransport", "_register_rtp_sender", "attr"),
     ("aiortc.rtcdtlstransport:RTCDtlsTransport", "_send_rtp", "attr"),
     ("aiortc.rtcdtlstransport:RTCDtlsTransport", "_recv_next", "attr"),
     ("aiortc.rtcdtlstransport:RTCDtlsTransport", "_handle_rtp_data", "attr"),
@@ -141,9 +146,9 @@ _SOURCE_CONTRACT = (
         ],
     ),
     (
-        "RTCRtpSender no longer reports its counters in its sender reports",
-        lambda: rtcrtpsender.RTCRtpSender._run_rtcp,
-        ["rtp_timestamp=self.__rtp_timestamp", "packet_count=self.__packet_count"],
+        "RTCDtlsTransport no longer routes RTCP to a sender through _register_rtp_sender",
+        lambda: rtcdtlstransport.RTCDtlsTransport._register_rtp_sender,
+        ["self._rtp_router.register_sender(sender, ssrc=sender._ssrc)"],
     ),
     (
         "RTCRtpSender's RTCP loop no longer sleeps through its module's asyncio",
@@ -359,6 +364,7 @@ def install_fast_clock() -> Callable[[], None]:
 # of CPU on the machines measured (docs/benchmarks.md). Sleeps of RTCP_COALESCE_MIN or more in
 # aiortc's sender and receiver modules end on a shared RTCP_GRID instead, so they wake together.
 RTCP_GRID = 0.25
+RTCP_INTERVAL = 1.0  # a slot sender's mean report interval (0.5-1.5x, aiortc's)
 RTCP_COALESCE_MIN = 0.1
 
 
@@ -698,13 +704,21 @@ RTX_HISTORY = 512  # packets an RtpRelay can retransmit on NACK (~0.7 s of VGA v
 
 
 class RtpRelay:
-    """Writes one slot sender's RTP: publisher payloads under this sender's own header.
+    """Writes one slot sender's RTP and RTCP: publisher payloads under this sender's own header,
+    and its sender reports.
 
     Configured from the parameters aiortc passes to `sender.send()` (payload types, mid, header
-    extension ids); until then, and whenever DTLS or ICE is not up, `send` refuses frames (the
-    slot holds them). Sequence numbers are the relay's own, so what a subscriber sees is gap-free
-    whatever the gating dropped. aiortc's `_run_rtp` task still runs but idles on a slot track that never
-    yields; its `_run_rtcp` keeps sending sender reports from the counters kept here.
+    extension ids, CNAME); until then, and whenever DTLS or ICE is not up, `send` refuses frames
+    (the slot holds them). Sequence numbers are the relay's own, so what a subscriber sees is
+    gap-free whatever the gating dropped.
+
+    aiortc's own sender is never started: no `_run_rtp` task, no `_run_rtcp` task, no sender
+    reports from it. An idle slot (no source attached) therefore costs nothing while the call
+    runs: no task, no timer, no RTCP, and no SRTP stream (libsrtp creates one per SSRC on the
+    first packet protected). While a source is attached (`set_active(True)`) the relay sends a
+    sender report + SDES every 0.5-1.5 s from one timer handle on the RTCP grid, once it has sent
+    media; detached, the timer stops. The sender is registered with the transport's RTCP router
+    on its first activation (PLI, FIR, NACK, REMB and receiver reports reach it from then on).
     """
 
     def __init__(self, sender: rtcrtpsender.RTCRtpSender) -> None:
@@ -720,6 +734,14 @@ class RtpRelay:
         self.packets = 0
         self.octets = 0
         self.retransmitted = 0
+        self.reports = 0  # sender reports sent
+        self.active = False  # a source is attached (SlotTrack.set_source)
+        self._parameters: Any = None
+        self._cname = b""
+        self._registered = False
+        self._report_timer: asyncio.TimerHandle | None = None
+        self._ntp = 0  # NTP and RTP time of the last packet sent, for the sender report
+        self._rtp_ts = 0
 
     def configure(self, parameters: Any) -> None:
         """Take the negotiated payload types and extension ids (from `sender.send()`)."""
@@ -738,7 +760,73 @@ class RtpRelay:
         )
         self._seq = random.getrandbits(16)
         self._rtx_seq = random.getrandbits(16)
+        self._parameters = parameters
+        cname = parameters.rtcp.cname if parameters.rtcp is not None else None
+        self._cname = (cname or "").encode()
         self.ready = True
+        if self.active:
+            self._start_reports()
+
+    def set_active(self, active: bool) -> None:
+        """A source was attached (True) or detached (False): start or stop this slot's RTCP."""
+        if active == self.active:
+            return
+        self.active = active
+        if not active:
+            self._stop_reports()
+        elif self.ready:
+            self._start_reports()
+
+    def close(self) -> None:
+        self.active = False
+        self._stop_reports()
+
+    def _start_reports(self) -> None:
+        if not self._registered:
+            self._registered = True
+            self.sender.transport._register_rtp_sender(self.sender, self._parameters)
+        if self._report_timer is None:
+            self._schedule_report()
+
+    def _stop_reports(self) -> None:
+        if self._report_timer is not None:
+            self._report_timer.cancel()
+            self._report_timer = None
+
+    def _schedule_report(self) -> None:
+        """Next report in 0.5-1.5 s (aiortc's interval), on the RTCP grid (wakes together)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + RTCP_INTERVAL * (0.5 + random.random())
+        self._report_timer = loop.call_at(math.ceil(due / RTCP_GRID) * RTCP_GRID, self._report)
+
+    def _report(self) -> None:
+        self._report_timer = None
+        if not self.active:
+            return
+        out = self._output() if self.packets else None  # a sender report needs sent media
+        if out is not None:
+            srtp, udp, addr = out
+            ssrc = self.sender._ssrc
+            data = bytes(
+                RtcpSrPacket(
+                    ssrc=ssrc,
+                    sender_info=RtcpSenderInfo(
+                        ntp_timestamp=self._ntp,
+                        rtp_timestamp=self._rtp_ts,
+                        packet_count=self.packets & 0xFFFFFFFF,
+                        octet_count=self.octets & 0xFFFFFFFF,
+                    ),
+                )
+            )
+            if self._cname:
+                sdes = RtcpSourceInfo(ssrc=ssrc, items=[(1, self._cname)])
+                data += bytes(RtcpSdesPacket(chunks=[sdes]))
+            try:
+                udp.sendto(srtp.protect_rtcp(data), addr)
+                self.reports += 1
+            except Exception:  # a closing transport: the next report (if any) tries again
+                log.debug("sending a sender report failed", exc_info=True)
+        self._schedule_report()
 
     def _output(self) -> tuple[Any, Any, tuple] | None:
         """(SRTP session, UDP transport, address) while DTLS is up, else None.
@@ -788,11 +876,7 @@ class RtpRelay:
         self._seq = seq
         self.packets += sent
         self.octets += octets
-        s = self.sender
-        s._RTCRtpSender__ntp_timestamp = ntp
-        s._RTCRtpSender__rtp_timestamp = timestamp
-        s._RTCRtpSender__packet_count = self.packets
-        s._RTCRtpSender__octet_count = self.octets
+        self._ntp, self._rtp_ts = ntp, timestamp
         return True
 
     async def retransmit(self, sequence_number: int) -> None:
@@ -829,21 +913,21 @@ def hook_sender(
     on_keyframe_request: Callable[[], None],
     on_feedback: RtcpCallback | None = None,
 ) -> RtpRelay:
-    """Take over `sender`'s RTP output; relay its subscriber's PLI/FIR upstream and show its
-    REMB / reports to `on_feedback`. Must run before the connection starts.
+    """Take over `sender`'s RTP and RTCP output; relay its subscriber's PLI/FIR upstream and show
+    its REMB / reports to `on_feedback`. Must run before the connection starts.
 
-    aiortc's `_send_keyframe` would only set a flag for an encoder that does not run, and its
-    NACK answers would look in a history the relay does not fill; both are replaced on this
-    instance only.
+    aiortc's `send()` (which would start an RTP task idling on the slot track and an RTCP task
+    per sender, idle slots included) only configures the relay; the relay sends the reports while
+    a source is attached. aiortc's `_send_keyframe` would only set a flag for an encoder that
+    does not run, and its NACK answers would look in a history the relay does not fill; both are
+    replaced on this instance only.
     """
     relay = RtpRelay(sender)
-    send = sender.send
 
-    async def configure_then_send(parameters: Any) -> None:
+    async def configure(parameters: Any) -> None:
         relay.configure(parameters)
-        await send(parameters)
 
-    sender.send = configure_then_send
+    sender.send = configure
     sender._retransmit = relay.retransmit
     sender._send_keyframe = on_keyframe_request
     if on_feedback is not None:

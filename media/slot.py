@@ -9,7 +9,9 @@ connected instead of waiting for the next one. Replacing the track on a running 
 leaves its `recv()` pending forever (docs/decisions.md, decision 7), so the source is switched
 instead.
 Timestamps are rebased per source so that the slot's RTP clock keeps moving forward across
-switches. aiortc's own RTP task waits in `recv()`, which yields nothing.
+switches. An idle slot (no source) costs nothing while the call runs: the output is told when
+a source is attached or detached (`set_active`) and runs the slot's RTCP only in between;
+aiortc's own sender tasks are never started (`media.passthrough.RtpRelay`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class FrameOutput(Protocol):
 
     def send(self, frame: EncodedFrame, timestamp: int) -> bool:
         """Send now; False (and nothing sent) while the connection is not up."""
+
+    # Optional: `set_active(active: bool)`, called when a source is attached (True) or detached.
 
 
 class SlotTrack(MediaStreamTrack):
@@ -66,6 +70,12 @@ class SlotTrack(MediaStreamTrack):
         self._source = source
         self._offset = None
         self._held.clear()
+        self._tell_output(source is not None and self.readyState == "live")
+
+    def _tell_output(self, active: bool) -> None:
+        set_active = getattr(self.output, "set_active", None)
+        if set_active is not None:
+            set_active(active)
 
     def push(self, frame: EncodedFrame, source: Subscription) -> bool:
         """Send one frame of `source` (or hold it while the sender is not connected); False
@@ -107,7 +117,7 @@ class SlotTrack(MediaStreamTrack):
         return self._last_ts + max(1, int((now - self._last_wall) * self._rate))
 
     async def recv(self):  # type: ignore[override]
-        """aiortc's sender task waits here for the connection's life: the relay sends instead."""
+        """Nothing is ever read here (the relay sends); aiortc's sender tasks are not started."""
         if self.readyState == "live":
             await self._stopped.wait()
         raise MediaStreamError
@@ -117,3 +127,4 @@ class SlotTrack(MediaStreamTrack):
         self._source = None
         self._held.clear()
         self._stopped.set()
+        self._tell_output(False)

@@ -1,0 +1,99 @@
+"""Idle slots cost nothing: a slot sender's RTCP runs only while a source is attached.
+
+Stand-ins as in test_relay.py (SRTP is the identity); the real connection is
+tests/integration/media/test_idle_slots.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from aiortc.rtcdtlstransport import State
+from aiortc.rtcrtpparameters import RTCRtcpParameters
+from aiortc.rtp import RtcpPacket, RtcpSdesPacket, RtcpSrPacket
+
+from media import passthrough
+from media.forwarder import Forwarder
+from media.slot import SlotTrack
+from tests.unit.media.frames import encoded
+from tests.unit.media.test_relay import Udp, parameters
+
+
+def connected_sender():
+    udp = Udp()
+    pair = SimpleNamespace(protocol=SimpleNamespace(transport=udp), remote_addr=("192.0.2.9", 5))
+    registered = []
+    dtls = SimpleNamespace(
+        _state=State.CONNECTED,
+        _tx_srtp=SimpleNamespace(protect=lambda d: d, protect_rtcp=lambda d: d),
+        transport=SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair})),
+        _register_rtp_sender=lambda sender, params: registered.append(sender),
+    )
+    sender = SimpleNamespace(transport=dtls, _ssrc=1111, _rtx_ssrc=2222)
+    return sender, udp, registered
+
+
+@pytest.fixture(autouse=True)
+def short_interval(monkeypatch):
+    monkeypatch.setattr(passthrough.random, "random", lambda: 0.0)
+    monkeypatch.setattr(passthrough, "RTCP_INTERVAL", 0.1)  # 50 ms, then the 10 ms grid
+    monkeypatch.setattr(passthrough, "RTCP_GRID", 0.01)
+
+
+def slot():
+    sender, udp, registered = connected_sender()
+    relay = passthrough.RtpRelay(sender)
+    p = parameters()
+    p.rtcp = RTCRtcpParameters(cname="parley")
+    relay.configure(p)
+    return SlotTrack("audio", relay), relay, udp, registered
+
+
+def reports(udp: Udp) -> list:
+    return [
+        pkt for data, _ in udp.datagrams if 192 <= data[1] <= 223 for pkt in RtcpPacket.parse(data)
+    ]
+
+
+async def test_an_idle_slot_has_no_timer_sends_nothing_and_is_not_routed():
+    track, relay, udp, registered = slot()
+    assert relay.ready and not relay.active and relay._report_timer is None
+    await asyncio.sleep(0.08)
+    assert udp.datagrams == [] and relay.reports == 0 and registered == []
+
+
+async def test_attaching_a_source_starts_reports_detaching_stops_them():
+    track, relay, udp, registered = slot()
+    f = Forwarder("a", "audio", lambda: None)
+    sub = f.subscribe("s", track)
+    assert relay.active and relay._report_timer is not None
+    assert registered == [relay.sender]  # PLI/NACK/reports routed to the sender from now on
+    f.deliver(encoded(b"\x01opus", 960))
+    await asyncio.sleep(0.08)
+    rtcp = reports(udp)
+    sr = [p for p in rtcp if isinstance(p, RtcpSrPacket)]
+    assert relay.reports == 1 and len(sr) == 1
+    assert sr[0].ssrc == 1111 and sr[0].sender_info.packet_count == 1
+    assert sr[0].sender_info.rtp_timestamp == 0  # the slot's clock: the first frame's timestamp
+    assert any(isinstance(p, RtcpSdesPacket) for p in rtcp)
+    sub.close("plan changed")
+    assert not relay.active and relay._report_timer is None
+    await asyncio.sleep(0.08)
+    assert relay.reports == 1
+
+
+async def test_no_sender_report_before_media_was_sent():
+    track, relay, udp, _ = slot()
+    Forwarder("a", "video", lambda: None).subscribe("s", track)  # gated: no keyframe yet
+    await asyncio.sleep(0.08)
+    assert udp.datagrams == [] and relay.reports == 0
+    assert relay._report_timer is not None  # still on the grid, waiting for media
+
+
+async def test_stopping_the_track_stops_the_reports():
+    track, relay, _, _ = slot()
+    Forwarder("a", "audio", lambda: None).subscribe("s", track)
+    track.stop()
+    assert not relay.active and relay._report_timer is None
