@@ -24,29 +24,42 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import importlib
 import logging
 import re
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import msgspec
 
 from esign import pdfstore
 from esign.agreement import Agreement, Mediator, Party, signing_order
-from esign.ceremony import SignatureCeremony, Step
 from esign.errors import EsignError
-from esign.evidence import build_evidence_zip
-from esign.pki import LocalPki, local_timestamp_authority
 from esign.protocol import DeclineRequest, EnrolRequest, IdentityAttestation, SignatureReply
-from esign.tsa import AuthorityTimeStamper, handle_timestamp_query
 from rooms.commands import decode_command
 from rooms.errors import CommandError
 from signaling.keyfile import load_or_create
 from signaling.messages import BadMessage
 
+if TYPE_CHECKING:  # the PDF and signature stack (pyHanko, fontTools: ~28 MB) loads on first use
+    from esign.ceremony import SignatureCeremony, Step
+    from esign.pki import LocalPki
+
 log = logging.getLogger("parley.agreements")
 CASE_NO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$")
+
+
+_STACK = ("esign.pki", "esign.tsa", "esign.ceremony", "esign.evidence")
+_STACK_LOADED = False
+
+
+def _load_stack() -> None:
+    global _STACK_LOADED
+    for name in _STACK:
+        importlib.import_module(name)
+    _STACK_LOADED = True
 
 
 def _to_builtins(obj) -> dict:
@@ -79,10 +92,20 @@ class AgreementDesk:
         self._id_key = hashlib.sha256(b"parley-id-digest" + passphrase).digest()
 
     # -- resources ------------------------------------------------------------------------------
+    async def load(self) -> None:
+        """Import the signature and PDF stack (pyHanko, fontTools, ...) on first use, in a thread:
+        a server that never signs does not carry it (~28 MB), and importing it (1-3 s) must not
+        stall the event loop that forwards everybody's media."""
+        if not _STACK_LOADED:
+            await asyncio.to_thread(_load_stack)
+
     def pki(self) -> LocalPki:
         """Opened on first use: creating the CA keys is not worth doing for a server that never
         signs an agreement."""
         if self._pki is None:
+            from esign.pki import LocalPki, local_timestamp_authority
+            from esign.tsa import AuthorityTimeStamper
+
             self._pki = LocalPki.open(
                 self.data_dir, self.passphrase, self.organisation, self.base_url + "/esign"
             )
@@ -93,12 +116,15 @@ class AgreementDesk:
     async def ceremony(self, session_id: str) -> SignatureCeremony:
         """The session's ceremony; after a restart it is resumed from the current PDF, which
         must be the revision the ledger last recorded (else ``document_modified``)."""
+        await self.load()
         async with self._opening.setdefault(session_id, asyncio.Lock()):
             if session_id not in self._ceremonies:
                 self._ceremonies[session_id] = await self._open_ceremony(session_id)
         return self._ceremonies[session_id]
 
     async def _open_ceremony(self, session_id: str) -> SignatureCeremony:
+        from esign.ceremony import SignatureCeremony
+
         pki = self.pki()
         store = self.data_dir / "agreements" / session_id
         agreement = self.service.state(session_id).agreement
@@ -189,6 +215,9 @@ class AgreementDesk:
                 ),
                 terms=list(a["terms"]),
                 ledger_head_at_freeze=state.head,
+                # printed exactly as the office writes it; `case_no` is its ASCII key
+                case_number=(state.case_number or "").strip() or msgspec.UNSET,
+                timezone=self.zone.key,
             )
         except (msgspec.ValidationError, TypeError) as exc:
             raise CommandError("invalid", f"the agreement is not complete: {exc}") from None
@@ -353,6 +382,8 @@ class AgreementDesk:
         if ceremony.status != "sealed":
             raise CommandError("conflict", "the agreement is not sealed yet")
         ledger = [msgspec.to_builtins(e) for e in self.service.events(session_id)]
+        from esign.evidence import build_evidence_zip
+
         return await build_evidence_zip(
             ceremony.pdf,
             pki=self.pki(),
@@ -435,12 +466,16 @@ def agreement_routes(desk: AgreementDesk, signer, service) -> list:
         if request.content_type != "application/timestamp-query":
             return web.Response(status=415, text="send application/timestamp-query")
         body = await request.content.read(8 * 1024)
+        await desk.load()
         desk.pki()
+        from esign.tsa import handle_timestamp_query
+
         reply = await asyncio.to_thread(handle_timestamp_query, desk.authority, body)
         return web.Response(body=reply, content_type="application/timestamp-reply")
 
     async def crl(request: web.Request) -> web.Response:
         """The CRLs named in every certificate's distribution point."""
+        await desk.load()
         pki = desk.pki()
         issuer = {"root": pki.root, "signer-ca": pki.signer_ca}.get(request.match_info["name"])
         if issuer is None:
