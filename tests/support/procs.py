@@ -137,6 +137,7 @@ class Coturn(Daemon):
         relay: str = "127.0.0.1",
         tls: tuple[Path, Path] | None = None,
         realm: str = "parley.test",
+        base: Path | None = None,
     ) -> None:
         super().__init__(workdir)
         self.secret, self.listen, self.relay, self.tls, self.realm = (
@@ -148,17 +149,19 @@ class Coturn(Daemon):
         )
         self.port = free_port(listen)
         self.tls_port = free_port(listen) if tls else None
+        self.base = base  # a config to start from (deploy/coturn/turnserver.conf); ours follow
 
     def start(self, timeout: float = 20) -> Coturn:
         if not shutil.which("turnserver"):
             raise RuntimeError("turnserver missing: scripts/setup.sh --test installs coturn")
         lo = free_port(self.relay, socket.SOCK_DGRAM)
-        lines = [
+        # later lines win over the base config's for the same single-valued option
+        lines = self.base.read_text().splitlines() if self.base else []
+        lines += [
             f"listening-ip={self.listen}",
             f"listening-port={self.port}",
             f"relay-ip={self.relay}",
-            f"min-port={lo}",
-            f"max-port={lo + 50}",
+            *([] if self.base else [f"min-port={lo}", f"max-port={lo + 50}"]),
             "use-auth-secret",
             f"static-auth-secret={self.secret}",
             f"realm={self.realm}",
@@ -166,7 +169,7 @@ class Coturn(Daemon):
             "no-cli",
             "no-dtls",
             "no-multicast-peers",
-            "allow-loopback-peers",
+            *([] if self.base else ["allow-loopback-peers"]),
             f"userdb={self.workdir / 'turndb'}",
             f"pidfile={self.workdir / 'turnserver.pid'}",
             "log-file=stdout",
@@ -245,8 +248,11 @@ class Nginx(Daemon):
 
     name = "nginx"
 
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        super().__init__(workdir)
+        self.port = port or free_port()
+
     def start(self, upstream: str, cert: Path, key: Path, timeout: float = 20) -> Nginx:
-        self.port = free_port()
         site = render_template(
             ROOT / "deploy" / "nginx" / "parley.conf.template",
             {
@@ -262,7 +268,8 @@ class Nginx(Daemon):
             (self.workdir / sub).mkdir(exist_ok=True)
         conf = self.workdir / "nginx.conf"
         conf.write_text(
-            f"""worker_processes 1;
+            f"""{"user root;" if is_root() else ""}  # test only: workers reach the 0700 temp dirs
+worker_processes 1;
 pid {self.workdir / "nginx.pid"};
 error_log {self.workdir / "error.log"} info;
 events {{ worker_connections 512; }}

@@ -1,0 +1,138 @@
+"""The deployment files say what docs/operations.md says they do. ``docker compose config``
+validates the compose file where the compose plugin exists (CI); the rest is read here."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+DEPLOY = ROOT / "deploy"
+COMPOSE_ENV = {"PARLEY_PUBLIC_HOST": "mediation.example.org", "PARLEY_PUBLIC_IP": "203.0.113.10"}
+
+
+def compose_plugin() -> bool:
+    if not shutil.which("docker"):
+        return False
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not compose_plugin(), reason="the docker compose plugin is not installed")
+def test_docker_compose_config_validates():
+    result = subprocess.run(
+        ["docker", "compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **COMPOSE_ENV},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def compose() -> dict:
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def test_compose_has_the_topology_with_health_checks_and_volumes():
+    doc = compose()
+    services = doc["services"]
+    assert set(services) == {"redis", "parley", "coturn", "nginx"}
+    assert "/healthz" in " ".join(services["parley"]["healthcheck"]["test"])
+    assert "/healthz" in " ".join(services["nginx"]["healthcheck"]["test"])
+    assert "ping" in services["redis"]["healthcheck"]["test"]
+    assert services["nginx"]["depends_on"]["parley"]["condition"] == "service_healthy"
+    mounts = services["parley"]["volumes"]
+    assert "parley-data:/var/lib/parley" in mounts
+    assert "parley-recordings:/var/lib/parley/recordings" in mounts
+    assert {"redis-data", "parley-data", "parley-recordings"} <= set(doc["volumes"])
+    env = services["parley"]["environment"]
+    assert env["PARLEY_TRUSTED_PROXIES"] == "127.0.0.1" and env["PARLEY_HOST"] == "127.0.0.1"
+    assert "turns:" in env["PARLEY_TURN_URLS"] and "transport=tcp" in env["PARLEY_TURN_URLS"]
+    # secrets come from the env file, never from the compose file
+    secrets = {"PARLEY_SECRET", "PARLEY_TURN_SECRET", "PARLEY_ESIGN_PASSPHRASE"}
+    for name, service in services.items():
+        assert not secrets & set(service.get("environment") or {}), name
+    text = (DEPLOY / "compose.yaml").read_text()
+    assert "static-auth-secret=$${PARLEY_TURN_SECRET" in text  # not on coturn's command line
+
+
+def test_redis_is_durable():
+    conf = (DEPLOY / "redis" / "redis.conf").read_text().splitlines()
+    assert "appendonly yes" in conf and "appendfsync always" in conf
+
+
+def test_image_is_bookworm_python311_non_root_with_cjk_font_and_npm_ci():
+    text = (DEPLOY / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM (\S+)", text, re.M)
+    assert froms[-1] == "python:3.11-slim-bookworm"
+    assert "npm ci" in text and "fonts-noto-cjk" in text
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users and users[-1] not in ("root", "0")
+    assert "HEALTHCHECK" in text and "/healthz" in text
+
+
+def test_coturn_uses_the_rest_secret_scheme_and_keeps_its_relay_range_clear_of_parley():
+    conf = (DEPLOY / "coturn" / "turnserver.conf").read_text().splitlines()
+    assert "use-auth-secret" in conf
+    assert not any(line.startswith("static-auth-secret") for line in conf)
+    relay = (
+        int(next(v for v in conf if v.startswith("min-port=")).split("=")[1]),
+        int(next(v for v in conf if v.startswith("max-port=")).split("=")[1]),
+    )
+    sysctl = (DEPLOY / "sysctl" / "90-parley.conf").read_text()
+    low, high = map(int, re.search(r"ip_local_port_range\s*=\s*(\d+)\s+(\d+)", sysctl).groups())
+    assert high < relay[0], "Parley's media ports must not overlap coturn's relay ports"
+
+
+def test_systemd_unit_is_hardened():
+    unit = (DEPLOY / "systemd" / "parley@.service").read_text()
+    for option in (
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/parley",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+        "User=parley",
+    ):
+        assert option in unit, option
+    assert "%i" in unit  # one unit instance per worker
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_systemd_unit_verifies(tmp_path):
+    import sys
+
+    unit = (DEPLOY / "systemd" / "parley@.service").read_text()
+    # the same unit, with an interpreter that exists on this machine
+    unit = unit.replace("/opt/parley/.venv/bin/python", sys.executable)
+    (tmp_path / "parley@8443.service").write_text(unit)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "parley@8443.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and "parley@" not in result.stderr, result.stderr
+
+
+def test_grafana_dashboard_uses_only_metrics_the_server_exports():
+    import json
+
+    from media.engine import MediaConfig, MediaEngine
+
+    exported = {"parley_sessions"} | {
+        f"parley_media_{k}" for k in MediaEngine(MediaConfig()).stats()
+    }
+    dashboard = json.loads((DEPLOY / "grafana" / "parley-dashboard.json").read_text())
+    used = set()
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            used |= set(re.findall(r"parley_\w+", target["expr"]))
+    assert used and used <= exported, used - exported
