@@ -17,6 +17,8 @@ async def test_credentials_are_issued_once_and_revoked(province):
     url = province.url
     admin, csrf = await staff_session(url, "admin")
     async with admin:
+        async with admin.get(url + "/visits/sites/nowhere/directory") as r:
+            assert r.status == 404  # a province-wide grant may learn that a site does not exist
         async with admin.get(url + "/visits/sites/prison-a/directory") as r:
             html = await r.text()
         assert "data-terminal='pa-1'" in html and "A-001" in html
