@@ -1,11 +1,14 @@
 """The evidence bundle: everything a court or a party needs to check an agreement offline.
 
 `evidence.zip` holds the sealed PDF, the agreement data, the ledger excerpt the caller gives
-(one canonical JSON event per line), a ledger head sealed by the organisation seal with a
-timestamp (CAdES detached), the public PKI certificates, the certificates used to sign,
-the recording hashes when there are any, a certificate-of-completion page and a manifest
-of SHA-256 digests of every file. Trust never comes from the bundle: the verifier is given
-the root fingerprint out of band.
+(one canonical JSON event per line), the public PKI certificates, the certificates used to
+sign, the recording hashes when there are any, a certificate-of-completion page and
+`ledger-head.json`: the ledger's digest and the SHA-256 of every other member, sealed by the
+organisation seal with a timestamp (CAdES detached, `ledger-head.json.p7s`), plus the seal's
+revocation data so the seal can be checked at its timestamp's time years later. So every
+member is bound to the seal; the completion page is also re-derived from signed data by
+`verify`. Trust never comes from the bundle: the verifier is given the root fingerprint
+out of band.
 """
 
 from __future__ import annotations
@@ -127,10 +130,11 @@ def ledger_jsonl(events: list[dict]) -> bytes:
     return b"".join(msgspec.json.encode(e, order="sorted") + b"\n" for e in events)
 
 
-def completion_page(
+def completion_lines(
     agreement: Agreement, pdf: bytes, infos: list[SignatureInfo], ledger: list[dict], head: dict
-) -> bytes:
-    """The human-readable certificate of completion."""
+) -> list[tuple[str, float]]:
+    """The certificate of completion's text, derived only from signed data (the PDF's
+    signatures, the sealed ledger and head), so `verify` can derive it again and compare."""
     words = COMPLETION_WORDS[agreement.language]
     checks_by_cert = {
         e["data"].get("cert_sha256"): ", ".join(e["data"].get("identity_evidence", []))
@@ -160,12 +164,29 @@ def completion_page(
     lines.append((words["ledger"].format(head=head["ledger_sha256"], n=head["entries"]), 8))
     lines.append(("", 8))
     lines.append((words["note"], 9))
-    return render_text_pdf(lines, agreement.language, words["title"])
+    return lines
 
 
-async def seal_bytes(data: bytes, pki: LocalPki, timestamper: TimeStamper) -> bytes:
+def completion_page(agreement: Agreement, lines: list[tuple[str, float]]) -> bytes:
+    """The human-readable certificate of completion."""
+    return render_text_pdf(lines, agreement.language, COMPLETION_WORDS[agreement.language]["title"])
+
+
+def seal_revocation(pki: LocalPki, seal: x509.Certificate, now: dt.datetime) -> dict[str, bytes]:
+    """OCSP for the seal certificate and both CRLs, made when sealing: what lets the seal be
+    validated at its timestamp's time after they have all expired."""
+    return {
+        "pki/revocation/seal.ocsp": pki.ocsp_response(seal, now),
+        "pki/revocation/signer-ca.ocsp": pki.ocsp_response(pki.signer_ca, now),
+        "pki/revocation/root.crl": pki.crl(pki.root, now),
+        "pki/revocation/signer-ca.crl": pki.crl(pki.signer_ca, now),
+    }
+
+
+async def seal_bytes(
+    data: bytes, pki: LocalPki, timestamper: TimeStamper, seal: x509.Certificate
+) -> bytes:
     """A detached CAdES signature by the organisation seal, with a signature timestamp."""
-    seal = pki.issue_seal_certificate(dt.datetime.now(dt.UTC))
     signer = signers.SimpleSigner(
         signing_cert=asn1_cert(seal),
         signing_key=asn1_private_key(pki.seal_key),
@@ -185,8 +206,11 @@ async def build_evidence_zip(
     ledger: list[dict],
     certificates: list[x509.Certificate] = (),
     recordings: list[dict] | None = None,
+    clock=None,
 ) -> bytes:
     """The evidence bundle for a sealed agreement PDF, as zip bytes."""
+    now = (clock or (lambda: dt.datetime.now(dt.UTC)))()
+    seal = pki.issue_seal_certificate(now)
     reader = PdfFileReader(io.BytesIO(pdf))
     data = attached_agreement_data(reader)
     agreement = parse_agreement(data)
@@ -202,27 +226,30 @@ async def build_evidence_zip(
         "last_event_hash": last_hash if isinstance(last_hash, str) else None,
         "agreement_pdf_sha256": hashlib.sha256(pdf).hexdigest(),
         "agreement_fingerprint": fingerprint(agreement),
-        "sealed_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "session_id": agreement.session_id,
+        "sealed_at": now.replace(microsecond=0).isoformat(),
     }
-    head_bytes = canonical_json(head)
+    lines = completion_lines(agreement, pdf, infos, ledger, head)
     files: dict[str, bytes] = {
         "agreement.pdf": pdf,
         "agreement.json": data,
         "ledger.jsonl": ledger_bytes,
-        "ledger-head.json": head_bytes,
-        "ledger-head.json.p7s": await seal_bytes(head_bytes, pki, timestamper),
         "signatures.json": msgspec.json.encode(infos),
-        "certificate-of-completion.pdf": completion_page(agreement, pdf, infos, ledger, head),
-        "README-verify.txt": _readme(pki).encode(),
+        "certificate-of-completion.pdf": completion_page(agreement, lines),
+        "README-verify.txt": readme(pki.root).encode(),
+        **seal_revocation(pki, seal, now),
     }
     for name, pem in pki.trust_files().items():
         files[f"pki/{name}"] = pem
-    for cert in certificates:
+    for cert in [*certificates, seal]:
         files[f"certs/{cert_sha256(cert)[:16]}.pem"] = cert.public_bytes(serialization.Encoding.PEM)
     if recordings is not None:
         files["recordings.json"] = msgspec.json.encode(recordings, order="sorted")
-    manifest = {name: hashlib.sha256(body).hexdigest() for name, body in sorted(files.items())}
-    files["manifest.json"] = canonical_json(manifest)
+    head["members"] = {name: hashlib.sha256(body).hexdigest() for name, body in files.items()}
+    files["ledger-head.json"] = canonical_json(head)
+    files["ledger-head.json.p7s"] = await seal_bytes(
+        files["ledger-head.json"], pki, timestamper, seal
+    )
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle:
         for name in sorted(files):
@@ -232,8 +259,9 @@ async def build_evidence_zip(
     return out.getvalue()
 
 
-def _readme(pki: LocalPki) -> str:
-    root = cert_sha256(pki.root)
+def readme(root_cert: x509.Certificate) -> str:
+    """README-verify.txt (its root fingerprint line is checked by `verify`)."""
+    root = cert_sha256(root_cert)
     return (
         "Parley evidence bundle\n\n"
         "Check it offline, trusting only the root certificate whose SHA-256 fingerprint you\n"

@@ -36,7 +36,13 @@ ID_KP_DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")  # RFC 9336
 EVENT_CERT_POLICY = x509.ObjectIdentifier(
     "2.25." + str(uuid.UUID("5b0e2f3c-7a1d-4c55-9d0e-5e1a9c2f4b71").int)
 )
+# The organisation seal's own policy OID: only a certificate carrying it may seal (a party's
+# event certificate chains to the same root, so the chain alone does not say "organisation").
+SEAL_CERT_POLICY = x509.ObjectIdentifier(
+    "2.25." + str(uuid.UUID("c7a3e0d2-52b4-4f0e-8a51-0f6d2b93e8a4").int)
+)
 SAN_PREFIX = "urn:x-parley:case:"
+TSA_CERT_YEARS = 10
 
 
 def event_san(case_no: str, role: str) -> str:
@@ -149,6 +155,7 @@ class LocalPki:
         self.signer_ca_key, self.signer_ca = files["signer-ca"].load()
         self.seal_key, _ = files["seal"].load()
         self.tsa_key, self.tsa_cert = files["tsa"].load()
+        self._files = files
 
     @classmethod
     def open(
@@ -188,24 +195,43 @@ class LocalPki:
         ca = ca.add_extension(_ca_usage(), True).sign(root_key, hashes.SHA384())
 
         tsa_key = ec.generate_private_key(ec.SECP256R1())
+        tsa = self._tsa_certificate(tsa_key, root, root_key, now)
+
+        files["root"].save(root_key, root)
+        files["signer-ca"].save(ca_key, ca)
+        files["seal"].save(ec.generate_private_key(ec.SECP256R1()), None)
+        files["tsa"].save(tsa_key, tsa)
+
+    def _tsa_certificate(self, tsa_key, root, root_key, now: dt.datetime) -> x509.Certificate:
+        org = self.organisation
         tsa = self._build(
             _name(f"{org} Time-Stamping Authority", org),
             root.subject,
             tsa_key.public_key(),
             root_key,
             now,
-            dt.timedelta(days=10 * 365),
+            dt.timedelta(days=TSA_CERT_YEARS * 365),
             issuer_cert=root,
         )
         tsa = tsa.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
         tsa = tsa.add_extension(_leaf_usage(), True)
         tsa = tsa.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), True)
-        tsa = tsa.sign(root_key, hashes.SHA384())
+        return tsa.sign(root_key, hashes.SHA384())
 
-        files["root"].save(root_key, root)
-        files["signer-ca"].save(ca_key, ca)
-        files["seal"].save(ec.generate_private_key(ec.SECP256R1()), None)
-        files["tsa"].save(tsa_key, tsa)
+    def roll_over_tsa(self, now: dt.datetime) -> x509.Certificate:
+        """A new TSA key and certificate (the old certificate is kept as `tsa-<serial>.pem`).
+
+        Archive timestamps must come from a TSA whose certificate outlives the next renewal;
+        the archive job calls this when the current one is close to its end."""
+        old = self.tsa_cert
+        (self.directory / f"tsa-{old.serial_number:x}.pem").write_bytes(
+            old.public_bytes(serialization.Encoding.PEM)
+        )
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self._tsa_certificate(key, self.root, self.root_key, now - dt.timedelta(minutes=5))
+        self._files["tsa"].save(key, cert)
+        self.tsa_key, self.tsa_cert = key, cert
+        return cert
 
     def _build(self, subject, issuer, public_key, issuer_key, not_before, life, issuer_cert=None):
         builder = (
@@ -291,7 +317,7 @@ class LocalPki:
             dt.timedelta(hours=SEAL_CERT_HOURS),
             issuer_cert=self.signer_ca,
         )
-        return _signing_leaf(builder, None).sign(self.signer_ca_key, hashes.SHA256())
+        return _signing_leaf(builder, SEAL_CERT_POLICY).sign(self.signer_ca_key, hashes.SHA256())
 
     # --- revocation -------------------------------------------------------------------------
 
@@ -359,6 +385,15 @@ class LocalPki:
             "signer-ca.pem": self.signer_ca.public_bytes(pem),
             "tsa.pem": self.tsa_cert.public_bytes(pem),
         }
+
+
+def is_seal_certificate(cert: x509.Certificate) -> bool:
+    """Does `cert` carry the organisation seal's policy (event certificates never do)?"""
+    try:
+        policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+    except x509.ExtensionNotFound:
+        return False
+    return [p.policy_identifier for p in policies] == [SEAL_CERT_POLICY]
 
 
 def _ca_usage() -> x509.KeyUsage:

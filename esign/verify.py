@@ -25,6 +25,8 @@ import zipfile
 
 import msgspec
 from asn1crypto import cms
+from asn1crypto import crl as asn1_crl
+from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -32,26 +34,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY
-from pyhanko.sign.validation import async_validate_detached_cms, async_validate_pdf_timestamp
-from pyhanko.sign.validation.ades import ades_lta_validation
+from pyhanko.sign.validation import async_validate_detached_cms
 from pyhanko.sign.validation.errors import SignatureValidationError
-from pyhanko.sign.validation.policy_decl import PdfSignatureValidationSpec, SignatureValidationSpec
 from pyhanko_certvalidator import ValidationContext
-from pyhanko_certvalidator.context import CertValidationPolicySpec
-from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
-from pyhanko_certvalidator.policy_decl import (
-    REQUIRE_REVINFO,
-    CertRevTrustPolicy,
-    FreshnessReqType,
-)
-from pyhanko_certvalidator.registry import SimpleTrustManager
 
+from esign import ltv
 from esign.agreement import fingerprint, parse_agreement, signing_order
 from esign.document import SEAL_FIELD, attached_agreement_data, page_texts
+from esign.binding import report_binding
 from esign.errors import EsignError
-from esign.evidence import LEDGER_HEAD_TYPE, describe_signatures
-from esign.pki import cert_sha256
+from esign.evidence import LEDGER_HEAD_TYPE, completion_lines, describe_signatures, readme
+from esign.pki import cert_sha256, is_seal_certificate
 
 MAX_INPUT_BYTES = 200 * 1024 * 1024
 
@@ -113,61 +106,29 @@ def _padding_is_clean(sig) -> bool:
     return not any(raw[used:])
 
 
+def _cert(cert: asn1_x509.Certificate) -> x509.Certificate:
+    return x509.load_der_x509_certificate(cert.dump())
+
+
 def _asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
 
-async def _validate_pdf(pdf: bytes, anchors, at: dt.datetime | None, report: Report) -> None:
+async def _validate_pdf(pdf: bytes, root, pinned, at: dt.datetime, report: Report) -> None:
     reader = PdfFileReader(io.BytesIO(pdf))
-    policy = CertValidationPolicySpec(
-        trust_manager=SimpleTrustManager.build(trust_roots=[_asn1(c) for c in anchors]),
-        revinfo_policy=CertRevTrustPolicy(
-            REQUIRE_REVINFO,
-            freshness=None,
-            freshness_req_type=FreshnessReqType.MAX_DIFF_REVOCATION_VALIDATION,
-        ),
-    )
-    spec = PdfSignatureValidationSpec(
-        SignatureValidationSpec(cert_validation_policy=policy), diff_policy=DEFAULT_DIFF_POLICY
-    )
-    timing = ValidationTimingInfo(at, at, point_in_time_validation=True) if at else None
     sigs = reader.embedded_regular_signatures
     report.check(bool(sigs), "the PDF carries signatures", f"{len(sigs)} found")
-    for sig in sigs:
-        try:
-            result = await ades_lta_validation(
-                sig, spec, timing_info=timing or ValidationTimingInfo.now()
-            )
-            status = result.api_status
-            ok = status is not None and status.bottom_line
-            summary = status.summary() if status is not None else str(result.ades_subindic)
-        except SignatureValidationError as exc:
-            ok, summary = False, str(exc)
-        report.check(ok, f"signature {sig.field_name} (AdES long-term validation)", summary)
-    last = reader.embedded_signatures[-1] if reader.embedded_signatures else None
-    report.check(
-        last is not None and last.sig_object_type == "/DocTimeStamp",
-        "closed by a document timestamp (PAdES B-LTA)",
-    )
-    vc = ValidationContext(
-        trust_roots=[_asn1(c) for c in anchors],
-        allow_fetching=False,
-        revocation_mode="soft-fail",
-        moment=at,
-    )
-    for sig in reader.embedded_signatures:
-        if sig.sig_object_type == "/DocTimeStamp":
-            try:
-                status = await async_validate_pdf_timestamp(sig, validation_context=vc)
-                ok = status.intact and status.valid and status.trusted
-            except SignatureValidationError:
-                ok = False
-            report.check(ok, f"document timestamp {sig.field_name} intact and trusted")
+    for finding in await ltv.validate(pdf, _asn1(root), [_asn1(c) for c in pinned], at):
+        report.check(finding.ok, finding.what, finding.detail)
     report.check(
         all(_padding_is_clean(sig) for sig in reader.embedded_signatures),
         "no bytes hidden in signature padding",
     )
-    report.check("/DSS" in reader.root, "revocation data embedded (DSS)")
+    seals = [s for s in sigs if s.field_name == SEAL_FIELD]
+    report.check(
+        len(seals) == 1 and is_seal_certificate(_cert(seals[0].signer_cert)),
+        "the seal is the organisation's (seal certificate policy)",
+    )
 
 
 def _check_agreement(pdf: bytes, report: Report):
@@ -184,6 +145,7 @@ def _check_agreement(pdf: bytes, report: Report):
     pages = page_texts(reader)
     printed = all(any(fp in line for line in lines) for lines in pages)
     report.check(printed, "fingerprint printed on every page", f"{len(pages)} page(s)")
+    report_binding(pdf, report)
     infos = describe_signatures(pdf)
     approvals = [i for i in infos if i.kind == "approval" and i.field != SEAL_FIELD]
     expected = signing_order(agreement)
@@ -206,38 +168,115 @@ def _check_agreement(pdf: bytes, report: Report):
     return agreement, infos
 
 
-async def _check_bundle(files: dict[str, bytes], root, anchors, report: Report, agreement, infos):
+async def _check_seal(data: bytes, p7s: bytes, root, pinned, revocation, at) -> str | None:
+    """None when `p7s` is the organisation seal over `data` with a signature timestamp, the
+    seal certificate valid as of that timestamp (checked with the bundled revocation data)
+    and the timestamp itself trusted as of `at`; otherwise what is wrong."""
     try:
-        manifest = msgspec.json.decode(files["manifest.json"], type=dict[str, str])
-    except (KeyError, msgspec.DecodeError, msgspec.ValidationError):
-        report.check(False, "bundle manifest readable")
-        return
-    listed = set(manifest) | {"manifest.json"}
-    intact = listed == set(files) and all(
-        hashlib.sha256(files[name]).hexdigest() == digest for name, digest in manifest.items()
-    )
-    report.check(intact, "bundle files match the manifest", f"{len(manifest)} files")
-    pdf = files["agreement.pdf"]
-    data = attached_agreement_data(PdfFileReader(io.BytesIO(pdf)))
-    report.check(files.get("agreement.json") == data, "agreement.json equals the embedded data")
-    head_bytes = files.get("ledger-head.json", b"")
+        signed = cms.ContentInfo.load(p7s)["content"]
+        signer_info = signed["signer_infos"][0]
+        seal_cert = ltv.token_signer(signed)
+        token = ltv.signature_timestamp(signer_info)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        return f"unreadable seal: {exc}"
+    if seal_cert is None or not is_seal_certificate(_cert(seal_cert)):
+        return "not signed with the organisation's seal certificate"
+    if token is None:
+        return "the seal carries no timestamp"
+    sealed_at = ltv.token_time(token)
+    tsa = ltv.token_signer(token["content"])
+    if tsa is None or tsa.dump() not in {_asn1(c).dump() for c in pinned}:
+        return "the seal's timestamp is not by a TSA of this root"
+    if not ltv.valid_at(tsa, at):
+        return f"the seal's TSA certificate is not valid at {at.isoformat()}"
+    ocsps, crls = revocation
     try:
-        head = msgspec.json.decode(head_bytes, type=dict)
-        signed = cms.ContentInfo.load(files["ledger-head.json.p7s"])["content"]
         status = await async_validate_detached_cms(
-            head_bytes,
+            data,
             signed,
             signer_validation_context=ValidationContext(
-                trust_roots=[_asn1(c) for c in anchors],
+                trust_roots=[_asn1(root)],
                 allow_fetching=False,
+                moment=sealed_at,
+                revocation_mode="require",
+                retroactive_revinfo=True,
+                ocsps=ocsps,
+                crls=crls,
+            ),
+            ts_validation_context=ValidationContext(
+                trust_roots=[_asn1(c) for c in pinned],
+                allow_fetching=False,
+                moment=at,
                 revocation_mode="soft-fail",
             ),
         )
-        sealed_ok = status.intact and status.valid and status.trusted
-    except (KeyError, ValueError, msgspec.DecodeError, SignatureValidationError) as exc:
-        head, sealed_ok = {}, False
-        report.info(str(exc))
-    report.check(sealed_ok, "ledger head sealed by the organisation (CAdES, timestamped)")
+    except (ValueError, SignatureValidationError) as exc:
+        return str(exc)
+    stamp = status.timestamp_validity
+    if not (status.intact and status.valid and status.trusted):
+        return f"seal signature does not hold ({status.summary()})"
+    if stamp is None or not (stamp.intact and stamp.valid and stamp.trusted):
+        return "the seal's timestamp does not hold"
+    if stamp.timestamp != sealed_at:
+        return "the seal's timestamp time does not match"
+    return None
+
+
+def _revocation(files: dict[str, bytes]):
+    ocsps, crls = [], []
+    for name, body in files.items():
+        if name.startswith("pki/revocation/") and name.endswith(".ocsp"):
+            ocsps.append(asn1_ocsp.OCSPResponse.load(body))
+        elif name.startswith("pki/revocation/") and name.endswith(".crl"):
+            crls.append(asn1_crl.CertificateList.load(body))
+    return ocsps, crls
+
+
+def _flat(text: str) -> str:
+    return "".join(text.split())
+
+
+async def _check_bundle(
+    files: dict[str, bytes], root, pinned, at, report: Report, agreement, infos
+):
+    head_bytes = files.get("ledger-head.json", b"")
+    try:
+        head = msgspec.json.decode(head_bytes, type=dict)
+        problem = await _check_seal(
+            head_bytes, files["ledger-head.json.p7s"], root, pinned, _revocation(files), at
+        )
+    except (KeyError, ValueError, msgspec.DecodeError) as exc:
+        head, problem = {}, str(exc)
+    report.check(
+        problem is None,
+        "ledger head sealed by the organisation (CAdES, timestamped)",
+        problem or f"sealed at {head.get('sealed_at')}",
+    )
+    members = head.get("members") if isinstance(head.get("members"), dict) else {}
+    expected = set(members) | {"ledger-head.json", "ledger-head.json.p7s"}
+    intact = expected == set(files) and all(
+        hashlib.sha256(files[name]).hexdigest() == digest for name, digest in members.items()
+    )
+    report.check(intact, "every bundle file is listed in the sealed head", f"{len(files)} files")
+    pdf = files["agreement.pdf"]
+    data = attached_agreement_data(PdfFileReader(io.BytesIO(pdf)))
+    report.check(files.get("agreement.json") == data, "agreement.json equals the embedded data")
+    report.check(
+        agreement is not None
+        and head.get("case_no") == agreement.case_no
+        and head.get("version") == agreement.version
+        and head.get("session_id") == agreement.session_id
+        and head.get("agreement_fingerprint") == fingerprint(agreement),
+        "ledger head names this case, version and session",
+    )
+    report.check(
+        files.get("signatures.json") == msgspec.json.encode(describe_signatures(pdf)),
+        "signatures.json describes the PDF's signatures",
+    )
+    report.check(
+        files.get("README-verify.txt") == readme(root).encode(),
+        "README names the root you gave",
+    )
     ledger_bytes = files.get("ledger.jsonl", b"")
     report.check(
         head.get("type") == LEDGER_HEAD_TYPE
@@ -268,6 +307,17 @@ async def _check_bundle(files: dict[str, bytes], root, anchors, report: Report, 
         )
         report.check(
             info.signer_cert_sha256 in issued, f"ledger recorded the {info.field} certificate"
+        )
+    if agreement is not None:
+        try:
+            shown = page_texts(PdfFileReader(io.BytesIO(files["certificate-of-completion.pdf"])))
+            shown_text = _flat("".join(line for page in shown for line in page))
+            derived = completion_lines(agreement, pdf, infos or [], events, head)
+        except (KeyError, TypeError, PdfError, ValueError):
+            shown_text, derived = "", [("-", 0)]
+        report.check(
+            shown_text == _flat("".join(text for text, _ in derived)),
+            "certificate of completion matches the signed data",
         )
     if agreement is not None and agreement.recordings_so_far:
         try:
@@ -302,7 +352,8 @@ def _load(path: str) -> tuple[bytes, dict[str, bytes] | None]:
     return files["agreement.pdf"], files
 
 
-async def verify(path: str, root_fp: str, at: dt.datetime | None, out) -> int:
+async def verify(path: str, root_fp: str, at: dt.datetime | None, out, clock=None) -> int:
+    """Check `path`; the validation time is `at`, else the (injectable) clock's now."""
     report = Report(out)
     out.write(f"Parley agreement verification: {path}\n")
     pdf, files = _load(path)
@@ -318,13 +369,12 @@ async def verify(path: str, root_fp: str, at: dt.datetime | None, out) -> int:
     report.info(root.subject.rfc4514_string())
     for tsa in pinned:
         report.info(f"pinned TSA {tsa.subject.rfc4514_string()} {cert_sha256(tsa)[:16]}…")
-    if at is not None:
-        report.info(f"validation time {at.isoformat()}")
-    anchors = [root, *pinned]
-    await _validate_pdf(pdf, anchors, at, report)
+    at = at or (clock or (lambda: dt.datetime.now(dt.UTC)))()
+    report.info(f"validation time {at.isoformat()}")
+    await _validate_pdf(pdf, root, pinned, at, report)
     agreement, infos = _check_agreement(pdf, report)
     if files is not None:
-        await _check_bundle(files, root, anchors, report, agreement, infos)
+        await _check_bundle(files, root, pinned, at, report, agreement, infos)
     verdict = "VERIFIED" if report.failures == 0 else f"NOT VERIFIED ({report.failures} failed)"
     out.write(f"RESULT: {verdict}\n")
     return 0 if report.failures == 0 else 1
