@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import re
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
 from esign.errors import EsignError
 
 SCHEMA = "parley-mediation-agreement/v1"
+DEFAULT_ZONE = "Asia/Shanghai"
 
 # Electronic Signature Law Art. 3: documents on personal relations (marriage, adoption,
 # inheritance) cannot be signed electronically with the usual legal effect.
@@ -41,6 +43,8 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Ident = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 Hex64 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 Term = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+CaseText = Annotated[str, msgspec.Meta(pattern=r"^\S(.{0,62}\S)?$")]
+Zone = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$")]
 
 
 class Party(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -85,6 +89,12 @@ class Agreement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ledger_head_at_freeze: Annotated[str, msgspec.Meta(pattern=r"^([0-9a-f]{64})?$")] = ""
     supersedes: Supersedes | None = None
     schema: Literal["parley-mediation-agreement/v1"] = SCHEMA
+    # Optional, absent from the canonical data when unset (older agreements keep their
+    # fingerprint): the case number exactly as the court or office writes it, e.g.
+    # "(2026)京0105民调88号" (`case_no` stays the ASCII key used in file names and
+    # certificates), and the IANA zone in which the document prints local times.
+    case_number: CaseText | msgspec.UnsetType = msgspec.UNSET
+    timezone: Zone | msgspec.UnsetType = msgspec.UNSET
 
 
 def parse_agreement(data: bytes | dict) -> Agreement:
@@ -120,6 +130,16 @@ def check_policy(agreement: Agreement) -> None:
         raise EsignError("invalid_agreement", "each signer must be a distinct participant")
     if re.search(r"[\x00-\x08\x0b-\x1f\x7f]", "".join(agreement.terms)):
         raise EsignError("invalid_agreement", "terms contain control characters")
+    local_zone(agreement)
+
+
+def local_zone(agreement: Agreement) -> ZoneInfo:
+    """The zone the document prints local times in (Asia/Shanghai unless the data says)."""
+    name = agreement.timezone if isinstance(agreement.timezone, str) else DEFAULT_ZONE
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise EsignError("invalid_agreement", f"unknown time zone {name!r}") from exc
 
 
 def signing_order(agreement: Agreement) -> list[tuple[str, str]]:

@@ -463,6 +463,8 @@ class SignatureCeremony:
                     reason=f"Signed {agreement.case_no} v{agreement.version}; ledger {ledger_head}",
                     location="Parley mediation session",
                     timestamper=self.timestamper,
+                    identity_checks=sorted(self._enrolled[participant_id].attestation.checks),
+                    moment=now,
                 )
                 return current, prepared
 

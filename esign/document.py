@@ -159,7 +159,9 @@ def render_agreement_pdf(agreement: Agreement) -> bytes:
     fp = fingerprint(agreement)
     fixed_date = datetime.fromisoformat(agreement.date).replace(tzinfo=UTC)
     writer = _DeterministicWriter(bytes.fromhex(fp), fixed_date)
-    writer.document_meta.title = f"{words['title']} {agreement.case_no} v{agreement.version}"
+    writer.document_meta.title = (
+        f"{words['title']} {printed_case_number(agreement)} v{agreement.version}"
+    )
     ts = _Typesetter(writer, agreement.language)
     width = PAGE_W - 2 * MARGIN
 
@@ -177,7 +179,7 @@ def render_agreement_pdf(agreement: Agreement) -> bytes:
         y -= gap
 
     emit(words["title"], size=20, gap=10)
-    emit(words["case_no"].format(case_no=agreement.case_no))
+    emit(words["case_no"].format(case_no=printed_case_number(agreement)))
     emit(words["version"].format(version=agreement.version))
     emit(words["date"].format(date=agreement.date))
     emit(words["organisation"].format(organisation=agreement.organisation), gap=8)
@@ -248,6 +250,11 @@ def render_agreement_pdf(agreement: Agreement) -> bytes:
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+def printed_case_number(agreement: Agreement) -> str:
+    """The case number as the office writes it (`case_number`), else the ASCII `case_no`."""
+    return agreement.case_number if isinstance(agreement.case_number, str) else agreement.case_no
 
 
 def signature_field_names(agreement: Agreement) -> list[str]:

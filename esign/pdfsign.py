@@ -37,7 +37,9 @@ from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from esign.document import CERTIFICATION_FIELD, SEAL_FIELD
+from esign import appearance
+from esign.agreement import Agreement, parse_agreement
+from esign.document import CERTIFICATION_FIELD, SEAL_FIELD, attached_agreement_data
 from esign.errors import EsignError
 
 MAX_P256_DER_SIGNATURE = 72
@@ -142,8 +144,13 @@ async def prepare_signature(
     reason: str,
     location: str,
     timestamper: TimeStamper,
+    identity_checks: list[str] | tuple[str, ...] = (),
+    moment: dt.datetime | None = None,
 ) -> PreparedSignature:
-    """Add the field's signature revision with a placeholder; return what the phone signs."""
+    """Add the field's signature revision with a placeholder; return what the phone signs.
+
+    The visible box names the signer, role, `identity_checks` and `moment` in local time
+    (esign.appearance)."""
     placeholder = signers.ExternalSigner(
         signing_cert=asn1_cert(cert),
         cert_registry=cert_store(chain),
@@ -157,8 +164,17 @@ async def prepare_signature(
         reason=reason,
         location=location,
     )
+    agreement = _agreement_of(pdf)
+    lines = appearance.signer_lines(
+        agreement, field_name, identity_checks, moment or dt.datetime.now(dt.UTC)
+    )
     # Here the timestamper only sizes the placeholder; the real token is added at finish.
-    pdf_signer = PdfSigner(meta, placeholder, timestamper=timestamper)
+    pdf_signer = PdfSigner(
+        meta,
+        placeholder,
+        timestamper=timestamper,
+        stamp_style=appearance.stamp_style(agreement, lines),
+    )
     async with signing_step("prepare_failed"):
         digest, tbs, output = await pdf_signer.async_digest_doc_for_signing(
             IncrementalPdfFileWriter(io.BytesIO(pdf)), existing_fields_only=True
@@ -210,6 +226,11 @@ async def signing_step(code: str):
         raise
     except Exception as exc:  # pyHanko and TSA clients raise many unrelated types
         raise EsignError(code, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _agreement_of(pdf: bytes) -> Agreement:
+    """The agreement data embedded in the PDF (what the boxes are written from)."""
+    return parse_agreement(attached_agreement_data(PdfFileReader(io.BytesIO(pdf))))
 
 
 def _ecdsa_mechanism() -> algos.SignedDigestAlgorithm:
@@ -279,8 +300,14 @@ async def seal_and_close(
         reason=reason,
     )
     ocsps, crls = revocation
+    agreement = _agreement_of(pdf)
+    style = appearance.stamp_style(
+        agreement, appearance.seal_lines(agreement, dt.datetime.now(dt.UTC))
+    )
     async with signing_step("signing_failed"):
-        sealed = await PdfSigner(meta, signer, timestamper=timestamper).async_sign_pdf(
+        sealed = await PdfSigner(
+            meta, signer, timestamper=timestamper, stamp_style=style
+        ).async_sign_pdf(
             IncrementalPdfFileWriter(io.BytesIO(pdf)), existing_fields_only=True
         )
         writer = IncrementalPdfFileWriter(io.BytesIO(sealed.getvalue()))

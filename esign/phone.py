@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from esign.agreement import fingerprint, parse_agreement
+from esign.binding import check_rendering
 from esign.document import attached_agreement_data
 from esign.errors import EsignError
 from esign.protocol import (
@@ -87,9 +88,14 @@ class PythonPhone:
         self.cert = cert
 
     def review(self, pdf: bytes) -> str:
-        """Download and show the current agreement; returns the fingerprint shown."""
+        """Download and show the current agreement; returns the fingerprint shown.
+
+        The pages must be exactly what the embedded data renders to (the browser compares
+        pdf.js's text with the terms it shows from the data; here the same renderer is at
+        hand, so the comparison is of the rendering itself)."""
         data = attached_agreement_data(PdfFileReader(io.BytesIO(pdf)))
         agreement = parse_agreement(data)
+        _same_rendering(pdf)
         self.reviewed = pdf
         self.reviewed_fingerprint = fingerprint(agreement)
         return self.reviewed_fingerprint
@@ -144,6 +150,13 @@ class PythonPhone:
         return DeclineRequest(
             type="esign.decline", participant_id=self.participant_id, reason=reason
         )
+
+
+def _same_rendering(pdf: bytes) -> None:
+    try:
+        check_rendering(pdf)
+    except EsignError as exc:
+        raise PhoneRefusal(f"{exc.code}: {exc.message}") from exc
 
 
 def _byte_range(values: list[int]) -> tuple[int, int, int, int]:

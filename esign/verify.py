@@ -40,8 +40,8 @@ from pyhanko_certvalidator import ValidationContext
 
 from esign import ltv
 from esign.agreement import fingerprint, parse_agreement, signing_order
-from esign.document import SEAL_FIELD, attached_agreement_data, page_texts
 from esign.binding import report_binding
+from esign.document import SEAL_FIELD, attached_agreement_data, page_texts
 from esign.errors import EsignError
 from esign.evidence import LEDGER_HEAD_TYPE, completion_lines, describe_signatures, readme
 from esign.pki import cert_sha256, is_seal_certificate
