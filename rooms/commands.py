@@ -36,14 +36,18 @@ class _Command(
 
 # -- issued by the system on a participant's behalf ---------------------------------------------
 class Connect(_Command, tag="connect"):
-    """The participant's media is up."""
+    """The participant's media is up. With ``rejoin``: a participant who had left opened their
+    link again (no media yet); they come back to their landing space (parties: the waiting
+    room; hosts: the main room)."""
 
     participant: ParticipantId
+    rejoin: bool = False
 
 
 class Disconnect(_Command, tag="disconnect"):
     participant: ParticipantId
-    reason: Literal["left", "transport_lost"]
+    # "replaced": the same link was taken over on another device (parties wait to be readmitted)
+    reason: Literal["left", "transport_lost", "replaced"]
 
 
 class Tick(_Command, tag="tick"):
@@ -60,7 +64,8 @@ class ReturnToWaiting(_Command, tag="return_to_waiting"):
 
 
 class Leave(_Command, tag="leave"):
-    """Leave for good; a participant may omit ``participant`` (it means themselves)."""
+    """Leave; a participant may omit ``participant`` (it means themselves). Their link brings
+    them back later (``connect`` with ``rejoin``); only ``remove`` is for good."""
 
     participant: ParticipantId | None = None
 

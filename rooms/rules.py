@@ -18,6 +18,7 @@ from rooms.state import (
     CAUCUS_PREFIX,
     GONE,
     JOINT,
+    LEFT,
     WAITING,
     ParticipantState,
     SessionState,
@@ -139,6 +140,9 @@ def _last_host_going(d: _Decision, p: ParticipantState) -> bool:
 
 # -- connection (system) --------------------------------------------------------------------------
 def _connect(d: _Decision, cmd: c.Connect) -> None:
+    if cmd.rejoin:
+        _rejoin(d, cmd)
+        return
     p = _target(d, cmd.participant)
     if p.connected:
         raise CommandError("conflict", f"{p.name} is already connected")
@@ -150,6 +154,15 @@ def _connect(d: _Decision, cmd: c.Connect) -> None:
     d.emit("participant.connected", participant=p.id, space=space)
 
 
+def _rejoin(d: _Decision, cmd: c.Connect) -> None:
+    """A participant who left opened their link again: back to where their role lands (a party
+    waits to be admitted again, a host is back in the session at once). Removal is final."""
+    p = _target(d, cmd.participant, present=False)
+    if p.space != LEFT:
+        raise CommandError("conflict", f"{p.name} has not left the session")
+    d.emit("participant.rejoined", participant=p.id, space=d.state.policy.landing[p.role])
+
+
 def _disconnect(d: _Decision, cmd: c.Disconnect) -> None:
     p = _target(d, cmd.participant)
     if not p.connected:
@@ -158,6 +171,8 @@ def _disconnect(d: _Decision, cmd: c.Disconnect) -> None:
     d.emit("participant.disconnected", participant=p.id, reason=cmd.reason)
     if cmd.reason == "left" and not d.state.is_staff(p) and p.space != WAITING:
         d.move(p, WAITING, "left_call")  # coming back means being admitted again
+    if cmd.reason == "replaced" and not d.state.is_staff(p) and is_media_space(p.space):
+        d.move(p, WAITING, "new_device")  # the same link on another phone: admitted again
     if last_host and cmd.reason == "left":
         _hold_if_no_host(d, "host_left")
 

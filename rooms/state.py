@@ -159,6 +159,10 @@ class SessionState:
         if p.role in self.policy.host_roles:
             self.host_lost_at, self.held = None, False
 
+    def _on_participant_rejoined(self, e: Event, d: dict) -> None:
+        p = self.participants[d["participant"]]
+        p.space, p.connected, p.asked_at = d["space"], False, None
+
     def _on_participant_disconnected(self, e: Event, d: dict) -> None:
         self.participants[d["participant"]].connected = False
         self._check_hosts(e.ts)
