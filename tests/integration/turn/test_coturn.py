@@ -84,3 +84,42 @@ async def test_forged_credentials_are_refused(coturn, forge):
         await allocate(coturn, username, password, "udp")
     assert err.value.response.attributes["ERROR-CODE"][0] == 401
     assert SECRET not in coturn.output()  # the shared secret is never logged
+
+
+async def test_rotation_window_accepts_the_old_and_the_new_secret(tmp_path):
+    """coturn takes several ``static-auth-secret`` lines: during a rotation (docs/operations.md)
+    it accepts credentials issued with either, and nothing else."""
+    base = tmp_path / "rotation.conf"
+    base.write_text("static-auth-secret=the-new-secret\n")
+    server = Coturn(tmp_path / "coturn", "the-old-secret", base=base).start()
+    try:
+        for secret, accepted in (("the-old-secret", True), ("the-new-secret", True), ("x", False)):
+            cred = TurnCredentials(secret, [server.url()]).issue("p-a", time.time() + 60)
+            if accepted:
+                await allocate(server, cred.username, cred.credential, "udp")
+            else:
+                with pytest.raises(stun.TransactionFailed):
+                    await allocate(server, cred.username, cred.credential, "udp")
+    finally:
+        server.stop()
+
+
+async def test_a_live_allocation_outlives_its_credential(coturn):
+    """coturn checks the expiry when an allocation is made; once made, it keeps being refreshed
+    after the credential expired, so a relayed call does not drop at the expiry (a reconnection
+    gets new credentials with its new welcome). docs/operations.md relies on this."""
+    cred = TurnCredentials(SECRET, [coturn.url()]).issue("p-long", not_after=time.time() + 2)
+    turn, _ = await create_turn_endpoint(
+        asyncio.DatagramProtocol, ("127.0.0.1", coturn.port), cred.username, cred.credential
+    )
+    try:
+        await asyncio.sleep(max(0.0, cred.expires + 1 - time.time()))  # until it has expired
+        with pytest.raises(stun.TransactionFailed):  # a new allocation is refused...
+            await allocate(coturn, cred.username, cred.credential, "udp")
+        refresh = stun.Message(message_method=stun.Method.REFRESH, message_class=stun.Class.REQUEST)
+        refresh.attributes["LIFETIME"] = 600
+        inner = turn._TurnTransport__inner_protocol  # aioice's client protocol
+        response, _ = await inner.request_with_retry(refresh)  # ...the live one is refreshed
+        assert response.attributes["LIFETIME"] == 600
+    finally:
+        turn.close()
