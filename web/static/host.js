@@ -19,32 +19,53 @@
     return q.loss < 0.1 ? "◐" : "◔";  // fair, poor
   }
 
+  // Words, not ids: sides, spaces and rooms as the mediator says them (the ids stay in data-*).
+  const tf = (k, vars) => t(k).replace(/\{(\w+)\}/g, (_, v) => vars[v]);
+  function sideName(side) { return side === "A" ? t("host_applicant") : side === "B" ? t("host_respondent") : ""; }
+  function roomName(name) {
+    if (name === "a" || name === "b") return t("host_room_" + name);
+    return `${t("host_room")} ${name}`;
+  }
+  function spaceName(space) {
+    if (!space) return "";
+    if (space.startsWith("caucus:")) return roomName(space.slice(7));
+    return { joint: t("host_joint"), waiting: t("host_waiting"), left: t("host_left"),
+      removed: t("host_removed") }[space] || i18n.space(space);
+  }
+  function who(p) {
+    const side = sideName(p.side);
+    if (p.role === "party" && side) return side;
+    return side ? `${i18n.role(p.role)} · ${side}` : i18n.role(p.role);
+  }
+  function danger(b) { b.classList.add("danger"); return b; }
+
   function personRow(p, view, me) {
     const li = document.createElement("li");
     li.dataset.participant = p.id;
     const label = document.createElement("span");
     const q = quality[p.id];
     label.title = q ? `${q.state}, loss ${q.loss === null ? "?" : Math.round(q.loss * 100) + "%"}` : "";
-    const where = p.connected === false ? t("offline") : i18n.space(p.space);
-    const flags = [p.identity_checked ? "✔ID" : "", p.muted ? "🔇" : "", p.asked_at ? "✋" : ""]
-      .filter(Boolean).join(" ");
-    label.textContent = `${signal(p.id)} ${p.name} · ${i18n.role(p.role)}${p.side ? " " + p.side : ""} · ${where} ${flags}`;
+    const where = p.connected === false ? t("offline") : spaceName(p.space);
+    const flags = [p.identity_checked ? "✔ID" : "", p.muted ? "🔇 " + t("host_muted") : "",
+      p.asked_at ? "✋ " + t("host_asking") : ""].filter(Boolean).join(" ");
+    label.textContent = `${signal(p.id)} ${p.name} · ${who(p)} · ${where} ${flags}`;
+    if (p.identity_checked) label.title = (label.title ? label.title + " · " : "") + t("host_id_ok");
     li.appendChild(label);
     const box = document.createElement("span");
     box.className = "actions";
     const live = p.connected !== false && p.space !== "left" && p.space !== "removed";
     const b = (key, action, c) => box.appendChild(P.button(t(key), action, () => cmd(c)));
     if (live && p.space === "waiting") b("admit", "admit", { type: "admit", participant: p.id });
-    if (live && p.space !== "waiting") b("to_waiting", "to-waiting", { type: "return_to_waiting", participant: p.id });
+    if (live && p.space !== "waiting") b("host_to_waiting", "to-waiting", { type: "return_to_waiting", participant: p.id });
     for (const c of view.caucuses || []) {
       if (live && p.space !== "caucus:" + c.name) {
-        box.appendChild(P.button(`→ ${c.name}`, "to-caucus",
+        box.appendChild(P.button(`${t("host_move_to")} ${roomName(c.name)}`, "to-caucus",
           () => cmd({ type: "move_to_caucus", caucus: c.name, participants: [p.id] })));
       }
     }
     if (live) b(p.muted ? "unmute" : "mute", p.muted ? "unmute" : "mute",
       { type: p.muted ? "unmute" : "mute", participant: p.id });
-    if (!p.identity_checked && p.space !== "left") b("id_checked", "identity",
+    if (!p.identity_checked && p.space !== "left") b("host_check_id", "identity",
       { type: "mark_identity_checked", participant: p.id, method: "video" });
     if (!p.identity_checked && p.role === "party" && live) {
       box.appendChild(P.button(t("send_code"), "send-code", async () => {
@@ -56,9 +77,9 @@
       }));
     }
     if (p.space !== "left" && p.space !== "removed") {
-      box.appendChild(P.button(t("remove"), "remove", () => {
-        if (confirm(t("confirm_remove") + " " + p.name)) cmd({ type: "remove", participant: p.id });
-      }));
+      box.appendChild(danger(P.button(t("remove"), "remove", () => {
+        if (confirm(tf("host_confirm_remove", { name: p.name }))) cmd({ type: "remove", participant: p.id });
+      })));
     }
     li.appendChild(box);
     return li;
@@ -69,22 +90,81 @@
     li.dataset.caucus = c.name;
     const left = c.deadline ? Math.max(0, Math.round(c.deadline - Date.now() / 1000)) : null;
     const label = document.createElement("span");
-    label.textContent = `${t("caucus")} ${c.name}` + (left !== null ? ` · ${fmt(left)}` : "");
+    label.textContent = roomName(c.name) + (left !== null ? ` · ${fmt(left)}` : "");
     li.appendChild(label);
     const box = document.createElement("span");
     box.className = "actions";
     if (me.space !== "caucus:" + c.name) {
-      box.appendChild(P.button(t("visit"), "visit", () => cmd({ type: "visit_caucus", caucus: c.name })));
+      box.appendChild(P.button(t("host_visit"), "visit", () => cmd({ type: "visit_caucus", caucus: c.name })));
     }
     for (const side of ["A", "B"]) {
-      box.appendChild(P.button(`${t("side")} ${side} →`, "move-side-" + side,
+      box.appendChild(P.button(t("host_move_side_" + side.toLowerCase()), "move-side-" + side,
         () => cmd({ type: "move_to_caucus", caucus: c.name, side })));
     }
-    box.appendChild(P.button("+5′", "extend", () => cmd({ type: "extend_caucus_timer", caucus: c.name, seconds: 300 })));
-    box.appendChild(P.button(t("close_caucus"), "close-caucus", () => cmd({ type: "close_caucus", caucus: c.name })));
+    box.appendChild(P.button(t("host_extend"), "extend", () => cmd({ type: "extend_caucus_timer", caucus: c.name, seconds: 300 })));
+    box.appendChild(P.button(t("host_close_room"), "close-caucus", () => cmd({ type: "close_caucus", caucus: c.name })));
     li.appendChild(box);
     return li;
   }
+
+  // The duty lawyer's room: chosen from the rooms that exist, by name (was a text field: "joint").
+  const lawyerSpace = document.createElement("select");
+  lawyerSpace.id = "lawyer-space";
+  lawyerSpace.setAttribute("aria-label", "room");
+  $("lawyer-space").replaceWith(lawyerSpace);
+  function renderLawyerSpaces(view) {
+    const want = [["joint", t("host_joint")]].concat(
+      (view.caucuses || []).map((c) => ["caucus:" + c.name, roomName(c.name)]));
+    const now = [...lawyerSpace.options].map((o) => o.value + "\n" + o.textContent).join("|");
+    if (now === want.map(([v, l]) => v + "\n" + l).join("|")) return;
+    const chosen = lawyerSpace.value;
+    lawyerSpace.textContent = "";
+    for (const [value, label] of want) lawyerSpace.appendChild(new Option(label, value));
+    if (want.some(([v]) => v === chosen)) lawyerSpace.value = chosen;
+  }
+
+  // Someone arrives in the waiting room: a two-note chime and a badge that counts who waits.
+  const badge = document.createElement("button");
+  badge.id = "waiting-badge"; badge.type = "button"; badge.className = "waiting-badge"; badge.hidden = true;
+  badge.setAttribute("aria-live", "polite");
+  document.body.appendChild(badge);
+  badge.onclick = () => {
+    const first = $("people").querySelector("button[data-action='admit']");
+    (first ? first.closest("li") : $("people")).scrollIntoView({ block: "center" });
+  };
+  let seenWaiting = new Set();
+  let audio = null;
+  function chime() {
+    try {
+      audio = audio || new AudioContext();
+      if (audio.state === "suspended") audio.resume();
+      const t0 = audio.currentTime + 0.02;
+      [[880, 0], [660, 0.22]].forEach(([freq, at]) => {
+        const osc = audio.createOscillator(), gain = audio.createGain();
+        osc.type = "sine"; osc.frequency.value = freq;
+        gain.gain.setValueAtTime(0.0001, t0 + at);
+        gain.gain.exponentialRampToValueAtTime(0.3, t0 + at + 0.02);
+        gain.gain.exponentialRampToValueAtTime(0.0001, t0 + at + 0.2);
+        osc.connect(gain).connect(audio.destination);
+        osc.start(t0 + at); osc.stop(t0 + at + 0.22);
+      });
+    } catch (e) { /* no audio on this device: the badge still shows */ }
+  }
+  function renderWaiting() {
+    const waiting = P.people().filter((p) => p.id !== P.me && p.space === "waiting" && p.connected !== false);
+    const ids = new Set(waiting.map((p) => p.id));
+    const arrived = P.joined && waiting.some((p) => !seenWaiting.has(p.id));
+    seenWaiting = ids;
+    badge.hidden = !waiting.length || !P.joined || $("screen-call").hidden;
+    badge.dataset.count = String(waiting.length);
+    badge.textContent = "🔔 " + tf("host_waiting_badge", { n: waiting.length });
+    if (arrived) { chime(); badge.classList.remove("new"); void badge.offsetWidth; badge.classList.add("new"); }
+  }
+
+  // Styles of the host panel's additions (host.css; the page's own style.css is the party's).
+  const css = document.createElement("link");
+  css.rel = "stylesheet"; css.href = "/static/host.css";
+  document.head.appendChild(css);
 
   function fmt(s) { return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`; }
   window.parleyFormatSeconds = fmt;
@@ -94,7 +174,12 @@
     const view = P.view || {};
     const host = isHost(me);
     $("host-panel").hidden = !host;
-    if (!host) return;
+    if (!host) { badge.hidden = true; return; }
+    renderWaiting();
+    renderLawyerSpaces(view);
+    $("caucus-name").placeholder = t("host_room_code");
+    $("caucus-minutes").title = t("host_minutes");
+    $("caucus-minutes").setAttribute("aria-label", t("host_minutes"));
     const ul = $("people");
     ul.textContent = "";
     for (const p of P.people()) if (p.id !== P.me) ul.appendChild(personRow(p, view, me));
@@ -167,7 +252,7 @@
       P.hooks.push(hook);
     });
   }
-  $("btn-end").onclick = () => { if (confirm(t("confirm_end"))) cmd({ type: "end_session", reason: "ended by the mediator" }); };
+  $("btn-end").onclick = () => { if (confirm(t("host_confirm_end"))) cmd({ type: "end_session", reason: "ended by the mediator" }); };
   P.hooks.push(render);
   setInterval(() => { if (!$("host-panel").hidden) render(); }, 1000);
 })();
