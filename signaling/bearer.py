@@ -9,21 +9,24 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rooms.state import GONE
+from rooms.state import LEFT, REMOVED
 from signaling.tokens import Invitation, TokenError
 
 
-def live_participant(state, inv: Invitation, *, allow_ended: bool = False):
+def live_participant(state, inv: Invitation, *, allow_ended: bool = False, allow_left=False):
     """The session's record of the invitation's holder, if the invitation still admits them.
 
     Raises TokenError: nobody by that id, session ended (unless ``allow_ended``), participant
-    removed or left, link revoked by a newer generation, or a role the records do not hold."""
+    removed, or left (unless ``allow_left``: the socket connecting again brings them back, as
+    rooms' ``connect`` with ``rejoin``), link revoked by a newer generation, or a role the records do not hold."""
     person = state.participants.get(inv.participant)
     if person is None:
         raise TokenError("participant_not_found", "this invitation names nobody in the session")
     if state.ended and not allow_ended:
         raise TokenError("session_ended", "this session has ended")
-    if person.space in GONE:
+    if person.space == REMOVED:
+        raise TokenError("participant_gone", "you were removed from this session")
+    if person.space == LEFT and not allow_left:  # open the link again to come back
         raise TokenError("participant_gone", "you have left this session")
     if inv.gen < person.invitation_gen:
         raise TokenError("token_revoked", "this invitation link was replaced by a newer one")

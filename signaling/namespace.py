@@ -19,6 +19,7 @@ from esign.errors import EsignError
 from media.engine import MediaError
 from rooms.commands import SERVER_ONLY, decode_command
 from rooms.errors import CommandError
+from rooms.state import LEFT
 from signaling import messages as m
 from signaling.bearer import live_participant
 from signaling.otp import OtpError
@@ -65,6 +66,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
         self._limits: dict[str, RateLimiter] = {}
         self._who: dict[str, tuple[str, str, str]] = {}  # sid -> (session, participant, role)
         self._inv: dict[str, Invitation] = {}  # sid -> the invitation it connected with
+        self._device: dict[str, str | None] = {}  # sid -> the page's device id (auth.device)
         self._desk = desk
         self._codes = codes
         # Until a recorder runs on this node nobody is asked to consent to a recording that
@@ -78,18 +80,37 @@ class ParleyNamespace(socketio.AsyncNamespace):
         try:
             inv = self._signer.verify(token)
             state = self._service.state(inv.session)
-            person = live_participant(state, inv)
+            person = live_participant(state, inv, allow_left=True)
         except TokenError as exc:
             raise _refusal(exc.code, exc.message) from None
         except CommandError as exc:
             code = "session_not_found" if exc.code == "not_found" else exc.code
             raise _refusal(code, exc.message) from None
+        # The same link already live on another device: ask the person first ("use here?"),
+        # then the page connects again with ``takeover``. A page without a device id (a bot, an
+        # older page) and the same device (a reload, a reconnect) replace the old socket at once.
+        device = auth.get("device") if isinstance(auth.get("device"), str) else None
+        device = device[:64] if device else None
+        live = self._conductor.sid_of(inv.session, inv.participant)
+        other = self._device.get(live) if live is not None else None
+        new_device = device is not None and other is not None and other != device
+        if new_device and auth.get("takeover") is not True:
+            raise _refusal("in_use", "this link is in use on another device")
+        if person.space == LEFT:  # back through the link after leaving: rooms says where to
+            self._system(inv.session, {"type": "connect", "participant": person.id, "rejoin": True})
         self._who[sid] = (inv.session, inv.participant, inv.role)
         self._inv[sid] = inv
+        self._device[sid] = device
         self._limits[sid] = RateLimiter()
         replaced = self._conductor.bind(inv.session, inv.participant, sid, inv.gen)
         if replaced is not None:
-            await self._replace(replaced)
+            await self._replace(replaced, "another_device" if new_device else "another_window")
+            if new_device:  # a party waits to be admitted again; a host keeps the place
+                await self._conductor.close_peer(inv.session, inv.participant, "replaced")
+                self._system(
+                    inv.session,
+                    {"type": "disconnect", "participant": person.id, "reason": "replaced"},
+                )
         await self.emit(
             "welcome",
             {
@@ -311,16 +332,22 @@ class ParleyNamespace(socketio.AsyncNamespace):
             return ("replaced", "you joined from another window")
         return None
 
-    async def _replace(self, old_sid: str) -> None:
-        """Tell the older socket of a participant why it goes, and close it."""
+    async def _replace(self, old_sid: str, where: str = "another_window") -> None:
+        """Tell the older socket of a participant why it goes (``where``: another_window or
+        another_device), and close it."""
+        message = {
+            "another_window": "you joined from another window",
+            "another_device": "you continued on another device",
+        }[where]
         await self.emit(
-            "error", {"code": "replaced", "message": "you joined from another window"}, to=old_sid
+            "error", {"code": "replaced", "message": message, "where": where}, to=old_sid
         )
         await self.disconnect(old_sid)
 
     def _forget(self, sid: str) -> tuple[str, str, str] | None:
         self._limits.pop(sid, None)
         self._inv.pop(sid, None)
+        self._device.pop(sid, None)
         return self._who.pop(sid, None)
 
     def _system(self, session_id: str, raw: dict, *, strict: bool = False) -> None:
