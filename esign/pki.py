@@ -43,6 +43,7 @@ SEAL_CERT_POLICY = x509.ObjectIdentifier(
 )
 SAN_PREFIX = "urn:x-parley:case:"
 TSA_CERT_YEARS = 10
+SIGNER_CA_YEARS = 5
 
 
 def event_san(case_no: str, role: str) -> str:
@@ -182,17 +183,7 @@ class LocalPki:
         root = root.add_extension(_ca_usage(), True).sign(root_key, hashes.SHA384())
 
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca = self._build(
-            _name(f"{org} Signer CA", org),
-            root.subject,
-            ca_key.public_key(),
-            root_key,
-            now,
-            dt.timedelta(days=5 * 365),
-            issuer_cert=root,
-        )
-        ca = ca.add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
-        ca = ca.add_extension(_ca_usage(), True).sign(root_key, hashes.SHA384())
+        ca = self._signer_ca_certificate(ca_key, f"{org} Signer CA", root, root_key, now)
 
         tsa_key = ec.generate_private_key(ec.SECP256R1())
         tsa = self._tsa_certificate(tsa_key, root, root_key, now)
@@ -217,6 +208,36 @@ class LocalPki:
         tsa = tsa.add_extension(_leaf_usage(), True)
         tsa = tsa.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), True)
         return tsa.sign(root_key, hashes.SHA384())
+
+    def _signer_ca_certificate(self, key, name: str, root, root_key, now) -> x509.Certificate:
+        ca = self._build(
+            _name(name, self.organisation),
+            root.subject,
+            key.public_key(),
+            root_key,
+            now,
+            dt.timedelta(days=SIGNER_CA_YEARS * 365),
+            issuer_cert=root,
+        )
+        ca = ca.add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
+        return ca.add_extension(_ca_usage(), True).sign(root_key, hashes.SHA384())
+
+    def roll_over_signer_ca(self, now: dt.datetime) -> x509.Certificate:
+        """A new signer CA (its own name, with the year) for seal and event certificates.
+
+        Certificates it issued earlier keep validating through the validation data embedded
+        when they were used; new seals need a CA that is valid now."""
+        old = self.signer_ca
+        (self.directory / f"signer-ca-{old.serial_number:x}.pem").write_bytes(
+            old.public_bytes(serialization.Encoding.PEM)
+        )
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = f"{self.organisation} Signer CA {now.year}"
+        start = now - dt.timedelta(minutes=5)
+        cert = self._signer_ca_certificate(key, name, self.root, self.root_key, start)
+        self._files["signer-ca"].save(key, cert)
+        self.signer_ca_key, self.signer_ca = key, cert
+        return cert
 
     def roll_over_tsa(self, now: dt.datetime) -> x509.Certificate:
         """A new TSA key and certificate (the old certificate is kept as `tsa-<serial>.pem`).
