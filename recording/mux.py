@@ -52,8 +52,10 @@ class SegmentMuxer:
 
     def _open(self) -> None:
         container = av.open(self._buffer, "w", format="webm")
-        video = container.add_stream("vp8", rate=30)
-        video.width, video.height = self._size or DEFAULT_SIZE
+        # no codec context for video: add_stream would open a libvpx encoder per segment
+        # (~9 MB and its start-up CPU) for packets that are already encoded
+        width, height = self._size or DEFAULT_SIZE
+        video = container.add_mux_stream("vp8", rate=30, width=width, height=height)
         video.time_base = TIME_BASE["video"]
         audio = container.add_stream("opus", rate=48000)
         audio.codec_context.extradata = OPUS_HEAD
