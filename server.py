@@ -583,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         parse_proxies(config.trusted_proxies)
+        TurnCredentials(config.turn_secret, parse_urls(config.turn_urls))  # bad_config: turn_*
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -55,3 +55,25 @@ def test_not_configured_issues_nothing_and_bad_config_is_refused():
     with pytest.raises(ValueError, match="bad_config"):
         parse_urls("http://h:3478")
     assert parse_urls(None) == [] and parse_urls(" , ") == []
+
+
+def test_server_refuses_turn_urls_without_a_secret(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PARLEY_TURN_URLS": "turn:t.example:3478"}
+    env.pop("PARLEY_TURN_SECRET", None)
+    result = subprocess.run(
+        [sys.executable, "server.py", "serve", "--port", "0", "--data-dir", str(tmp_path)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "bad_config: turn_urls are set but turn_secret is not" in result.stderr
+    assert "Traceback" not in result.stderr
