@@ -76,8 +76,15 @@ class AgreementDesk:
         passphrase: bytes,
         base_url: str,
         timezone: str = "Asia/Shanghai",
+        notifier=None,
+        contact=None,
     ) -> None:
         self.service = service
+        # After the seal each party gets the PDF and its check code by the notifier (an anchor
+        # the server cannot rewrite later); `contact(session_id, participant_id)` gives the
+        # address the mediator typed from the case file (signaling.otp.OneTimeCodes.contact).
+        self.notifier = notifier
+        self.contact = contact
         self.data_dir = data_dir
         self.organisation = organisation
         self.passphrase = passphrase
@@ -293,7 +300,43 @@ class AgreementDesk:
             )
             step = await (await self.ceremony(session_id)).stage_seal()
             self._record(session_id, pid, {"type": "seal_agreement", "events": step.events}, step)
-            return {"ok": True}
+        return {"ok": True, "delivered": await self.deliver_sealed(session_id)}
+
+    async def deliver_sealed(self, session_id: str) -> list[str]:
+        """Send each party with a known address the sealed PDF, its SHA-256 (the check code)
+        and the root fingerprint to verify it with; returns who it was sent to. A failed
+        delivery is logged: the agreement stays sealed and downloadable."""
+        if self.notifier is None or self.contact is None:
+            return []
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        ceremony = await self.ceremony(session_id)
+        pdf, agreement = ceremony.pdf, ceremony.agreement
+        code = hashlib.sha256(pdf).hexdigest()
+        root = hashlib.sha256(self.pki().root.public_bytes(Encoding.DER)).hexdigest()
+        sent = []
+        for party in agreement.parties:
+            to = self.contact(session_id, party.participant_id)
+            if not to:
+                continue
+            text = SEALED_TEXT.format(
+                name=party.name,
+                case=agreement.case_number or agreement.case_no,
+                code=code,
+                root=root,
+                url=self.base_url + "/verify",
+            )
+            try:
+                await self.notifier.send(
+                    to,
+                    "调解协议（已签署）Signed mediation agreement",
+                    text,
+                    attachments=(("agreement.pdf", "application/pdf", pdf),),
+                )
+                sent.append(party.participant_id)
+            except Exception as exc:  # noqa: BLE001 - SMTP/SMS failures of any kind
+                log.warning("sealed agreement not delivered to %s: %s", party.participant_id, exc)
+        return sent
 
     # -- a signer's steps ---------------------------------------------------------------------
     def _signer_check(self, session_id: str, pid: str, event_type: str) -> None:
@@ -391,6 +434,20 @@ class AgreementDesk:
             ledger=ledger,
             certificates=ceremony.certificates(),
         )
+
+
+SEALED_TEXT = (
+    "{name}，您好：\n案号 {case} 的调解协议已由各方签署并加盖调解组织印章，签署后的协议见附件"
+    "（agreement.pdf），请妥善保存。\n协议校验码（SHA-256）：{code}\n"
+    "调解组织根证书指纹：{root}\n"
+    "核验：在浏览器打开 {url} ，选择附件并输入根证书指纹（文件不会上传）；"
+    "或离线运行 python server.py verify agreement.pdf --root {root}\n\n"
+    "Hello {name},\nthe mediation agreement of case {case} has been signed by everyone and "
+    "sealed; the signed agreement is attached (agreement.pdf). Keep it.\n"
+    "Check code (SHA-256): {code}\nOrganisation root fingerprint: {root}\n"
+    "To verify: open {url}, choose the attachment and enter the root fingerprint (the file is "
+    "not uploaded); or offline: python server.py verify agreement.pdf --root {root}\n"
+)
 
 
 def load_or_create_passphrase(path: Path) -> bytes:

@@ -38,6 +38,10 @@ class Notifier(Protocol):
     async def send(self, to: str, subject: str, text: str) -> None: ...
 
 
+# (file name, MIME type, bytes): e.g. the sealed agreement sent to each party.
+Attachment = tuple[str, str, bytes]
+
+
 @dataclass
 class SmtpNotifier:
     host: str
@@ -48,10 +52,15 @@ class SmtpNotifier:
     starttls: bool = True
     timeout: float = 15.0
 
-    async def send(self, to: str, subject: str, text: str) -> None:
+    async def send(
+        self, to: str, subject: str, text: str, attachments: tuple[Attachment, ...] = ()
+    ) -> None:
         msg = EmailMessage()
         msg["From"], msg["To"], msg["Subject"] = self.sender, to, subject
         msg.set_content(text)
+        for name, mime, data in attachments:
+            maintype, _, subtype = mime.partition("/")
+            msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
         await asyncio.to_thread(self._deliver, msg)
 
     def _deliver(self, msg: EmailMessage) -> None:
@@ -76,6 +85,12 @@ class OneTimeCodes:
         self._clock = clock
         self._key = secrets.token_bytes(32)
         self._pending: dict[tuple[str, str], _Pending] = {}
+        self._contacts: dict[tuple[str, str], str] = {}
+
+    def contact(self, session: str, pid: str) -> str | None:
+        """The address the mediator sent this participant's code to (the case file's), for
+        the sealed agreement's delivery (signaling.agreements.AgreementDesk.deliver_sealed)."""
+        return self._contacts.get((session, pid))
 
     @property
     def available(self) -> bool:
@@ -97,6 +112,7 @@ class OneTimeCodes:
             "It is valid for 10 minutes. Enter it only on the mediation page; tell nobody.\n"
         )
         await self._notifier.send(to, "调解身份验证码 Mediation identity code", text)
+        self._contacts[(session, pid)] = to
         self._pending[(session, pid)] = _Pending(
             self._digest(session, pid, code), self._clock() + CODE_TTL
         )
