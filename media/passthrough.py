@@ -577,6 +577,15 @@ def tap_receiver(
     return tap
 
 
+def unused_receiver(receiver: rtcrtpreceiver.RTCRtpReceiver) -> None:
+    """Drop what a receiver that never receives holds: a slot transceiver is sendonly, yet
+    aiortc builds a full receiver for it, and a video one carries a REMB estimator whose rate
+    counter alone is 1000 bucket objects (~66 KB; 7 slots: ~0.45 MB per participant). The
+    receiver is never started, so nothing reads it; its 512-packet jitter buffer goes too."""
+    receiver._RTCRtpReceiver__remote_bitrate_estimator = None
+    receiver._RTCRtpReceiver__jitter_buffer = AudioPassBuffer()
+
+
 def receive_directly(dtls: Any) -> DirectReceive:
     """Handle `dtls`'s SRTP and SRTCP in the datagram callback instead of through aioice's queue.
 
@@ -730,7 +739,8 @@ class RtpRelay:
         self._rtx_pt: int | None = None
         self._ext = rtp.ExtensionWriter(0, b"", 0, 0)
         self._out: tuple[Any, Any, tuple] | None = None  # (SRTP session, UDP transport, address)
-        self._history: list[tuple[int, int, bool, bytes] | None] = [None] * RTX_HISTORY
+        # packets sent, for NACKs; allocated with the first frame (an idle slot holds none)
+        self._history: list[tuple[int, int, bool, bytes] | None] | None = None
         self.packets = 0
         self.octets = 0
         self.retransmitted = 0
@@ -860,6 +870,8 @@ class RtpRelay:
         ntp = rtp.ntp_time()  # one clock read: abs-send-time and the sender-report clock
         ext = self._ext.block(rtp.abs_send_time(ntp), frame.audio_level)
         pt, ssrc, seq, history = self._pt, self.sender._ssrc, self._seq, self._history
+        if history is None:
+            history = self._history = [None] * RTX_HISTORY
         timestamp &= 0xFFFFFFFF
         sent = octets = 0
         for packet in frame.packets:
@@ -881,6 +893,8 @@ class RtpRelay:
 
     async def retransmit(self, sequence_number: int) -> None:
         """Answer a NACK: the packet again, as RTX when negotiated (RFC 4588), from history."""
+        if self._history is None:
+            return
         entry = self._history[sequence_number % RTX_HISTORY]
         out = self._output()
         if entry is None or entry[0] != sequence_number or out is None:

@@ -130,6 +130,7 @@ class PeerSession:
                 t = self.pc.addTransceiver(track, direction="sendonly")
                 t.setCodecPreferences(codec_preferences(kind, video_codec))
                 guard_late_start(t, lambda: self.closed)
+                passthrough.unused_receiver(t.receiver)
                 slot.tracks[kind], slot.senders[kind] = track, t.sender
                 track.output = slot.relays[kind] = passthrough.hook_sender(
                     t.sender,

@@ -97,3 +97,35 @@ async def test_stopping_the_track_stops_the_reports():
     Forwarder("a", "audio", lambda: None).subscribe("s", track)
     track.stop()
     assert not relay.active and relay._report_timer is None
+
+
+async def test_a_slot_holds_no_receive_state_and_no_retransmission_history_while_idle():
+    from types import SimpleNamespace as NS
+
+    from media.peer import PeerSession
+
+    shape = NS(slots=[(str(2 + 2 * i), str(3 + 2 * i)) for i in range(7)])
+    peer = PeerSession("p", shape, video_codec="VP8", connect_timeout=5, on_state=lambda *a: None)
+    try:
+        for slot in peer.slots:
+            sender = slot.senders["video"]  # the sendonly transceiver's receiver is unused
+            t = next(t for t in peer.pc.getTransceivers() if t.sender is sender)
+            assert t.receiver._RTCRtpReceiver__remote_bitrate_estimator is None
+            assert isinstance(
+                t.receiver._RTCRtpReceiver__jitter_buffer, passthrough.AudioPassBuffer
+            )
+            assert all(r._history is None for r in slot.relays.values())
+        # the uplink receivers keep theirs (REMB to the publisher)
+        video = peer.publications["video"]
+        assert video.receiver._RTCRtpReceiver__remote_bitrate_estimator is not None
+    finally:
+        await peer.close("test")
+
+
+async def test_the_retransmission_history_is_allocated_with_the_first_frame():
+    track, relay, udp, _ = slot()
+    Forwarder("a", "audio", lambda: None).subscribe("s", track)
+    assert relay._history is None
+    await relay.retransmit(5)  # a NACK before anything was sent: nothing to answer
+    track.push(encoded(b"\x01opus", 960), track.source)
+    assert relay._history is not None and relay.packets == 1
