@@ -289,7 +289,7 @@ def create_app(config: Config) -> web.Application:
     app.on_response_prepare.append(security_headers(hsts=config.tls != "self-signed"))
     app.add_routes(routes(signer, ready, metrics_token=config.metrics_token))
     app.add_routes(staff.routes())
-    app.add_routes(Console(service, signer, config).routes())
+    app.add_routes(Console(service, signer, config, desk=desk).routes())
     app.add_routes(visits_console.routes())
     app.add_routes(Documents(service, signer, config.data_dir / "documents").routes())
     app.add_routes(agreement_routes(desk, signer, service))

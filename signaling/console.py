@@ -8,6 +8,7 @@ ledger like any other command.
 from __future__ import annotations
 
 import io
+import re
 
 import qrcode
 import qrcode.image.svg
@@ -28,21 +29,73 @@ ROLE_CHOICES = [
     ("co_mediator", "协同调解员 Co-mediator"),
     ("observer", "观察员 Observer"),
 ]
-SIDES = [("", "—"), ("A", "申请人 A"), ("B", "被申请人 B")]
+SIDE_LABELS = {"A": "申请方 Applicant (side A)", "B": "被申请方 Respondent (side B)"}
+SIDES = [("", "—"), *SIDE_LABELS.items()]
 ROLE_LABELS = dict(ROLE_CHOICES) | {
     "mediator": "调解员 Mediator",
     "duty_lawyer": "值班律师 Duty lawyer",
 }
 SPACE_LABELS = {
-    "waiting": "等候室 waiting",
-    "joint": "调解室 joint",
-    "left": "已离开 left",
-    "removed": "已移出 removed",
+    "waiting": "等候室 Waiting room",
+    "joint": "联合会谈 Joint session",
+    "left": "已离开 Left",
+    "removed": "已移出 Removed",
 }
+ROOM_LABELS = {
+    "a": "申请方单独会谈室 Applicant's private room",
+    "b": "被申请方单独会谈室 Respondent's private room",
+}
+# What became of the agreement (rooms' agreement status), as the console says it.
+OUTCOMES = {
+    "sealed": "已签署并盖章 Signed and sealed",
+    "complete": "各方已签署，未盖章 Signed by all, not sealed",
+    "signing": "签署未完成 Signing not finished",
+    "declined": "有人拒绝签署 Declined",
+    "drafting": "仅有草稿，未签署 Draft only, not signed",
+}
+NO_AGREEMENT = "未达成协议 No agreement"
+
+
+def space_label(space: str | None) -> str:
+    """A space as people say it: never ``joint`` or ``caucus:a``."""
+    if not space:
+        return "—"
+    if space.startswith("caucus:"):
+        name = space.removeprefix("caucus:")
+        return ROOM_LABELS.get(name, f"单独会谈室 Private room {name}")
+    return SPACE_LABELS.get(space, space)
+
+
+def who_label(p) -> str:
+    """Role and side in words: a party is its side (申请方 Applicant (side A)), others their role."""
+    side = SIDE_LABELS.get(p.side or "", "")
+    if p.role == "party" and side:
+        return side
+    role = ROLE_LABELS.get(p.role, p.role)
+    return f"{role} · {side}" if side else role
+
+
+def outcome(state) -> str:
+    status = (state.agreement or {}).get("status")
+    return OUTCOMES.get(status, NO_AGREEMENT) if status else NO_AGREEMENT
 
 
 def _mine(state, account) -> bool:
     return state.created_by == f"staff:{account.username}" or "admin" in account.roles
+
+
+def _waiting_count(state) -> str:
+    n = sum(1 for p in state.participants.values() if p.space == "waiting" and p.connected)
+    return f"{n} 人等候 waiting" if n else "—"
+
+
+def _filename(state, p=None) -> str:
+    """A download's name from the case number (ASCII letters and digits), never a raw id."""
+    base = re.sub(r"[^A-Za-z0-9]+", "-", state.case_number or "").strip("-") or "case"
+    if p is None:
+        return base
+    person = re.sub(r"[^A-Za-z0-9]+", "-", p.name).strip("-")
+    return f"{base}-invitation-{person or p.role}"
 
 
 def _host(state):
@@ -50,8 +103,9 @@ def _host(state):
 
 
 class Console:
-    def __init__(self, service, signer, config) -> None:
+    def __init__(self, service, signer, config, desk=None) -> None:
         self.service, self.signer, self.config = service, signer, config
+        self.desk = desk  # the agreement desk: an ended case's PDF and evidence.zip
 
     def _session(self, request, account):
         try:
@@ -87,12 +141,20 @@ class Console:
         return self._index(account, sess)
 
     def _index(self, account, sess, error: str = "", status: int = 200) -> web.Response:
-        rows = "".join(
-            f"<tr><td>{esc(s.case_number or '')}</td><td><a href='/console/sessions/{esc(s.id)}'>"
-            f"{esc(s.title)}</a></td><td>{'已结束 ended' if s.ended else '进行中 open'}</td></tr>"
+        mine = [
+            s
             for s in sorted(self.service.sessions(), key=lambda s: -(s.created_at or 0))
             if _mine(s, account)
-        )
+        ]
+
+        def row(s, last: str) -> str:
+            return (
+                f"<tr><td>{esc(s.case_number or '')}</td><td><a href='/console/sessions/{esc(s.id)}'>"
+                f"{esc(s.title)}</a></td><td>{esc(last)}</td></tr>"
+            )
+
+        live = "".join(row(s, _waiting_count(s)) for s in mine if not s.ended)
+        ended = "".join(row(s, outcome(s)) for s in mine if s.ended)
         people = "".join(
             f"<tr><td><input name='name{i}' maxlength='80' aria-label='name {i}'></td>"
             f"<td><select name='role{i}'>"
@@ -109,18 +171,20 @@ class Console:
         err = f"<p class='error' role='alert'>{esc(error)}</p>" if error else ""
         body = (
             "<p><a href='/visits'>远程会见 Remote visitation</a></p>"
-            f"<h1>调解 Mediations</h1><table class='list'><tr><th>案号 Case</th><th>标题 Title</th>"
-            f"<th>状态 State</th></tr>{rows or '<tr><td colspan=3>—</td></tr>'}</table>"
+            "<h1>调解 Mediations</h1><h2>进行中 Open cases</h2>"
+            "<table class='list'><tr><th>案号 Case</th><th>标题 Title</th>"
+            f"<th>等候室 Waiting room</th></tr>{live or '<tr><td colspan=3>—</td></tr>'}</table>"
             f"<h2>新建调解 New mediation</h2>{err}"
             "<form method='post' action='/console/sessions' class='stack'>"
             f"<input type='hidden' name='csrf' value='{esc(sess.csrf)}'>"
             "<label>案号 Case number<input name='case_number' maxlength='64' required></label>"
             "<label>标题 Title<input name='title' maxlength='200' required></label>"
-            "<label>语言 Language<select name='lang'><option value='zh'>中文</option>"
-            "<option value='en'>English</option></select></label>"
             "<table class='people'><tr><th>姓名 Name</th><th>身份 Role</th><th>方 Side</th></tr>"
             f"{people}</table>"
             "<button class='primary big' type='submit'>创建 Create</button></form>"
+            "<h2>已结束的调解 Ended cases</h2>"
+            "<table class='list'><tr><th>案号 Case</th><th>标题 Title</th>"
+            f"<th>结果 Outcome</th></tr>{ended or '<tr><td colspan=3>—</td></tr>'}</table>"
         )
         return page(
             "调解控制台 Console", body, status=status, user=account.display_name, csrf=sess.csrf
@@ -160,38 +224,131 @@ class Console:
     async def session(self, request: web.Request) -> web.Response:
         account, sess = require_staff(request, "mediator")
         state = self._session(request, account)
+        sid = esc(state.id)
+        people = [p for p in state.participants.values() if p.role != "mediator"]
+        head = (
+            f"<h1>{esc(state.title)}</h1><p>案号 Case {esc(state.case_number or '—')} · "
+            f"{'已结束 Ended' if state.ended else '进行中 Open'}</p>"
+        )
+        if state.ended:
+            return page(
+                state.title,
+                head + self._ended(state, people),
+                user=account.display_name,
+                csrf=sess.csrf,
+            )
         cards = []
-        for p in state.participants.values():
-            if p.role == "mediator":
-                continue
+        for p in people:
             url = self.link(request, state, p)
+            pid = esc(p.id)
             cards.append(
-                f"<article class='invite' data-participant='{esc(p.id)}'>"
-                f"<h3>{esc(p.name)}</h3><p>{esc(ROLE_LABELS.get(p.role, p.role))}"
-                f"{' · ' + esc(p.side) if p.side else ''} · {esc(SPACE_LABELS.get(p.space, p.space))}</p>"
-                f"<img alt='QR' width='180' height='180' src='/console/sessions/{esc(state.id)}/qr/{esc(p.id)}.svg'>"
+                f"<article class='invite' id='{pid}' data-participant='{pid}'>"
+                f"<h3>{esc(p.name)}</h3><p>{esc(who_label(p))} · {esc(space_label(p.space))}</p>"
+                f"<img alt='QR' width='180' height='180' src='/console/sessions/{sid}/qr/{pid}.svg'>"
                 f"<p class='url'><a href='{esc(url)}'>{esc(url)}</a></p>"
-                f"<p><a download='invitation-{esc(p.id)}.svg' "
-                f"href='/console/sessions/{esc(state.id)}/qr/{esc(p.id)}.svg'>下载二维码 Download QR</a></p>"
-                f"<form method='post' action='/console/sessions/{esc(state.id)}/reissue/{esc(p.id)}'>"
-                f"<input type='hidden' name='csrf' value='{esc(sess.csrf)}'>"
-                "<button class='small' type='submit'>作废并重发链接 Revoke and re-issue</button></form>"
+                f"<p><a download='{esc(_filename(state, p))}.svg' "
+                f"href='/console/sessions/{sid}/qr/{pid}.svg'>下载二维码 Download QR</a></p>"
+                f"<p><a class='button danger' href='/console/sessions/{sid}/reissue/{pid}'>"
+                "作废并重发链接 Revoke and re-issue</a></p>"
                 "</article>"
             )
         body = (
-            f"<h1>{esc(state.title)}</h1><p>案号 Case {esc(state.case_number or '—')} · "
-            f"{'已结束 ended' if state.ended else '进行中 open'}</p>"
-            + (
-                ""
-                if state.ended
-                else f"<p><a class='button primary big' id='enter' href='/console/sessions/{esc(state.id)}/enter'>"
-                "进入调解室 Enter the session</a></p>"
-            )
+            head
+            + f"<p><a class='button primary big' id='enter' href='/console/sessions/{sid}/enter'>"
+            "进入调解室 Enter the session</a></p>"
             + "<h2>邀请 Invitations</h2><p class='hint'>每人一个链接/二维码，请勿转发。"
             "One link per person; do not forward.</p>"
             f"<div class='invites'>{''.join(cards)}</div>"
         )
         return page(state.title, body, user=account.display_name, csrf=sess.csrf)
+
+    def _ended(self, state, people) -> str:
+        """An ended case: how it ended, who took part, and the signed agreement to download."""
+        sid = esc(state.id)
+        status = (state.agreement or {}).get("status")
+        downloads = ""
+        if (state.agreement or {}).get("version"):
+            what = (
+                "已签署的协议 Signed agreement"
+                if status == "sealed"
+                else "协议（未完成签署）Agreement (not fully signed)"
+            )
+            downloads += (
+                f"<li><a class='button primary' download href='/console/sessions/{sid}/agreement.pdf'>"
+                f"下载 Download {what} (PDF)</a></li>"
+            )
+        if status == "sealed":
+            downloads += (
+                f"<li><a class='button' download href='/console/sessions/{sid}/evidence.zip'>"
+                "下载证据包 Download evidence.zip</a></li>"
+            )
+        rows = "".join(
+            f"<tr><td>{esc(p.name)}</td><td>{esc(who_label(p))}</td>"
+            f"<td>{'✔' if p.identity_checked else '—'}</td></tr>"
+            for p in people
+        )
+        reason = f"<p>结束原因 Reason: {esc(state.ended_reason)}</p>" if state.ended_reason else ""
+        return (
+            f"<section class='outcome'><h2>结果 Outcome</h2><p class='outcome-line'>{esc(outcome(state))}</p>"
+            f"{reason}{f'<ul class=downloads>{downloads}</ul>' if downloads else ''}</section>"
+            "<h2>参加人员 Participants</h2><table class='list'><tr><th>姓名 Name</th>"
+            f"<th>身份 Role</th><th>身份已核验 ID checked</th></tr>{rows}</table>"
+        )
+
+    async def reissue_ask(self, request: web.Request) -> web.Response:
+        """Revoking a link cuts off whoever holds it: ask first, naming the person."""
+        account, sess = require_staff(request, "mediator")
+        state = self._session(request, account)
+        p = state.participants.get(request.match_info["pid"])
+        if p is None or p.role == "mediator":
+            raise web.HTTPNotFound(text="not_found: no such participant")
+        sid = esc(state.id)
+        body = (
+            f"<h1>作废 {esc(p.name)} 的邀请链接？ Revoke {esc(p.name)}'s invitation link?</h1>"
+            "<p>旧链接和二维码立即失效，正在使用旧链接的手机会被断开；随后生成新的链接和二维码，请重新发给此人。</p>"
+            "<p>The old link and QR code stop working at once and a phone using it is disconnected; "
+            "a new link and QR code are made for you to send again.</p>"
+            f"<form method='post' action='/console/sessions/{sid}/reissue/{esc(p.id)}' class='stack'>"
+            f"<input type='hidden' name='csrf' value='{esc(sess.csrf)}'>"
+            "<button class='danger big' type='submit'>作废并重发 Revoke and re-issue</button></form>"
+            f"<p><a class='button' href='/console/sessions/{sid}#{esc(p.id)}'>取消 Cancel</a></p>"
+        )
+        return page(state.title, body, user=account.display_name, csrf=sess.csrf)
+
+    async def agreement_pdf(self, request: web.Request) -> web.Response:
+        account, _ = require_staff(request, "mediator")
+        state = self._session(request, account)
+        if self.desk is None or not (state.agreement or {}).get("version"):
+            raise web.HTTPNotFound(text="not_found: no agreement was frozen in this case")
+        data = await self.desk.pdf(state.id)
+        if data is None:
+            raise web.HTTPNotFound(text="not_found: no agreement was frozen in this case")
+        return web.Response(
+            body=data,
+            content_type="application/pdf",
+            headers={
+                "Content-Disposition": f"attachment; filename={_filename(state)}-agreement.pdf",
+                "Cache-Control": "no-store",
+            },
+        )
+
+    async def evidence(self, request: web.Request) -> web.Response:
+        account, _ = require_staff(request, "mediator")
+        state = self._session(request, account)
+        if self.desk is None or (state.agreement or {}).get("status") != "sealed":
+            raise web.HTTPConflict(text="conflict: the agreement is not sealed")
+        try:
+            data = await self.desk.evidence(state.id)
+        except CommandError as exc:
+            raise web.HTTPConflict(text=f"{exc.code}: {exc.message}") from None
+        return web.Response(
+            body=data,
+            content_type="application/zip",
+            headers={
+                "Content-Disposition": f"attachment; filename={_filename(state)}-evidence.zip",
+                "Cache-Control": "no-store",
+            },
+        )
 
     async def reissue(self, request: web.Request) -> web.Response:
         account, sess = require_staff(request, "mediator")
@@ -236,6 +393,9 @@ class Console:
             web.post("/console/sessions", self.create),
             web.get("/console/sessions/{sid}", self.session),
             web.get("/console/sessions/{sid}/qr/{pid}.svg", self.qr),
+            web.get("/console/sessions/{sid}/reissue/{pid}", self.reissue_ask),
             web.post("/console/sessions/{sid}/reissue/{pid}", self.reissue),
+            web.get("/console/sessions/{sid}/agreement.pdf", self.agreement_pdf),
+            web.get("/console/sessions/{sid}/evidence.zip", self.evidence),
             web.get("/console/sessions/{sid}/enter", self.enter),
         ]

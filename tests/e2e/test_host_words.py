@@ -56,7 +56,9 @@ def test_waiting_room_arrival_beeps_and_the_badge_counts(console_server, launch,
     med = new_page(browser)
     med.context.add_init_script(BEEPS)
     med.set_viewport_size(size)
-    links = open_case(med, console_server, case_number=f"(2026)京民调{size['width']}号", title="借款")
+    links = open_case(
+        med, console_server, case_number=f"(2026)京民调{size['width']}号", title="借款"
+    )
     assert med.is_hidden("#waiting-badge")
     parties = []
     for n, link in enumerate(links, start=1):
@@ -98,11 +100,24 @@ def test_verbs_names_no_raw_ids_and_dangerous_actions_confirm(
     med.click(f'{row_a} button[data-action="admit"]')
     med.wait_for_selector(f'{row_a} button[data-action="to-waiting"]')
     words = {
-        "zh": {"identity": "核验身份", "admit": "准许进入", "remove": "移出", "A": "申请方",
-               "B": "被申请方", "joint": "联合会谈", "room_a": "申请方单独会谈室"},
-        "en": {"identity": "Verify ID", "admit": "Admit", "remove": "Remove",
-               "A": "Applicant (side A)", "B": "Respondent (side B)", "joint": "Joint session",
-               "room_a": "Applicant's private room"},
+        "zh": {
+            "identity": "核验身份",
+            "admit": "准许进入",
+            "remove": "移出",
+            "A": "申请方",
+            "B": "被申请方",
+            "joint": "联合会谈",
+            "room_a": "申请方单独会谈室",
+        },
+        "en": {
+            "identity": "Verify ID",
+            "admit": "Admit",
+            "remove": "Remove",
+            "A": "Applicant (side A)",
+            "B": "Respondent (side B)",
+            "joint": "Joint session",
+            "room_a": "Applicant's private room",
+        },
     }[lang]
     assert med.inner_text(f'{row_a} button[data-action="identity"]') == words["identity"]
     assert med.inner_text(f'{row_b} button[data-action="admit"]') == words["admit"]
