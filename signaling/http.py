@@ -84,6 +84,11 @@ def routes(signer, ready, metrics_token: str | None = None) -> web.RouteTableDef
         resp.headers["Referrer-Policy"] = "no-referrer"  # the token is in the path
         return resp
 
+    @r.get("/verify")
+    async def verify_page(request: web.Request) -> web.StreamResponse:
+        """Checks a signed agreement in the browser, against a root fingerprint; no upload."""
+        return web.FileResponse(WEB_DIR / "verify.html")
+
     @r.get("/vendor/socket.io.min.js")
     async def socketio_client(request: web.Request) -> web.StreamResponse:
         if not SOCKETIO_CLIENT.exists():

@@ -105,6 +105,6 @@
     return whole(bytes, expect(tbs[offset + 5], 0x30, "SubjectPublicKeyInfo"));
   }
 
-  window.asn1 = { OID, DerError, read, children, oid, content, signedAttributes,
+  window.asn1 = { OID, DerError, read, children, oid, content, whole, signedAttributes,
     signingCertificateHash, certificateSpki };
 })();
