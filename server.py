@@ -35,7 +35,7 @@ from rooms.commands import decode_command
 from rooms.errors import CommandError
 from rooms.ledger import SqliteLedgerStore
 from rooms.service import ParticipantSpec, SessionService
-from signaling import staff
+from signaling import renewal, staff
 from signaling.agreements import AgreementDesk, agreement_routes, load_or_create_passphrase
 from signaling.conductor import Conductor
 from signaling.console import Console
@@ -252,10 +252,14 @@ def create_app(config: Config) -> web.Application:
         recorder.start()
         engine_started[0] = True
         clock = asyncio.get_running_loop().create_task(conductor.run_clock())
+        archive_job = asyncio.get_running_loop().create_task(
+            renewal.run_forever(service, config.data_dir, lambda: _existing_pki(desk, config))
+        )
         yield
-        clock.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await clock
+        for task in (clock, archive_job):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await recorder.aclose()  # open segments are written and recorded before the ledger closes
         await conductor.drain()
         engine_started[0] = False
@@ -351,18 +355,45 @@ class _Metrics:
 # -- demo session ------------------------------------------------------------------------------
 
 DEMO_CASE = "DEMO-0001"
+DEMO_USER = "demo"
 
 
-def demo_links(app: web.Application, base_url: str) -> list[tuple[str, str, str]]:
-    """Create (or reuse) the demo mediation session; return (label, role, url) per participant."""
+def demo_account(app: web.Application) -> tuple[str | None, str | None]:
+    """The demo mediator's staff account: (username, password). A fresh server (no accounts at
+    all) gets one, with a random password returned once to be printed; one that has it already
+    gets (username, None); a server with other accounts and no demo account gets (None, None)."""
+    accounts = app[staff.ACCOUNTS]
+    existing = accounts.list()
+    if any(a.username == DEMO_USER for a in existing):
+        return DEMO_USER, None
+    if existing:
+        return None, None
+    import secrets
+
+    password = secrets.token_urlsafe(12)
+    accounts.add(DEMO_USER, "王调解员 Mediator Wang", ["mediator"], password)
+    return DEMO_USER, password
+
+
+def demo_links(
+    app: web.Application, base_url: str, owner: str | None = None
+) -> list[tuple[str, str, str]]:
+    """Create (or reuse) the demo mediation session, owned by the staff account ``owner`` when
+    given (so that it is in that mediator's console); return (label, role, url) per participant."""
     service, signer, config = app[SERVICE], app[SIGNER], app[CONFIG]
+    actor = f"staff:{owner}" if owner else "system"
     state = next(
-        (s for s in service.sessions() if s.case_number == DEMO_CASE and not s.ended), None
+        (
+            s
+            for s in service.sessions()
+            if s.case_number == DEMO_CASE and not s.ended and s.created_by == actor
+        ),
+        None,
     )
     if state is None:
         state = service.create_session(
             "mediation",
-            actor="system",
+            actor=actor,
             title="演示调解 Demo mediation",
             case_number=DEMO_CASE,
             participants=[
@@ -378,6 +409,31 @@ def demo_links(app: web.Application, base_url: str) -> list[tuple[str, str, str]
         )
         links.append((p.name, p.role, f"{base_url}/j/{token}"))
     return links
+
+
+def _demo_login_text(base: str, owner: str | None, password: str | None) -> str:
+    """How the demo mediator signs: the agreement's e-signature needs a logged-in staff member,
+    which the mediator link above is not. Lines start unindented (they are not links)."""
+    steps = (
+        f"log in at {base}/login, open {DEMO_CASE} in the console and press "
+        "'Enter the session / 进入调解室' (the mediator link above works for everything but signing)."
+    )
+    if owner and password:
+        return (
+            "To sign the agreement as the mediator, use the demo staff account "
+            "(password shown this once; note it down):\n"
+            f"{base}/login   username: {owner}   password: {password}\nThen {steps}\n"
+        )
+    if owner:
+        return (
+            f"To sign the agreement as the mediator: as staff account '{owner}' (its password was "
+            f"printed when it was created), {steps}\n"
+        )
+    return (
+        "To sign the agreement as the mediator, the case needs a staff owner: create an account "
+        "(python server.py user add NAME --name ... --role mediator), log in at "
+        f"{base}/login and create a case in the console.\n"
+    )
 
 
 def lan_addresses() -> list[str]:
@@ -421,13 +477,15 @@ async def serve(config: Config) -> None:
     running = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop | asyncio
     log.info("listening", extra={"url": base, "event_loop": running})
     if config.demo:
+        owner, password = await asyncio.to_thread(demo_account, app)
         print(
             f"\nParley is running at {base}\nDemo mediation session — open one link per person:\n"
         )
-        for name, role, url in demo_links(app, base):
+        for name, role, url in demo_links(app, base, owner):
             print(f"  {role:<9} {name}\n  {url}\n")
             if sys.stdout.isatty():
                 _print_qr(url)
+        print(_demo_login_text(base, owner, password))
         print("The mediator admits the parties from the waiting room.\n", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -514,7 +572,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", help="verify a signed agreement or evidence bundle offline")
     v.add_argument("args", nargs=argparse.REMAINDER)
+
+    es = sub.add_parser("esign", help="e-signature tools")
+    es_sub = es.add_subparsers(dest="esign_command", required=True)
+    er = es_sub.add_parser("renew", help="add due archive timestamps now (server stopped)")
+    er.add_argument("--data-dir", dest="data_dir")
     return p
+
+
+def _existing_pki(desk, config: Config):
+    """The desk's PKI, but only once one exists: never create keys just to renew nothing."""
+    return desk.pki() if (config.data_dir / "esign-pki").exists() else None
+
+
+def esign_renew_command(config: Config) -> int:
+    """One pass of the archive timestamp job over the ledger (see signaling/renewal.py)."""
+    from esign.pki import LocalPki
+
+    if not (config.data_dir / "esign-pki").exists():
+        print("no e-signature PKI in this data directory: nothing to renew")
+        return 0
+    passphrase = (
+        config.esign_passphrase.encode()
+        if config.esign_passphrase
+        else load_or_create_passphrase(config.data_dir / "esign-passphrase")
+    )
+    base_url = (config.public_url or f"http://{config.host}:{config.port}") + "/esign"
+    pki = LocalPki.open(config.data_dir, passphrase, config.organisation, base_url)
+    store = SqliteLedgerStore(config.data_dir / "ledger.sqlite3")
+    try:
+        service = SessionService(store)
+        service.recover(mark_disconnected=False)
+        outcomes = asyncio.run(renewal.renew_sealed(service, config.data_dir, pki))
+    finally:
+        store.close()
+    for outcome in outcomes:
+        print(outcome.session_id, outcome.result, outcome.detail)
+    return 1 if any(o.result == "failed" for o in outcomes) else 0
 
 
 def user_command(args: argparse.Namespace, config: Config) -> int:
@@ -572,6 +666,8 @@ def main(argv: list[str] | None = None) -> int:
         return user_command(args, config)
     if args.command == "visits":
         return visits_command(args, config.data_dir)
+    if args.command == "esign":
+        return esign_renew_command(config)
     if args.command == "ledger":
         from rooms.ledger import verify_main
 
