@@ -12,14 +12,21 @@
   i18n.apply();
   $("lang").onclick = () => { i18n.toggle(); render(); };
 
+  // One id per browser: the server asks before this link moves from one device to another
+  // ("use here?"), and lets the same device (a reload, a second tab) replace itself silently.
+  let device = localStorage.getItem("parley.device");
+  if (!device) {
+    device = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+    localStorage.setItem("parley.device", device);
+  }
   const socket = io("/parley", {
-    auth: { token }, transports: ["websocket"], reconnectionDelay: 500, reconnectionDelayMax: 3000,
+    auth: { token, device }, transports: ["websocket"], reconnectionDelay: 500, reconnectionDelayMax: 3000,
   });
 
   let screen = "intro";
   function show(name) {
     screen = name;
-    for (const s of ["intro", "consent", "check", "call", "end"]) $("screen-" + s).hidden = s !== name;
+    for (const s of ["intro", "consent", "check", "call", "inuse", "end"]) $("screen-" + s).hidden = s !== name;
   }
   function status(text) {
     const el = $(screen + "-status");
@@ -39,7 +46,8 @@
   function setLost(lost) {
     state.lost = lost;
     showLink();
-    for (const tile of $("tiles").querySelectorAll(".tile")) tile.classList.toggle("frozen", lost);
+    for (const tile of $("tiles").querySelectorAll(".tile.remote")) tile.classList.toggle("frozen", lost);
+    showQuality();
   }
 
   // The one line at the top while the call is not up yet (connecting) or lost (reconnecting).
@@ -50,22 +58,30 @@
     if (key) { banner.firstElementChild.dataset.t = key; banner.firstElementChild.textContent = i18n.t(key); }
   }
 
-  function end(titleKey, text) {
+  // The end page: a title, a sentence, and (when there is a way back) the button to take it.
+  function end(titleKey, text, again) {
     if (state.call) state.call.close();
     if (local) local.getTracks().forEach((t) => t.stop());
     socket.disconnect();
     $("end-title").textContent = i18n.t(titleKey);
     $("end-text").textContent = text || "";
+    $("end-title").dataset.t = titleKey;
+    $("btn-rejoin").hidden = !again;
+    if (again) { $("btn-rejoin").dataset.t = again; $("btn-rejoin").textContent = i18n.t(again); }
     show("end");
     setLost(false);  // the page closed the socket itself: nothing to reconnect
   }
+  $("btn-rejoin").onclick = () => location.reload();
 
+  const REFUSED_TITLE = { session_ended: "ended_title", participant_gone: "removed_title" };
   socket.on("connect_error", (err) => {
     const data = err && err.data;
-    if (data && data.code) {  // refused by the server: retrying will not help
+    if (data && data.code === "in_use") {  // the same link is live on another device: ask first
       socket.io.opts.reconnection = false;
-      end("error", `${data.message} (${data.code})`);
-      $("end-title").textContent = i18n.t("error");
+      show("inuse");
+    } else if (data && data.code) {  // refused by the server: retrying will not help
+      socket.io.opts.reconnection = false;
+      end(REFUSED_TITLE[data.code] || "cannot_join_title", i18n.error(data.code));
     } else {
       status(i18n.t("reconnecting"));
       if (state.joined) setLost(true);
@@ -77,7 +93,15 @@
     setLost(true);
   });
 
+  $("btn-use-here").onclick = () => {
+    socket.auth = { token, device, takeover: true };
+    socket.io.opts.reconnection = true;
+    show("intro");
+    socket.connect();
+  };
+
   socket.on("welcome", async (msg) => {
+    socket.auth = { token, device };  // taken over once; a later reconnect asks again if needed
     state.me = msg.participant; state.role = msg.role; state.slotCount = msg.slots;
     state.view = msg.session; state.consents = msg.consents || { required: [], optional: [] };
     state.recordingAvailable = msg.recording === true;  // a recorder runs on this server
@@ -89,24 +113,40 @@
   socket.on("state", (view) => { state.view = view; render(); });
   socket.on("slots", (msg) => { state.slots = msg.slots || []; renderTiles(); });
   socket.on("hint", async (hint) => {
+    state.weakHint = hint.audio_only ? Date.now() : state.weakHint;
     if (hint.max_bitrate && state.call) await state.call.capBitrate(hint.max_bitrate).catch(() => {});
     if (hint.audio_only && !state.audioOnly) status(i18n.t("audio_only_hint"));
   });
   socket.on("error", (err) => {
     if (!err) return;
     socket.io.opts.reconnection = false;
-    if (err.code === "replaced") end("error", i18n.t("replaced"));
-    else if (err.code === "removed") end("removed_title", i18n.t("left_text"));
+    if (err.code === "replaced" && err.where === "another_device") {
+      end("replaced_title", i18n.t("replaced_device_text"), "use_here");
+    } else if (err.code === "replaced") end("replaced", "", "use_here");
+    else if (err.code === "removed") end("removed_title", i18n.error("participant_gone"));
     else if (err.code === "ended") end("ended_title", "");
-    else if (err.code === "left") end("left_title", i18n.t("left_text"));
+    else if (err.code === "left") end("left_title", i18n.t("left_again"), "rejoin");
     else socket.io.opts.reconnection = true;
   });
 
+  // Camera and microphone; without a camera, the microphone alone. ``denied``: the browser
+  // refused (the person can allow it and retry), as opposed to a device that is missing.
   async function getLocal() {
     const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
     const video = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 15, max: 20 } };
-    try { return await navigator.mediaDevices.getUserMedia({ audio, video }); } catch (e) { /* try less */ }
-    try { return await navigator.mediaDevices.getUserMedia({ audio }); } catch (e) { return null; }
+    let denied = false;
+    try { return { stream: await navigator.mediaDevices.getUserMedia({ audio, video }), denied }; } catch (e) {
+      denied = e && (e.name === "NotAllowedError" || e.name === "SecurityError");
+    }
+    try { return { stream: await navigator.mediaDevices.getUserMedia({ audio }), denied }; } catch (e) {
+      return { stream: null, denied: denied || (e && e.name === "NotAllowedError") };
+    }
+  }
+
+  function platformHelp() {
+    const ua = navigator.userAgent || "";
+    if (/iPhone|iPad|iPod/i.test(ua) || (/Macintosh/.test(ua) && navigator.maxTouchPoints > 1)) return "help_ios";
+    return /Android/i.test(ua) ? "help_android" : "help_desktop";
   }
 
   async function startMedia() {
@@ -121,6 +161,7 @@
         if (s === "failed" && state.call === call && socket.connected) setTimeout(startMedia, 1000);
       },
     }, state.iceServers);
+    watchLevels();
     call.audioSender.sender.track && (call.audioSender.sender.track.enabled = state.micOn);
     state.mediaUp = false;
     showLink();
@@ -128,7 +169,7 @@
     const sdp = await call.offer();
     const reply = await socket.timeout(15000).emitWithAck("offer", { v: 1, sdp }).catch(() => null);
     if (state.call !== call) return;
-    if (!reply || !reply.ok) { status(i18n.t("error") + (reply ? reply.error.message : "timeout")); return; }
+    if (!reply || !reply.ok) { status(i18n.error(reply ? reply.error.code : "timeout")); return; }
     await call.answer(reply.sdp);
     if (reply.slots) state.slots = reply.slots;
     if (state.audioOnly) socket.emit("media", { v: 1, video_paused: true });
@@ -177,8 +218,15 @@
   async function deviceCheck() {
     show("check");
     status(i18n.t("connecting"));
-    local = local || await getLocal();
-    if (!local) { status(i18n.t("no_devices")); return; }
+    $("btn-join").disabled = true;
+    let denied = false;
+    if (!local) ({ stream: local, denied } = await getLocal());
+    $("cam-help").hidden = !denied;
+    $("cam-help-platform").dataset.t = platformHelp();
+    i18n.apply($("cam-help"));
+    state.hasCamera = !!(local && local.getVideoTracks().length);
+    $("audio-only-note").hidden = !local || state.hasCamera;
+    if (!local) { status(denied ? "" : i18n.t("no_devices")); return; }
     $("preview").srcObject = local;
     $("check-network").textContent = socket.connected ? i18n.t("network_ok") : i18n.t("reconnecting");
     meter(local);
@@ -202,6 +250,12 @@
     tick();
   }
 
+  $("btn-retry").onclick = () => {
+    if (local) local.getTracks().forEach((t) => t.stop());
+    local = null;
+    deviceCheck();
+  };
+
   $("btn-join").onclick = async () => {
     $("btn-join").disabled = true;
     $("self-view").srcObject = local;
@@ -211,11 +265,13 @@
   };
 
   $("btn-mic").onclick = () => {
+    if (state.hostMuted) return;  // only the mediator can unmute (the button says so)
     state.micOn = !state.micOn;
     local.getAudioTracks().forEach((t) => { t.enabled = state.micOn; });
     render();
   };
   $("btn-cam").onclick = () => {
+    if (!state.hasCamera) return;
     state.camOn = !state.camOn;
     local.getVideoTracks().forEach((t) => { t.enabled = state.camOn; });
     render();
@@ -225,16 +281,26 @@
     socket.emit("media", { v: 1, video_paused: state.audioOnly });
     render();
   };
-  $("btn-leave").onclick = async () => {
+  // Leaving asks first (a modal dialog: focus inside, Esc or "Stay" keeps you in the call);
+  // whoever leaves can come back through the same link.
+  $("btn-leave").onclick = () => {
+    const host = ["mediator", "co_mediator"].includes(state.role);
+    $("leave-text").dataset.t = host ? "leave_confirm_text_host" : "leave_confirm_text";
+    i18n.apply($("leave-dialog"));
+    $("leave-dialog").showModal();
+  };
+  $("leave-no").onclick = () => $("leave-dialog").close();
+  $("leave-yes").onclick = async () => {
+    $("leave-dialog").close();
     await socket.timeout(3000).emitWithAck("leave", { v: 1 }).catch(() => null);
-    end("left_title", i18n.t("left_text"));
+    end("left_title", i18n.t("left_again"), "rejoin");
   };
 
   function command(cmd) {
     state.cmdSeq += 1;
     const cid = `${state.me}.${Date.now().toString(36)}.${state.cmdSeq}`;
     return socket.timeout(5000).emitWithAck("command", { v: 1, cid, cmd })
-      .then((r) => { if (!r.ok) status(i18n.t("error") + r.error.message); return r; })
+      .then((r) => { if (!r.ok) status(i18n.error(r.error.code)); return r; })
       .catch(() => status(i18n.t("reconnecting")));
   }
   state.command = command;
@@ -249,14 +315,23 @@
     $("session-title").textContent = session.title || "";
     $("my-name").textContent = me.name || "";
     $("my-role").textContent = i18n.role(me.role || state.role || "");
-    $("btn-mic").textContent = i18n.t(state.micOn ? "mute" : "unmute");
-    $("btn-cam").textContent = i18n.t(state.camOn ? "camera_off" : "camera_on");
+    followHostMute(me);
+    $("btn-mic").textContent = i18n.t(state.hostMuted ? "muted_by_host_btn" : state.micOn ? "mute" : "unmute");
+    $("btn-mic").disabled = !!state.hostMuted;
+    $("btn-mic").setAttribute("aria-pressed", String(!state.micOn));
+    $("btn-cam").textContent = i18n.t(state.camOn && state.hasCamera !== false ? "camera_off" : "camera_on");
+    $("btn-cam").disabled = state.hasCamera === false;
+    $("btn-cam").setAttribute("aria-pressed", String(!state.camOn));
     $("btn-audio-only").textContent = i18n.t(state.audioOnly ? "video_on" : "audio_only");
     $("waiting").hidden = me.space !== "waiting";
     $("space-label").textContent = spaceLine(view, me);
     if (session.ended && state.joined) end("ended_title", "");
+    if (screen === "end" && $("end-title").dataset.t) {  // the language toggle on the end page
+      $("end-title").textContent = i18n.t($("end-title").dataset.t);
+    }
     for (const hook of state.hooks) hook(state);
     renderTiles();
+    showQuality();
   }
 
   // Where I am, and in a private room with whom (a party's view lists only the people in its own
@@ -282,24 +357,163 @@
   state.myself = () => myself(state.view);
   state.hooks = [];
 
+  // The mediator muted me: my microphone goes off and stays off until they unmute me; a notice
+  // says so (and when they unmute, that I may speak again).
+  let unmuteNoticeTimer = null;
+  function followHostMute(me) {
+    const muted = !!me.muted;
+    if (me.id === undefined || muted === !!state.hostMuted) return;
+    state.hostMuted = muted;
+    const notice = $("host-notice");
+    clearTimeout(unmuteNoticeTimer);
+    if (muted) {
+      state.micOn = false;
+      if (local) local.getAudioTracks().forEach((t) => { t.enabled = false; });
+    } else {
+      unmuteNoticeTimer = setTimeout(() => { notice.hidden = true; }, 8000);
+    }
+    notice.dataset.t = muted ? "muted_by_host" : "unmuted_by_host";
+    notice.textContent = i18n.t(notice.dataset.t);
+    notice.hidden = false;
+  }
+
+  // Who is speaking (WebAudio level of each tile's audio), and whose camera sends nothing or
+  // black frames (an 8x8 sample of the picture): the tile then shows the person's card.
+  let audioCtx = null;
+  const meters = new Map();  // MediaStream -> {analyser, buf}
+  function level(stream) {
+    const track = stream && stream.getAudioTracks()[0];
+    if (!track || track.readyState !== "live" || !window.AudioContext) return 0;
+    let m = meters.get(stream);
+    if (!m) {
+      audioCtx = audioCtx || new AudioContext();
+      const analyser = audioCtx.createAnalyser(); analyser.fftSize = 512;
+      audioCtx.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+      m = { analyser, buf: new Float32Array(analyser.fftSize) };
+      meters.set(stream, m);
+    }
+    if (audioCtx.state === "suspended") audioCtx.resume().catch(() => {});
+    m.analyser.getFloatTimeDomainData(m.buf);
+    let sum = 0; for (const x of m.buf) sum += x * x;
+    return Math.sqrt(sum / m.buf.length);
+  }
+  const sampler = document.createElement("canvas");
+  sampler.width = 8; sampler.height = 8;
+  function pictureDark(video) {
+    if (!video.videoWidth || video.readyState < 2) return true;
+    const g = sampler.getContext("2d", { willReadFrequently: true });
+    g.drawImage(video, 0, 0, 8, 8);
+    const px = g.getImageData(0, 0, 8, 8).data;
+    let max = 0; for (let i = 0; i < px.length; i += 4) max = Math.max(max, px[i], px[i + 1], px[i + 2]);
+    return max < 16;
+  }
+  function watchLevels() {
+    if (state.levelTimer) return;
+    state.levelTimer = setInterval(() => {
+      for (const tile of $("tiles").querySelectorAll(".tile")) {
+        if (tile.hidden) continue;
+        const video = tile.querySelector("video");
+        const self = tile.id === "self-tile";
+        const loud = (self ? state.micOn && !state.hostMuted : true) && level(video.srcObject) > 0.02;
+        tile.classList.toggle("speaking", loud);
+        if (!self) {  // two dark samples in a row: the camera is off (or there is none)
+          const dark = !state.lost && pictureDark(video);
+          tile.dataset.dark = dark ? String(Number(tile.dataset.dark || 0) + 1) : "0";
+          setCameraOff(tile, Number(tile.dataset.dark) >= 2);
+        }
+      }
+    }, 250);
+  }
+  function setCameraOff(tile, off) {
+    if (tile.classList.contains("camera-off") === off) return;
+    tile.classList.toggle("camera-off", off);
+    renderTiles();
+  }
+
+  // The name card of a tile: name, role, and icons for a muted microphone and a camera that is off.
+  function card(tile, person, { muted, cameraOff, you }) {
+    const name = person.name || "";
+    tile.querySelector(".tile-name").textContent =
+      `${name}${you ? i18n.t("you") : ""} · ${i18n.role(person.role || "")}`;
+    tile.querySelector(".avatar-initial").textContent = name.slice(0, 1);
+    const icons = tile.querySelector(".tile-icons");
+    icons.textContent = "";
+    for (const [on, key, glyph] of [[muted, "tile_muted", "\u{1F507}"], [cameraOff, "tile_camera_off", "\u{1F4F7}\u{20E0}"]]) {
+      if (!on) continue;
+      const icon = document.createElement("span");
+      icon.className = "tile-icon " + key.replace("tile_", "");
+      icon.setAttribute("role", "img");
+      icon.setAttribute("aria-label", i18n.t(key));
+      icon.title = i18n.t(key);
+      icon.textContent = glyph;
+      icons.appendChild(icon);
+    }
+    tile.classList.toggle("camera-off", !!cameraOff);
+    tile.classList.toggle("muted", !!muted);
+  }
+
+  function renderSelf() {
+    const tile = $("self-tile");
+    const me = myself(state.view);
+    card(tile, { name: me.name, role: me.role || state.role }, {
+      muted: !state.micOn || !!state.hostMuted,
+      cameraOff: !state.camOn || !state.hasCamera,
+      you: true,
+    });
+  }
+
+  // My own network, from my connection's statistics: the round trip of the selected candidate
+  // pair and the loss the server reports for what I send (remote-inbound-rtp); the server's
+  // audio-only hint counts as poor for a while.
+  async function measureQuality() {
+    const pc = state.call && state.call.pc;
+    if (!pc || !state.mediaUp || state.lost) { state.quality = null; showQuality(); return; }
+    let rtt = null, loss = 0, n = 0, pairId = null;
+    const reports = await pc.getStats();
+    reports.forEach((r) => {
+      if (r.type === "transport" && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+      if (r.type === "remote-inbound-rtp" && typeof r.fractionLost === "number") { loss += r.fractionLost; n += 1; }
+    });
+    const pair = pairId && reports.get(pairId);
+    if (pair && typeof pair.currentRoundTripTime === "number") rtt = pair.currentRoundTripTime;
+    loss = n ? loss / n : 0;
+    const weak = state.weakHint && Date.now() - state.weakHint < 20000;
+    state.quality = weak || (rtt !== null && rtt > 0.6) || loss > 0.1 ? "poor"
+      : (rtt !== null && rtt > 0.3) || loss > 0.03 ? "fair" : "good";
+    showQuality();
+  }
+  function showQuality() {
+    const el = $("net-quality");
+    const q = state.quality;
+    el.hidden = !q || screen !== "call";
+    if (!q) return;
+    el.className = "net net-" + q;
+    el.dataset.quality = q;
+    el.textContent = i18n.t("net_" + q);
+  }
+  setInterval(() => { measureQuality().catch(() => {}); }, 2000);
+
   function renderTiles() {
     const call = state.call;
     const tiles = $("tiles");
+    renderSelf();
     if (!call) return;
-    const names = {};
-    for (const p of people(state.view)) names[p.id] = p.name;
+    const known = {};
+    for (const p of people(state.view)) known[p.id] = p;
     for (const slot of call.slots) {
       const info = state.slots.find((s) => s.slot === slot.index) || {};
       let tile = tiles.querySelector(`[data-slot="${slot.index}"]`);
       if (!tile) {
         tile = document.createElement("figure");
         tile.className = "tile"; tile.dataset.slot = String(slot.index);
+        tile.classList.add("remote");
         const v = document.createElement("video");
         v.autoplay = true; v.playsInline = true; v.srcObject = slot.stream;
-        const cap = document.createElement("figcaption");
+        const avatar = $("self-tile").querySelector(".avatar").cloneNode(true);
+        const cap = $("self-tile").querySelector("figcaption").cloneNode(true);
         const frozen = document.createElement("span");
         frozen.className = "tile-state"; frozen.dataset.t = "video_frozen"; frozen.textContent = i18n.t("video_frozen");
-        tile.append(v, cap, frozen);
+        tile.append(v, avatar, cap, frozen);
         tiles.appendChild(tile);
       }
       // A reconnect or a new offer makes a new connection: play its tracks, not the ended ones.
@@ -308,7 +522,8 @@
       tile.classList.toggle("frozen", !!state.lost);
       tile.hidden = !info.participant;
       tile.dataset.participant = info.participant || "";
-      tile.querySelector("figcaption").textContent = names[info.participant] || "";
+      const person = known[info.participant] || {};
+      card(tile, person, { muted: !!person.muted, cameraOff: tile.dataset.dark >= 2 });
     }
   }
 })();

@@ -88,8 +88,8 @@
     $("call-status").textContent = t("uploading");
     const r = await fetch(`/api/sessions/${P.view.session.id}/documents`,
       { method: "POST", body, headers: { Authorization: "Bearer " + token } });
-    const reply = await r.json().catch(() => ({ ok: false, error: { message: r.statusText } }));
-    $("call-status").textContent = reply.ok ? "" : t("error") + reply.error.message;
+    const reply = await r.json().catch(() => ({ ok: false, error: { code: "unknown" } }));
+    $("call-status").textContent = reply.ok ? "" : i18n.error(reply.error.code);
     $("doc-file").value = "";
   };
 
@@ -99,7 +99,7 @@
     const code = $("otp-code").value.trim();
     const r = await P.socket.timeout(5000).emitWithAck("otp", { v: 1, action: "verify", code }).catch(() => null);
     if (r && r.ok) { $("otp-form").hidden = true; $("call-status").textContent = t("code_ok"); }
-    else $("call-status").textContent = t("error") + (r ? r.error.message : "timeout");
+    else $("call-status").textContent = i18n.error(r ? r.error.code : "timeout");
   };
 
   $("btn-ask").onclick = () => P.command({ type: "ask_for_mediator" });
