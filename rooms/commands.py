@@ -245,6 +245,7 @@ ESIGN_EVENT_TYPES = (
     "agreement.certified",
     "agreement.superseded",
     "agreement.sealed",
+    "agreement.renewed",
     "cert.issued",
     "signature.prepared",
     "signature.embedded",
@@ -278,6 +279,12 @@ class SealAgreement(_Command, tag="seal_agreement"):
     events: EsignRecords
 
 
+class RenewAgreement(_Command, tag="renew_agreement"):
+    """Record an archive timestamp the server's renewal job added to the sealed agreement."""
+
+    events: EsignRecords
+
+
 # Commands the server issues after doing the work itself; a client may never send them.
 SERVER_ONLY = frozenset(
     {
@@ -288,6 +295,7 @@ SERVER_ONLY = frozenset(
         "freeze_agreement",
         "sign_agreement",
         "seal_agreement",
+        "renew_agreement",
         "report_recorder",
         "record_segment",
         "record_gap",
@@ -329,6 +337,7 @@ Command = (
     | FreezeAgreement
     | SignAgreement
     | SealAgreement
+    | RenewAgreement
 )
 
 COMMAND_TYPES: dict[str, type[_Command]] = {

@@ -130,6 +130,7 @@ MEDIATION = Policy(
         freeze_agreement={"mediator"},
         sign_agreement={"party", "mediator", SYSTEM},  # system: expired or abandoned steps
         seal_agreement={"mediator"},
+        renew_agreement={SYSTEM},  # the archive timestamp job, also years after the end
     ),
     landing={r: ("joint" if r in _M_HOSTS else "waiting") for r in _M_ROLES},
     main_space="joint",

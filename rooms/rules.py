@@ -29,7 +29,8 @@ from rooms.state import (
 MAX_CAUCUSES = 8
 MAX_TIMER = 4 * 3600.0
 # The recorder's last records arrive after the session ended (the open segments close then).
-AFTER_END = frozenset({"record_segment", "record_gap"})
+# The archive timestamp job renews sealed agreements for years after the session ended.
+AFTER_END = frozenset({"record_segment", "record_gap", "renew_agreement"})
 
 
 class _Decision:
@@ -567,6 +568,15 @@ def _seal_agreement(d: _Decision, cmd: c.SealAgreement) -> None:
     _esign_events(d, cmd.events, {"agreement.sealed"})
 
 
+def _renew_agreement(d: _Decision, cmd: c.RenewAgreement) -> None:
+    if d.state.agreement.get("status") != "sealed":
+        raise CommandError("conflict", "only a sealed agreement gets archive timestamps")
+    for record in cmd.events:
+        if record.data.get("previous_pdf_sha256") != d.state.agreement.get("pdf_sha256"):
+            raise CommandError("conflict", "the renewal is not based on the recorded revision")
+    _esign_events(d, cmd.events, {"agreement.renewed"})
+
+
 def _chat(d: _Decision, cmd: c.Chat) -> None:
     me = _self(d)
     if not is_media_space(me.space):
@@ -610,5 +620,6 @@ _HANDLERS = {
     c.FreezeAgreement: _freeze_agreement,
     c.SignAgreement: _sign_agreement,
     c.SealAgreement: _seal_agreement,
+    c.RenewAgreement: _renew_agreement,
 }
 assert set(_HANDLERS) == set(c.COMMAND_TYPES.values()), "every command needs a rule"

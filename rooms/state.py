@@ -286,6 +286,9 @@ class SessionState:
     def _on_agreement_sealed(self, e: Event, d: dict) -> None:
         self.agreement.update(status="sealed", pdf_sha256=d["pdf_sha256"])
 
+    def _on_agreement_renewed(self, e: Event, d: dict) -> None:
+        self.agreement["pdf_sha256"] = d["pdf_sha256"]
+
     def agreement_view(self) -> dict[str, Any]:
         a = dict(self.agreement)
         signed = a.get("signed", [])

@@ -245,6 +245,12 @@ def prepare(world: World, name: str, actor: str) -> dict:
         }
     if name == "record_gap":
         return {"reason": "queue_full", "wall_start": 1.0, "wall_end": 2.0, "frames": 3}
+    if name == "renew_agreement":  # the archive job, on a sealed agreement
+        if allowed:
+            sealer = world.allowed_actor("seal_agreement")
+            world.run(sealer, type="seal_agreement", **prepare(world, "seal_agreement", sealer))
+        renewed = {"previous_pdf_sha256": "c" * 64, "pdf_sha256": "d" * 64}
+        return {"events": [{"type": "agreement.renewed", "data": renewed}]}
     if name in ("tick", "end_session", "start_recording"):
         return {}
     raise AssertionError(f"no preparation for {name}")

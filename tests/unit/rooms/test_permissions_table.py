@@ -83,6 +83,8 @@ draft_agreement      Y   .   .     .    .    .    .    .    .    .
 freeze_agreement     Y   .   .     .    .    .    .    .    .    .
 sign_agreement       Y   .   Y     .    .    .    .    .    Y    .
 seal_agreement       Y   .   .     .    .    .    .    .    .    .
+# the archive timestamp job (server only), also after the session ended
+renew_agreement      .   .   .     .    .    .    .    .    Y    .
 """
 # fmt: on
 
