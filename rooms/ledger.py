@@ -2,13 +2,28 @@
 
 ``LedgerStore`` is the interface (a Redis Streams store follows with clustering: ``append`` is
 one atomic step that checks the chain's tail, ``read`` pages by seq). ``SqliteLedgerStore`` is
-the embedded default: one table, WAL journal, ``synchronous=FULL`` so a commit is fsync'd before
-``append`` returns, and one transaction per append so a batch lands whole or not at all.
-``verify_chain`` finds edited, removed or reordered events; ``verify_main`` is the CLI around it.
+the embedded default: one table, WAL journal, one transaction per append so a batch lands whole
+or not at all. ``verify_chain`` finds edited, removed or reordered events; ``verify_main`` is the
+CLI around it.
+
+Durability, two modes:
+
+* ``sync="full"`` (default): ``synchronous=FULL``, the commit is fsync'd before ``append``
+  returns. On a busy disk that is milliseconds to tens of milliseconds inside ``append``, on the
+  caller's thread (the event loop). See docs/benchmarks.md.
+* ``sync="group"``: group commit. ``append`` commits with ``synchronous=NORMAL`` (the commit is
+  in the WAL file, which survives a crash of the process but not yet of the OS) and returns; a
+  background thread fdatasyncs the WAL, one sync for every commit made since the last one.
+  ``await store.durable()`` (or ``store.wait_durable()`` off the loop) returns once every commit
+  made before the call is on disk: an acknowledgement that awaits it is "durable before
+  acknowledged" again, without the loop waiting on the disk. SQLite's own checkpoints fsync
+  the WAL before copying it into the database file, and the database file after.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
 import sys
 import threading
@@ -54,16 +69,80 @@ class LedgerStore(Protocol):
 class SqliteLedgerStore:
     """The embedded ledger: one SQLite file, safe to share between threads."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, sync: str = "full") -> None:
+        if sync not in ("full", "group"):
+            raise ValueError("sync is 'full' or 'group'")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.sync = sync
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=10.0
         )
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "PRAGMA synchronous=FULL" if sync == "full" else "PRAGMA synchronous=NORMAL"
+        )
         self._db.execute(_SCHEMA)
+        # group commit: tickets count commits; the syncer makes them durable in groups
+        self._cond = threading.Condition()
+        self._committed = 0
+        self._synced = 0
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._closing = False
+        self.syncs = 0  # fdatasync calls made by the syncer (fewer than commits under load)
+        self._syncer: threading.Thread | None = None
+        if sync == "group":
+            self._wal_fd = os.open(f"{self.path}-wal", os.O_RDWR | os.O_CREAT, 0o600)
+            self._syncer = threading.Thread(target=self._sync_loop, name="ledger-sync", daemon=True)
+            self._syncer.start()
+
+    # -- group commit ---------------------------------------------------------------------------
+    def _committed_one(self) -> None:
+        if self._syncer is None:
+            return
+        with self._cond:
+            self._committed += 1
+            self._cond.notify_all()
+
+    def _sync_loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._synced >= self._committed and not self._closing:
+                    self._cond.wait()
+                if self._synced >= self._committed and self._closing:
+                    return
+                target = self._committed
+            os.fdatasync(self._wal_fd)  # every commit up to ``target`` is in the WAL's pages
+            with self._cond:
+                self._synced = target
+                self.syncs += 1
+                self._cond.notify_all()
+                due = [w for w in self._waiters if w[0] <= target]
+                self._waiters = [w for w in self._waiters if w[0] > target]
+            for _, loop, fut in due:
+                loop.call_soon_threadsafe(_resolve, fut)
+
+    async def durable(self) -> None:
+        """Return once every append made before this call is on disk (at once in ``full``)."""
+        if self._syncer is None:
+            return
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            ticket = self._committed
+            if self._synced >= ticket:
+                return
+            fut = loop.create_future()
+            self._waiters.append((ticket, loop, fut))
+        await fut
+
+    def wait_durable(self, timeout: float | None = None) -> bool:
+        """``durable`` for threads: block until every earlier append is on disk."""
+        if self._syncer is None:
+            return True
+        with self._cond:
+            ticket = self._committed
+            return self._cond.wait_for(lambda: self._synced >= ticket, timeout)
 
     def append(
         self, session_id: str, events: list[EventDraft], *, expected_seq: int | None = None
@@ -105,6 +184,7 @@ class SqliteLedgerStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        self._committed_one()
         return sealed
 
     def read(self, session_id: str, after_seq: int = 0) -> list[Event]:
@@ -124,8 +204,21 @@ class SqliteLedgerStore:
         return [r[0] for r in rows]
 
     def close(self) -> None:
+        """Close; in ``group`` mode the last commits are synced first."""
+        if self._syncer is not None:
+            with self._cond:
+                self._closing = True
+                self._cond.notify_all()
+            self._syncer.join()
+            os.close(self._wal_fd)
+            self._syncer = None
         with self._lock:
             self._db.close()
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _row_event(row: tuple) -> Event:

@@ -152,3 +152,67 @@ def test_concurrent_appends_from_threads_stay_one_chain(store):
         t.join(timeout=30)
     events = store.read("s-1")
     assert len(events) == 80 and verify_chain(events) == []
+
+
+# -- group commit: durability off the caller's thread ------------------------------------------
+
+
+async def test_group_commit_durable_barrier_covers_earlier_appends(tmp_path):
+    store = SqliteLedgerStore(tmp_path / "l.sqlite3", sync="group")
+    try:
+        for i in range(50):
+            store.append("s-1", drafts(1, i))
+        await store.durable()
+        assert store._synced >= 50  # every append before the barrier is synced
+        assert 1 <= store.syncs <= 50  # one fdatasync per group, not per append
+        # committed before it was synced: another connection reads it (process-crash safe)
+        other = sqlite3.connect(tmp_path / "l.sqlite3")
+        assert other.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 50
+        other.close()
+        assert verify_chain(store.read("s-1")) == []
+    finally:
+        store.close()
+
+
+async def test_group_commit_barrier_with_nothing_pending_returns(tmp_path):
+    store = SqliteLedgerStore(tmp_path / "l.sqlite3", sync="group")
+    try:
+        await store.durable()
+        assert store.syncs == 0
+        assert store.wait_durable(timeout=5)
+    finally:
+        store.close()
+
+
+def test_group_commit_from_threads_and_close_syncs_the_rest(tmp_path):
+    import threading
+
+    store = SqliteLedgerStore(tmp_path / "l.sqlite3", sync="group")
+
+    def writer(name):
+        for i in range(20):
+            store.append(name, drafts(1, i))
+        assert store.wait_durable(timeout=30)
+
+    threads = [threading.Thread(target=writer, args=(f"s-{k}",)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.append("s-last", drafts(1))
+    store.close()  # syncs the last commit before it returns
+    assert store._synced == store._committed == 81
+    reopened = SqliteLedgerStore(tmp_path / "l.sqlite3")
+    assert sorted(reopened.session_ids()) == ["s-0", "s-1", "s-2", "s-3", "s-last"]
+    assert all(verify_chain(reopened.read(s)) == [] for s in reopened.session_ids())
+    reopened.close()
+
+
+def test_full_mode_is_durable_on_return(store):
+    store.append("s-1", drafts(2))
+    assert store.sync == "full" and store.wait_durable(timeout=0)
+
+
+def test_unknown_sync_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError):
+        SqliteLedgerStore(tmp_path / "l.sqlite3", sync="sometimes")
