@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.timestamps.api import TimeStamper
 
-from esign import pdfsign, pdfstore
+from esign import ltv, pdfsign, pdfstore
 from esign.agreement import (
     Agreement,
     Supersedes,
@@ -221,7 +221,10 @@ class SignatureCeremony:
         sealed = bool(fields) and fields[-1] == SEAL_FIELD
         ceremony.signed = fields[1:-1] if sealed else fields[1:]
         signed, now = ceremony.signed, ceremony.clock()
-        await _off_loop(lambda: pdfsign.check_document(pdf, pki.root, signed, now, sealed))
+        if sealed:  # checked as of its timestamps: its certificates may have expired long ago
+            await _off_loop(lambda: ltv.check_sealed(pdf, pki.root, now))
+        else:
+            await _off_loop(lambda: pdfsign.check_document(pdf, pki.root, signed, now))
         if sealed:
             ceremony.status = "sealed"
         else:

@@ -24,6 +24,10 @@ import io
 
 from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, ModificationLevel
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
@@ -34,6 +38,7 @@ from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
 
 from esign.document import SEAL_FIELD
+from esign.errors import EsignError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +90,44 @@ def _context(anchors, dss, moment: dt.datetime, *, hard: bool) -> ValidationCont
         retroactive_revinfo=True,
     )
     return dss.as_validation_context(kwargs) if dss is not None else ValidationContext(**kwargs)
+
+
+def embedded_certificates(reader: PdfFileReader) -> list[x509.Certificate]:
+    """Every certificate in the PDF's signatures and DSS (none of them trusted as such)."""
+    found: dict[bytes, x509.Certificate] = {}
+    for sig in reader.embedded_signatures:
+        for cert in sig.signed_data["certificates"] or []:
+            found[cert.chosen.dump()] = x509.load_der_x509_certificate(cert.chosen.dump())
+    if "/DSS" in reader.root and "/Certs" in reader.root["/DSS"]:
+        for ref in reader.root["/DSS"]["/Certs"]:
+            der = ref.get_object().data
+            found[der] = x509.load_der_x509_certificate(der)
+    return list(found.values())
+
+
+def is_pinned_tsa(cert: x509.Certificate, root: x509.Certificate) -> bool:
+    """A TSA certificate issued directly by the root ("pinned TSA", design §9): trusted as an
+    anchor for the last timestamp, whose revocation data cannot be fresh years later."""
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        cert.verify_directly_issued_by(root)
+    except (x509.ExtensionNotFound, ValueError, TypeError, InvalidSignature):
+        return False
+    return list(eku) == [ExtendedKeyUsageOID.TIME_STAMPING]
+
+
+async def check_sealed(pdf: bytes, root: x509.Certificate, at: dt.datetime) -> None:
+    """Raise EsignError("document_modified") unless every finding of `validate` holds."""
+    reader = PdfFileReader(io.BytesIO(pdf))
+    pinned = [c for c in embedded_certificates(reader) if is_pinned_tsa(c, root)]
+    findings = await validate(pdf, _asn1(root), [_asn1(c) for c in pinned], at)
+    failed = [f"{f.what}: {f.detail}" for f in findings if not f.ok]
+    if failed:
+        raise EsignError("document_modified", "; ".join(failed)[:500])
+
+
+def _asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
 
 def _holds(status) -> bool:

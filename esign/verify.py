@@ -29,9 +29,7 @@ from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_detached_cms
@@ -67,25 +65,11 @@ class Report:
 
 
 def _all_certs(reader: PdfFileReader) -> list[x509.Certificate]:
-    found: dict[str, x509.Certificate] = {}
-    for sig in reader.embedded_signatures:
-        for cert in sig.signed_data["certificates"] or []:
-            parsed = x509.load_der_x509_certificate(cert.chosen.dump())
-            found[cert_sha256(parsed)] = parsed
-    if "/DSS" in reader.root and "/Certs" in reader.root["/DSS"]:
-        for ref in reader.root["/DSS"]["/Certs"]:
-            parsed = x509.load_der_x509_certificate(ref.get_object().data)
-            found[cert_sha256(parsed)] = parsed
-    return list(found.values())
+    return ltv.embedded_certificates(reader)
 
 
 def _is_tsa_under(cert: x509.Certificate, root: x509.Certificate) -> bool:
-    try:
-        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        cert.verify_directly_issued_by(root)
-    except (x509.ExtensionNotFound, ValueError, TypeError, InvalidSignature):
-        return False
-    return list(eku) == [ExtendedKeyUsageOID.TIME_STAMPING]
+    return ltv.is_pinned_tsa(cert, root)
 
 
 def _anchors(certs: list[x509.Certificate], root_fp: str):
