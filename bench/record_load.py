@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--window", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=2, help="off/on pairs, alternated")
+    parser.add_argument("--bot-procs", type=int, default=2)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     if args.command == "serve":
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         no_audio=False,
         warmup=args.warmup,
         window=args.window,
-        bot_procs=1,
+        bot_procs=args.bot_procs,
         stagger=0.2,
         join_timeout=180.0,
         rcvbuf=0,
@@ -228,7 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         runs[mode].append(result)
         run_load.print_run(scenario.name, mode, result)
     streams = sum(p.publish for room in scenario.rooms for p in room) * len(KINDS)
-    figures = compare(runs["off"], runs["record"], streams)
+    valid = {m: [r for r in rs if not r["verdict"].startswith("invalid")] for m, rs in runs.items()}
+    if not (valid["off"] and valid["record"]):
+        print("no valid pair of runs (peers disconnected in every window): no figures")
+        return 1
+    figures = compare(valid["off"], valid["record"], streams)
+    figures["runs_used"] = {m: len(rs) for m, rs in valid.items()}
     out = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "code": run_load.code_state(),
