@@ -55,6 +55,7 @@ from media.windowrate import WindowRate
 log = logging.getLogger(__name__)
 
 DTLS_CONNECTED = rtcdtlstransport.State.CONNECTED
+DTLS_ENDED = (rtcdtlstransport.State.CLOSED, rtcdtlstransport.State.FAILED)
 
 TESTED_AIORTC = "1.16."
 TESTED_AIOICE = "0.13."
@@ -730,7 +731,7 @@ class RtpRelay:
     on its first activation (PLI, FIR, NACK, REMB and receiver reports reach it from then on).
     """
 
-    def __init__(self, sender: rtcrtpsender.RTCRtpSender) -> None:
+    def __init__(self, sender: rtcrtpsender.RTCRtpSender, *, active: bool = True) -> None:
         self.sender = sender
         self.ready = False
         self._seq = 0
@@ -745,7 +746,9 @@ class RtpRelay:
         self.octets = 0
         self.retransmitted = 0
         self.reports = 0  # sender reports sent
-        self.active = False  # a source is attached (SlotTrack.set_source)
+        # reports run while active: a slot's relay starts idle and follows its source
+        # (SlotTrack.set_source); other senders (the bench's publishers) are always active
+        self.active = active
         self._parameters: Any = None
         self._cname = b""
         self._registered = False
@@ -805,13 +808,20 @@ class RtpRelay:
 
     def _schedule_report(self) -> None:
         """Next report in 0.5-1.5 s (aiortc's interval), on the RTCP grid (wakes together)."""
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # configured outside a loop (a synchronous test): no reports
+            return
         due = loop.time() + RTCP_INTERVAL * (0.5 + random.random())
         self._report_timer = loop.call_at(math.ceil(due / RTCP_GRID) * RTCP_GRID, self._report)
 
     def _report(self) -> None:
         self._report_timer = None
         if not self.active:
+            return
+        dtls = self.sender.transport
+        if dtls is None or dtls._state in DTLS_ENDED:  # the connection is gone: so are reports
+            self.active = False
             return
         out = self._output() if self.packets else None  # a sender report needs sent media
         if out is not None:
@@ -926,17 +936,20 @@ def hook_sender(
     sender: rtcrtpsender.RTCRtpSender,
     on_keyframe_request: Callable[[], None],
     on_feedback: RtcpCallback | None = None,
+    *,
+    active: bool = True,
 ) -> RtpRelay:
     """Take over `sender`'s RTP and RTCP output; relay its subscriber's PLI/FIR upstream and show
     its REMB / reports to `on_feedback`. Must run before the connection starts.
 
     aiortc's `send()` (which would start an RTP task idling on the slot track and an RTCP task
     per sender, idle slots included) only configures the relay; the relay sends the reports while
-    a source is attached. aiortc's `_send_keyframe` would only set a flag for an encoder that
+    a source is attached (`active=False`: a slot, which starts idle; `active=True`: from the start,
+    for a sender that always sends). aiortc's `_send_keyframe` would only set a flag for an encoder that
     does not run, and its NACK answers would look in a history the relay does not fill; both are
     replaced on this instance only.
     """
-    relay = RtpRelay(sender)
+    relay = RtpRelay(sender, active=active)
 
     async def configure(parameters: Any) -> None:
         relay.configure(parameters)

@@ -136,6 +136,7 @@ class PeerSession:
                     t.sender,
                     self._keyframe_asker(track),
                     self._feedback_relay(slot, kind) if on_feedback else None,
+                    active=False,  # idle until the plan attaches a source
                 )
             self.slots.append(slot)
 

@@ -44,7 +44,7 @@ def short_interval(monkeypatch):
 
 def slot():
     sender, udp, registered = connected_sender()
-    relay = passthrough.RtpRelay(sender)
+    relay = passthrough.RtpRelay(sender, active=False)
     p = parameters()
     p.rtcp = RTCRtcpParameters(cname="parley")
     relay.configure(p)
@@ -129,3 +129,13 @@ async def test_the_retransmission_history_is_allocated_with_the_first_frame():
     await relay.retransmit(5)  # a NACK before anything was sent: nothing to answer
     track.push(encoded(b"\x01opus", 960), track.source)
     assert relay._history is not None and relay.packets == 1
+
+
+async def test_a_relay_that_always_sends_reports_from_its_configuration():
+    """The bench's publishers use the relay without slots: active from the start."""
+    sender, udp, registered = connected_sender()
+    relay = passthrough.RtpRelay(sender)
+    relay.configure(parameters())
+    assert relay.active and registered == [sender] and relay._report_timer is not None
+    relay.close()
+    assert relay._report_timer is None

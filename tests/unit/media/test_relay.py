@@ -35,7 +35,8 @@ def fake_sender(state=State.CONNECTED, nominated=True):
     pair = SimpleNamespace(protocol=SimpleNamespace(transport=udp), remote_addr=("192.0.2.9", 5))
     dtls = SimpleNamespace(
         _state=state,
-        _tx_srtp=SimpleNamespace(protect=lambda data: data),
+        _tx_srtp=SimpleNamespace(protect=lambda data: data, protect_rtcp=lambda data: data),
+        _register_rtp_sender=lambda sender, parameters: None,
         transport=SimpleNamespace(
             _connection=SimpleNamespace(_nominated={1: pair} if nominated else {})
         ),
