@@ -52,8 +52,11 @@ def backup(data_dir: Path, dest: Path, keys: Path | None = None) -> Path:
     manifest: dict[str, dict] = {}
     old_umask = os.umask(0o077)
     try:
+        skip = [d.resolve() for d in (dest, keys) if d is not None]
         for src in sorted(p for p in data_dir.rglob("*") if p.is_file()):
             rel = src.relative_to(data_dir)
+            if any(src.resolve().is_relative_to(d) for d in skip):
+                continue  # an earlier backup kept inside the data directory
             if src.name.endswith(SKIP_SUFFIXES):
                 continue  # part of a database, taken by the backup API below
             into = key_target if (key_target and src.name in KEY_FILES) else target

@@ -108,7 +108,8 @@ async def test_a_live_allocation_outlives_its_credential(coturn):
     """coturn checks the expiry when an allocation is made; once made, it keeps being refreshed
     after the credential expired, so a relayed call does not drop at the expiry (a reconnection
     gets new credentials with its new welcome). docs/operations.md relies on this."""
-    cred = TurnCredentials(SECRET, [coturn.url()]).issue("p-long", not_after=time.time() + 2)
+    # long enough for the allocation to be made in time on a loaded machine
+    cred = TurnCredentials(SECRET, [coturn.url()]).issue("p-long", not_after=time.time() + 5)
     turn, _ = await create_turn_endpoint(
         asyncio.DatagramProtocol, ("127.0.0.1", coturn.port), cred.username, cred.credential
     )
