@@ -58,14 +58,16 @@
     if (key) { banner.firstElementChild.dataset.t = key; banner.firstElementChild.textContent = i18n.t(key); }
   }
 
-  // The end page: a title, a sentence, and (when there is a way back) the button to take it.
-  function end(titleKey, text, again) {
+  // The end page: a title, a sentence (i18n keys: they follow the language toggle), and (when
+  // there is a way back) the button to take it.
+  function end(titleKey, textKey, again) {
     if (state.call) state.call.close();
     if (local) local.getTracks().forEach((t) => t.stop());
     socket.disconnect();
-    $("end-title").textContent = i18n.t(titleKey);
-    $("end-text").textContent = text || "";
     $("end-title").dataset.t = titleKey;
+    $("end-text").dataset.t = textKey || "";
+    $("end-title").textContent = i18n.t(titleKey);
+    $("end-text").textContent = textKey ? i18n.t(textKey) : "";
     $("btn-rejoin").hidden = !again;
     if (again) { $("btn-rejoin").dataset.t = again; $("btn-rejoin").textContent = i18n.t(again); }
     show("end");
@@ -73,6 +75,7 @@
   }
   $("btn-rejoin").onclick = () => location.reload();
 
+  const errorKey = (code) => (i18n.has("err_" + code) ? "err_" + code : "err_unknown");
   const REFUSED_TITLE = { session_ended: "ended_title", participant_gone: "removed_title" };
   socket.on("connect_error", (err) => {
     const data = err && err.data;
@@ -81,7 +84,7 @@
       show("inuse");
     } else if (data && data.code) {  // refused by the server: retrying will not help
       socket.io.opts.reconnection = false;
-      end(REFUSED_TITLE[data.code] || "cannot_join_title", i18n.error(data.code));
+      end(REFUSED_TITLE[data.code] || "cannot_join_title", errorKey(data.code));
     } else {
       status(i18n.t("reconnecting"));
       if (state.joined) setLost(true);
@@ -121,11 +124,11 @@
     if (!err) return;
     socket.io.opts.reconnection = false;
     if (err.code === "replaced" && err.where === "another_device") {
-      end("replaced_title", i18n.t("replaced_device_text"), "use_here");
+      end("replaced_title", "replaced_device_text", "use_here");
     } else if (err.code === "replaced") end("replaced", "", "use_here");
-    else if (err.code === "removed") end("removed_title", i18n.error("participant_gone"));
+    else if (err.code === "removed") end("removed_title", "err_participant_gone");
     else if (err.code === "ended") end("ended_title", "");
-    else if (err.code === "left") end("left_title", i18n.t("left_again"), "rejoin");
+    else if (err.code === "left") end("left_title", "left_again", "rejoin");
     else socket.io.opts.reconnection = true;
   });
 
@@ -293,7 +296,7 @@
   $("leave-yes").onclick = async () => {
     $("leave-dialog").close();
     await socket.timeout(3000).emitWithAck("leave", { v: 1 }).catch(() => null);
-    end("left_title", i18n.t("left_again"), "rejoin");
+    end("left_title", "left_again", "rejoin");
   };
 
   function command(cmd) {
@@ -326,9 +329,6 @@
     $("waiting").hidden = me.space !== "waiting";
     $("space-label").textContent = spaceLine(view, me);
     if (session.ended && state.joined) end("ended_title", "");
-    if (screen === "end" && $("end-title").dataset.t) {  // the language toggle on the end page
-      $("end-title").textContent = i18n.t($("end-title").dataset.t);
-    }
     for (const hook of state.hooks) hook(state);
     renderTiles();
     showQuality();
