@@ -136,6 +136,17 @@ def test_mute_and_camera_off_are_visible_on_every_tile(server, launch, new_page)
         "() => document.querySelector('#self-tile .tile-name').textContent.includes('(you)')"
     )
     assert "Mediator" in party.inner_text(f"{sel_p} .tile-name")
+    # my own network, and the self-view never over the controls (phone and desktop)
+    words = {
+        "zh": ("网络良好", "网络一般", "网络较差"),
+        "en": ("Network good", "Network fair", "Network poor"),
+    }
+    for page in (party, mediator):
+        page.wait_for_selector("#net-quality[data-quality]:not([hidden])")
+        lang = page.evaluate("() => i18n.lang")
+        assert page.inner_text("#net-quality") in words[lang]
+        for sel in ("#btn-mic", "#btn-cam", "#btn-leave", "#net-quality"):
+            assert page.evaluate(UNCOVERED, sel) == "ok", sel
     # the party's tone makes its tile the speaker on the mediator's screen
     mediator.wait_for_selector(f"{sel_m}.speaking")
 
