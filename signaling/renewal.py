@@ -14,20 +14,29 @@ import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
+import importlib
 import io
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pyhanko.pdf_utils.reader import PdfFileReader
-
-from esign import archive, ltv, pdfstore
+from esign import pdfstore
 from esign.errors import EsignError
-from esign.pki import LocalPki, local_timestamp_authority
-from esign.tsa import AuthorityTimeStamper
 from rooms.commands import decode_command
 from rooms.errors import CommandError
 from rooms.policy import SYSTEM
+
+if TYPE_CHECKING:  # the PDF and signature stack (pyHanko, ~28 MB) loads when a pass runs
+    from esign.pki import LocalPki
+
+STACK = ("esign.archive", "esign.ltv", "esign.pki", "esign.tsa", "pyhanko.pdf_utils.reader")
+
+
+def _import_stack() -> None:
+    for name in STACK:
+        importlib.import_module(name)
+
 
 log = logging.getLogger("parley.esign.renewal")
 INTERVAL_SECONDS = 24 * 3600
@@ -44,6 +53,11 @@ async def renew_sealed(
     service, data_dir: Path, pki: LocalPki, clock: Callable[[], dt.datetime] | None = None
 ) -> list[Outcome]:
     """One pass of the job over every sealed agreement (see the module docstring)."""
+    await asyncio.to_thread(_import_stack)  # off the event loop: it takes seconds
+    from esign import archive
+    from esign.pki import local_timestamp_authority
+    from esign.tsa import AuthorityTimeStamper
+
     clock = clock or (lambda: dt.datetime.now(dt.UTC))
     now = clock()
     for name in await asyncio.to_thread(archive.maintain_pki, pki, now):
@@ -65,6 +79,10 @@ async def renew_sealed(
 
 
 async def _renew_one(service, data_dir, session_id, agreement, pki, stamper, now) -> Outcome:
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    from esign import archive, ltv
+
     store = data_dir / "agreements" / session_id
     recorded = agreement.get("pdf_sha256", "")
     path = await asyncio.to_thread(pdfstore.recover, store, agreement["version"], recorded)
@@ -102,6 +120,8 @@ async def _renew_one(service, data_dir, session_id, agreement, pki, stamper, now
 async def run_forever(service, data_dir: Path, pki_opener: Callable[[], LocalPki | None]):
     """The server's daily pass (started at startup; cancelled at shutdown)."""
     while True:
+        if (data_dir / "esign-pki").exists():  # the opener would import the stack on the loop
+            await asyncio.to_thread(_import_stack)
         pki = pki_opener()
         if pki is not None:
             try:
