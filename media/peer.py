@@ -22,7 +22,7 @@ from aiortc import (
 
 from media import passthrough
 from media.errors import MediaError
-from media.offer import OfferShape
+from media.offer import OfferShape, with_opus_fmtp
 from media.publication import Publication
 from media.slot import SlotTrack
 
@@ -157,7 +157,7 @@ class PeerSession:
             passthrough.receive_directly(dtls)
         loop = asyncio.get_running_loop()
         self._timeout = loop.call_later(self._connect_timeout, self._connect_timed_out)
-        return self.pc.localDescription.sdp
+        return with_opus_fmtp(self.pc.localDescription.sdp)  # FEC + DTX (media/offer.py)
 
     def _check_binding(self) -> None:
         """Our transceivers must have been bound to the offer's m-lines in order."""

@@ -11,6 +11,21 @@
     if (wanted.length) transceiver.setCodecPreferences(kind === "video" ? wanted.concat(rtx) : wanted);
   }
 
+  // Opus with in-band FEC and DTX on every audio m-line (Chromium offers useinbandfec=1 but not
+  // usedtx=1): what this page asks to receive; the server's answer asks the same of our mic.
+  function opusFecDtx(sdp) {
+    const pts = [...sdp.matchAll(/^a=rtpmap:(\d+) opus\/48000/gim)].map((m) => m[1]);
+    for (const pt of pts) {
+      sdp = sdp.replace(new RegExp(`^a=fmtp:${pt} (.*)$`, "gm"), (line, params) => {
+        for (const p of ["useinbandfec=1", "usedtx=1"]) {
+          if (!params.split(";").includes(p)) params += ";" + p;
+        }
+        return `a=fmtp:${pt} ${params}`;
+      });
+    }
+    return sdp;
+  }
+
   function waitForIce(pc, ms) {
     if (pc.iceGatheringState === "complete") return Promise.resolve();
     return new Promise((resolve) => {
@@ -47,7 +62,8 @@
     }
 
     async offer() {
-      await this.pc.setLocalDescription(await this.pc.createOffer());
+      const offer = await this.pc.createOffer();
+      await this.pc.setLocalDescription({ type: "offer", sdp: opusFecDtx(offer.sdp) });
       await waitForIce(this.pc, 3000);
       return this.pc.localDescription.sdp;
     }
