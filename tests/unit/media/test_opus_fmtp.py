@@ -40,7 +40,12 @@ def test_every_opus_payload_gets_fec_and_dtx_and_nothing_else_changes():
     params = fmtp(got)
     assert params["audio:111"] == {"minptime": "10", "useinbandfec": "1", "usedtx": "1"}
     # an existing fmtp is merged: stereo stays, the answer's own values win for ours
-    assert params["audio:109"] == {"minptime": "10", "stereo": "1", "useinbandfec": "1", "usedtx": "1"}
+    assert params["audio:109"] == {
+        "minptime": "10",
+        "stereo": "1",
+        "useinbandfec": "1",
+        "usedtx": "1",
+    }
     assert params["video:97"] == {"apt": "96"}
     assert got.count("a=fmtp:111 ") == 1 and got.count("a=fmtp:109 ") == 1
     assert got.endswith("\r\n") and "\n\n" not in got.replace("\r\n", "\n")
