@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import re
 
-import qrcode
-import qrcode.image.svg
 from aiohttp import web
 
 from rooms.commands import decode_command
@@ -371,6 +369,8 @@ class Console:
         p = state.participants.get(request.match_info["pid"])
         if p is None:
             raise web.HTTPNotFound(text="not_found: no such participant")
+        import qrcode.image.svg  # on first use (~4 MB, ~50 ms): most servers never draw one
+
         img = qrcode.make(self.link(request, state, p), image_factory=qrcode.image.svg.SvgPathImage)
         buf = io.BytesIO()
         img.save(buf)

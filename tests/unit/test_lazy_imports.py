@@ -1,4 +1,5 @@
-"""The server does not carry the e-signature and PDF stack until an agreement needs it.
+"""The server does not carry the e-signature and PDF stack (nor the QR renderer) until a request
+needs it.
 
 Importing pyHanko and fontTools costs ~28 MB of RSS and 1-3 s; a server that never signs must
 not pay it. Checked in a fresh interpreter (this test process may have imported them already).
@@ -12,7 +13,16 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("pyhanko", "fontTools", "esign.ceremony", "esign.pdfsign", "esign.evidence", "esign.tsa")
+HEAVY = (
+    "pyhanko",
+    "fontTools",
+    "esign.ceremony",
+    "esign.pdfsign",
+    "esign.evidence",
+    "esign.tsa",
+    "esign.archive",
+    "qrcode",  # the console's QR images (~4 MB): drawn on first request
+)
 
 
 def run(code: str) -> str:
