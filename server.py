@@ -95,7 +95,7 @@ class Config:
     # the segment length, and how many frames may wait for the writer before frames are dropped
     recording_key: str | None = None
     recording_segment_seconds: float = 10.0
-    recording_queue_frames: int = 2000
+    recording_queue_frames: int = 10000
 
     ENV_PREFIX = "PARLEY_"
 

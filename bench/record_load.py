@@ -1,6 +1,7 @@
 """What recording costs the server: the same rooms with the recorder on and off, in one run.
 
     .venv/bin/python -m bench.record_load --rooms 10 --window 20
+    .venv/bin/python -m bench.record_load --rooms 10 --synthetic 30   # the recorder alone
 
 Reuses bench/run_load.py's orchestration and bots (R rooms x 3 publishers, full mesh, VGA VP8
 at 15 fps + Opus), but the server process is this module's ``serve``: bench/load_server.py's
@@ -180,6 +181,95 @@ def compare(off: list[dict], on: list[dict], streams: int) -> dict:
     }
 
 
+class _Frame:
+    """What the engine hands a sink: an encoded frame with its RTP timestamp."""
+
+    __slots__ = ("timestamp", "is_keyframe", "data")
+
+    def __init__(self, timestamp: int, is_keyframe: bool, data: bytes) -> None:
+        self.timestamp, self.is_keyframe, self.data = timestamp, is_keyframe, data
+
+
+class _Null:
+    def on_frame(self, publisher, kind, frame) -> None:
+        pass
+
+
+def _rss_mb() -> float:
+    return run_load.read_proc_rss(os.getpid()) / 2**20
+
+
+async def _feed(sinks: list, seconds: float) -> float:
+    """Each sink gets 3 participants' VGA VP8 at 15 fps + Opus at 50 packets/s, in real time;
+    returns the process CPU seconds it took (every thread)."""
+    from bench import clip
+
+    video = clip.video_clip(color=(200, 30, 30), tag=5, frames=60, bitrate=500_000)
+    audio = clip.audio_clip(tone_hz=440)
+    start, cpu, n = time.monotonic(), time.process_time(), 0
+    while time.monotonic() - start < seconds:
+        for sink in sinks:
+            for p in ("p0", "p1", "p2"):
+                for j in range(3):  # 3 packets of 20 ms per video frame of 66.7 ms (close enough)
+                    k = 3 * n + j
+                    sink.on_frame(p, "audio", _Frame(k * 960, True, audio.packets[k % 50]))
+                frame = _Frame(n * 6000, n % 30 == 0, video.frames[n % 60])
+                sink.on_frame(p, "video", frame)
+        n += 1
+        await asyncio.sleep(max(0.0, start + n / 15 - time.monotonic()))
+    return time.process_time() - cpu
+
+
+async def synthetic(rooms: int, seconds: float) -> dict:
+    """The recorder alone, in this process: its CPU per recorded stream-second (the loop's part
+    and the writer thread's), memory, bytes written. Independent of the network and the bots,
+    so it can be taken on a shared machine where the end-to-end on/off ratio cannot."""
+    directory = Path(tempfile.mkdtemp(prefix="parley-record-synthetic-"))
+    try:
+        idle = await _feed([_Null() for _ in range(rooms)], seconds)
+        recorder = Recorder(
+            directory,
+            MasterKey(secrets.token_bytes(32)),
+            report=lambda session, command: None,
+            request_keyframe=lambda publisher: None,
+        )
+        recorder.start()
+        sinks = [
+            recorder.session(
+                f"r{r}",
+                epoch=time.time(),
+                space_of=lambda pid: "joint",
+                participant_of=lambda publisher: publisher,
+                first_index=lambda pid: 0,
+            )
+            for r in range(rooms)
+        ]
+        rss = _rss_mb()
+        busy = await _feed(sinks, seconds)
+        rss_peak = _rss_mb()
+        dropped = recorder.stats()["frames_dropped"]  # the sinks are gone after the close
+        await recorder.aclose()
+        stats = recorder.stats()
+        streams = rooms * 3 * len(KINDS)
+        return {
+            "rooms": rooms,
+            "seconds": seconds,
+            "recorded_streams": streams,
+            "cpu_ms_per_recorded_stream_s": round(1000 * (busy - idle) / seconds / streams, 3),
+            "writer_ms_per_recorded_stream_s": round(
+                1000 * recorder.writer.busy_seconds / seconds / streams, 3
+            ),
+            "recorder_cores": round((busy - idle) / seconds, 4),
+            "rss_mb_per_recorded_stream": round((rss_peak - rss) / streams, 3),
+            "mb_per_s_written": round(stats["bytes_written"] / seconds / 1e6, 3),
+            "queue_depth_max": stats["queue_depth_max"],
+            "frames_dropped": dropped,
+            "segments": stats["segments_written"],
+        }
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command")
@@ -194,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=2, help="off/on pairs, alternated")
     parser.add_argument("--bot-procs", type=int, default=2)
+    parser.add_argument(
+        "--synthetic", type=float, default=0, help="seconds: measure the recorder alone, in process"
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     if args.command == "serve":
@@ -201,6 +294,12 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop  # as server.py runs Parley by default
 
         uvloop.run(serve(args.port, args.host, args.record, args.dir))
+        return 0
+    if args.synthetic:
+        load = os.getloadavg()
+        out = asyncio.run(synthetic(args.rooms, args.synthetic))
+        out |= {"code": run_load.code_state(), "loadavg_before": [round(x, 2) for x in load]}
+        print(json.dumps(out, indent=2))
         return 0
     ns = argparse.Namespace(
         scenario="rooms",

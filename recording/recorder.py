@@ -219,7 +219,7 @@ class Recorder:
         report: Report,
         request_keyframe: Callable[[str], None],
         segment_seconds: float = 10.0,
-        max_frames: int = 2000,
+        max_frames: int = 10000,
         store: Store = write_durably,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -98,7 +98,7 @@ class Writer:
         on_closed: Callable[[SegmentDone], None],
         on_failed: Callable[[SegmentSpec, Exception], None],
         *,
-        max_frames: int = 2000,
+        max_frames: int = 10000,
         store: Store = write_durably,
     ) -> None:
         self._on_closed, self._on_failed = on_closed, on_failed
