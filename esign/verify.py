@@ -22,6 +22,7 @@ import io
 import logging
 import sys
 import zipfile
+import zlib
 
 import msgspec
 from asn1crypto import cms
@@ -388,7 +389,7 @@ def main(argv: list[str]) -> int:
             at = at.replace(tzinfo=dt.UTC)
     try:
         return asyncio.run(verify(args.path, root_fp, at, sys.stdout))
-    except (OSError, EsignError, PdfError, ValueError, KeyError) as exc:
+    except (OSError, EsignError, PdfError, ValueError, KeyError, zlib.error) as exc:
         sys.stderr.write(f"error: cannot read {args.path}: {exc}\n")
         return 2
 
