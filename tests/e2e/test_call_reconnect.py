@@ -120,6 +120,7 @@ def test_socket_drop_rebinds_tiles_and_both_hear_again(server, launch, new_page)
     back_in_call(mediator, party, sel_m, sel_p, before)
     # Leaving closes the socket on purpose: the end page, not "Reconnecting…"
     party.click("#btn-leave")
+    party.click("#leave-dialog[open] #leave-yes")  # leaving asks first
     party.wait_for_selector("#screen-end:not([hidden])")
     assert party.is_hidden("#reconnect-banner")
 
