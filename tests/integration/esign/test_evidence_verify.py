@@ -197,7 +197,7 @@ def test_bundle_contents_and_completion_page(sealed):
         "ledger.jsonl",
         "ledger-head.json",
         "ledger-head.json.p7s",
-        "manifest.json",
+        "pki/revocation/seal.ocsp",
         "pki/root-ca.pem",
         "pki/signer-ca.pem",
         "pki/tsa.pem",
