@@ -38,11 +38,18 @@ def check_rendering(pdf: bytes) -> Binding:
     reader = PdfFileReader(io.BytesIO(pdf))
     try:
         agreement = parse_agreement(attached_agreement_data(reader))
-    except KeyError as exc:
-        raise EsignError("rendering_differs", "no agreement data embedded") from exc
+    except EsignError:
+        raise
+    except Exception as exc:  # absent (KeyError) or damaged
+        raise EsignError("rendering_differs", "no readable agreement data embedded") from exc
     expected_pdf = render_agreement_pdf(agreement)
     expected = _pages(PdfFileReader(io.BytesIO(expected_pdf)))
-    shown = _pages(reader)
+    try:
+        shown = _pages(reader)
+    except EsignError:
+        raise
+    except Exception as exc:  # a damaged file fails here in many ways (zlib, syntax, keys)
+        raise EsignError("rendering_differs", f"pages unreadable: {exc}") from exc
     if len(shown) != len(expected):
         raise EsignError(
             "rendering_differs", f"{len(shown)} page(s) shown, the data renders {len(expected)}"

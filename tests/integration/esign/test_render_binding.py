@@ -117,3 +117,11 @@ async def test_faulty_renderer_in_a_real_server(running, monkeypatch, tmp_path):
     out, _ = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 1, out.decode()
     assert "[FAIL] pages are the rendering of the agreement data" in out.decode()
+
+
+def test_a_corrupt_page_stream_is_a_difference_not_a_crash():
+    pdf = bytearray(document.render_agreement_pdf(sample_agreement()))
+    start = pdf.index(b"stream\n", pdf.index(b"/FlateDecode")) + 7
+    pdf[start + 40] ^= 0x01  # inside the compressed page content
+    with pytest.raises(EsignError, match="rendering_differs"):
+        check_rendering(bytes(pdf))
