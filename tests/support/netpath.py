@@ -12,8 +12,8 @@ by the test itself and removed in ``close()`` whatever happened (same pattern as
 
 This kernel has no netem. Without delay the link is a veth pair. With delay it is two TUN devices,
 one in each namespace, and a small process (``python -m tests.support.netpath relay``) that
-reads each IP packet from one and writes it to the other after delay ± jitter (uniform; jitter
-reorders packets as a radio link does). Loss is nftables ``numgen random mod 100 < N drop`` on
+reads each IP packet from one and writes it to the other after delay ± jitter (uniform; a
+packet never overtakes the one before it, as on a radio link). Loss is nftables ``numgen random mod 100 < N drop`` on
 the ingress of each end (netdev family) and the cap is ``tc qdisc tbf`` on both ends.
 """
 
@@ -246,6 +246,8 @@ async def _relay(host_if: str, inside_if: str, delay_ms: float, jitter_ms: float
         except OSError:
             pass  # the device went away (the test is closing)
 
+    due = {a: 0.0, b: 0.0}  # per direction: when the last packet leaves (order is kept)
+
     def pump(src: int, dst: int) -> None:
         for _ in range(64):  # bounded: at most 64 packets per wakeup
             try:
@@ -256,7 +258,9 @@ async def _relay(host_if: str, inside_if: str, delay_ms: float, jitter_ms: float
                 done.set()
                 return
             delay = max(0.0, delay_ms + random.uniform(-jitter_ms, jitter_ms)) / 1000
-            loop.call_later(delay, write, dst, packet)
+            # a radio link delivers in order: a packet never overtakes the one before it
+            at = due[src] = max(loop.time() + delay, due[src])
+            loop.call_at(at, write, dst, packet)
 
     loop.add_reader(a, pump, a, b)
     loop.add_reader(b, pump, b, a)

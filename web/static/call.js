@@ -59,6 +59,57 @@
         this.slots.push({ index: i, audio: a, video: v, stream });
       }
       this.pc.addEventListener("connectionstatechange", () => handlers.onState(this.pc.connectionState));
+      this.watchPath();
+    }
+
+    // A network switch (Wi-Fi → 4G) gives the phone a new address: this connection's path is
+    // dead, but the browser says so late (ICE "disconnected" after ~2.5 s of silence, "failed"
+    // much later, a socket on the old address only at its ping timeout). The page watches for
+    // itself and asks handlers.onPathLost(reason) when: the browser's network type changes
+    // (navigator.connection, phones), ICE has been "disconnected" for 1 s, or media was
+    // arriving (≥ 10 packets/s) and then nothing at all came for 0.8 s. The handler resolves
+    // true when the path is gone (the watch stops: a new connection replaces this one) or false
+    // when it is not (media merely stopped: the watch waits for media to flow again).
+    watchPath() {
+      const STALL_MS = 800, DISCONNECTED_MS = 1000, TICK_MS = 200;
+      const conn = navigator.connection;
+      const typeAtStart = conn && conn.type;
+      let lastPackets = -1, lastChange = performance.now(), flowing = false, busy = false;
+      let disconnectedSince = null, asking = false;
+      const lost = async (reason) => {
+        if (asking || this.pathLost || this.pc.connectionState === "closed") return;
+        asking = true;
+        const gone = this.handlers.onPathLost ? await this.handlers.onPathLost(reason) : true;
+        asking = false;
+        flowing = false;
+        if (!gone) return;
+        this.pathLost = reason;
+        this.stopWatch();
+      };
+      const onType = () => { if (conn.type !== typeAtStart) lost("network_type"); };
+      if (conn) conn.addEventListener("change", onType);
+      const tick = async () => {
+        const now = performance.now();
+        const ice = this.pc.iceConnectionState;
+        disconnectedSince = ice === "disconnected" ? (disconnectedSince || now) : null;
+        if (disconnectedSince && now - disconnectedSince >= DISCONNECTED_MS) return lost("ice_disconnected");
+        if (busy || !["connected", "completed", "disconnected"].includes(ice)) return;
+        busy = true;
+        try {
+          let packets = 0;
+          (await this.pc.getStats()).forEach((r) => {
+            if (r.type === "transport") packets += r.packetsReceived || 0;
+            else if (r.type === "inbound-rtp") packets += r.packetsReceived || 0;
+          });
+          const t = performance.now();
+          if (packets !== lastPackets) {
+            flowing = lastPackets >= 0 && (packets - lastPackets) * 1000 / Math.max(1, t - lastChange) >= 10;
+            lastPackets = packets; lastChange = t;
+          } else if (flowing && t - lastChange >= STALL_MS) lost("nothing_received");
+        } catch (e) { /* closed meanwhile */ } finally { busy = false; }
+      };
+      const timer = setInterval(tick, TICK_MS);
+      this.stopWatch = () => { clearInterval(timer); if (conn) conn.removeEventListener("change", onType); };
     }
 
     async offer() {
@@ -81,7 +132,10 @@
       await sender.setParameters(params);
     }
 
-    close() { try { this.pc.close(); } catch (e) { /* already closed */ } }
+    close() {
+      if (this.stopWatch) this.stopWatch();
+      try { this.pc.close(); } catch (e) { /* already closed */ }
+    }
   }
   window.ParleyCall = Call;
 })();
