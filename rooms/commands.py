@@ -209,6 +209,36 @@ class RecordGap(_Command, tag="record_gap"):
     frames: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
+# -- recordings after the fact (server-only: recording/review.py checks the staff account first) --
+SegmentFile = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,120}$")]
+SegmentFiles = Annotated[list[SegmentFile], msgspec.Meta(min_length=1, max_length=5000)]
+StatedReason = Annotated[str, msgspec.Meta(min_length=3, max_length=200)]
+
+
+class RecordAccess(_Command, tag="record_access"):
+    """A staff member played or downloaded segments, for a stated reason (R15)."""
+
+    action: Literal["play", "download"]
+    files: SegmentFiles
+    reason: StatedReason
+    grant: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]  # what allowed it
+
+
+class SetLegalHold(_Command, tag="set_legal_hold"):
+    """Put the session's recording under legal hold (no purge), or lift it (R16)."""
+
+    hold: bool
+    reason: StatedReason
+
+
+class RecordDeletion(_Command, tag="record_deletion"):
+    """The retention job deleted these segment files (R16)."""
+
+    files: SegmentFiles
+    reason: Literal["retention"]
+    retention_days: Annotated[int, msgspec.Meta(ge=0, le=100 * 366)]
+
+
 class Chat(_Command, tag="chat"):
     """A chat message, visible only inside the actor's current space."""
 
@@ -299,6 +329,9 @@ SERVER_ONLY = frozenset(
         "report_recorder",
         "record_segment",
         "record_gap",
+        "record_access",
+        "set_legal_hold",
+        "record_deletion",
     }
 )
 
@@ -331,6 +364,9 @@ Command = (
     | ReportRecorder
     | RecordSegment
     | RecordGap
+    | RecordAccess
+    | SetLegalHold
+    | RecordDeletion
     | Chat
     | ShareDocument
     | DraftAgreement

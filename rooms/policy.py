@@ -89,6 +89,10 @@ _RECORDER = {
     "report_recorder": {SYSTEM},
     "record_segment": {SYSTEM},
     "record_gap": {SYSTEM},
+    # after the fact (recording/review.py, recording/retention.py check the account and grant)
+    "record_access": {STAFF},
+    "set_legal_hold": {STAFF},
+    "record_deletion": {SYSTEM},
 }
 
 # -- mediation ----------------------------------------------------------------------------------

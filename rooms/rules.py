@@ -30,7 +30,17 @@ MAX_CAUCUSES = 8
 MAX_TIMER = 4 * 3600.0
 # The recorder's last records arrive after the session ended (the open segments close then).
 # The archive timestamp job renews sealed agreements for years after the session ended.
-AFTER_END = frozenset({"record_segment", "record_gap", "renew_agreement"})
+# Review, legal hold and retention of a recording happen after the session ended, for years.
+AFTER_END = frozenset(
+    {
+        "record_segment",
+        "record_gap",
+        "renew_agreement",
+        "record_access",
+        "set_legal_hold",
+        "record_deletion",
+    }
+)
 
 
 class _Decision:
@@ -479,6 +489,28 @@ def _record_gap(d: _Decision, cmd: c.RecordGap) -> None:
     d.emit("recording.gap", **_fields(cmd))
 
 
+def _record_access(d: _Decision, cmd: c.RecordAccess) -> None:
+    if not d.state.segments:
+        raise CommandError("not_found", "this session has no recording")
+    if not cmd.reason.strip():
+        raise CommandError("invalid", "state the reason - at `$.reason`")
+    d.emit("recording.accessed", **_fields(cmd))
+
+
+def _set_legal_hold(d: _Decision, cmd: c.SetLegalHold) -> None:
+    if not cmd.reason.strip():
+        raise CommandError("invalid", "state the reason - at `$.reason`")
+    if cmd.hold == (d.state.legal_hold is not None):
+        raise CommandError("conflict", "the legal hold is already " + ("on" if cmd.hold else "off"))
+    d.emit("recording.held" if cmd.hold else "recording.released", reason=cmd.reason)
+
+
+def _record_deletion(d: _Decision, cmd: c.RecordDeletion) -> None:
+    if d.state.legal_hold is not None:
+        raise CommandError("conflict", "the recording is under legal hold")
+    d.emit("recording.deleted", **_fields(cmd))
+
+
 def _fields(cmd: c.Command) -> dict:
     """A recorder report's fields as its event's data (the tag and command id aside)."""
     return {k: v for k, v in c.encode_command(cmd).items() if k not in ("type", "cid")}
@@ -614,6 +646,9 @@ _HANDLERS = {
     c.ReportRecorder: _report_recorder,
     c.RecordSegment: _record_segment,
     c.RecordGap: _record_gap,
+    c.RecordAccess: _record_access,
+    c.SetLegalHold: _set_legal_hold,
+    c.RecordDeletion: _record_deletion,
     c.Chat: _chat,
     c.ShareDocument: _share_document,
     c.DraftAgreement: _draft_agreement,

@@ -103,6 +103,7 @@ class SessionState:
     recorder: str = "none"  # "ready" | "failed": what the recorder last reported (R1)
     recorder_reason: str = ""
     segments: dict[str, set[int]] = field(default_factory=dict)  # participant -> indexes kept
+    legal_hold: dict | None = None  # {"since", "by", "reason"} while a legal hold is on (R16)
     ended: bool = False
     ended_reason: str | None = None
     created_at: float = 0.0
@@ -346,6 +347,12 @@ class SessionState:
 
     def _on_recording_segment(self, e: Event, d: dict) -> None:
         self.segments.setdefault(d["participant"], set()).add(d["index"])
+
+    def _on_recording_held(self, e: Event, d: dict) -> None:
+        self.legal_hold = {"since": e.ts, "by": e.actor, "reason": d.get("reason", "")}
+
+    def _on_recording_released(self, e: Event, d: dict) -> None:
+        self.legal_hold = None
 
     def recording_missing(self) -> list[ParticipantState]:
         """Who stands in a recorded room without having consented to recording (R8)."""

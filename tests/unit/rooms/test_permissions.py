@@ -251,6 +251,14 @@ def prepare(world: World, name: str, actor: str) -> dict:
             world.run(sealer, type="seal_agreement", **prepare(world, "seal_agreement", sealer))
         renewed = {"previous_pdf_sha256": "c" * 64, "pdf_sha256": "d" * 64}
         return {"events": [{"type": "agreement.renewed", "data": renewed}]}
+    if name in ("record_access", "record_deletion"):
+        if allowed:  # a recorded segment to play or delete
+            setup("record_segment", **prepare(world, "record_segment", SYSTEM))
+        if name == "record_access":
+            return {"action": "play", "files": ["a.seg"], "reason": "appeal", "grant": "admin"}
+        return {"files": ["a.seg"], "reason": "retention", "retention_days": 365}
+    if name == "set_legal_hold":
+        return {"hold": True, "reason": "court order 12"}
     if name in ("tick", "end_session", "start_recording"):
         return {}
     raise AssertionError(f"no preparation for {name}")

@@ -73,6 +73,11 @@ stop_recording       Y   .   .     .    .    .    .    .    .    .
 report_recorder      .   .   .     .    .    .    .    .    Y    .
 record_segment       .   .   .     .    .    .    .    .    Y    .
 record_gap           .   .   .     .    .    .    .    .    Y    .
+# after the fact: a staff console plays and holds (the account and grant checked first), the
+# retention job deletes (R15, R16)
+record_access        .   .   .     .    .    .    .    .    .    Y
+set_legal_hold       .   .   .     .    .    .    .    .    .    Y
+record_deletion      .   .   .     .    .    .    .    .    Y    .
 # talk and documents in one's own room; a silent observer neither chats nor shares (R9)
 chat                 Y   Y   Y     Y    Y    Y    Y    .    .    .
 share_document       Y   Y   Y     Y    Y    Y    Y    .    .    .
