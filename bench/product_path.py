@@ -39,7 +39,7 @@ import urllib.request
 from dataclasses import replace
 
 from bench import run_load
-from bench.run_load import HOST, Scenario
+from bench.run_load import HOST, Participant, Scenario
 
 CONSENTS = ("online_mediation", "session_rules")
 ROLES = (("mediator", None), ("party", "A"), ("party", "B"))
@@ -385,9 +385,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("core", "product"), default=None)
     parser.add_argument("--profile", default=None, help="py-spy raw profile path prefix")
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--idle",
+        type=int,
+        default=0,
+        help="instead: N connected participants that publish nothing and receive nothing, each"
+        " offering --slots slot pairs (the media core's cost of idle slots)",
+    )
     args = parser.parse_args(argv)
     # what run_load.run_mode and build_scenario read
     args.scenario, args.participants, args.subscribers, args.no_audio = "rooms", 3, 0, False
+    if args.idle:
+        return idle_main(args)
     core_scenario = run_load.build_scenario(args, args.rooms)
     results = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -428,6 +437,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+    return 0
+
+
+def idle_main(args: argparse.Namespace) -> int:
+    """Server CPU and memory of N connected, idle participants offering K slot pairs each."""
+    rooms = [
+        [Participant(f"idle{i}", f"idle{i}", False, args.slots, False)] for i in range(args.idle)
+    ]
+    scenario = Scenario("idle", rooms, 15, 0, notes=[f"{args.idle} idle x {args.slots} slots"])
+    print(f"code: {run_load.code_state()}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    print(f"machine: {machine()}; load average before: {os.getloadavg()}")
+    results = []
+    for _ in range(args.repeat):
+        with servers(None):
+            f = run_one(scenario, "passthrough", args)
+        keep = ("server_cores", "rss_idle_mb", "rss_mb_per_participant", "machine_busy")
+        out = {k: f.get(k) for k in keep} | {"error": f.get("error")}
+        out["server_pct_core"] = (
+            round(100 * f["server_cores"], 2) if f.get("server_cores") is not None else None
+        )
+        results.append(out)
+        print(f"{args.idle} idle participants x {args.slots} slot pairs: {out}")
+    if args.json:
+        with open(args.json, "w") as fp:
+            json.dump(results, fp, indent=2)
     return 0
 
 
