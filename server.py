@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from media.engine import MediaConfig, MediaEngine
+from recording.cli import add_recordings_parser, recordings_command, retention_days
 from recording.keys import MasterKey
 from recording.manifest import restart_gap
 from recording.recorder import Recorder
@@ -46,6 +47,7 @@ from signaling.http import METRICS_REGISTRY, routes
 from signaling.messages import StrictJson
 from signaling.namespace import NAMESPACE, ParleyNamespace
 from signaling.otp import OneTimeCodes, SmtpNotifier
+from signaling.review import Review, purge_forever
 from signaling.tls import ensure_self_signed, server_context
 from signaling.tokens import TokenSigner, load_or_create_secret
 from signaling.turn import TurnCredentials, parse_urls
@@ -96,6 +98,11 @@ class Config:
     recording_key: str | None = None
     recording_segment_seconds: float = 10.0
     recording_queue_frames: int = 10000
+    # docs/recording.md, "Retention": days a recording is kept after its session ended, per
+    # kind ("forever" or empty: never purged)
+    retention_days_mediation: str = "365"
+    retention_days_visitation: str = "180"
+    retention_days_consultation: str = "365"
 
     ENV_PREFIX = "PARLEY_"
 
@@ -255,8 +262,11 @@ def create_app(config: Config) -> web.Application:
         archive_job = asyncio.get_running_loop().create_task(
             renewal.run_forever(service, config.data_dir, lambda: _existing_pki(desk, config))
         )
+        purge_job = asyncio.get_running_loop().create_task(
+            purge_forever(service, config.data_dir / "recordings", retention_days(config))
+        )
         yield
-        for task in (clock, archive_job):
+        for task in (clock, archive_job, purge_job):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -295,6 +305,15 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(staff.routes())
     app.add_routes(Console(service, signer, config, desk=desk).routes())
     app.add_routes(visits_console.routes())
+    app.add_routes(
+        Review(
+            service,
+            config.data_dir / "recordings",
+            MasterKey.load(config.data_dir, given=config.recording_key),
+            visits_console.directory.grants,
+            retention=retention_days(config),
+        ).routes()
+    )
     app.add_routes(Documents(service, signer, config.data_dir / "documents").routes())
     app.add_routes(agreement_routes(desk, signer, service))
     return app
@@ -569,6 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     u_sub.add_parser("list", help="list staff accounts").add_argument("--data-dir", dest="data_dir")
     add_user_parsers(u_sub)  # user grant NAME --role officer --site prison-a
     add_visits_parser(sub)  # visits import --kind inmates FILE [--dry-run]
+    add_recordings_parser(sub)  # recordings purge [--now ISO]
 
     v = sub.add_parser("verify", help="verify a signed agreement or evidence bundle offline")
     v.add_argument("args", nargs=argparse.REMAINDER)
@@ -668,6 +688,8 @@ def main(argv: list[str] | None = None) -> int:
         return visits_command(args, config.data_dir)
     if args.command == "esign":
         return esign_renew_command(config)
+    if args.command == "recordings":
+        return recordings_command(args, config)
     if args.command == "ledger":
         from rooms.ledger import verify_main
 
@@ -678,6 +700,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bad_config: event_loop must be one of {', '.join(EVENT_LOOPS)}", file=sys.stderr)
         return 2
     try:
+        retention_days(config)  # bad_config: retention_days_*
         parse_proxies(config.trusted_proxies)
         TurnCredentials(config.turn_secret, parse_urls(config.turn_urls))  # bad_config: turn_*
     except ValueError as exc:

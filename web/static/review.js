@@ -1,0 +1,101 @@
+// The synchronised player of the review page (signaling/review.py): one <video> per person,
+// one clock for all. Each person's segments are listed as <li data-start data-end data-src>
+// in session media time (seconds since the session was created); the clock picks the segment
+// covering the current time for each person, seeks inside it and corrects drift over 0.3 s.
+"use strict";
+(function () {
+  const player = document.getElementById("player");
+  if (!player) return;
+  const start = parseFloat(player.dataset.start);
+  const end = parseFloat(player.dataset.end);
+  const seek = document.getElementById("seek");
+  const out = document.getElementById("time");
+  const toggle = document.getElementById("toggle");
+  const sound = document.getElementById("sound");
+  const tracks = Array.from(player.querySelectorAll(".track")).map((fig) => ({
+    fig,
+    video: fig.querySelector("video"),
+    segs: Array.from(fig.querySelectorAll("li")).map((li) => ({
+      start: parseFloat(li.dataset.start),
+      end: parseFloat(li.dataset.end),
+      src: li.dataset.src,
+    })),
+    current: null,
+    base: 0, // the video's own time at the segment's start (WebM keeps media time, or not)
+  }));
+  let t = start;
+  let playing = false;
+  let last = 0;
+
+  function clock(s) {
+    s = Math.max(0, Math.floor(s - start));
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), x = s % 60;
+    return h + ":" + String(m).padStart(2, "0") + ":" + String(x).padStart(2, "0");
+  }
+
+  function place(tr) {
+    const seg = tr.segs.find((s) => t >= s.start && t < s.end + 0.05) || null;
+    if (seg !== tr.current) {
+      tr.current = seg;
+      if (!seg) {
+        tr.video.pause();
+        tr.video.removeAttribute("src");
+        tr.video.load();
+        tr.fig.classList.remove("playing");
+        return;
+      }
+      tr.video.src = seg.src;
+      tr.video.addEventListener(
+        "loadedmetadata",
+        () => {
+          const s0 = tr.video.seekable.length ? tr.video.seekable.start(0) : 0;
+          tr.base = s0 > 0.5 ? seg.start : 0;
+          tr.video.currentTime = tr.base + (t - seg.start);
+        },
+        { once: true }
+      );
+    }
+    if (!seg) return;
+    tr.fig.classList.add("playing");
+    tr.video.muted = !sound.checked;
+    const want = tr.base + (t - seg.start);
+    if (tr.video.readyState >= 1 && Math.abs(tr.video.currentTime - want) > 0.3) {
+      tr.video.currentTime = want;
+    }
+    if (playing && tr.video.paused) tr.video.play().catch(() => {});
+    if (!playing && !tr.video.paused) tr.video.pause();
+  }
+
+  function render() {
+    seek.value = String(t);
+    out.textContent = clock(t);
+    tracks.forEach(place);
+  }
+
+  function frame(now) {
+    if (!playing) return;
+    if (last) t = Math.min(end, t + (now - last) / 1000);
+    last = now;
+    render();
+    if (t >= end) {
+      playing = false;
+      render();
+      return;
+    }
+    requestAnimationFrame(frame);
+  }
+
+  toggle.addEventListener("click", () => {
+    playing = !playing;
+    last = 0;
+    if (t >= end) t = start;
+    render();
+    if (playing) requestAnimationFrame(frame);
+  });
+  seek.addEventListener("input", () => {
+    t = parseFloat(seek.value);
+    render();
+  });
+  sound.addEventListener("change", render);
+  render();
+})();
