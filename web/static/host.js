@@ -134,10 +134,11 @@
   };
   let seenWaiting = new Set();
   let audio = null;
-  function chime() {
+  async function chime() {
     try {
       audio = audio || new AudioContext();
-      if (audio.state === "suspended") audio.resume();
+      // a new context may start suspended: notes scheduled now would play late or not at all
+      if (audio.state !== "running") await audio.resume();
       const t0 = audio.currentTime + 0.02;
       [[880, 0], [660, 0.22]].forEach(([freq, at]) => {
         const osc = audio.createOscillator(), gain = audio.createGain();
