@@ -305,3 +305,45 @@ async def test_visitation_reviewers_by_site_and_a_changed_file(world):
     async with jar() as http:
         await login(http, url, "root")  # an admin reviews anything
         await open_ticket(http, url, sid, reason="audit by the bureau")
+
+
+async def post_hold(http, url, sid, hold, reason="court order 7/2026"):
+    async with http.get(f"{url}/review/{sid}") as r:
+        if r.status != 200:
+            return r.status
+        csrf = csrf_of(await r.text())
+    async with http.post(
+        f"{url}/review/{sid}/hold",
+        data={"csrf": csrf, "hold": hold, "reason": reason},
+        allow_redirects=False,
+    ) as r:
+        return r.status
+
+
+async def test_legal_hold_is_set_and_lifted_by_supervisors_only(world):
+    url = world.run.url
+    med, _ = world.mediation()
+    visit, _ = world.visitation("prison-a")
+    for who, sid in (("wang", med.id), ("rev-a", visit.id), ("li", med.id)):
+        async with jar() as http:
+            await login(http, url, who)
+            before = world.seq(sid)
+            assert await post_hold(http, url, sid, "on") == 403, who
+            assert world.seq(sid) == before and world.service.state(sid).legal_hold is None
+    async with jar() as http:
+        await login(http, url, "boss")
+        assert await post_hold(http, url, med.id, "on", "x") == 400  # a reason is needed
+        assert await post_hold(http, url, med.id, "maybe") == 400
+        assert await post_hold(http, url, med.id, "on") == 303
+        assert await post_hold(http, url, med.id, "on") == 409  # already on
+        async with http.get(f"{url}/review/{med.id}") as r:
+            assert "Legal hold since" in await r.text()
+        assert await post_hold(http, url, visit.id, "on") == 403  # no grant at the prison
+    async with jar() as http:
+        await login(http, url, "sup-a")
+        assert await post_hold(http, url, visit.id, "on") == 303
+        assert await post_hold(http, url, visit.id, "off", "order lifted") == 303
+    held = [e for e in world.service.events(med.id) if e.type == "recording.held"]
+    assert [e.actor for e in held] == ["staff:boss"]
+    types = [e.type for e in world.service.events(visit.id) if e.type.startswith("recording.")]
+    assert types[-2:] == ["recording.held", "recording.released"]
