@@ -41,7 +41,13 @@ from signaling.agreements import AgreementDesk, agreement_routes, load_or_create
 from signaling.conductor import Conductor
 from signaling.console import Console
 from signaling.documents import Documents
-from signaling.guard import ConnectionGuard, body_deadline, quiet_logger, runner_options
+from signaling.guard import (
+    ConnectionGuard,
+    body_deadline,
+    quiet_client_errors,
+    quiet_logger,
+    runner_options,
+)
 from signaling.headers import forwarded, parse_proxies, security_headers
 from signaling.http import METRICS_REGISTRY, routes
 from signaling.messages import StrictJson
@@ -167,6 +173,7 @@ def create_app(config: Config) -> web.Application:
     recovered = service.recover()
     log.info("sessions recovered from the ledger", extra={"count": recovered})
 
+    quiet_client_errors()
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         cors_allowed_origins=[],  # same origin only

@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 log = logging.getLogger("parley.guard")
 
@@ -36,10 +37,45 @@ def runner_options() -> dict:
 
 def quiet_logger(name: str) -> logging.Logger:
     """A logger for engine.io/socket.io: through our handlers (JSON), warnings and up only; their
-    default logger adds a plain-text handler of its own."""
+    default logger adds a plain-text handler of its own. A client's garbage is the client's error,
+    not the server's: it is logged as one warning line, without a traceback."""
     logger = logging.getLogger(name)
     logger.setLevel(logging.WARNING)
+    _add_once(logger, ClientErrorFilter())
     return logger
+
+
+class ClientErrorFilter(logging.Filter):
+    """Rewrite a library's ERROR about a malformed request (aiohttp's ``Error handling request``
+    for a bad request line or header, engine.io's unknown version or session) as one WARNING line
+    with no traceback, so garbage from the network can neither fill the log with tracebacks nor
+    look like a server fault. Real server errors keep their level and traceback."""
+
+    ENGINEIO_CLIENT_ERRORS = ("unsupported version", "invalid session", "invalid websocket")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        client_error = isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500
+        message = record.getMessage().lower()
+        if not client_error and not any(m in message for m in self.ENGINEIO_CLIENT_ERRORS):
+            return True
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        if exc is not None:
+            record.msg, record.args = f"bad request from a client: {type(exc).__name__}", None
+        record.exc_info = record.exc_text = None
+        return True
+
+
+def _add_once(logger: logging.Logger, flt: logging.Filter) -> None:
+    if not any(isinstance(f, type(flt)) for f in logger.filters):
+        logger.addFilter(flt)
+
+
+def quiet_client_errors() -> None:
+    """aiohttp's server logger reports every malformed request at ERROR with a traceback."""
+    _add_once(logging.getLogger("aiohttp.server"), ClientErrorFilter())
 
 
 def streams_body(deadline: Callable[[], float]):

@@ -209,7 +209,9 @@ class ParleyNamespace(socketio.AsyncNamespace):
     async def handle_command(self, sid, session_id, pid, role, payload):
         env = m.decode(m.CommandEnvelope, payload, max_bytes=m.MAX_COMMAND_BYTES)
         raw = dict(env.cmd)
-        if raw.get("type") in SERVER_ONLY:
+        if not isinstance(raw.get("type"), str):
+            return _error("invalid_message", "cmd.type must be a command name")
+        if raw["type"] in SERVER_ONLY:
             return _error("forbidden", "this command is issued by the server, not by clients")
         if env.cid is not None:
             raw["cid"] = env.cid
