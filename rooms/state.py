@@ -103,6 +103,7 @@ class SessionState:
     recorder: str = "none"  # "ready" | "failed": what the recorder last reported (R1)
     recorder_reason: str = ""
     segments: dict[str, set[int]] = field(default_factory=dict)  # participant -> indexes kept
+    recording_by: str = ""  # the actor of the last recording.started
     legal_hold: dict | None = None  # {"since", "by", "reason"} while a legal hold is on (R16)
     ended: bool = False
     ended_reason: str | None = None
@@ -334,6 +335,7 @@ class SessionState:
 
     def _on_recording_started(self, e: Event, d: dict) -> None:
         self.recording = True
+        self.recording_by = e.actor  # shown with the REC indicator on every page
 
     def _on_recording_stopped(self, e: Event, d: dict) -> None:
         self.recording = False
@@ -347,6 +349,13 @@ class SessionState:
 
     def _on_recording_segment(self, e: Event, d: dict) -> None:
         self.segments.setdefault(d["participant"], set()).add(d["index"])
+
+    def _recording_by_name(self) -> str | None:
+        """Who started the running recording, by name (None while off)."""
+        if not self.recording:
+            return None
+        p = self.participants.get(self.recording_by)
+        return p.name if p else self.recording_by.removeprefix("staff:")
 
     def _on_recording_held(self, e: Event, d: dict) -> None:
         self.legal_hold = {"since": e.ts, "by": e.actor, "reason": d.get("reason", "")}
@@ -439,6 +448,7 @@ class SessionState:
                 "ended": self.ended,
                 "recording": self.recording,
                 "recording_paused": self.recording_paused(),
+                "recording_by": self._recording_by_name(),
                 "recording_rule": self.policy.recording,
                 "main_space": self.policy.main_space,
                 "time_limit_seconds": self.policy.time_limit_seconds,

@@ -316,6 +316,11 @@
     const me = myself(view);
     const session = view.session || view;
     $("session-title").textContent = session.title || "";
+    // REC on every screen while recording runs, with who started it (R8, R15)
+    $("rec").hidden = !session.recording;
+    $("rec").textContent = session.recording
+      ? i18n.t(session.recording_paused ? "rec_paused" : "rec_on") + (session.recording_by ? " · " + i18n.t("rec_by") + " " + session.recording_by : "")
+      : "";
     $("my-name").textContent = me.name || "";
     $("my-role").textContent = i18n.role(me.role || state.role || "");
     followHostMute(me);
