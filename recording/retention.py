@@ -145,7 +145,8 @@ def parse_days(raw: str | int | None) -> int | None:
     raw = raw.strip().lower()
     if raw in ("", "forever", "none"):
         return None
-    days = int(raw)
-    if days < 0:
-        raise ValueError("a retention period cannot be negative")
-    return days
+    if not raw.isdigit():
+        raise ValueError(
+            f"bad_config: retention days: a whole number or 'forever', not {raw[:20]!r}"
+        )
+    return int(raw)
