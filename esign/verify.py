@@ -40,7 +40,7 @@ from pyhanko_certvalidator import ValidationContext
 from esign import ltv
 from esign.agreement import fingerprint, parse_agreement, signing_order
 from esign.binding import report_binding
-from esign.document import SEAL_FIELD, attached_agreement_data, page_texts
+from esign.document import CERTIFICATION_FIELD, SEAL_FIELD, attached_agreement_data, page_texts
 from esign.errors import EsignError
 from esign.evidence import LEDGER_HEAD_TYPE, completion_lines, describe_signatures, readme
 from esign.pki import cert_sha256, is_seal_certificate
@@ -109,10 +109,10 @@ async def _validate_pdf(pdf: bytes, root, pinned, at: dt.datetime, report: Repor
         all(_padding_is_clean(sig) for sig in reader.embedded_signatures),
         "no bytes hidden in signature padding",
     )
-    seals = [s for s in sigs if s.field_name == SEAL_FIELD]
+    platform = [s for s in sigs if s.field_name in (SEAL_FIELD, CERTIFICATION_FIELD)]
     report.check(
-        len(seals) == 1 and is_seal_certificate(_cert(seals[0].signer_cert)),
-        "the seal is the organisation's (seal certificate policy)",
+        len(platform) == 2 and all(is_seal_certificate(_cert(s.signer_cert)) for s in platform),
+        "certification and seal are the organisation's (seal certificate policy)",
     )
 
 

@@ -5,13 +5,17 @@ bundle, drop an event from its ledger, recompute everything the head lists and s
 head themselves, with a genuine timestamp from the organisation's public TSA."""
 
 import asyncio
+import datetime as dt
 import hashlib
+import io
 
 import msgspec
 import pytest
 from asn1crypto import cms
+from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import signers
 
+from esign import pdfsign
 from esign.agreement import canonical_json
 from esign.pdfsign import asn1_cert, asn1_private_key, cert_store
 from esign.pki import LocalPki, local_timestamp_authority
@@ -101,3 +105,34 @@ def test_head_seal_without_its_timestamp_fails(cases, capsys, tmp_path):
     code, out = run_verify(capsys, tmp_path, rezip(files), mine.root)
     assert code == 1, out
     assert "[FAIL] ledger head sealed by the organisation" in out
+
+
+def test_pdf_sealed_with_a_party_key_fails(cases, tmp_path, capsys):
+    """The same forgery inside the PDF: the revision after the last signer, sealed (field
+    OrganisationSeal) with a party's key, plus genuine revocation data and timestamp."""
+    pki, mine, _ = cases
+    reader = PdfFileReader(io.BytesIO(mine.pdf))
+    mediator = next(s for s in reader.embedded_signatures if s.field_name == "Mediator")
+    _, _, start, length = (int(v) for v in mediator.byte_range)
+    complete = mine.pdf[: start + length]
+    party = mine.phones["p-app"]
+    now = dt.datetime.now(dt.UTC)
+    certs = [*mine.certificates, pki.signer_ca, pki.tsa_cert]
+    forged = asyncio.run(
+        pdfsign.seal_and_close(
+            complete,
+            seal_cert=party.cert,
+            seal_key=party._key,
+            chain=[pki.signer_ca, pki.root],
+            timestamper=AuthorityTimeStamper(local_timestamp_authority(pki)),
+            revocation=(
+                [pki.ocsp_response(c, now) for c in certs],
+                [pki.crl(pki.root, now), pki.crl(pki.signer_ca, now)],
+            ),
+            all_certs=[*certs, pki.root],
+            reason="Sealed",
+        )
+    )
+    code, out = run_verify(capsys, tmp_path, forged, mine.root)
+    assert code == 1, out
+    assert "[FAIL] certification and seal are the organisation's" in out
