@@ -62,6 +62,7 @@ class Conductor:
         self._kick = kick
         self._plans: dict[str, frozenset[MediaEdge]] = {}
         self._sids: dict[Key, Binding] = {}  # (session, participant) -> its live socket
+        self._weak: dict[str, set[str]] = {}  # session -> participants audio-only (weak network)
         self._tasks: set[asyncio.Task] = set()
         service.subscribe(self._on_events)
 
@@ -90,8 +91,27 @@ class Conductor:
     async def close_peer(self, session_id: str, participant_id: str, reason: str) -> None:
         await self._engine.close_peer(media_key(session_id, participant_id), reason)
 
-    def set_video_paused(self, session_id: str, participant_id: str, paused: bool) -> None:
+    def set_video_paused(
+        self, session_id: str, participant_id: str, paused: bool, *, weak_network: bool = False
+    ) -> None:
         self._engine.set_video_paused(media_key(session_id, participant_id), paused)
+        weak = self._weak.setdefault(session_id, set())
+        if (participant_id in weak) == (paused and weak_network):
+            return
+        if paused and weak_network:
+            weak.add(participant_id)
+        else:
+            weak.discard(participant_id)
+        # everyone connected in the session learns who is audio-only because of a weak network
+        # (not ledgered: it is nobody's action); a page that (re)connects gets it with its answer
+        msg = {"participants": self.weak_network(session_id)}
+        for (sess, _pid), bound in list(self._sids.items()):
+            if sess == session_id:
+                self._send("weak_network", msg, bound.sid)
+
+    def weak_network(self, session_id: str) -> list[str]:
+        """Participants of the session whose page went audio-only for a weak network."""
+        return sorted(self._weak.get(session_id, ()))
 
     def slot_map(self, session_id: str, participant_id: str) -> list[dict]:
         return _local(self._engine.slot_map(media_key(session_id, participant_id)))

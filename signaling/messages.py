@@ -44,9 +44,12 @@ class CommandEnvelope(Message):
 
 
 class MediaPreference(Message):
-    """Audio-only mode for a weak link: stop receiving video, keep audio."""
+    """Audio-only mode for a weak link: stop receiving video, keep audio. ``weak_network``: the
+    page chose it by itself because its network is weak; the others are told why (its tile says
+    "weak network: audio only")."""
 
     video_paused: bool
+    weak_network: bool = False
 
 
 class InvitationRequest(Message):

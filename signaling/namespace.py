@@ -190,6 +190,8 @@ class ParleyNamespace(socketio.AsyncNamespace):
         except Exception:  # noqa: BLE001 - one bad event must not take the connection down
             log.exception("event %s failed", event)
             return _error("internal", "the server could not handle this message")
+        finally:
+            await self._service.durable()  # durable before acknowledged (signaling/durable.py)
 
     # -- events -------------------------------------------------------------------------------
     async def handle_offer(self, sid, session_id, pid, role, payload):
@@ -204,7 +206,12 @@ class ParleyNamespace(socketio.AsyncNamespace):
         except CommandError as exc:
             await self._conductor.close_peer(session_id, pid, exc.code)
             raise
-        return {"ok": True, "sdp": answer, "slots": self._conductor.slot_map(session_id, pid)}
+        return {
+            "ok": True,
+            "sdp": answer,
+            "slots": self._conductor.slot_map(session_id, pid),
+            "weak_network": self._conductor.weak_network(session_id),
+        }
 
     async def handle_command(self, sid, session_id, pid, role, payload):
         env = m.decode(m.CommandEnvelope, payload, max_bytes=m.MAX_COMMAND_BYTES)
@@ -221,7 +228,9 @@ class ParleyNamespace(socketio.AsyncNamespace):
 
     async def handle_media(self, sid, session_id, pid, role, payload):
         pref = m.decode(m.MediaPreference, payload, max_bytes=256)
-        self._conductor.set_video_paused(session_id, pid, pref.video_paused)
+        self._conductor.set_video_paused(
+            session_id, pid, pref.video_paused, weak_network=pref.weak_network
+        )
         return {"ok": True}
 
     async def handle_invitation(self, sid, session_id, pid, role, payload):

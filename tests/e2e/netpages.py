@@ -48,8 +48,10 @@ def page_now(page) -> float:
 
 
 @contextmanager
-def call_over(ns, pw, new_page, tmp_path, *, extra_env=None, party_init=None):
-    """Yields (server, mediator, party, sel_on_mediator, sel_on_party)."""
+def call_over(ns, pw, new_page, tmp_path, *, extra_env=None, party_init=None, second_party=False):
+    """Yields (server, mediator, party, sel_on_mediator, sel_on_party). ``second_party``: the
+    other side's party joins too, outside the namespace (700 Hz), as ``mediator.second``; the
+    party in the namespace then receives two pictures."""
     server = ServerProcess(
         tmp_path / "data",
         "--host",
@@ -90,6 +92,14 @@ def call_over(ns, pw, new_page, tmp_path, *, extra_env=None, party_init=None):
         mediator_id = mediator.evaluate("() => window.parley.me")
         mediator.click(f'#people li[data-participant="{party_id}"] button[data-action="admit"]')
         party.wait_for_selector("#waiting", state="hidden")
+        if second_party:
+            other = new_page(launch(CHROMIUM, 700))
+            join(other, server.links["party"][1])
+            other.wait_for_selector("#waiting:not([hidden])")
+            other_id = other.evaluate("() => window.parley.me")
+            mediator.click(f'#people li[data-participant="{other_id}"] button[data-action="admit"]')
+            other.wait_for_selector("#waiting", state="hidden")
+            mediator.second = other
         for page in (mediator, party):
             rising(page, "video", by=10)
         sel_m, sel_p = tile(mediator, party_id), tile(party, mediator_id)

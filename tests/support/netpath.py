@@ -130,6 +130,8 @@ class PhoneNetns:
         if line.strip() != "ready":
             raise NetnsUnavailable(f"the delay relay did not start: {line!r}")
         self._created.append("link")
+        for dev in (self.host_if, self.inside_if):  # room for a keyframe's burst while it waits
+            _run("ip", "link", "set", "dev", dev, "txqueuelen", "5000")
         _run("ip", "link", "set", self.inside_if, "netns", self.name)
         _run("ip", "addr", "add", f"{self.host_ip}/32", "dev", self.host_if)
 
@@ -237,6 +239,10 @@ def _open_tun(name: str) -> int:
 
 async def _relay(host_if: str, inside_if: str, delay_ms: float, jitter_ms: float) -> None:
     loop = asyncio.get_running_loop()
+    try:  # the link's delay must not grow with the machine's load (root: allowed)
+        os.nice(-15)
+    except OSError:
+        pass
     a, b = _open_tun(host_if), _open_tun(inside_if)
     done = asyncio.Event()
 

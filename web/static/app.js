@@ -118,8 +118,27 @@
   socket.on("hint", async (hint) => {
     state.weakHint = hint.audio_only ? Date.now() : state.weakHint;
     if (hint.max_bitrate && state.call) await state.call.capBitrate(hint.max_bitrate).catch(() => {});
-    if (hint.audio_only && !state.audioOnly) status(i18n.t("audio_only_hint"));
+    if (hint.audio_only) goWeak("server_hint");
   });
+  socket.on("weak_network", (msg) => { state.weakPeers = msg.participants || []; renderTiles(); });
+
+  // Weak network: the page goes audio-only by itself — it stops receiving video (the server
+  // pauses it), stops sending its camera (the sender sends nothing; the camera stays on for
+  // the self-view), and says so here and on everyone else's tile ("weak network: audio only").
+  // Why: the server's hint (video loss at this phone ≥ 10 % over 3 reports) or this page's own
+  // estimate (measureQuality). Pressing "Video on" ends it.
+  function goWeak(reason) {
+    if (state.weak) return;
+    state.weak = reason;
+    state.audioOnly = true;
+    applyWeak();
+    render();
+  }
+  function applyWeak() {
+    const call = state.call;
+    if (call && state.weak) call.videoSender.sender.replaceTrack(null).catch(() => {});
+    socket.emit("media", { v: 1, video_paused: state.audioOnly, weak_network: !!state.weak });
+  }
   socket.on("error", (err) => {
     if (!err) return;
     socket.io.opts.reconnection = false;
@@ -159,9 +178,24 @@
       onState: (s) => {
         if (state.call !== call) return;  // an older connection, already replaced
         status(s === "connected" ? "" : s === "failed" ? i18n.t("reconnecting") : i18n.t("connecting"));
-        if (s === "connected") { state.mediaUp = true; setLost(false); }
+        if (s === "connected") { state.mediaUp = true; state.mediaUpAt = Date.now(); setLost(false); }
         else if (s === "failed" || s === "disconnected") setLost(true);
         if (s === "failed" && state.call === call && socket.connected) setTimeout(startMedia, 1000);
+      },
+      // The path may be dead (a network switch): media stopped arriving, or ICE is disconnected.
+      // When the socket does not answer within 0.6 s either, it is on the old address too: it
+      // reconnects at once (no backoff) and its welcome makes the new offer (same space, slots).
+      onPathLost: async (reason) => {
+        if (state.call !== call) return false;
+        if (reason === "nothing_received" && socket.connected) {
+          const alive = await socket.timeout(600)
+            .emitWithAck("media", { v: 1, video_paused: !!state.audioOnly }).catch(() => null);
+          if (alive && state.call === call) return false;  // only the media stopped (nobody sends)
+        }
+        if (state.call !== call) return false;
+        setLost(true);
+        if (socket.connected) { socket.disconnect(); socket.connect(); }
+        return true;
       },
     }, state.iceServers);
     watchLevels();
@@ -175,7 +209,8 @@
     if (!reply || !reply.ok) { status(i18n.error(reply ? reply.error.code : "timeout")); return; }
     await call.answer(reply.sdp);
     if (reply.slots) state.slots = reply.slots;
-    if (state.audioOnly) socket.emit("media", { v: 1, video_paused: true });
+    if (reply.weak_network) state.weakPeers = reply.weak_network;
+    if (state.audioOnly) applyWeak();
     renderTiles();
   }
 
@@ -281,7 +316,12 @@
   };
   $("btn-audio-only").onclick = () => {
     state.audioOnly = !state.audioOnly;
-    socket.emit("media", { v: 1, video_paused: state.audioOnly });
+    if (!state.audioOnly && state.weak) {  // video on again: the camera goes up again too
+      state.weak = null; state.lowUplink = 0; state.mediaUpAt = Date.now();  // 10 s grace again
+      const cam = local && local.getVideoTracks()[0];
+      if (state.call && cam) state.call.videoSender.sender.replaceTrack(cam).catch(() => {});
+    }
+    applyWeak();
     render();
   };
   // Leaving asks first (a modal dialog: focus inside, Esc or "Stay" keeps you in the call);
@@ -455,12 +495,22 @@
     }
     tile.classList.toggle("camera-off", !!cameraOff);
     tile.classList.toggle("muted", !!muted);
+    let weak = tile.querySelector(".tile-weak");
+    if (!weak) {
+      weak = document.createElement("span");
+      weak.className = "tile-weak"; weak.setAttribute("role", "status");
+      tile.appendChild(weak);
+    }
+    const isWeak = you ? !!state.weak : (state.weakPeers || []).includes(person.id);
+    weak.hidden = !isWeak;
+    weak.textContent = isWeak ? i18n.t("weak_audio_only") : "";
+    tile.classList.toggle("weak-network", isWeak);
   }
 
   function renderSelf() {
     const tile = $("self-tile");
     const me = myself(state.view);
-    card(tile, { name: me.name, role: me.role || state.role }, {
+    card(tile, { id: me.id, name: me.name, role: me.role || state.role }, {
       muted: !state.micOn || !!state.hostMuted,
       cameraOff: !state.camOn || !state.hasCamera,
       you: true,
@@ -482,19 +532,31 @@
     const pair = pairId && reports.get(pairId);
     if (pair && typeof pair.currentRoundTripTime === "number") rtt = pair.currentRoundTripTime;
     loss = n ? loss / n : 0;
+    // Too weak for video: once the call has run 10 s, the loss of what it sends stays over 10 %,
+    // or the browser's estimate of what it can send under 100 kbit/s, for 3 measurements in a
+    // row (6 s): audio only, by itself. (The estimate is no measure of the link above that: with
+    // REMB from the server it sits at ~200 kbit/s on a clean link.)
+    const uplink = pair && pair.availableOutgoingBitrate;
+    state.uplinkBps = typeof uplink === "number" ? uplink : null;
+    state.sendLoss = loss;
+    const low = (state.uplinkBps !== null && state.uplinkBps < WEAK_UPLINK_BPS) || loss > 0.1;
+    state.lowUplink = low && Date.now() - (state.mediaUpAt || Date.now()) > 10000 ? (state.lowUplink || 0) + 1 : 0;
+    if (state.lowUplink >= 3) goWeak("estimate");
     const weak = state.weakHint && Date.now() - state.weakHint < 20000;
     state.quality = weak || (rtt !== null && rtt > 0.6) || loss > 0.1 ? "poor"
       : (rtt !== null && rtt > 0.3) || loss > 0.03 ? "fair" : "good";
     showQuality();
   }
+  const WEAK_UPLINK_BPS = 100000;
   function showQuality() {
     const el = $("net-quality");
-    const q = state.quality;
+    const q = state.weak ? "poor" : state.quality;
     el.hidden = !q || screen !== "call";
     if (!q) return;
     el.className = "net net-" + q;
     el.dataset.quality = q;
-    el.textContent = i18n.t("net_" + q);
+    el.dataset.weak = state.weak ? "1" : "";
+    el.textContent = i18n.t(state.weak ? "weak_audio_only" : "net_" + q);
   }
   setInterval(() => { measureQuality().catch(() => {}); }, 2000);
 
