@@ -193,14 +193,12 @@ async def _signature(sig: EmbeddedPdfSignature, root, dss, proof: dt.datetime | 
     except SignatureValidationError as exc:
         return Finding(False, what, str(exc))
     # After the seal only validation data and document timestamps may be added.
-    ceiling = (
-        ModificationLevel.LTA_UPDATES
-        if sig.field_name == SEAL_FIELD
-        else (ModificationLevel.FORM_FILLING)
-    )
+    seal = sig.field_name == SEAL_FIELD
+    ceiling = ModificationLevel.LTA_UPDATES if seal else ModificationLevel.FORM_FILLING
     level = status.modification_level
     ok = (
-        _holds(status)
+        signed_at <= proof
+        and _holds(status)
         and _holds(status.timestamp_validity)
         and status.timestamp_validity.timestamp == signed_at
         and status.docmdp_ok
@@ -216,6 +214,8 @@ async def _document_timestamp(stamp, when, later, root, pinned, dss, at) -> Find
     pinned TSA whose certificate is valid at `at`."""
     moment = later or at
     what = f"document timestamp {when.isoformat()}"
+    if when > moment:
+        return Finding(False, what, f"made after {moment.isoformat()}")
     tsa = token_signer(stamp.signed_data)
     pinned_der = {c.dump() for c in pinned}
     if later is None and not (tsa is not None and tsa.dump() in pinned_der and valid_at(tsa, at)):

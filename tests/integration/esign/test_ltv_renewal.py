@@ -94,7 +94,7 @@ def test_plus_8_days_pdf_and_bundle_verify(timeline, capsys, tmp_path):
 
 
 def test_plus_2_years_verifies(timeline, capsys, tmp_path):
-    case, when = timeline["case"], timeline["start"] + 2 * YEAR
+    case, when = timeline["case"], timeline["start"] + 2 * YEAR + DAY
     for data in (timeline["states"][2.0], case.bundle):
         code, out = _verify_at(capsys, tmp_path, data, case.root, when)
         assert code == 0, out
