@@ -41,6 +41,7 @@ from signaling.agreements import AgreementDesk, agreement_routes, load_or_create
 from signaling.conductor import Conductor
 from signaling.console import Console
 from signaling.documents import Documents
+from signaling.durable import durable_answers
 from signaling.guard import (
     ConnectionGuard,
     body_deadline,
@@ -168,7 +169,7 @@ def create_app(config: Config) -> web.Application:
         else load_or_create_secret(config.data_dir / "secret.key")
     )
     signer = TokenSigner(secret)
-    store = SqliteLedgerStore(config.data_dir / "ledger.sqlite3")
+    store = SqliteLedgerStore(config.data_dir / "ledger.sqlite3", sync="group")
     service = SessionService(store)
     recovered = service.recover()
     log.info("sessions recovered from the ledger", extra={"count": recovered})
@@ -239,7 +240,9 @@ def create_app(config: Config) -> web.Application:
         )
     )
 
-    app = web.Application(client_max_size=1024 * 1024, middlewares=[body_deadline])
+    app = web.Application(
+        client_max_size=1024 * 1024, middlewares=[body_deadline, durable_answers(service)]
+    )
     app[CONFIG], app[SERVICE], app[ENGINE], app[SIGNER], app[SIO] = (
         config,
         service,

@@ -174,6 +174,13 @@ class SessionService:
             raise failed
         return events
 
+    async def durable(self) -> None:
+        """Return once every event appended so far is on disk (the store may sync in groups,
+        off the event loop: answers await this before they acknowledge anything)."""
+        durable = getattr(self._store, "durable", None)
+        if durable is not None:
+            await durable()
+
     def check(self, session_id: str, actor: str, command: Command) -> None:
         """Would ``command`` be accepted now? The decision without the append: for steps that
         must do slow work (cryptography) before their events exist. Raises CommandError."""

@@ -135,6 +135,9 @@ class Conductor:
                 self._spawn(self._close(state.id, pid, bound.sid, reason))
 
     async def _close(self, session_id: str, pid: str, sid: str, reason: str) -> None:
+        # the closing event is on disk first, like every answer; the command's own reply, which
+        # waits on the same barrier, then goes out before the socket is cut
+        await self._service.durable()
         await self.close_peer(session_id, pid, reason)
         await self._emit("error", {"code": reason, "message": _CLOSING[reason]}, sid)
         if self._kick is not None:

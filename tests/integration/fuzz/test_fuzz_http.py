@@ -75,7 +75,7 @@ class World:
         if real and rnd.random() < 0.5:
             return _pct(rnd.choice(real)) if rnd.random() < 0.2 else rnd.choice(real)
         if rnd.random() < 0.1:
-            return rnd.choice(["%00", "%ff%fe", "%ED%A0%80", "..", "%2F", "a" * 5000])
+            return rnd.choice(["%00", "%ff%fe", "%ed%a0%80", "..", "%2F", "a" * 5000])
         return _pct(text(rnd)) or "x"
 
 
