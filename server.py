@@ -194,6 +194,8 @@ def create_app(config: Config) -> web.Application:
         if config.esign_passphrase
         else load_or_create_passphrase(config.data_dir / "esign-passphrase")
     )
+    notifier = _notifier(config)
+    codes = OneTimeCodes(notifier)
     desk = AgreementDesk(
         service,
         config.data_dir,
@@ -201,6 +203,8 @@ def create_app(config: Config) -> web.Application:
         passphrase=passphrase,
         base_url=config.public_url or f"http://{config.host}:{config.port}",
         timezone=config.timezone,
+        notifier=notifier,  # the sealed PDF and its check code go to each party (an anchor)
+        contact=codes.contact,
     )
     # The engine reports to the conductor, which needs the engine: the callbacks look the
     # conductor up when they run, after it exists.
@@ -232,7 +236,7 @@ def create_app(config: Config) -> web.Application:
             conductor=conductor,
             slots_for=slots_for(config),
             desk=desk,
-            codes=OneTimeCodes(_notifier(config)),
+            codes=codes,
             invitation_ttl=config.invitation_ttl,
             turn=TurnCredentials(
                 config.turn_secret, parse_urls(config.turn_urls), max_ttl=config.turn_ttl

@@ -113,3 +113,23 @@ def _der():
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return Encoding.DER
+
+
+def test_the_server_wires_the_anchor_to_its_configured_notifier(tmp_path):
+    """With SMTP configured, the desk delivers the sealed PDF through the same notifier as the
+    one-time codes, to the address the mediator typed for each party; without it, nothing."""
+    plain = create_app(Config(data_dir=tmp_path / "a", demo=False, log_format="text"))
+    assert plain[DESK].notifier is None
+    app = create_app(
+        Config(
+            data_dir=tmp_path / "b",
+            demo=False,
+            log_format="text",
+            smtp_host="127.0.0.1",
+            smtp_port=free_port(),
+            smtp_starttls=False,
+        )
+    )
+    desk = app[DESK]
+    assert isinstance(desk.notifier, SmtpNotifier)
+    assert desk.contact("s-unknown", "p-unknown") is None
