@@ -26,7 +26,7 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.conftest import TEST_TIMEOUT_S, rising
+from tests.e2e.conftest import TEST_TIMEOUT_S, WAIT_MS, rising
 from tests.e2e.netpages import call_over, heard_at, page_now
 from tests.support.netns import NetnsUnavailable
 from tests.support.netpath import PhoneNetns
@@ -118,11 +118,14 @@ def metrics(server) -> dict:
 
 def wait_media_seconds(page, seconds: float) -> None:
     """Let ``seconds`` of audio arrive at the page (its own clock: totalSamplesReceived)."""
-    start = counters(page).get("a_total", 0)
-    page.wait_for_function(
-        f"""async () => {{ const c = await ({COUNTERS})(); return c.a_total >= {start} + {seconds * 48000}; }}""",
-        polling=250,
+    got = page.evaluate(
+        f"""async () => {{ const t0 = performance.now(); const start = (await ({COUNTERS})()).a_total;
+          while (performance.now() - t0 < {WAIT_MS}) {{
+            await new Promise(r => setTimeout(r, 250));
+            if ((await ({COUNTERS})()).a_total >= start + {seconds * 48000}) return true; }}
+          return false; }}"""
     )
+    assert got, f"{seconds} s of audio did not arrive in {WAIT_MS} ms"
 
 
 def netns_or_skip(**kw) -> PhoneNetns:
@@ -133,7 +136,8 @@ def netns_or_skip(**kw) -> PhoneNetns:
 
 
 def test_ten_percent_loss_200ms_rtt_jitter_audio_flows_video_recovers(pw, new_page, tmp_path):
-    ns = netns_or_skip(delay_ms=100, jitter_ms=25)
+    # The call starts on a clean link (0.1 ms relay); the delay and loss come once it runs.
+    ns = netns_or_skip(delay_ms=0.1, jitter_ms=0)
     env = {"PARLEY_METRICS_TOKEN": METRICS_TOKEN}
     try:
         with call_over(ns, pw, new_page, tmp_path, extra_env=env, party_init=NO_FEC) as (
@@ -152,7 +156,9 @@ def test_ten_percent_loss_200ms_rtt_jitter_audio_flows_video_recovers(pw, new_pa
 
             for page in (mediator, party):
                 page.evaluate(TRACE)
+            ns.set_delay(100, 25)
             ns.set_loss(10)
+            rising(party, "audio", by=100)  # 2 s of packets on the new link before measuring
             m0, p0, s0 = counters(mediator), counters(party), metrics(server)
             wait_media_seconds(mediator, 10)
             m1, p1, s1 = counters(mediator), counters(party), metrics(server)
@@ -180,6 +186,7 @@ def test_ten_percent_loss_200ms_rtt_jitter_audio_flows_video_recovers(pw, new_pa
                 "party_freeze_s": dp.get("v_freeze_s"),
                 "drops_by_link": ns.dropped(),
             }
+            print("LOSSY_LINK_PHASE1", json.dumps({**fig, "m0": m0, "m1": m1, "p0": p0, "p1": p1}))
             # audio keeps flowing under loss: both still hear the other's tone
             assert heard_at(mediator, sel_m, 1000, timeout_s=20) is not None
             assert heard_at(party, sel_p, 440, timeout_s=20) is not None

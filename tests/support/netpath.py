@@ -178,11 +178,22 @@ class PhoneNetns:
         self._nft(f"flush chain netdev {self.table} up\n", inside=False)
         if not percent:
             return
-        rule = f"ip protocol udp numgen random mod 100 < {int(percent)} counter drop"
+        rule = (
+            "ip protocol udp counter drop"  # a burst of total loss
+            if percent >= 100
+            else f"ip protocol udp numgen random mod 100 < {int(percent)} counter drop"
+        )
         if uplink:
             self._nft(f"add rule netdev {self.table} up {rule}\n", inside=False)
         if downlink:
             self._nft(f"add rule netdev {self.table} down {rule}\n", inside=True)
+
+    def set_delay(self, delay_ms: float, jitter_ms: float) -> None:
+        """Change the TUN link's one-way delay ± jitter (a link made with a delay only)."""
+        assert self.relay is not None, "set_delay needs a link made with delay_ms or jitter_ms"
+        self.relay.stdin.write(f"{delay_ms} {jitter_ms}\n")
+        self.relay.stdin.flush()
+        self.delay_ms, self.jitter_ms = delay_ms, jitter_ms
 
     def dropped(self) -> int:
         """Datagrams the loss rules dropped so far (both directions, since the last set_loss)."""
@@ -263,14 +274,23 @@ async def _relay(host_if: str, inside_if: str, delay_ms: float, jitter_ms: float
             except OSError:
                 done.set()
                 return
-            delay = max(0.0, delay_ms + random.uniform(-jitter_ms, jitter_ms)) / 1000
+            delay = max(0.0, link[0] + random.uniform(-link[1], link[1])) / 1000
             # a radio link delivers in order: a packet never overtakes the one before it
             at = due[src] = max(loop.time() + delay, due[src])
             loop.call_at(at, write, dst, packet)
 
     loop.add_reader(a, pump, a, b)
     loop.add_reader(b, pump, b, a)
-    loop.add_reader(sys.stdin.fileno(), lambda: sys.stdin.read(1) or done.set())
+    link = [delay_ms, jitter_ms]
+
+    def command() -> None:  # "DELAY JITTER\n" changes the link; EOF ends the relay
+        line = sys.stdin.readline()
+        if not line:
+            done.set()
+        elif len(parts := line.split()) == 2:
+            link[:] = [float(parts[0]), float(parts[1])]
+
+    loop.add_reader(sys.stdin.fileno(), command)
     print("ready", flush=True)
     await done.wait()
 

@@ -183,16 +183,18 @@
         if (s === "failed" && state.call === call && socket.connected) setTimeout(startMedia, 1000);
       },
       // The path may be dead (a network switch): media stopped arriving, or ICE is disconnected.
-      // When the socket does not answer within 0.6 s either, it is on the old address too: it
+      // When the socket does not answer within 1 s either, it is on the old address too: it
       // reconnects at once (no backoff) and its welcome makes the new offer (same space, slots).
+      // (A stall of both that would have passed by itself costs one reconnect: pathLosses.)
       onPathLost: async (reason) => {
         if (state.call !== call) return false;
         if (reason === "nothing_received" && socket.connected) {
-          const alive = await socket.timeout(600)
+          const alive = await socket.timeout(1000)
             .emitWithAck("media", { v: 1, video_paused: !!state.audioOnly }).catch(() => null);
           if (alive && state.call === call) return false;  // only the media stopped (nobody sends)
         }
         if (state.call !== call) return false;
+        state.pathLosses = (state.pathLosses || 0) + 1;
         setLost(true);
         if (socket.connected) { socket.disconnect(); socket.connect(); }
         return true;

@@ -67,11 +67,11 @@
     // much later, a socket on the old address only at its ping timeout). The page watches for
     // itself and asks handlers.onPathLost(reason) when: the browser's network type changes
     // (navigator.connection, phones), ICE has been "disconnected" for 1 s, or media was
-    // arriving (≥ 10 packets/s) and then nothing at all came for 0.8 s. The handler resolves
+    // arriving (≥ 10 packets/s) and then nothing at all came for 1 s. The handler resolves
     // true when the path is gone (the watch stops: a new connection replaces this one) or false
     // when it is not (media merely stopped: the watch waits for media to flow again).
     watchPath() {
-      const STALL_MS = 800, DISCONNECTED_MS = 1000, TICK_MS = 200;
+      const STALL_MS = 1000, DISCONNECTED_MS = 1000, TICK_MS = 200;
       const conn = navigator.connection;
       const typeAtStart = conn && conn.type;
       let lastPackets = -1, lastChange = performance.now(), flowing = false, busy = false;
