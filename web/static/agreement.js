@@ -36,6 +36,32 @@
     return out;
   };
   const groups = (fp) => (fp || "").match(/.{1,8}/g)?.join(" ") || "";
+  // The check code people read aloud: the first 8 hex digits (32 bits) of the fingerprint as an
+  // unsigned number, modulo 1 000 000, as 6 decimal digits grouped 3-3 ("042 917"). Digits, not
+  // hex, so that it is easy to say in Chinese. It is for comparing aloud only; the page itself
+  // compares the full fingerprint with the server's.
+  const checkCode = (fp) => {
+    const n = parseInt((fp || "").slice(0, 8), 16);
+    if (!/^[0-9a-f]{8}/.test(fp || "") || !Number.isFinite(n)) return "";
+    const d = String(n % 1000000).padStart(6, "0");
+    return `${d.slice(0, 3)} ${d.slice(3)}`;
+  };
+  const el = (tag, cls, text) => {
+    const x = document.createElement(tag);
+    if (cls) x.className = cls;
+    if (text != null) x.textContent = text;
+    return x;
+  };
+  // "Details" shows or hides the full fingerprint next to a check code.
+  function detailsToggle(button, target, changed = () => {}) {
+    const sync = () => {
+      button.textContent = t(target.hidden ? "ag_details" : "ag_hide_details");
+      button.setAttribute("aria-expanded", target.hidden ? "false" : "true");
+    };
+    button.onclick = () => { target.hidden = !target.hidden; sync(); changed(!target.hidden); };
+    sync();
+    return sync;
+  }
 
   class Refusal extends Error {}
   const refuse = (key, detail) => { throw new Refusal(t(key) + (detail ? ` (${detail})` : "")); };
@@ -68,6 +94,7 @@
 
   // -- pdf.js ----------------------------------------------------------------------------------
   let pdfjs = null;
+  const rendered_bytes = new WeakMap();  // container -> the PDF bytes last shown in it
   async function loadPdfjs() {
     if (!pdfjs) {
       pdfjs = await import("/vendor/pdfjs/build/pdf.min.mjs");
@@ -101,6 +128,7 @@
         texts.push(content.items.map((i) => i.str || "").join(""));
       }
       container.replaceChildren(...canvases);
+      rendered_bytes.set(container, bytes);
       const files = (await doc.getAttachments()) || {};
       const attached = Object.values(files).find((f) => f.filename === "agreement.json");
       return { texts, agreementJson: attached ? new Uint8Array(attached.content) : null };
@@ -221,10 +249,13 @@
       }
       if (attempt !== mine) return;
       mine.request = req; mine.attrsDer = attrsDer;
-      $("ag-review-fingerprint").textContent = `${t("ag_fingerprint")} ${groups(mine.fingerprint)}`;
+      $("ag-review-fingerprint").textContent = `${t("ag_fp_full")} ${groups(mine.fingerprint)}`;
+      $("ag-review-code").textContent = checkCode(mine.fingerprint);
+      $("ag-review-code").dataset.code = checkCode(mine.fingerprint);
       $("ag-review").hidden = false;
       $("ag-confirm").disabled = false;
       step(t("ag_step_confirm"));
+      $("ag-review").scrollIntoView({ block: "start" });
     } catch (e) {
       if (attempt === mine) attempt = null;
       lastError = e.message;
@@ -244,7 +275,7 @@
       const reply = { type: "esign.signature", token: mine.request.token, signature_p1363: b64(sig) };
       const { receipt } = await emit("esign", { action: "sign", reply });
       attempt = null;
-      showReceipt(receipt);
+      showReceipt(receipt, mine.fingerprint);
       step("");
       $("ag-review").hidden = true;
     } catch (e) {
@@ -256,13 +287,34 @@
     }
   }
 
-  function showReceipt(r) {
-    const el = $("ag-receipt");
-    el.hidden = false;
-    el.dataset.version = String(r.version);
-    el.textContent = `${t("ag_receipt")} ${r.case_no} v${r.version} · ${r.field_name} · ` +
-      `${new Date(r.signed_at).toLocaleString()} · PDF ${groups(r.pdf_sha256.slice(0, 16))}… · ` +
-      `${t("ag_ledger")} ${r.ledger_head.slice(0, 12)}…`;
+  let lastReceipt = null;  // {r, fingerprint}: the last receipt, drawn again on a language change
+  function showReceipt(r, fingerprint) {
+    lastReceipt = { r, fingerprint };
+    drawReceipt();
+    $("ag-receipt").scrollIntoView({ block: "center" });
+  }
+  function drawReceipt() {
+    if (!lastReceipt) return;
+    const { r, fingerprint } = lastReceipt;
+    const box = $("ag-receipt");
+    const key = [r.version, r.signed_at, i18n.lang].join();
+    if (box.dataset.drawn === key && !box.hidden) return;
+    box.dataset.drawn = key;
+    box.hidden = false;
+    box.dataset.version = String(r.version);
+    const code = el("strong", "ag-code", checkCode(fingerprint));
+    code.id = "ag-receipt-code";
+    code.dataset.code = checkCode(fingerprint);
+    const codeLine = el("p", "ag-receipt-line");
+    codeLine.append(t("ag_code_label") + " ", code);
+    box.replaceChildren(
+      el("p", "ag-receipt-title", `✔ ${t("ag_signed_you")}`),
+      el("p", "ag-receipt-line", `${t("ag_signed_at")} ${new Date(r.signed_at).toLocaleString(i18n.lang === "zh" ? "zh-CN" : "en-GB")}`),
+      codeLine,
+      el("p", "ag-receipt-line", t("ag_after_sign")),
+      el("p", "ag-receipt-tech", `${t("ag_receipt_tech")} ${t("ag_receipt")} ${r.case_no} v${r.version} · ${r.field_name} · ` +
+        `PDF ${groups(r.pdf_sha256.slice(0, 16))}… · ${t("ag_ledger")} ${r.ledger_head.slice(0, 12)}…`),
+    );
   }
 
   async function decline(e) {
@@ -306,6 +358,31 @@
   let shownPdf = "";
   let shownText = "";  // the text pdf.js read from the PDF on show (for the record and tests)
   let viewer = Promise.resolve();
+  let shownFp = null;  // {fp, matches}: the fingerprint read from the PDF everyone sees
+  let fpOpen = false;
+
+  // Everyone's page: the check code, large, to read aloud; the full fingerprint under "Details".
+  function drawFingerprint() {
+    const box = $("ag-fingerprint");
+    if (!shownFp) return;
+    const { fp, matches } = shownFp;
+    const key = [fp, matches, i18n.lang].join();
+    if (box.dataset.drawn === key) return;
+    box.dataset.drawn = key;
+    const code = el("strong", "ag-code", checkCode(fp));
+    code.id = "ag-check-code";
+    code.dataset.code = checkCode(fp);
+    const toggle = el("button", "ag-fp-toggle");
+    toggle.type = "button";
+    const full = el("span", "ag-fp-full", `${t("ag_fp_full")} ${groups(fp)}`);
+    full.hidden = !fpOpen;
+    detailsToggle(toggle, full, (open) => { fpOpen = open; });
+    const parts = [t("ag_code_label") + " ", code, toggle];
+    if (!matches) parts.push(el("span", "status refused", " ≠ " + t("ag_err_fingerprint")));
+    parts.push(el("span", "hint ag-code-hint", t("ag_code_hint")), full);
+    box.classList.add("ag-code-box");
+    box.replaceChildren(...parts);
+  }
 
   function isHost(me) { return me.role === "mediator" || me.role === "co_mediator"; }
 
@@ -328,6 +405,7 @@
     const host = isHost(me);
     const panel = $("agreement-panel");
     panel.hidden = !(host || a.draft);
+    $("ag-turn").hidden = true;
     if (panel.hidden) return;
     panel.dataset.status = a.status || "none";
     panel.dataset.version = String(a.version || 0);
@@ -362,7 +440,12 @@
     }));
 
     if (a.version && a.pdf_sha256 && a.pdf_sha256 !== shownPdf) showPdf(a);
-    if (!a.version) { $("ag-fingerprint").textContent = ""; $("ag-pages").replaceChildren(); shownPdf = ""; }
+    if (!a.version) {
+      $("ag-fingerprint").replaceChildren(); $("ag-fingerprint").classList.remove("ag-code-box");
+      delete $("ag-fingerprint").dataset.drawn;
+      $("ag-pages").replaceChildren(); shownPdf = ""; shownFp = null;
+    } else drawFingerprint();
+    $("ag-read").hidden = !a.version || !rendered_bytes.get($("ag-pages"));
 
     const signer = (a.signers || []).includes(P.me) && a.status === "signing" && !(a.signed || []).includes(P.me);
     if (attempt && attempt.version !== a.version) {  // a new version while reviewing: start over
@@ -373,6 +456,9 @@
     $("ag-sign-now").hidden = !myTurn || !!(attempt && attempt.request);
     if (myTurn && !attempt) $("ag-sign-now").disabled = false;
     $("ag-wait-turn").hidden = myTurn;
+    $("ag-turn").hidden = !myTurn || $("screen-call").hidden;
+    drawReceipt();
+    if (lastReceipt && lastReceipt.r.version !== a.version) { lastReceipt = null; $("ag-receipt").hidden = true; }
   }
 
   // The PDF everyone reads: downloaded again whenever the session names a new hash.
@@ -385,9 +471,9 @@
         if (hex(await sha256(bytes)) !== a.pdf_sha256) { shownPdf = ""; return; }  // moved on
         const rendered = await renderPdf(bytes, $("ag-pages"));
         const fp = await fingerprintOf(rendered);
-        const el = $("ag-fingerprint");
-        el.textContent = `${t("ag_fingerprint")} ${groups(fp)}` + (fp === a.fingerprint ? "" : " ≠ " + t("ag_err_fingerprint"));
-        el.dataset.fingerprint = fp;
+        shownFp = { fp, matches: fp === a.fingerprint };
+        drawFingerprint();
+        $("ag-fingerprint").dataset.fingerprint = fp;
         shownText = rendered.texts.join("\n");
         P.render();  // the agreement now names signers who are not in this person's room
       } catch (e) {
@@ -414,6 +500,80 @@
   $("ag-download-evidence").onclick = async () => {
     try { save(await download("evidence.zip"), "evidence.zip", "application/zip"); } catch (e) { $("ag-editor-status").textContent = t("error") + e.message; }
   };
+  // -- full-screen reading: page n of m, previous/next, zoom (fit width = 1), at device pixels ---
+  const reader = { doc: null, page: 1, zoom: 1, chain: Promise.resolve(), opener: null };
+
+  async function openViewer(container, opener) {
+    const bytes = rendered_bytes.get(container);
+    if (!bytes) return;
+    const lib = await loadPdfjs();
+    if (reader.doc) reader.doc.destroy();
+    reader.doc = await lib.getDocument({
+      data: bytes.slice(), cMapUrl: "/vendor/pdfjs/cmaps/", cMapPacked: true,
+      standardFontDataUrl: "/vendor/pdfjs/standard_fonts/", isEvalSupported: false,
+    }).promise;
+    reader.page = 1; reader.zoom = 1; reader.opener = opener;
+    $("ag-viewer").hidden = false;
+    document.documentElement.classList.add("ag-viewing");
+    i18n.apply($("ag-viewer"));
+    drawViewer();
+    $("ag-viewer-close").focus();
+  }
+
+  function closeViewer() {
+    $("ag-viewer").hidden = true;
+    document.documentElement.classList.remove("ag-viewing");
+    $("ag-viewer-body").replaceChildren();
+    reader.chain = reader.chain.then(() => { if (reader.doc) reader.doc.destroy(); reader.doc = null; });
+    if (reader.opener) reader.opener.focus();
+  }
+
+  function drawViewer() {
+    reader.chain = reader.chain.then(async () => {
+      const doc = reader.doc;
+      if (!doc || $("ag-viewer").hidden) return;
+      const n = Math.min(Math.max(1, reader.page), doc.numPages);
+      reader.page = n;
+      $("ag-viewer-page").textContent = `${n} / ${doc.numPages}`;
+      $("ag-viewer-prev").disabled = n <= 1;
+      $("ag-viewer-next").disabled = n >= doc.numPages;
+      $("ag-viewer-out").disabled = reader.zoom <= 0.5;
+      $("ag-viewer-in").disabled = reader.zoom >= 4;
+      const page = await doc.getPage(n);
+      const base = page.getViewport({ scale: 1 });
+      const body = $("ag-viewer-body");
+      const fit = Math.max(200, body.clientWidth - 16);
+      const cssWidth = Math.round(fit * reader.zoom);
+      const dpr = window.devicePixelRatio || 1;
+      const viewport = page.getViewport({ scale: (cssWidth / base.width) * dpr });
+      const canvas = document.createElement("canvas");
+      canvas.id = "ag-viewer-canvas";
+      canvas.width = Math.floor(viewport.width); canvas.height = Math.floor(viewport.height);
+      canvas.style.width = `${cssWidth}px`;  // CSSOM, allowed under style-src 'self'
+      canvas.style.height = `${Math.round(viewport.height / dpr)}px`;
+      canvas.dataset.page = String(n);
+      await page.render({ canvas, canvasContext: canvas.getContext("2d"), viewport }).promise;
+      body.replaceChildren(canvas);
+    }).catch((e) => { lastError = e.message; $("ag-viewer-page").textContent = t("error") + e.message; });
+  }
+
+  const zoomTo = (z) => { reader.zoom = Math.min(4, Math.max(0.5, Math.round(z * 100) / 100)); drawViewer(); };
+  $("ag-read").onclick = () => openViewer($("ag-pages"), $("ag-read"));
+  $("ag-review-read").onclick = () => openViewer($("ag-review-pages"), $("ag-review-read"));
+  $("ag-viewer-prev").onclick = () => { reader.page -= 1; drawViewer(); $("ag-viewer-body").scrollTo(0, 0); };
+  $("ag-viewer-next").onclick = () => { reader.page += 1; drawViewer(); $("ag-viewer-body").scrollTo(0, 0); };
+  $("ag-viewer-in").onclick = () => zoomTo(reader.zoom * 1.25);
+  $("ag-viewer-out").onclick = () => zoomTo(reader.zoom / 1.25);
+  $("ag-viewer-fit").onclick = () => zoomTo(1);
+  $("ag-viewer-close").onclick = closeViewer;
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !$("ag-viewer").hidden) closeViewer(); });
+  detailsToggle($("ag-review-details"), $("ag-review-fingerprint"));
+  $("ag-turn-go").onclick = () => {
+    $("ag-sign").scrollIntoView({ block: "start" });
+    const go = $("ag-sign-now");
+    if (!go.hidden) go.focus({ preventScroll: true });
+  };
+
   $("ag-sign-now").onclick = startSigning;
   $("ag-confirm").onclick = confirmSignature;
   $("ag-decline-form").onsubmit = decline;

@@ -59,6 +59,14 @@
       ag_case_civil: "民事", ag_case_commercial: "商事", ag_case_consumer: "消费", ag_case_debt: "债务",
       ag_case_labour: "劳动", ag_case_neighbourhood: "相邻关系", ag_case_property_damage: "财产损害",
       ag_case_tenancy: "租赁", ag_case_traffic: "交通事故", ag_case_other: "其他",
+      // the signing screen (agreement.js, signing.css)
+      ag_your_turn: "轮到您签署", ag_turn_go: "查看并签署", ag_code_label: "核对码",
+      ag_code_hint: "请与调解员一起念出核对码，确认一致。", ag_details: "详情", ag_hide_details: "收起",
+      ag_fp_full: "完整指纹（SHA-256）：", ag_decline_hint: "不同意这份协议？请写明理由后点击“拒绝签署”，系统会再次确认。",
+      ag_signed_you: "您已签署", ag_signed_at: "签署时间：",
+      ag_after_sign: "接下来：其他人依次签署；全部签署后由调解员加盖印章，您可以在本页下载协议。",
+      ag_receipt_tech: "技术记录：", ag_read_full: "全屏阅读协议", ag_prev: "上一页", ag_next_page: "下一页",
+      ag_fit: "适合宽度", ag_close: "关闭",
       // the party's call page (app.js, room.js): leave, rejoin, mute, tiles, devices, errors
       leave_confirm_title: "确定离开调解吗？", leave_yes: "离开", leave_no: "留下",
       leave_confirm_text: "离开后，您可以用同一个链接或二维码回来，回来后请在等候室等调解员请您进入。",
@@ -234,6 +242,15 @@
       ag_case_debt: "Debt", ag_case_labour: "Labour", ag_case_neighbourhood: "Neighbours",
       ag_case_property_damage: "Property damage", ag_case_tenancy: "Tenancy", ag_case_traffic: "Traffic",
       ag_case_other: "Other",
+      // the signing screen (agreement.js, signing.css)
+      ag_your_turn: "Your turn to sign", ag_turn_go: "Read and sign", ag_code_label: "Check code",
+      ag_code_hint: "Read the check code aloud with the mediator and make sure it is the same.",
+      ag_details: "Details", ag_hide_details: "Hide", ag_fp_full: "Full fingerprint (SHA-256):",
+      ag_decline_hint: "Do not agree? Write your reason and press “Decline”; you will be asked to confirm.",
+      ag_signed_you: "You have signed", ag_signed_at: "Signed at:",
+      ag_after_sign: "Next: the others sign in turn; when everyone has signed the mediator seals the agreement and you can download it on this page.",
+      ag_receipt_tech: "Technical record:", ag_read_full: "Read full screen", ag_prev: "Previous",
+      ag_next_page: "Next", ag_fit: "Fit width", ag_close: "Close",
       // the party's call page (app.js, room.js): leave, rejoin, mute, tiles, devices, errors
       leave_confirm_title: "Leave the mediation?", leave_yes: "Leave", leave_no: "Stay",
       leave_confirm_text: "You can come back with the same link or QR code; you will then wait in the waiting room until the mediator lets you in.",
