@@ -118,7 +118,8 @@
   socket.on("hint", async (hint) => {
     state.weakHint = hint.audio_only ? Date.now() : state.weakHint;
     if (hint.max_bitrate && state.call) await state.call.capBitrate(hint.max_bitrate).catch(() => {});
-    if (hint.audio_only) goWeak("server_hint");
+    // the server sees ≥ 10 % video loss at this phone before retransmissions; measureQuality
+    // switches only if the video still breaks after them (NACK/RTX repair 10 % random loss)
   });
   socket.on("weak_network", (msg) => { state.weakPeers = msg.participants || []; renderTiles(); });
 
@@ -527,23 +528,33 @@
     if (!pc || !state.mediaUp || state.lost) { state.quality = null; showQuality(); return; }
     let rtt = null, loss = 0, n = 0, pairId = null;
     const reports = await pc.getStats();
+    let vLost = 0, vGot = 0;
     reports.forEach((r) => {
+      if (r.type === "inbound-rtp" && r.kind === "video") { vLost += r.packetsLost || 0; vGot += r.packetsReceived || 0; }
       if (r.type === "transport" && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
       if (r.type === "remote-inbound-rtp" && typeof r.fractionLost === "number") { loss += r.fractionLost; n += 1; }
     });
     const pair = pairId && reports.get(pairId);
     if (pair && typeof pair.currentRoundTripTime === "number") rtt = pair.currentRoundTripTime;
     loss = n ? loss / n : 0;
-    // Too weak for video: once the call has run 10 s, the loss of what it sends stays over 10 %,
+    // Too weak for video: once the call has run 10 s, the loss of what it sends stays over 25 %
+    // (before retransmission: NACK/RTX repair 10 % loss),
     // or the browser's estimate of what it can send under 100 kbit/s, for 3 measurements in a
     // row (6 s): audio only, by itself. (The estimate is no measure of the link above that: with
     // REMB from the server it sits at ~200 kbit/s on a clean link.)
     const uplink = pair && pair.availableOutgoingBitrate;
     state.uplinkBps = typeof uplink === "number" ? uplink : null;
     state.sendLoss = loss;
-    const low = (state.uplinkBps !== null && state.uplinkBps < WEAK_UPLINK_BPS) || loss > 0.1;
+    const low = (state.uplinkBps !== null && state.uplinkBps < WEAK_UPLINK_BPS) || loss > 0.25;
     state.lowUplink = low && Date.now() - (state.mediaUpAt || Date.now()) > 10000 ? (state.lowUplink || 0) + 1 : 0;
     if (state.lowUplink >= 3) goWeak("estimate");
+    // The server's audio-only hint, and the video I receive still loses > 5 % after NACK/RTX
+    // (over the last 2 s): the link cannot carry it.
+    const prev = state.videoIn && state.videoIn.pc === pc ? state.videoIn : null;
+    state.videoIn = { pc, lost: vLost, got: vGot };
+    const dLost = prev ? vLost - prev.lost : 0, dGot = prev ? vGot - prev.got : 0;
+    const brokenVideo = dLost + dGot > 20 && dLost / (dLost + dGot) > 0.05;
+    if (brokenVideo && state.weakHint && Date.now() - state.weakHint < 20000) goWeak("server_hint");
     const weak = state.weakHint && Date.now() - state.weakHint < 20000;
     state.quality = weak || (rtt !== null && rtt > 0.6) || loss > 0.1 ? "poor"
       : (rtt !== null && rtt > 0.3) || loss > 0.03 ? "fair" : "good";
