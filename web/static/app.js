@@ -549,12 +549,14 @@
     state.lowUplink = low && Date.now() - (state.mediaUpAt || Date.now()) > 10000 ? (state.lowUplink || 0) + 1 : 0;
     if (state.lowUplink >= 3) goWeak("estimate");
     // The server's audio-only hint, and the video I receive still loses > 5 % after NACK/RTX
-    // (over the last 2 s): the link cannot carry it.
+    // in 3 measurements in a row (6 s; a loss burst of a second or two passes): the link cannot
+    // carry it.
     const prev = state.videoIn && state.videoIn.pc === pc ? state.videoIn : null;
     state.videoIn = { pc, lost: vLost, got: vGot };
     const dLost = prev ? vLost - prev.lost : 0, dGot = prev ? vGot - prev.got : 0;
     const brokenVideo = dLost + dGot > 20 && dLost / (dLost + dGot) > 0.05;
-    if (brokenVideo && state.weakHint && Date.now() - state.weakHint < 20000) goWeak("server_hint");
+    state.brokenVideo = brokenVideo ? (state.brokenVideo || 0) + 1 : 0;
+    if (state.brokenVideo >= 3 && state.weakHint && Date.now() - state.weakHint < 30000) goWeak("server_hint");
     const weak = state.weakHint && Date.now() - state.weakHint < 20000;
     state.quality = weak || (rtt !== null && rtt > 0.6) || loss > 0.1 ? "poor"
       : (rtt !== null && rtt > 0.3) || loss > 0.03 ? "fair" : "good";
