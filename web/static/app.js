@@ -320,7 +320,8 @@
   $("btn-audio-only").onclick = () => {
     state.audioOnly = !state.audioOnly;
     if (!state.audioOnly && state.weak) {  // video on again: the camera goes up again too
-      state.weak = null; state.lowUplink = 0; state.mediaUpAt = Date.now();  // 10 s grace again
+      state.weak = null; state.lowUplink = 0; state.brokenVideo = 0; state.weakHint = null;
+      state.mediaUpAt = Date.now();  // 10 s grace again: the person chose video
       const cam = local && local.getVideoTracks()[0];
       if (state.call && cam) state.call.videoSender.sender.replaceTrack(cam).catch(() => {});
     }
