@@ -187,3 +187,16 @@ def junk(rnd: random.Random, depth: int = 0, *, binary: bool = True):
     if isinstance(value, bytes) and not binary:
         return value.decode("latin-1")
     return value
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long fuzz runs (``*_long``, tens of thousands of cases) run when asked for with
+    ``-m slow``; the default suite (and CI) runs the 10,200-case fuzz with the same seed."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    later = pytest.mark.skip(
+        reason="the long fuzz run: ./scripts/test -m slow tests/integration/fuzz"
+    )
+    for item in items:
+        if item.name.endswith("_long") and item.get_closest_marker("slow"):
+            item.add_marker(later)
