@@ -27,7 +27,7 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.conftest import TEST_TIMEOUT_S, WAIT_MS, rising
+from tests.e2e.conftest import TEST_TIMEOUT_S, WAIT_MS, WAIT_S, rising
 from tests.e2e.netpages import call_over, heard_at, page_now
 from tests.support.netns import NetnsUnavailable
 from tests.support.netpath import PhoneNetns
@@ -107,7 +107,7 @@ def metrics(server) -> dict:
     req = urllib.request.Request(
         f"http://{host}:{port}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
     )
-    with urllib.request.urlopen(req, timeout=10) as resp:
+    with urllib.request.urlopen(req, timeout=WAIT_S) as resp:
         text = resp.read().decode()
     out = {}
     for line in text.splitlines():
@@ -284,7 +284,7 @@ def test_300kbit_cap_party_goes_audio_only_and_everyone_sees_why(pw, new_page, t
             t0 = time.monotonic()
             ns.set_rate(300)
             try:
-                party.wait_for_function("() => !!window.parley.weak", timeout=60_000)
+                party.wait_for_function("() => !!window.parley.weak", timeout=WAIT_MS)
             finally:
                 print(
                     "RATE_CAP_TRACE",
