@@ -47,7 +47,8 @@ def quiet_logger(name: str) -> logging.Logger:
 
 class ClientErrorFilter(logging.Filter):
     """Rewrite a library's ERROR about a malformed request (aiohttp's ``Error handling request``
-    for a bad request line or header, engine.io's unknown version or session) as one WARNING line
+    for a bad request line or header, or for a client that hung up mid-answer; engine.io's unknown
+    version or session) as one WARNING line
     with no traceback, so garbage from the network can neither fill the log with tracebacks nor
     look like a server fault. Real server errors keep their level and traceback."""
 
@@ -57,7 +58,9 @@ class ClientErrorFilter(logging.Filter):
         if record.levelno < logging.ERROR:
             return True
         exc = record.exc_info[1] if record.exc_info else None
-        client_error = isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500
+        client_error = isinstance(exc, ConnectionResetError) or (  # the client went away
+            isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500
+        )
         message = record.getMessage().lower()
         if not client_error and not any(m in message for m in self.ENGINEIO_CLIENT_ERRORS):
             return True

@@ -286,7 +286,34 @@ def request(rnd: random.Random, world: World) -> tuple[str, bytes]:
     head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
     raw = head.encode("utf-8", "surrogatepass") + body
     desc = f"{method} {path[:200]} headers={[h for h in headers[2:]]!r:.300} body={body[:160]!r}"
+    if body or method == "POST":
+        if length == len(body) + 10:
+            desc = TRUNCATED + desc
     return desc, raw
+
+
+# A body shorter than its Content-Length: the server rightly waits for the rest, until the body
+# deadline cuts it with 408 (signaling/guard.py, tested in test_connection_guard.py); the fuzz does
+# not wait that long, so silence within its own 20 s is not a finding for such a request.
+TRUNCATED = "[body shorter than its Content-Length] "
+
+
+async def _read_body(reader: asyncio.StreamReader) -> None:
+    """Read one answer to its end by its own framing (a kept-alive connection is not closed by
+    the server, so reading to EOF would wait for its idle timeout)."""
+    length, chunked = None, False
+    while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = header.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+        elif name.strip().lower() == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+    if length is not None:
+        await reader.readexactly(length)
+    elif chunked:
+        await reader.readuntil(b"\r\n0\r\n\r\n")
+    else:
+        await reader.read()
 
 
 async def send(url: str, raw: bytes) -> int | None:
@@ -307,8 +334,8 @@ async def send(url: str, raw: bytes) -> int | None:
             return None
         status = int(line.split()[1])
         try:
-            await asyncio.wait_for(reader.read(), 20)
-        except ConnectionError:
+            await asyncio.wait_for(_read_body(reader), 20)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         return status
     finally:
@@ -342,7 +369,8 @@ async def _example(running, server_errors, batch_seed: int) -> None:
         try:
             status = await send(running.url, raw)
         except TimeoutError:
-            findings.add(desc, "no answer within 20 s")
+            if not desc.startswith(TRUNCATED):
+                findings.add(desc, "no answer within 20 s")
             continue
         if TRACE and time.perf_counter() - started > 0.5:
             print(f"{time.perf_counter() - started:.1f}s {status} {desc[:300]}", file=sys.stderr)
