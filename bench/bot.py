@@ -51,12 +51,22 @@ _sent_at: dict[int, list[tuple[float, int]]] = {}  # tag -> per clip index (time
 
 
 def _assign_tag(name: str) -> int:
+    """A free tag; when all 256 are taken (a long test run makes many bots, not all closed),
+    the longest-held one is reused: only bots alive together need distinct tags."""
     tag = zlib.crc32(name.encode()) & 0xFF
     for candidate in itertools.chain([tag], range(256)):
         if _names_by_tag.get(candidate) in (None, name):
             _names_by_tag[candidate] = name
             return candidate
-    raise RuntimeError("more than 256 bots in one process")
+    oldest = next(iter(_names_by_tag))
+    del _names_by_tag[oldest]
+    _names_by_tag[oldest] = name
+    return oldest
+
+
+def _release_tag(tag: int, name: str) -> None:
+    if _names_by_tag.get(tag) == name:
+        del _names_by_tag[tag]
 
 
 def vp8_codecs() -> list:
@@ -427,6 +437,7 @@ class Bot:
         if self.closed:
             return
         self.closed = True
+        _release_tag(self.tag, self.name)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
