@@ -142,13 +142,8 @@ def make_engine(mode: str, host: str):
     return ReencodeEngine(ice_host_addresses=[host])
 
 
-async def serve(mode: str, port: int, host: str, loop_lag: bool = True) -> None:
-    engine = make_engine(mode, host)
-    await engine.start()
-    lag = LoopLag() if loop_lag else None
-    if lag is not None:
-        lag.start()
-    server = LoadServer(engine, lag)
+async def run_http(server, port: int) -> None:
+    """Serve a load server's offer/slots/stats/lag endpoints on 127.0.0.1 until SIGTERM/SIGINT."""
     app = web.Application(client_max_size=256 * 1024)
     app.router.add_post("/offer", server.offer)
     app.router.add_get("/slots", server.slots)
@@ -165,9 +160,20 @@ async def serve(mode: str, port: int, host: str, loop_lag: bool = True) -> None:
     try:
         await stop.wait()
     finally:
+        await runner.cleanup()
+
+
+async def serve(mode: str, port: int, host: str, loop_lag: bool = True) -> None:
+    engine = make_engine(mode, host)
+    await engine.start()
+    lag = LoopLag() if loop_lag else None
+    if lag is not None:
+        lag.start()
+    try:
+        await run_http(LoadServer(engine, lag), port)
+    finally:
         if lag is not None:
             lag.stop()
-        await runner.cleanup()
         await engine.close()
 
 

@@ -23,7 +23,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bench import run_load
-from bench.load_server import LoadServer, LoopLag, PlanEdge
+from bench.load_server import LoadServer, LoopLag, PlanEdge, run_http
 from media.engine import MediaConfig, MediaEngine
 from recording.keys import MasterKey
 from recording.recorder import Recorder
@@ -100,24 +99,10 @@ async def serve(port: int, host: str, record: bool, directory: Path) -> None:
     lag = LoopLag()
     lag.start()
     server = holder["server"] = RecordingLoadServer(engine, lag, recorder)
-    app = web.Application(client_max_size=256 * 1024)
-    app.router.add_post("/offer", server.offer)
-    app.router.add_get("/slots", server.slots)
-    app.router.add_get("/stats", server.stats)
-    app.router.add_get("/lag", server.lag_summary)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(json.dumps({"event": "listening", "port": port}), flush=True)
     try:
-        await stop.wait()
+        await run_http(server, port)
     finally:
         lag.stop()
-        await runner.cleanup()
         if recorder is not None:
             await recorder.aclose()
         await engine.close()

@@ -24,6 +24,16 @@ async def command(sio, **cmd):
     return await call(sio, "command", {"v": 1, "cmd": cmd})
 
 
+async def media_up(sio, pid: str, inbox) -> Bot:
+    """A real aiortc peer for the participant, connected through the socket's offer."""
+    bot = Bot(pid, slots=inbox["welcome"][0]["slots"], color=None, size=(160, 120))
+    reply = await call(sio, "offer", {"v": 1, "sdp": await bot.create_offer()})
+    assert reply["ok"], reply
+    await bot.accept_answer(reply["sdp"])
+    await bot.wait_connected(15)
+    return bot
+
+
 async def refused_or_cut(sio, code: str, **cmd) -> None:
     """Send a command from a device whose link was just cut: either the server answers ``code``
     or the socket is already closed and the message is never served (the kick won the race);
@@ -78,12 +88,8 @@ async def test_reissued_link_cuts_the_old_device_at_once(running):
     aid, tok_a = running.token(state, "party")
     msio, _ = await running.client(tok_m)
     asio, a_inbox = await running.client(tok_a)
-    bot = Bot(aid, slots=a_inbox["welcome"][0]["slots"], color=None, size=(160, 120))
+    bot = await media_up(asio, aid, a_inbox)
     try:
-        reply = await call(asio, "offer", {"v": 1, "sdp": await bot.create_offer()})
-        assert reply["ok"], reply
-        await bot.accept_answer(reply["sdp"])
-        await bot.wait_connected(15)
         for topic in PARTY_CONSENTS:
             assert (await command(asio, type="record_consent", topic=topic, given=True))["ok"]
         admitted = await command(msio, type="admit", participant=aid)
@@ -128,12 +134,8 @@ async def test_removed_participants_socket_and_media_are_closed(running):
     aid, tok_a = running.token(state, "party")
     msio, _ = await running.client(tok_m)
     asio, a_inbox = await running.client(tok_a)
-    bot = Bot(aid, slots=a_inbox["welcome"][0]["slots"], color=None, size=(160, 120))
+    bot = await media_up(asio, aid, a_inbox)
     try:
-        reply = await call(asio, "offer", {"v": 1, "sdp": await bot.create_offer()})
-        assert reply["ok"], reply
-        await bot.accept_answer(reply["sdp"])
-        await bot.wait_connected(15)
         engine = running.app[ENGINE]
         assert engine.stats()["peers"] == 1
         assert (await command(msio, type="remove", participant=aid, reason="test"))["ok"]
