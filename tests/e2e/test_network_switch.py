@@ -18,7 +18,7 @@ import pytest
 
 from tests.e2e.conftest import TEST_TIMEOUT_S
 from tests.e2e.netpages import call_over, heard_at, page_now
-from tests.support.netns import NetnsUnavailable
+from tests.support.netns import entered_or_skip
 from tests.support.netpath import PhoneNetns
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
@@ -37,14 +37,7 @@ TIMELINE = """(() => { window.__net = []; const log = (what) => window.__net.pus
 
 @pytest.fixture
 def netns():
-    try:
-        ns = PhoneNetns().__enter__()
-    except NetnsUnavailable as exc:
-        pytest.skip(f"no network namespace here: {exc}")
-    try:
-        yield ns
-    finally:
-        ns.close()
+    yield from entered_or_skip(PhoneNetns)
 
 
 def test_wifi_to_4g_new_address_recovers_and_both_hear_again(pw, new_page, tmp_path, netns):

@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, TEST_TIMEOUT_S, WAIT_MS, WAIT_S, rising
 from tests.e2e.flows import join
-from tests.support.netns import NetnsUnavailable, UdpBlockedNetns
+from tests.support.netns import UdpBlockedNetns, entered_or_skip
 from tests.support.procs import Coturn, self_signed
 from tests.support.server_proc import ServerProcess
 
@@ -43,14 +43,7 @@ SELECTED_PAIR = """async () => { const pc = window.__pcs.at(-1); const s = await
 
 @pytest.fixture
 def netns():
-    try:
-        ns = UdpBlockedNetns().__enter__()
-    except NetnsUnavailable as exc:
-        pytest.skip(f"no network namespace here: {exc}")
-    try:
-        yield ns
-    finally:
-        ns.close()
+    yield from entered_or_skip(UdpBlockedNetns)
 
 
 @pytest.mark.parametrize("turn", ["tcp", "tls"])

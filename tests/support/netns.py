@@ -105,3 +105,18 @@ class UdpBlockedNetns:
         if "netns" in self._created:
             _run("ip", "netns", "del", self.name, check=False)
         self._created.clear()
+
+
+def entered_or_skip(make):
+    """Enter a namespace made by ``make()``; skip the test where this machine cannot make one.
+    A generator for pytest fixtures: ``yield from entered_or_skip(PhoneNetns)``."""
+    import pytest
+
+    try:
+        ns = make().__enter__()
+    except NetnsUnavailable as exc:
+        pytest.skip(f"no network namespace here: {exc}")
+    try:
+        yield ns
+    finally:
+        ns.close()

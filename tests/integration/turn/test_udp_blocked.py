@@ -24,7 +24,7 @@ import socketio
 from bench.bot import Bot, _assign_tag
 from signaling.namespace import NAMESPACE
 from tests.integration.signaling.conftest import until
-from tests.support.netns import NetnsUnavailable, UdpBlockedNetns
+from tests.support.netns import UdpBlockedNetns, entered_or_skip
 from tests.support.procs import ROOT, Coturn, self_signed
 from tests.support.server_proc import ServerProcess
 
@@ -43,14 +43,7 @@ WITHIN = 90  # seconds for each state to be reached on a loaded two-core machine
 
 @pytest.fixture
 def netns():
-    try:
-        ns = UdpBlockedNetns().__enter__()
-    except NetnsUnavailable as exc:
-        pytest.skip(f"no network namespace here: {exc}")
-    try:
-        yield ns
-    finally:
-        ns.close()
+    yield from entered_or_skip(UdpBlockedNetns)
 
 
 async def join_mediator(url: str, token: str):
