@@ -342,6 +342,16 @@ async def verify(path: str, root_fp: str, at: dt.datetime | None, out, clock=Non
     report = Report(out)
     out.write(f"Parley agreement verification: {path}\n")
     pdf, files = _load(path)
+    try:
+        return await _verify_loaded(pdf, files, root_fp, at, report, out, clock)
+    except (PdfError, ValueError, KeyError, zlib.error) as exc:
+        # A flipped byte can make the PDF unparsable: that is a failed check, not a usage error.
+        report.check(False, f"the PDF can be read ({type(exc).__name__})")
+        out.write("RESULT: NOT VERIFIED (the document is damaged or altered)\n")
+        return 1
+
+
+async def _verify_loaded(pdf, files, root_fp, at, report: "Report", out, clock) -> int:
     certs = _all_certs(PdfFileReader(io.BytesIO(pdf)))
     if files is not None:
         for name, body in files.items():

@@ -113,10 +113,13 @@ def test_plus_10_years_verifies_only_with_the_renewals(timeline, capsys, tmp_pat
 def test_plus_10_years_tampered_fails(timeline, capsys, tmp_path):
     case, when = timeline["case"], timeline["start"] + 10 * YEAR + DAY
     renewed = timeline["states"][10.0]
-    flipped = bytearray(renewed)
-    flipped[len(case.pdf) // 3] ^= 0x01
-    code, out = _verify_at(capsys, tmp_path, bytes(flipped), case.root, when)
-    assert code == 1, out
+    for at in (len(case.pdf) // 3, len(case.pdf) // 2, len(renewed) - 200):
+        # Some flips leave the PDF unparsable: that, too, must be NOT VERIFIED, never a crash.
+        flipped = bytearray(renewed)
+        flipped[at] ^= 0x01
+        code, out = _verify_at(capsys, tmp_path, bytes(flipped), case.root, when)
+        assert code == 1, out
+        assert "NOT VERIFIED" in out
     cut = timeline["before_rollover"]  # archive timestamps by the new TSA cut off
     code, out = _verify_at(capsys, tmp_path, cut, case.root, when)
     assert code == 1, out
@@ -162,3 +165,13 @@ def test_a_revision_after_the_last_document_timestamp_fails(timeline, capsys, tm
             asyncio.run(
                 archive.renew(changed, timeline["pki"], None, when)  # refused before any TSA call
             )
+
+
+def test_a_pdf_that_no_longer_parses_is_not_verified(timeline, capsys, tmp_path):
+    case = timeline["case"]
+    head = case.pdf[: len(case.pdf) // 2]
+    broken = head + b"\n<< /Broken <4@> >>\n" + case.pdf[len(case.pdf) // 2 :]
+    for data in (b"%PDF-1.7\n1 0 obj <4@> endobj\n", broken):
+        code, out = _verify_at(capsys, tmp_path, data, case.root, timeline["start"] + DAY)
+        assert code == 1, out
+        assert "NOT VERIFIED" in out
