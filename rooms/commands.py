@@ -218,10 +218,35 @@ StatedReason = Annotated[str, msgspec.Meta(min_length=3, max_length=200)]
 class RecordAccess(_Command, tag="record_access"):
     """A staff member played or downloaded segments, for a stated reason (R15)."""
 
-    action: Literal["play", "download"]
+    action: Literal["play", "download", "export"]  # export: the composite file (record_export)
     files: SegmentFiles
     reason: StatedReason
     grant: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]  # what allowed it
+
+
+class RecordExport(_Command, tag="record_export"):
+    """A composite export (grid + mixed audio) was made from these segments and sealed like them;
+    the actor is the staff user who asked for it (recording/export.py)."""
+
+    file: SegmentFile
+    sources: SegmentFiles
+    key_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{16}$")]
+    bytes: Annotated[int, msgspec.Meta(ge=1)]
+    sha256: Sha256  # of the stored (encrypted) file
+    plain_sha256: Sha256  # of the WebM inside
+    width: Annotated[int, msgspec.Meta(ge=16, le=4096)]
+    height: Annotated[int, msgspec.Meta(ge=16, le=4096)]
+    seconds: Seconds
+    reason: StatedReason
+    grant: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]
+
+
+class ReviewRecording(_Command, tag="review_recording"):
+    """A reviewer watched a visit's recording and wrote a note (R3, recording/review_queue.py)."""
+
+    outcome: Literal["no_concern", "flagged"]
+    note: Annotated[str, msgspec.Meta(min_length=3, max_length=2000)]
+    grant: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]
 
 
 class SetLegalHold(_Command, tag="set_legal_hold"):
@@ -330,6 +355,8 @@ SERVER_ONLY = frozenset(
         "record_segment",
         "record_gap",
         "record_access",
+        "record_export",
+        "review_recording",
         "set_legal_hold",
         "record_deletion",
     }
@@ -365,6 +392,8 @@ Command = (
     | RecordSegment
     | RecordGap
     | RecordAccess
+    | RecordExport
+    | ReviewRecording
     | SetLegalHold
     | RecordDeletion
     | Chat

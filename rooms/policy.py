@@ -91,6 +91,7 @@ _RECORDER = {
     "record_gap": {SYSTEM},
     # after the fact (recording/review.py, recording/retention.py check the account and grant)
     "record_access": {STAFF},
+    "record_export": {STAFF},
     "set_legal_hold": {STAFF},
     "record_deletion": {SYSTEM},
 }
@@ -177,6 +178,7 @@ VISITATION = Policy(
         record_consent={"visitor", "inmate"},
         start_recording={"operator", SYSTEM},
         chat={"visitor", "inmate"},  # staff watch from the console; they do not chat in
+        review_recording={STAFF},  # R3: a visit not watched live is reviewed (review_queue.py)
     ),
     landing={r: ("console" if r in _V_STAFF else "waiting") for r in _V_ROLES},
     main_space="visit",

@@ -37,6 +37,8 @@ AFTER_END = frozenset(
         "record_gap",
         "renew_agreement",
         "record_access",
+        "record_export",
+        "review_recording",
         "set_legal_hold",
         "record_deletion",
     }
@@ -497,6 +499,20 @@ def _record_access(d: _Decision, cmd: c.RecordAccess) -> None:
     d.emit("recording.accessed", **_fields(cmd))
 
 
+def _record_export(d: _Decision, cmd: c.RecordExport) -> None:
+    if not d.state.segments:
+        raise CommandError("not_found", "this session has no recording")
+    d.emit("recording.exported", **_fields(cmd))
+
+
+def _review_recording(d: _Decision, cmd: c.ReviewRecording) -> None:
+    if not d.state.segments:
+        raise CommandError("not_found", "this visit has no recording to review")
+    if not cmd.note.strip():
+        raise CommandError("invalid", "write a note - at `$.note`")
+    d.emit("recording.reviewed", **_fields(cmd))
+
+
 def _set_legal_hold(d: _Decision, cmd: c.SetLegalHold) -> None:
     if not cmd.reason.strip():
         raise CommandError("invalid", "state the reason - at `$.reason`")
@@ -647,6 +663,8 @@ _HANDLERS = {
     c.RecordSegment: _record_segment,
     c.RecordGap: _record_gap,
     c.RecordAccess: _record_access,
+    c.RecordExport: _record_export,
+    c.ReviewRecording: _review_recording,
     c.SetLegalHold: _set_legal_hold,
     c.RecordDeletion: _record_deletion,
     c.Chat: _chat,

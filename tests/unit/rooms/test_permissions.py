@@ -251,11 +251,27 @@ def prepare(world: World, name: str, actor: str) -> dict:
             world.run(sealer, type="seal_agreement", **prepare(world, "seal_agreement", sealer))
         renewed = {"previous_pdf_sha256": "c" * 64, "pdf_sha256": "d" * 64}
         return {"events": [{"type": "agreement.renewed", "data": renewed}]}
-    if name in ("record_access", "record_deletion"):
-        if allowed:  # a recorded segment to play or delete
+    if name in ("record_access", "record_deletion", "record_export", "review_recording"):
+        if allowed:  # a recorded segment to play, export, review or delete
             setup("record_segment", **prepare(world, "record_segment", SYSTEM))
         if name == "record_access":
             return {"action": "play", "files": ["a.seg"], "reason": "appeal", "grant": "admin"}
+        if name == "record_export":
+            return {
+                "file": "export-000000.exp",
+                "sources": ["a.seg"],
+                "key_id": "0" * 16,
+                "bytes": 10,
+                "sha256": "a" * 64,
+                "plain_sha256": "b" * 64,
+                "width": 640,
+                "height": 240,
+                "seconds": 10.0,
+                "reason": "appeal",
+                "grant": "admin",
+            }
+        if name == "review_recording":
+            return {"outcome": "no_concern", "note": "watched in full", "grant": "reviewer"}
         return {"files": ["a.seg"], "reason": "retention", "retention_days": 365}
     if name == "set_legal_hold":
         return {"hold": True, "reason": "court order 12"}

@@ -76,6 +76,8 @@ record_gap           .   .   .     .    .    .    .    .    Y    .
 # after the fact: a staff console plays and holds (the account and grant checked first), the
 # retention job deletes (R15, R16)
 record_access        .   .   .     .    .    .    .    .    .    Y
+record_export        .   .   .     .    .    .    .    .    .    Y
+review_recording     .   .   .     .    .    .    .    .    .    .
 set_legal_hold       .   .   .     .    .    .    .    .    .    Y
 record_deletion      .   .   .     .    .    .    .    .    Y    .
 # talk and documents in one's own room; a silent observer neither chats nor shares (R9)
