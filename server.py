@@ -238,6 +238,7 @@ def create_app(config: Config) -> web.Application:
             desk=desk,
             codes=codes,
             invitation_ttl=config.invitation_ttl,
+            recording_available=True,  # the recorder above runs on this node (docs/recording.md)
             turn=TurnCredentials(
                 config.turn_secret, parse_urls(config.turn_urls), max_ttl=config.turn_ttl
             ),

@@ -11,7 +11,7 @@ One participant has one live socket: a newer connection replaces the older one.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import socketio
 
@@ -39,6 +39,17 @@ def _refusal(code: str, message: str) -> socketio.exceptions.ConnectionRefusedEr
 
 def _error(code: str, message: str) -> dict[str, Any]:
     return m.ErrorReply(code, message).to_dict()
+
+
+class RecordingAsk(m.Message):
+    """The mediator asks everyone present for their recording consent (``ask``) or withdraws
+    the question (``cancel``). Not a ledger event: each answer is (``record_consent``), and
+    ``start_recording`` records who started it."""
+
+    action: Literal["ask", "cancel"]
+
+
+_RECORDING_AFFECTS_ASK = frozenset({"start_recording", "stop_recording"})
 
 
 class ParleyNamespace(socketio.AsyncNamespace):
@@ -72,6 +83,11 @@ class ParleyNamespace(socketio.AsyncNamespace):
         # Until a recorder runs on this node nobody is asked to consent to a recording that
         # cannot happen, and the page offers no recording controls (welcome ``recording``).
         self._recording_available = recording_available
+        # session -> {"id", "by"}: the mediator's open recording question, shown to whoever has
+        # not consented (in the welcome too, so a reload or a reconnect still sees it). Cleared
+        # when recording starts or stops, or the mediator withdraws it. Per node, in memory.
+        self._asks: dict[str, dict[str, Any]] = {}
+        self._ask_ids = 0
         self._turn = turn  # signaling.turn.TurnCredentials: iceServers for the welcome, or None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -120,6 +136,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
                 "slots": self._slots_for(state),
                 "consents": self._consents(state.policy.consents_for(person.role)),
                 "recording": self._recording_available,
+                "recording_ask": self._asks.get(inv.session) if self._recording_available else None,
                 "session": state.view_for(inv.participant),
                 "iceServers": self._ice_servers(inv),
             },
@@ -224,7 +241,32 @@ class ParleyNamespace(socketio.AsyncNamespace):
             raw["cid"] = env.cid
         command = decode_command(raw)
         events = self._service.execute(session_id, pid, command)
+        if raw["type"] in _RECORDING_AFFECTS_ASK and session_id in self._asks:
+            await self._set_ask(session_id, None)  # answered by the start (or the stop)
         return {"ok": True, "seq": events[-1].seq if events else None}
+
+    async def handle_recording(self, sid, session_id, pid, role, payload):
+        """The mediator's recording question to everyone present (R8). Who may ask is who may
+        start; the asker's own consent comes first, so nobody is asked by someone who refuses."""
+        msg = m.decode(RecordingAsk, payload, max_bytes=256)
+        if not self._recording_available:
+            return _error("unavailable", "no recorder runs on this server")
+        state = self._service.state(session_id)
+        if not state.policy.allows(role, "start_recording"):
+            return _error("forbidden", "only the mediator asks for recording consent")
+        if state.policy.recording != "consent_gated" or state.ended:
+            return _error("conflict", "this session does not ask for recording consent")
+        if msg.action == "cancel":
+            await self._set_ask(session_id, None)
+            return {"ok": True}
+        if state.recording:
+            return _error("conflict", "recording is already on")
+        if not state.participants[pid].consents.get("recording"):
+            return _error("conflict", "record your own consent to recording first")
+        self._ask_ids += 1
+        ask = {"id": self._ask_ids, "by": state.participants[pid].name}
+        await self._set_ask(session_id, ask)
+        return {"ok": True, "ask": ask, "missing": [p.id for p in state.recording_missing()]}
 
     async def handle_media(self, sid, session_id, pid, role, payload):
         pref = m.decode(m.MediaPreference, payload, max_bytes=256)
@@ -323,9 +365,20 @@ class ParleyNamespace(socketio.AsyncNamespace):
         return self._turn.ice_servers(inv.participant, not_after=inv.exp)
 
     def _consents(self, consents: dict[str, list[str]]) -> dict[str, list[str]]:
-        if self._recording_available:
-            return consents
+        """The arrival screen asks only what admission needs: recording consent is asked in the
+        call, when the mediator asks or on entering a room being recorded (``handle_recording``,
+        the page's question), never up front for a recording that may never happen."""
         return {**consents, "optional": [t for t in consents["optional"] if t != "recording"]}
+
+    async def _set_ask(self, session_id: str, ask: dict[str, Any] | None) -> None:
+        """Open (or clear, with None) the session's recording question on every live page."""
+        if ask is None:
+            self._asks.pop(session_id, None)
+        else:
+            self._asks[session_id] = ask
+        for sid, who in list(self._who.items()):
+            if who[0] == session_id:
+                await self.emit("recording_ask", {"v": m.PROTOCOL_VERSION, "ask": ask}, to=sid)
 
     def _still_live(self, sid: str) -> tuple[str, str] | None:
         """(code, message) when this socket may no longer act: the session's records no longer

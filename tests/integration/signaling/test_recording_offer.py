@@ -1,8 +1,9 @@
-"""No recorder on this node: nobody is asked to consent to a recording that cannot happen.
+"""Recording is offered where a recorder runs, and its consent is asked in the call, not on arrival.
 
 The mediation policy gates recording on consent, so ``Policy.consents_for`` lists "recording"
-as optional; the namespace drops it unless it was built with ``recording_available=True``, and
-tells the page (welcome ``recording``) whether to offer recording controls at all."""
+as optional; the namespace keeps it off the arrival screen (the page asks it in the call, when
+the mediator asks or on entering a room being recorded) and tells the page (welcome
+``recording``) whether to offer recording controls at all: ``server.py`` runs a recorder, so yes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from signaling.namespace import ParleyNamespace
 pytestmark = pytest.mark.slow
 
 
-async def test_welcome_offers_no_recording_consent_without_a_recorder(running):
+async def test_welcome_offers_recording_but_not_on_the_arrival_screen(running):
     state = running.mediation(parties=1)
     assert state.policy.consents_for("party")["optional"] == ["recording"]  # what rooms asks
     for role in ("party", "mediator"):
@@ -22,11 +23,13 @@ async def test_welcome_offers_no_recording_consent_without_a_recorder(running):
         welcome = inbox["welcome"][0]
         assert "recording" not in welcome["consents"]["optional"], (role, welcome["consents"])
         assert welcome["consents"]["required"] == state.policy.consents_for(role)["required"]
-        assert welcome["recording"] is False
+        assert welcome["recording"] is True
+        assert welcome["recording_ask"] is None
 
 
-def test_a_node_with_a_recorder_keeps_the_optional_consent():
+def test_the_arrival_screen_never_asks_for_recording():
     consents = {"required": ["online_mediation"], "optional": ["recording"]}
     kw = dict(signer=None, service=None, engine=None, conductor=None, slots_for=None)
-    assert ParleyNamespace(**kw, recording_available=True)._consents(consents) == consents
-    assert ParleyNamespace(**kw)._consents(consents)["optional"] == []
+    for available in (True, False):
+        got = ParleyNamespace(**kw, recording_available=available)._consents(consents)
+        assert got == {"required": ["online_mediation"], "optional": []}
