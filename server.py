@@ -110,6 +110,8 @@ class Config:
     retention_days_mediation: str = "365"
     retention_days_visitation: str = "180"
     retention_days_consultation: str = "365"
+    # docs/scaling.md: the ledger on Redis Streams (redis://host:port/db); unset: SQLite
+    redis_url: str | None = None
 
     ENV_PREFIX = "PARLEY_"
 
@@ -169,7 +171,7 @@ def create_app(config: Config) -> web.Application:
         else load_or_create_secret(config.data_dir / "secret.key")
     )
     signer = TokenSigner(secret)
-    store = SqliteLedgerStore(config.data_dir / "ledger.sqlite3", sync="group")
+    store = _ledger_store(config)
     service = SessionService(store)
     recovered = service.recover()
     log.info("sessions recovered from the ledger", extra={"count": recovered})
@@ -359,6 +361,16 @@ def _notifier(config: Config) -> SmtpNotifier | None:
         password=config.smtp_password,
         starttls=config.smtp_starttls,
     )
+
+
+def _ledger_store(config: Config):
+    """SQLite in the data directory (group commit), or Redis Streams with ``redis_url``
+    (imported only then: the embedded default needs no Redis)."""
+    if config.redis_url:
+        from cluster.ledger import RedisLedgerStore
+
+        return RedisLedgerStore.from_url(config.redis_url)
+    return SqliteLedgerStore(config.data_dir / "ledger.sqlite3", sync="group")
 
 
 def _store_ok(store) -> bool:
@@ -579,12 +591,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-demo", dest="demo", action="store_const", const=False)
     s.add_argument("--log-format", dest="log_format", choices=["json", "text"])
     s.add_argument("--event-loop", dest="event_loop", choices=EVENT_LOOPS)
+    s.add_argument("--redis", dest="redis_url", help="ledger on Redis Streams (docs/scaling.md)")
 
     led = sub.add_parser("ledger", help="ledger tools")
     led_sub = led.add_subparsers(dest="ledger_command", required=True)
     lv = led_sub.add_parser("verify", help="check a session's hash chain")
     lv.add_argument("session")
     lv.add_argument("--data-dir", dest="data_dir")
+    lv.add_argument("--redis", dest="redis_url", help="read the ledger from this Redis")
 
     u = sub.add_parser("user", help="staff accounts")
     u_sub = u.add_subparsers(dest="user_command", required=True)
@@ -706,8 +720,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "recordings":
         return recordings_command(args, config)
     if args.command == "ledger":
-        from rooms.ledger import verify_main
+        from rooms.ledger import report_chain, verify_main
 
+        if config.redis_url:
+            from cluster.ledger import RedisLedgerStore
+
+            store = RedisLedgerStore.from_url(config.redis_url)
+            try:
+                return report_chain(args.session, store.read(args.session), "Redis")
+            finally:
+                store.close()
         return verify_main(config.data_dir / "ledger.sqlite3", args.session)
     if config.tls == "self-signed" and config.host == "127.0.0.1" and args.host is None:
         config.host = "0.0.0.0"  # self-signed TLS exists so that phones on the LAN can join

@@ -1,7 +1,8 @@
 """The ledger: each session's events, append-only, hash-chained, durable before acknowledged.
 
-``LedgerStore`` is the interface (a Redis Streams store follows with clustering: ``append`` is
-one atomic step that checks the chain's tail, ``read`` pages by seq). ``SqliteLedgerStore`` is
+``LedgerStore`` is the interface (``cluster.ledger.RedisLedgerStore`` is the other
+implementation, for several nodes: ``append`` is one atomic step that checks the chain's tail,
+``read`` pages by seq; both pass tests/unit/rooms/test_ledger.py). ``SqliteLedgerStore`` is
 the embedded default: one table, WAL journal, one transaction per append so a batch lands whole
 or not at all. ``verify_chain`` finds edited, removed or reordered events; ``verify_main`` is the
 CLI around it.
@@ -279,10 +280,15 @@ def verify_main(db_path: str | Path, session_id: str, out=None) -> int:
         ).fetchall()
     finally:
         db.close()
-    if not rows:
-        print(f"session {session_id}: no events in {path}", file=out)
+    return report_chain(session_id, [_row_event(r) for r in rows], str(path), out)
+
+
+def report_chain(session_id: str, events: list[Event], where: str, out=None) -> int:
+    """Print the chain report for ``events`` read from ``where``; 0 when the chain holds."""
+    out = out or sys.stdout
+    if not events:
+        print(f"session {session_id}: no events in {where}", file=out)
         return 1
-    events = [_row_event(r) for r in rows]
     problems = verify_chain(events)
     head = events[-1]
     print(f"session {session_id}: {len(events)} events, last seq {head.seq}", file=out)
