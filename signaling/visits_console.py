@@ -20,6 +20,7 @@ from aiohttp import web
 from signaling.pages import esc, page
 from signaling.staff import form, require_staff
 from signaling.visits_directory import DirectoryPages
+from signaling.visits_kiosk import Kiosk
 from signaling.visits_pages import (
     ERRORS,
     VISITS_STAFF,
@@ -349,4 +350,5 @@ class VisitsConsole:
             web.post("/visits/bookings/{bid}/cancel", g(self.cancel)),
             web.post("/visits/bookings/{bid}/no-show", g(self.no_show)),
             *pages.routes(g),
+            *Kiosk(self.directory, self.res, self.zone.key).routes(),
         ]

@@ -24,6 +24,7 @@ RELATIONSHIPS = (
     "grandparent",
     "grandchild",
     "guardian",
+    "lawyer",  # on the list for privileged visits only (R2)
     "other",
 )
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")

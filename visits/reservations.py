@@ -39,6 +39,7 @@ class Booking:
     requested_by: str
     reason_code: str
     visitors: tuple[int, ...]
+    kind: str = "visitation"  # or "privileged": a lawyer's visit, never recorded or observed (R2)
 
     @property
     def end(self) -> dt.datetime:
@@ -56,12 +57,14 @@ class Request:
     contact: str = ""
     lang: str = "zh"
     exception_reason: str = ""  # asked for when the month's quota is used up
+    kind: str = "visitation"
 
 
 _COLUMNS = (
     "id, inmate, bureau_terminal, facility_terminal, start, minutes, status, exception_reason,"
-    " exception_by, contact, lang, requested_by, reason_code"
+    " exception_by, contact, lang, requested_by, reason_code, kind"
 )
+KINDS = ("visitation", "privileged")
 
 
 class Reservations:
@@ -84,7 +87,7 @@ class Reservations:
                 "SELECT visitor FROM booking_visitors WHERE booking=? ORDER BY visitor", (row[0],)
             )
         )
-        return Booking(*row[:4], dt.datetime.fromisoformat(row[4]), *row[5:], visitors)
+        return Booking(*row[:4], dt.datetime.fromisoformat(row[4]), *row[5:13], visitors, row[13])
 
     def at_site(self, site: str, day: dt.date | None = None) -> list[Booking]:
         """Bookings using a terminal of the site (both ends), optionally of one day."""
@@ -210,6 +213,14 @@ class Reservations:
         if kinds.get(req.facility_terminal) != (inmate[1], "inmate_room"):
             raise VisitError("invalid", "facility_terminal: not an inmate room of the facility")
         self._check_visitors(db, req)
+        if req.kind not in KINDS:
+            raise VisitError("invalid", "kind: visitation or privileged")
+        if req.kind == "privileged" and any(
+            db.execute("SELECT relationship FROM visitors WHERE id=?", (v,)).fetchone()[0]
+            != "lawyer"
+            for v in req.visitors
+        ):
+            raise VisitError("invalid", "visitors: a privileged visit is for the inmate's lawyers")
         days = [req.start.date()]
         code = booking.problem(
             bureau=self.plan(db, req.bureau_terminal, days, replaces),
@@ -230,8 +241,8 @@ class Reservations:
             raise VisitError("quota", f"{code}: grade {inmate[2]} allows {quota}")
         cur = db.execute(
             "INSERT INTO bookings(inmate, bureau_terminal, facility_terminal, start, minutes,"
-            " status, exception_reason, contact, lang, requested_by, created, rescheduled_from)"
-            " VALUES (?,?,?,?,?,'requested',?,?,?,?,?,?)",
+            " status, exception_reason, contact, lang, requested_by, created, rescheduled_from,"
+            " kind) VALUES (?,?,?,?,?,'requested',?,?,?,?,?,?,?)",
             (
                 req.inmate,
                 req.bureau_terminal,
@@ -244,6 +255,7 @@ class Reservations:
                 actor,
                 booking.cell(now),
                 replaces,
+                req.kind,
             ),
         )
         bid = cur.lastrowid
@@ -338,6 +350,7 @@ class Reservations:
                 b.contact,
                 b.lang,
                 b.exception_reason,
+                b.kind,
             )
             new = self._insert(db, actor, req, now, replaces=booking_id)
             self._log(db, booking_id, now, actor, "rescheduled", f"to {new}")
@@ -354,6 +367,49 @@ class Reservations:
             db.execute("UPDATE bookings SET status='no_show' WHERE id=?", (booking_id,))
             self._log(db, booking_id, now, actor, "no_show", "")
             return self._get(db, booking_id)
+
+    def next_for_terminal(self, terminal: str, now: dt.datetime) -> Booking | None:
+        """The terminal's approved visit that has not ended yet, earliest first (the kiosk)."""
+        since = booking.cell(now - dt.timedelta(hours=5))
+        for (bid,) in self.store.rows(
+            "SELECT id FROM bookings WHERE status='approved' AND start>=?"
+            " AND (bureau_terminal=? OR facility_terminal=?) ORDER BY start, id",
+            (since, terminal, terminal),
+        ):
+            b = self.get(bid)
+            if b.end > now:
+                return b
+        return None
+
+    def due(self, now: dt.datetime, open_minutes: int) -> list[Booking]:
+        """Approved visits whose session should exist now: from ``open_minutes`` before the
+        start (the terminals connect, the family agrees to the rules) until the booked end."""
+        since = booking.cell(now - dt.timedelta(hours=5))
+        until = booking.cell(now + dt.timedelta(minutes=open_minutes))
+        out = []
+        for (bid,) in self.store.rows(
+            "SELECT id FROM bookings WHERE status='approved' AND start>=? AND start<=?"
+            " ORDER BY start, id",
+            (since, until),
+        ):
+            b = self.get(bid)
+            if b.start - dt.timedelta(minutes=open_minutes) <= now < b.end:
+                out.append(b)
+        return out
+
+    def complete(self, actor: str, booking_id: int, reason: str, now: dt.datetime) -> None:
+        """The live visit is over (its time ran out, it was ended, or it never started): the
+        booking is ``completed``, its holds released, the reason in its log."""
+        with self.store.tx() as db:
+            b = self._get(db, booking_id)
+            if b.status != "approved":
+                raise VisitError("conflict", f"the booking is {b.status}")
+            db.execute(
+                "UPDATE bookings SET status='completed', reason_code=? WHERE id=?",
+                (reason[:40], booking_id),
+            )
+            db.execute("DELETE FROM holds WHERE booking=?", (booking_id,))
+            self._log(db, booking_id, now, actor, "completed", reason[:200])
 
     def log(self, booking_id: int) -> list[tuple[str, str, str, str]]:
         return [

@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS bookings (
   minutes INTEGER NOT NULL, status TEXT NOT NULL, exception_reason TEXT NOT NULL DEFAULT '',
   exception_by TEXT NOT NULL DEFAULT '', contact TEXT NOT NULL DEFAULT '',
   lang TEXT NOT NULL DEFAULT 'zh', requested_by TEXT NOT NULL, created TEXT NOT NULL,
-  reason_code TEXT NOT NULL DEFAULT '', rescheduled_from INTEGER);
+  reason_code TEXT NOT NULL DEFAULT '', rescheduled_from INTEGER,
+  kind TEXT NOT NULL DEFAULT 'visitation');
 CREATE TABLE IF NOT EXISTS booking_visitors (
   booking INTEGER NOT NULL REFERENCES bookings(id), visitor INTEGER NOT NULL REFERENCES visitors(id),
   PRIMARY KEY(booking, visitor));
@@ -65,6 +66,14 @@ CREATE TABLE IF NOT EXISTS holds (
 CREATE TABLE IF NOT EXISTS booking_log (
   id INTEGER PRIMARY KEY, booking INTEGER NOT NULL, at TEXT NOT NULL, actor TEXT NOT NULL,
   action TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS checkins (
+  booking INTEGER NOT NULL REFERENCES bookings(id), visitor INTEGER NOT NULL REFERENCES visitors(id),
+  at TEXT NOT NULL, by TEXT NOT NULL, method TEXT NOT NULL, pledge INTEGER NOT NULL,
+  PRIMARY KEY(booking, visitor));
+CREATE TABLE IF NOT EXISTS live_visits (
+  booking INTEGER PRIMARY KEY REFERENCES bookings(id), session TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL, bureau_pid TEXT NOT NULL, facility_pid TEXT NOT NULL, created TEXT NOT NULL,
+  ended INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS bookings_inmate ON bookings(inmate, start);
 CREATE INDEX IF NOT EXISTS bookings_start ON bookings(start);
 """
@@ -88,6 +97,11 @@ class VisitStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(bookings)")}
+        if "kind" not in columns:  # a database from before privileged bookings
+            self._db.execute(
+                "ALTER TABLE bookings ADD COLUMN kind TEXT NOT NULL DEFAULT 'visitation'"
+            )
         self._lock = threading.RLock()
         self._key = load_or_create(
             data_dir / "visits-id.key", lambda: secrets.token_bytes(32), min_length=32
