@@ -1,0 +1,331 @@
+"""The node registry and session leases, on Redis (redis-py asyncio).
+
+Each node **heartbeats** its load (sessions, participants, forwarded streams, CPU) into
+``<prefix>node:<id>`` with a TTL (``SET PX``) and keeps its id in ``<prefix>nodes``: a node
+that stops heartbeating disappears from the live list when its key expires, while its id stays
+in the set so that its sessions can be found and taken over (then the id is dropped).
+
+A **session lease** is ``<prefix>lease:<session>`` = the owning node's id, set with
+``SET NX PX`` (only if nobody holds it) and renewed by its holder (a Lua compare-and-expire: a
+node renews only what it still holds). Exactly one node holds a session's lease at a time; a
+node that stops renewing loses it after the TTL and another may take it. Each node also lists
+the sessions it holds in ``<prefix>owned:<id>`` (no TTL), which is how a surviving node finds
+a dead node's sessions once their leases have expired.
+
+The lease says who should serve a session's media; it is not what keeps the ledger linear. A
+node that lost its lease without noticing (a long pause) can still try to append: the ledger's
+``expected_seq`` check refuses it once the new owner has appended (cluster/ledger.py), and the
+node drops the session when its renewal comes back lost (``on_lost``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+import redis.asyncio as aioredis
+
+log = logging.getLogger("parley.cluster")
+
+# KEYS: lease, my owned set. ARGV: node id, ttl ms, session id. 1 = held by me now.
+_ACQUIRE = """#!lua
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('SADD', KEYS[2], ARGV[3])
+  return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('SADD', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+# KEYS: the leases. ARGV: node id, ttl ms. Returns 1/0 per lease: still mine (and extended).
+_RENEW = """#!lua
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+
+# KEYS: lease, my owned set. ARGV: node id, session id. Deletes the lease only if it is mine.
+_RELEASE = """#!lua
+redis.call('SREM', KEYS[2], ARGV[2])
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# KEYS: lease, my owned set, the dead node's owned set. ARGV: my id, ttl ms, session id.
+# Take a session a dead node held: only once its lease is gone (expired) or already mine.
+_ADOPT = """#!lua
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) or redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('SMOVE', KEYS[3], KEYS[2], ARGV[3])
+  redis.call('SADD', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+class NodeLoad(msgspec.Struct, frozen=True):
+    """What a node reports about itself with each heartbeat."""
+
+    sessions: int = 0
+    participants: int = 0
+    streams: int = 0  # forwarded media streams: the cost that grows with room size
+    cpu: float = 0.0  # fraction of one core used since the previous heartbeat
+
+
+class NodeInfo(msgspec.Struct, frozen=True):
+    """A node as the registry lists it."""
+
+    id: str
+    url: str  # its public base URL (where a participant is redirected to)
+    load: NodeLoad
+    draining: bool = False
+    seen: float = 0.0  # the node's wall clock at its last heartbeat
+
+
+@dataclass
+class LeaseSettings:
+    """How long a heartbeat and a lease live without renewal, and how often they are renewed.
+    Takeover of a dead node's sessions takes about ``ttl_ms`` plus one ``interval``."""
+
+    ttl_ms: int = 2000
+    interval: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.ttl_ms < 50 or not 0 < self.interval * 1000 < self.ttl_ms / 2:
+            raise ValueError("lease ttl_ms >= 50 and 0 < interval < ttl/2")
+
+
+class Registry:
+    """One node's view of the registry: its own heartbeat and leases, everyone's load."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        node_id: str,
+        url: str,
+        *,
+        prefix: str = "parley:",
+        settings: LeaseSettings | None = None,
+    ) -> None:
+        if not node_id or len(node_id) > 64 or any(c in node_id for c in " \n:"):
+            raise ValueError("node id: 1-64 characters, no spaces or colons")
+        self.redis = client
+        self.node_id = node_id
+        self.url = url
+        self.prefix = prefix
+        self.settings = settings or LeaseSettings()
+        self.draining = False
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._adopt = client.register_script(_ADOPT)
+
+    @classmethod
+    def from_url(cls, url: str, node_id: str, public_url: str, **kw) -> Registry:
+        return cls(aioredis.Redis.from_url(url), node_id, public_url, **kw)
+
+    # -- keys -----------------------------------------------------------------------------------
+    def _node_key(self, node_id: str) -> str:
+        return f"{self.prefix}node:{node_id}"
+
+    def _lease_key(self, session_id: str) -> str:
+        return f"{self.prefix}lease:{session_id}"
+
+    def _owned_key(self, node_id: str) -> str:
+        return f"{self.prefix}owned:{node_id}"
+
+    @property
+    def _nodes_key(self) -> str:
+        return f"{self.prefix}nodes"
+
+    # -- heartbeat ------------------------------------------------------------------------------
+    async def heartbeat(self, load: NodeLoad) -> None:
+        info = NodeInfo(self.node_id, self.url, load, self.draining, time.time())
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(
+                self._node_key(self.node_id), msgspec.json.encode(info), px=self.settings.ttl_ms
+            )
+            pipe.sadd(self._nodes_key, self.node_id)
+            await pipe.execute()
+
+    async def nodes(self) -> tuple[list[NodeInfo], list[str]]:
+        """The live nodes (heartbeat not expired) and the ids of the dead ones."""
+        ids = sorted(m.decode() for m in await self.redis.smembers(self._nodes_key))
+        if not ids:
+            return [], []
+        raw = await self.redis.mget([self._node_key(i) for i in ids])
+        live, dead = [], []
+        for node_id, value in zip(ids, raw, strict=True):
+            info = _decode_info(value)
+            if info is None or info.id != node_id:
+                dead.append(node_id)
+            else:
+                live.append(info)
+        return live, dead
+
+    async def forget(self, node_id: str) -> bool:
+        """Drop a dead node's id once it holds no sessions (its owned set is empty)."""
+        if await self.redis.exists(self._node_key(node_id)):
+            return False
+        if await self.redis.scard(self._owned_key(node_id)):
+            return False
+        await self.redis.srem(self._nodes_key, node_id)
+        return True
+
+    # -- leases ---------------------------------------------------------------------------------
+    async def acquire(self, session_id: str) -> bool:
+        """Hold ``session_id`` if nobody else does (or extend it if this node does)."""
+        got = await self._acquire(
+            keys=[self._lease_key(session_id), self._owned_key(self.node_id)],
+            args=[self.node_id, self.settings.ttl_ms, session_id],
+        )
+        return bool(got)
+
+    async def renew(self, session_ids: list[str]) -> list[str]:
+        """Extend every lease still held; return the sessions whose lease was lost."""
+        if not session_ids:
+            return []
+        held = await self._renew(
+            keys=[self._lease_key(s) for s in session_ids],
+            args=[self.node_id, self.settings.ttl_ms],
+        )
+        return [s for s, ok in zip(session_ids, held, strict=True) if not ok]
+
+    async def release(self, session_id: str) -> bool:
+        done = await self._release(
+            keys=[self._lease_key(session_id), self._owned_key(self.node_id)],
+            args=[self.node_id, session_id],
+        )
+        return bool(done)
+
+    async def owner(self, session_id: str) -> str | None:
+        value = await self.redis.get(self._lease_key(session_id))
+        return value.decode() if value is not None else None
+
+    async def owned(self, node_id: str | None = None) -> list[str]:
+        members = await self.redis.smembers(self._owned_key(node_id or self.node_id))
+        return sorted(m.decode() for m in members)
+
+    async def adopt(self, dead_node: str, session_id: str) -> bool:
+        """Take ``session_id`` from ``dead_node``'s list once its lease has expired."""
+        got = await self._adopt(
+            keys=[
+                self._lease_key(session_id),
+                self._owned_key(self.node_id),
+                self._owned_key(dead_node),
+            ],
+            args=[self.node_id, self.settings.ttl_ms, session_id],
+        )
+        return bool(got)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def _decode_info(value: bytes | None) -> NodeInfo | None:
+    if value is None:
+        return None
+    try:
+        return msgspec.json.decode(value, type=NodeInfo)
+    except msgspec.DecodeError:
+        return None  # a damaged entry counts as a dead node, never as a crash
+
+
+class CpuMeter:
+    """This process's CPU use as a fraction of one core, between two calls."""
+
+    def __init__(self) -> None:
+        self._wall, self._cpu = time.monotonic(), time.process_time()
+
+    def __call__(self) -> float:
+        wall, cpu = time.monotonic(), time.process_time()
+        used = (cpu - self._cpu) / max(wall - self._wall, 1e-6)
+        self._wall, self._cpu = wall, cpu
+        return round(min(max(used, 0.0), float(os.cpu_count() or 1)), 3)
+
+
+class NodeAgent:
+    """Keeps one node registered: heartbeats its load and renews its leases every
+    ``interval``; a lease found lost is handed to ``on_lost`` (stop serving that session).
+    ``drain`` marks the node draining (placement skips it) and releases its leases."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        load: Callable[[], NodeLoad],
+        *,
+        on_lost: Callable[[str], None] = lambda session_id: None,
+    ) -> None:
+        self.registry = registry
+        self.load = load
+        self.on_lost = on_lost
+        self.held: set[str] = set()
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.registry.heartbeat(self.load())
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def acquire(self, session_id: str) -> bool:
+        if await self.registry.acquire(session_id):
+            self.held.add(session_id)
+            return True
+        return False
+
+    async def release(self, session_id: str) -> None:
+        self.held.discard(session_id)
+        await self.registry.release(session_id)
+
+    async def beat(self) -> None:
+        """One heartbeat and one renewal round (what the loop does every ``interval``)."""
+        await self.registry.heartbeat(self.load())
+        for session_id in await self.registry.renew(sorted(self.held)):
+            self.held.discard(session_id)
+            log.warning("session lease lost", extra={"session": session_id})
+            try:
+                self.on_lost(session_id)
+            except Exception:  # noqa: BLE001 - one session's handler must not stop the renewals
+                log.exception("on_lost failed", extra={"session": session_id})
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.registry.settings.interval)
+            try:
+                await self.beat()
+            except (aioredis.RedisError, OSError) as exc:
+                # Redis unreachable: keep trying; leases run out on their own if this lasts
+                log.warning("heartbeat failed: %s", exc)
+
+    async def drain(self) -> None:
+        """No new sessions here (the heartbeat says draining); give every lease back."""
+        self.registry.draining = True
+        await self.registry.heartbeat(self.load())
+        for session_id in sorted(self.held):
+            await self.release(session_id)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
