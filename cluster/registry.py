@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
 import msgspec
 import redis.asyncio as aioredis
@@ -83,13 +84,16 @@ return 0
 """
 
 
+Count = Annotated[int, msgspec.Meta(ge=0, le=10**9)]
+
+
 class NodeLoad(msgspec.Struct, frozen=True):
     """What a node reports about itself with each heartbeat."""
 
-    sessions: int = 0
-    participants: int = 0
-    streams: int = 0  # forwarded media streams: the cost that grows with room size
-    cpu: float = 0.0  # fraction of one core used since the previous heartbeat
+    sessions: Count = 0
+    participants: Count = 0
+    streams: Count = 0  # forwarded media streams: the cost that grows with room size
+    cpu: Annotated[float, msgspec.Meta(ge=0, le=4096)] = 0.0  # of one core, since the last beat
 
 
 class NodeInfo(msgspec.Struct, frozen=True):
@@ -247,7 +251,7 @@ def _decode_info(value: bytes | None) -> NodeInfo | None:
         return None
     try:
         return msgspec.json.decode(value, type=NodeInfo)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None  # a damaged entry counts as a dead node, never as a crash
 
 

@@ -167,6 +167,11 @@ async def test_bad_node_ids_and_damaged_entries(make):
     a = make("a")
     await a.redis.sadd(f"{a.prefix}nodes", "ghost")
     await a.redis.set(f"{a.prefix}node:ghost", b"\xff not json")
+    await a.redis.sadd(f"{a.prefix}nodes", "liar")
+    await a.redis.set(
+        f"{a.prefix}node:liar",
+        b'{"id": "liar", "url": "u", "load": {"sessions": -3}, "draining": false, "seen": 0}',
+    )
     await a.heartbeat(NodeLoad())
     live, dead = await a.nodes()
-    assert [n.id for n in live] == ["a"] and dead == ["ghost"]
+    assert [n.id for n in live] == ["a"] and dead == ["ghost", "liar"]
