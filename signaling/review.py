@@ -254,10 +254,13 @@ class Review:
             for k, v in EXPORT_STATES.items()
         )
         error = f"<span class='export-error'>{esc(job.error)}</span>" if job and job.error else ""
-        progress = (
+        progress = (  # only while this node has a job for the session: review.js polls it
             f"<div id='export' data-status='/review/{sid}/export/status' data-state='{now}'>"
             f"<progress id='export-progress' max='100' value='{pct}'></progress> "
             f"<output id='export-percent'>{pct}%</output> {labels}{error}</div>"
+            "<script src='/static/review.js' defer></script>"
+            if job
+            else ""
         )
         start = (
             ""

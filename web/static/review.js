@@ -99,3 +99,30 @@
   sound.addEventListener("change", render);
   render();
 })();
+
+// The export's progress bar on the review page: polls /review/<session>/export/status while the
+// background job runs (the server renders the bar only then) and reloads the page when it ends,
+// so the new export and its download form appear. The state labels are server-rendered in both
+// languages; CSS shows the one matching data-state.
+(function () {
+  const box = document.getElementById("export");
+  if (!box) return;
+  const bar = document.getElementById("export-progress");
+  const pct = document.getElementById("export-percent");
+  const running = (s) => s === "queued" || s === "running";
+  const began = box.dataset.state;
+  function tick() {
+    fetch(box.dataset.status, { credentials: "same-origin", cache: "no-store" })
+      .then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
+      .then((s) => {
+        const p = Math.round(s.progress * 100);
+        bar.value = p;
+        pct.textContent = p + "%";
+        box.dataset.state = s.state;
+        if (running(s.state)) setTimeout(tick, 1000);
+        else if (running(began)) location.reload();
+      })
+      .catch(() => setTimeout(tick, 5000));
+  }
+  if (running(began)) tick();
+})();
