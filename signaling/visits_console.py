@@ -19,6 +19,7 @@ from aiohttp import web
 
 from signaling.pages import esc, page
 from signaling.staff import form, require_staff
+from signaling.visits_checkin import CheckInPages
 from signaling.visits_directory import DirectoryPages
 from signaling.visits_kiosk import Kiosk
 from signaling.visits_pages import (
@@ -183,6 +184,8 @@ class VisitsConsole:
             out.add("cancel")
         if allowed(grants, "booking.no_show", bureau):
             out.add("no_show")
+        if allowed(grants, "booking.checkin", bureau):
+            out.add("checkin")
         return out
 
     async def book(self, request: web.Request) -> web.Response:
@@ -350,5 +353,6 @@ class VisitsConsole:
             web.post("/visits/bookings/{bid}/cancel", g(self.cancel)),
             web.post("/visits/bookings/{bid}/no-show", g(self.no_show)),
             *pages.routes(g),
+            *CheckInPages(self).routes(g),
             *Kiosk(self.directory, self.res, self.zone.key).routes(),
         ]

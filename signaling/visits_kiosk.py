@@ -23,13 +23,13 @@ MAX_BODY = 1024
 
 
 def _json_error(code: str, message: str, status: int) -> web.Response:
-    return web.json_response({"ok": False, "error": {"code": code, "message": message}}, status=status)
+    return web.json_response(
+        {"ok": False, "error": {"code": code, "message": message}}, status=status
+    )
 
 
 class Kiosk:
-    def __init__(
-        self, directory: Directory, res: Reservations, timezone: str, live=None
-    ) -> None:
+    def __init__(self, directory: Directory, res: Reservations, timezone: str, live=None) -> None:
         self.directory, self.res = directory, res
         self.zone = ZoneInfo(timezone)
         self.live = live  # signaling.visits_live.LiveVisits: the terminal's place in a session

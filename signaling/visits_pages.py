@@ -31,6 +31,7 @@ ERRORS = {
     "quota": (409, "超出会见额度 Beyond the quota"),
     "too_late": (409, "已过时限 Too late"),
     "too_soon": (409, "时间未到 Too soon"),
+    "identity_mismatch": (409, "证件号码与备案不符 The ID does not match the approved record"),
 }
 VISITS_STAFF = web.RequestKey("visits_staff", tuple)  # (account, session) for error pages
 FIRST_HOUR, LAST_HOUR = 7, 19  # the grid's columns when no terminal opens earlier or later
@@ -113,6 +114,8 @@ def booking_row(b, inmate, actions: set[str], csrf: str) -> str:
             f"{reason_select(CANCEL_REASONS)}"
             "<button type='submit'>取消 Cancel</button></form>"
         )
+    if b.status == "approved" and "checkin" in actions:
+        forms.append(f"<a class='button' href='{base}/checkin'>到场核验 Check in</a>")
     if b.status == "approved" and "no_show" in actions:
         forms.append(
             f"<form method='post' action='{base}/no-show' class='inline'>{csrf_field(csrf)}"

@@ -42,6 +42,12 @@ PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
         "booking.exception": frozenset({"supervisor"}),  # beyond the grade's quota (R5)
         "booking.cancel": frozenset({"operator", "officer", "supervisor"}),
         "booking.no_show": frozenset({"operator"}),
+        # the live visit (docs/visitation.md): identity at the counter (R6), the live list with
+        # warn and end (R4; the bureau's operator by policy), listening in (never privileged, R2)
+        "booking.checkin": frozenset({"operator"}),
+        "visit.live": frozenset({"operator", "officer", "supervisor"}),
+        "visit.observe": frozenset({"officer", "supervisor"}),
+        "visit.end_privileged": frozenset({"supervisor"}),  # for security, without media
     }
 )
 

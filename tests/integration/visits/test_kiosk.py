@@ -7,21 +7,7 @@ import datetime as dt
 
 import aiohttp
 
-from visits.reservations import Request
-
-
-def approved_booking(p, start: dt.datetime, minutes: int = 30, visitors=("a1v0", "a1v1"), **kw):
-    """A booking approved the normal way, decided as if two days before its start."""
-    before = start - dt.timedelta(days=2)
-    bid = p.res.request(
-        "staff:op",
-        Request(
-            p.ids["a1"], "bx-1", "pa-1", start, minutes, tuple(p.ids[v] for v in visitors), **kw
-        ),
-        before,
-    )
-    p.res.decide("staff:off-a", bid, approve=True, reason="", supervisor=False, now=before)
-    return bid
+from tests.integration.visits.conftest import approved_booking
 
 
 async def kiosk(http, url, token):

@@ -36,6 +36,11 @@ booking.decide       .   Y   Y   .   .
 booking.exception    .   .   Y   .   .
 booking.cancel       Y   Y   Y   .   .
 booking.no_show      Y   .   .   .   .
+# the live visit: identity at the counter (R6); the live list, warn, end (R4); listen-in
+booking.checkin      Y   .   .   .   .
+visit.live           Y   Y   Y   .   .
+visit.observe        .   Y   Y   .   .
+visit.end_privileged .   .   Y   .   .
 """
 # fmt: on
 
