@@ -203,8 +203,19 @@ class SessionService:
         """
         with self._lock:
             for session_id in self._store.session_ids():
-                state = SessionState.from_events(self._store.read(session_id))
-                self._states[session_id] = state
+                self.adopt(session_id, mark_disconnected=mark_disconnected)
+            return len(self._states)
+
+    def adopt(self, session_id: str, *, mark_disconnected: bool = True) -> SessionState:
+        """Rebuild one session from the store, as ``recover`` does for all: after a restart, or
+        when this node takes over a session another node served (cluster/node.py). If another
+        writer appends meanwhile (``conflict``), the session is read again and marked again."""
+        with self._lock:
+            for _ in range(10):
+                events = self._store.read(session_id)
+                if not events:
+                    raise CommandError("not_found", f"no session {session_id[:40]!r} in the ledger")
+                state = SessionState.from_events(events)
                 live = [p for p in state.participants.values() if p.connected]
                 if mark_disconnected and live and not state.ended:
                     now = float(self._clock())
@@ -217,9 +228,22 @@ class SessionService:
                         )
                         for p in live
                     ]
-                    for event in self._store.append(session_id, drafts, expected_seq=state.seq):
+                    try:
+                        events = self._store.append(session_id, drafts, expected_seq=state.seq)
+                    except CommandError as exc:
+                        if exc.code != "conflict":
+                            raise
+                        continue  # the old node wrote once more: read what it wrote
+                    for event in events:
                         state.apply(event)
-            return len(self._states)
+                self._states[session_id] = state
+                return state
+            raise CommandError("conflict", f"session {session_id[:40]!r} keeps moving")
+
+    def drop(self, session_id: str) -> bool:
+        """Forget a session's state here (another node serves it now); the ledger keeps it."""
+        with self._lock:
+            return self._states.pop(session_id, None) is not None
 
     # -- internals ----------------------------------------------------------------------------
     @staticmethod
