@@ -52,7 +52,7 @@ async def _finished(http, url, sid, within=90.0):
     raise AssertionError("the export did not finish")
 
 
-async def test_export_progress_ledger_and_logged_download(world: World):
+async def test_export_progress_ledger_and_logged_download(world: World):  # noqa: F811
     url = world.run.url
     state, segs = world.mediation()
     sid = state.id
@@ -190,7 +190,7 @@ async def test_export_progress_ledger_and_logged_download(world: World):
         assert world.seq(sid) == seq
 
 
-async def test_export_by_site_for_visits_and_a_changed_export(world: World):
+async def test_export_by_site_for_visits_and_a_changed_export(world: World):  # noqa: F811
     url = world.run.url
     state, _ = world.visitation("prison-a")
     sid = state.id
