@@ -273,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         "--synthetic", type=float, default=0, help="seconds: measure the recorder alone, in process"
     )
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--profile", default=None, help="py-spy raw profile path prefix (each server run)"
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
         logging.basicConfig(level=logging.WARNING)
@@ -299,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         join_timeout=180.0,
         rcvbuf=0,
         event_loop="uvloop",
-        profile=None,
+        profile=args.profile,
         baseline=None,
     )
     scenario = run_load.build_scenario(ns, args.rooms)
@@ -309,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     order = ["off", "record", "record", "off"] * ((args.repeat + 1) // 2)
     runs: dict[str, list[dict]] = {"off": [], "record": []}
     for mode in order[: 2 * args.repeat]:
+        before = os.getloadavg()[0]  # the machine is shared: each arm's load, side by side
         result = run_load.run_mode(scenario, mode, ns)
+        result["loadavg_1min"] = [round(before, 2), round(os.getloadavg()[0], 2)]
         runs[mode].append(result)
         run_load.print_run(scenario.name, mode, result)
     streams = sum(p.publish for room in scenario.rooms for p in room) * len(KINDS)
@@ -319,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     figures = compare(valid["off"], valid["record"], streams)
     figures["runs_used"] = {m: len(rs) for m, rs in valid.items()}
+    figures["loadavg_1min_per_run"] = {m: [r["loadavg_1min"] for r in rs] for m, rs in runs.items()}
     out = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "code": run_load.code_state(),
