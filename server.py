@@ -26,6 +26,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
+from desk.store import DeskStore
 from media.engine import MediaConfig, MediaEngine
 from recording.cli import add_recordings_parser, recordings_command, retention_days
 from recording.keys import MasterKey
@@ -36,10 +37,13 @@ from rooms.commands import decode_command
 from rooms.errors import CommandError
 from rooms.ledger import SqliteLedgerStore
 from rooms.service import ParticipantSpec, SessionService
-from signaling import renewal, staff
+from signaling import desk_public, renewal, staff
 from signaling.agreements import AgreementDesk, agreement_routes, load_or_create_passphrase
 from signaling.conductor import Conductor
 from signaling.console import Console
+from signaling.desk import ConsultDesk
+from signaling.desk_console import DeskConsole
+from signaling.desk_notify import ContactNotifier, SmsSpool
 from signaling.documents import Documents
 from signaling.durable import durable_answers
 from signaling.guard import (
@@ -154,6 +158,7 @@ ENGINE = web.AppKey("engine", MediaEngine)
 SIGNER = web.AppKey("signer", TokenSigner)
 SIO = web.AppKey("sio", socketio.AsyncServer)
 CONFIG = web.AppKey("config", Config)
+CONSULT = web.AppKey("consult", ConsultDesk)
 
 
 def slots_for(config: Config):
@@ -316,6 +321,26 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(runtime_ctx)
     app.cleanup_ctx.append(accounts_ctx)
     app.cleanup_ctx.append(visits_ctx)
+    # the duty-lawyer consultation desk (docs/desk.md): codes and summaries to the citizen's
+    # phone through the SMS spool (an SMS gateway reads it), e-mail addresses through SMTP
+    desk_store = DeskStore(config.data_dir)
+    consult = ConsultDesk(
+        desk_store,
+        service,
+        signer,
+        notifier=ContactNotifier(SmsSpool(config.data_dir / "sms-outbox"), _notifier(config)),
+        timezone=config.timezone,
+        invitation_ttl=config.invitation_ttl,
+    )
+    app[CONSULT] = consult
+
+    async def desk_ctx(app):
+        yield
+        desk_store.close()
+
+    app.cleanup_ctx.append(desk_ctx)
+    app.add_routes(desk_public.routes(consult))
+    app.add_routes(DeskConsole(consult, config).routes())
     app.middlewares.append(forwarded(parse_proxies(config.trusted_proxies)))
     app.on_response_prepare.append(security_headers(hsts=config.tls != "self-signed"))
     app.add_routes(routes(signer, ready, metrics_token=config.metrics_token))

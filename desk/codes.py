@@ -65,7 +65,7 @@ class _Pending:
 class PhoneCodes:
     """Codes for phone numbers; ``issue`` returns the code for the caller to send."""
 
-    def __init__(self, *, per_phone: int = 3, per_address: int = 10, window: float = 900.0):
+    def __init__(self, *, per_phone: int = 3, per_address: int = 30, window: float = 900.0):
         self._key = secrets.token_bytes(32)
         self._pending: dict[str, _Pending] = {}
         self._per_phone = Window(per_phone, window)

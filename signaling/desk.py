@@ -1,0 +1,625 @@
+"""The consultation desk's engine: citizens queue, duty lawyers pick up, sessions are made.
+
+It joins the pure desk (``desk/``: queue, roster, codes, store) to the session service and the
+invitation tokens. A pick-up creates a ``consultation`` session (the lawyer as ``duty_lawyer``,
+the citizen as ``citizen``) and hands each side its own link; the citizen's page, which polls
+its ticket, finds its link there. The lawyer's pick-up is the admission: when the citizen's
+phone connects to the waiting room, the desk admits them with the lawyer as the actor, so the
+ledger says who let them in.
+
+The mediator's "call a duty lawyer" (rooms' ``call_duty_lawyer``) rings the same desk: a listener
+sees the duty lawyer added to a mediation and queues the mediation (priority before citizens,
+any lawyer on shift may answer). The lawyer who picks it up gets that participant's link, so
+they land in the space the mediator chose; the mediator's link stays as the fallback. The ticket
+ends when the lawyer leaves or is released (removed), or the mediation ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+import zoneinfo
+
+from desk import queue as q
+from desk.codes import PhoneCodes, Window, normalise_phone
+from desk.errors import DeskError
+from desk.hours import check_callback, is_open, next_opening
+from desk.roster import SETTABLE, free_lawyers, lawyers_on_shift, pickup_refusal, points_on_shift
+from desk.stats import summarise
+from desk.store import DeskStore, Ticket
+from rooms.commands import decode_command
+from rooms.errors import CommandError
+from rooms.service import ParticipantSpec
+
+log = logging.getLogger("parley.desk")
+
+TOPIC_LABELS = {
+    "family": "婚姻家庭 Family",
+    "labour": "劳动 Labour",
+    "debt": "债务 Debt",
+    "neighbour": "邻里纠纷 Neighbour dispute",
+    "other": "其他 Other",
+    "mediation": "调解支持 Mediation support",
+}
+CITIZEN_TTL = 4 * 3600.0  # the citizen's link: long enough for a long wait and a reconnect
+
+
+class ConsultDesk:
+    def __init__(
+        self,
+        store: DeskStore,
+        service,
+        signer,
+        *,
+        notifier,
+        timezone: str = "Asia/Shanghai",
+        invitation_ttl: float = 24 * 3600,
+        clock=time.time,
+    ) -> None:
+        self.store, self.service, self.signer = store, service, signer
+        self.notifier = notifier
+        self.tz = zoneinfo.ZoneInfo(timezone)
+        self.invitation_ttl = invitation_ttl
+        self.clock = clock
+        self.codes = PhoneCodes()
+        self._joins_per_address = Window(30, 600.0)  # a hall shares one address
+        self._joins_per_phone = Window(3, 600.0)
+        service.subscribe(self.on_events)
+
+    # -- time and the queue ---------------------------------------------------------------------
+    def local(self, now: float) -> dt.datetime:
+        return dt.datetime.fromtimestamp(now, self.tz).replace(tzinfo=None)
+
+    def _sweep(self, now: float) -> list[Ticket]:
+        """Lapse the entries whose hold ran out; the live tickets after that."""
+        live = self.store.live()
+        for tid in q.lapsed([t.entry() for t in live], now):
+            self.store.update(
+                tid,
+                actor="system",
+                event="lapsed",
+                now=now,
+                expect=("waiting",),
+                state="abandoned",
+                ended_at=now,
+            )
+        return [t for t in self.store.live()]
+
+    def _estimate(
+        self, ticket: Ticket, live: list[Ticket], now: float
+    ) -> tuple[int | None, float | None]:
+        entries = [t.entry() for t in live]
+        pos = q.position(entries, ticket.id, now)
+        if pos is None:
+            return None, None
+        shifts, statuses = self.store.shifts(now), self.store.statuses()
+        free = len(free_lawyers(shifts, statuses, ticket.point, now))
+        on_shift = len(lawyers_on_shift(shifts, ticket.point, now))
+        recent = self.store.handling_times(ticket.point)
+        return pos, q.estimate_wait(pos, free, on_shift, recent)
+
+    # -- the citizen ----------------------------------------------------------------------------
+    def point(self, point_id: str):
+        point = self.store.point(point_id) if isinstance(point_id, str) else None
+        if point is None:
+            raise DeskError("not_found", "no such service point")
+        return point
+
+    def point_info(self, point_id: str) -> dict:
+        point = self.point(point_id)
+        now = self.clock()
+        local = self.local(now)
+        shifts = self.store.shifts(now)
+        on_shift = lawyers_on_shift(shifts, point.id, now)
+        nxt = next_opening(point.hours, local)
+        live = self._sweep(now)
+        return {
+            "id": point.id,
+            "name": point.name,
+            "address": point.address,
+            "hours": point.hours,
+            "open_now": is_open(point.hours, local),
+            "next_opening": nxt.isoformat(timespec="minutes") if nxt else None,
+            "on_duty": len(on_shift),
+            "available": len(free_lawyers(shifts, self.store.statuses(), point.id, now)),
+            "waiting": len(q.line([t.entry() for t in live], [point.id], now)),
+            "topics": list(q.TOPICS),
+        }
+
+    async def send_code(self, point_id: str, phone_raw: object, address: str) -> None:
+        self.point(point_id)
+        phone = normalise_phone(phone_raw)
+        code = self.codes.issue(phone, address, self.clock())
+        text = (
+            f"您的法律咨询排队验证码是 {code}，10分钟内有效。请勿告诉他人。\n"
+            f"Your legal consultation queue code is {code}. Valid for 10 minutes. Tell nobody."
+        )
+        try:
+            await self.notifier.send(phone, "法律咨询验证码 Consultation code", text)
+        except Exception:  # noqa: BLE001 - the gateway failed: say so, keep serving
+            log.exception("code to %s not sent", phone[-4:])
+            raise DeskError("unavailable", "the code could not be sent; try again later") from None
+
+    def _verified(self, req, address: str, now: float) -> str:
+        phone = normalise_phone(req.phone)
+        if not req.consent_online:
+            raise DeskError("consent_required", "consent to the online consultation is required")
+        if not self._joins_per_address.allow(address, now):
+            raise DeskError("throttled", "too many requests; try again in 10 minutes")
+        self.codes.verify(phone, req.code, now)
+        if not self._joins_per_phone.allow(phone, now):  # one number queueing again and again
+            raise DeskError("throttled", "too many requests; try again in 10 minutes")
+        return phone
+
+    def join(self, point_id: str, req, address: str) -> str:
+        """Queue the citizen (or give a returning one their place back); the ticket's secret."""
+        point = self.point(point_id)
+        now = self.clock()
+        phone = self._verified(req, address, now)
+        live = self._sweep(now)
+        mine = next((t for t in live if t.kind == "citizen" and t.phone == phone), None)
+        if mine is not None:  # came back on another device, or cleared the page: same place
+            self.store.touch(mine.id, now)
+            self.store.log(mine.id, "citizen", "returned", now)
+            return self.store.rotate_secret(mine.id)
+        if not lawyers_on_shift(self.store.shifts(now), point.id, now):
+            raise DeskError("closed", "no lawyer is on duty now; ask for a call-back")
+        _, secret = self.store.add_ticket(
+            now=now,
+            kind="citizen",
+            point=point.id,
+            name=req.name.strip(),
+            phone=phone,
+            topic=req.topic,
+            lang=req.lang,
+            consent_online=1,
+            consent_recording=int(req.consent_recording),
+            state="waiting",
+        )
+        return secret
+
+    def callback(self, point_id: str, req, address: str) -> str:
+        """A call-back appointment ("call me back at …"), inside the point's opening hours."""
+        point = self.point(point_id)
+        now = self.clock()
+        try:
+            at = dt.datetime.fromisoformat(req.at)
+        except ValueError:
+            raise DeskError("invalid", "at: a local time like 2026-12-01T10:00") from None
+        if at.tzinfo is not None:
+            raise DeskError("invalid", "at: a local time without a zone, like 2026-12-01T10:00")
+        check_callback(point.hours, at, self.local(now))
+        phone = self._verified(req, address, now)
+        _, secret = self.store.add_ticket(
+            now=now,
+            kind="citizen",
+            point=point.id,
+            name=req.name.strip(),
+            phone=phone,
+            topic=req.topic,
+            lang=req.lang,
+            consent_online=1,
+            consent_recording=int(req.consent_recording),
+            state="callback",
+            callback_at=at.replace(tzinfo=self.tz).timestamp(),
+        )
+        return secret
+
+    def ticket_for(self, secret: object) -> Ticket:
+        ticket = self.store.ticket_by_secret(secret)
+        if ticket is None or ticket.kind != "citizen":
+            raise DeskError("not_found", "no such ticket (the link may have been replaced)")
+        return ticket
+
+    def status(self, secret: object) -> dict:
+        """What the citizen's page shows; polling it is the citizen's presence in the queue."""
+        ticket = self.ticket_for(secret)
+        now = self.clock()
+        if ticket.state == "waiting":
+            self.store.touch(ticket.id, now)
+        live = self._sweep(now)
+        ticket = self.store.ticket(ticket.id)
+        out = {
+            "state": ticket.state,
+            "point": ticket.point,
+            "topic": ticket.topic,
+            "name": ticket.name,
+            "lang": ticket.lang,
+        }
+        if ticket.state == "waiting":
+            pos, eta = self._estimate(ticket, live, now)
+            out |= {"position": pos, "eta_seconds": eta}
+        if ticket.state == "callback":
+            out["callback_at"] = self.local(ticket.callback_at).isoformat(timespec="minutes")
+        if ticket.state == "serving" and ticket.session:
+            state = self.service.state(ticket.session)
+            p = state.participants.get(ticket.citizen_pid)
+            if not state.ended and p is not None and p.space != "removed":
+                token = self.signer.issue(
+                    state.id, p.id, p.role, ttl=CITIZEN_TTL, gen=p.invitation_gen
+                )
+                out["join_path"] = f"/j/{token}"
+        if ticket.state == "done":
+            out |= {
+                "summary": ticket.summary,
+                "referral": bool(ticket.referral),
+                "referral_note": ticket.referral_note,
+                "rating": ticket.rating,
+            }
+        return out
+
+    def leave(self, secret: object) -> None:
+        ticket = self.ticket_for(secret)
+        self.store.update(
+            ticket.id,
+            actor="citizen",
+            event="left_queue",
+            now=self.clock(),
+            expect=("waiting", "callback"),
+            state="cancelled",
+            ended_at=self.clock(),
+        )
+
+    def rate(self, secret: object, stars: int, comment: str) -> None:
+        ticket = self.ticket_for(secret)
+        if ticket.state != "done":
+            raise DeskError("conflict", "rate the consultation after it ended")
+        if ticket.rating is not None:
+            raise DeskError("conflict", "this consultation is rated already")
+        self.store.update(
+            ticket.id,
+            actor="citizen",
+            event="rated",
+            now=self.clock(),
+            expect=("done",),
+            rating=stars,
+            comment=comment.strip(),
+        )
+
+    # -- the lawyer -----------------------------------------------------------------------------
+    def desk_state(self, username: str) -> dict:
+        now = self.clock()
+        live = self._sweep(now)
+        shifts = self.store.shifts(now)
+        mine = points_on_shift(shifts, username, now)
+        statuses = self.store.statuses()
+        status = statuses.get(username, "away")
+        current = next((t for t in live if t.state == "serving" and t.lawyer == username), None)
+        queue = []
+        if mine:
+            entries = [t.entry() for t in live]
+            by_id = {t.id: t for t in live}
+            for e in q.line(entries, mine, now):
+                t = by_id[e.id]
+                queue.append(self._row(t, now, present=q.present(e, now)))
+        points = {p.id: p for p in self.store.points()}
+        day = self.local(now).replace(hour=0, minute=0, second=0, microsecond=0)
+        since = day.replace(tzinfo=self.tz).timestamp()
+        return {
+            "user": username,
+            "status": status,
+            "on_shift": sorted(mine),
+            "points": [{"id": p.id, "name": p.name} for p in points.values()],
+            "shifts": [
+                {
+                    "point": s.point,
+                    "start": self.local(s.start).isoformat(timespec="minutes"),
+                    "end": self.local(s.end).isoformat(timespec="minutes"),
+                }
+                for s in shifts
+                if s.lawyer == username
+            ][:10],
+            "queue": queue,
+            "current": self._current(current, username) if current else None,
+            "callbacks": [
+                self._row(t, now) | {"at": self.local(t.callback_at).isoformat(timespec="minutes")}
+                for t in self.store.callbacks()
+                if t.point in mine
+            ],
+            "stats": summarise([t.record() for t in self.store.since(since)], since),
+        }
+
+    def _row(self, t: Ticket, now: float, present: bool = True) -> dict:
+        earlier = (
+            sum(1 for x in self.store.for_phone(t.phone) if x.id != t.id and x.state == "done")
+            if t.phone
+            else 0
+        )
+        return {
+            "id": t.id,
+            "kind": t.kind,
+            "name": t.name,
+            "point": t.point,
+            "topic": t.topic,
+            "topic_label": TOPIC_LABELS.get(t.topic, t.topic),
+            "lang": t.lang,
+            "waited": round(now - t.queued_at),
+            "present": present,
+            "returning": earlier,
+            "question": t.question,
+            "recording_consent": bool(t.consent_recording),
+        }
+
+    def _current(self, t: Ticket, username: str) -> dict:
+        out = self._row(t, self.clock()) | {"session": t.session}
+        if t.session:
+            state = self.service.state(t.session)
+            p = state.participants.get(t.lawyer_pid)
+            if p is not None and not state.ended and p.space != "removed":
+                token = self.signer.issue(
+                    state.id,
+                    p.id,
+                    p.role,
+                    ttl=self.invitation_ttl,
+                    gen=p.invitation_gen,
+                    staff=username,
+                )
+                out["join_path"] = f"/j/{token}"
+        return out
+
+    def set_status(self, username: str, status: str) -> None:
+        if status not in SETTABLE:
+            raise DeskError("invalid", "status: available or away")
+        now = self.clock()
+        if self.store.statuses().get(username) == "busy" and any(
+            t.state == "serving" and t.lawyer == username for t in self.store.live()
+        ):
+            raise DeskError("busy", "finish the current consultation first")
+        self.store.set_status(username, status, now)
+
+    def pickup(self, account, ticket_id: int | None) -> dict:
+        """The next caller (``ticket_id`` None) or a chosen one, for a lawyer on shift."""
+        username = account.username
+        now = self.clock()
+        live = self._sweep(now)
+        shifts, statuses = self.store.shifts(now), self.store.statuses()
+        mine = points_on_shift(shifts, username, now)
+        if not mine:
+            raise DeskError("not_on_shift", "you are not on shift now: calls do not reach you")
+        if any(t.state == "serving" and t.lawyer == username for t in live):
+            raise DeskError("busy", "finish the current consultation first")
+        entries = [t.entry() for t in live]
+        if ticket_id is None:
+            entry = q.next_for(entries, mine, now)
+            if entry is None:
+                raise DeskError("not_found", "nobody is waiting for you")
+        else:
+            try:
+                entry = q.choose(entries, ticket_id, mine, now)
+            except ValueError as exc:
+                code = str(exc)
+                raise DeskError(
+                    code,
+                    {
+                        "not_found": "no such caller is waiting",
+                        "not_your_point": "this caller is at a point where you are not on shift",
+                        "caller_away": "this caller's page is away; they keep their place a while",
+                    }[code],
+                ) from None
+        refusal = pickup_refusal(shifts, statuses, username, entry.point, now)
+        if refusal:
+            raise DeskError(refusal, f"cannot pick up: {refusal}")
+        ticket = self.store.ticket(entry.id)
+        if ticket.kind == "mediation":
+            ticket = self.store.update(
+                ticket.id,
+                actor=f"staff:{username}",
+                event="picked",
+                now=now,
+                expect=("waiting",),
+                state="serving",
+                lawyer=username,
+                picked_at=now,
+            )
+        else:
+            ticket = self._open_consultation(account, ticket, now)
+        self.store.set_status(username, "busy", now)
+        return self._current(ticket, username)
+
+    def _open_consultation(self, account, ticket: Ticket, now: float) -> Ticket:
+        # Claim first (a second lawyer's pick-up of the same caller is refused here), then create.
+        self.store.update(
+            ticket.id,
+            actor=f"staff:{account.username}",
+            event="picked",
+            now=now,
+            expect=("waiting",),
+            state="serving",
+            lawyer=account.username,
+            picked_at=now,
+        )
+        try:
+            state = self.service.create_session(
+                "consultation",
+                actor=f"staff:{account.username}",
+                title=f"法律咨询 Consultation · {TOPIC_LABELS.get(ticket.topic, ticket.topic)}",
+                case_number=f"DESK-{ticket.id}",
+                participants=[
+                    ParticipantSpec(name=account.display_name[:80], role="duty_lawyer"),
+                    ParticipantSpec(name=ticket.name[:80], role="citizen"),
+                ],
+            )
+        except CommandError:
+            self.store.update(
+                ticket.id,
+                actor="system",
+                event="pickup_failed",
+                now=now,
+                state="waiting",
+                lawyer=None,
+                picked_at=None,
+            )
+            raise
+        people = {p.role: p.id for p in state.participants.values()}
+        return self.store.update(
+            ticket.id,
+            actor="system",
+            event="session",
+            now=now,
+            session=state.id,
+            citizen_pid=people["citizen"],
+            lawyer_pid=people["duty_lawyer"],
+        )
+
+    async def end(self, username: str, ticket_id: int, summary: str, referral: bool, note: str):
+        """End the consultation with the lawyer's written summary (and a legal-aid referral)."""
+        ticket = self.store.ticket(ticket_id)
+        if ticket is None:
+            raise DeskError("not_found", "no such ticket")
+        if ticket.lawyer != username:
+            raise DeskError("forbidden", "this is another lawyer's consultation")
+        if ticket.state != "serving":
+            raise DeskError("conflict", f"the consultation is {ticket.state}")
+        now = self.clock()
+        if ticket.kind == "citizen" and ticket.session:
+            try:
+                self.service.execute(
+                    ticket.session,
+                    f"staff:{username}",
+                    decode_command({"type": "end_session", "reason": "consultation ended"}),
+                )
+            except CommandError as exc:
+                if exc.code != "ended":
+                    raise
+        ticket = self.store.update(
+            ticket.id,
+            actor=f"staff:{username}",
+            event="summary",
+            now=now,
+            expect=("serving",),
+            state="done",
+            ended_at=now,
+            summary=summary.strip(),
+            referral=int(referral),
+            referral_note=note.strip() if referral else "",
+        )
+        self.store.set_status(username, "available", now)
+        if ticket.phone:
+            text = f"值班律师咨询小结 Summary of your consultation:\n{ticket.summary}\n"
+            if ticket.referral:
+                text += f"\n法律援助转介 Legal-aid referral: {ticket.referral_note or '—'}\n"
+            try:
+                await self.notifier.send(ticket.phone, "法律咨询小结 Consultation summary", text)
+            except Exception:  # noqa: BLE001 - the page shows it anyway
+                log.exception("summary for ticket %s not sent", ticket.id)
+
+    def history(self, username: str, ticket_id: int) -> list[dict]:
+        """The citizen's earlier consultations, for the lawyer serving or seeing them; logged."""
+        now = self.clock()
+        ticket = self.store.ticket(ticket_id)
+        mine = points_on_shift(self.store.shifts(now), username, now)
+        if ticket is None or ticket.kind != "citizen":
+            raise DeskError("not_found", "no such ticket")
+        if not (ticket.lawyer == username or (ticket.state == "waiting" and ticket.point in mine)):
+            raise DeskError("forbidden", "only the lawyer on duty for this caller may read it")
+        earlier = [
+            t for t in self.store.for_phone(ticket.phone) if t.id != ticket.id and t.state == "done"
+        ]
+        self.store.log(
+            ticket.id, f"staff:{username}", "history_read", now, tickets=[t.id for t in earlier]
+        )
+        return [
+            {
+                "date": self.local(t.queued_at).isoformat(timespec="minutes"),
+                "topic": t.topic,
+                "topic_label": TOPIC_LABELS.get(t.topic, t.topic),
+                "lawyer": t.lawyer,
+                "summary": t.summary,
+                "referral": bool(t.referral),
+                "referral_note": t.referral_note,
+            }
+            for t in earlier
+        ]
+
+    # -- rooms' events --------------------------------------------------------------------------
+    def on_events(self, state, events) -> None:
+        """A listener of the session service: queue a mediation's call, admit a picked-up
+        citizen, close a mediation's ticket. Quick (a few SQLite statements), never raises."""
+        try:
+            if state.kind == "mediation":
+                self._mediation_events(state, events)
+            elif state.kind == "consultation":
+                self._consultation_events(state, events)
+        except Exception:  # noqa: BLE001 - a listener must not break the command that ran
+            log.exception("desk listener failed on %s", state.id)
+
+    def _mediation_events(self, state, events) -> None:
+        for e in events:
+            if e.type == "participant.added" and e.data["participant"]["role"] == "duty_lawyer":
+                self.store.add_ticket(
+                    now=e.ts,
+                    kind="mediation",
+                    point=None,
+                    name=state.title[:120],
+                    topic="mediation",
+                    state="waiting",
+                    session=state.id,
+                    lawyer_pid=e.data["participant"]["id"],
+                    question=(state.case_number or "")[:200],
+                )
+        ending = {
+            e.data.get("participant")
+            for e in events
+            if e.type in ("participant.left", "participant.removed")
+        }
+        ended = any(e.type == "session.ended" for e in events)
+        connected = {e.data.get("participant") for e in events if e.type == "participant.connected"}
+        if not (ending or ended or connected):
+            return
+        for t in self.store.for_session(state.id):
+            if t.kind != "mediation" or t.state not in ("waiting", "serving"):
+                continue
+            now = events[-1].ts
+            if t.state == "waiting" and (ended or t.lawyer_pid in ending):
+                self.store.update(
+                    t.id,
+                    actor="system",
+                    event="withdrawn",
+                    now=now,
+                    state="cancelled",
+                    ended_at=now,
+                )
+            elif t.state == "waiting" and t.lawyer_pid in connected:
+                # someone came in through the mediator's fallback link: nobody needs ringing
+                self.store.update(
+                    t.id,
+                    actor="system",
+                    event="answered_by_link",
+                    now=now,
+                    state="cancelled",
+                    ended_at=now,
+                )
+            elif t.state == "serving" and (ended or t.lawyer_pid in ending):
+                self.store.update(
+                    t.id, actor="system", event="released", now=now, state="done", ended_at=now
+                )
+                if self.store.statuses().get(t.lawyer) == "busy":
+                    self.store.set_status(t.lawyer, "available", now)
+
+    def _consultation_events(self, state, events) -> None:
+        arrivals = [
+            e.data["participant"]
+            for e in events
+            if e.type in ("participant.connected", "participant.rejoined")
+            and e.data.get("space") == "waiting"
+        ]
+        if not arrivals:
+            return
+        ticket = next(iter(self.store.for_session(state.id)), None)
+        if ticket is None or ticket.state != "serving" or ticket.citizen_pid not in arrivals:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a command line tool): nobody to admit
+        loop.call_soon(self._admit, state.id, ticket.citizen_pid, ticket.lawyer_pid)
+
+    def _admit(self, session: str, citizen: str, lawyer: str) -> None:
+        try:
+            self.service.execute(
+                session, lawyer, decode_command({"type": "admit", "participant": citizen})
+            )
+        except CommandError as exc:  # ended meanwhile, or already admitted
+            log.info("desk admit in %s refused: %s", session, exc.code)
