@@ -108,3 +108,95 @@ async def test_export_of_a_real_recording(recorded_factory):
     assert a > 100 * off and b > 100 * off, (a, b, off)
     assert 0.05 < a / b < 20, "both tones are in the mix at comparable levels"
     await jobs.aclose()
+
+
+def _webm(seconds: float, start: float, color: tuple[int, int, int], tone: float) -> bytes:
+    """A segment as the recorder writes it: VP8 64x48 10 fps + Opus, media-time timestamps."""
+    import array
+    import fractions
+    import math
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="webm") as out:
+        v = out.add_stream("libvpx", rate=10)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = out.add_stream("libopus", rate=48000, layout="stereo")
+        for i in range(int(seconds * 10)):
+            frame = av.VideoFrame(64, 48, "rgb24")
+            frame.planes[0].update(bytes(color) * (64 * 48))
+            frame.pts, frame.time_base = round(start * 10) + i, fractions.Fraction(1, 10)
+            for packet in v.encode(frame):
+                out.mux(packet)
+        for packet in v.encode():
+            out.mux(packet)
+        for i in range(int(seconds * 50)):
+            pcm = array.array("h")
+            for k in range(960):
+                x = int(8000 * math.sin(2 * math.pi * tone * (i * 960 + k) / 48000))
+                pcm.extend((x, x))
+            frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
+            frame.planes[0].update(pcm.tobytes())
+            frame.sample_rate = 48000
+            frame.pts, frame.time_base = (
+                round(start * 48000) + i * 960,
+                fractions.Fraction(1, 48000),
+            )
+            for packet in a.encode(frame):
+                out.mux(packet)
+        for packet in a.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def test_a_gap_stays_black_and_silent_and_three_people_make_a_2x2_grid():
+    """compose() alone (no process): A is recorded 0-2 s and 4-6 s (a caucus between), B and C
+    throughout; in the gap A's tile is black and A's tone is absent from the mix."""
+    from recording.export import compose
+
+    blobs, segs = {}, []
+    people = {
+        "a": ((220, 40, 40), 440.0),
+        "b": ((40, 40, 220), 1000.0),
+        "c": ((40, 200, 40), 1500.0),
+    }
+    spans = {"a": [(0.0, 2.0), (4.0, 2.0)], "b": [(0.0, 6.0)], "c": [(0.0, 6.0)]}
+    for pid, parts in spans.items():
+        for i, (start, length) in enumerate(parts):
+            name = f"{pid}-{i:06d}.seg"
+            blobs[name] = _webm(length, start, *people[pid])
+            segs.append(
+                {
+                    "file": name,
+                    "participant": pid,
+                    "media_start": start,
+                    "media_end": start + length,
+                }
+            )
+    webm, facts = compose(segs, lambda r: blobs[r["file"]])
+    assert facts["tiles"] == ["a", "b", "c"] and (facts["width"], facts["height"]) == (
+        2 * TILE_W,
+        2 * TILE_H,
+    )
+    with av.open(io.BytesIO(webm)) as c:
+        frames = [f.to_rgb() for f in c.decode(video=0)]
+    assert abs(len(frames) / 10 - 6.0) <= 0.3
+
+    def pixel(frame, tile):
+        x = (tile % 2) * TILE_W + TILE_W // 2
+        y = (tile // 2) * TILE_H + TILE_H // 2
+        plane = frame.planes[0]
+        at = y * plane.line_size + 3 * x
+        return tuple(bytes(plane)[at : at + 3])
+
+    in_gap, recorded = frames[30], frames[10]  # t = 3 s, t = 1 s
+    assert max(pixel(in_gap, 0)) < 40, "A's tile is black during A's gap"
+    assert pixel(recorded, 0)[0] > 150 and pixel(in_gap, 1)[2] > 150 and pixel(in_gap, 2)[1] > 150
+    assert max(pixel(in_gap, 3)) < 40, "the fourth tile of a 2x2 grid for three is empty"
+
+    _, samples = _mixed_audio(webm)
+    gap = samples[int(2.5 * 48000) : int(3.5 * 48000)]
+    both = samples[int(0.5 * 48000) : int(1.5 * 48000)]
+    for hz in (1000.0, 1500.0):
+        assert tone_power(gap, hz) > 100 * tone_power(gap, 700.0)
+    assert tone_power(gap, 440.0) * 100 < tone_power(both, 440.0), "A is silent in the gap"
+    assert tone_power(both, 440.0) > 100 * tone_power(both, 700.0)
