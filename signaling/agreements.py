@@ -91,6 +91,7 @@ class AgreementDesk:
         self.base_url = base_url
         self.zone = ZoneInfo(timezone)
         self._pki: LocalPki | None = None
+        self._root_sha256: str | None = None
         self._timestamper = None
         self.authority = None  # the local RFC 3161 authority, once the PKI is open
         self._ceremonies: dict[str, SignatureCeremony] = {}
@@ -119,6 +120,27 @@ class AgreementDesk:
             self.authority = local_timestamp_authority(self._pki)
             self._timestamper = AuthorityTimeStamper(self.authority)
         return self._pki
+
+    def root_sha256(self) -> str:
+        """The organisation root's fingerprint (SHA-256 of its DER), for the invitation links'
+        ``#root=`` fragment: the signing page checks its certificate chain against it. Read from
+        ``root.pem`` without unlocking any key when the PKI exists; created on first use."""
+        if self._root_sha256 is None:
+            from cryptography import x509
+            from cryptography.hazmat.primitives.serialization import Encoding
+
+            pem = self.data_dir / "esign-pki" / "root.pem"
+            if self._pki is not None or not pem.exists():
+                root = self.pki().root
+            else:
+                root = x509.load_pem_x509_certificate(pem.read_bytes())
+            self._root_sha256 = hashlib.sha256(root.public_bytes(Encoding.DER)).hexdigest()
+        return self._root_sha256
+
+    def invitation_fragment(self) -> str:
+        """``#root=<fingerprint>`` for an invitation link: a fragment never reaches the server,
+        so what the phone checks against came with the invitation, not from the server later."""
+        return f"#root={self.root_sha256()}"
 
     async def ceremony(self, session_id: str) -> SignatureCeremony:
         """The session's ceremony; after a restart it is resumed from the current PDF, which

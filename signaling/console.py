@@ -125,9 +125,14 @@ class Console:
         )
         return f"/j/{token}"
 
+    def fragment(self) -> str:
+        """``#root=<fingerprint>`` on every invitation (link and QR code): the signing page
+        checks its certificate chain against the root named by the invitation itself."""
+        return self.desk.invitation_fragment() if self.desk is not None else ""
+
     def link(self, request, state, p) -> str:
         base = self.config.public_url or f"{request.scheme}://{request.host}"
-        return base + self.path(state, p)
+        return base + self.path(state, p) + self.fragment()
 
     # -- pages --------------------------------------------------------------------------------
     async def index(self, request: web.Request) -> web.Response:
@@ -385,7 +390,7 @@ class Console:
         if host is None or state.ended:
             raise web.HTTPConflict(text="conflict: this session cannot be entered")
         # The token says a logged-in staff member entered: the e-signature needs that (staff_login).
-        raise web.HTTPSeeOther(self.path(state, host, staff=account.username))
+        raise web.HTTPSeeOther(self.path(state, host, staff=account.username) + self.fragment())
 
     def routes(self) -> list[web.RouteDef]:
         return [

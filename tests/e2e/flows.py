@@ -39,3 +39,87 @@ def open_case(med, server, *, case_number: str, title: str, parties=("张三", "
     med.click("#enter")
     join(med, None, consents=False)
     return links
+
+
+# -- the agreement: shared by the signing tests (test_agreement_signing, test_signing_screen,
+# test_screenshots) ------------------------------------------------------------------------------
+
+TERMS = ["李四于2026年12月31日前向张三支付人民币5000元。", "双方就本纠纷再无其他争议。"]
+ERRORS: list[str] = []  # uncaught page errors of every watched page; a test clears it first
+
+
+def watched(page):
+    """Accept the page's confirm() dialogs; collect its uncaught errors in ``ERRORS``."""
+    page.on("dialog", lambda d: d.accept())
+    page.on("pageerror", lambda e: ERRORS.append(str(e)))
+    return page
+
+
+def agreement(page) -> dict:
+    """The agreement as the session shows it to this page."""
+    return page.evaluate("() => window.parley.view.agreement")
+
+
+def admit_verified(med, page) -> str:
+    """The mediator admits this party's page and marks its identity checked; its id."""
+    pid = page.evaluate("() => window.parley.me")
+    row = f'#people li[data-participant="{pid}"]'
+    med.click(f'{row} button[data-action="admit"]')
+    med.click(f'{row} button[data-action="identity"]')
+    med.wait_for_selector(f"{row} >> text=✔ID")
+    return pid
+
+
+def signing_case(browser, new_page, server, *, parties=2, viewport=None, lang=None, links=None):
+    """Console case (two parties), the mediator inside, the first ``parties`` party pages joined,
+    admitted and ID-checked. ``links`` may rewrite each invitation link before it is opened
+    (e.g. drop its ``#root=`` fragment). Returns (mediator page, party pages, links)."""
+    med = watched(new_page(browser))
+    urls = open_case(med, server, case_number="(2026)京0105民调77号", title="借款纠纷 Loan dispute")
+    if links:
+        urls = [links(i, url) for i, url in enumerate(urls)]
+    pages = []
+    for url in urls[:parties]:
+        page = watched(new_page(browser))
+        if viewport:
+            page.set_viewport_size(viewport)
+        if lang:
+            page.add_init_script(f"localStorage.setItem('parley.lang', '{lang}')")
+        join(page, url)
+        admit_verified(med, page)
+        pages.append(page)
+    return med, pages, urls
+
+
+def draft(med, terms=TERMS) -> None:
+    """The mediator drafts a debt agreement in Chinese with these terms."""
+    med.select_option("#ag-case-type", "debt")
+    med.select_option("#ag-language", "zh-CN")
+    med.fill("#ag-terms", "\n".join(terms))
+    med.click("#ag-save")
+
+
+def freeze(med, pages) -> str:
+    """Freeze; wait until every page shows the PDF's check code; the fingerprint."""
+    med.click("#ag-freeze")
+    for page in (med, *pages):
+        page.wait_for_selector("#ag-check-code[data-code]")
+    return agreement(med)["fingerprint"]
+
+
+def sign(page, fingerprint: str) -> None:
+    """The signer's turn: Sign now, every check passes, read, confirm, receipt."""
+    page.click("#ag-sign-now:not([hidden]):not([disabled])")
+    page.wait_for_selector("#ag-confirm:not([disabled])")
+    assert page.is_visible("#ag-review-pages canvas")
+    assert fingerprint[:8] in page.inner_text("#ag-review-fingerprint")
+    page.click("#ag-confirm")
+    page.wait_for_selector("#ag-receipt:not([hidden])")
+
+
+def refusal(page) -> str:
+    """Sign now, and the page refuses: nothing to confirm; the sentence it shows."""
+    page.click("#ag-sign-now:not([hidden]):not([disabled])")
+    page.wait_for_selector("#ag-sign-step[data-refused='1']")
+    assert page.is_disabled("#ag-confirm") and page.is_hidden("#ag-review")
+    return page.inner_text("#ag-sign-step")

@@ -3,13 +3,17 @@
 The mediator (logged in through the console, so its link carries the staff login) drafts the
 agreement live, freezes it; each party signs on its own page, then the mediator; the mediator
 seals and downloads agreement.pdf and evidence.zip, which the offline ``verify`` CLI and
-pyHanko's own validator accept against the root certificate. And the page refuses, and never
-signs, a prepared PDF that was changed on the way (one byte flipped in the server's answer).
+pyHanko's own validator accept against the root certificate. The page refuses, and never
+signs, a prepared PDF changed on the way (one byte flipped in the server's answer), a
+certificate that does not chain to the root named by the invitation link (``#root=``), and —
+with a faulty renderer patched into a real server — a PDF whose text is not the agreement data.
+A server error is shown as a plain sentence, never its code.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,12 +23,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.e2e.conftest import TEST_TIMEOUT_S, WAIT_S
-from tests.e2e.flows import join
-from tests.e2e.flows import open_case as console_case
-from tests.support.server_proc import ROOT, ServerProcess
+from tests.e2e.flows import (
+    ERRORS,
+    TERMS,
+    agreement,
+    draft,
+    freeze,
+    refusal,
+    sign,
+    signing_case,
+)
+from tests.support.server_proc import ROOT, ServerProcess, add_staff
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
-TERMS = ["李四于2026年12月31日前向张三支付人民币5000元。", "双方就本纠纷再无其他争议。"]
 
 # Wrap the page's socket so that the ``prepare`` answer arrives with one byte of the prepared
 # PDF flipped at ``where`` ("prefix": inside the reviewed bytes; "tail": after the signature
@@ -46,82 +57,54 @@ TAMPER = """where => {
     return reply;
   };
 }"""
+# The enrolment request leaves the page with its proof of possession broken: the real server
+# answers ``bad_proof_of_possession``.
+BAD_PROOF = """() => {
+  const socket = window.parley.socket;
+  const original = socket.emitWithAck.bind(socket);
+  socket.emitWithAck = (event, payload) => {
+    if (event === 'esign' && payload.action === 'enrol') {
+      const pop = payload.request.proof_of_possession;
+      payload = {...payload, request: {...payload.request,
+        proof_of_possession: (pop[0] === 'A' ? 'B' : 'A') + pop.slice(1)}};
+    }
+    return original(event, payload);
+  };
+}"""
 UNTAMPER = "() => { delete window.parley.socket.emitWithAck; }"  # back to the prototype's
+SET_HASH = "h => { location.hash = h; }"
+RAW_CODE = re.compile(r"\b[a-z]+_[a-z_]+\b|Error|出错了")
 
 
-ERRORS: list[str] = []
-
-
-def watched(page):
-    """Accept the page's confirm() dialogs; collect its uncaught errors."""
-    page.on("dialog", lambda d: d.accept())
-    page.on("pageerror", lambda e: ERRORS.append(str(e)))
-    return page
-
-
-def open_case(browser, new_page, server):
-    """Console: log in, create the case with two parties, enter as the mediator."""
-    med = watched(new_page(browser))
-    links = console_case(
-        med, server, case_number="(2026)京0105民调77号", title="借款纠纷 Loan dispute"
-    )
-    return med, links
-
-
-def agreement(page) -> dict:
-    return page.evaluate("() => window.parley.view.agreement")
-
-
-def sign(page, fingerprint: str) -> None:
-    """The signer's turn: Sign now, every check passes, read, confirm, receipt."""
-    page.click("#ag-sign-now:not([hidden]):not([disabled])")
-    page.wait_for_selector("#ag-confirm:not([disabled])")
-    assert page.is_visible("#ag-review-pages canvas")
-    assert fingerprint[:8] in page.inner_text("#ag-review-fingerprint")
-    page.click("#ag-confirm")
-    page.wait_for_selector("#ag-receipt:not([hidden])")
-
-
-def refuses(page, where: str) -> str:
-    page.click("#ag-sign-now:not([hidden]):not([disabled])")
-    page.wait_for_selector("#ag-sign-step[data-refused='1']")
-    assert page.is_disabled("#ag-confirm") and page.is_hidden("#ag-review")
-    return page.inner_text("#ag-sign-step")
+def root_fingerprint(server) -> str:
+    pem = Path(server.data_dir) / "esign-pki" / "root.pem"
+    cert = x509.load_pem_x509_certificate(pem.read_bytes())
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
     console_server, launch, new_page, tmp_path
 ):
     ERRORS.clear()
-    browser = launch()
-    med, (link_a, link_b) = open_case(browser, new_page, console_server)
-    parties = []
-    for link in (link_a, link_b):
-        page = watched(new_page(browser))
-        join(page, link)
-        pid = page.evaluate("() => window.parley.me")
-        row = f'#people li[data-participant="{pid}"]'
-        med.click(f'{row} button[data-action="admit"]')
-        med.click(f'{row} button[data-action="identity"]')
-        med.wait_for_selector(f"{row} >> text=✔ID")
-        parties.append(page)
-    a, b = parties
+    # B opens its link without the root fragment (an old link): it may sign, and is told that
+    # the issuer of its certificate could not be checked.
+    med, (a, b), links = signing_case(
+        launch(), new_page, console_server, links=lambda i, url: url.split("#")[0] if i else url
+    )
+    root = root_fingerprint(console_server)
+    assert links[0].endswith(f"#root={root}")  # the console's invitation names the root
+    assert a.evaluate("() => location.hash") == f"#root={root}"
 
     # The mediator drafts; the parties see the terms live. A party has no editor.
-    med.select_option("#ag-case-type", "debt")
-    med.select_option("#ag-language", "zh-CN")
-    med.fill("#ag-terms", "\n".join(TERMS) + "\n\n")
-    med.click("#ag-save")
+    draft(med, [*TERMS, "", ""])
     for page in (a, b):
         page.wait_for_selector("#ag-draft li >> text=支付人民币5000元")
         assert page.is_hidden("#ag-editor")
     assert a.inner_text("#ag-draft").count("\n") == 1  # two terms, the blank lines dropped
 
-    med.click("#ag-freeze")
-    for page in (med, a, b):
-        page.wait_for_selector("#ag-fingerprint[data-fingerprint]")
-    fp = agreement(med)["fingerprint"]
+    fp = freeze(med, (a, b))
     for page in (med, a, b):  # each page read the fingerprint out of the PDF itself
+        page.wait_for_selector("#ag-fingerprint[data-fingerprint]")
         assert page.get_attribute("#ag-fingerprint", "data-fingerprint") == fp
         assert page.locator("#ag-pages canvas").count() >= 1
     assert "5000" in a.evaluate("() => window.parleyAgreement.shownText")  # pdf.js read the text
@@ -129,13 +112,41 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
 
     # A's page is handed a prepared PDF with one byte changed: it refuses and never signs.
     a.evaluate(TAMPER, "tail")
-    assert "digest" in refuses(a, "tail")
+    assert "digest" in refusal(a)
     a.evaluate(UNTAMPER)
     a.evaluate(TAMPER, "prefix")
-    assert "does not extend" in refuses(a, "prefix")
+    assert "does not extend" in refusal(a)
     assert "sign" not in a.evaluate("() => window.__esignActions")
-    assert agreement(med)["signed"] == []
     a.evaluate(UNTAMPER)
+    # Its link named another root: the certificate does not chain to it.
+    a.evaluate(SET_HASH, "#root=" + "ab" * 32)
+    said = refusal(a)
+    assert "organisation root named in your invitation link" in said and "Tell the mediator" in said
+    a.evaluate(SET_HASH, f"#root={root}")
+    assert agreement(med)["signed"] == []
+
+    # A server error on the signing screen is a sentence with a next step, never the code.
+    a.evaluate(BAD_PROOF)
+    a.click("#ag-sign-now:not([hidden]):not([disabled])")
+    expected = a.evaluate("() => i18n.error('bad_proof_of_possession')")
+    a.wait_for_function(
+        "t => document.getElementById('ag-sign-step').textContent === t", arg=expected
+    )
+    assert "bad_proof_of_possession" in a.evaluate("() => window.parleyAgreement.lastError")
+    shown = a.inner_text("#ag-sign-step")
+    assert not RAW_CODE.search(shown), shown
+    a.evaluate(UNTAMPER)
+    a.click("#lang")  # and in Chinese
+    a.evaluate(BAD_PROOF)
+    a.click("#ag-sign-now:not([hidden]):not([disabled])")
+    expected = a.evaluate("() => i18n.error('bad_proof_of_possession')")
+    assert "请重新点" in expected
+    a.wait_for_function(
+        "t => document.getElementById('ag-sign-step').textContent === t", arg=expected
+    )
+    assert not RAW_CODE.search(a.inner_text("#ag-sign-step"))
+    a.evaluate(UNTAMPER)
+    a.click("#lang")
 
     # B declines with a reason; the mediator edits the terms: version 2, signed from scratch.
     b.fill("#ag-decline-reason", "金额不对 the amount is wrong")
@@ -155,9 +166,18 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
     assert "4500" in a.evaluate("() => window.parleyAgreement.shownText")
 
     sign(a, fp)
+    assert a.get_attribute("#ag-review-root", "data-root") == "checked"
     b.wait_for_selector("#ag-sign-now:not([hidden])")
-    sign(b, fp)
+    b.click("#ag-sign-now:not([hidden]):not([disabled])")
+    b.wait_for_selector("#ag-confirm:not([disabled])")
+    assert b.get_attribute("#ag-review-root", "data-root") == "missing"
+    assert "does not carry the organisation's root fingerprint" in b.inner_text("#ag-review-root")
+    assert b.is_visible("#ag-review-root")
+    b.click("#ag-confirm")
+    b.wait_for_selector("#ag-receipt:not([hidden])")
+    assert med.evaluate("() => location.hash") == f"#root={root}"  # "Enter" carries it too
     sign(med, fp)
+    assert med.get_attribute("#ag-review-root", "data-root") == "checked"
     med.wait_for_selector("#agreement-panel[data-status='complete']")
     med.click("#ag-seal")
     for page in (med, a, b):
@@ -176,11 +196,9 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
     got.value.save_as(bundle)
 
     root_pem = Path(console_server.data_dir) / "esign-pki" / "root.pem"
-    root = x509.load_pem_x509_certificate(root_pem.read_bytes())
-    root_fp = hashlib.sha256(root.public_bytes(serialization.Encoding.DER)).hexdigest()
     for target in (pdf, bundle):
         out = subprocess.run(
-            [sys.executable, str(ROOT / "server.py"), "verify", str(target), "--root", root_fp],
+            [sys.executable, str(ROOT / "server.py"), "verify", str(target), "--root", root],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -197,6 +215,59 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("INTACT:TRUSTED") >= 4, out.stdout
+    assert ERRORS == []
+
+
+# A server whose renderer prints one term more than the data it embeds and fingerprints (the
+# attack of issue #11, item 4; tests/integration/esign/test_render_binding.py does it to the
+# Python phone): installed in the server process by this sitecustomize.
+FAULTY_RENDERER = """
+import msgspec
+import esign.ceremony
+from esign import document
+
+EXTRA = "申请人另向被申请人支付违约金人民币壹拾万元整。"
+honest = document.render_agreement_pdf
+
+
+def faulty(agreement):
+    data, fp = document.canonical_json(agreement), document.fingerprint(agreement)
+    saved = document.canonical_json, document.fingerprint
+    document.canonical_json, document.fingerprint = (lambda _: data), (lambda _: fp)
+    try:
+        return honest(msgspec.structs.replace(agreement, terms=[*agreement.terms, EXTRA]))
+    finally:
+        document.canonical_json, document.fingerprint = saved
+
+
+esign.ceremony.render_agreement_pdf = faulty
+"""
+
+
+def test_the_page_refuses_a_pdf_whose_text_is_not_the_agreement_data(tmp_path, launch, new_page):
+    ERRORS.clear()
+    patch = tmp_path / "patch"
+    patch.mkdir()
+    (patch / "sitecustomize.py").write_text(FAULTY_RENDERER, encoding="utf-8")
+    data = tmp_path / "data"
+    add_staff(data)
+    env = {"PYTHONPATH": f"{patch}:{ROOT}"}
+    server = ServerProcess(data, "--no-demo", env=env).start_quiet(timeout=WAIT_S)
+    try:
+        med, (a,), _ = signing_case(launch(), new_page, server, parties=1, lang="en")
+        draft(med)
+        a.wait_for_selector("#ag-draft li >> text=支付人民币5000元")
+        freeze(med, (a,))
+        assert "违约金" in a.evaluate("() => window.parleyAgreement.shownText")  # it is printed
+        said = refusal(a)
+        assert "the text of the PDF differs from the agreement data" in said, said
+        assert "Tell the mediator" in said and not RAW_CODE.search(said)
+        assert agreement(med)["signed"] == []
+        a.click("#lang")
+        said = refusal(a)
+        assert "PDF 上的文字与协议数据不一致" in said and "请告诉调解员" in said, said
+    finally:
+        server.stop()
     assert ERRORS == []
 
 

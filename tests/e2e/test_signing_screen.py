@@ -2,8 +2,9 @@
 languages), a short check code that matches the mediator's, Sign apart from Decline, the receipt
 after signing, and the full-screen PDF viewer (page n of m, zoom).
 
-Reaches a party's turn through the same flow as test_agreement_signing.py: console case, two
-parties admitted with their ID checked, a draft, freeze; the first party signs first.
+Reaches a party's turn through the shared flow (tests/e2e/flows.py, as test_agreement_signing.py):
+console case, two parties admitted with their ID checked, a draft, freeze; the first party signs
+first.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import re
 import pytest
 
 from tests.e2e.conftest import TEST_TIMEOUT_S
-from tests.e2e.flows import join
-from tests.e2e.test_agreement_signing import ERRORS, TERMS, agreement, open_case, watched
+from tests.e2e.flows import ERRORS, TERMS, agreement, draft, signing_case
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
 PHONE = {"width": 390, "height": 844}
@@ -53,26 +53,8 @@ def apart(page, one: str, other: str, gap: float = 24) -> None:
 
 def test_signing_screen_on_a_phone(console_server, launch, new_page):
     ERRORS.clear()
-    browser = launch()
-    med, (link_a, link_b) = open_case(browser, new_page, console_server)
-    parties = []
-    for link in (link_a, link_b):
-        page = watched(new_page(browser))
-        page.set_viewport_size(PHONE)
-        page.add_init_script("localStorage.setItem('parley.lang', 'en')")
-        join(page, link)
-        pid = page.evaluate("() => window.parley.me")
-        row = f'#people li[data-participant="{pid}"]'
-        med.click(f'{row} button[data-action="admit"]')
-        med.click(f'{row} button[data-action="identity"]')
-        med.wait_for_selector(f"{row} >> text=✔ID")
-        parties.append(page)
-    a, b = parties
-
-    med.select_option("#ag-case-type", "debt")
-    med.select_option("#ag-language", "zh-CN")
-    med.fill("#ag-terms", "\n".join(TERMS))
-    med.click("#ag-save")
+    med, (a, b), _ = signing_case(launch(), new_page, console_server, viewport=PHONE, lang="en")
+    draft(med, TERMS)
     a.wait_for_selector("#ag-draft li >> text=支付人民币5000元")
     assert a.is_hidden("#ag-turn")  # drafting: nobody's turn yet
     med.click("#ag-freeze")

@@ -7,6 +7,10 @@
 // certificate for it, reads the PDF, asks the server to prepare the signature, and then checks
 // with its own code that what it is asked to sign is exactly the document shown — the server is
 // not trusted for that. Only then may the person press "Sign"; any failed check is a refusal.
+// The checks mirror esign/phone.py (PythonPhone): the certificate chains to the organisation
+// root whose fingerprint came with the invitation link (#root=…), names this signer, role and
+// case; the text of the PDF is what the embedded agreement data says; the prepared signature
+// carries the expected values. Every message shown is a plain sentence (i18n), never a raw code.
 (function () {
   const P = window.parley;
   const $ = (id) => document.getElementById(id);
@@ -18,6 +22,36 @@
     "property_damage", "tenancy", "traffic", "other"];  // esign.agreement.ALLOWED_CASE_TYPES
   const ALLOWED_ATTRS = new Set([asn1.OID.contentType, asn1.OID.messageDigest,
     asn1.OID.signingCertificateV2, asn1.OID.commitmentType, asn1.OID.cmsAlgorithmProtection]);
+  const ID_DATA = "1.2.840.113549.1.7.1", PROOF_OF_APPROVAL = "1.2.840.113549.1.9.16.6.5";
+  const SHA256 = "2.16.840.1.101.3.4.2.1", ECDSA_SHA256 = "1.2.840.10045.4.3.2";
+  const SAN_PREFIX = "urn:x-parley:case:";  // esign.pki.event_san
+  // The fixed wording of the agreement PDF (esign/templates.py, the keys the pages print; kept
+  // equal by tests/unit/esign/test_page_words.py): the page compares the PDF's text with what
+  // these words and the embedded data say.
+  const DOC_WORDS = {
+    "zh-CN": {
+      "title": "调解协议书", "case_no": "案号：{case_no}", "version": "版本：第 {version} 版",
+      "date": "日期：{date}", "organisation": "调解组织：{organisation}",
+      "applicant": "申请人：{name}", "respondent": "被申请人：{name}", "mediator": "调解员：{name}",
+      "preamble": "经调解员主持调解，各方当事人在自愿、合法的基础上达成如下协议：",
+      "closing": "本协议经各方当事人签名、调解员签名并加盖调解组织印章后生效。各方可自本协议生效之日起三十日内共同向人民法院申请司法确认。",
+      "signatures": "签署", "sig_applicant": "申请人签名", "sig_respondent": "被申请人签名",
+      "sig_mediator": "调解员签名", "sig_seal": "调解组织印章",
+      "footer": "协议指纹（SHA-256）：{fingerprint}", "page": "第 {page} 页 / 共 {pages} 页",
+      "supersedes": "本版本取代第 {version} 版（指纹 {fingerprint}）"
+    },
+    "en": {
+      "title": "Mediation Agreement", "case_no": "Case number: {case_no}", "version": "Version: {version}",
+      "date": "Date: {date}", "organisation": "Mediation organisation: {organisation}",
+      "applicant": "Applicant: {name}", "respondent": "Respondent: {name}", "mediator": "Mediator: {name}",
+      "preamble": "Under the guidance of the mediator, the parties have freely and lawfully agreed as follows:",
+      "closing": "This agreement takes effect when signed by every party and by the mediator and sealed by the mediation organisation. The parties may jointly apply to a court for judicial confirmation within thirty days of that date.",
+      "signatures": "Signatures", "sig_applicant": "Applicant", "sig_respondent": "Respondent",
+      "sig_mediator": "Mediator", "sig_seal": "Organisation seal",
+      "footer": "Agreement fingerprint (SHA-256): {fingerprint}", "page": "Page {page} of {pages}",
+      "supersedes": "This version replaces version {version} (fingerprint {fingerprint})"
+    }
+  };
 
   // -- bytes -----------------------------------------------------------------------------------
   const b64 = (bytes) => {
@@ -63,8 +97,19 @@
     return sync;
   }
 
+  // A refusal says why in a plain sentence and what to do; the technical detail goes to
+  // lastError (for the record and the tests), never on screen.
   class Refusal extends Error {}
-  const refuse = (key, detail) => { throw new Refusal(t(key) + (detail ? ` (${detail})` : "")); };
+  const refuse = (key, detail) => {
+    throw Object.assign(new Refusal(t(key) + (detail ? ` (${detail})` : "")), { key });
+  };
+  // What the person reads for any failure: a refusal, a server error code (i18n.error), or
+  // "could not open the file" for anything else.
+  function say(e) {
+    if (e instanceof Refusal) return `${t("ag_refused")}${t(e.key)}${i18n.lang === "zh" ? "。" : ". "}${t("ag_refused_next")}`;
+    if (e && e.code) return i18n.error(e.code);
+    return t("ag_err_open");
+  }
 
   // -- talking to the server ---------------------------------------------------------------------
   async function emit(event, payload, ms = 30000) {
@@ -80,7 +125,11 @@
   async function download(name) {
     const r = await fetch(`/api/sessions/${P.view.session.id}/${name}`,
       { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
-    if (!r.ok) throw new Error(`${name}: HTTP ${r.status}`);
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      const code = (body && body.error && body.error.code) || "unknown";
+      throw Object.assign(new Error(`${name}: HTTP ${r.status} ${code}`), { code });
+    }
     return new Uint8Array(await r.arrayBuffer());
   }
 
@@ -113,6 +162,7 @@
     }).promise;
     try {
       const texts = [];
+      const lines = [];  // per page, the text lines as pdf.js reads them (hasEOL ends a line)
       const canvases = [];
       const width = Math.min(container.clientWidth || 600, 900);
       for (let n = 1; n <= doc.numPages; n++) {
@@ -126,12 +176,20 @@
         canvases.push(canvas);
         const content = await page.getTextContent();
         texts.push(content.items.map((i) => i.str || "").join(""));
+        const pageLines = [];
+        let line = "";
+        for (const item of content.items) {
+          line += item.str || "";
+          if (item.hasEOL) { pageLines.push(line); line = ""; }
+        }
+        if (line) pageLines.push(line);
+        lines.push(pageLines);
       }
       container.replaceChildren(...canvases);
       rendered_bytes.set(container, bytes);
       const files = (await doc.getAttachments()) || {};
       const attached = Object.values(files).find((f) => f.filename === "agreement.json");
-      return { texts, agreementJson: attached ? new Uint8Array(attached.content) : null };
+      return { texts, lines, agreementJson: attached ? new Uint8Array(attached.content) : null };
     } finally {
       doc.destroy();
     }
@@ -159,7 +217,165 @@
     for (const s of [...(data.parties || []), data.mediator || {}]) {
       if (s.participant_id) signerNames[s.participant_id] = s.name;
     }
+    rendered.data = data;
     return hex(await sha256(rendered.agreementJson));
+  }
+
+  // -- the text on the pages is the agreement data (esign/document.py's layout) ------------------
+  // Compared with whitespace removed and Unicode NFKC: the PDF wraps long lines (dropping the
+  // space at a break in Latin text, adding none between CJK characters), and pdf.js may give
+  // compatibility forms of some characters. Everything else must be equal, in order: title,
+  // case data, parties, the numbered terms, the closing clause, the signature labels, and on
+  // every page the footer with this fingerprint and "page n of m". A term added, dropped or
+  // changed by the renderer is a difference. (The signature boxes are drawn in annotations,
+  // which pdf.js's page text does not include; `server.py verify` compares those.)
+  const squash = (x) => String(x).normalize("NFKC").replace(/\s+/gu, "");
+  const fill = (words, vars) => words.replace(/\{(\w+)\}/g, (_, k) => String(vars[k]));
+
+  function signingOrder(data) {  // esign.agreement.signing_order / signer_role
+    const order = [];
+    for (const side of ["applicant", "respondent"]) {
+      (data.parties || []).filter((p) => p.side === side).forEach((p, i) => order.push({
+        pid: p.participant_id, field: side[0].toUpperCase() + side.slice(1) + (i + 1), role: side,
+        name: p.name, digest: p.id_digest }));
+    }
+    const m = data.mediator || {};
+    order.push({ pid: m.participant_id, field: "Mediator", role: "mediator", name: m.name,
+      digest: `STAFF-${m.staff_id}` });
+    return order;
+  }
+
+  function expectedLines(data, w) {
+    const printed = typeof data.case_number === "string" ? data.case_number : data.case_no;
+    return [
+      w.title, fill(w.case_no, { case_no: printed }), fill(w.version, data), fill(w.date, data),
+      fill(w.organisation, data),
+      ...(data.parties || []).map((p) => fill(w[p.side] || "?", p)), fill(w.mediator, data.mediator || {}),
+      ...(data.supersedes ? [fill(w.supersedes, data.supersedes)] : []),
+      w.preamble, ...(data.terms || []).map((term, i) => `${i + 1}. ${term}`), w.closing, w.signatures,
+      ...signingOrder(data).map((s) => w["sig_" + s.role]), w.sig_seal,
+    ];
+  }
+
+  function checkPageText(rendered, fp, shownTerms) {
+    const data = rendered.data;
+    const w = DOC_WORDS[data.language];
+    if (!w) refuse("ag_err_pages_text", `language ${data.language}`);
+    if (shownTerms && JSON.stringify(shownTerms) !== JSON.stringify(data.terms)) refuse("ag_err_terms_shown");
+    const pages = rendered.lines.length;
+    let body = "";
+    rendered.lines.forEach((lines, i) => {
+      const foot = lines.slice(-2).map(squash);
+      if (foot.length !== 2 || foot[0] !== squash(fill(w.footer, { fingerprint: fp })) ||
+          foot[1] !== squash(fill(w.page, { page: i + 1, pages }))) refuse("ag_err_pages_text", `footer of page ${i + 1}`);
+      body += lines.slice(0, -2).map(squash).join("");
+    });
+    const want = expectedLines(data, w).map(squash).join("");
+    if (body !== want) {
+      let at = 0;
+      while (at < body.length && body[at] === want[at]) at++;
+      refuse("ag_err_pages_text", `first difference at ${at}: ${JSON.stringify(body.slice(at, at + 40))}`);
+    }
+  }
+
+  // -- the certificate: chain to the invited root, and it names me (esign/phone.py) --------------
+  // The organisation's root fingerprint from the invitation link's fragment (#root=<sha256 hex>):
+  // a fragment is never sent to the server, so the server cannot swap it. null when the link
+  // has none (links made before it existed): the page then says so instead of a check.
+  function invitedRoot() {
+    const m = /(?:^#|&)root=([0-9A-Fa-f:]{64,95})(?:&|$)/.exec(location.hash || "");
+    const value = m ? m[1].toLowerCase().replace(/:/g, "") : "";
+    return /^[0-9a-f]{64}$/.test(value) ? value : null;
+  }
+
+  // leaf <- signer CA <- root, each signature valid, the CAs marked as CAs and valid now, and the
+  // root the one the invitation named (when it named one).
+  async function checkChain(leafDer, chain, root) {
+    let certs;
+    try {
+      if (!Array.isArray(chain) || chain.length !== 2) refuse("ag_err_chain", "not signer CA + root");
+      certs = [leafDer, ...chain.map(unb64)].map((der) => asn1.certificate(der));
+    } catch (e) {
+      if (e instanceof Refusal) throw e;
+      refuse("ag_err_chain", e.message);
+    }
+    const [leaf, ca, top] = certs;
+    if (root && hex(await sha256(top.der)) !== root) refuse("ag_err_root");
+    const now = Date.now();
+    for (const [child, parent] of [[leaf, ca], [ca, top], [top, top]]) {
+      let ok = false;
+      try { ok = await asn1.issuedBy(child, parent); } catch (e) { ok = false; }
+      if (!ok) refuse("ag_err_chain", "a signature of the chain");
+      // the leaf's 30-minute window is the server's to enforce; the issuers must be valid now
+      if (child !== leaf && !(child.notBefore <= now && now <= child.notAfter)) refuse("ag_err_chain", "validity");
+    }
+    if (!ca.ca || !top.ca) refuse("ag_err_chain", "an issuer is not a CA");
+    return leaf;
+  }
+
+  // The certificate names me as the agreement does: name and ID digest, and this case and role.
+  function checkIdentity(cert, data, me) {
+    const s = signingOrder(data).find((x) => x.pid === me);
+    if (!s) refuse("ag_err_not_signer");
+    const attr = (type) => cert.subjectNames.filter((x) => x.type === type).map((x) => x.value);
+    const cn = attr(asn1.X509.commonName), serial = attr(asn1.X509.serialNumber);
+    if (cn.length !== 1 || cn[0] !== s.name || serial.length !== 1 || serial[0] !== s.digest) {
+      refuse("ag_err_cert_name", `${cn} ${serial}`);
+    }
+    if (cert.uris.length !== 1 || cert.uris[0] !== `${SAN_PREFIX}${data.case_no}:role:${s.role}`) {
+      refuse("ag_err_cert_case", cert.uris.join(" "));
+    }
+    return s;
+  }
+
+  // The body of a PDF literal string, unescaped (pyHanko writes /Reason, /T this way).
+  const pdfString = (x) => x.replace(/\\([0-7]{1,3}|[\s\S])/g, (_, c) => /^[0-7]/.test(c)
+    ? String.fromCharCode(parseInt(c, 8)) : ({ n: "\n", r: "\r", t: "\t", b: "\b", f: "\f" })[c] ?? c);
+  const LITERAL = "\\(((?:\\\\[\\s\\S]|[^\\\\()])*)\\)";
+
+  // The new signature dictionary in the prepared revision: the only one, PAdES, filling my
+  // field, with the /Reason the protocol fixes; and before it exactly the certification and the
+  // earlier signers' signatures.
+  function checkSignatureDictionary(prepared, base, data, signer) {
+    const latin = (b) => new TextDecoder("latin1").decode(b);
+    const tail = latin(prepared.subarray(base.length));
+    const sigs = [...tail.matchAll(/(\d+) 0 obj\s*<<((?:(?!endobj)[\s\S])*?)endobj/g)]
+      .filter((m) => /\/Type\s*\/Sig\b/.test(m[2]));
+    if (sigs.length !== 1) refuse("ag_err_fields", `${sigs.length} signature dictionaries`);
+    const [, number, dict] = sigs[0];
+    if (!/\/SubFilter\s*\/ETSI\.CAdES\.detached\b/.test(dict)) refuse("ag_err_fields", "not PAdES");
+    const reason = new RegExp("/Reason\\s*" + LITERAL).exec(dict);
+    const escaped = data.case_no.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    if (!reason || !new RegExp(`^Signed ${escaped} v${data.version}; ledger ([0-9a-f]{64}|)$`).test(pdfString(reason[1]))) {
+      refuse("ag_err_fields", `reason ${reason && pdfString(reason[1])}`);
+    }
+    const fields = [...tail.matchAll(/(\d+) 0 obj\s*<<((?:(?!endobj)[\s\S])*?)endobj/g)]
+      .filter((m) => new RegExp(`/V\\s+${number}\\s+0\\s+R\\b`).test(m[2]));
+    const names = fields.map((m) => { const x = new RegExp("/T\\s*" + LITERAL).exec(m[2]); return x && pdfString(x[1]); });
+    if (names.length !== 1 || names[0] !== signer.field) refuse("ag_err_fields", `field ${names}`);
+    const earlier = signingOrder(data).findIndex((x) => x.pid === signer.pid);
+    const before = (latin(base).match(/\/ByteRange\s*\[/g) || []).length;
+    if (before !== 1 + earlier) refuse("ag_err_fields", `${before} signatures before mine`);
+  }
+
+  // content-type id-data, commitment proof-of-approval, algorithm protection SHA-256 + ECDSA.
+  function checkAttributeValues(der, byType) {
+    const ct = byType.get(asn1.OID.contentType);
+    if (!ct || asn1.oid(der, ct) !== ID_DATA) refuse("ag_err_fields", "content-type");
+    const commitment = byType.get(asn1.OID.commitmentType);
+    let kind = "";
+    try { kind = asn1.oid(der, asn1.children(der, commitment)[0]); } catch (e) { kind = ""; }
+    if (kind !== PROOF_OF_APPROVAL) refuse("ag_err_fields", "commitment type");
+    const protection = byType.get(asn1.OID.cmsAlgorithmProtection);
+    if (protection) {
+      let digest = "", signature = "";
+      try {
+        const [d, sAlg] = asn1.children(der, protection);
+        digest = asn1.oid(der, asn1.children(der, d)[0]);
+        signature = sAlg && sAlg.tag === 0xa1 ? asn1.oid(der, asn1.children(der, sAlg)[0]) : "";
+      } catch (e) { digest = ""; }
+      if (digest !== SHA256 || signature !== ECDSA_SHA256) refuse("ag_err_fields", "algorithm protection");
+    }
   }
 
   // -- the signer's checks (esign/phone.py PythonPhone.check, in the browser) ---------------------
@@ -169,6 +385,10 @@
     if (req.reviewed_base_len !== base.length || req.reviewed_base_sha256 !== hex(await sha256(base)) ||
         !equal(prepared.subarray(0, base.length), base)) refuse("ag_err_not_extension");
     if (req.fingerprint !== ctx.fingerprint) refuse("ag_err_fingerprint");
+    const data = ctx.data;
+    if (req.case_no !== data.case_no || req.version !== data.version || req.field_name !== ctx.signer.field) {
+      refuse("ag_err_fields", `${req.case_no} v${req.version} ${req.field_name}`);
+    }
     const range = req.byte_range;
     if (!Array.isArray(range) || range.length !== 4 || !range.every((x) => Number.isSafeInteger(x) && x >= 0)) {
       refuse("ag_err_byte_range", "malformed");
@@ -196,6 +416,8 @@
     try { named = signingCert && asn1.signingCertificateHash(attrsDer, signingCert); } catch (e) { named = null; }
     if (!named || !equal(named, await sha256(ctx.certificate))) refuse("ag_err_certificate");
     if (req.certificate !== b64(ctx.certificate)) refuse("ag_err_certificate");
+    checkAttributeValues(attrsDer, byType);
+    checkSignatureDictionary(prepared, base, data, ctx.signer);
     return { prepared, attrsDer };
   }
 
@@ -230,6 +452,8 @@
       let certKey = null;
       try { certKey = asn1.certificateSpki(mine.certificate); } catch (e) { certKey = null; }
       if (!certKey || !equal(certKey, spki)) refuse("ag_err_not_my_key");
+      mine.root = invitedRoot();
+      const leaf = await checkChain(mine.certificate, enrolment.chain, mine.root);
 
       step(t("ag_step_review"));
       mine.reviewed = await download("agreement.pdf");
@@ -237,6 +461,9 @@
       const shown = await renderPdf(mine.reviewed, $("ag-review-pages"));
       mine.fingerprint = await fingerprintOf(shown);
       if (mine.fingerprint !== a.fingerprint) refuse("ag_err_fingerprint");
+      mine.data = shown.data;
+      mine.signer = checkIdentity(leaf, mine.data, P.me);
+      checkPageText(shown, mine.fingerprint, a.terms);
 
       step(t("ag_step_prepare"));
       const { request: req } = await emit("esign", { action: "prepare" });
@@ -247,11 +474,17 @@
       if (again.texts.length !== shown.texts.length || again.texts.some((x, i) => x !== shown.texts[i])) {
         refuse("ag_err_pages_differ");
       }
+      checkPageText(again, mine.fingerprint, a.terms);
       if (attempt !== mine) return;
       mine.request = req; mine.attrsDer = attrsDer;
       $("ag-review-fingerprint").textContent = `${t("ag_fp_full")} ${groups(mine.fingerprint)}`;
       $("ag-review-code").textContent = checkCode(mine.fingerprint);
       $("ag-review-code").dataset.code = checkCode(mine.fingerprint);
+      const rootLine = $("ag-review-root");
+      rootLine.dataset.root = mine.root ? "checked" : "missing";
+      rootLine.dataset.t = mine.root ? "ag_root_ok" : "ag_root_missing";
+      rootLine.textContent = t(rootLine.dataset.t);
+      rootLine.classList.toggle("ag-root-missing", !mine.root);
       $("ag-review").hidden = false;
       $("ag-confirm").disabled = false;
       step(t("ag_step_confirm"));
@@ -259,7 +492,7 @@
     } catch (e) {
       if (attempt === mine) attempt = null;
       lastError = e.message;
-      step((e instanceof Refusal ? t("ag_refused") : t("error")) + e.message, e instanceof Refusal);
+      step(say(e), e instanceof Refusal);
       $("ag-review").hidden = true;
       $("ag-sign-now").disabled = false;
     }
@@ -281,7 +514,7 @@
     } catch (e) {
       attempt = null;
       lastError = e.message;
-      step(t("error") + e.message);
+      step(say(e));
       $("ag-review").hidden = true;
       $("ag-sign-now").disabled = false;
     }
@@ -323,7 +556,7 @@
     if (!reason) { step(t("ag_decline_reason")); return; }
     if (!confirm(t("ag_confirm_decline"))) return;
     attempt = null;
-    try { await emit("esign", { action: "decline", reason }); step(t("ag_declined_you")); } catch (err) { step(t("error") + err.message); }
+    try { await emit("esign", { action: "decline", reason }); step(t("ag_declined_you")); } catch (err) { lastError = err.message; step(say(err)); }
   }
 
   // -- the mediator's editor --------------------------------------------------------------------
@@ -349,7 +582,7 @@
       return true;
     } catch (e) {
       lastError = e.message;
-      $("ag-editor-status").textContent = t("error") + e.message;
+      $("ag-editor-status").textContent = say(e);
       return false;
     } finally { button.disabled = false; }
   }
@@ -478,7 +711,7 @@
         P.render();  // the agreement now names signers who are not in this person's room
       } catch (e) {
         lastError = e.message;
-        $("ag-fingerprint").textContent = t("error") + e.message;
+        $("ag-fingerprint").textContent = say(e);
       }
     });
   }
@@ -495,10 +728,10 @@
   $("ag-freeze").onclick = () => { if (confirm(t("ag_confirm_freeze"))) mediatorStep($("ag-freeze"), "agreement", { action: "freeze" }); };
   $("ag-seal").onclick = () => mediatorStep($("ag-seal"), "agreement", { action: "seal" });
   $("ag-download-pdf").onclick = async () => {
-    try { save(await download("agreement.pdf"), "agreement.pdf", "application/pdf"); } catch (e) { step(t("error") + e.message); }
+    try { save(await download("agreement.pdf"), "agreement.pdf", "application/pdf"); } catch (e) { lastError = e.message; step(say(e)); }
   };
   $("ag-download-evidence").onclick = async () => {
-    try { save(await download("evidence.zip"), "evidence.zip", "application/zip"); } catch (e) { $("ag-editor-status").textContent = t("error") + e.message; }
+    try { save(await download("evidence.zip"), "evidence.zip", "application/zip"); } catch (e) { lastError = e.message; $("ag-editor-status").textContent = say(e); }
   };
   // -- full-screen reading: page n of m, previous/next, zoom (fit width = 1), at device pixels ---
   const reader = { doc: null, page: 1, zoom: 1, chain: Promise.resolve(), opener: null };
@@ -554,7 +787,7 @@
       canvas.dataset.page = String(n);
       await page.render({ canvas, canvasContext: canvas.getContext("2d"), viewport }).promise;
       body.replaceChildren(canvas);
-    }).catch((e) => { lastError = e.message; $("ag-viewer-page").textContent = t("error") + e.message; });
+    }).catch((e) => { lastError = e.message; $("ag-viewer-page").textContent = say(e); });
   }
 
   const zoomTo = (z) => { reader.zoom = Math.min(4, Math.max(0.5, Math.round(z * 100) / 100)); drawViewer(); };

@@ -10,14 +10,7 @@
 (function () {
   const $ = (id) => document.getElementById(id);
   const A = window.asn1;
-  const OIDS = {
-    signedData: "1.2.840.113549.1.7.2", tstInfo: "1.2.840.113549.1.9.16.1.4",
-    p256: "1.2.840.10045.3.1.7", p384: "1.3.132.0.34",
-    ecdsaSha256: "1.2.840.10045.4.3.2", ecdsaSha384: "1.2.840.10045.4.3.3",
-    sha256: "2.16.840.1.101.3.4.2.1",
-  };
-  const CURVES = { [OIDS.p256]: ["P-256", 32], [OIDS.p384]: ["P-384", 48] };
-  const HASHES = { [OIDS.ecdsaSha256]: "SHA-256", [OIDS.ecdsaSha384]: "SHA-384" };
+  const OIDS = { signedData: "1.2.840.113549.1.7.2", tstInfo: "1.2.840.113549.1.9.16.1.4" };
 
   const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
   const equal = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
@@ -64,33 +57,9 @@
       sid: A.whole(der, parts[1]) };
   }
 
-  function certInfo(der) {
-    const cert = A.read(der);
-    const [tbs, alg, sig] = A.children(der, cert);
-    const f = A.children(der, tbs);
-    const o = f[0].tag === 0xa0 ? 1 : 0;
-    const spki = f[o + 5];
-    const [keyAlg] = A.children(der, spki);
-    const curve = A.oid(der, A.children(der, keyAlg)[1]);
-    const bits = A.content(der, sig);
-    return { der, tbs: A.whole(der, tbs), algorithm: A.oid(der, A.children(der, alg)[0]),
-      signature: bits.subarray(1), issuer: hex(A.whole(der, f[o + 2])), subject: hex(A.whole(der, f[o + 4])),
-      serial: hex(A.content(der, f[o])), spki: A.whole(der, spki), curve };
-  }
-
-  function p1363(der, size) {
-    const [r, s] = A.children(der, A.read(der));
-    const fix = (n) => { let v = A.content(der, n); while (v.length > size && v[0] === 0) v = v.subarray(1);
-      need(v.length <= size, "bad ECDSA value"); const out = new Uint8Array(size); out.set(v, size - v.length); return out; };
-    const out = new Uint8Array(size * 2); out.set(fix(r)); out.set(fix(s), size); return out;
-  }
-
-  async function verifySig(keyCert, algorithm, signature, data) {
-    const curve = CURVES[keyCert.curve], hash = HASHES[algorithm];
-    need(curve && hash, "unsupported algorithm");
-    const key = await crypto.subtle.importKey("spki", keyCert.spki, { name: "ECDSA", namedCurve: curve[0] }, false, ["verify"]);
-    return crypto.subtle.verify({ name: "ECDSA", hash }, key, p1363(signature, curve[1]), data);
-  }
+  // Certificates and ECDSA checks are asn1.js's (shared with the signing page).
+  const certInfo = (der) => A.certificate(Uint8Array.from(der));
+  const verifySig = (keyCert, algorithm, signature, data) => A.verifyWith(keyCert, algorithm, signature, data);
 
   // The signer certificate (matched by issuer and serial) and its chain up to the root.
   async function chainToRoot(cms, root) {

@@ -11,6 +11,7 @@ import pytest
 import socketio
 
 from rooms.accounts import LOCK_AFTER
+from server import DESK
 from signaling.namespace import NAMESPACE
 from signaling.staff import ACCOUNTS
 from tests.support.server_proc import ROOT
@@ -129,7 +130,10 @@ async def test_create_session_invitations_enter_and_logout(running):
             html = await r.text()
         links = re.findall(r"href='(http://[^']+/j/[^']+)'", html)
         assert len(links) == 3  # one per invited person, not the mediator
-        for link in links:
+        root = running.app[DESK].root_sha256()
+        for link in links:  # the invitation names the organisation root in its fragment
+            link, fragment = link.split("#")
+            assert fragment == f"root={root}"
             inv = running.signer.verify(link.rsplit("/", 1)[1], session=sid)
             assert state.participants[inv.participant].role == inv.role
         qr = re.search(r"src='(/console/sessions/[^']+\.svg)'", html).group(1)
@@ -138,11 +142,13 @@ async def test_create_session_invitations_enter_and_logout(running):
             assert b"<svg" in await r.read()
         async with http.get(page_url + "/enter", allow_redirects=False) as r:
             assert r.status == 303
-            inv = running.signer.verify(r.headers["Location"].rsplit("/", 1)[1], session=sid)
+            location, fragment = r.headers["Location"].split("#")
+            assert fragment == f"root={root}"
+            inv = running.signer.verify(location.rsplit("/", 1)[1], session=sid)
             assert inv.role == "mediator"
 
         # Revoke and re-issue one link: the old token is refused, the new one works.
-        old_link = links[0]
+        old_link = links[0].split("#")[0]
         old_inv = running.signer.verify(old_link.rsplit("/", 1)[1])
         async with http.post(
             f"{page_url}/reissue/{old_inv.participant}", data={"csrf": "bad"}, allow_redirects=False
@@ -167,7 +173,7 @@ async def test_create_session_invitations_enter_and_logout(running):
         assert why[0]["data"]["code"] == "token_revoked"
         async with http.get(page_url) as r:
             fresh = re.findall(r"href='(http://[^']+/j/[^']+)'", await r.text())
-        new_inv = [running.signer.verify(x.rsplit("/", 1)[1]) for x in fresh]
+        new_inv = [running.signer.verify(x.split("#")[0].rsplit("/", 1)[1]) for x in fresh]
         assert any(i.participant == old_inv.participant and i.gen == 1 for i in new_inv)
 
         # logout ends the staff session at once
