@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.record_load --rooms 10 --window 20
     .venv/bin/python -m bench.record_load --rooms 10 --synthetic 30   # the recorder alone
+    .venv/bin/python -m bench.record_load --export 20   # the composite export of one room
 
 Reuses bench/run_load.py's orchestration and bots (R rooms x 3 publishers, full mesh, VGA VP8
 at 15 fps + Opus), but the server process is this module's ``serve``: bench/load_server.py's
@@ -255,6 +256,58 @@ async def synthetic(rooms: int, seconds: float) -> dict:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+async def export_cost(seconds: float) -> dict:
+    """One three-party room recorded by the real Recorder for ``seconds`` (the bench's clips),
+    then exported by the real nice-19 child (recording/export.py): the child's CPU per recorded
+    second, its wall time, the sizes."""
+    from recording.export import Exports
+
+    directory = Path(tempfile.mkdtemp(prefix="parley-export-bench-"))
+    try:
+        master = MasterKey(secrets.token_bytes(32))
+        records: list[dict] = []
+        recorder = Recorder(
+            directory,
+            master,
+            report=lambda s, cmd: records.append(cmd) if cmd["type"] == "record_segment" else None,
+            request_keyframe=lambda publisher: None,
+        )
+        recorder.start()
+        sink = recorder.session(
+            "room",
+            epoch=time.time(),
+            space_of=lambda pid: "joint",
+            participant_of=lambda publisher: publisher,
+            first_index=lambda pid: 0,
+        )
+        await _feed([sink], seconds)
+        await recorder.aclose()
+        recorded: list[dict] = []
+        jobs = Exports(directory, master, lambda sid, actor, raw: recorded.append(raw))
+        started = time.monotonic()
+        job = jobs.start("room", "bench", "admin", "bench", records, 0)
+        await job.ended.wait()
+        if job.state != "done":
+            return {"error": job.error}
+        r = job.result
+        return {
+            "participants": 3,
+            "recorded_seconds": seconds,
+            "segments": len(records),
+            "grid": f"{r['width']}x{r['height']}",
+            "export_seconds": r["seconds"],
+            "child_nice": job.nice,
+            "child_cpu_s": r["cpu_seconds"],
+            "child_wall_s": r["wall_seconds"],
+            "wall_s_with_start": round(time.monotonic() - started, 2),
+            "cpu_s_per_recorded_s": round(r["cpu_seconds"] / seconds, 3),
+            "export_mb": round(r["bytes"] / 1e6, 3),
+            "segments_mb": round(sum(c["bytes"] for c in records) / 1e6, 3),
+        }
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command")
@@ -272,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--synthetic", type=float, default=0, help="seconds: measure the recorder alone, in process"
     )
+    parser.add_argument(
+        "--export", type=float, default=0, help="seconds: record one room, then export it"
+    )
     parser.add_argument("--json", default=None)
     parser.add_argument(
         "--profile", default=None, help="py-spy raw profile path prefix (each server run)"
@@ -282,6 +338,13 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop  # as server.py runs Parley by default
 
         uvloop.run(serve(args.port, args.host, args.record, args.dir))
+        return 0
+    if args.export:
+        load = os.getloadavg()
+        out = asyncio.run(export_cost(args.export))
+        out |= {"code": run_load.code_state(), "loadavg_before": [round(x, 2) for x in load]}
+        out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+        print(json.dumps(out, indent=2))
         return 0
     if args.synthetic:
         load = os.getloadavg()

@@ -357,6 +357,7 @@ class Job:
     nice: int | None = None
     pid: int | None = None
     result: dict = field(default_factory=dict)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # set when done or failed
 
     def public(self) -> dict:
         return {
@@ -408,6 +409,8 @@ class Exports:
             except Exception as exc:  # noqa: BLE001 - the page shows it; the server goes on
                 log.warning("export of %s failed: %s", job.session, exc)
                 job.state, job.error = "failed", str(exc)[:300]
+            finally:
+                job.ended.set()
 
     async def _child(self, job: Job, segments: list[dict], index: int, DataKey) -> None:
         directory = self.root / job.session
