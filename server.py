@@ -114,8 +114,11 @@ class Config:
     retention_days_mediation: str = "365"
     retention_days_visitation: str = "180"
     retention_days_consultation: str = "365"
-    # docs/scaling.md: the ledger on Redis Streams (redis://host:port/db); unset: SQLite
+    # docs/scaling.md: the ledger on Redis Streams (redis://host:port/db); unset: SQLite. With
+    # it the node joins the cluster: heartbeats, session leases (ttl), takeover of dead nodes'
     redis_url: str | None = None
+    node_id: str | None = None  # unset: <hostname>-<port>
+    lease_ttl_ms: int = 2000
 
     ENV_PREFIX = "PARLEY_"
 
@@ -135,7 +138,7 @@ class Config:
 def _coerce(name: str, raw):
     if not isinstance(raw, str):
         return raw
-    if name in ("port", "max_slots", "smtp_port", "recording_queue_frames"):
+    if name in ("port", "max_slots", "smtp_port", "recording_queue_frames", "lease_ttl_ms"):
         return int(raw)
     if name in ("invitation_ttl", "recording_segment_seconds"):
         return float(raw)
@@ -178,7 +181,8 @@ def create_app(config: Config) -> web.Application:
     signer = TokenSigner(secret)
     store = _ledger_store(config)
     service = SessionService(store)
-    recovered = service.recover()
+    # clustered, a node rebuilds only the sessions it holds (cluster/node.py, at start)
+    recovered = 0 if config.redis_url else service.recover()
     log.info("sessions recovered from the ledger", extra={"count": recovered})
 
     quiet_client_errors()
@@ -235,6 +239,7 @@ def create_app(config: Config) -> web.Application:
     )
     _record_restart_gaps(service)
     conductor = Conductor(service, engine, emit, kick, recorder=recorder)
+    cluster = _cluster_node(config, service, engine, conductor, kick)
     sio.register_namespace(
         ParleyNamespace(
             signer=signer,
@@ -279,6 +284,8 @@ def create_app(config: Config) -> web.Application:
         """Media engine and system clock up; on the way down, the ledger is closed last."""
         await engine.start()
         recorder.start()
+        if cluster is not None:
+            await cluster.start()
         engine_started[0] = True
         clock = asyncio.get_running_loop().create_task(conductor.run_clock())
         archive_job = asyncio.get_running_loop().create_task(
@@ -297,6 +304,9 @@ def create_app(config: Config) -> web.Application:
         engine_started[0] = False
         await engine.close()
         await conductor.drain()
+        if cluster is not None:
+            await cluster.stop()  # leases expire and live nodes take the sessions over
+            await cluster.registry.close()
         store.close()
 
     accounts = AccountStore(config.data_dir / "accounts.sqlite3")
@@ -312,10 +322,16 @@ def create_app(config: Config) -> web.Application:
         rules=load_rules(config.data_dir / "visits-rules.json"),
         notifier=_notifier(config),
         timezone=config.timezone,
+        service=service,  # the live visit: bookings become sessions (signaling/visits_live.py)
+        signer=signer,
     )
 
     async def visits_ctx(app):
+        live = asyncio.get_running_loop().create_task(visits_console.live.run())
         yield
+        live.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await live
         visits.close()
 
     app.cleanup_ctx.append(runtime_ctx)
@@ -396,6 +412,28 @@ def _ledger_store(config: Config):
 
         return RedisLedgerStore.from_url(config.redis_url)
     return SqliteLedgerStore(config.data_dir / "ledger.sqlite3", sync="group")
+
+
+def _cluster_node(config: Config, service, engine, conductor, kick):
+    """With ``redis_url``: this node's place in the cluster (docs/scaling.md); else None."""
+    if not config.redis_url:
+        return None
+    from cluster.node import ClusterNode, close_sessions_sockets, node_id_for, server_load
+    from cluster.registry import LeaseSettings, Registry
+
+    ttl = max(int(config.lease_ttl_ms), 200)
+    registry = Registry.from_url(
+        config.redis_url,
+        node_id_for(config.node_id, config.port),
+        config.public_url or f"http://{config.host}:{config.port}",
+        settings=LeaseSettings(ttl_ms=ttl, interval=ttl / 4000),
+    )
+    return ClusterNode(
+        service,
+        registry,
+        load=server_load(service, engine),
+        on_lost=close_sessions_sockets(conductor, kick),
+    )
 
 
 def _store_ok(store) -> bool:

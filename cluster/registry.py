@@ -62,9 +62,10 @@ end
 return out
 """
 
-# KEYS: lease, my owned set. ARGV: node id, session id. Deletes the lease only if it is mine.
+# KEYS: lease, my owned set. ARGV: node id, session id, hand over (1: stay listed as mine so
+# that another node adopts it, 0: forget it). Deletes the lease only if it is mine.
 _RELEASE = """#!lua
-redis.call('SREM', KEYS[2], ARGV[2])
+if ARGV[3] ~= '1' then redis.call('SREM', KEYS[2], ARGV[2]) end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
@@ -215,12 +216,18 @@ class Registry:
         )
         return [s for s, ok in zip(session_ids, held, strict=True) if not ok]
 
-    async def release(self, session_id: str) -> bool:
+    async def release(self, session_id: str, *, hand_over: bool = False) -> bool:
+        """Give a lease back. ``hand_over``: the session stays on this node's list, so that
+        a live node adopts it as from a dead one (a draining node moving its sessions)."""
         done = await self._release(
             keys=[self._lease_key(session_id), self._owned_key(self.node_id)],
-            args=[self.node_id, session_id],
+            args=[self.node_id, session_id, "1" if hand_over else "0"],
         )
         return bool(done)
+
+    async def disown(self, session_id: str) -> None:
+        """Take a session off this node's list (another node holds its lease now)."""
+        await self.redis.srem(self._owned_key(self.node_id), session_id)
 
     async def owner(self, session_id: str) -> str | None:
         value = await self.redis.get(self._lease_key(session_id))
@@ -320,12 +327,16 @@ class NodeAgent:
                 # Redis unreachable: keep trying; leases run out on their own if this lasts
                 log.warning("heartbeat failed: %s", exc)
 
-    async def drain(self) -> None:
-        """No new sessions here (the heartbeat says draining); give every lease back."""
+    async def drain(self) -> list[str]:
+        """No new sessions here (the heartbeat says draining); hand every lease over (the
+        sessions stay listed under this node until a live node adopts them). Returns them."""
         self.registry.draining = True
         await self.registry.heartbeat(self.load())
-        for session_id in sorted(self.held):
-            await self.release(session_id)
+        handed = sorted(self.held)
+        for session_id in handed:
+            self.held.discard(session_id)
+            await self.registry.release(session_id, hand_over=True)
+        return handed
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -72,19 +72,22 @@ async def test_a_lease_not_renewed_is_lost_after_its_ttl(make):
         assert time.monotonic() < deadline, "the lease never expired"
         await asyncio.sleep(0.01)
     waited = time.monotonic() - start
-    assert 0.25 <= waited <= 0.3 + 0.5, waited
+    assert 0.25 <= waited <= 0.3 + 1.5, waited  # never early; late only by a busy machine
     assert await a.owner("s-1") == "b"
     assert await a.renew(["s-1"]) == ["s-1"]  # A finds out at its next renewal
 
 
 async def test_a_renewing_agent_keeps_its_lease_and_reports_a_stolen_one(make):
-    a, b = make("a"), make("b")
+    # renewals every 0.1 s against a 1.5 s TTL: only a stall of over a second (a machine far
+    # busier than any test run's) could lose it
+    steady = LeaseSettings(ttl_ms=1500, interval=0.1)
+    a, b = make("a", steady), make("b", steady)
     lost: list[str] = []
     agent = NodeAgent(a, lambda: NodeLoad(sessions=2), on_lost=lost.append)
     await agent.start()
     try:
         assert await agent.acquire("s-1") and await agent.acquire("s-2")
-        end = time.monotonic() + 1.0  # > 3 TTLs: renewals must have kept it
+        end = time.monotonic() + 2.0  # beyond the TTL: only the renewals can have kept it
         while time.monotonic() < end:
             assert not await b.acquire("s-1")
             await asyncio.sleep(0.05)
@@ -142,17 +145,21 @@ async def test_a_dead_nodes_sessions_are_adopted_then_it_is_forgotten(make):
     assert (await a.nodes()) == ([], [])
 
 
-async def test_drain_marks_the_node_and_gives_its_leases_back(make):
+async def test_drain_marks_the_node_and_hands_its_sessions_over(make):
     a, b = make("a"), make("b")
     agent = NodeAgent(a, lambda: NodeLoad(sessions=1))
     await agent.start()
     try:
         assert await agent.acquire("s-1")
-        await agent.drain()
+        assert await agent.drain() == ["s-1"]
         live, _ = await b.nodes()
         assert live[0].draining
-        assert await b.owner("s-1") is None and await b.acquire("s-1")
-        assert agent.held == set() and await a.owned() == []
+        # handed over: no lease, still listed under a until a live node adopts it
+        assert await b.owner("s-1") is None and await a.owned() == ["s-1"]
+        assert agent.held == set()
+        assert await b.adopt("a", "s-1")
+        assert await a.owned() == [] and await b.owned() == ["s-1"]
+        assert await b.owner("s-1") == "b"
     finally:
         await agent.stop()
 

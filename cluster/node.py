@@ -1,0 +1,210 @@
+"""One node of a cluster: its session service tied to the registry (docs/scaling.md).
+
+* A session created here is leased to this node at once (``session.created``); its lease is
+  given back when it ends (``session.ended``) or when the node drains.
+* At start, the sessions this node id held before a restart are taken back if their leases
+  are free again (or still ours), and rebuilt from the ledger.
+* Every ``interval`` the node looks for dead nodes (heartbeat expired) and takes over their
+  sessions once their leases have expired: each session goes to the node ``place`` picks among
+  the live ones (every node computes the same answer from the same list, so they do not race
+  for it); a session nobody has taken for one more TTL goes to whoever asks first. A taken
+  session is rebuilt from the ledger (``SessionService.adopt``: participants who were connected
+  are marked disconnected, reason ``node_restart``, and keep their spaces); the pages then
+  connect again and are placed back where they were.
+* A lease found lost (a pause longer than the TTL) drops the session here and hands it to
+  ``on_lost``, which closes its sockets and media: another node serves it now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from cluster.placement import place
+from cluster.registry import CpuMeter, NodeAgent, NodeLoad, Registry
+from rooms.errors import CommandError
+
+log = logging.getLogger("parley.cluster")
+
+
+class ClusterNode:
+    def __init__(
+        self,
+        service,
+        registry: Registry,
+        *,
+        load: Callable[[], NodeLoad],
+        on_lost: Callable[[str, list[str]], Awaitable[None] | None] = lambda s, people: None,
+    ) -> None:
+        self.service = service
+        self.registry = registry
+        self.agent = NodeAgent(registry, load, on_lost=self._lost)
+        self._on_lost = on_lost
+        self._orphans: dict[str, float] = {}  # session of a dead node -> when first seen
+        self._tasks: set[asyncio.Task] = set()
+        self._watch: asyncio.Task | None = None
+        self.taken: list[tuple[str, float]] = []  # (session, monotonic time) taken over here
+        service.subscribe(self._on_events)
+
+    @property
+    def node_id(self) -> str:
+        return self.registry.node_id
+
+    async def start(self) -> None:
+        await self.agent.start()
+        for session_id in await self.registry.owned():
+            if await self.agent.acquire(session_id):
+                self._serve(session_id)
+            else:  # someone else serves it now
+                await self.registry.disown(session_id)
+        self._watch = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop heartbeating and watching (leases then expire on their own, as on a crash;
+        ``drain`` first to hand them over at once)."""
+        for task in [self._watch, *self._tasks]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._watch = None
+        await self.agent.stop()
+
+    async def drain(self) -> list[str]:
+        """Take no new sessions and move the ones here now: each is dropped here (its sockets
+        closed by ``on_lost``) and handed over; live nodes adopt them at their next round."""
+        handed = await self.agent.drain()
+        for session_id in handed:
+            self._lost(session_id)
+        return handed
+
+    # -- sessions created and ended here --------------------------------------------------------
+    def _on_events(self, state, events) -> None:
+        types = {e.type for e in events}
+        if "session.created" in types:
+            self._spawn(self._claim_new(state.id))
+        if "session.ended" in types:
+            self._spawn(self.agent.release(state.id))
+
+    async def _claim_new(self, session_id: str) -> None:
+        if not await self.agent.acquire(session_id):
+            log.error("new session already leased elsewhere", extra={"session": session_id})
+
+    def _spawn(self, coro) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(coro)
+        except RuntimeError:  # no loop (a CLI creating a session): nothing to lease
+            coro.close()
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- takeover -------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.registry.settings.interval)
+            try:
+                await self.take_over()
+            except Exception:  # noqa: BLE001 - the watch must keep running (Redis may be back)
+                log.exception("takeover round failed")
+
+    async def take_over(self) -> list[str]:
+        """One round: take the sessions of dead nodes that fall to this node; return them."""
+        live, dead = await self.registry.nodes()
+        # a draining node's handed-over sessions are adopted like a dead node's
+        dead += [n.id for n in live if n.draining and n.id != self.node_id]
+        if not dead:
+            self._orphans.clear()
+            return []
+        now = time.monotonic()
+        grace = self.registry.settings.ttl_ms / 1000
+        pending: dict[str, int] = {}
+        taken: list[str] = []
+        for dead_id in dead:
+            sessions = await self.registry.owned(dead_id)
+            for session_id in sessions:
+                first = self._orphans.setdefault(session_id, now)
+                chosen = place(live, pending)
+                if chosen is not None:
+                    pending[chosen.id] = pending.get(chosen.id, 0) + 1
+                mine = chosen is None or chosen.id == self.node_id or now - first > grace
+                if not mine or not await self.registry.adopt(dead_id, session_id):
+                    continue
+                self._orphans.pop(session_id, None)
+                self.agent.held.add(session_id)
+                if self._serve(session_id):
+                    taken.append(session_id)
+                    self.taken.append((session_id, time.monotonic()))
+            if not sessions:
+                await self.registry.forget(dead_id)  # only once dead, not while draining
+        return taken
+
+    def _serve(self, session_id: str) -> bool:
+        """Rebuild a session this node now holds; an ended one is given back at once."""
+        try:
+            state = self.service.adopt(session_id)
+        except CommandError as exc:
+            log.error("cannot rebuild %s: %s", session_id, exc, extra={"session": session_id})
+            self._spawn(self.agent.release(session_id))
+            return False
+        log.info("session taken over", extra={"session": session_id, "seq": state.seq})
+        if state.ended:
+            self._spawn(self.agent.release(session_id))
+        return True
+
+    def _lost(self, session_id: str) -> None:
+        try:
+            people = list(self.service.state(session_id).participants)
+        except CommandError:
+            people = []
+        self.service.drop(session_id)
+        result = self._on_lost(session_id, people)
+        if asyncio.iscoroutine(result):
+            self._spawn(result)
+
+
+def server_load(service, engine) -> Callable[[], NodeLoad]:
+    """What a server node reports: live sessions, connected peers, forwarded streams (not
+    paused), its CPU since the last heartbeat."""
+    cpu = CpuMeter()
+
+    def load() -> NodeLoad:
+        stats = engine.stats()
+        return NodeLoad(
+            sessions=sum(not s.ended for s in service.sessions()),
+            participants=int(stats.get("peers_connected", 0)),
+            streams=max(
+                int(stats.get("subscriptions", 0) - stats.get("subscriptions_paused", 0)), 0
+            ),
+            cpu=cpu(),
+        )
+
+    return load
+
+
+def close_sessions_sockets(conductor, kick: Callable[[str], Awaitable[None]]):
+    """``on_lost`` for a server node: close each participant's media here and their socket, so
+    their pages connect again (and reach the node that serves the session now)."""
+
+    async def close(session_id: str, people: list[str]) -> None:
+        for pid in people:
+            sid = conductor.sid_of(session_id, pid)
+            await conductor.close_peer(session_id, pid, "moved")
+            if sid is not None and conductor.unbind(session_id, pid, sid):
+                await kick(sid)
+
+    return close
+
+
+def node_id_for(configured: str | None, port: int) -> str:
+    """The configured node id, else ``<hostname>-<port>`` (a random suffix for port 0)."""
+    if configured:
+        return configured
+    import secrets
+    import socket
+
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())[:40]
+    return f"{host}-{port}" if port else f"{host}-{secrets.token_hex(3)}"
