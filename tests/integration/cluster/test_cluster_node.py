@@ -1,0 +1,149 @@
+"""Cluster nodes in one process, each with its own session service and Redis connections, on a
+real redis-server with short leases: sessions created on a node are leased to it; when it dies
+its sessions are spread over the live nodes by placement and rebuilt there, each held by exactly
+one; a draining node hands its sessions over at once; a restarted node takes its own back;
+an ended session's lease is given back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis.asyncio as aioredis
+
+from cluster.ledger import RedisLedgerStore
+from cluster.node import ClusterNode
+from cluster.registry import LeaseSettings, NodeLoad, Registry
+from rooms.commands import decode_command
+from rooms.errors import CommandError
+from rooms.service import ParticipantSpec, SessionService
+from tests.support.redisd import redis_prefix, redis_server  # noqa: F401 - fixtures
+
+SHORT = LeaseSettings(ttl_ms=400, interval=0.05)
+
+
+async def until(predicate, timeout: float = 10.0):  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while not (value := await predicate()):
+        assert time.monotonic() < deadline, "condition not met"
+        await asyncio.sleep(0.02)
+    return value
+
+
+@pytest.fixture
+async def cluster(redis_server, redis_prefix):  # noqa: F811
+    made: list[tuple[ClusterNode, RedisLedgerStore]] = []
+
+    async def node(node_id: str) -> ClusterNode:
+        store = RedisLedgerStore.from_url(redis_server.url, prefix=redis_prefix)
+        service = SessionService(store)
+        lost: list[tuple[str, list[str]]] = []
+        registry = Registry(
+            aioredis.Redis.from_url(redis_server.url),
+            node_id,
+            f"https://{node_id}",
+            prefix=redis_prefix,
+            settings=SHORT,
+        )
+        n = ClusterNode(
+            service,
+            registry,
+            load=lambda: NodeLoad(sessions=sum(not s.ended for s in service.sessions())),
+            on_lost=lambda s, people: lost.append((s, people)),
+        )
+        n.lost = lost
+        await n.start()
+        made.append((n, store))
+        return n
+
+    yield node
+    for n, store in made:
+        await n.stop()
+        await n.registry.close()
+        store.close()
+
+
+def create(node: ClusterNode, title: str = "T") -> str:
+    state = node.service.create_session(
+        "mediation",
+        actor="staff:wang",
+        title=title,
+        case_number=None,
+        participants=[ParticipantSpec("M", "mediator"), ParticipantSpec("A", "party", "A")],
+    )
+    return state.id
+
+
+async def test_a_dead_nodes_sessions_are_spread_over_the_live_nodes(cluster):
+    x, y, z = await cluster("x"), await cluster("y"), await cluster("z")
+    sessions = [create(x, f"s{i}") for i in range(4)]
+    await until(lambda: _all_owned_by(x, sessions, "x"))
+    mediator = next(iter(x.service.state(sessions[0]).participants))
+    x.service.execute(
+        sessions[0], "system", decode_command({"type": "connect", "participant": mediator})
+    )
+    await x.stop()  # a crash, as far as the cluster can tell: no more heartbeats or renewals
+
+    async def taken():
+        owners = [await y.registry.owner(s) for s in sessions]
+        return owners if all(o in ("y", "z") for o in owners) else None
+
+    owners = await until(taken)
+    # placement spreads them (2 and 2 when both nodes run their rounds in time; a node that
+    # stalls past the grace period leaves more to the other: never none to either here)
+    assert set(owners) == {"y", "z"}
+    for s, owner in zip(sessions, owners, strict=True):
+        here, there = (y, z) if owner == "y" else (z, y)
+        assert here.service.state(s).id == s
+        with pytest.raises(CommandError):
+            there.service.state(s)
+    # the one connected participant was marked gone by the takeover; spaces kept
+    first = (y if owners[0] == "y" else z).service.state(sessions[0])
+    assert not first.participants[mediator].connected
+    assert await until(lambda: _forgotten(y, "x"))
+
+
+async def test_a_draining_node_hands_its_sessions_over_at_once(cluster):
+    x, y = await cluster("x"), await cluster("y")
+    sessions = [create(x) for _ in range(2)]
+    await until(lambda: _all_owned_by(x, sessions, "x"))
+    started = time.monotonic()
+    assert sorted(await x.drain()) == sorted(sessions)
+    assert {s for s, _ in x.lost} == set(sessions) and all(people for _, people in x.lost)
+    await until(lambda: _all_owned_by(y, sessions, "y"))
+    assert time.monotonic() - started < SHORT.ttl_ms / 1000  # no waiting for a lease to expire
+    assert x.service.sessions() == []
+    assert {s.id for s in y.service.sessions()} == set(sessions)
+    # a draining node gets nothing new: y takes no session of x's back, x is not forgotten
+    assert await y.registry.owned("x") == []
+
+
+async def test_a_restarted_node_takes_its_own_sessions_back(cluster):
+    x = await cluster("x")
+    s = create(x)
+    await until(lambda: _all_owned_by(x, [s], "x"))
+    await x.stop()
+    again = await cluster("x")  # the same node id, a fresh process
+    assert again.service.state(s).id == s
+    assert await again.registry.owner(s) == "x"
+
+
+async def test_an_ended_session_gives_its_lease_back(cluster):
+    x = await cluster("x")
+    s = create(x)
+    await until(lambda: _all_owned_by(x, [s], "x"))
+    x.service.execute(s, "staff:wang", decode_command({"type": "end_session", "reason": "done"}))
+
+    async def released():
+        return await x.registry.owner(s) is None and s not in await x.registry.owned()
+
+    assert await until(released)
+
+
+async def _all_owned_by(node: ClusterNode, sessions: list[str], owner: str) -> bool:
+    return all([await node.registry.owner(s) == owner for s in sessions])
+
+
+async def _forgotten(node: ClusterNode, dead: str) -> bool:
+    return dead.encode() not in await node.registry.redis.smembers(f"{node.registry.prefix}nodes")
