@@ -145,8 +145,12 @@ class ReissueInvitation(_Command, tag="reissue_invitation"):
 
 
 class MarkIdentityChecked(_Command, tag="mark_identity_checked"):
+    """``one_time_code`` and ``check_in`` (the visitors were checked at the bureau counter,
+    R6; ``detail`` names who, how and by whom) are recorded only by the server."""
+
     participant: ParticipantId
-    method: Literal["video", "document", "in_person", "one_time_code"] = "video"
+    method: Literal["video", "document", "in_person", "one_time_code", "check_in"] = "video"
+    detail: Reason = ""
 
 
 class RecordConsent(_Command, tag="record_consent"):
@@ -162,6 +166,31 @@ class StartRecording(_Command, tag="start_recording"):
 
 class StopRecording(_Command, tag="stop_recording"):
     pass
+
+
+# -- the live visit (R4, R17) ---------------------------------------------------------------------
+WarningReason = Literal["language", "behaviour", "third_person", "device", "other"]
+
+
+class Warn(_Command, tag="warn"):
+    """An officer's warning, shown on both terminals with its reason (R4)."""
+
+    reason: WarningReason
+    note: Reason = ""
+
+
+class AddObserver(_Command, tag="add_observer"):
+    """A staff member listens in from the console: a hidden participant that never publishes
+    and is never shown to the parties; impossible in a privileged session (R2)."""
+
+    name: Name
+    role: Literal["officer", "supervisor"]
+
+
+class SetTimeLimit(_Command, tag="set_time_limit"):
+    """The visit's length from its booking (R5, R17); never below the time already used."""
+
+    seconds: Annotated[int, msgspec.Meta(ge=60, le=4 * 3600)]
 
 
 # -- the recorder (server-only: the recorder reports, rooms checks and records) -------------------
@@ -359,6 +388,8 @@ SERVER_ONLY = frozenset(
         "review_recording",
         "set_legal_hold",
         "record_deletion",
+        "add_observer",
+        "set_time_limit",
     }
 )
 
@@ -388,6 +419,9 @@ Command = (
     | RecordConsent
     | StartRecording
     | StopRecording
+    | Warn
+    | AddObserver
+    | SetTimeLimit
     | ReportRecorder
     | RecordSegment
     | RecordGap

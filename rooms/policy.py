@@ -49,7 +49,13 @@ class Policy:
     role_limits: Mapping[str, int] = field(default_factory=dict)
     host_grace_seconds: float | None = None  # None: no safety hold for this kind
     caucus_warnings: tuple[int, ...] = (60, 10)
-    time_limit_seconds: int | None = None  # shown to clients; enforcement comes with visits
+    time_limit_seconds: int | None = None  # the longest visit; a visit's own is set_time_limit
+    # R17, the session clock: it runs while someone of each of these roles is connected in the
+    # main space, warns at these remaining seconds, ends the session at zero; a pause (an
+    # outage, a recorder failure) longer than the grace ends it too. Empty: no clock.
+    clock_roles: frozenset[str] = frozenset()
+    time_warnings: tuple[int, ...] = (300, 60)
+    outage_grace_seconds: float = 300.0
 
     @property
     def privileged(self) -> bool:
@@ -166,15 +172,18 @@ VISITATION = Policy(
     permissions=_table(
         **_SYSTEM_ONLY,
         **_RECORDER,
-        admit={"operator"},
+        admit={"operator", SYSTEM},  # system: both terminals in, checked in, recorder on
         return_to_waiting={"operator"},
         leave=_V_ROLES | {SYSTEM},
         mute=_V_STAFF,
         unmute=_V_STAFF,
         remove=_V_STAFF,
-        end_session=_V_STAFF | {STAFF},
+        end_session=_V_STAFF | {STAFF, SYSTEM},  # system: the visit never started
         reissue_invitation={"operator", STAFF},
-        mark_identity_checked={"operator"},
+        mark_identity_checked={"operator", SYSTEM},  # system: the counter's check-in (R6)
+        warn=_V_STAFF | {STAFF},  # R4: officers, and the bureau's operator by policy
+        add_observer={STAFF},  # listen-in from the officer console
+        set_time_limit={SYSTEM},
         record_consent={"visitor", "inmate"},
         start_recording={"operator", SYSTEM},
         chat={"visitor", "inmate"},  # staff watch from the console; they do not chat in
@@ -192,6 +201,7 @@ VISITATION = Policy(
     max_participants=8,
     role_limits={"visitor": 3, "inmate": 1},
     time_limit_seconds=30 * 60,
+    clock_roles=frozenset({"visitor", "inmate"}),
 )
 
 # -- privileged lawyer-detainee visit (R2) -------------------------------------------------------
@@ -202,13 +212,14 @@ PRIVILEGED = Policy(
     roles=frozenset(_P_ROLES),
     permissions=_table(
         **_SYSTEM_ONLY,
-        admit={"operator"},
+        admit={"operator", SYSTEM},
         return_to_waiting={"operator"},
         leave=_P_ROLES | {SYSTEM},
         remove={"supervisor"},
-        end_session={"supervisor", STAFF},
+        end_session={"supervisor", STAFF, SYSTEM},
         reissue_invitation={"operator", STAFF},
-        mark_identity_checked={"operator"},
+        mark_identity_checked={"operator", SYSTEM},
+        set_time_limit={SYSTEM},  # nobody warns or listens in a privileged visit (R2)
         record_consent={"lawyer", "inmate"},
         chat={"lawyer", "inmate"},
         share_document={"lawyer"},
@@ -221,6 +232,7 @@ PRIVILEGED = Policy(
     max_participants=6,
     role_limits={"lawyer": 2, "inmate": 1},
     time_limit_seconds=60 * 60,
+    clock_roles=frozenset({"lawyer", "inmate"}),
 )
 
 # -- consultation (citizen and duty lawyer) ------------------------------------------------------

@@ -16,6 +16,7 @@ from rooms.events import EventDraft
 from rooms.policy import STAFF, SYSTEM
 from rooms.state import (
     CAUCUS_PREFIX,
+    CONSOLE,
     GONE,
     JOINT,
     LEFT,
@@ -27,6 +28,8 @@ from rooms.state import (
 )
 
 MAX_CAUCUSES = 8
+# identity checks only the server records: a one-time code it compared, the counter's check-in
+SERVER_METHODS = frozenset({"one_time_code", "check_in"})
 MAX_TIMER = 4 * 3600.0
 # The recorder's last records arrive after the session ended (the open segments close then).
 # The archive timestamp job renews sealed agreements for years after the session ended.
@@ -212,6 +215,26 @@ def _tick(d: _Decision, cmd: c.Tick) -> None:
         and now - state.host_lost_at >= grace
     ):
         _hold_if_no_host(d, "host_connection_lost")
+    _clock(d)
+
+
+def _clock(d: _Decision) -> None:
+    """R17: warnings before the end, the end at zero, and the end of a pause (an outage, a
+    recorder failure) that outlasts the grace. The clock itself is folded from the events'
+    times (rooms/state.py), so the time a terminal was away is never counted."""
+    state, now, policy = d.state, d.now, d.state.policy
+    remaining = state.remaining(now)
+    if remaining is None or not state.clock_started:
+        return
+    if state.clock_since is not None:
+        if remaining <= 0:
+            d.emit("session.ended", reason="time_up")
+            return
+        due = [w for w in policy.time_warnings if w >= remaining and w not in state.time_warned]
+        if due:
+            d.emit("visit.time_warning", remaining=min(due))
+    elif state.outage_since is not None and now - state.outage_since >= policy.outage_grace_seconds:
+        d.emit("session.ended", reason="outage", remaining=round(remaining))
 
 
 # -- admission ------------------------------------------------------------------------------------
@@ -401,12 +424,13 @@ def _reissue_invitation(d: _Decision, cmd: c.ReissueInvitation) -> None:
 def _mark_identity_checked(d: _Decision, cmd: c.MarkIdentityChecked) -> None:
     # Only the server, having compared a one-time code, records that method; people attest
     # what they saw (video, document, in person).
-    if (d.actor == SYSTEM) != (cmd.method == "one_time_code"):
-        raise CommandError("forbidden", "one_time_code is recorded by the server after the code")
+    if (d.actor == SYSTEM) != (cmd.method in SERVER_METHODS):
+        raise CommandError("forbidden", f"{cmd.method} is recorded by the server itself")
     p = _target(d, cmd.participant)
     if p.identity_checked:
         raise CommandError("conflict", f"{p.name}'s identity is already checked")
-    d.emit("participant.identity_checked", participant=p.id, method=cmd.method)
+    extra = {"detail": cmd.detail} if cmd.detail else {}
+    d.emit("participant.identity_checked", participant=p.id, method=cmd.method, **extra)
 
 
 def _record_consent(d: _Decision, cmd: c.RecordConsent) -> None:
@@ -416,6 +440,42 @@ def _record_consent(d: _Decision, cmd: c.RecordConsent) -> None:
     if me.consents.get(cmd.topic) == cmd.given:
         raise CommandError("conflict", "this answer is already recorded")
     d.emit("participant.consent", participant=me.id, topic=cmd.topic, given=cmd.given)
+
+
+def _warn(d: _Decision, cmd: c.Warn) -> None:
+    state = d.state
+    if not any(
+        p.connected and p.space == state.policy.main_space for p in state.participants.values()
+    ):
+        raise CommandError("conflict", "nobody is in the visit to warn")
+    d.emit("visit.warned", reason=cmd.reason, note=cmd.note)
+
+
+def _add_observer(d: _Decision, cmd: c.AddObserver) -> None:
+    """R2 twice over: a privileged policy does not permit this command and has no observer
+    role; should either ever change, the session still refuses here."""
+    state = d.state
+    if state.policy.privileged or cmd.role not in state.policy.observer_roles:
+        raise CommandError("forbidden", "nobody may observe this session")
+    if sum(p.space not in GONE for p in state.participants.values()) >= (
+        state.policy.max_participants
+    ):
+        raise CommandError("conflict", "the session is full")
+    person = {"id": d.new_id(), "name": cmd.name, "role": cmd.role, "side": None}
+    d.emit("participant.added", participant=person, space=CONSOLE)
+
+
+def _set_time_limit(d: _Decision, cmd: c.SetTimeLimit) -> None:
+    state = d.state
+    if state.time_limit is None:
+        raise CommandError("conflict", "this session has no clock")
+    if cmd.seconds <= state.time_limit - state.remaining(d.now):
+        raise CommandError("conflict", "the visit has already used that much time")
+    if cmd.seconds > (state.policy.time_limit_seconds or 0):
+        raise CommandError(
+            "invalid", f"at most {state.policy.time_limit_seconds} seconds - at `$.seconds`"
+        )
+    d.emit("visit.time_limit", seconds=cmd.seconds)
 
 
 def _live_needs_recorder(state: SessionState) -> None:
@@ -659,6 +719,9 @@ _HANDLERS = {
     c.RecordConsent: _record_consent,
     c.StartRecording: _start_recording,
     c.StopRecording: _stop_recording,
+    c.Warn: _warn,
+    c.AddObserver: _add_observer,
+    c.SetTimeLimit: _set_time_limit,
     c.ReportRecorder: _report_recorder,
     c.RecordSegment: _record_segment,
     c.RecordGap: _record_gap,

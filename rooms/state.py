@@ -115,6 +115,16 @@ class SessionState:
     documents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # space -> shared
     agreement: dict[str, Any] = field(default_factory=dict)  # draft, version, signers, status
     cids: set[tuple[str, str]] = field(default_factory=set)
+    # R17, the session clock (policy.clock_roles): folded from the events' own times, so an
+    # outage (a terminal's connection lost, the visit held) is never counted
+    time_limit: float | None = None
+    clock_used: float = 0.0  # seconds consumed before clock_since
+    clock_since: float | None = None  # running since (None: not running)
+    clock_started: bool = False
+    outage_since: float | None = None  # paused after it had started (an outage, a hold)
+    time_warned: set[int] = field(default_factory=set)
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # officers' warnings (R4)
+    last_ts: float = 0.0
     seq: int = 0
     head: str = GENESIS
 
@@ -139,12 +149,65 @@ class SessionState:
         cid = event.data.get("cid")
         if isinstance(cid, str):
             self.cids.add((event.actor, cid))
-        self.seq, self.head = event.seq, event.hash
+        self._run_clock(event.ts)
+        self.seq, self.head, self.last_ts = event.seq, event.hash, event.ts
+
+    # -- the session clock (R17) -------------------------------------------------------------
+    def clock_live(self) -> bool:
+        """Someone of every clock role is connected in the main space (the visit is on)."""
+        roles = self.policy.clock_roles if self.policy else frozenset()
+        if not roles or self.ended:
+            return False
+        main = self.policy.main_space
+        here = {p.role for p in self.participants.values() if p.connected and p.space == main}
+        return roles <= here
+
+    def _run_clock(self, ts: float) -> None:
+        live = self.clock_live()
+        if self.clock_since is not None and not live:
+            self.clock_used += max(0.0, ts - self.clock_since)
+            self.clock_since = None
+            self.outage_since = None if self.ended else ts
+        elif self.clock_since is None and live:
+            self.clock_since, self.clock_started, self.outage_since = ts, True, None
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds of the visit left at ``now`` (None: this session has no clock)."""
+        if self.time_limit is None or not self.policy.clock_roles:
+            return None
+        running = now - self.clock_since if self.clock_since is not None else 0.0
+        return self.time_limit - self.clock_used - max(0.0, running)
+
+    def clock_view(self) -> dict[str, Any] | None:
+        left = self.remaining(self.last_ts)
+        if left is None:
+            return None
+        return {
+            "limit": self.time_limit,
+            "remaining": round(max(0.0, left), 1),  # as of the last event; pages count down
+            "running": self.clock_since is not None,
+            "started": self.clock_started,
+            "outage_since": self.outage_since,
+            "warned": sorted(self.time_warned, reverse=True),
+        }
+
+    def _on_visit_time_limit(self, e: Event, d: dict) -> None:
+        self.time_limit = float(d["seconds"])
+
+    def _on_visit_time_warning(self, e: Event, d: dict) -> None:
+        self.time_warned |= {w for w in self.policy.time_warnings if w >= d["remaining"]}
+
+    def _on_visit_warned(self, e: Event, d: dict) -> None:
+        self.warnings.append(
+            {"seq": e.seq, "ts": e.ts, "by": e.actor, "reason": d["reason"], "note": d["note"]}
+        )
 
     def _on_session_created(self, e: Event, d: dict) -> None:
         self.kind, self.title, self.case_number = d["kind"], d["title"], d.get("case_number")
         self.policy = policy_for(self.kind)
         self.created_at, self.created_by = e.ts, e.actor
+        limit = self.policy.time_limit_seconds
+        self.time_limit = float(limit) if limit and self.policy.clock_roles else None
         for p in d["participants"]:
             self._add(p)
 
@@ -421,6 +484,8 @@ class SessionState:
             "ended_reason": self.ended_reason,
             "recording": self.recording,
             "recorder": self.recorder,
+            "clock": self.clock_view(),
+            "warnings": list(self.warnings),
             "held": self.held,
             "host_lost_at": self.host_lost_at,
             "created_at": self.created_at,
@@ -452,6 +517,14 @@ class SessionState:
                 "recording_rule": self.policy.recording,
                 "main_space": self.policy.main_space,
                 "time_limit_seconds": self.policy.time_limit_seconds,
+                "ended_reason": self.ended_reason if self.ended else None,
+                "clock": self.clock_view(),
+                # officers' warnings, shown on both terminals (R4); who warned: staff only
+                "warnings": [
+                    {"seq": w["seq"], "ts": w["ts"], "reason": w["reason"]}
+                    | ({"by": w["by"], "note": w["note"]} if staff else {})
+                    for w in self.warnings
+                ],
             },
             "you": me.to_dict(),
             "space": me.space,

@@ -277,6 +277,12 @@ def prepare(world: World, name: str, actor: str) -> dict:
         return {"hold": True, "reason": "court order 12"}
     if name in ("tick", "end_session", "start_recording"):
         return {}
+    if name == "warn":  # the live visit (docs/visitation.md)
+        return {"reason": "language"}
+    if name == "add_observer":
+        return {"name": "Officer on watch", "role": "officer"}
+    if name == "set_time_limit":
+        return {"seconds": 1200}
     raise AssertionError(f"no preparation for {name}")
 
 
