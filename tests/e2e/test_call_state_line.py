@@ -1,5 +1,5 @@
 """The call's state is always on screen (390×844): "Connecting…" at the top until the call is
-up, and in a private room, whom the person is in it with."""
+up, and in a private room, whom the person is in it with; each space has one name on every page."""
 
 from __future__ import annotations
 
@@ -84,5 +84,35 @@ def test_in_a_private_room_the_line_says_with_whom(server, launch, new_page):
     party.click("#lang")  # the other language
     lang = party.evaluate("() => i18n.lang")
     label = party.inner_text("#space-label")
-    assert ("单独会谈室 a" if lang == "zh" else "Private room a") in label, label
+    # the room has the name the mediator's page and the console give it, never "a"
+    assert ("申请方单独会谈室" if lang == "zh" else "Applicant's private room") in label, label
     assert ("在场：" if lang == "zh" else "with ") + med_name in label, label
+    med_room = med.inner_text('#caucuses li[data-caucus="a"]')
+    assert med.evaluate("() => i18n.t('host_room_a')") in med_room, med_room
+
+
+def test_each_space_has_one_name_on_every_page(server, launch, new_page):
+    """The party's page, the mediator's page and the console name the joint session, the
+    waiting room and the applicant's / respondent's private rooms alike, in both languages."""
+    from signaling.console import ROOM_LABELS, SPACE_LABELS
+
+    page = new_page(launch())
+    page.goto(server.links["party"][0])
+    page.wait_for_function("() => window.i18n && window.parley")
+    for lang in ("zh", "en"):
+        page.evaluate("l => { if (i18n.lang !== l) i18n.toggle(); }", lang)
+        names = page.evaluate(
+            """() => ({party: [i18n.space('joint'), i18n.space('waiting'), i18n.space('caucus:a'),
+                        i18n.space('caucus:b')],
+                       host: [i18n.t('host_joint'), i18n.t('host_waiting'), i18n.t('host_room_a'),
+                        i18n.t('host_room_b')]})"""
+        )
+        assert names["party"] == names["host"], (lang, names)
+        console = [
+            SPACE_LABELS["joint"],
+            SPACE_LABELS["waiting"],
+            ROOM_LABELS["a"],
+            ROOM_LABELS["b"],
+        ]
+        for name, label in zip(names["party"], console, strict=True):
+            assert name in label, (lang, name, label)  # the console prints "中文 English"
