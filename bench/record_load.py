@@ -323,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="off/on pairs, alternated")
     parser.add_argument("--bot-procs", type=int, default=2)
     parser.add_argument(
+        "--join-timeout",
+        type=float,
+        default=180.0,
+        help="s for every bot to connect (busy machine)",
+    )
+    parser.add_argument(
         "--synthetic", type=float, default=0, help="seconds: measure the recorder alone, in process"
     )
     parser.add_argument(
@@ -362,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         window=args.window,
         bot_procs=args.bot_procs,
         stagger=0.2,
-        join_timeout=180.0,
+        join_timeout=args.join_timeout,
         rcvbuf=0,
         event_loop="uvloop",
         profile=args.profile,
