@@ -22,6 +22,8 @@ from signaling.staff import form, require_staff
 from signaling.visits_checkin import CheckInPages
 from signaling.visits_directory import DirectoryPages
 from signaling.visits_kiosk import Kiosk
+from signaling.visits_live import LiveVisits
+from signaling.visits_officer import OfficerConsole
 from signaling.visits_pages import (
     ERRORS,
     VISITS_STAFF,
@@ -49,11 +51,23 @@ def _int(value: object, field: str) -> int:
 
 
 class VisitsConsole:
-    def __init__(self, store: VisitStore, *, rules: Rules, notifier, timezone: str) -> None:
+    def __init__(
+        self,
+        store: VisitStore,
+        *,
+        rules: Rules,
+        notifier,
+        timezone: str,
+        service=None,
+        signer=None,
+    ) -> None:
         self.directory = Directory(store)
         self.res = Reservations(store, rules)
         self.notifier = notifier
         self.zone = ZoneInfo(timezone)
+        # the live visit needs the sessions (rooms) and invitations; without them, booking only
+        self.live = LiveVisits(self, service, signer) if service is not None else None
+        self.officer = OfficerConsole(self, service, signer) if service is not None else None
 
     def now(self) -> dt.datetime:
         return dt.datetime.now(self.zone).replace(tzinfo=None, second=0, microsecond=0)
@@ -157,6 +171,8 @@ class VisitsConsole:
             links.append(
                 f"<a class='button primary' href='/visits/sites/{esc(site.id)}/book'>预约会见 Book a visit</a>"
             )
+        if self.live is not None and allowed(grants, "visit.live", site.id):
+            links.append(f"<a href='/visits/sites/{esc(site.id)}/live'>实时会见 Live visits</a>")
         if allowed(grants, "directory.view", site.id):
             links.append(f"<a href='/visits/sites/{esc(site.id)}/directory'>名录 Directory</a>")
         prev, nxt = day - dt.timedelta(days=1), day + dt.timedelta(days=1)
@@ -354,5 +370,6 @@ class VisitsConsole:
             web.post("/visits/bookings/{bid}/no-show", g(self.no_show)),
             *pages.routes(g),
             *CheckInPages(self).routes(g),
-            *Kiosk(self.directory, self.res, self.zone.key).routes(),
+            *Kiosk(self.directory, self.res, self.zone.key, live=self.live).routes(),
+            *(self.officer.routes(g) if self.officer else []),
         ]
