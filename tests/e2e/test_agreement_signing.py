@@ -107,7 +107,8 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
         page.wait_for_selector("#ag-fingerprint[data-fingerprint]")
         assert page.get_attribute("#ag-fingerprint", "data-fingerprint") == fp
         assert page.locator("#ag-pages canvas").count() >= 1
-    assert "5000" in a.evaluate("() => window.parleyAgreement.shownText")  # pdf.js read the text
+    shown = a.evaluate("() => window.parleyAgreement.shownText")  # what pdf.js read
+    assert "5000" in shown and "案号：(2026)京0105民调77号" in shown  # the case number exactly
     assert b.is_visible("#ag-wait-turn") and b.is_hidden("#ag-sign-now")
 
     # A's page is handed a prepared PDF with one byte changed: it refuses and never signs.
@@ -215,6 +216,16 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("INTACT:TRUSTED") >= 4, out.stdout
+
+    # The mediator ends the session: each party's end screen offers the sealed agreement.
+    med.click("#btn-end")
+    for page in (a, b):
+        page.wait_for_selector("#end-agreement:not([hidden])")
+    with b.expect_download() as got:
+        b.click("#end-download")
+    kept = tmp_path / "kept.pdf"
+    got.value.save_as(kept)
+    assert kept.read_bytes() == pdf.read_bytes()
     assert ERRORS == []
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import PC_TRACKER, TEST_TIMEOUT_S, WAIT_MS, WAIT_S, wait_stat
-from tests.e2e.flows import open_case
+from tests.e2e.flows import draft, open_case
 from tests.support.server_proc import ServerProcess, add_staff
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
@@ -122,13 +122,7 @@ def test_a_party_through_every_state(tmp_path, launch, new_page):
         if snap(party, "muted", "#host-notice:not([hidden])", scroll="#host-notice"):
             med.click(f'{row} button[data-action="unmute"]')
 
-        med.select_option("#ag-case-type", "debt")
-        med.select_option("#ag-language", "zh-CN")
-        med.fill(
-            "#ag-terms",
-            "李四于2026年12月31日前向张三支付人民币5000元。\n双方就本纠纷再无其他争议。",
-        )
-        med.click("#ag-save")
+        draft(med)
         party.wait_for_selector("#ag-draft li")
         med.click("#ag-freeze")
         snap(party, "sign-turn", "#ag-sign-now:not([hidden])", scroll="#ag-sign-now")

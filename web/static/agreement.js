@@ -733,6 +733,23 @@
   $("ag-download-evidence").onclick = async () => {
     try { save(await download("evidence.zip"), "evidence.zip", "application/zip"); } catch (e) { lastError = e.message; $("ag-editor-status").textContent = say(e); }
   };
+  // -- the session has ended: the sealed agreement stays downloadable from the end screen ------
+  // (the PDF route serves the participants of an ended session; app.js shows the screen)
+  function endScreen() {
+    const a = (P.view && P.view.agreement) || {};
+    const ended = !$("screen-end").hidden && $("end-title").dataset.t === "ended_title";
+    $("end-agreement").hidden = !(ended && a.status === "sealed");
+  }
+  new MutationObserver(endScreen).observe($("screen-end"), { attributes: true, attributeFilter: ["hidden"] });
+  $("end-download").onclick = async () => {
+    try {
+      save(await download("agreement.pdf"), "agreement.pdf", "application/pdf");
+    } catch (e) {
+      lastError = e.message;
+      $("end-agreement-text").textContent = say(e);
+    }
+  };
+
   // -- full-screen reading: page n of m, previous/next, zoom (fit width = 1), at device pixels ---
   const reader = { doc: null, page: 1, zoom: 1, chain: Promise.resolve(), opener: null };
 
