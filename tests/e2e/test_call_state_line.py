@@ -11,6 +11,7 @@ from tests.support.server_proc import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
 PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1366, "height": 800}
 
 UNCOVERED = """sel => { const el = document.querySelector(sel); if (!el) return 'missing';
   const r = el.getBoundingClientRect(); if (r.width < 1 || r.height < 1) return 'not rendered';
@@ -34,9 +35,12 @@ def server(tmp_path):
     srv.stop()
 
 
-def test_connecting_is_on_screen_until_the_call_is_up(server, launch, new_page):
+@pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["390x844", "1366x800"])
+def test_connecting_is_on_screen_until_the_call_is_up(server, launch, new_page, size):
+    """The banner (the same one that says "Reconnecting…") is in the viewport and uncovered on
+    a phone and on the mediator's desktop."""
     page = new_page(launch())
-    page.set_viewport_size(PHONE)
+    page.set_viewport_size(size)
     page.goto(server.links["mediator"][0])
     page.wait_for_function("() => window.parley && window.parley.socket.connected")
     page.evaluate(HOLD_OFFER)
