@@ -15,12 +15,10 @@ import time
 
 import pytest
 import redis
-import socketio
 
-from bench.bot import Bot
+from bench.takeover import Participant, back_on
 from cluster.ledger import RedisLedgerStore
 from rooms.ledger import verify_chain
-from signaling.namespace import NAMESPACE
 from signaling.tokens import TokenSigner
 from tests.integration.signaling.conftest import until
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
@@ -29,77 +27,6 @@ from tests.support.server_proc import ServerProcess
 pytestmark = pytest.mark.slow
 TARGET = 5.0  # seconds from the kill to media flowing again, for every participant
 CONSENTS = ("online_mediation", "session_rules")
-
-
-class Participant:
-    """One page: a socket.io client and an aiortc bot, connected to one node."""
-
-    def __init__(self, token: str, name: str, color) -> None:
-        self.token, self.name, self.color = token, name, color
-        self.sio: socketio.AsyncClient | None = None
-        self.bot: Bot | None = None
-        self.welcome: dict | None = None
-
-    async def connect(self, url: str) -> bool:
-        """Connect and bring media up; False when the node refuses (not serving it yet)."""
-        sio = socketio.AsyncClient(reconnection=False)
-        welcomed: list[dict] = []
-        sio.on("welcome", lambda data: welcomed.append(data), namespace=NAMESPACE)
-        try:
-            await sio.connect(
-                url,
-                namespaces=[NAMESPACE],
-                auth={"token": self.token},
-                transports=["websocket"],
-                wait_timeout=5,
-            )
-        except socketio.exceptions.ConnectionError:
-            return False
-        await until(lambda: welcomed, 10)
-        self.sio, self.welcome = sio, welcomed[0]
-        return True
-
-    async def command(self, **cmd) -> None:
-        reply = await self.sio.call(
-            "command", {"v": 1, "cmd": cmd}, namespace=NAMESPACE, timeout=10
-        )
-        assert reply["ok"], reply
-
-    async def media(self) -> None:
-        self.bot = Bot(
-            self.welcome["participant"],
-            slots=self.welcome["slots"],
-            color=self.color,
-            tone_hz=None,
-            size=(160, 120),
-        )
-        reply = await self.sio.call(
-            "offer", {"v": 1, "sdp": await self.bot.create_offer()}, namespace=NAMESPACE, timeout=20
-        )
-        assert reply["ok"], reply
-        await self.bot.accept_answer(reply["sdp"])
-        self.bot.set_slot_map(reply["slots"])
-        bot = self.bot
-        self.sio.on("slots", lambda msg: bot.set_slot_map(msg["slots"]), namespace=NAMESPACE)
-
-    async def close(self) -> None:
-        if self.bot is not None:
-            await self.bot.close()
-        if self.sio is not None:
-            await self.sio.disconnect()
-
-
-async def back_on(node_url: str, person: Participant, other: str, started: float) -> dict:
-    """Reconnect to ``node_url`` until it serves the session, then wait for media from
-    ``other``; the times since ``started``."""
-    deadline = started + 30
-    while not await person.connect(node_url):
-        assert time.monotonic() < deadline, "node B never took the session"
-        await asyncio.sleep(0.05)
-    welcomed = time.monotonic() - started
-    await person.media()
-    await until(lambda: person.bot.frames_from(other) >= 1, 20, 0.01)
-    return {"welcome_s": welcomed, "media_s": time.monotonic() - started}
 
 
 async def test_a_killed_nodes_session_is_served_by_the_other_within_5_s(

@@ -1,0 +1,290 @@
+"""Failover time: SIGKILL the node serving a mediation, time until media flows again.
+
+    python -m bench.takeover [--kills 10] [--ttl-ms 2000]
+
+Starts a redis-server (deploy/redis/redis.conf, a temporary directory, a free port) and two
+real ``server.py serve --redis`` nodes, A and B, sharing a token secret. Each round: A prints
+its demo mediation session; a mediator and a party (aiortc bots, 160x120) join it on A, the
+party is admitted, media flows both ways; A is SIGKILLed; both pages reconnect to B (as through
+a front proxy) until B serves the session, and the time from the kill to the first frame from
+the other person is taken for each. A is then started again (same node id) for the next round.
+Prints each round and p50/p95/max of the slower participant per round. The integration test
+(tests/integration/cluster/test_takeover.py) runs one round with the same helpers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import socketio
+
+from bench.bot import Bot
+from signaling.namespace import NAMESPACE
+
+ROOT = Path(__file__).resolve().parents[1]
+CONSENTS = ("online_mediation", "session_rules")
+
+
+async def until(predicate, timeout: float, interval: float = 0.02):  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+    return value
+
+
+class Participant:
+    """One page: a socket.io client and an aiortc bot, connected to one node."""
+
+    def __init__(self, token: str, name: str, color) -> None:
+        self.token, self.name, self.color = token, name, color
+        self.sio: socketio.AsyncClient | None = None
+        self.bot: Bot | None = None
+        self.welcome: dict | None = None
+
+    async def connect(self, url: str) -> bool:
+        """Connect and bring media up; False when the node refuses (not serving it yet)."""
+        sio = socketio.AsyncClient(reconnection=False)
+        welcomed: list[dict] = []
+        sio.on("welcome", lambda data: welcomed.append(data), namespace=NAMESPACE)
+        try:
+            await sio.connect(
+                url,
+                namespaces=[NAMESPACE],
+                auth={"token": self.token},
+                transports=["websocket"],
+                wait_timeout=5,
+            )
+        except socketio.exceptions.ConnectionError:
+            return False
+        await until(lambda: welcomed, 10)
+        self.sio, self.welcome = sio, welcomed[0]
+        return True
+
+    async def command(self, **cmd) -> None:
+        reply = await self.sio.call(
+            "command", {"v": 1, "cmd": cmd}, namespace=NAMESPACE, timeout=10
+        )
+        assert reply["ok"], reply
+
+    async def media(self) -> None:
+        self.bot = Bot(
+            self.welcome["participant"],
+            slots=self.welcome["slots"],
+            color=self.color,
+            tone_hz=None,
+            size=(160, 120),
+        )
+        reply = await self.sio.call(
+            "offer", {"v": 1, "sdp": await self.bot.create_offer()}, namespace=NAMESPACE, timeout=20
+        )
+        assert reply["ok"], reply
+        await self.bot.accept_answer(reply["sdp"])
+        self.bot.set_slot_map(reply["slots"])
+        bot = self.bot
+        self.sio.on("slots", lambda msg: bot.set_slot_map(msg["slots"]), namespace=NAMESPACE)
+
+    async def close(self) -> None:
+        if self.bot is not None:
+            await self.bot.close()
+        if self.sio is not None:
+            await self.sio.disconnect()
+
+
+async def back_on(node_url: str, person: Participant, other: str, started: float) -> dict:
+    """Reconnect to ``node_url`` until it serves the session, then wait for media from
+    ``other``; the times since ``started``."""
+    deadline = started + 30
+    while not await person.connect(node_url):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the node never took the session")
+        await asyncio.sleep(0.05)
+    welcomed = time.monotonic() - started
+    await person.media()
+    await until(lambda: person.bot.frames_from(other) >= 1, 20, 0.01)
+    return {"welcome_s": welcomed, "media_s": time.monotonic() - started}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"nothing listening on {port}")
+        time.sleep(0.05)
+
+
+class Node:
+    """``server.py serve`` as a subprocess; reads its LISTENING line and demo links."""
+
+    def __init__(self, data_dir: Path, env: dict, demo: bool) -> None:
+        self.data_dir, self.env, self.demo = data_dir, env, demo
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> tuple[str, dict[str, str]]:
+        cmd = [sys.executable, str(ROOT / "server.py"), "serve", "--port", "0"]
+        cmd += ["--data-dir", str(self.data_dir), "--log-format", "text"]
+        cmd += [] if self.demo else ["--no-demo"]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        found: dict = {"links": {}}
+        ready = threading.Event()
+
+        def pump():
+            role = None
+            for line in self.proc.stdout:
+                if m := re.match(r"LISTENING (\S+):(\d+)", line):
+                    found["url"] = f"http://127.0.0.1:{m.group(2)}"
+                    if not self.demo:
+                        ready.set()
+                if m := re.match(r"\s+(\w+)\s+\S", line):
+                    role = m.group(1)
+                if m := re.search(r"https?://\S+/j/(\S+)", line):
+                    found["links"].setdefault(role, m.group(1))
+                if "admits the parties" in line:
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(timeout) or self.proc.poll() is not None:
+            raise RuntimeError("node did not start")
+        return found["url"], found["links"]
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+async def one_round(a: Node, b_url: str) -> tuple[float, float]:
+    a_url, links = await asyncio.to_thread(a.start)
+    mediator = Participant(links["mediator"], "mediator", (200, 30, 30))
+    party = Participant(links["party"], "party", (30, 200, 30))
+    people = [mediator, party]
+    try:
+        assert await mediator.connect(a_url) and await party.connect(a_url)
+        for topic in CONSENTS:
+            await party.command(type="record_consent", topic=topic, given=True)
+        await mediator.media()
+        await party.media()
+        m_id, p_id = mediator.welcome["participant"], party.welcome["participant"]
+        await mediator.command(type="admit", participant=p_id)
+        await until(
+            lambda: mediator.bot.frames_from(p_id) > 5 and party.bot.frames_from(m_id) > 5, 30
+        )
+        started = time.monotonic()
+        a.kill()
+        m2 = Participant(mediator.token, "mediator", mediator.color)
+        p2 = Participant(party.token, "party", party.color)
+        people += [m2, p2]
+        times = await asyncio.gather(
+            back_on(b_url, m2, p_id, started), back_on(b_url, p2, m_id, started)
+        )
+        print(
+            "  welcome after {:.2f} / {:.2f} s".format(
+                times[0]["welcome_s"], times[1]["welcome_s"]
+            ),
+            flush=True,
+        )
+        return times[0]["media_s"], times[1]["media_s"]
+    finally:
+        for person in people:
+            with contextlib.suppress(Exception):
+                await person.close()
+
+
+async def rounds(a: Node, b_url: str, kills: int) -> list[float]:
+    slowest = []
+    for k in range(kills):
+        try:
+            mediator_s, party_s = await one_round(a, b_url)
+        except Exception as exc:  # noqa: BLE001 - a failed round is reported, not hidden
+            print(f"round {k + 1}: FAILED {exc!r}", flush=True)
+            a.kill()
+            slowest.append(float("inf"))
+            continue
+        slowest.append(max(mediator_s, party_s))
+        print(f"round {k + 1}: mediator {mediator_s:.2f} s, party {party_s:.2f} s", flush=True)
+    return slowest
+
+
+def run(kills: int, ttl_ms: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        port = _free_port()
+        redis_proc = subprocess.Popen(
+            ["redis-server", str(ROOT / "deploy/redis/redis.conf"), "--port", str(port)]
+            + ["--bind", "127.0.0.1", "--dir", str(folder)],
+            stdout=subprocess.DEVNULL,
+        )
+        a = b = None
+        try:
+            _wait_port(port, redis_proc)
+            env = {
+                "PARLEY_SECRET": secrets.token_hex(32),
+                "PARLEY_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+                "PARLEY_LEASE_TTL_MS": str(ttl_ms),
+            }
+            a = Node(folder / "a", {**env, "PARLEY_NODE_ID": "a"}, demo=True)
+            b = Node(folder / "b", {**env, "PARLEY_NODE_ID": "b"}, demo=False)
+            b_url, _ = b.start()
+            slowest = sorted(asyncio.run(rounds(a, b_url, kills)))
+            p95 = slowest[min(len(slowest) - 1, int(round(0.95 * len(slowest))) - 1)]
+            print(
+                f"kill -> media again, slower participant, {kills} kills, lease TTL {ttl_ms} ms: "
+                f"p50 {statistics.median(slowest):.2f} s, p95 {p95:.2f} s, max {slowest[-1]:.2f} s"
+            )
+        finally:
+            for node in (a, b):
+                if node is not None:
+                    node.stop()
+            redis_proc.terminate()
+            redis_proc.wait(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--ttl-ms", type=int, default=2000)
+    args = ap.parse_args()
+    run(args.kills, args.ttl_ms)
+
+
+if __name__ == "__main__":
+    main()
