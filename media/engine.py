@@ -363,6 +363,24 @@ class MediaEngine:
             "paused_video": sorted(self._paused),
         }
 
+    def _hole_stats(self) -> dict:
+        """The video jitter buffers: holes given up on (a keyframe asked for), skipped to a
+        complete keyframe, NACKs repeated, loss bursts; the longest hole wait and the longest
+        smoothed round trip to a participant now."""
+        buffers = [
+            p.publications["video"].jitter_buffer
+            for p in self.peers.values()
+            if p.publications["video"].jitter_buffer is not None
+        ]
+        return {
+            "video_holes_skipped": sum(b.holes_skipped for b in buffers),
+            "video_holes_skipped_to_keyframe": sum(b.holes_skipped_to_keyframe for b in buffers),
+            "video_nacks_repeated": sum(b.nacks_repeated for b in buffers),
+            "video_loss_bursts": sum(b.bursts for b in buffers),
+            "video_hole_wait_max_s": max((b.max_wait for b in buffers), default=0.0),
+            "peer_rtt_max_s": max((p.rtt.srtt or 0.0 for p in self.peers.values()), default=0.0),
+        }
+
     def stats(self) -> dict:
         """Counters for /metrics and the bench (all plain numbers)."""
         pubs = [p for peer in self.peers.values() for p in peer.publications.values()]
@@ -391,6 +409,7 @@ class MediaEngine:
             "frames_sent": sent["frames"],
             "frames_dropped_unconnected": sent["frames_dropped"],
             "packets_retransmitted": sent["retransmitted"],
+            **self._hole_stats(),
             **self.counters,
             **self.bandwidth.counters,
         }

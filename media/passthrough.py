@@ -40,6 +40,7 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import (
     RTCP_PSFB_FIR,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpSdesPacket,
     RtcpSenderInfo,
     RtcpSourceInfo,
@@ -79,6 +80,7 @@ HOOKS: tuple[tuple[str, str, str], ...] = (
     ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "receive", "attr"),
     ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_handle_rtp_packet", "attr"),
     ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_send_rtcp_pli", "attr"),
+    ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_send_rtcp_nack", "attr"),
     ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_run_rtcp", "attr"),
     (
         "aiortc.rtcrtpreceiver:RTCRtpReceiver",
@@ -404,10 +406,18 @@ def install_rtcp_coalescing() -> Callable[[], None]:
 # Receive side
 
 # aiortc's video jitter buffer releases nothing past a missing packet until 512 packets pile up
-# (2-5 s of frozen video). Parley's gives up after MAX_HOLE_WAIT instead: enough for a NACK round
-# trip, short enough that the freeze after an unrecovered loss stays under a second.
-VIDEO_JITTER_CAPACITY = 128
-MAX_HOLE_WAIT = 0.25
+# (2-5 s of frozen video). Parley's waits for the NACK round trip instead: it asks again for the
+# missing packets once a retransmission is overdue (aiortc's receiver asks only once, when it
+# sees the gap) and gives up after two such rounds, at least MIN_HOLE_WAIT (the wait before the
+# publisher's round trip is known, and on short links), at most MAX_HOLE_WAIT. A complete
+# keyframe behind a hole ends the wait at once; a hole of BURST_PACKETS or more (a loss burst)
+# asks the publisher for a keyframe at once, in parallel with the NACKs.
+VIDEO_JITTER_CAPACITY = 256  # ~1 s of video at 2 Mbit/s: the longest wait must fit
+MIN_HOLE_WAIT = 0.25
+MAX_HOLE_WAIT = 1.0
+HOLE_WAIT_MARGIN = 0.05  # on top of two retransmission timeouts (scheduling, the publisher's turn)
+BURST_PACKETS = 10
+NACK_MAX = 64  # sequence numbers per repeated NACK (the oldest first)
 
 
 def video_frame(packets: list, timestamp: int) -> EncodedFrame:
@@ -417,23 +427,53 @@ def video_frame(packets: list, timestamp: int) -> EncodedFrame:
     return EncodedFrame(packets, timestamp, key)
 
 
-class VideoJitterBuffer(JitterBuffer):
-    """aiortc's jitter buffer, but frames keep their packets and a hole that NACK did not fill
-    is skipped after a time limit.
+def _starts_keyframe(packet: Any) -> bool:
+    return rtp.vp8_descriptor_starts_frame(packet.payload) and rtp.vp8_is_keyframe(packet._data)
 
-    A stall is a packet of a *later* frame arriving while no frame can be released. Once it has
-    lasted `max_wait`, everything before the newest packet is dropped and `pli_flag` is raised:
-    the receiver then reports upstream loss, subscribers wait for a keyframe and one is asked
-    for. The partial frame left behind is never a decodable keyframe, so gating discards it.
+
+class VideoJitterBuffer(JitterBuffer):
+    """aiortc's jitter buffer, but frames keep their packets, a frame is released on its marker
+    packet, and a hole that NACK did not fill is skipped after a wait that follows the round
+    trip to the publisher (`set_rtt`).
+
+    A stall is a packet of a *later* frame arriving while no frame can be released. While it
+    lasts, the missing packets are asked for again (`on_nack`) each time a retransmission is
+    overdue; a complete keyframe behind the hole ends it (everything before the keyframe is
+    dropped, no keyframe request is needed). Once it has lasted `max_wait`, everything before
+    the newest packet is dropped and `pli_flag` is raised: the receiver then reports upstream
+    loss, subscribers wait for a keyframe and one is asked for. The partial frame left behind is
+    never a decodable keyframe, so gating discards it. A stall that starts with a hole of
+    `BURST_PACKETS` or more calls `on_keyframe_wanted` at once (the keyframe is then already on
+    its way if the NACKs cannot fill the hole).
     """
 
-    def __init__(self, capacity: int = VIDEO_JITTER_CAPACITY, max_wait: float = MAX_HOLE_WAIT):
+    def __init__(self, capacity: int = VIDEO_JITTER_CAPACITY, max_wait: float = MIN_HOLE_WAIT):
         super().__init__(capacity=capacity, is_video=True)
         self._max_wait = max_wait
+        self._renack_after: float | None = None  # no round trip known: aiortc's one NACK only
         self._stalled_since: float | None = None
+        self._next_nack = 0.0
         self._highest: int | None = None
+        self.on_nack: Callable[[int, list[int]], None] | None = None  # (media SSRC, seqs)
+        self.on_keyframe_wanted: Callable[[], None] | None = None
         self.holes_skipped = 0
+        self.holes_skipped_to_keyframe = 0
+        self.nacks_repeated = 0
+        self.bursts = 0
         self.errors = 0
+
+    @property
+    def max_wait(self) -> float:
+        return self._max_wait
+
+    def set_rtt(self, timeout: float | None) -> None:
+        """The publisher's retransmission timeout (`media.rtt.RttEstimator.timeout`): repeat
+        NACKs after it, give up after two of it (bounded)."""
+        if timeout is None:
+            self._renack_after, self._max_wait = None, MIN_HOLE_WAIT
+            return
+        self._renack_after = timeout
+        self._max_wait = min(MAX_HOLE_WAIT, max(MIN_HOLE_WAIT, 2 * timeout + HOLE_WAIT_MARGIN))
 
     def add(self, packet):  # type: ignore[override]
         try:
@@ -466,16 +506,68 @@ class VideoJitterBuffer(JitterBuffer):
             if packet.marker or late:  # the last packet, or a retransmission filling a hole
                 return False, self._release_complete(head.timestamp)
             return False, None  # the current frame is still arriving
+        key = self._keyframe_behind_hole(offset) if late or packet.marker else None
+        if key is not None:  # a complete keyframe behind the hole: nothing before it matters
+            self._stalled_since = None
+            self.holes_skipped_to_keyframe += 1
+            self.remove(key)
+            return False, self._release_complete(packet.timestamp)
         now = time.monotonic()
         if self._stalled_since is None:
             self._stalled_since = now
+            self._next_nack = now + (self._renack_after or math.inf)
+            missing = sum(
+                self._packets[(self._origin + i) % self._capacity] is None for i in range(offset)
+            )
+            if missing >= BURST_PACKETS and self.on_keyframe_wanted is not None:
+                self.bursts += 1
+                self.on_keyframe_wanted()
             return False, None
         if now - self._stalled_since < self._max_wait:
+            if now >= self._next_nack:
+                self._next_nack = now + (self._renack_after or math.inf)
+                self._nack_missing(packet.ssrc, offset)
             return False, None
         self._stalled_since = None
         self.holes_skipped += 1
         self.remove(offset)
         return True, self._remove_frame(seq)
+
+    def _keyframe_behind_hole(self, offset: int) -> int | None:
+        """If the packet at `offset` belongs to a complete keyframe that is not the head frame,
+        the offset of that keyframe's first packet (a frame is complete when its packets are
+        contiguous from one that starts it to one with the marker bit)."""
+        packets, capacity, origin = self._packets, self._capacity, self._origin
+        timestamp = packets[(origin + offset) % capacity].timestamp
+        first = offset
+        while first > 0:
+            before = packets[(origin + first - 1) % capacity]
+            if before is None or before.timestamp != timestamp:
+                break
+            first -= 1
+        if first == 0 or not _starts_keyframe(packets[(origin + first) % capacity]):
+            return None  # first == 0: the head frame, which the marker rule releases
+        last = offset
+        while not packets[(origin + last) % capacity].marker:
+            last += 1
+            if last >= capacity:
+                return None
+            after = packets[(origin + last) % capacity]
+            if after is None or after.timestamp != timestamp:
+                return None
+        return first
+
+    def _nack_missing(self, ssrc: int, offset: int) -> None:
+        """Ask again for the packets still missing before `offset`."""
+        if self.on_nack is None:
+            return
+        origin, capacity, packets = self._origin, self._capacity, self._packets
+        lost = [
+            uint16_add(origin, i) for i in range(offset) if packets[(origin + i) % capacity] is None
+        ][:NACK_MAX]
+        if lost:
+            self.nacks_repeated += 1
+            self.on_nack(ssrc, lost)
 
     def _remove_frame(self, sequence_number: int) -> EncodedFrame | None:
         """aiortc's rule (a frame is complete when a packet of the next one follows it, no
@@ -541,6 +633,7 @@ class FrameTap:
         self._on_frame = on_frame
         self._stopped = threading.Event()
         self.errors = 0
+        self.buffer: VideoJitterBuffer | AudioPassBuffer | None = None  # set by tap_receiver
 
     def put(self, task: Any) -> None:
         if task is None:
@@ -569,13 +662,35 @@ def tap_receiver(
         raise RuntimeError("tap_receiver() must be called before the receiver starts")
     tap = FrameTap(on_frame)
     receiver._RTCRtpReceiver__decoder_queue = tap
-    receiver._RTCRtpReceiver__jitter_buffer = (
-        VideoJitterBuffer() if kind == "video" else AudioPassBuffer()
-    )
+    if kind == "video":
+        tap.buffer = VideoJitterBuffer()
+        tap.buffer.on_nack = _nack_sender(receiver)
+    else:
+        tap.buffer = AudioPassBuffer()
+    receiver._RTCRtpReceiver__jitter_buffer = tap.buffer
     estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator
     if estimator is not None:  # video: the REMB Parley sends the publisher
         estimator.incoming_bitrate = WindowRate(1000, 8000)
     return tap
+
+
+def _nack_sender(receiver: rtcrtpreceiver.RTCRtpReceiver) -> Callable[[int, list[int]], None]:
+    """`VideoJitterBuffer.on_nack` for `receiver`: a generic NACK upstream through aiortc's
+    own `_send_rtcp_nack` (its NACK generator sends one only when it first sees a gap)."""
+    pending: set[asyncio.Task] = set()
+
+    async def send(media_ssrc: int, lost: list[int]) -> None:
+        try:
+            await receiver._send_rtcp_nack(media_ssrc, lost)
+        except Exception as exc:  # the transport is closing: the request simply gets lost
+            log.debug("NACK not sent: %r", exc)
+
+    def nack(media_ssrc: int, lost: list[int]) -> None:
+        task = asyncio.get_running_loop().create_task(send(media_ssrc, lost))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    return nack
 
 
 def unused_receiver(receiver: rtcrtpreceiver.RTCRtpReceiver) -> None:
@@ -711,6 +826,7 @@ def route_fir(dtls: Any) -> None:
 # Send side
 
 RTX_HISTORY = 512  # packets an RtpRelay can retransmit on NACK (~0.7 s of VGA video at 30 fps)
+SR_REMEMBERED = 4  # sender reports kept for round-trip timing (a receiver reports every ~1 s)
 
 
 class RtpRelay:
@@ -755,6 +871,11 @@ class RtpRelay:
         self._report_timer: asyncio.TimerHandle | None = None
         self._ntp = 0  # NTP and RTP time of the last packet sent, for the sender report
         self._rtp_ts = 0
+        # the last few sender reports: their LSR (middle 32 bits of the NTP time they carry) to
+        # when they were sent (monotonic), to time the round trip when a receiver report
+        # echoes one (RFC 3550 6.4.1; the NTP time is the last packet's, not the report's)
+        self._sr_sent: dict[int, float] = {}
+        self.on_rtt: Callable[[float], None] | None = None  # each round-trip sample, seconds
 
     def configure(self, parameters: Any) -> None:
         """Take the negotiated payload types and extension ids (from `sender.send()`)."""
@@ -844,6 +965,10 @@ class RtpRelay:
             try:
                 udp.sendto(srtp.protect_rtcp(data), addr)
                 self.reports += 1
+                sent = self._sr_sent
+                sent[(self._ntp >> 16) & 0xFFFFFFFF] = time.monotonic()
+                if len(sent) > SR_REMEMBERED:
+                    del sent[next(iter(sent))]
             except Exception:  # a closing transport: the next report (if any) tries again
                 log.debug("sending a sender report failed", exc_info=True)
         self._schedule_report()
@@ -864,6 +989,18 @@ class RtpRelay:
                 return None
             self._out = (dtls._tx_srtp, pair.protocol.transport, pair.remote_addr)
         return self._out
+
+    def feedback(self, packet: Any) -> None:
+        """A receiver report block about this sender that echoes one of its sender reports is
+        a round-trip sample: now - sent - DLSR."""
+        if self.on_rtt is None or not isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            return
+        ssrc = self.sender._ssrc
+        for report in packet.reports:
+            if report.ssrc == ssrc and report.lsr:
+                sent = self._sr_sent.get(report.lsr)
+                if sent is not None:
+                    self.on_rtt(time.monotonic() - sent - report.dlsr / 65536)
 
     @property
     def can_send(self) -> bool:
@@ -957,12 +1094,13 @@ def hook_sender(
     sender.send = configure
     sender._retransmit = relay.retransmit
     sender._send_keyframe = on_keyframe_request
-    if on_feedback is not None:
-        original = sender._handle_rtcp_packet
+    original = sender._handle_rtcp_packet
 
-        async def handle(packet: Any) -> None:
+    async def handle(packet: Any) -> None:
+        relay.feedback(packet)
+        if on_feedback is not None:
             on_feedback(packet)
-            await original(packet)
+        await original(packet)
 
-        sender._handle_rtcp_packet = handle
+    sender._handle_rtcp_packet = handle
     return relay

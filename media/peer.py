@@ -24,6 +24,7 @@ from media import passthrough
 from media.errors import MediaError
 from media.offer import OfferShape, with_opus_fmtp
 from media.publication import Publication
+from media.rtt import RttEstimator
 from media.slot import SlotTrack
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,9 @@ class PeerSession:
         self.pc.on("connectionstatechange", self._connection_state_changed)
         self.publications: dict[str, Publication] = {}
         self.slots: list[Slot] = []
+        # round trip to this participant, timed by its slots' sender reports: the hole wait of
+        # its own video follows it (media/rtt.py)
+        self.rtt = RttEstimator(self._rtt_changed)
         for kind in KINDS:
             t = self.pc.addTransceiver(kind, direction="recvonly")
             t.setCodecPreferences(codec_preferences(kind, video_codec))
@@ -138,6 +142,7 @@ class PeerSession:
                     self._feedback_relay(slot, kind) if on_feedback else None,
                     active=False,  # idle until the plan attaches a source
                 )
+                slot.relays[kind].on_rtt = self.rtt.add
             self.slots.append(slot)
 
     async def answer(self, sdp: str) -> str:
@@ -167,6 +172,10 @@ class PeerSession:
         actual = [t.mid for t in self.pc.getTransceivers()]
         if actual != expected:
             raise MediaError("bad_sdp", "the offer's m-lines do not match the expected layout")
+
+    def _rtt_changed(self, rtt: RttEstimator) -> None:
+        if not self.closed:
+            self.publications["video"].set_rtt(rtt.timeout)
 
     def _keyframe_asker(self, track: SlotTrack) -> Callable[[], None]:
         def ask() -> None:
@@ -237,5 +246,6 @@ class PeerSession:
             "participant": self.participant_id,
             "state": self.state,
             "slots": len(self.slots),
+            "rtt_s": None if self.rtt.srtt is None else round(self.rtt.srtt, 3),
             "publications": [p.to_dict() for p in self.publications.values()],
         }

@@ -27,6 +27,10 @@ class Publication:
         self.receiver = receiver
         self.forwarder = Forwarder(publisher_id, kind, self._request_keyframe)
         self._tap = passthrough.tap_receiver(receiver, kind, self.forwarder.deliver)
+        buffer = self._tap.buffer
+        if isinstance(buffer, passthrough.VideoJitterBuffer):
+            # a loss burst: a keyframe is asked for at once, in parallel with the NACKs
+            buffer.on_keyframe_wanted = self.forwarder.request_keyframe
         passthrough.on_upstream_loss(receiver, self._on_loss)
         self._pending: set[asyncio.Task] = set()
         self.closed = False
@@ -38,6 +42,16 @@ class Publication:
     def active(self) -> bool:
         """True once media has arrived from the publisher."""
         return self.forwarder.frames_in > 0
+
+    @property
+    def jitter_buffer(self) -> passthrough.VideoJitterBuffer | None:
+        buffer = self._tap.buffer
+        return buffer if isinstance(buffer, passthrough.VideoJitterBuffer) else None
+
+    def set_rtt(self, timeout: float | None) -> None:
+        """The round trip to the publisher changed: the video hole wait follows it."""
+        if self.jitter_buffer is not None:
+            self.jitter_buffer.set_rtt(timeout)
 
     async def _on_loss(self, media_ssrc: int) -> None:
         # Called by the receiver (on the loop) instead of its own PLI: route it through the
@@ -79,4 +93,17 @@ class Publication:
             "subscribers": sorted(self.forwarder.subscriptions),
             "frames_in": self.forwarder.frames_in,
             "keyframes_in": self.forwarder.keyframes_in,
+            **self._buffer_stats(),
+        }
+
+    def _buffer_stats(self) -> dict:
+        jb = self.jitter_buffer
+        if jb is None:
+            return {}
+        return {
+            "hole_wait_s": round(jb.max_wait, 3),
+            "holes_skipped": jb.holes_skipped,
+            "holes_skipped_to_keyframe": jb.holes_skipped_to_keyframe,
+            "nacks_repeated": jb.nacks_repeated,
+            "loss_bursts": jb.bursts,
         }

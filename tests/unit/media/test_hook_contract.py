@@ -22,7 +22,15 @@ NAMED_ACCESS = {"getattr", "setattr", "hasattr", "delattr"}
 
 # Parley's own attributes that media/ sets on an object other than `self` (another Parley
 # object). Any other attribute stored on a non-`self` object is taken to be a foreign hook.
-OWN_SET_ELSEWHERE = {"waiting_keyframe", "queued", "output"}
+OWN_SET_ELSEWHERE = {
+    "waiting_keyframe",
+    "queued",
+    "output",
+    "buffer",
+    "on_nack",
+    "on_rtt",
+    "on_keyframe_wanted",
+}
 
 
 def is_private(name: str) -> bool:
