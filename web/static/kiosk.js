@@ -10,6 +10,9 @@
   const k = window.parleyKiosk = { token: null, data: null, socket: null, call: null, local: null,
     view: null, slots: [], joined: false, warningsSeen: null, timeWarned: null, deadline: null };
 
+  // A visit room speaks Chinese first, whatever the machine's browser language; the button
+  // switches to English for the visit and stays so on this terminal.
+  if (!localStorage.getItem("parley.lang") && i18n.lang !== "zh") i18n.toggle();
   i18n.apply();
   $("lang").onclick = () => { i18n.toggle(); render(); };
   // Kiosk: nothing to navigate to, no context menu, no text selection by long press.
