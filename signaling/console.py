@@ -137,6 +137,8 @@ class Console:
     # -- pages --------------------------------------------------------------------------------
     async def index(self, request: web.Request) -> web.Response:
         account, _ = require_staff(request)
+        if not account.roles & {"mediator", "admin"} and "duty_lawyer" in account.roles:
+            raise web.HTTPSeeOther("/desk")  # a duty lawyer's console is the desk (docs/desk.md)
         if not account.roles & {"mediator", "admin"}:
             # visitation staff hold site grants, not the mediator role: their console is /visits
             raise web.HTTPSeeOther("/visits")
@@ -241,6 +243,13 @@ class Console:
                 csrf=sess.csrf,
             )
         cards = []
+        # printed on every invitation: what the party checks the signed agreement against later
+        root = (
+            "<p class='hint root'>调解组织根证书指纹 Organisation root fingerprint (SHA-256): "
+            f"<code>{esc(self.desk.root_sha256())}</code></p>"
+            if self.desk is not None
+            else ""
+        )
         for p in people:
             url = self.link(request, state, p)
             pid = esc(p.id)
@@ -248,7 +257,7 @@ class Console:
                 f"<article class='invite' id='{pid}' data-participant='{pid}'>"
                 f"<h3>{esc(p.name)}</h3><p>{esc(who_label(p))} · {esc(space_label(p.space))}</p>"
                 f"<img alt='QR' width='180' height='180' src='/console/sessions/{sid}/qr/{pid}.svg'>"
-                f"<p class='url'><a href='{esc(url)}'>{esc(url)}</a></p>"
+                f"<p class='url'><a href='{esc(url)}'>{esc(url)}</a></p>{root}"
                 f"<p><a download='{esc(_filename(state, p))}.svg' "
                 f"href='/console/sessions/{sid}/qr/{pid}.svg'>下载二维码 Download QR</a></p>"
                 f"<p><a class='button danger' href='/console/sessions/{sid}/reissue/{pid}'>"

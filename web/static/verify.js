@@ -110,6 +110,11 @@
     return lines;
   }
 
+  // A link from the invitation, the console or the mail may carry the root: /verify#root=<hex>
+  // (a fragment: never sent to the server). The person can still change it.
+  const fromLink = /(?:^#|&)root=([0-9A-Fa-f:]{64,95})(?:&|$)/.exec(location.hash || "");
+  if (fromLink && !$("verify-root").value) $("verify-root").value = fromLink[1].toLowerCase().replace(/:/g, "");
+
   $("verify-form").onsubmit = async (e) => {
     e.preventDefault();
     const out = $("verify-result");

@@ -131,6 +131,7 @@ async def test_create_session_invitations_enter_and_logout(running):
         links = re.findall(r"href='(http://[^']+/j/[^']+)'", html)
         assert len(links) == 3  # one per invited person, not the mediator
         root = running.app[DESK].root_sha256()
+        assert html.count(f"<code>{root}</code>") == 3  # printed on each invitation
         for link in links:  # the invitation names the organisation root in its fragment
             link, fragment = link.split("#")
             assert fragment == f"root={root}"
