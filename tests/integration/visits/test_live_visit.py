@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 import aiohttp
 import pytest
@@ -296,4 +297,47 @@ async def test_a_privileged_visit_cannot_be_observed(allday):
         assert state.ended and state.ended_reason == "terminated:security"
     finally:
         for peer in (lawyer_peer, inmate):
+            await peer.close()
+
+
+async def test_an_outage_is_not_counted(allday):
+    """R17: one terminal's connection is cut mid-visit; while it is away the clock stands still,
+    and when it is back the visit goes on with the time it had."""
+    p = allday
+    service = p.app[SERVICE]
+    start, minutes = visit_now(p)
+    bid = approved_booking(p, start, minutes)
+    tokens = {t: p.directory.issue_credential(t, 0.0) for t in ("bx-1", "pa-1")}
+    family, inmate, back = Peer("family"), Peer("inmate"), Peer("inmate again")
+    try:
+        async with aiohttp.ClientSession() as http:
+            fam_live = await kiosk_live(http, p.url, tokens["bx-1"])
+            inm_live = await kiosk_live(http, p.url, tokens["pa-1"])
+            await check_in(p, bid, "a1v0", id_of("a1", 0))
+            await family.join(p.url, fam_live["token"], (200, 40, 40), consent=True)
+            await inmate.join(p.url, inm_live["token"], (40, 40, 200))
+            state = service.state(fam_live["session"])
+            await until(lambda: state.clock_since is not None, timeout=15)
+            await inmate.close()  # the prison's line drops
+            await until(lambda: not state.participants[inmate.pid].connected, timeout=15)
+            assert state.clock_since is None and state.outage_since is not None
+            frozen = state.remaining(time.time())
+            cut = time.time()
+            await until(lambda: time.time() - cut > 5, timeout=10)  # the outage lasts 5 s
+            assert state.remaining(time.time()) == pytest.approx(frozen)  # nothing counted
+            assert not state.ended  # well inside the 300 s grace
+            again = await kiosk_live(http, p.url, tokens["pa-1"])
+            await back.join(p.url, again["token"], (40, 40, 200))
+        await until(lambda: state.clock_since is not None, timeout=15)
+        assert state.participants[inmate.pid].space == "visit"  # back in the visit, not waiting
+        assert state.remaining(time.time()) == pytest.approx(frozen, abs=3)
+        await until(lambda: family.bot.frames_from(back.pid) > 5, timeout=20)
+        kinds = [
+            e.data.get("reason")
+            for e in service.events(state.id)
+            if e.type == "participant.disconnected"
+        ]
+        assert kinds == ["transport_lost"]  # the outage is in the ledger with its times
+    finally:
+        for peer in (family, inmate, back):
             await peer.close()
