@@ -13,7 +13,8 @@ booked end:
    (it must be required and the recorder ready: R1, "no recorder, no visit") and admit both;
    the session clock (rooms/rules.py, R17) runs from there;
 4. a session that ended (time up, ended by an officer, an outage beyond the grace) completes the
-   booking; one that never went live by the booked end is ended with ``no_visit``.
+   booking; one that never went live by the booked end is ended with ``no_visit`` and its
+   booking stays approved, for the counter's no-show or the facility's cancellation.
 
 Every step is a command of the system actor through rooms, so it is in the session's ledger, and
 rooms refuses what its rules refuse. No policy here: only the order of the steps.
@@ -181,5 +182,7 @@ class LiveVisits:
     def _close(self, booking_id: int, b, reason: str, now: dt.datetime) -> None:
         with self.store.tx() as db:
             db.execute("UPDATE live_visits SET ended=1 WHERE booking=?", (booking_id,))
-        if b.status == "approved":
+        # a visit that never went live is not a completed one: the counter marks the no-show
+        # (the family did not come) or the facility cancels (a fault); it stays approved
+        if b.status == "approved" and reason != "no_visit":
             self.c.res.complete("system", booking_id, reason, now)
