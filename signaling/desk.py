@@ -314,7 +314,8 @@ class ConsultDesk:
             "queue": queue,
             "current": self._current(current, username) if current else None,
             "callbacks": [
-                self._row(t, now) | {"at": self.local(t.callback_at).isoformat(timespec="minutes")}
+                self._row(t, now)
+                | {"at": self.local(t.callback_at).isoformat(timespec="minutes"), "phone": t.phone}
                 for t in self.store.callbacks()
                 if t.point in mine
             ],
