@@ -142,6 +142,7 @@ class OfficerConsole:
             allowed(grants, "visit.live", facility) or allowed(grants, "visit.live", bureau)
         ):
             actions.append(self._warn_form(base, csrf))
+            actions.append(self._mute_forms(base, csrf, family, held))
         if allowed(grants, "visit.end_privileged" if privileged else "visit.live", facility) or (
             not privileged and allowed(grants, "visit.live", bureau)
         ):
@@ -176,6 +177,22 @@ class OfficerConsole:
         )
 
     @staticmethod
+    def _mute_forms(base: str, csrf: str, family, held) -> str:
+        out = []
+        for side, person, zh, en in (
+            ("family", family, "家属", "the family"),
+            ("inmate", held, "服刑人员", "the inmate"),
+        ):
+            verb = ("取消静音", "Unmute") if person.muted else ("静音", "Mute")
+            out.append(
+                f"<form method='post' action='{base}/mute' class='inline'>{csrf_field(csrf)}"
+                f"<input type='hidden' name='side' value='{side}'>"
+                f"<input type='hidden' name='on' value='{0 if person.muted else 1}'>"
+                f"<button type='submit'>{verb[0]}{zh} {verb[1]} {en}</button></form>"
+            )
+        return "".join(out)
+
+    @staticmethod
     def _end_form(base: str, csrf: str) -> str:
         return (
             f"<form method='post' action='{base}/end' class='inline'>{csrf_field(csrf)}"
@@ -191,6 +208,25 @@ class OfficerConsole:
         if reason not in WARN_REASONS:
             raise VisitError("invalid", f"reason: one of {', '.join(WARN_REASONS)}")
         self._run(state, f"staff:{account.username}", type="warn", reason=reason)
+        raise web.HTTPSeeOther(self._back(request, grants, bureau, facility, state))
+
+    async def mute(self, request: web.Request) -> web.Response:
+        """Mute one side: its sound reaches nobody (the other side, the listening officer);
+        the picture goes on (rooms/plan.py). Never in a privileged visit."""
+        account, sess, grants, fields = await self.c._form(request)
+        row, b, state, bureau, facility = self._visit(request, grants, "visit.live")
+        side, on = fields.get("side"), fields.get("on")
+        if side not in ("family", "inmate") or on not in ("0", "1"):
+            raise VisitError("invalid", "side: family or inmate; on: 1 or 0")
+        if state.policy.privileged:
+            raise VisitError("forbidden", "nobody mutes a privileged visit")
+        pid = row[3] if side == "family" else row[4]
+        self._run(
+            state,
+            f"staff:{account.username}",
+            type="mute" if on == "1" else "unmute",
+            participant=pid,
+        )
         raise web.HTTPSeeOther(self._back(request, grants, bureau, facility, state))
 
     async def end(self, request: web.Request) -> web.Response:
@@ -249,7 +285,10 @@ class OfficerConsole:
             " <strong id='watch-remaining' role='timer'></strong>"
             "<div id='watch-tiles' class='live-tiles'></div></div>"
             f"<h2>处置 Actions</h2>{self._warn_form(base, sess.csrf).replace('/warn', '/warn?from=watch')}"
-            f"{self._end_form(base, sess.csrf)}"
+            + self._mute_forms(
+                base, sess.csrf, state.participants[row[3]], state.participants[row[4]]
+            ).replace("/mute'", "/mute?from=watch'")
+            + f"{self._end_form(base, sess.csrf)}"
             f"<p><a href='/visits/sites/{esc(facility)}/live'>返回列表 Back to the list</a></p>"
             + WATCH_SCRIPTS
         )
@@ -261,4 +300,5 @@ class OfficerConsole:
             web.get("/visits/live/{session}/watch", guard(self.watch)),
             web.post("/visits/live/{session}/warn", guard(self.warn)),
             web.post("/visits/live/{session}/end", guard(self.end)),
+            web.post("/visits/live/{session}/mute", guard(self.mute)),
         ]

@@ -168,7 +168,7 @@ async def test_a_warned_and_ended_visit_shows_on_both_terminals(allday):
         async with off_b:
             async with off_b.get(f"{p.url}/visits/live/{session}/watch") as r:
                 assert r.status == 403 and "data-code='forbidden'" in await r.text()
-            for action, reason in (("warn", "language"), ("end", "security")):
+            for action, reason in (("warn", "language"), ("end", "security"), ("mute", "")):
                 status, _ = await post(
                     off_b, f"{p.url}/visits/live/{session}/{action}", csrf_b, reason
                 )
@@ -199,6 +199,26 @@ async def test_a_warned_and_ended_visit_shows_on_both_terminals(allday):
             for bad in ("", "shout", "x" * 50):
                 status, html = await post(off_a, f"{p.url}/visits/live/{session}/warn", csrf_a, bad)
                 assert status == 400 and "data-code='invalid'" in html
+            # mute one side: the inmate's sound reaches nobody, the picture goes on
+            mute = {"csrf": csrf_a, "side": "inmate", "on": "1"}
+            for bad in ({**mute, "side": "officer"}, {**mute, "on": "yes"}):
+                async with off_a.post(
+                    f"{p.url}/visits/live/{session}/mute", data=bad, allow_redirects=False
+                ) as r:
+                    assert r.status == 400
+            async with off_a.post(
+                f"{p.url}/visits/live/{session}/mute", data=mute, allow_redirects=False
+            ) as r:
+                assert r.status == 303
+            assert state.participants[inmate.pid].muted
+            edges = {(e.publisher, e.kind) for e in plan(state)}
+            assert (inmate.pid, "audio") not in edges and (inmate.pid, "video") in edges
+            assert (family.pid, "audio") in edges
+            seen = family.bot.frames_from(inmate.pid)
+            await until(lambda: family.bot.frames_from(inmate.pid) > seen + 5, timeout=20)
+            [muted] = [e for e in service.events(session) if e.type == "participant.muted"]
+            assert muted.actor == "staff:off-a"
+
             status, _ = await post(off_a, f"{p.url}/visits/live/{session}/warn", csrf_a, "language")
             assert status == 303
             for peer in (family, inmate):
@@ -290,6 +310,12 @@ async def test_a_privileged_visit_cannot_be_observed(allday):
         async with off_a:
             status, _ = await post(off_a, f"{p.url}/visits/live/{session}/end", csrf_a, "security")
             assert status == 403
+            async with off_a.post(
+                f"{p.url}/visits/live/{session}/mute",
+                data={"csrf": csrf_a, "side": "inmate", "on": "1"},
+                allow_redirects=False,
+            ) as r:
+                assert r.status == 403  # nobody mutes a privileged visit
         sup, csrf_s = await staff_session(p.url, "sup-a")
         async with sup:
             status, _ = await post(sup, f"{p.url}/visits/live/{session}/end", csrf_s, "security")
