@@ -1,8 +1,7 @@
 """The mediator's panel on a phone-sized screen (390×844), as the mediator uses it.
 
 Calling a duty lawyer shows the lawyer's link at once, with a copy button and a QR code, and the
-link opens a valid join page for that lawyer. Recording is not offered while no recorder runs:
-no recording button for the mediator, no recording question for the party.
+link opens a valid join page for that lawyer. (Recording, now offered: test_recorded_mediation.py.)
 """
 
 from __future__ import annotations
@@ -52,23 +51,3 @@ def test_calling_a_duty_lawyer_shows_the_link_and_qr_at_once(console_server, lau
     assert lawyer.inner_text("#my-name") == "周律师"
     assert lawyer.evaluate("() => window.parley.role") == "duty_lawyer"
 
-
-def test_recording_is_not_offered_without_a_recorder(console_server, launch, new_page):
-    browser = launch()
-    med = new_page(browser)
-    med.set_viewport_size(PHONE)
-    (party_link,) = open_case(
-        med, console_server, case_number="(2026)京0105民调10号", title="租赁", parties=("张三",)
-    )
-    med.wait_for_selector("#host-panel:not([hidden]) #people li")
-    assert med.locator("#btn-recording").count() == 0 or med.is_hidden("#btn-recording")
-    for text in ("录制", "recording"):
-        assert med.locator("#host-panel button:visible", has_text=text).count() == 0, text
-
-    party = new_page(browser)
-    party.set_viewport_size(PHONE)
-    party.goto(party_link)
-    party.click("#btn-confirm:not([disabled])")
-    party.wait_for_selector("#screen-consent:not([hidden]) #consent-list input")
-    topics = party.eval_on_selector_all("#consent-list input", "bs => bs.map(b => b.dataset.topic)")
-    assert "recording" not in topics and topics, topics

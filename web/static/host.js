@@ -46,8 +46,10 @@
     const q = quality[p.id];
     label.title = q ? `${q.state}, loss ${q.loss === null ? "?" : Math.round(q.loss * 100) + "%"}` : "";
     const where = p.connected === false ? t("offline") : spaceName(p.space);
+    const rc = recordingOffered(view) ? (p.consents || {}).recording : undefined;
     const flags = [p.identity_checked ? "✔ID" : "", p.muted ? "🔇 " + t("host_muted") : "",
-      p.asked_at ? "✋ " + t("host_asking") : ""].filter(Boolean).join(" ");
+      p.asked_at ? "✋ " + t("host_asking") : "",
+      rc === true ? "⏺ " + t("host_rec_yes") : rc === false ? "⏺✗ " + t("host_rec_no") : ""].filter(Boolean).join(" ");
     label.textContent = `${signal(p.id)} ${p.name} · ${who(p)} · ${where} ${flags}`;
     if (p.identity_checked) label.title = (label.title ? label.title + " · " : "") + t("host_id_ok");
     li.appendChild(label);
@@ -188,9 +190,92 @@
     cl.textContent = "";
     for (const c of view.caucuses || []) cl.appendChild(caucusRow(c, me));
     $("btn-return-joint").hidden = !(me.space || "").startsWith("caucus:");
-    $("btn-recording").textContent = t(view.session && view.session.recording ? "stop_recording" : "start_recording");
-    // offered only where a recorder runs (welcome.recording) and the policy allows recording
-    $("btn-recording").hidden = !(P.recordingAvailable && view.session && view.session.recording_rule !== "forbidden");
+    renderRecording(view, me);
+  }
+
+  // -- recording (R8): the mediator's own consent, then everyone present is asked; it starts by
+  // itself once nobody in the joint room is missing. The question lives on the server
+  // (socket.io "recording", signaling/namespace.py) so a reload keeps it.
+  P.recordingAsk = null;
+  P.socket.on("welcome", (msg) => { P.recordingAsk = msg.recording_ask || null; P.render(); });
+  P.socket.on("recording_ask", (msg) => { P.recordingAsk = (msg && msg.ask) || null; P.render(); });
+  function recordingOffered(view) {
+    // a recorder runs on this server (welcome.recording) and this session asks consent for it
+    return !!(P.recordingAvailable && view.session && view.session.recording_rule === "consent_gated");
+  }
+  const recPanel = document.createElement("div");
+  recPanel.id = "rec-panel"; recPanel.className = "rec-panel"; recPanel.setAttribute("role", "status");
+  recPanel.hidden = true;
+  const recSelf = document.createElement("div");
+  recSelf.id = "rec-self"; recSelf.hidden = true;
+  const recSelfText = document.createElement("p");
+  recSelf.append(recSelfText,
+    P.button(t("rec_yes"), "rec-self-yes", () => selfAnswer(true)),
+    P.button(t("rec_no"), "rec-self-no", () => selfAnswer(false)));
+  const recStatus = document.createElement("p");
+  recStatus.id = "rec-status";
+  const recCancel = P.button(t("rec_cancel_ask"), "rec-cancel", () => ask("cancel"));
+  recPanel.append(recSelf, recStatus, recCancel);
+  $("btn-recording").after(recPanel);
+  let starting = false;
+
+  function names(ids) {
+    const byId = {};
+    for (const p of P.people()) byId[p.id] = p.name;
+    return ids.map((id) => byId[id] || "?").join(t("list_sep"));
+  }
+  async function ask(action) {
+    const r = await P.socket.timeout(5000).emitWithAck("recording", { v: 1, action }).catch(() => null);
+    if (!r || !r.ok) { $("call-status").textContent = i18n.error(r ? r.error.code : "timeout"); return; }
+    if (action === "ask") P.recordingAsk = r.ask;
+    else P.recordingAsk = null;
+    render();
+  }
+  async function selfAnswer(yes) {
+    recSelf.hidden = true;
+    if (!yes) { render(); return; }
+    const r = await cmd({ type: "record_consent", topic: "recording", given: true });
+    if (r && (r.ok || r.error.code === "conflict")) {
+      await viewReaches(r.seq);
+      await ask("ask");
+    }
+  }
+  function renderRecording(view, me) {
+    const btn = $("btn-recording");
+    const session = view.session || {};
+    // only the mediator may start or stop (rooms/policy.py), and only where a recorder runs
+    const offered = recordingOffered(view) && me.role === "mediator";
+    btn.hidden = !offered;
+    recPanel.hidden = !offered;
+    if (!offered) return;
+    const on = !!session.recording;
+    btn.textContent = t(on ? "stop_recording" : "start_recording");
+    btn.disabled = !on && !!P.recordingAsk;
+    recSelfText.textContent = t("rec_self_q");
+    const [yes, no] = recSelf.querySelectorAll("button");
+    yes.textContent = t("rec_yes"); no.textContent = t("rec_no");
+    const missing = (view.recording_missing || []).filter((id) => id !== me.id);
+    const consent = (id) => ((P.people().find((p) => p.id === id) || {}).consents || {}).recording;
+    const declined = missing.filter((id) => consent(id) === false);
+    const waiting = missing.filter((id) => consent(id) !== false);
+    const lines = [];
+    if (on) {
+      lines.push(t("rec_on") + (session.recording_by ? " · " + t("rec_by") + " " + session.recording_by : ""));
+      if (missing.length) lines.push(tf(session.recording_paused ? "rec_paused_names" : "rec_held_names", { names: names(missing) }));
+    } else if (P.recordingAsk) {
+      lines.push(t("rec_will_start"));
+      if (waiting.length) lines.push(tf("rec_waiting_for", { names: names(waiting) }));
+      if (declined.length) lines.push(tf("rec_declined_by", { names: names(declined) }));
+    }
+    recStatus.textContent = lines.join(" — ");
+    recStatus.hidden = !lines.length;
+    recCancel.hidden = on || !P.recordingAsk;
+    recCancel.textContent = t("rec_cancel_ask");
+    // everyone present agreed: start (once; rooms checks again and names who is missing)
+    if (!on && P.recordingAsk && !missing.length && !starting && !session.ended) {
+      starting = true;
+      cmd({ type: "start_recording" }).finally(() => { starting = false; });
+    }
   }
 
   $("form-caucus").onsubmit = (e) => {
@@ -204,7 +289,11 @@
   $("btn-return-joint").onclick = () => cmd({ type: "return_to_joint" });
   $("btn-recording").onclick = () => {
     const on = P.view && P.view.session && P.view.session.recording;
-    cmd({ type: on ? "stop_recording" : "start_recording" });
+    if (on) { cmd({ type: "stop_recording" }); return; }
+    // the mediator's own consent first (rooms refuses a start without it), then ask everyone
+    if ((P.myself().consents || {}).recording === true) { ask("ask"); return; }
+    recSelf.hidden = false;
+    recSelf.querySelector("button").focus();
   };
   $("form-lawyer").onsubmit = async (e) => {
     e.preventDefault();

@@ -17,7 +17,62 @@
     renderTimer(view, space);
     renderChat(view);
     renderDocs(view);
+    renderRecordingQuestion(view, me);
     $("chat-panel").hidden = !(space === "joint" || inCaucus || space === "visit");
+  }
+
+  // -- the recording question (R8): asked in the call, of whoever stands in the recorded room
+  // without having agreed, when the mediator asks (socket.io "recording_ask") or while a
+  // recording runs (a late joiner: held silent and unseen, or the recording pauses — the
+  // session's policy decides, the server enforces it). "No" ejects nobody.
+  let ask = null;
+  P.socket.on("welcome", (msg) => { ask = msg.recording_ask || null; P.render(); });
+  P.socket.on("recording_ask", (msg) => { ask = (msg && msg.ask) || null; render(); });
+  const answeredKey = () => `parley.rec-answer.${(P.view && P.view.session && P.view.session.id) || ""}`;
+  const box = document.createElement("div");
+  box.id = "rec-ask"; box.className = "host-notice rec-ask"; box.setAttribute("role", "alertdialog");
+  box.hidden = true;
+  const question = document.createElement("p");
+  question.id = "rec-ask-text";
+  const note = document.createElement("p");
+  note.id = "rec-ask-note"; note.className = "hint";
+  const yes = P.button("", "rec-yes", () => answer(true));
+  const no = P.button("", "rec-no", () => answer(false));
+  box.append(question, note, yes, no);
+  $("host-notice").after(box);
+  let answering = false;
+
+  async function answer(given) {
+    if (answering) return;
+    answering = true;
+    const r = await P.command({ type: "record_consent", topic: "recording", given });
+    answering = false;
+    // "conflict": this answer was already on record (a second "no" to a second question)
+    if (r && (r.ok || r.error.code === "conflict")) {
+      if (ask) sessionStorage.setItem(answeredKey(), String(ask.id));
+      render();
+    }
+  }
+
+  function renderRecordingQuestion(view, me) {
+    const session = view.session || {};
+    const tf = (k, vars) => t(k).replace(/\{(\w+)\}/g, (_, v) => vars[v]);
+    const given = (me.consents || {}).recording;
+    const here = !!me.space && me.space === session.main_space && me.role !== "observer";
+    const gated = P.recordingAvailable && session.recording_rule === "consent_gated" && !session.ended;
+    const asked = !!ask && sessionStorage.getItem(answeredKey()) !== String(ask.id);
+    const show = gated && here && given !== true && (session.recording || asked);
+    box.hidden = !show;
+    box.dataset.state = !show ? "" : session.recording ? (session.recording_paused ? "paused" : "held") : "asked";
+    if (!show) return;
+    const by = session.recording ? (session.recording_by || "") : ask.by;
+    const key = !session.recording ? "rec_ask_q" : session.recording_paused ? "rec_paused_q" : "rec_held_q";
+    question.textContent = tf(key, { by });
+    note.textContent = given === false ? t("rec_declined") : session.recording ? "" : t("rec_ask_note");
+    note.hidden = !note.textContent;
+    yes.textContent = t(given === false ? "rec_change_yes" : "rec_yes");
+    no.textContent = t("rec_no");
+    no.hidden = given === false && !!session.recording;  // held: only a change of mind is left
   }
 
   function renderTimer(view, space) {

@@ -1,0 +1,282 @@
+"""Recording a mediation from the pages, in Chromium (R8, R9, R14; issue #12).
+
+A mediator and two parties, each browser's fake microphone playing its own tone: the mediator
+gives their own consent, asks, both parties agree on their phones, recording starts by itself,
+party A spends a while in a caucus, the mediator stops. The stored segments are then decrypted
+with recording/'s own code and decoded with PyAV: per person, the video frames and the audio
+duration match the recorded time within 5 %, the audio carries that person's tone, and no joint
+room segment of A overlaps the caucus. And the two paths where nothing is recorded: a mediator
+who has not consented, and a party who does not agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from recording.keys import DataKey, MasterKey
+from recording.manifest import manifest, verify_files
+from recording.sealed import open_sealed
+from rooms.ledger import SqliteLedgerStore, verify_chain
+from tests.e2e.conftest import TEST_TIMEOUT_S, WAIT_S, rising, stat, wait_stat
+from tests.e2e.flows import join
+from tests.integration.recording.conftest import decode, tone_power
+from tests.support.server_proc import ServerProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
+
+TONES = {"M": 660.0, "A": 440.0, "B": 1000.0}
+RECORDING = "() => !!(window.parley.view && window.parley.view.session.recording)"
+NOT_RECORDING = "() => !!(window.parley.view && !window.parley.view.session.recording)"
+# Every 100 ms, in the page: [wall clock, video frames sent, audio packets sent] so far — what the
+# page's camera and microphone really sent, on the same clock as the ledger's timestamps.
+SENT_LOG = """() => { window.__sent = []; setInterval(async () => {
+  const pc = (window.__pcs || []).at(-1); if (!pc) return; let v = 0, a = 0;
+  (await pc.getStats()).forEach(r => { if (r.type !== 'outbound-rtp') return;
+    if (r.kind === 'video') v += r.framesSent || 0; else a += r.packetsSent || 0; });
+  window.__sent.push([Date.now() / 1000, v, a]); }, 100); }"""
+STATUS_NAMES = "name => document.getElementById('rec-status').textContent.includes(name)"
+
+
+def _dir_bytes(path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def _admit(med, page) -> str:
+    pid = page.evaluate("() => window.parley.me")
+    med.click(f'#people li[data-participant="{pid}"] button[data-action="admit"]')
+    page.wait_for_function("() => window.parley.view && window.parley.view.space === 'joint'")
+    return pid
+
+
+def _keep_video(page) -> None:
+    """This test counts video frames, so the page must keep its camera on: on a loaded two-core
+    machine Chromium's own bandwidth estimate can fall under the page's 100 kbit/s audio-only
+    threshold (app.js ``measureQuality``, tested in test_lossy_link.py). Its 10 s grace after
+    the media came up is stretched to never; the server's hint path stays as it is."""
+    page.evaluate("() => { window.parley.mediaUpAt = Number.MAX_SAFE_INTEGER; }")
+    assert page.evaluate("() => window.parley.weak") is None
+
+
+def _sent_between(log, t0: float, t1: float, column: int) -> float:
+    """What the page sent between two wall-clock times (column 1: video frames, 2: audio
+    packets), linear between samples."""
+
+    def at(t):
+        for ra, rb in zip(log, log[1:], strict=False):
+            if ra[0] <= t <= rb[0]:
+                return ra[column] + (rb[column] - ra[column]) * (t - ra[0]) / max(
+                    rb[0] - ra[0], 1e-9
+                )
+        raise AssertionError(f"{t} is outside the page's log")
+
+    return at(t1) - at(t0)
+
+
+def _print_ledger(data, session: str) -> None:
+    store = SqliteLedgerStore(data / "ledger.sqlite3")
+    try:
+        for e in store.read(session):
+            print("ledger", e.seq, f"{e.ts:.2f}", e.type, e.actor, str(e.data)[:120])
+    finally:
+        store.close()
+
+
+def _mediation(tmp_path, launch, new_page, tones=None):
+    """A demo server (mediator + parties A and B); the pages of those in ``tones`` joined."""
+    data = tmp_path / "data"
+    server = ServerProcess(data, env={"PARLEY_RECORDING_SEGMENT_SECONDS": "5"}).start(WAIT_S)
+    pages = {}
+    for name, link in (
+        ("M", server.links["mediator"][0]),
+        ("A", server.links["party"][0]),
+        ("B", server.links["party"][1]),
+    ):
+        if name in (tones or {}):
+            pages[name] = new_page(launch(tones[name]))
+            join(pages[name], link, consents=name != "M")
+    return server, data, pages
+
+
+def test_recorded_mediation_with_a_caucus(tmp_path, launch, new_page):
+    server, data, p = _mediation(tmp_path, launch, new_page, TONES)
+    med, a, b = p["M"], p["A"], p["B"]
+    session = med.evaluate("() => window.parley.view.session.id")
+    try:
+        ids = {
+            "M": med.evaluate("() => window.parley.me"),
+            "A": _admit(med, a),
+            "B": _admit(med, b),
+        }
+        for page in (med, a, b):
+            wait_stat(page, "video")
+            _keep_video(page)
+            page.evaluate(SENT_LOG)
+
+        # R14: media flows, recording is off: nothing is written
+        rising(a, by=30)
+        assert _dir_bytes(data / "recordings") == 0
+
+        # the mediator's own consent first, then everyone present is asked
+        med.click("#btn-recording:not([hidden])")
+        med.click("#rec-self:not([hidden]) button[data-action='rec-self-yes']")
+        for page in (a, b):
+            page.wait_for_selector("#rec-ask[data-state='asked']:not([hidden])")
+            assert "王调解员" in page.inner_text("#rec-ask-text")
+        med.wait_for_function(STATUS_NAMES, arg="张三")
+        assert med.evaluate("() => window.parley.view.session.recording") is False
+        a.click("#rec-ask button[data-action='rec-yes']")
+        a.wait_for_selector("#rec-ask", state="hidden")
+        assert med.evaluate("() => window.parley.view.session.recording") is False  # B is missing
+        b.click("#rec-ask button[data-action='rec-yes']")
+
+        # it starts by itself once nobody present is missing; REC with who started it, everywhere
+        for page in (med, a, b):
+            page.wait_for_function(RECORDING)
+            page.wait_for_selector("#rec:not([hidden])")
+            assert "王调解员" in page.inner_text("#rec"), page.inner_text("#rec")
+        wait_stat(a, "sent", stat(a, "sent") + 60)  # ~4 s of A's camera, recorded
+        med.fill("#caucus-name", "a")
+        med.fill("#caucus-minutes", "5")
+        med.click("#form-caucus button")
+        med.click('#caucuses li[data-caucus="a"] button[data-action="move-side-A"]')
+        a.wait_for_function("() => window.parley.view.space === 'caucus:a'")
+        wait_stat(a, "sent", stat(a, "sent") + 45)  # ~3 s in the caucus, not recorded
+        med.click('#caucuses li[data-caucus="a"] button[data-action="close-caucus"]')
+        a.wait_for_function("() => window.parley.view.space === 'joint'")
+        wait_stat(a, "sent", stat(a, "sent") + 60)  # ~4 s back in the joint room
+
+        med.click("#btn-recording:not([hidden])")
+        for page in (med, a, b):
+            page.wait_for_function(NOT_RECORDING)
+            page.wait_for_selector("#rec", state="hidden")
+        rising(med, "sent")  # the frame logs reach past the stop
+        assert [page.evaluate("() => window.parley.weak") for page in p.values()] == [None] * 3
+        sent_log = {n: page.evaluate("() => window.__sent") for n, page in p.items()}
+    except Exception:  # on a loaded machine, say what the session did
+        _print_ledger(data, session)
+        raise
+    finally:
+        server.stop()  # a clean stop: every open segment is written and recorded first
+
+    store = SqliteLedgerStore(data / "ledger.sqlite3")
+    try:
+        events = store.read(session)
+    finally:
+        store.close()
+    assert verify_chain(events) == []
+    man = manifest(events)
+    assert [run["started_by"] for run in man["runs"]] == [ids["M"]]
+    directory = data / "recordings" / session
+    assert verify_files(man, directory) == []
+    assert man["gaps"] == []
+    moves = [
+        e for e in events if e.type == "participant.moved" and e.data["participant"] == ids["A"]
+    ]
+    moved = next(e for e in moves if e.data["to"] == "caucus:a")
+    back = next(e for e in moves if e.data["from"] == "caucus:a")
+    key = DataKey.for_session(MasterKey.load(data), directory, session)
+
+    report = {}
+    for name, pid in ids.items():
+        segments = [s for s in man["segments"] if s["participant"] == pid]
+        assert len(segments) >= 2, (name, segments)
+        frames = sent = audio = sent_audio = media = 0.0
+        own = other = 0.0
+        for s in segments:
+            assert s["space"] == "joint"
+            stored = (directory / s["file"]).read_bytes()
+            assert hashlib.sha256(stored).hexdigest() == s["sha256"]
+            webm = open_sealed(key, stored)[1]
+            assert hashlib.sha256(webm).hexdigest() == s["plain_sha256"]
+            got = decode(webm)
+            assert got["video"] == s["video_frames"] > 0, (name, s["file"])
+            frames += got["video"]
+            audio += got["audio_s"]
+            sent += _sent_between(sent_log[name], s["wall_start"], s["wall_end"], 1) + 1
+            sent_audio += (
+                _sent_between(sent_log[name], s["wall_start"], s["wall_end"], 2) + 1
+            ) / 50
+            media += s["media_end"] - s["media_start"] + 1 / 15
+            if got["audio_s"] >= 0.5:  # a segment cut just before the stop may be a frame long
+                own += tone_power(got["samples"], TONES[name])
+                other += max(tone_power(got["samples"], TONES[n]) for n in TONES if n != name)
+            if name == "A":  # R9: nothing of the caucus in a joint-room segment
+                assert s["wall_end"] <= moved.ts + 0.2 or s["wall_start"] >= back.ts - 0.2, s
+        # the recorded time, by the server's clock: the run (start to stop), less A's caucus
+        run = man["runs"][0]
+        recorded = run["stopped"] - run["started"] - ((back.ts - moved.ts) if name == "A" else 0.0)
+        report[name] = dict(
+            segments=len(segments),
+            frames=int(frames),
+            sent=round(sent),
+            sent_audio_s=round(sent_audio, 2),
+            media_s=round(media, 2),
+            audio_s=round(audio, 2),
+            recorded_s=round(recorded, 2),
+            tone_ratio=round(own / max(other, 1e-9), 1),
+        )
+    print("recorded mediation:", report)  # the figures docs/recording.md quotes
+    for name, r in report.items():
+        # The camera's rate varies under load, so frames are compared with what the page sent
+        # while recorded: never more (nothing duplicated), and at most 8 % fewer — UDP over
+        # loopback to a starved server loses up to ~6 % on a busy two-core machine before the
+        # recorder sees anything (at a steady 15 fps the integration test holds frames to 5 %
+        # of the media time: tests/integration/recording/test_recorded_mediation.py).
+        assert 0.92 * r["sent"] <= r["frames"] <= r["sent"] + r["segments"], (name, r)
+        assert 0.92 * r["sent_audio_s"] <= r["audio_s"] <= r["sent_audio_s"] + 0.5, (name, r)
+        assert abs(r["audio_s"] - r["media_s"]) <= 0.05 * r["media_s"], (name, r)
+        assert abs(r["media_s"] - r["recorded_s"]) <= 0.05 * r["recorded_s"], (name, r)
+        assert r["tone_ratio"] > 20, (name, r)
+
+
+def test_a_mediator_who_has_not_consented_asks_nobody(tmp_path, launch, new_page):
+    server, _data, p = _mediation(tmp_path, launch, new_page, {"M": None, "A": None})
+    med, a = p["M"], p["A"]
+    try:
+        _admit(med, a)
+        # rooms refuses a start without the mediator's own consent, whatever the page does
+        r = med.evaluate("() => window.parley.command({type: 'start_recording'})")
+        assert r["ok"] is False and "own consent" in r["error"]["message"], r
+        med.click("#btn-recording:not([hidden])")
+        med.wait_for_selector("#rec-self:not([hidden])")
+        med.click("#rec-self button[data-action='rec-self-no']")
+        med.wait_for_selector("#rec-self", state="hidden")
+        # nobody was asked: a round trip through the server later, the party's page is quiet
+        med.evaluate("() => window.parley.command({type: 'chat', text: 'ping'})")
+        a.wait_for_selector("#chat-list >> text=ping")
+        assert a.is_hidden("#rec-ask") and a.is_hidden("#rec")
+        assert med.evaluate("() => window.parley.view.session.recording") is False
+        assert med.is_hidden("#rec-status")
+    finally:
+        server.stop()
+
+
+def test_a_party_who_does_not_agree_stays_and_nothing_is_recorded(tmp_path, launch, new_page):
+    server, data, p = _mediation(tmp_path, launch, new_page, {"M": None, "A": None})
+    med, a = p["M"], p["A"]
+    try:
+        pid = _admit(med, a)
+        wait_stat(a, "video")
+        med.click("#btn-recording:not([hidden])")
+        med.click("#rec-self:not([hidden]) button[data-action='rec-self-yes']")
+        a.wait_for_selector("#rec-ask[data-state='asked']:not([hidden])")
+        a.click("#rec-ask button[data-action='rec-no']")
+        a.wait_for_selector("#rec-ask", state="hidden")
+        # the mediator sees who did not agree, in the panel and on the person's row
+        med.wait_for_function(STATUS_NAMES, arg="张三")
+        med.wait_for_selector(f'#people li[data-participant="{pid}"] >> text=⏺✗')
+        # not ejected: still in the joint room, still receiving; recording stays off
+        assert a.evaluate("() => window.parley.view.space") == "joint"
+        rising(a)
+        for page in (med, a):
+            assert page.evaluate("() => window.parley.view.session.recording") is False
+            assert page.is_hidden("#rec")
+        assert _dir_bytes(data / "recordings") == 0
+        # the mediator withdraws the request: the button is free again
+        med.click("#rec-panel button[data-action='rec-cancel']")
+        med.wait_for_selector("#btn-recording:not([disabled])")
+        assert med.is_hidden("#rec-status")
+    finally:
+        server.stop()
