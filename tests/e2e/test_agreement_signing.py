@@ -107,6 +107,7 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
         page.wait_for_selector("#ag-fingerprint[data-fingerprint]")
         assert page.get_attribute("#ag-fingerprint", "data-fingerprint") == fp
         assert page.locator("#ag-pages canvas").count() >= 1
+    assert a.get_attribute("#ag-fingerprint", "data-text") == "same"
     shown = a.evaluate("() => window.parleyAgreement.shownText")  # what pdf.js read
     assert "5000" in shown and "案号：(2026)京0105民调77号" in shown  # the case number exactly
     assert b.is_visible("#ag-wait-turn") and b.is_hidden("#ag-sign-now")
@@ -270,6 +271,8 @@ def test_the_page_refuses_a_pdf_whose_text_is_not_the_agreement_data(tmp_path, l
         a.wait_for_selector("#ag-draft li >> text=支付人民币5000元")
         freeze(med, (a,))
         assert "违约金" in a.evaluate("() => window.parleyAgreement.shownText")  # it is printed
+        for page in (med, a):  # everyone's panel says the pages differ from the data
+            page.wait_for_selector("#ag-fingerprint[data-text='differs'] .ag-text-differs")
         said = refusal(a)
         assert "the text of the PDF differs from the agreement data" in said, said
         assert "Tell the mediator" in said and not RAW_CODE.search(said)

@@ -598,8 +598,8 @@
   function drawFingerprint() {
     const box = $("ag-fingerprint");
     if (!shownFp) return;
-    const { fp, matches } = shownFp;
-    const key = [fp, matches, i18n.lang].join();
+    const { fp, matches, textOk } = shownFp;
+    const key = [fp, matches, textOk, i18n.lang].join();
     if (box.dataset.drawn === key) return;
     box.dataset.drawn = key;
     const code = el("strong", "ag-code", checkCode(fp));
@@ -612,6 +612,7 @@
     detailsToggle(toggle, full, (open) => { fpOpen = open; });
     const parts = [t("ag_code_label") + " ", code, toggle];
     if (!matches) parts.push(el("span", "status refused", " ≠ " + t("ag_err_fingerprint")));
+    if (!textOk) parts.push(el("span", "status refused ag-text-differs", " ≠ " + t("ag_err_pages_text")));
     parts.push(el("span", "hint ag-code-hint", t("ag_code_hint")), full);
     box.classList.add("ag-code-box");
     box.replaceChildren(...parts);
@@ -704,9 +705,17 @@
         if (hex(await sha256(bytes)) !== a.pdf_sha256) { shownPdf = ""; return; }  // moved on
         const rendered = await renderPdf(bytes, $("ag-pages"));
         const fp = await fingerprintOf(rendered);
-        shownFp = { fp, matches: fp === a.fingerprint };
+        // Everyone (the mediator first) sees it when the pages do not say what the data says.
+        let textOk = true;
+        try { checkPageText(rendered, fp, null); } catch (err) {
+          if (!(err instanceof Refusal)) throw err;
+          textOk = false;
+          lastError = err.message;
+        }
+        shownFp = { fp, matches: fp === a.fingerprint, textOk };
         drawFingerprint();
         $("ag-fingerprint").dataset.fingerprint = fp;
+        $("ag-fingerprint").dataset.text = textOk ? "same" : "differs";
         shownText = rendered.texts.join("\n");
         P.render();  // the agreement now names signers who are not in this person's room
       } catch (e) {
