@@ -285,6 +285,7 @@ class VisitsConsole:
             exception_reason=text(
                 fields.get("exception_reason"), "exception_reason", 200, optional=True
             ),
+            kind=fields.get("kind", "visitation"),  # checked by visits/reservations.py
         )
         bid = self.res.request(f"staff:{account.username}", req, self.now())
         await notices.notify(self.notifier, "requested", self.res.get(bid), site.name)

@@ -130,7 +130,7 @@ def booking_row(b, inmate, actions: set[str], csrf: str) -> str:
     who = f"{esc(inmate.name)} ({esc(inmate.facility)} {esc(inmate.number)})" if inmate else "—"
     return (
         f"<tr id='b{b.id}' data-booking='{b.id}'><td>{b.id}</td><td>{b.start:%Y-%m-%d %H:%M}"
-        f" · {b.minutes}′</td><td>{who}</td><td>{esc(b.bureau_terminal)} ↔ "
+        f" · {b.minutes}′{' · 律师会见 lawyer' if b.kind == 'privileged' else ''}</td><td>{who}</td><td>{esc(b.bureau_terminal)} ↔ "
         f"{esc(b.facility_terminal)}</td><td>{esc(STATUS.get(b.status, b.status))}"
         f"{' · ' + esc(b.reason_code) if b.reason_code else ''}{exception}</td>"
         f"<td>{''.join(forms)}</td></tr>"
@@ -169,6 +169,9 @@ def book_form(site: str, csrf: str, inmate, visitors, proposals, fields: dict) -
         f"<fieldset><legend>可选时段 Proposed times</legend>"
         f"{slots or '<p>所选日期无可用时段 No free time on those dates</p>'}</fieldset>"
         "<label>通知邮箱 Notice e-mail<input name='contact' maxlength='200' type='email'></label>"
+        "<label>会见类型 Kind<select name='kind'><option value='visitation'>亲属会见 Family visit"
+        "</option><option value='privileged'>律师会见（不录音录像、不监听，仅限备案律师）Lawyer visit"
+        " (never recorded or observed; registered lawyers only)</option></select></label>"
         "<label>语言 Language<select name='lang'><option value='zh'>中文</option>"
         "<option value='en'>English</option></select></label>"
         "<label>超额例外理由（需监所领导审批）Exception beyond quota (a supervisor approves)"
