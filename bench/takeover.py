@@ -156,11 +156,13 @@ class Node:
             text=True,
         )
         found: dict = {"links": {}}
+        self.lines: list[str] = []
         ready = threading.Event()
 
         def pump():
             role = None
             for line in self.proc.stdout:
+                self.lines.append(line.rstrip())
                 if m := re.match(r"LISTENING (\S+):(\d+)", line):
                     found["url"] = f"http://127.0.0.1:{m.group(2)}"
                     if not self.demo:
@@ -236,6 +238,9 @@ async def rounds(a: Node, b_url: str, kills: int) -> list[float]:
             mediator_s, party_s = await one_round(a, b_url)
         except Exception as exc:  # noqa: BLE001 - a failed round is reported, not hidden
             print(f"round {k + 1}: FAILED {exc!r}", flush=True)
+            for line in getattr(a, "lines", []):
+                if "lease" in line or "taken over" in line:
+                    print("  node a:", line[:200], flush=True)
             a.kill()
             slowest.append(float("inf"))
             continue
