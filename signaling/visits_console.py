@@ -23,6 +23,7 @@ from signaling.visits_checkin import CheckInPages
 from signaling.visits_directory import DirectoryPages
 from signaling.visits_kiosk import Kiosk
 from signaling.visits_live import LiveVisits
+from signaling.visits_meals import MealPages
 from signaling.visits_officer import OfficerConsole
 from signaling.visits_pages import (
     ERRORS,
@@ -173,6 +174,8 @@ class VisitsConsole:
             )
         if self.live is not None and allowed(grants, "visit.live", site.id):
             links.append(f"<a href='/visits/sites/{esc(site.id)}/live'>实时会见 Live visits</a>")
+        if allowed(grants, "meals.menu", site.id) or allowed(grants, "meals.order", site.id):
+            links.append(f"<a href='/visits/sites/{esc(site.id)}/meals'>亲情点餐 Family meals</a>")
         if allowed(grants, "directory.view", site.id):
             links.append(f"<a href='/visits/sites/{esc(site.id)}/directory'>名录 Directory</a>")
         prev, nxt = day - dt.timedelta(days=1), day + dt.timedelta(days=1)
@@ -371,6 +374,7 @@ class VisitsConsole:
             web.post("/visits/bookings/{bid}/no-show", g(self.no_show)),
             *pages.routes(g),
             *CheckInPages(self).routes(g),
+            *MealPages(self).routes(g),
             *Kiosk(self.directory, self.res, self.zone.key, live=self.live).routes(),
             *(self.officer.routes(g) if self.officer else []),
         ]

@@ -48,6 +48,9 @@ PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
         "visit.live": frozenset({"operator", "officer", "supervisor"}),
         "visit.observe": frozenset({"officer", "supervisor"}),
         "visit.end_privileged": frozenset({"supervisor"}),  # for security, without media
+        # family meal orders: the facility keeps the menu and delivers; the counter orders
+        "meals.menu": frozenset({"officer", "supervisor"}),
+        "meals.order": frozenset({"operator"}),
     }
 )
 

@@ -74,6 +74,19 @@ CREATE TABLE IF NOT EXISTS live_visits (
   booking INTEGER PRIMARY KEY REFERENCES bookings(id), session TEXT NOT NULL UNIQUE,
   kind TEXT NOT NULL, bureau_pid TEXT NOT NULL, facility_pid TEXT NOT NULL, created TEXT NOT NULL,
   ended INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS meal_items (
+  id INTEGER PRIMARY KEY, facility TEXT NOT NULL REFERENCES sites(id), name TEXT NOT NULL,
+  price_cents INTEGER NOT NULL, per_month INTEGER NOT NULL, active INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS meal_orders (
+  id INTEGER PRIMARY KEY, inmate INTEGER NOT NULL REFERENCES inmates(id),
+  visitor INTEGER NOT NULL REFERENCES visitors(id), placed_at TEXT NOT NULL,
+  placed_by TEXT NOT NULL, total_cents INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'placed',
+  delivered_at TEXT NOT NULL DEFAULT '', delivered_by TEXT NOT NULL DEFAULT '',
+  month TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meal_lines (
+  meal_order INTEGER NOT NULL REFERENCES meal_orders(id),
+  item INTEGER NOT NULL REFERENCES meal_items(id), qty INTEGER NOT NULL,
+  price_cents INTEGER NOT NULL, PRIMARY KEY(meal_order, item));
 CREATE INDEX IF NOT EXISTS bookings_inmate ON bookings(inmate, start);
 CREATE INDEX IF NOT EXISTS bookings_start ON bookings(start);
 """

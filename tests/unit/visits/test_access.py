@@ -41,6 +41,9 @@ booking.checkin      Y   .   .   .   .
 visit.live           Y   Y   Y   .   .
 visit.observe        .   Y   Y   .   .
 visit.end_privileged .   .   Y   .   .
+# family meal orders: the facility's menu and canteen; the bureau's counter orders
+meals.menu           .   Y   Y   .   .
+meals.order          Y   .   .   .   .
 """
 # fmt: on
 
