@@ -43,6 +43,7 @@ from signaling.conductor import Conductor
 from signaling.console import Console
 from signaling.desk import ConsultDesk
 from signaling.desk_console import DeskConsole
+from signaling.desk_metrics import DeskMetrics
 from signaling.desk_notify import ContactNotifier, SmsSpool
 from signaling.documents import Documents
 from signaling.durable import durable_answers
@@ -357,6 +358,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(desk_ctx)
     app.add_routes(desk_public.routes(consult))
     app.add_routes(DeskConsole(consult, config).routes())
+    registry.register(DeskMetrics(consult))  # the hall's figures on /metrics
     app.middlewares.append(forwarded(parse_proxies(config.trusted_proxies)))
     app.on_response_prepare.append(security_headers(hsts=config.tls != "self-signed"))
     app.add_routes(routes(signer, ready, metrics_token=config.metrics_token))

@@ -149,7 +149,7 @@
       $("referral-box").hidden = !tk.referral;
       $("referral-note").textContent = tk.referral_note || "";
       $("rating-form").hidden = tk.rating !== null && tk.rating !== undefined;
-      $("rated").hidden = $("rating-form").hidden;
+      $("rated").hidden = !$("rating-form").hidden;  // thanks once rated, instead of the form
     } else {
       show("s-gone");
       localStorage.removeItem("parley.consult." + (tk.point || point));
