@@ -217,10 +217,11 @@ class ConsultDesk:
         """What the citizen's page shows; polling it is the citizen's presence in the queue."""
         ticket = self.ticket_for(secret)
         now = self.clock()
+        live = self._sweep(now)  # first: a page back after its hold ran out has lost the place
+        ticket = self.store.ticket(ticket.id)
         if ticket.state == "waiting":
             self.store.touch(ticket.id, now)
-        live = self._sweep(now)
-        ticket = self.store.ticket(ticket.id)
+            live = self.store.live()
         out = {
             "state": ticket.state,
             "point": ticket.point,
