@@ -33,6 +33,7 @@ from signaling.visits_pages import (
     bookings_table,
     grid,
 )
+from signaling.visits_records import RecordPages
 from visits import notices
 from visits.access import ALL_SITES, allowed, require, sites_of
 from visits.booking import Rules, parse_start
@@ -176,6 +177,10 @@ class VisitsConsole:
             links.append(f"<a href='/visits/sites/{esc(site.id)}/live'>实时会见 Live visits</a>")
         if allowed(grants, "meals.menu", site.id) or allowed(grants, "meals.order", site.id):
             links.append(f"<a href='/visits/sites/{esc(site.id)}/meals'>亲情点餐 Family meals</a>")
+        if allowed(grants, "records.publish", site.id) or allowed(grants, "records.read", site.id):
+            links.append(
+                f"<a href='/visits/sites/{esc(site.id)}/records'>教育改造表现 Education record</a>"
+            )
         if allowed(grants, "directory.view", site.id):
             links.append(f"<a href='/visits/sites/{esc(site.id)}/directory'>名录 Directory</a>")
         prev, nxt = day - dt.timedelta(days=1), day + dt.timedelta(days=1)
@@ -375,6 +380,7 @@ class VisitsConsole:
             *pages.routes(g),
             *CheckInPages(self).routes(g),
             *MealPages(self).routes(g),
+            *RecordPages(self).routes(g),
             *Kiosk(self.directory, self.res, self.zone.key, live=self.live).routes(),
             *(self.officer.routes(g) if self.officer else []),
         ]

@@ -51,6 +51,9 @@ PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
         # family meal orders: the facility keeps the menu and delivers; the counter orders
         "meals.menu": frozenset({"officer", "supervisor"}),
         "meals.order": frozenset({"operator"}),
+        # the education/reform record: the facility publishes, a relative reads at the counter
+        "records.publish": frozenset({"officer", "supervisor"}),
+        "records.read": frozenset({"operator"}),
     }
 )
 

@@ -87,6 +87,14 @@ CREATE TABLE IF NOT EXISTS meal_lines (
   meal_order INTEGER NOT NULL REFERENCES meal_orders(id),
   item INTEGER NOT NULL REFERENCES meal_items(id), qty INTEGER NOT NULL,
   price_cents INTEGER NOT NULL, PRIMARY KEY(meal_order, item));
+CREATE TABLE IF NOT EXISTS record_entries (
+  id INTEGER PRIMARY KEY, inmate INTEGER NOT NULL REFERENCES inmates(id), kind TEXT NOT NULL,
+  period TEXT NOT NULL, title TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '',
+  published_by TEXT NOT NULL, published_at TEXT NOT NULL, withdrawn INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS record_reads (
+  id INTEGER PRIMARY KEY, inmate INTEGER NOT NULL REFERENCES inmates(id),
+  visitor INTEGER NOT NULL REFERENCES visitors(id), read_by TEXT NOT NULL, at TEXT NOT NULL,
+  entries INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS bookings_inmate ON bookings(inmate, start);
 CREATE INDEX IF NOT EXISTS bookings_start ON bookings(start);
 """

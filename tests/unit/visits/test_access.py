@@ -44,6 +44,9 @@ visit.end_privileged .   .   Y   .   .
 # family meal orders: the facility's menu and canteen; the bureau's counter orders
 meals.menu           .   Y   Y   .   .
 meals.order          Y   .   .   .   .
+# the education record: the facility publishes (and sees the read log); the counter reads
+records.publish      .   Y   Y   .   .
+records.read         Y   .   .   .   .
 """
 # fmt: on
 
