@@ -23,8 +23,12 @@ the session's stream and the session index, which Redis Cluster would put in dif
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import msgspec
 import redis
@@ -65,15 +69,48 @@ return {'ok', string.format('%d', seq + n), ''}
 """.replace("'GENESIS'", repr(GENESIS))
 
 _PAGE = 1000  # entries per XRANGE round trip when reading a long session
+_CLOSE_GRACE = 10.0  # seconds ``close`` keeps trying to store queued appends
 _RETRIES = 1000  # appends without ``expected_seq`` retry on a moved tail at most this often
 
 
-class RedisLedgerStore:
-    """The ledger on Redis Streams; safe to share between threads (redis-py's pool)."""
+class _Pending(NamedTuple):
+    ticket: int
+    session_id: str
+    args: list
+    last_seq: int
+    last_hash: str
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "parley:") -> None:
+
+class RedisLedgerStore:
+    """The ledger on Redis Streams; safe to share between threads (redis-py's pool).
+
+    ``sync="full"`` (default): ``append`` returns once Redis has stored (and fsync'd) the
+    events; a second writer's conflict is raised by ``append`` itself.
+
+    ``sync="group"`` (the server's mode, like ``SqliteLedgerStore``'s): ``append`` chains the
+    events onto this store's view of the tail, queues them and returns; a writer thread sends
+    everything queued in one pipelined round trip, and ``await durable()`` returns once every
+    append made before it is stored — so the event loop never waits on Redis's fsync, only the
+    answers do. An append Redis refuses then (another node appended: a split brain) raises
+    from every barrier that covers it until ``forgive(session)``, and ``on_conflict(session)``
+    is called from the writer thread: the session's state here is no longer the ledger's and
+    must be dropped. ``expected_seq`` is checked against this store's view at once.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "parley:",
+        sync: str = "full",
+        on_conflict: Callable[[str], None] | None = None,
+    ) -> None:
+        if sync not in ("full", "group"):
+            raise ValueError("sync is 'full' or 'group'")
         self._redis = client
         self.prefix = prefix
+        self.sync = sync
+        self.on_conflict = on_conflict
         self._index = f"{prefix}ledger-sessions"
         self._append = client.register_script(_APPEND)
         # seq and hash of each session's last event as this store last saw it: saves reading
@@ -81,10 +118,25 @@ class RedisLedgerStore:
         self._tails: dict[str, tuple[int, str]] = {}
         self._lock = threading.Lock()
         self.fsync_always = self._check_durability()
+        # group mode: tickets count queued appends; the writer stores them in order
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._issued = 0
+        self._stored = 0
+        self._failed: dict[str, int] = {}  # session -> first ticket Redis refused
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._closing = False
+        self.round_trips = 0  # pipelines sent by the writer (fewer than appends under load)
+        self._writer: threading.Thread | None = None
+        if sync == "group":
+            self._writer = threading.Thread(
+                target=self._write_loop, name="ledger-redis", daemon=True
+            )
+            self._writer.start()
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "parley:") -> RedisLedgerStore:
-        return cls(redis.Redis.from_url(url, health_check_interval=30), prefix=prefix)
+    def from_url(cls, url: str, *, prefix: str = "parley:", **kw) -> RedisLedgerStore:
+        return cls(redis.Redis.from_url(url, health_check_interval=30), prefix=prefix, **kw)
 
     def _key(self, session_id: str) -> str:
         return f"{self.prefix}ledger:{session_id}"
@@ -114,6 +166,8 @@ class RedisLedgerStore:
     ) -> list[Event]:
         if not events:
             return []
+        if self._writer is not None:
+            return self._append_queued(session_id, events, expected_seq)
         for _ in range(_RETRIES):
             with self._lock:
                 tail = self._tails.get(session_id)
@@ -136,6 +190,7 @@ class RedisLedgerStore:
         raise CommandError("conflict", f"session {session_id} is written too busily to append")
 
     def read(self, session_id: str, after_seq: int = 0) -> list[Event]:
+        self._wait_stored()  # group mode: what this store appended is in Redis first
         key = self._key(session_id)
         start = f"{max(int(after_seq), 0) + 1}-0"
         out: list[Event] = []
@@ -152,16 +207,159 @@ class RedisLedgerStore:
 
     def session_ids(self) -> list[str]:
         # score = the first event's ts, ties by name: the same order as SqliteLedgerStore's
+        self._wait_stored()
         return [m.decode() for m in self._redis.zrange(self._index, 0, -1)]
 
     async def durable(self) -> None:
-        """Nothing to wait for: Redis answered each append after its fsync (``fsync_always``)."""
+        """Return once every append made before this call is stored (at once in ``full``:
+        Redis answered each append after its fsync). Raises ``CommandError("conflict")``
+        when one of them was refused."""
+        if self._writer is None:
+            return
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            ticket = self._issued
+            if self._stored >= ticket:
+                self._raise_failed(ticket)
+                return
+            fut = loop.create_future()
+            self._waiters.append((ticket, loop, fut))
+        await fut
 
     def wait_durable(self, timeout: float | None = None) -> bool:
-        return True
+        """``durable`` for threads: block until every earlier append is stored."""
+        if self._writer is None:
+            return True
+        with self._cond:
+            ticket = self._issued
+            done = self._cond.wait_for(lambda: self._stored >= ticket, timeout)
+            if done:
+                self._raise_failed(ticket)
+            return done
+
+    def _wait_stored(self) -> None:
+        if self._writer is None:
+            return
+        with self._cond:
+            ticket = self._issued
+            self._cond.wait_for(lambda: self._stored >= ticket)
+
+    def forgive(self, session_id: str) -> None:
+        """The refused session was dropped: barriers no longer fail because of it."""
+        with self._cond:
+            self._failed.pop(session_id, None)
 
     def close(self) -> None:
+        """Close; in ``group`` mode the queued appends are stored first."""
+        if self._writer is not None:
+            with self._cond:
+                self._closing = True
+                self._cond.notify_all()
+            self._writer.join()
+            self._writer = None
         self._redis.close()
+
+    # -- group mode -----------------------------------------------------------------------------
+    def _append_queued(
+        self, session_id: str, events: list[EventDraft], expected_seq: int | None
+    ) -> list[Event]:
+        with self._lock:
+            tail = self._tails.get(session_id)
+        if tail is None:
+            self._wait_stored()
+            tail = self._read_tail(session_id)
+        if expected_seq is not None and tail[0] != expected_seq:
+            raise _moved_on(session_id, tail[0], expected_seq)
+        sealed, args = _chain(session_id, tail, events)  # TypeError before anything is queued
+        with self._cond:
+            self._issued += 1
+            self._queue.append(
+                _Pending(self._issued, session_id, args, sealed[-1].seq, sealed[-1].hash)
+            )
+            with self._lock:
+                self._tails[session_id] = (sealed[-1].seq, sealed[-1].hash)
+            self._cond.notify_all()
+        return sealed
+
+    def _raise_failed(self, ticket: int) -> None:
+        failed = [s for s, first in self._failed.items() if first <= ticket]
+        if failed:
+            raise CommandError(
+                "conflict", f"the ledger refused appends to {', '.join(sorted(failed))[:200]}"
+            )
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue and self._closing:
+                    return
+                batch, self._queue = self._queue, []
+            refused = self._store_batch(batch)
+            with self._cond:
+                for pending in refused:
+                    self._failed.setdefault(pending.session_id, pending.ticket)
+                    with self._lock:
+                        self._tails.pop(pending.session_id, None)
+                self._stored = batch[-1].ticket
+                self.round_trips += 1
+                self._cond.notify_all()
+                due = [w for w in self._waiters if w[0] <= self._stored]
+                self._waiters = [w for w in self._waiters if w[0] > self._stored]
+                outcome = {}
+                for ticket, _, _ in due:
+                    try:
+                        self._raise_failed(ticket)
+                        outcome[ticket] = None
+                    except CommandError as exc:
+                        outcome[ticket] = exc
+            for ticket, loop, fut in due:
+                loop.call_soon_threadsafe(_settle, fut, outcome[ticket])
+            for session_id in sorted({p.session_id for p in refused}):
+                log.error("the ledger refused queued appends", extra={"session": session_id})
+                if self.on_conflict is not None:
+                    try:
+                        self.on_conflict(session_id)
+                    except Exception:  # noqa: BLE001 - the writer must keep running
+                        log.exception("on_conflict failed")
+
+    def _store_batch(self, batch: list[_Pending]) -> list[_Pending]:
+        """Send ``batch`` in one pipeline, in order; retry while Redis cannot be reached.
+        Returns the appends Redis refused (a refused one whose events are there already,
+        because an earlier try got through before the connection broke, counts as stored)."""
+        delay, started = 0.05, time.monotonic()
+        while True:
+            if self._closing and time.monotonic() - started > _CLOSE_GRACE:
+                log.error("closing with Redis unreachable: %d appends not stored", len(batch))
+                return batch  # never acknowledged: their barriers fail
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for p in batch:
+                    self._append(
+                        keys=[self._key(p.session_id), self._index], args=p.args, client=pipe
+                    )
+                replies = pipe.execute(raise_on_error=False)
+                refused = []
+                for p, reply in zip(batch, replies, strict=True):
+                    if isinstance(reply, Exception):  # out of memory, a script error
+                        log.error("Redis refused an append: %s", reply)
+                        ok = False
+                    else:
+                        ok = reply[0] == b"ok"
+                    if not ok and not self._already_there(p):
+                        refused.append(p)
+                return refused
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("Redis unreachable, appends wait: %s", exc)
+            except Exception:  # noqa: BLE001 - the writer must not die with appends queued
+                log.exception("storing queued appends failed; retrying")
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _already_there(self, p: _Pending) -> bool:
+        entry = self._redis.xrange(self._key(p.session_id), f"{p.last_seq}-0", f"{p.last_seq}-0")
+        return bool(entry) and entry[0][1].get(b"hash", b"").decode() == p.last_hash
 
     # -- internals ------------------------------------------------------------------------------
     def _read_tail(self, session_id: str) -> tuple[int, str]:
@@ -170,6 +368,15 @@ class RedisLedgerStore:
             return (0, GENESIS)
         entry_id, fields = last[0]
         return (_seq_of(entry_id), fields[b"hash"].decode())
+
+
+def _settle(fut: asyncio.Future, error: Exception | None) -> None:
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)
 
 
 def _moved_on(session_id: str, seq: int, expected: int) -> CommandError:

@@ -4,10 +4,14 @@ rebuilt from it is the one that was running."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 import redis
 
 from cluster.ledger import RedisLedgerStore
 from rooms.commands import decode_command
+from rooms.errors import CommandError
 from rooms.ledger import verify_chain
 from rooms.service import ParticipantSpec, SessionService
 from rooms.state import SessionState
@@ -117,3 +121,86 @@ def test_the_server_uses_the_redis_ledger_when_given_and_verify_reads_it(
     assert "chain OK" in capsys.readouterr().out
     assert server.main(["ledger", "verify", "s-absent", "--redis", url]) == 1
     service._store.close()
+
+
+# -- group mode: appends queued, stored by a writer thread, the barrier waits ------------------
+
+
+def _drafts(n: int, start: int = 0):
+    from rooms.events import EventDraft
+
+    return [EventDraft(1000.0 + i, "system", "t", {"i": i}) for i in range(start, start + n)]
+
+
+async def test_group_mode_stores_in_few_round_trips_and_the_barrier_covers_them(
+    redis_server,  # noqa: F811
+    redis_prefix,  # noqa: F811
+):
+    store = RedisLedgerStore.from_url(redis_server.url, prefix=redis_prefix, sync="group")
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        for i in range(200):
+            store.append("s-1", _drafts(1, i), expected_seq=i)
+        await store.durable()
+        assert raw.xlen(f"{redis_prefix}ledger:s-1") == 200  # all there once the barrier passed
+        assert 1 <= store.round_trips < 200  # queued appends travel together
+        assert verify_chain(store.read("s-1")) == []
+    finally:
+        store.close()
+        raw.close()
+
+
+async def test_group_mode_a_refused_append_fails_the_barrier_until_forgiven(
+    redis_server,  # noqa: F811
+    redis_prefix,  # noqa: F811
+):
+    """Another node appended behind this store's back (a split brain): this store's queued
+    append is refused by the script, its barrier raises, ``on_conflict`` names the session,
+    and once the session is forgiven barriers pass again."""
+    conflicts: list[str] = []
+    mine = RedisLedgerStore.from_url(
+        redis_server.url, prefix=redis_prefix, sync="group", on_conflict=conflicts.append
+    )
+    other = RedisLedgerStore.from_url(redis_server.url, prefix=redis_prefix)
+    try:
+        mine.append("s-1", _drafts(2), expected_seq=0)
+        await mine.durable()
+        other.append("s-1", _drafts(1, 7), expected_seq=2)  # the other node's seq 3
+        mine.append("s-1", _drafts(1, 2), expected_seq=2)  # this store still believes seq 2
+        mine.append("s-2", _drafts(1), expected_seq=0)  # an unrelated session in the same batch
+        with pytest.raises(CommandError) as err:
+            await mine.durable()
+        assert err.value.code == "conflict" and "s-1" in err.value.message
+        assert conflicts == ["s-1"]
+        events = other.read("s-1")
+        assert [e.data["i"] for e in events] == [0, 1, 7]  # the other node's event stands
+        assert verify_chain(events) == []
+        assert len(mine.read("s-2")) == 1  # the unrelated append was stored
+        mine.forgive("s-1")
+        await mine.durable()
+        # and this store, told the real tail, refuses its stale view at once
+        with pytest.raises(CommandError):
+            mine.append("s-1", _drafts(1, 9), expected_seq=2)
+    finally:
+        mine.close()
+        other.close()
+
+
+async def test_group_mode_waits_out_a_redis_restart(redis_server, redis_prefix):  # noqa: F811
+    """Redis goes away with appends queued: no barrier passes while it is gone, nothing is
+    lost, and once it is back (its AOF reloaded) the appends are stored and acknowledged."""
+    store = RedisLedgerStore.from_url(redis_server.url, prefix=redis_prefix, sync="group")
+    try:
+        store.append("s-1", _drafts(1), expected_seq=0)
+        await store.durable()
+        redis_server.kill()
+        store.append("s-1", _drafts(2, 1), expected_seq=1)
+        barrier = asyncio.ensure_future(store.durable())
+        await asyncio.sleep(0.3)  # the writer is retrying: the barrier must still be waiting
+        assert not barrier.done()
+        redis_server.start()
+        await asyncio.wait_for(barrier, 30)
+        events = store.read("s-1")
+        assert [e.seq for e in events] == [1, 2, 3] and verify_chain(events) == []
+    finally:
+        store.close()
