@@ -6,7 +6,8 @@ seals and downloads agreement.pdf and evidence.zip, which the offline ``verify``
 pyHanko's own validator accept against the root certificate. The page refuses, and never
 signs, a prepared PDF changed on the way (one byte flipped in the server's answer), a
 certificate that does not chain to the root named by the invitation link (``#root=``), and —
-with a faulty renderer patched into a real server — a PDF whose text is not the agreement data.
+with a fault patched into a real server — a PDF whose text is not the agreement data and a
+certificate that names another person or role.
 A server error is shown as a plain sentence, never its code.
 """
 
@@ -230,9 +231,9 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
     assert ERRORS == []
 
 
-# A server whose renderer prints one term more than the data it embeds and fingerprints (the
-# attack of issue #11, item 4; tests/integration/esign/test_render_binding.py does it to the
-# Python phone): installed in the server process by this sitecustomize.
+# Faulty servers, made by a sitecustomize installed in the server process. The renderer prints
+# one term more than the data it embeds and fingerprints (the attack of issue #11, item 4;
+# tests/integration/esign/test_render_binding.py does it to the Python phone).
 FAULTY_RENDERER = """
 import msgspec
 import esign.ceremony
@@ -254,32 +255,73 @@ def faulty(agreement):
 
 esign.ceremony.render_agreement_pdf = faulty
 """
+# The CA certifies the phone's key under another name, or for the other side's role (issue #11,
+# item 7; with the Python phone: tests/integration/esign/test_phone_checks.py).
+FORGED_CERTIFICATE = """
+import esign.pki
+
+issue = esign.pki.LocalPki.issue_event_certificate
+SWAP = {"applicant": "respondent", "respondent": "applicant", "mediator": "applicant"}
 
 
-def test_the_page_refuses_a_pdf_whose_text_is_not_the_agreement_data(tmp_path, launch, new_page):
+def forged(self, public_key, **kw):
+    if "%s" == "name":
+        kw["name"] = kw["name"] + "某"
+    else:
+        kw["role"] = SWAP[kw["role"]]
+    return issue(self, public_key, **kw)
+
+
+esign.pki.LocalPki.issue_event_certificate = forged
+"""
+FAULTY_SERVERS = {
+    "renderer": (
+        FAULTY_RENDERER,
+        "the text of the PDF differs from the agreement data",
+        "PDF 上的文字与协议数据不一致",
+    ),
+    "name": (
+        FORGED_CERTIFICATE % "name",
+        "the name or ID number in the signing certificate differs from the agreement",
+        "签名证书上的姓名或身份编号与协议不一致",
+    ),
+    "role": (
+        FORGED_CERTIFICATE % "role",
+        "the signing certificate is not for this case and your signing role",
+        "签名证书不是为本案和您的签署身份签发的",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTY_SERVERS))
+def test_the_page_refuses_what_a_faulty_server_made(fault, tmp_path, launch, new_page):
     ERRORS.clear()
-    patch = tmp_path / "patch"
-    patch.mkdir()
-    (patch / "sitecustomize.py").write_text(FAULTY_RENDERER, encoding="utf-8")
+    patch, english, chinese = FAULTY_SERVERS[fault]
+    site = tmp_path / "patch"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(patch, encoding="utf-8")
     data = tmp_path / "data"
     add_staff(data)
-    env = {"PYTHONPATH": f"{patch}:{ROOT}"}
+    env = {"PYTHONPATH": f"{site}:{ROOT}"}
     server = ServerProcess(data, "--no-demo", env=env).start_quiet(timeout=WAIT_S)
     try:
         med, (a,), _ = signing_case(launch(), new_page, server, parties=1, lang="en")
         draft(med)
         a.wait_for_selector("#ag-draft li >> text=支付人民币5000元")
         freeze(med, (a,))
-        assert "违约金" in a.evaluate("() => window.parleyAgreement.shownText")  # it is printed
-        for page in (med, a):  # everyone's panel says the pages differ from the data
-            page.wait_for_selector("#ag-fingerprint[data-text='differs'] .ag-text-differs")
+        text = "differs" if fault == "renderer" else "same"
+        for page in (med, a):  # everyone's panel says whether the pages differ from the data
+            page.wait_for_selector(f"#ag-fingerprint[data-text='{text}']")
+        if fault == "renderer":
+            assert "违约金" in a.evaluate("() => window.parleyAgreement.shownText")  # printed
+            assert med.is_visible("#ag-fingerprint .ag-text-differs")
         said = refusal(a)
-        assert "the text of the PDF differs from the agreement data" in said, said
+        assert english in said, said
         assert "Tell the mediator" in said and not RAW_CODE.search(said)
         assert agreement(med)["signed"] == []
         a.click("#lang")
         said = refusal(a)
-        assert "PDF 上的文字与协议数据不一致" in said and "请告诉调解员" in said, said
+        assert chinese in said and "请告诉调解员" in said, said
     finally:
         server.stop()
     assert ERRORS == []
