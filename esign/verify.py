@@ -1,11 +1,14 @@
-"""`python server.py verify agreement.pdf|evidence.zip --root <sha256> [--at <ISO time>]`.
+"""`python server.py verify agreement.pdf|evidence.zip --root <sha256> [--at <ISO time>]
+[--recordings DIR]`.
 
 Offline: trusts only the root certificate whose SHA-256 fingerprint the user gives, runs
 pyHanko's AdES long-term validation on every signature (with the revocation data embedded
 in the PDF), and cross-checks the agreement data, the fingerprint printed on each page, the
 signers' certificates against the case and turn order, and — for a bundle — the manifest,
 the sealed ledger head, the ledger's signature and certificate events and the recordings.
-Exit code 0 only when every check holds.
+With ``--recordings`` (a bundle only), each segment the bundle's recording manifest lists is
+checked against the stored file in DIR (its size and SHA-256, as the sealed ledger recorded
+them): a missing or changed file fails. Exit code 0 only when every check holds.
 
 Time-stamping authority certificates issued directly by that root are trusted as anchors
 too ("pinned TSA", design §9): years later the latest document timestamp can only be
@@ -23,6 +26,7 @@ import logging
 import sys
 import zipfile
 import zlib
+from pathlib import Path
 
 import msgspec
 from asn1crypto import cms
@@ -44,6 +48,7 @@ from esign.document import CERTIFICATION_FIELD, SEAL_FIELD, attached_agreement_d
 from esign.errors import EsignError
 from esign.evidence import LEDGER_HEAD_TYPE, completion_lines, describe_signatures, readme
 from esign.pki import cert_sha256, is_seal_certificate
+from recording.manifest import MANIFEST_TYPE, file_report, manifest
 
 MAX_INPUT_BYTES = 200 * 1024 * 1024
 
@@ -304,6 +309,17 @@ async def _check_bundle(
             shown_text == _flat("".join(text for text, _ in derived)),
             "certificate of completion matches the signed data",
         )
+    if "recording-manifest.json" in files:
+        try:
+            listed = msgspec.json.decode(files["recording-manifest.json"])
+        except msgspec.DecodeError:
+            listed = None
+        report.check(
+            isinstance(listed, dict)
+            and listed
+            == {"type": MANIFEST_TYPE, **manifest(e for e in events if isinstance(e, dict))},
+            "recording manifest is the one the sealed ledger states",
+        )
     if agreement is not None and agreement.recordings_so_far:
         try:
             listed_recordings = msgspec.json.decode(files["recordings.json"], type=list[dict])
@@ -337,13 +353,49 @@ def _load(path: str) -> tuple[bytes, dict[str, bytes] | None]:
     return files["agreement.pdf"], files
 
 
-async def verify(path: str, root_fp: str, at: dt.datetime | None, out, clock=None) -> int:
-    """Check `path`; the validation time is `at`, else the (injectable) clock's now."""
+def _check_recordings(files: dict[str, bytes], directory: Path, report: Report) -> None:
+    """Each segment of the bundle's recording manifest against its stored file in ``directory``
+    (or ``directory/<session>``, the server's layout). Trust comes from the sealed head, which
+    lists the manifest's hash; the files only have to match it."""
+    try:
+        m = msgspec.json.decode(files["recording-manifest.json"])
+        segments = m["segments"]
+        session = m.get("session")
+    except (KeyError, TypeError, msgspec.DecodeError):
+        report.check(False, "the bundle has a recording manifest (--recordings)")
+        return
+    if isinstance(session, str) and (directory / session).is_dir():
+        directory = directory / session
+    report.info(f"recordings in {directory}: {len(segments)} segments listed")
+    report.check(directory.is_dir(), "recording directory exists", str(directory))
+    try:
+        rows = file_report(m, directory)
+    except (KeyError, TypeError, ValueError):  # a manifest that is not what the ledger wrote
+        report.check(False, "the recording manifest can be read")
+        return
+    for name, status, s in rows:
+        if status == "unlisted":
+            report.info(f"{name}: on disk but not in the ledger (not evidence)")
+            continue
+        report.check(
+            status == "ok",
+            f"segment {name} matches the ledger",
+            status if status != "ok" else f"{s['bytes']} bytes, SHA-256 {s['sha256'][:16]}…",
+        )
+
+
+async def verify(
+    path: str, root_fp: str, at: dt.datetime | None, out, clock=None, recordings=None
+) -> int:
+    """Check `path`; the validation time is `at`, else the (injectable) clock's now;
+    `recordings`: a directory of stored segments to check against the bundle's manifest."""
     report = Report(out)
     out.write(f"Parley agreement verification: {path}\n")
     pdf, files = _load(path)
+    if recordings is not None and files is None:
+        raise EsignError("invalid", "--recordings needs an evidence.zip, not a PDF")
     try:
-        return await _verify_loaded(pdf, files, root_fp, at, report, out, clock)
+        return await _verify_loaded(pdf, files, root_fp, at, report, out, clock, recordings)
     except (PdfError, ValueError, KeyError, zlib.error) as exc:
         # A flipped byte can make the PDF unparsable: that is a failed check, not a usage error.
         report.check(False, f"the PDF can be read ({type(exc).__name__})")
@@ -351,7 +403,7 @@ async def verify(path: str, root_fp: str, at: dt.datetime | None, out, clock=Non
         return 1
 
 
-async def _verify_loaded(pdf, files, root_fp, at, report: "Report", out, clock) -> int:
+async def _verify_loaded(pdf, files, root_fp, at, report: Report, out, clock, recordings) -> int:
     certs = _all_certs(PdfFileReader(io.BytesIO(pdf)))
     if files is not None:
         for name, body in files.items():
@@ -370,6 +422,8 @@ async def _verify_loaded(pdf, files, root_fp, at, report: "Report", out, clock) 
     agreement, infos = _check_agreement(pdf, report)
     if files is not None:
         await _check_bundle(files, root, pinned, at, report, agreement, infos)
+    if recordings is not None:
+        _check_recordings(files, Path(recordings), report)
     verdict = "VERIFIED" if report.failures == 0 else f"NOT VERIFIED ({report.failures} failed)"
     out.write(f"RESULT: {verdict}\n")
     return 0 if report.failures == 0 else 1
@@ -381,6 +435,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("path", help="agreement.pdf or evidence.zip")
     parser.add_argument("--root", required=True, help="SHA-256 (hex) of the trusted root cert")
     parser.add_argument("--at", help="validation time, ISO 8601 (simulate a later check)")
+    parser.add_argument(
+        "--recordings",
+        metavar="DIR",
+        help="check the stored recording segments (a session's directory, or the recordings "
+        "directory holding it) against the bundle's recording manifest",
+    )
     args = parser.parse_args(argv)
     for noisy in ("pyhanko", "pyhanko_certvalidator"):  # the report says what failed
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
@@ -398,7 +458,7 @@ def main(argv: list[str]) -> int:
         if at.tzinfo is None:
             at = at.replace(tzinfo=dt.UTC)
     try:
-        return asyncio.run(verify(args.path, root_fp, at, sys.stdout))
+        return asyncio.run(verify(args.path, root_fp, at, sys.stdout, recordings=args.recordings))
     except (OSError, EsignError, PdfError, ValueError, KeyError, zlib.error) as exc:
         sys.stderr.write(f"error: cannot read {args.path}: {exc}\n")
         return 2

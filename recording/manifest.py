@@ -24,8 +24,25 @@ RECORDING_EVENTS = (
 )
 
 
-def manifest(events: Iterable[Event]) -> dict:
-    events = list(events)
+MANIFEST_TYPE = "parley-recording-manifest/v1"
+
+
+class _Fields:
+    """An event as the fold reads it, from an ``Event`` or from its JSON form (a ledger excerpt
+    in an evidence bundle), so the manifest is derived the same way online and offline."""
+
+    __slots__ = ("type", "seq", "ts", "hash", "actor", "session", "data")
+
+    def __init__(self, e: Event | dict) -> None:
+        get = e.get if isinstance(e, dict) else lambda k: getattr(e, k, None)
+        for k in self.__slots__:
+            setattr(self, k, get(k))
+        if not isinstance(self.data, dict):
+            self.data = {}
+
+
+def manifest(events: Iterable[Event | dict]) -> dict:
+    events = [_Fields(e) for e in events]
     runs: list[dict] = []
     segments: list[dict] = []
     gaps: list[dict] = []
@@ -77,20 +94,35 @@ def restart_gap(events: Iterable[Event], now: float) -> dict | None:
     }
 
 
-def verify_files(m: dict, directory: Path) -> list[str]:
-    """Problems between the manifest and the stored files: missing, changed or unlisted."""
-    problems = []
+def file_report(m: dict, directory: Path) -> list[tuple[str, str, dict | None]]:
+    """Each listed segment against its stored file, then any unlisted ``.seg``: ``(file,
+    status, segment)`` with status ``ok``, ``missing``, ``changed`` (size or SHA-256 differ
+    from the ledger) or ``unlisted`` (on disk, not in the ledger: not evidence)."""
+    out: list[tuple[str, str, dict | None]] = []
     listed = set()
     for s in m["segments"]:
-        listed.add(s["file"])
-        path = directory / s["file"]
-        if not path.exists():
-            problems.append(f"{s['file']}: missing")
+        name = s["file"]
+        listed.add(name)
+        # a name from a bundle is data: only a plain file name inside the directory is read
+        path = directory / name
+        if Path(name).name != name or not path.is_file():
+            out.append((name, "missing", s))
             continue
         data = path.read_bytes()
-        if len(data) != s["bytes"] or hashlib.sha256(data).hexdigest() != s["sha256"]:
-            problems.append(f"{s['file']}: does not match seq {s['seq']}")
-    for path in sorted(directory.glob("*.seg")):
-        if path.name not in listed:
-            problems.append(f"{path.name}: not in the ledger")
-    return problems
+        same = len(data) == s["bytes"] and hashlib.sha256(data).hexdigest() == s["sha256"]
+        out.append((name, "ok" if same else "changed", s))
+    if directory.is_dir():
+        for path in sorted(directory.glob("*.seg")):
+            if path.name not in listed:
+                out.append((path.name, "unlisted", None))
+    return out
+
+
+def verify_files(m: dict, directory: Path) -> list[str]:
+    """Problems between the manifest and the stored files: missing, changed or unlisted."""
+    words = {"missing": "missing", "unlisted": "not in the ledger"}
+    return [
+        f"{name}: " + (words.get(status) or f"does not match seq {s['seq']}")
+        for name, status, s in file_report(m, directory)
+        if status != "ok"
+    ]
