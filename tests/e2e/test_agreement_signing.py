@@ -274,6 +274,19 @@ def forged(self, public_key, **kw):
 
 esign.pki.LocalPki.issue_event_certificate = forged
 """
+# The server asks the phone to sign a signature whose /Reason names another case and version.
+FORGED_REASON = """
+import esign.pdfsign
+
+prepare = esign.pdfsign.prepare_signature
+
+
+async def forged(pdf, **kw):
+    return await prepare(pdf, **{**kw, "reason": "Signed OTHER-1 v9; ledger "})
+
+
+esign.pdfsign.prepare_signature = forged
+"""
 FAULTY_SERVERS = {
     "renderer": (
         FAULTY_RENDERER,
@@ -289,6 +302,11 @@ FAULTY_SERVERS = {
         FORGED_CERTIFICATE % "role",
         "the signing certificate is not for this case and your signing role",
         "签名证书不是为本案和您的签署身份签发的",
+    ),
+    "reason": (
+        FORGED_REASON,
+        "the signature's details (case, version, signature field, reason or type) do not match",
+        "待签的签名信息（案号、版本、签名栏、签署理由或类型）与协议不符",
     ),
 }
 
