@@ -1,6 +1,7 @@
 """Agreement evidence (R12): a sealed agreement's evidence.zip carries the session's recording
-manifest, derived from its ledger, and ``server.py verify evidence.zip --recordings DIR`` checks the stored segments
-against it offline (real sealed segments, a real signing ceremony, the real CLI entry point)."""
+manifest, derived from its ledger, and ``server.py verify evidence.zip --recordings DIR`` checks
+the stored segments against it offline (real sealed segments, a real signing ceremony, the real
+CLI entry point)."""
 
 from __future__ import annotations
 
