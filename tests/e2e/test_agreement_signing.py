@@ -228,6 +228,14 @@ def test_parties_and_mediator_sign_in_the_browser_and_the_pdf_verifies(
     kept = tmp_path / "kept.pdf"
     got.value.save_as(kept)
     assert kept.read_bytes() == pdf.read_bytes()
+    # ... and so does the link opened again later.
+    b.reload()
+    b.wait_for_selector("#screen-end:not([hidden]) #end-agreement:not([hidden])")
+    assert b.inner_text("#end-title") in ("调解已结束", "The mediation has ended")
+    with b.expect_download() as got:
+        b.click("#end-download")
+    got.value.save_as(kept)
+    assert kept.read_bytes() == pdf.read_bytes()
     assert ERRORS == []
 
 

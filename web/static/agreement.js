@@ -122,8 +122,19 @@
     return reply;
   }
 
+  // The session named by this page's own invitation token (its payload is base64url JSON; the
+  // server checks the token on every request): the downloads work without a view, e.g. when
+  // the link is opened again after the session ended.
+  function sessionId() {
+    if (P.view && P.view.session) return P.view.session.id;
+    try {
+      const body = token.split(".")[0].replace(/-/g, "+").replace(/_/g, "/");
+      return JSON.parse(atob(body + "=".repeat((4 - body.length % 4) % 4))).session || "";
+    } catch (e) { return ""; }
+  }
+
   async function download(name) {
-    const r = await fetch(`/api/sessions/${P.view.session.id}/${name}`,
+    const r = await fetch(`/api/sessions/${encodeURIComponent(sessionId())}/${name}`,
       { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
     if (!r.ok) {
       const body = await r.json().catch(() => ({}));
@@ -744,15 +755,26 @@
   };
   // -- the session has ended: the sealed agreement stays downloadable from the end screen ------
   // (the PDF route serves the participants of an ended session; app.js shows the screen)
-  function endScreen() {
+  let endPdf = null;  // the sealed PDF fetched for an end screen opened without a view
+  async function endScreen() {
     const a = (P.view && P.view.agreement) || {};
     const ended = !$("screen-end").hidden && $("end-title").dataset.t === "ended_title";
     $("end-agreement").hidden = !(ended && a.status === "sealed");
+    if (!ended || P.view || endPdf) return;
+    // The link opened again after the end (no view): offer the PDF if the session's agreement
+    // was sealed — only the seal adds a document timestamp (/SubFilter /ETSI.RFC3161).
+    try {
+      const bytes = await download("agreement.pdf");
+      if (!new TextDecoder("latin1").decode(bytes).includes("/ETSI.RFC3161")) return;
+      endPdf = bytes;
+      $("end-agreement").hidden = false;
+    } catch (e) { lastError = e.message; }  // nothing frozen, or not for this person: no offer
   }
   new MutationObserver(endScreen).observe($("screen-end"), { attributes: true, attributeFilter: ["hidden"] });
+  endScreen();
   $("end-download").onclick = async () => {
     try {
-      save(await download("agreement.pdf"), "agreement.pdf", "application/pdf");
+      save(endPdf || await download("agreement.pdf"), "agreement.pdf", "application/pdf");
     } catch (e) {
       lastError = e.message;
       $("end-agreement-text").textContent = say(e);
