@@ -204,6 +204,8 @@
   } else if (point) {
     show("s-form");
     loadPoint();
+    // a shift may start (or end) while the form is open: who is on duty, refreshed
+    setInterval(() => { if (!secret) loadPoint(); }, 30000);
   } else {
     show("s-gone");
   }
