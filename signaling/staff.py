@@ -84,7 +84,10 @@ async def form(request: web.Request, sess: StaffSession | None = None) -> dict[s
     fields = {k: v for k, v in data.items() if isinstance(v, str)}
     if any(len(v) > MAX_FORM_FIELD for v in fields.values()):
         raise web.HTTPBadRequest(text="invalid: a field is too long")
-    if sess is not None and not hmac.compare_digest(fields.get("csrf", ""), sess.csrf):
+    # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+    if sess is not None and not hmac.compare_digest(
+        fields.get("csrf", "").encode(), sess.csrf.encode()
+    ):
         raise web.HTTPForbidden(text="csrf: the form expired; reload the page")
     return fields
 
@@ -124,7 +127,9 @@ def routes() -> web.RouteTableDef:
     async def login(request: web.Request) -> web.Response:
         fields = await form(request)
         expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-        if not expected or not hmac.compare_digest(fields.get("csrf", ""), expected):
+        if not expected or not hmac.compare_digest(
+            fields.get("csrf", "").encode(), expected.encode()
+        ):
             raise web.HTTPForbidden(text="csrf: the form expired; reload the page")
         try:
             sess = await asyncio.get_running_loop().run_in_executor(
