@@ -173,7 +173,8 @@
     k.frozen = clock.remaining;
     tickClock();
     const inVisit = v.space === "visit";
-    text($("k-status"), !inVisit ? "k_wait_other" : clock.running ? "k_live" : "k_paused");
+    const unchecked = ["visitor", "lawyer"].includes(v.you.role) && !v.you.identity_checked;
+    text($("k-status"), !inVisit ? (unchecked ? "k_wait_checkin" : "k_wait_other") : clock.running ? "k_live" : "k_paused");
     const warned = clock.warned || [];
     const lastTime = warned.length ? Math.min(...warned) : null;
     if (lastTime !== null && lastTime !== k.timeWarned) {
