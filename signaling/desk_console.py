@@ -64,6 +64,7 @@ class DeskConsole:
         )
         admin = self._admin(request, sess, error) if "admin" in account.roles else ""
         body_html = (
+            "<link rel='stylesheet' href='/static/desk.css'>"  # page() links the console's only
             f"<div id='desk' class='desk' data-csrf='{esc(sess.csrf)}'>"
             "<section id='me' aria-live='polite'></section>"
             "<section id='current' hidden></section>"
@@ -211,7 +212,7 @@ class DeskConsole:
         point = self._point(request)
         url = f"{self.base(request)}/consult/{point.id}"
         body_html = (
-            "<article class='poster'>"
+            "<link rel='stylesheet' href='/static/desk.css'><article class='poster'>"
             "<h1>免费法律咨询 · 值班律师视频接听</h1>"
             "<p class='en'>Free legal advice · a duty lawyer answers by video</p>"
             f"<h2>{esc(point.name)}</h2>"
