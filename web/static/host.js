@@ -298,7 +298,8 @@
   $("form-lawyer").onsubmit = async (e) => {
     e.preventDefault();
     const name = $("lawyer-name").value.trim();
-    const space = $("lawyer-space").value.trim() || "joint";
+    // rooms names a caucus by its name ("a"); the select's values are spaces ("caucus:a")
+    const space = ($("lawyer-space").value.trim() || "joint").replace(/^caucus:/, "");
     const before = new Set(P.people().map((p) => p.id));
     $("lawyer-invite").hidden = true;
     const r = await cmd({ type: "call_duty_lawyer", name, space });
