@@ -21,12 +21,17 @@ PC_TIMES = """(() => { const Orig = window.RTCPeerConnection; window.__pcTimes =
     constructor(...a) { super(...a); window.__pcTimes.push(performance.now()); } }; })();"""
 
 # Until the tile's dominant tone is ``hz`` (windows of ``ms``): performance.now() at the end of
-# the first window that hears it, or null after ``timeoutMs``.
-HEARD_AT = """async ({sel, hz, ms, timeoutMs, fn}) => { const t0 = performance.now();
+# the first window that hears it, or null after ``timeoutMs``. DOMINANT_FREQ is written into
+# the source, not eval'd in the page: the page's CSP (script-src 'self') refuses eval.
+HEARD_AT = (
+    """async ({sel, hz, ms, timeoutMs}) => { const t0 = performance.now(); const fn = """
+    + DOMINANT_FREQ
+    + """;
   while (performance.now() - t0 < timeoutMs) {
-    const r = await (eval(fn))({selector: sel + ' video', ms});
+    const r = await fn({selector: sel + ' video', ms});
     if (Math.abs(r.freq - hz) < 15 && r.peak > 0.02) return performance.now(); }
   return null; }"""
+)
 
 
 def tile(page, participant_id) -> str:
@@ -39,7 +44,7 @@ def heard_at(page, sel, hz, *, ms=400, timeout_s=WAIT_S) -> float | None:
     """performance.now() (ms) when the page first hears ``hz`` on that tile."""
     return page.evaluate(
         HEARD_AT,
-        {"sel": sel, "hz": hz, "ms": ms, "timeoutMs": timeout_s * 1000, "fn": DOMINANT_FREQ},
+        {"sel": sel, "hz": hz, "ms": ms, "timeoutMs": timeout_s * 1000},
     )
 
 

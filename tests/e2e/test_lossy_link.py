@@ -10,9 +10,9 @@ bounds (a loaded two-core CI machine), not the figures.
   negotiated (the answer's fmtp) and arrives (``fecPacketsReceived``); the same link with FEC
   refused by the party's page gives the "without" figure in the same run; video NACKs are
   answered by the server's relay (its ``packets_retransmitted`` counter) and the retransmissions
-  arrive (``nackCount``, ``retransmittedPacketsReceived``); a 1 s burst of total loss: how long
-  until the party's video decodes again is measured (target 1 s, not met: docs/benchmarks.md),
-  the page must not reconnect for it.
+  arrive (``nackCount``, ``retransmittedPacketsReceived``); a 1 s burst of total loss (first,
+  while both pages still have video): how long until each page decodes the other's video again,
+  first frame and steady (target 1 s: docs/benchmarks.md); the page must not reconnect for it.
 * A 300 kbit/s cap: the party's page goes audio-only by itself (its own estimate, or the
   server's hint) and every page shows "weak network: audio only / 网络较弱：仅音频"; the server's
   bitrate hints move the mediator's camera down, and back up when the cap is gone and the party
@@ -54,6 +54,7 @@ COUNTERS = """async () => { const pc = window.__pcs.at(-1); const o = {};
       add('v_lost', r.packetsLost); add('v_packets', r.packetsReceived);
       add('v_freezes', r.freezeCount); add('v_freeze_s', r.totalFreezesDuration); }
     if (r.type === 'outbound-rtp' && r.kind === 'video') { add('out_v_bytes', r.bytesSent);
+      add('out_v_frames', r.framesSent);
       add('out_v_rtx', r.retransmittedPacketsSent); add('out_v_nack', r.nackCount); }
     if (r.type === 'candidate-pair' && r.nominated && r.availableOutgoingBitrate)
       o.uplink_bps = r.availableOutgoingBitrate;
@@ -64,10 +65,11 @@ COUNTERS = """async () => { const pc = window.__pcs.at(-1); const o = {};
 
 # framesDecoded of the last connection every 50 ms for ``ms``: [[performance.now(), frames]].
 FRAME_TIMELINE = """async (ms) => { const out = []; const end = performance.now() + ms;
-  while (performance.now() < end) { let f = 0;
+  while (performance.now() < end) { let f = 0, a = 0;
     (await window.__pcs.at(-1).getStats()).forEach(r => {
-      if (r.type === 'inbound-rtp' && r.kind === 'video') f += r.framesDecoded || 0; });
-    out.push([performance.now(), f]); await new Promise(r => setTimeout(r, 50)); }
+      if (r.type === 'inbound-rtp' && r.kind === 'video') f += r.framesDecoded || 0;
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') a += r.packetsReceived || 0; });
+    out.push([performance.now(), f, a]); await new Promise(r => setTimeout(r, 50)); }
   return out; }"""
 
 # Hints the page gets and its camera's send rate, every 500 ms, into window.__trace.
@@ -87,6 +89,16 @@ TRACE = """() => { if (window.__trace) return; window.__trace = []; const t0 = p
     last = [now, bytes]; }, 500); }"""
 
 
+# The page's own audio-only rule (web/static/app.js measureQuality: 3 measurements in a row of
+# broken video or a low send estimate) would pause video within ~6 s of 10 % loss, before a
+# burst's recovery can be measured (seen at both pages on this busy machine: the mediator's
+# send estimate too): its two counters are pinned to 0 while on, given back after.
+HOLD_VIDEO = """(on) => { const s = window.parley;
+  for (const k of ['brokenVideo', 'lowUplink']) {
+    if (on) Object.defineProperty(s, k, {get: () => 0, set: () => {}, configurable: true});
+    else { delete s[k]; s[k] = 0; } } }"""
+
+
 def counters(page) -> dict:
     return page.evaluate(COUNTERS)
 
@@ -99,6 +111,41 @@ def delta(after: dict, before: dict) -> dict:
 
 def concealed_share(d: dict) -> float | None:
     return round(d["a_concealed"] / d["a_total"], 4) if d.get("a_total") else None
+
+
+def burst_recovery(timeline: list, start_ms: float) -> dict:
+    """From a FRAME_TIMELINE ([t, framesDecoded, audio packetsReceived]) and a page time inside
+    the burst (``start_ms``: the loss rules were in place): the burst's end is when the other
+    side's audio (a continuous tone, 50 packets/s) arrives again, not when the test changed the
+    rules (nft takes 0.2-0.7 s on a busy machine). From there: when the first video frame was
+    decoded, and when decoding was steady again (the next 0.5 s decoded at least half the
+    pre-burst rate)."""
+    before = [(t, f) for t, f, _ in timeline if t <= start_ms - 100]
+    rate = (before[-1][1] - before[0][1]) / max(0.001, (before[-1][0] - before[0][0]) / 1000)
+    mid = start_ms + 500  # half a second into the burst: nothing arrives any more
+    audio_mid = max((a for t, _, a in timeline if t <= mid), default=0)
+    frames_mid = max((f for t, f, _ in timeline if t <= mid), default=0)
+    end = next((t for t, _, a in timeline if t > mid and a > audio_mid), None)
+    if end is None:
+        return {"fps_before": round(rate, 1), "burst_end_seen": False}
+    at_end = max(f for t, f, _ in timeline if t <= end)
+    after = [(t, f) for t, f, _ in timeline if t >= end]
+    first = next((t for t, f in after if f > at_end), None)
+    steady = None
+    for t, f in after:
+        if f <= at_end or after[-1][0] < t + 500:
+            continue
+        if max(g for u, g in after if u <= t + 500) - f >= max(2.0, rate / 4):
+            steady = t
+            break
+    return {
+        "fps_before": round(rate, 1),
+        "burst_s": round((end - start_ms) / 1000, 2),
+        "frames_in_burst": at_end - frames_mid,
+        "first_frame_s": None if first is None else round((first - end) / 1000, 2),
+        "steady_s": None if steady is None else round((steady - end) / 1000, 2),
+        "frames_after_end": [[round((t - end) / 1000, 2), f] for t, f in after][::5],
+    }
 
 
 def metrics(server) -> dict:
@@ -115,6 +162,12 @@ def metrics(server) -> dict:
             name, value = line.split(" ", 1)
             out[name.removeprefix("parley_media_")] = float(value)
     return out
+
+
+def server_video_in(server) -> dict:
+    """The server's video jitter buffers (media/passthrough.py VideoJitterBuffer)."""
+    m = metrics(server)
+    return {k: m[k] for k in m if k.startswith(("video_", "peer_rtt"))}
 
 
 def wait_media_seconds(page, seconds: float) -> None:
@@ -157,9 +210,54 @@ def test_ten_percent_loss_200ms_rtt_jitter_audio_flows_video_recovers(pw, new_pa
 
             for page in (mediator, party):
                 page.evaluate(TRACE)
+            for page in (mediator, party):
+                page.evaluate(HOLD_VIDEO, True)
             ns.set_delay(100, 25)
             ns.set_loss(10)
-            rising(party, "audio", by=100)  # 2 s of packets on the new link before measuring
+            rising(party, "audio", by=50)  # 1 s of packets on the new link
+
+            # First, with the page's own audio-only rule held off (HOLD_VIDEO): a 1 s burst of
+            # total loss, then 10 % again. How long until each page decodes the other's video.
+            for page in (mediator, party):
+                page.evaluate(f"() => {{ window.__ft = ({FRAME_TIMELINE})(10000); }}")
+            start, sent0 = page_now(party), counters(party).get("out_v_frames", 0)
+            party.wait_for_function(f"() => performance.now() > {start + 2000}", polling=50)
+            camera_fps = (
+                (counters(party).get("out_v_frames", 0) - sent0) * 1000 / (page_now(party) - start)
+            )
+            ns.set_loss(100)
+            starts = {"party": page_now(party), "mediator": page_now(mediator)}
+            party.wait_for_function(
+                f"() => performance.now() > {starts['party'] + 1000}", polling=50
+            )
+            ns.set_loss(10)
+            fig["burst"] = {"party_camera_fps_before": round(camera_fps, 1)}
+            for who, page in (("party", party), ("mediator", mediator)):
+                fig["burst"][who] = burst_recovery(
+                    page.evaluate("async () => await window.__ft"), starts[who]
+                )
+                fig["burst"][who]["weak"] = page.evaluate("() => window.parley.weak || null")
+            fig["burst"]["party_path_losses"] = party.evaluate(
+                "() => window.parley.pathLosses || 0"
+            )
+            fig["burst"]["server_video_in"] = server_video_in(server)
+            for page in (mediator, party):
+                page.evaluate(HOLD_VIDEO, False)
+            print("LOSSY_LINK_BURST", json.dumps(fig["burst"]))
+            # Target: video back within 1 s of the burst's end (the figure is printed and
+            # recorded in docs/benchmarks.md). Asserted with a loaded-CI bound: both pages decode
+            # the other's video again, steadily, and the page neither reconnects nor hangs.
+            assert fig["burst"]["party_path_losses"] == 0, fig
+            for who in ("party", "mediator"):
+                back = fig["burst"][who].get("steady_s")
+                assert back is not None and back < 4, fig["burst"]
+
+            # The page's rule is back: with the server's loss hint it may have switched to
+            # audio-only (the hint can come during the burst): video on again.
+            if party.evaluate("() => !!window.parley.weak"):
+                party.click("#btn-audio-only")
+                party.wait_for_function("() => !window.parley.weak")
+            rising(party, "video", by=10)
             m0, p0, s0 = counters(mediator), counters(party), metrics(server)
             wait_media_seconds(mediator, 10)
             m1, p1, s1 = counters(mediator), counters(party), metrics(server)
@@ -183,9 +281,11 @@ def test_ten_percent_loss_200ms_rtt_jitter_audio_flows_video_recovers(pw, new_pa
                 "party_camera_rtx_sent_to_server": dp.get("out_v_rtx"),
                 "party_camera_nacks_from_server": dp.get("out_v_nack"),
                 "party_frames_decoded_per_s": round(dp["v_frames"] / 10, 1),
+                "mediator_frames_decoded_per_s": round(dm["v_frames"] / 10, 1),
                 "party_freezes": dp.get("v_freezes"),
                 "party_freeze_s": dp.get("v_freeze_s"),
                 "drops_by_link": ns.dropped(),
+                "party_weak_after": party.evaluate("() => window.parley.weak || null"),
             }
             print("LOSSY_LINK_PHASE1", json.dumps({**fig, "m0": m0, "m1": m1, "p0": p0, "p1": p1}))
             # audio keeps flowing under loss: both still hear the other's tone
@@ -193,38 +293,6 @@ def test_ten_percent_loss_200ms_rtt_jitter_audio_flows_video_recovers(pw, new_pa
             assert heard_at(party, sel_p, 440) is not None
             assert fig["nack_rtx"]["server_relay_retransmitted"] > 0, fig
             assert dp.get("v_rtx", 0) > 0 and dp.get("v_nack", 0) > 0, fig
-
-            # a 1 s burst of total loss, then 10 % again: how long until video decodes again
-            party.evaluate(f"() => {{ window.__ft = ({FRAME_TIMELINE})(12000); }}")
-            start = page_now(party)
-            party.wait_for_function(f"() => performance.now() > {start + 1500}")
-            ns.set_loss(100)
-            burst_start = page_now(party)
-            party.wait_for_function(f"() => performance.now() > {burst_start + 1000}")
-            ns.set_loss(10)
-            burst_end = page_now(party)
-            timeline = party.evaluate("async () => await window.__ft")
-            at_end = max((f for t, f in timeline if t <= burst_end), default=0)
-            resumed = next((t for t, f in timeline if t > burst_end and f > at_end), None)
-            fig["burst"] = {
-                "burst_s": round((burst_end - burst_start) / 1000, 2),
-                "video_back_after_burst_s": None
-                if resumed is None
-                else round((resumed - burst_end) / 1000, 2),
-            }
-            fig["burst"]["frames_timeline_after_end"] = [
-                [round((t - burst_end) / 1000, 2), f] for t, f in timeline if t > burst_end
-            ][::10]
-            fig["burst"]["party_weak"] = party.evaluate("() => window.parley.weak || null")
-            fig["burst"]["party_path_losses"] = party.evaluate(
-                "() => window.parley.pathLosses || 0"
-            )
-            print("LOSSY_LINK_BURST", json.dumps(fig["burst"]))
-            # Target: video back within 1 s of the burst's end. Not met here (docs/benchmarks.md,
-            # "Real networks"): the server gives a hole 0.25 s (MAX_HOLE_WAIT), less than a NACK
-            # round trip on this link. Asserted: audio survives the burst (below) and the page
-            # neither reconnects nor hangs.
-            assert fig["burst"]["party_path_losses"] == 0, fig
 
             # the same link without FEC: the party's page refuses it on its next connection
             before = party.evaluate("() => window.__pcs.length")
