@@ -34,6 +34,16 @@ TIMELINE = """(() => { window.__net = []; const log = (what) => window.__net.pus
   addEventListener('offline', () => log('offline')); addEventListener('online', () => log('online'));
 })();"""
 
+# The page's socket into the same timeline once joined: the liveness probe ("emit media"), the
+# reconnect (disconnect, connect, welcome) and the new offer ("emit offer"): where the time goes.
+SOCKET_TIMELINE = """() => { const s = window.parley.socket;
+  const log = (what) => window.__net.push([performance.now(), what]);
+  s.on('connect', () => log('socket connect')); s.on('disconnect', (r) => log('socket disconnect ' + r));
+  s.on('welcome', () => log('socket welcome'));
+  const emit = s.emit;
+  s.emit = function (ev, ...a) { if (ev === 'offer' || ev === 'media') log('emit ' + ev);
+    return emit.call(this, ev, ...a); }; }"""
+
 
 @pytest.fixture
 def netns():
@@ -48,6 +58,7 @@ def test_wifi_to_4g_new_address_recovers_and_both_hear_again(pw, new_page, tmp_p
         sel_m,
         sel_p,
     ):
+        party.evaluate(SOCKET_TIMELINE)
         pcs_before = party.evaluate("() => window.__pcs.length")
         t0_party, t0_med = page_now(party), page_now(mediator)
         wall0 = time.monotonic()

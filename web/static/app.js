@@ -193,6 +193,8 @@
           const alive = await socket.timeout(1000)
             .emitWithAck("media", { v: 1, video_paused: !!state.audioOnly }).catch(() => null);
           if (alive && state.call === call) return false;  // only the media stopped (nobody sends)
+          // media came back while the probe was out: a loss burst, not a new address
+          if (state.call === call && performance.now() - (call.lastMediaAt || 0) < 1000) return false;
         }
         if (state.call !== call) return false;
         state.pathLosses = (state.pathLosses || 0) + 1;

@@ -67,11 +67,13 @@
     // much later, a socket on the old address only at its ping timeout). The page watches for
     // itself and asks handlers.onPathLost(reason) when: the browser's network type changes
     // (navigator.connection, phones), ICE has been "disconnected" for 1 s, or media was
-    // arriving (≥ 10 packets/s) and then nothing at all came for 1 s. The handler resolves
+    // arriving (≥ 10 packets/s) and then nothing at all came for 0.5 s (the handler's 1 s socket
+    // probe then runs while the silence goes on; `lastMediaAt` tells it whether media came
+    // back meanwhile: a loss burst, not a new address). The handler resolves
     // true when the path is gone (the watch stops: a new connection replaces this one) or false
     // when it is not (media merely stopped: the watch waits for media to flow again).
     watchPath() {
-      const STALL_MS = 1000, DISCONNECTED_MS = 1000, TICK_MS = 200;
+      const STALL_MS = 500, DISCONNECTED_MS = 1000, TICK_MS = 200;
       const conn = navigator.connection;
       const typeAtStart = conn && conn.type;
       let lastPackets = -1, lastChange = performance.now(), flowing = false, busy = false;
@@ -104,7 +106,7 @@
           const t = performance.now();
           if (packets !== lastPackets) {
             flowing = lastPackets >= 0 && (packets - lastPackets) * 1000 / Math.max(1, t - lastChange) >= 10;
-            lastPackets = packets; lastChange = t;
+            lastPackets = packets; lastChange = t; this.lastMediaAt = t;
           } else if (flowing && t - lastChange >= STALL_MS) lost("nothing_received");
         } catch (e) { /* closed meanwhile */ } finally { busy = false; }
       };
