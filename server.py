@@ -240,7 +240,7 @@ def create_app(config: Config) -> web.Application:
     )
     _record_restart_gaps(service)
     conductor = Conductor(service, engine, emit, kick, recorder=recorder)
-    cluster = _cluster_node(config, service, engine, conductor, kick)
+    cluster = _cluster_node(config, store, service, engine, conductor, kick)
     sio.register_namespace(
         ParleyNamespace(
             signer=signer,
@@ -412,11 +412,11 @@ def _ledger_store(config: Config):
     if config.redis_url:
         from cluster.ledger import RedisLedgerStore
 
-        return RedisLedgerStore.from_url(config.redis_url)
+        return RedisLedgerStore.from_url(config.redis_url, sync="group")
     return SqliteLedgerStore(config.data_dir / "ledger.sqlite3", sync="group")
 
 
-def _cluster_node(config: Config, service, engine, conductor, kick):
+def _cluster_node(config: Config, store, service, engine, conductor, kick):
     """With ``redis_url``: this node's place in the cluster (docs/scaling.md); else None."""
     if not config.redis_url:
         return None
@@ -435,6 +435,7 @@ def _cluster_node(config: Config, service, engine, conductor, kick):
         registry,
         load=server_load(service, engine),
         on_lost=close_sessions_sockets(conductor, kick),
+        store=store,
     )
 
 

@@ -12,19 +12,20 @@
   are marked disconnected, reason ``node_restart``, and keep their spaces); the pages then
   connect again and are placed back where they were.
 * A lease found lost (a pause longer than the TTL) drops the session here and hands it to
-  ``on_lost``, which closes its sockets and media: another node serves it now.
+  ``on_lost``, which closes its sockets and media: another node serves it now. So does an
+  append the ledger refused (the Redis store's group mode reports it): the state here is not
+  the ledger's; if the lease is still ours the session is rebuilt from the ledger.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from cluster.placement import place
-from cluster.registry import CpuMeter, NodeAgent, NodeLoad, Registry
+from cluster.registry import CpuMeter, NodeAgent, NodeLoad, Registry, finish, stopped
 from rooms.errors import CommandError
 
 log = logging.getLogger("parley.cluster")
@@ -38,14 +39,17 @@ class ClusterNode:
         *,
         load: Callable[[], NodeLoad],
         on_lost: Callable[[str, list[str]], Awaitable[None] | None] = lambda s, people: None,
+        store=None,
     ) -> None:
         self.service = service
+        self.store = store  # a RedisLedgerStore in group mode reports refused appends here
         self.registry = registry
         self.agent = NodeAgent(registry, load, on_lost=self._lost)
         self._on_lost = on_lost
         self._orphans: dict[str, float] = {}  # session of a dead node -> when first seen
         self._tasks: set[asyncio.Task] = set()
         self._watch: asyncio.Task | None = None
+        self._stop = asyncio.Event()
         self.taken: list[tuple[str, float]] = []  # (session, monotonic time) taken over here
         service.subscribe(self._on_events)
 
@@ -54,6 +58,9 @@ class ClusterNode:
         return self.registry.node_id
 
     async def start(self) -> None:
+        if self.store is not None and hasattr(self.store, "on_conflict"):
+            loop = asyncio.get_running_loop()
+            self.store.on_conflict = lambda s: loop.call_soon_threadsafe(self._refused, s)
         await self.agent.start()
         for session_id in await self.registry.owned():
             if await self.agent.acquire(session_id):
@@ -65,11 +72,10 @@ class ClusterNode:
     async def stop(self) -> None:
         """Stop heartbeating and watching (leases then expire on their own, as on a crash;
         ``drain`` first to hand them over at once)."""
+        self._stop.set()  # never cancelled mid-command (see NodeAgent.stop)
         for task in [self._watch, *self._tasks]:
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await finish(task)
         self._watch = None
         await self.agent.stop()
 
@@ -106,8 +112,7 @@ class ClusterNode:
     async def _run(self) -> None:
         # twice per heartbeat: a dead node's sessions are taken at most half a beat after its
         # leases expire (two small Redis reads a round while nobody is dead)
-        while True:
-            await asyncio.sleep(self.registry.settings.interval / 2)
+        while not await stopped(self._stop, self.registry.settings.interval / 2):
             try:
                 await self.take_over()
             except Exception:  # noqa: BLE001 - the watch must keep running (Redis may be back)
@@ -156,6 +161,16 @@ class ClusterNode:
         if state.ended:
             self._spawn(self.agent.release(session_id))
         return True
+
+    def _refused(self, session_id: str) -> None:
+        """The ledger refused appends this node made (another node wrote to the session): the
+        state here is not the ledger's. Drop it and close its sockets; if this node still holds
+        the lease, rebuild the session from the ledger (its pages connect again)."""
+        log.error("ledger refused this node's appends", extra={"session": session_id})
+        self._lost(session_id)
+        self.store.forgive(session_id)
+        if session_id in self.agent.held:
+            self._serve(session_id)
 
     def _lost(self, session_id: str) -> None:
         try:

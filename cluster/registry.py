@@ -292,6 +292,7 @@ class NodeAgent:
         self.on_lost = on_lost
         self.held: set[str] = set()
         self._task: asyncio.Task | None = None
+        self._stop = asyncio.Event()
 
     async def start(self) -> None:
         await self.registry.heartbeat(self.load())
@@ -319,8 +320,7 @@ class NodeAgent:
                 log.exception("on_lost failed", extra={"session": session_id})
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.registry.settings.interval)
+        while not await stopped(self._stop, self.registry.settings.interval):
             try:
                 await self.beat()
             except (aioredis.RedisError, OSError) as exc:
@@ -339,8 +339,27 @@ class NodeAgent:
         return handed
 
     async def stop(self) -> None:
+        """Stop after the current beat: a task cancelled in the middle of a redis-py command
+        can leave the connection pool waiting forever (redis/redis-py#2665 and kin)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stop.set()
+            await finish(self._task)
             self._task = None
+
+
+async def stopped(stop: asyncio.Event, interval: float) -> bool:
+    """Wait ``interval``; True as soon as ``stop`` is set."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), interval)
+    return stop.is_set()
+
+
+async def finish(task: asyncio.Task, grace: float = 10.0) -> None:
+    """Let ``task`` end by itself; cancel it only if it has not within ``grace``."""
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if not done:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("cluster task failed: %r", task.exception())

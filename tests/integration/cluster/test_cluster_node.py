@@ -35,8 +35,8 @@ async def until(predicate, timeout: float = 10.0):  # noqa: ASYNC109
 async def cluster(redis_server, redis_prefix):  # noqa: F811
     made: list[tuple[ClusterNode, RedisLedgerStore]] = []
 
-    async def node(node_id: str) -> ClusterNode:
-        store = RedisLedgerStore.from_url(redis_server.url, prefix=redis_prefix)
+    async def node(node_id: str, sync: str = "full") -> ClusterNode:
+        store = RedisLedgerStore.from_url(redis_server.url, prefix=redis_prefix, sync=sync)
         service = SessionService(store)
         lost: list[tuple[str, list[str]]] = []
         registry = Registry(
@@ -51,6 +51,7 @@ async def cluster(redis_server, redis_prefix):  # noqa: F811
             registry,
             load=lambda: NodeLoad(sessions=sum(not s.ended for s in service.sessions())),
             on_lost=lambda s, people: lost.append((s, people)),
+            store=store,
         )
         n.lost = lost
         await n.start()
@@ -139,6 +140,45 @@ async def test_an_ended_session_gives_its_lease_back(cluster):
         return await x.registry.owner(s) is None and s not in await x.registry.owned()
 
     assert await until(released)
+
+
+async def test_a_refused_append_drops_the_session_and_rebuilds_it_from_the_ledger(
+    cluster,
+    redis_server,
+    redis_prefix,  # noqa: F811
+):
+    """Group mode: something else appended to a session this node serves (a split brain); the
+    node's next append is refused when it is stored, the session is dropped (its sockets
+    closed) and, the lease being still this node's, rebuilt from the ledger."""
+    x = await cluster("x", sync="group")
+    s = create(x)
+    await until(lambda: _all_owned_by(x, [s], "x"))
+    await x.service.durable()
+    intruder = RedisLedgerStore.from_url(redis_server.url, prefix=redis_prefix)
+    mediator = next(iter(x.service.state(s).participants))
+    chat = decode_command({"type": "chat", "text": "from the other node"})
+    intruder_state = SessionService(intruder)
+    intruder_state.adopt(s, mark_disconnected=False)
+    intruder_state.execute(
+        s, "system", decode_command({"type": "connect", "participant": mediator})
+    )
+    intruder_state.execute(s, mediator, chat)
+    intruder.close()
+    x.service.execute(s, "system", decode_command({"type": "tick"}))  # nothing due: no append
+    x.service.execute(s, "system", decode_command({"type": "connect", "participant": mediator}))
+    with pytest.raises(CommandError):
+        await x.service.durable()  # the answer to that command is never "ok"
+
+    async def rebuilt():
+        return (
+            x.lost and s in {st.id for st in x.service.sessions()} and x.service.state(s).seq == 4
+        )
+
+    assert await until(rebuilt)
+    assert [p for p, _ in x.lost] == [s]
+    state = x.service.state(s)
+    assert state.chat  # the other node's chat is in the rebuilt state
+    await x.service.durable()  # forgiven: barriers pass again
 
 
 async def _all_owned_by(node: ClusterNode, sessions: list[str], owner: str) -> bool:

@@ -116,6 +116,8 @@ def test_the_server_uses_the_redis_ledger_when_given_and_verify_reads_it(
     service = app[server.SERVICE]
     sid, _ = _session(service)
     assert not (tmp_path / "ledger.sqlite3").exists()  # nothing went to SQLite
+    assert service._store.sync == "group"  # the server's mode: the loop never waits on Redis
+    assert service._store.wait_durable(timeout=10)
     assert redis.Redis.from_url(url).xlen(f"parley:ledger:{sid}") == 1
     assert server.main(["ledger", "verify", sid, "--redis", url]) == 0
     assert "chain OK" in capsys.readouterr().out
