@@ -511,6 +511,8 @@ class SessionState:
                 "case_number": self.case_number,
                 "seq": self.seq,
                 "ended": self.ended,
+                # the safety hold (R10) is told to everyone it moved: "the mediator stepped out"
+                "held": self.held,
                 "recording": self.recording,
                 "recording_paused": self.recording_paused(),
                 "recording_by": self._recording_by_name(),

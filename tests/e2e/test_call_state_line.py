@@ -120,3 +120,27 @@ def test_each_space_has_one_name_on_every_page(server, launch, new_page):
         ]
         for name, label in zip(names["party"], console, strict=True):
             assert name in label, (lang, name, label)  # the console prints "中文 English"
+
+
+def test_the_mediator_leaving_is_said_in_the_waiting_room(server, launch, new_page):
+    """The safety hold moves the party to the waiting room; the page says why (not "please
+    wait to be let in"), and says the usual sentence again once re-admitted and waiting anew."""
+    browser = launch()
+    med, party = new_page(browser), new_page(browser)
+    party.set_viewport_size(PHONE)
+    join(med, server.links["mediator"][0], consents=False)
+    join(party, server.links["party"][0])
+    pid = party.evaluate("() => window.parley.me")
+    med.click(f'#people li[data-participant="{pid}"] button[data-action="admit"]')
+    party.wait_for_selector("#waiting", state="hidden")
+    med.click("#btn-leave")
+    med.click("#leave-yes")
+    party.wait_for_selector("#waiting:not([hidden])")
+    said = {
+        "zh": "调解员暂时离开了会谈",
+        "en": "The mediator has stepped out",
+    }[party.evaluate("() => i18n.lang")]
+    party.wait_for_function(
+        "t => document.getElementById('waiting-text').textContent.includes(t)", arg=said
+    )
+    assert party.evaluate(UNCOVERED, "#waiting-text") == "ok"

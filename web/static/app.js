@@ -378,6 +378,10 @@
     $("btn-cam").setAttribute("aria-pressed", String(!state.camOn));
     $("btn-audio-only").textContent = i18n.t(state.audioOnly ? "video_on" : "audio_only");
     $("waiting").hidden = me.space !== "waiting";
+    // in the waiting room because the mediator dropped (safety hold), not because not yet admitted
+    const waitingKey = session.held ? "held_text" : "waiting_text";
+    $("waiting-text").dataset.t = waitingKey;
+    $("waiting-text").textContent = i18n.t(waitingKey);
     $("space-label").textContent = spaceLine(view, me);
     if (session.ended && state.joined) end("ended_title", "");
     for (const hook of state.hooks) hook(state);
