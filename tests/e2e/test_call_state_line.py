@@ -144,3 +144,19 @@ def test_the_mediator_leaving_is_said_in_the_waiting_room(server, launch, new_pa
         "t => document.getElementById('waiting-text').textContent.includes(t)", arg=said
     )
     assert party.evaluate(UNCOVERED, "#waiting-text") == "ok"
+
+
+def test_a_refused_code_request_is_a_sentence_not_a_code(server, launch, new_page):
+    """The mediator's "send code" answered with an error shows the plain sentence for its code
+    (this demo server has no mail set up), never "出错了：" and the server's English text."""
+    browser = launch()
+    med, party = new_page(browser), new_page(browser)
+    join(med, server.links["mediator"][0], consents=False)
+    join(party, server.links["party"][0])
+    pid = party.evaluate("() => window.parley.me")
+    med.on("dialog", lambda dialog: dialog.accept("party@example.org"))
+    med.click(f'#people li[data-participant="{pid}"] button[data-action="send-code"]')
+    med.wait_for_function("() => document.getElementById('call-status').textContent !== ''")
+    shown = med.inner_text("#call-status")
+    assert shown == med.evaluate("() => i18n.error('unavailable')"), shown
+    assert "出错了" not in shown and "configured" not in shown and "_" not in shown

@@ -75,7 +75,7 @@
         if (!email) return;
         const r = await P.socket.timeout(20000).emitWithAck("otp",
           { v: 1, action: "send", participant: p.id, email: email.trim() }).catch(() => null);
-        $("call-status").textContent = r && r.ok ? t("code_sent") : t("error") + (r ? r.error.message : "timeout");
+        $("call-status").textContent = r && r.ok ? t("code_sent") : i18n.error(r ? r.error.code : "timeout");
       }));
     }
     if (p.space !== "left" && p.space !== "removed") {
@@ -307,9 +307,9 @@
     // The acknowledgement can arrive before the view that lists the lawyer: wait for it.
     await viewReaches(r.seq);
     const added = P.people().find((p) => !before.has(p.id) && p.role === "duty_lawyer");
-    if (!added) { $("call-status").textContent = t("error") + "lawyer not in the view"; return; }
+    if (!added) { $("call-status").textContent = i18n.error("unknown"); return; }
     const link = await P.socket.timeout(5000).emitWithAck("invitation", { v: 1, participant: added.id }).catch(() => null);
-    if (!link || !link.ok) { $("call-status").textContent = t("error") + (link ? link.error.message : "timeout"); return; }
+    if (!link || !link.ok) { $("call-status").textContent = i18n.error(link ? link.error.code : "timeout"); return; }
     const url = location.origin + link.path;
     $("lawyer-link").textContent = url; $("lawyer-link").href = url;
     $("lawyer-copy").textContent = t("copy_link");
