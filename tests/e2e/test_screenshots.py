@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import PC_TRACKER, TEST_TIMEOUT_S, WAIT_MS, WAIT_S, wait_stat
-from tests.e2e.flows import draft, open_case
+from tests.e2e.flows import draft, join, open_case
 from tests.support.server_proc import ServerProcess, add_staff
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
@@ -34,6 +34,7 @@ STATES = [
     ("waiting", ("zh", "en"), "Waiting room: told to keep the page open until admitted"),
     ("call", ("zh", "en"), "In the call (joint session) with the mediator"),
     ("private-room", ("zh",), "In a private room (caucus): who is there and the time left"),
+    ("held", ("zh", "en"), "The mediator stepped out: back in the waiting room, told why"),
     ("muted", ("zh", "en"), "Muted by the mediator: a notice says so and how to ask to speak"),
     ("reconnecting", ("zh", "en"), "Connection lost: “Reconnecting…” and the frozen tile"),
     ("sign-turn", ("zh", "en"), "Your turn to sign the agreement: “Sign now”"),
@@ -117,6 +118,15 @@ def test_a_party_through_every_state(tmp_path, launch, new_page):
         snap(party, "private-room", "#caucus-timer:not([hidden])")
         med.click('#caucuses li[data-caucus="a"] button[data-action="close-caucus"]')
         party.wait_for_selector("#caucus-timer", state="hidden")
+
+        # the mediator leaves (safety hold), comes back through the same page and re-admits
+        med.click("#btn-leave")
+        med.click("#leave-yes")
+        snap(party, "held", "#waiting:not([hidden]) #waiting-text")
+        med.click("#btn-rejoin")
+        join(med, None, consents=False)
+        med.click(f'{row} button[data-action="admit"]')
+        party.wait_for_selector("#waiting", state="hidden")
 
         med.click(f'{row} button[data-action="mute"]')
         if snap(party, "muted", "#host-notice:not([hidden])", scroll="#host-notice"):
