@@ -6,7 +6,8 @@ Appends ``n`` one-event commands (a ``chat.message``-sized event) to one session
 other, as ``SessionService.execute`` does, and prints p50/p99/max of the call and appends/s for:
 SQLite ``sync="full"`` (fsync in the call), SQLite ``sync="group"`` (the server's mode; the
 call only commits to the WAL, plus a durability barrier measured separately), and Redis with
-``appendfsync always`` (the reply comes after Redis's fsync). Without ``--redis`` a
+``appendfsync always`` (the reply comes after Redis's fsync): ``sync="full"`` (the call waits
+for the reply) and ``sync="group"`` (the server's mode: the call queues, the barrier waits). Without ``--redis`` a
 redis-server is started on a free port with deploy/redis/redis.conf in a temporary directory
 and stopped by its PID.
 """
@@ -104,7 +105,10 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             url = args.redis or stack.enter_context(_redis_server(folder))
             store = RedisLedgerStore.from_url(url, prefix=f"bench{time.time_ns()}:")
-            print(f"redis fsync_always={store.fsync_always}:", _measure(store, args.n))
+            print(f"redis sync=full fsync_always={store.fsync_always}:", _measure(store, args.n))
+            store.close()
+            store = RedisLedgerStore.from_url(url, prefix=f"bench{time.time_ns()}:", sync="group")
+            print("redis sync=group:", _measure(store, args.n, barrier=True))
             store.close()
 
 
