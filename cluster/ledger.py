@@ -69,6 +69,7 @@ return {'ok', string.format('%d', seq + n), ''}
 """.replace("'GENESIS'", repr(GENESIS))
 
 _PAGE = 1000  # entries per XRANGE round trip when reading a long session
+_READ_WAIT = 10.0  # seconds a read waits for this store's queued appends to be stored
 _CLOSE_GRACE = 10.0  # seconds ``close`` keeps trying to store queued appends
 _RETRIES = 1000  # appends without ``expected_seq`` retry on a moved tail at most this often
 
@@ -237,12 +238,16 @@ class RedisLedgerStore:
                 self._raise_failed(ticket)
             return done
 
-    def _wait_stored(self) -> None:
+    def _wait_stored(self, timeout: float = _READ_WAIT) -> None:
+        """Before a read: wait until what this store queued is in Redis (a read must see it).
+        Raises ``redis.ConnectionError`` when that takes longer than ``timeout`` (Redis is
+        unreachable), as the read itself would."""
         if self._writer is None:
             return
         with self._cond:
             ticket = self._issued
-            self._cond.wait_for(lambda: self._stored >= ticket)
+            if not self._cond.wait_for(lambda: self._stored >= ticket, timeout):
+                raise redis.ConnectionError("queued appends not stored yet: Redis unreachable")
 
     def forgive(self, session_id: str) -> None:
         """The refused session was dropped: barriers no longer fail because of it."""
