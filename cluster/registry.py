@@ -312,6 +312,10 @@ class NodeAgent:
         """One heartbeat and one renewal round (what the loop does every ``interval``)."""
         await self.registry.heartbeat(self.load())
         for session_id in await self.registry.renew(sorted(self.held)):
+            if await self.registry.acquire(session_id):
+                # it expired (Redis was away longer than the TTL) and nobody took it: still ours
+                log.info("session lease expired and taken again", extra={"session": session_id})
+                continue
             self.held.discard(session_id)
             log.warning("session lease lost", extra={"session": session_id})
             try:

@@ -144,7 +144,7 @@ async def test_an_ended_session_gives_its_lease_back(cluster):
 
 async def test_a_refused_append_drops_the_session_and_rebuilds_it_from_the_ledger(
     cluster,
-    redis_server,
+    redis_server,  # noqa: F811
     redis_prefix,  # noqa: F811
 ):
     """Group mode: something else appended to a session this node serves (a split brain); the
@@ -187,3 +187,28 @@ async def _all_owned_by(node: ClusterNode, sessions: list[str], owner: str) -> b
 
 async def _forgotten(node: ClusterNode, dead: str) -> bool:
     return dead.encode() not in await node.registry.redis.smembers(f"{node.registry.prefix}nodes")
+
+
+async def test_a_redis_restart_longer_than_the_ttl_keeps_the_session_here(
+    cluster,
+    redis_server,  # noqa: F811
+):
+    """Redis goes away for longer than a lease lives (SIGKILL, then started again from its
+    AOF): nobody else took the session, so the node keeps serving it; the command answered
+    while Redis was away is acknowledged only once it is stored, and nothing is lost."""
+    x = await cluster("x", sync="group")
+    s = create(x)
+    await until(lambda: _all_owned_by(x, [s], "x"))
+    await x.service.durable()
+    mediator = next(iter(x.service.state(s).participants))
+    redis_server.kill()
+    x.service.execute(s, "system", decode_command({"type": "connect", "participant": mediator}))
+    answer = asyncio.ensure_future(x.service.durable())
+    await asyncio.sleep(SHORT.ttl_ms / 1000 * 2)  # leases and heartbeats run out meanwhile
+    assert not answer.done()  # nothing acknowledged while Redis is away
+    redis_server.start()
+    await asyncio.wait_for(answer, 30)
+    assert await until(lambda: _all_owned_by(x, [s], "x"))
+    await asyncio.sleep(SHORT.ttl_ms / 1000 * 2)  # several renewals later: still here
+    assert x.lost == [] and x.service.state(s).participants[mediator].connected
+    assert [e.type for e in x.service.events(s)][-1] == "participant.connected"
