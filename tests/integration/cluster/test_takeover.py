@@ -13,11 +13,13 @@ import asyncio
 import secrets
 import time
 
+import msgspec
 import pytest
 import redis
 
 from bench.takeover import Participant, back_on
 from cluster.ledger import RedisLedgerStore
+from cluster.registry import NodeInfo
 from rooms.ledger import verify_chain
 from signaling.tokens import TokenSigner
 from tests.integration.signaling.conftest import until
@@ -25,6 +27,12 @@ from tests.support.redisd import redis_server  # noqa: F401 - fixture
 from tests.support.server_proc import ServerProcess
 
 pytestmark = pytest.mark.slow
+
+
+def _node_info(raw: bytes | None):
+    return msgspec.json.decode(raw, type=NodeInfo) if raw else None
+
+
 TARGET = 5.0  # seconds from the kill to media flowing again, for every participant
 CONSENTS = ("online_mediation", "session_rules")
 
@@ -72,6 +80,18 @@ async def test_a_killed_nodes_session_is_served_by_the_other_within_5_s(
         assert party2.welcome["session"]["space"] == "joint"  # the same space as before
         assert mediator2.welcome["session"]["space"] == "joint"
         assert max(t["media_s"] for t in times) < TARGET, times
+
+        # node B's heartbeat reports what it serves now (two peers, the session)
+        raw = redis.Redis.from_url(url)
+
+        def b_load():
+            info = _node_info(raw.get("parley:node:b"))
+            return info if info and info.load.participants == 2 else None
+
+        info = await until(b_load, 10)
+        assert info.load.sessions >= 1 and info.load.streams >= 2 and not info.draining
+        assert (await asyncio.to_thread(raw.smembers, "parley:owned:b")) >= {session.encode()}
+        raw.close()
 
         store = RedisLedgerStore.from_url(url)
         events = store.read(session)
