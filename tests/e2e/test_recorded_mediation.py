@@ -4,9 +4,10 @@ A mediator and two parties, each browser's fake microphone playing its own tone:
 gives their own consent, asks, both parties agree on their phones, recording starts by itself,
 party A spends a while in a caucus, the mediator stops. The stored segments are then decrypted
 with recording/'s own code and decoded with PyAV: per person, the video frames and the audio
-duration match the recorded time within 5 %, the audio carries that person's tone, and no joint
-room segment of A overlaps the caucus. And the two paths where nothing is recorded: a mediator
-who has not consented, and a party who does not agree.
+match what the page sent and the recorded time (bounds below), the audio carries that person's
+tone, and no joint room segment of A overlaps the caucus. Then the two paths where nothing is
+recorded (a mediator who has not consented, a party who does not agree) and a late joiner held
+until they agree.
 """
 
 from __future__ import annotations
@@ -284,5 +285,35 @@ def test_a_party_who_does_not_agree_stays_and_nothing_is_recorded(tmp_path, laun
         med.click("#rec-panel button[data-action='rec-cancel']")
         med.wait_for_selector("#btn-recording:not([disabled])")
         assert med.is_hidden("#rec-status")
+    finally:
+        server.stop()
+
+
+def test_a_late_joiner_is_held_until_they_agree(tmp_path, launch, new_page):
+    """The demo's policy is ``hold``: someone admitted while recording runs, without consent,
+    is asked at once and nobody receives them until they agree (rooms/plan.py)."""
+    server, _data, p = _mediation(tmp_path, launch, new_page, {"M": None, "A": None, "B": None})
+    med, a, b = p["M"], p["A"], p["B"]
+    slots_of = "() => (window.parley.slots || []).map(s => s.participant)"
+    try:
+        _admit(med, a)
+        med.click("#btn-recording:not([hidden])")
+        med.click("#rec-self:not([hidden]) button[data-action='rec-self-yes']")
+        a.click("#rec-ask[data-state='asked']:not([hidden]) button[data-action='rec-yes']")
+        for page in (med, a):
+            page.wait_for_function(RECORDING)
+        b_id = _admit(med, b)  # B was in the waiting room: now in the recorded room, no consent
+        b.wait_for_selector("#rec-ask[data-state='held']:not([hidden])")
+        assert "王调解员" in b.inner_text("#rec-ask-text")
+        med.wait_for_function(STATUS_NAMES, arg="李四")
+        wait_stat(b, "video")  # B receives the others
+        assert b_id not in a.evaluate(slots_of)  # but nobody receives B
+        b.click("#rec-ask button[data-action='rec-yes']")
+        b.wait_for_selector("#rec-ask", state="hidden")
+        a.wait_for_function(f"() => ({slots_of})().includes('{b_id}')")
+        med.wait_for_function(
+            "name => !document.getElementById('rec-status').textContent.includes(name)", arg="李四"
+        )
+        assert a.evaluate("() => window.parley.view.session.recording") is True
     finally:
         server.stop()
