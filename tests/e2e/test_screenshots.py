@@ -33,6 +33,8 @@ STATES = [
     ("device-check", ("zh",), "Device check: own camera preview, microphone level, network"),
     ("waiting", ("zh", "en"), "Waiting room: told to keep the page open until admitted"),
     ("call", ("zh", "en"), "In the call (joint session) with the mediator"),
+    ("recording-asked", ("zh", "en"), "Asked in the call whether the session may be recorded"),
+    ("recording", ("zh", "en"), "Recording: the REC mark and who started it"),
     ("private-room", ("zh",), "In a private room (caucus): who is there and the time left"),
     ("held", ("zh", "en"), "The mediator stepped out: back in the waiting room, told why"),
     ("muted", ("zh", "en"), "Muted by the mediator: a notice says so and how to ask to speak"),
@@ -111,6 +113,21 @@ def test_a_party_through_every_state(tmp_path, launch, new_page):
         party.wait_for_selector("#waiting", state="hidden")
         wait_stat(party, "video")
         snap(party, "call", ".tile:not([hidden]) video")
+
+        # recording: the mediator agrees first, then the party is asked; REC once all agreed
+        med.click("#btn-recording:not([hidden])")
+        med.click("#rec-self:not([hidden]) button[data-action='rec-self-yes']")
+        snap(party, "recording-asked", "#rec-ask[data-state='asked']:not([hidden])")
+        party.click("#rec-ask button[data-action='rec-yes']")
+        snap(party, "recording", "#rec:not([hidden])")
+        # the REC mark does not push the language button off a 390 px screen
+        assert party.evaluate(
+            "() => { const r = document.getElementById('lang').getBoundingClientRect();"
+            " return r.right <= innerWidth && r.width > 0"
+            " && document.documentElement.scrollWidth <= innerWidth; }"
+        )
+        med.click("#btn-recording:not([hidden])")
+        party.wait_for_selector("#rec", state="hidden")
 
         med.fill("#caucus-name", "a")
         med.click("#form-caucus button")
