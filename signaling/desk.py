@@ -64,7 +64,6 @@ class ConsultDesk:
         self.invitation_ttl = invitation_ttl
         self.clock = clock
         self.codes = PhoneCodes()
-        self._tasks: set[asyncio.Task] = set()
         self._joins_per_address = Window(30, 600.0)  # a hall shares one address
         self._joins_per_phone = Window(3, 600.0)
         service.subscribe(self.on_events)
@@ -617,21 +616,7 @@ class ConsultDesk:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # no loop (a command line tool): nobody to admit
-        task = loop.create_task(
-            self._admit_after_answer(state.id, ticket.citizen_pid, ticket.lawyer_pid)
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _admit_after_answer(self, session: str, citizen: str, lawyer: str) -> None:
-        """The phone's ``connect`` comes from its offer, whose answer carries the slot map of
-        the waiting room; the page takes that map when the answer arrives. Admitting at once
-        could send the joint room's map first, and the page would then keep the stale one
-        (seen: media flowing, no tile shown). So the admission waits until the answer is out:
-        the answer waits for the ledger's barrier, then leaves without yielding."""
-        await self.service.durable()
-        await asyncio.sleep(0)
-        self._admit(session, citizen, lawyer)
+        loop.call_soon(self._admit, state.id, ticket.citizen_pid, ticket.lawyer_pid)
 
     def _admit(self, session: str, citizen: str, lawyer: str) -> None:
         try:

@@ -212,8 +212,10 @@
     const reply = await socket.timeout(15000).emitWithAck("offer", { v: 1, sdp }).catch(() => null);
     if (state.call !== call) return;
     if (!reply || !reply.ok) { status(i18n.error(reply ? reply.error.code : "timeout")); return; }
-    await call.answer(reply.sdp);
+    // the answer's slot map first: a "slots" message that arrives while the answer is applied
+    // is newer (an admission right after the offer) and must not be overwritten by it
     if (reply.slots) state.slots = reply.slots;
+    await call.answer(reply.sdp);
     if (reply.weak_network) state.weakPeers = reply.weak_network;
     if (state.audioOnly) applyWeak();
     renderTiles();
