@@ -3,11 +3,11 @@
 Pure: every answer is computed from a session's state and ledger events and a given ``now``, so
 the deadline is table-tested with a simulated clock (tests/unit/recording/test_review_queue.py).
 
-* **Watched live**: the officer console's own "watching this visit" state does not exist yet
-  (docs/visitation.md: the console comes later). Until it does, a visit counts as watched live
-  when its ledger has a ``participant.connected`` of a participant whose role is one of the
-  policy's observer roles (``officer``, ``supervisor``) while the visit ran — an observer is
-  connected only to watch (they never publish, ``plan()`` gives them the visit's media).
+* **Watched live**: a visit counts as watched live when its ledger has a
+  ``participant.connected`` of a participant whose role is one of the policy's observer roles
+  (``officer``, ``supervisor``) while the visit ran. The officer console's "listen in" adds
+  such a hidden observer (``add_observer``) and connects it, so the ledger alone says who
+  watched; an observer never publishes (``plan()`` only gives it the visit's media).
 * **Queued**: a visitation session that ended, has at least one recorded segment, and was not
   watched live. Its task is due ``REVIEW_WITHIN`` (two days) after ``session.ended``.
 * **Done**: the first ``recording.reviewed`` event (who, when, outcome, note). Reviewed after the
