@@ -14,14 +14,14 @@ import pytest
 
 from desk.store import DeskStore
 from signaling.desk_notify import SmsSpool
-from tests.e2e.conftest import DOMINANT_FREQ, TEST_TIMEOUT_S, WAIT_S
-from tests.e2e.flows import join
+from tests.e2e.conftest import DOMINANT_FREQ, TEST_TIMEOUT_S, WAIT_S, stat
+from tests.e2e.flows import join, open_case, watched
 from tests.e2e.netpages import tile
 from tests.support.server_proc import STAFF_PASSWORD, ServerProcess, add_staff, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
 POINT = "hall-1"
-LAWYER_HZ, CITIZEN_HZ = 880, 440
+LAWYER_HZ, CITIZEN_HZ, MEDIATOR_HZ = 880, 440, 440
 
 
 def _post(url: str, body: dict) -> dict:
@@ -49,6 +49,29 @@ def _hears(page, sel: str, hz: int) -> None:
     )
 
 
+def _explain(server, pages) -> None:
+    """On a failure: what each page had (slots, people, media counters) and the server's log."""
+    for name, page in pages.items():
+        print(
+            name,
+            page.url,
+            page.evaluate(
+                "() => ({me: window.parley.me, slots: window.parley.slots, joined: window.parley.joined,"
+                " people: window.parley.people().map((p) => [p.id, p.role, p.space, p.connected])})"
+            ),
+        )
+        print(
+            name,
+            "sent",
+            stat(page, "sent"),
+            "video",
+            stat(page, "video"),
+            "audio",
+            stat(page, "audio"),
+        )
+    print("\n".join(server.lines[-60:]))
+
+
 def _person(page, role: str) -> str:
     """The id of the person with ``role`` once this page's view shows them in its room (a
     citizen sees nobody from the waiting room; staff views carry the space)."""
@@ -63,6 +86,7 @@ def _person(page, role: str) -> str:
 def desk_server(tmp_path):
     data = tmp_path / "data"
     add_staff(data, "li", "值班律师李 Lawyer Li", role="duty_lawyer")
+    add_staff(data)  # wang, a mediator (the mediation test)
     store = DeskStore(data)
     store.add_point(POINT, "公共法律服务中心 Legal Service Hall", "1-7 00:00-24:00")
     store.add_shift("li", POINT, time.time() - 60, time.time() + 3 * 3600)
@@ -137,8 +161,12 @@ def test_citizen_queues_lawyer_answers_summary_and_rating(desk_server, launch, n
     join(citizen, None, consents=False)
     lawyer_pid = _person(citizen, "duty_lawyer")  # the pick-up admitted the citizen
     citizen_pid = _person(call, "citizen")
-    _hears(citizen, tile(citizen, lawyer_pid), LAWYER_HZ)
-    _hears(call, tile(call, citizen_pid), CITIZEN_HZ)
+    try:
+        _hears(citizen, tile(citizen, lawyer_pid), LAWYER_HZ)
+        _hears(call, tile(call, citizen_pid), CITIZEN_HZ)
+    except Exception:
+        _explain(server, {"citizen": citizen, "lawyer": call})
+        raise
 
     summary = "劳动合同未签：可申请劳动仲裁，主张二倍工资。Apply for labour arbitration."
     desk.bring_to_front()
@@ -164,3 +192,52 @@ def test_citizen_queues_lawyer_answers_summary_and_rating(desk_server, launch, n
     finally:
         db.close()
     assert rows == [("先到者", "done", None, ""), ("张三", "done", 4, "很有帮助 Helpful")]
+
+
+def _desk(browser, new_page, server):
+    """The duty lawyer li logged in at the desk, available."""
+    desk = new_page(browser)
+    desk.goto(server.url + "/login")
+    desk.fill("input[name=username]", "li")
+    desk.fill("input[name=password]", STAFF_PASSWORD)
+    desk.click("button[type=submit]")
+    desk.wait_for_url("**/desk")
+    desk.click("#toggle-status")
+    desk.wait_for_selector("#my-status[data-status=available]")
+    return desk
+
+
+def test_the_mediators_call_rings_the_desk_and_puts_the_lawyer_in_the_caucus(
+    desk_server, launch, new_page
+):
+    server, _ = desk_server
+    desk = _desk(launch(LAWYER_HZ), new_page, server)
+    med = watched(new_page(launch(MEDIATOR_HZ)))
+    open_case(med, server, case_number="M-2026-7", title="劳动争议 Wage dispute")
+    med.fill("#caucus-name", "a")
+    med.click("#form-caucus button")
+    med.click('#caucuses li[data-caucus="a"] button[data-action="visit"]')
+    med.wait_for_function("() => window.parley.myself().space === 'caucus:a'")
+    med.fill("#lawyer-name", "值班律师")
+    med.select_option("#lawyer-space", "caucus:a")
+    med.click("#form-lawyer button[type=submit]")
+
+    # the desk rings with the case; the lawyer picks it up and lands in the caucus
+    row = '#queue tr[data-kind="mediation"]'
+    desk.wait_for_selector(row)
+    assert "M-2026-7" in desk.text_content(row)
+    with desk.context.expect_page() as opened:
+        desk.click(f'{row} button[data-action="pickup"]')
+    call = opened.value
+    join(call, None, consents=False)
+    call.wait_for_function("() => window.parley.myself().space === 'caucus:a'")
+    lawyer_pid = call.evaluate("() => window.parley.me")
+    mediator_pid = med.evaluate("() => window.parley.me")
+    _hears(call, tile(call, mediator_pid), MEDIATOR_HZ)
+    _hears(med, tile(med, lawyer_pid), LAWYER_HZ)
+
+    # the mediator releases the lawyer: the lawyer's page ends, the desk is free again
+    med.click(f'#people li[data-participant="{lawyer_pid}"] button[data-action="remove"]')
+    call.wait_for_selector("#screen-end:not([hidden])")
+    desk.wait_for_selector("#current", state="hidden")
+    desk.wait_for_selector("#my-status[data-status=available]")
