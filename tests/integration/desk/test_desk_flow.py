@@ -195,3 +195,40 @@ async def test_the_mediators_call_rings_the_desk_and_the_lawyer_lands_in_the_cau
         for b in bots:
             await b.close()
         await li.close()
+
+
+async def test_a_free_lawyer_has_the_citizen_on_video_within_a_minute(running):
+    """The issue's measure: from the citizen's join request to pictures both ways, with a lawyer
+    free and picking up as the desk rings (the API call stands in for the click)."""
+    import time
+
+    setup_desk(running, lawyers=("li",), on_shift=("li",))
+    li = await Lawyer(running, "li").login()
+    await li.post("status", {"status": "available"})
+    bots = []
+    async with aiohttp.ClientSession() as http:
+        try:
+            started = time.monotonic()
+            secret = await queue_citizen(http, running, "张三", "13800138001")
+            status, data = await li.post("pickup", {})
+            assert status == 200, data
+            served = await ticket(http, running, secret)
+            _, lbot = await bot_from_path(running, data["current"]["join_path"], (200, 0, 0), "L")
+            _, cbot = await bot_from_path(running, served["join_path"], (0, 200, 0), "C")
+            bots = [lbot, cbot]
+            session = running.service.state(data["current"]["session"])
+            ids = {p.role: p.id for p in session.participants.values()}
+            await until(
+                lambda: (
+                    lbot.frames_from(ids["citizen"]) > 0
+                    and cbot.frames_from(ids["duty_lawyer"]) > 0
+                ),
+                60,
+            )
+            elapsed = time.monotonic() - started
+            print(f"join request to pictures both ways: {elapsed:.1f} s")
+            assert elapsed < 60
+        finally:
+            for b in bots:
+                await b.close()
+            await li.close()
