@@ -64,6 +64,7 @@ class ConsultDesk:
         self.invitation_ttl = invitation_ttl
         self.clock = clock
         self.codes = PhoneCodes()
+        self._tasks: set[asyncio.Task] = set()  # admissions waiting for their answer
         self._joins_per_address = Window(30, 600.0)  # a hall shares one address
         self._joins_per_phone = Window(3, 600.0)
         service.subscribe(self.on_events)
@@ -616,7 +617,21 @@ class ConsultDesk:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # no loop (a command line tool): nobody to admit
-        loop.call_soon(self._admit, state.id, ticket.citizen_pid, ticket.lawyer_pid)
+        task = loop.create_task(
+            self._admit_after_answer(state.id, ticket.citizen_pid, ticket.lawyer_pid)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _admit_after_answer(self, session: str, citizen: str, lawyer: str) -> None:
+        """The phone's ``connect`` comes from its offer, whose answer (with the waiting room's
+        slot map) leaves only after the ledger's durability barrier. Admitting at once would
+        send the joint room's slot map before that answer, and the page would take the answer's
+        stale map last (seen in the e2e: media flowing, no tile). So the admission waits for the
+        same barrier: the answer is queued on the socket first."""
+        await self.service.durable()
+        await asyncio.sleep(0)
+        self._admit(session, citizen, lawyer)
 
     def _admit(self, session: str, citizen: str, lawyer: str) -> None:
         try:

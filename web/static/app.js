@@ -114,7 +114,11 @@
     else { $("btn-confirm").disabled = false; status(""); }
   });
   socket.on("state", (view) => { state.view = view; render(); });
-  socket.on("slots", (msg) => { state.slots = msg.slots || []; renderTiles(); });
+  // Every change of this phone's slot map comes as a "slots" message, in order; the offer's answer
+  // carries a snapshot that can be older than a message that overtook it (the answer waits for
+  // the ledger's barrier): ``slotMessages`` tells the offer whether one came meanwhile.
+  let slotMessages = 0;
+  socket.on("slots", (msg) => { slotMessages += 1; state.slots = msg.slots || []; renderTiles(); });
   socket.on("hint", async (hint) => {
     state.weakHint = hint.audio_only ? Date.now() : state.weakHint;
     if (hint.max_bitrate && state.call) await state.call.capBitrate(hint.max_bitrate).catch(() => {});
@@ -209,12 +213,13 @@
     showLink();
     status(i18n.t("connecting"));
     const sdp = await call.offer();
+    const messagesBefore = slotMessages;
     const reply = await socket.timeout(15000).emitWithAck("offer", { v: 1, sdp }).catch(() => null);
     if (state.call !== call) return;
     if (!reply || !reply.ok) { status(i18n.error(reply ? reply.error.code : "timeout")); return; }
-    // the answer's slot map first: a "slots" message that arrives while the answer is applied
-    // is newer (an admission right after the offer) and must not be overwritten by it
-    if (reply.slots) state.slots = reply.slots;
+    // the answer's map only if no "slots" message came since the offer (one that did is as new or
+    // newer), and before the answer is applied (one may come while it is)
+    if (reply.slots && slotMessages === messagesBefore) state.slots = reply.slots;
     await call.answer(reply.sdp);
     if (reply.weak_network) state.weakPeers = reply.weak_network;
     if (state.audioOnly) applyWeak();
