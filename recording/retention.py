@@ -4,7 +4,7 @@ A session's recording is kept ``days[kind]`` days after the session ended (None:
 ``purge(service, root, days, now)`` walks every session: for one that is due, not under legal
 hold, and still holds files, it first records ``recording.deleted`` (a server-only
 ``record_deletion``: rooms refuses it while a hold is on, under the service's lock, so a hold set
-a moment before always wins), then unlinks the segment files and the session's wrapped data key
+a moment before always wins), then unlinks the segment and export files and the session's wrapped data key
 (without which any copy of the segments stays unreadable), and syncs the directory. A crash
 between the record and the unlink leaves files the ledger already calls deleted: the next pass
 removes them (``deleted_files``). ``now`` is passed in: tests run it on a simulated clock.
@@ -48,13 +48,21 @@ def deleted_files(events: Iterable[Event]) -> set[str]:
 
 
 def kept_files(events: list[Event]) -> list[str]:
-    """Segment files the ledger lists and no deletion has removed."""
+    """Segment and export files the ledger lists and no deletion has removed: an export is a
+    copy of the segments, so it expires with them."""
     gone = deleted_files(events)
     return [
         e.data["file"]
         for e in events
-        if e.type == "recording.segment" and e.data["file"] not in gone
+        if e.type in ("recording.segment", "recording.exported") and e.data["file"] not in gone
     ]
+
+
+def _stored(directory: Path) -> list[str]:
+    """What the recorder and the export job wrote into a session's directory."""
+    if not directory.exists():
+        return []
+    return sorted(p.name for pattern in ("*.seg", "export-*.exp") for p in directory.glob(pattern))
 
 
 def expires_at(events: list[Event], days: int | None) -> float | None:
@@ -86,7 +94,7 @@ def purge_session(
     directory = root / session
     due = expires_at(events, days)
     listed = kept_files(events)
-    leftovers = sorted(p.name for p in directory.glob("*.seg")) if directory.exists() else []
+    leftovers = _stored(directory)
     gone = deleted_files(events)
     if gone and (stale := [n for n in leftovers if n in gone]):
         _unlink(directory, stale)  # recorded earlier, the unlink did not happen (crash)

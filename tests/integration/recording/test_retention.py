@@ -158,3 +158,42 @@ def test_cli_purge_on_a_simulated_date_and_ledger_verify(ledger):
     assert not (data / "recordings" / sid).exists()
     verify = cli("ledger", "verify", sid)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_an_export_expires_with_the_segments_it_was_made_from(ledger):
+    """An export is a copy of the recording: purge deletes it too, and names it."""
+    import hashlib
+
+    service, data = ledger
+    sid = recorded(service, data)
+    directory = data / "recordings" / sid
+    sources = sorted(p.name for p in directory.glob("*.seg"))
+    body = b"sealed export bytes"  # what is inside does not matter to retention
+    (directory / "export-000001.exp").write_bytes(body)
+    digest = hashlib.sha256(body).hexdigest()
+    key_id = next(e.data["key_id"] for e in service.events(sid) if e.type == "recording.segment")
+    service.execute(
+        sid,
+        "staff:wang",
+        decode_command(
+            {
+                "type": "record_export",
+                "file": "export-000001.exp",
+                "sources": sources,
+                "key_id": key_id,
+                "bytes": len(body),
+                "sha256": digest,
+                "plain_sha256": digest,
+                "width": 640,
+                "height": 240,
+                "seconds": 2.0,
+                "reason": "court asked for a copy",
+                "grant": "reviewer",
+            }
+        ),
+    )
+    [outcome] = purge(service, data / "recordings", DAYS, ended(service, sid) + 31 * DAY)
+    assert outcome.result == "deleted"
+    assert sorted(outcome.files) == sorted([*sources, "export-000001.exp"])
+    assert not directory.exists()
+    assert not verify_chain(service.events(sid))
