@@ -40,9 +40,9 @@ OUTSIDE = re.compile(
         ]
     )
 )
-# R: hard rules; A admission, B rooms, M, S, V: the letters the design's feature and source keys
-# used. Two digits at most, whole words only (a hex digest never matches: lowercase).
-REQUIREMENT_ID = re.compile(r"(?<![\w/#-])([RABMSV]\d{1,2})(?![\w-])")
+# R: hard rules; A admission, B rooms, L the duty-lawyer desk, M, S, V: the letters the design's
+# feature and source keys used. Two digits at most, whole words only (a hex digest never matches).
+REQUIREMENT_ID = re.compile(r"(?<![\w/#-])([RABLMSV]\d{1,2})(?![\w-])")
 # Tokens of that shape that are something else, with what they are.
 NOT_REQUIREMENT_IDS = {
     "A4": "the ISO 216 paper size of the agreement PDF",
