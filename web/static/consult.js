@@ -19,7 +19,7 @@
     const el = $("error");
     if (!e) { el.hidden = true; return; }
     el.hidden = false;
-    el.textContent = i18n.has("c_err_" + e.code) ? t("c_err_" + e.code) : t("error") + (e.message || e.code);
+    el.textContent = i18n.has("c_err_" + e.code) ? t("c_err_" + e.code) : i18n.error(e.code);
   }
   async function api(method, url, body) {
     try {
