@@ -585,9 +585,10 @@ async def serve(config: Config) -> None:
     if host in ("0.0.0.0", "::"):
         shown_host = (lan_addresses() or ["127.0.0.1"])[0]
     base = config.public_url or f"{scheme}://{shown_host}:{port}"
-    print(f"LISTENING {host}:{port}", flush=True)
     running = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop | asyncio
+    # the log line first: whoever waits for LISTENING then finds it already written
     log.info("listening", extra={"url": base, "event_loop": running})
+    print(f"LISTENING {host}:{port}", flush=True)
     if config.demo:
         owner, password = await asyncio.to_thread(demo_account, app)
         print(

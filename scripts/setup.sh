@@ -26,6 +26,8 @@ if ((WANT_TEST)); then
   # TURN and deployment tests (tests/integration/turn, tests/integration/deploy): real coturn,
   # nginx, and nftables for the namespace whose firewall drops UDP
   apt_install coturn nginx nftables
+  # pdftotext: the agreement tests read the PDF as a reader's tools do
+  command -v pdftotext >/dev/null || apt_install poppler-utils
 fi
 
 PY=${PYTHON:-python3}
