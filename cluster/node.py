@@ -24,6 +24,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import redis.asyncio as aioredis
+
 from cluster.placement import place
 from cluster.registry import CpuMeter, NodeAgent, NodeLoad, Registry, finish, stopped
 from rooms.errors import CommandError
@@ -112,15 +114,31 @@ class ClusterNode:
     async def _run(self) -> None:
         # twice per heartbeat: a dead node's sessions are taken at most half a beat after its
         # leases expire (two small Redis reads a round while nobody is dead)
+        away = False  # Redis unreachable: said once per outage, not every round
         while not await stopped(self._stop, self.registry.settings.interval / 2):
             try:
                 await self.take_over()
-            except Exception:  # noqa: BLE001 - the watch must keep running (Redis may be back)
+            except (aioredis.RedisError, OSError) as exc:
+                if not away:
+                    log.warning("takeover rounds paused, Redis unreachable: %s", exc)
+                away = True
+                continue
+            except Exception:  # noqa: BLE001 - the watch must keep running
                 log.exception("takeover round failed")
+                continue
+            if away:
+                log.info("takeover rounds resumed, Redis reachable again")
+                away = False
 
     async def take_over(self) -> list[str]:
         """One round: take the sessions of dead nodes that fall to this node; return them."""
         live, dead = await self.registry.nodes()
+        # never this node itself: after Redis was away longer than the TTL (restarted from its
+        # AOF) its own heartbeat has expired until its next beat, and "adopting" its own
+        # sessions would rebuild them from the ledger (everyone marked disconnected, sockets
+        # left open) though it never stopped serving them; the agent's beat takes their
+        # expired leases again (NodeAgent.beat)
+        dead = [d for d in dead if d != self.node_id]
         # a draining node's handed-over sessions are adopted like a dead node's
         dead += [n.id for n in live if n.draining and n.id != self.node_id]
         if not dead:

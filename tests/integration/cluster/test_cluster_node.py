@@ -212,3 +212,21 @@ async def test_a_redis_restart_longer_than_the_ttl_keeps_the_session_here(
     await asyncio.sleep(SHORT.ttl_ms / 1000 * 2)  # several renewals later: still here
     assert x.lost == [] and x.service.state(s).participants[mediator].connected
     assert [e.type for e in x.service.events(s)][-1] == "participant.connected"
+
+
+async def test_a_node_never_takes_over_its_own_sessions_when_its_heartbeat_has_expired(cluster):
+    """After Redis was away longer than the TTL, a node's own heartbeat has expired until its
+    next beat: its takeover round must not count itself dead and rebuild its own sessions from
+    the ledger (that marked everyone disconnected under open sockets)."""
+    x = await cluster("x")
+    s = create(x)
+    await until(lambda: _all_owned_by(x, [s], "x"))
+    mediator = next(iter(x.service.state(s).participants))
+    x.service.execute(s, "system", decode_command({"type": "connect", "participant": mediator}))
+    await x.service.durable()
+    await x.stop()  # no beats or rounds in the background: the round below is the only one
+    redis = x.registry.redis
+    await redis.delete(f"{x.registry.prefix}node:x", f"{x.registry.prefix}lease:{s}")
+    assert await x.take_over() == []
+    assert x.service.state(s).participants[mediator].connected
+    assert [e.type for e in x.service.events(s)][-1] == "participant.connected"
