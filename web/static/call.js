@@ -81,9 +81,12 @@
       const lost = async (reason) => {
         if (asking || this.pathLost || this.pc.connectionState === "closed") return;
         asking = true;
+        const askedAt = performance.now();
         const gone = this.handlers.onPathLost ? await this.handlers.onPathLost(reason) : true;
         asking = false;
-        flowing = false;
+        // Disarm only if nothing came while the probe was out (nobody sends): media that came
+        // back keeps the watch armed, or a path lost right after this probe would go unseen.
+        if (!(this.lastMediaAt > askedAt)) flowing = false;
         if (!gone) return;
         this.pathLost = reason;
         this.stopWatch();
