@@ -210,6 +210,10 @@ class Redis(Daemon):
 
     def start(self, timeout: float = 20) -> Redis:
         self.port = free_port()
+        return self.launch(timeout)
+
+    def launch(self, timeout: float = 20) -> Redis:
+        """Run redis-server on ``self.port`` and ``self.workdir`` (again, after a kill)."""
         self._spawn(
             [
                 "redis-server",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import ROOT, Redis, wait_tcp
+from tests.support.procs import Redis
 
 
 class RestartableRedis(Redis):
@@ -26,22 +26,7 @@ class RestartableRedis(Redis):
             raise RuntimeError("redis-server missing: scripts/setup.sh --test installs it")
         if getattr(self, "port", None) is None:
             return super().start(timeout)
-        self._spawn(
-            [
-                "redis-server",
-                str(ROOT / "deploy" / "redis" / "redis.conf"),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.workdir),
-                "--daemonize",
-                "no",
-            ]
-        )
-        wait_tcp("127.0.0.1", self.port, timeout, self.proc)
-        return self
+        return self.launch(timeout)  # the same port and directory: the AOF brings the data back
 
     def kill(self) -> None:
         """SIGKILL: no shutdown save, only what the append-only file already holds survives."""
