@@ -230,9 +230,10 @@ def create_app(config: Config) -> web.Application:
     async def kick(sid):
         await sio.disconnect(sid, namespace=NAMESPACE)
 
+    master_key = MasterKey.load(config.data_dir, given=config.recording_key)  # recorder, review
     recorder = Recorder(
         config.data_dir / "recordings",
-        MasterKey.load(config.data_dir, given=config.recording_key),
+        master_key,
         report=lambda session, raw: conductor.recorder_report(session, raw),
         request_keyframe=lambda publisher: engine.request_keyframe(publisher),
         segment_seconds=config.recording_segment_seconds,
@@ -321,7 +322,7 @@ def create_app(config: Config) -> web.Application:
     visits_console = VisitsConsole(
         visits,
         rules=load_rules(config.data_dir / "visits-rules.json"),
-        notifier=_notifier(config),
+        notifier=notifier,
         timezone=config.timezone,
         service=service,  # the live visit: bookings become sessions (signaling/visits_live.py)
         signer=signer,
@@ -345,7 +346,7 @@ def create_app(config: Config) -> web.Application:
         desk_store,
         service,
         signer,
-        notifier=ContactNotifier(SmsSpool(config.data_dir / "sms-outbox"), _notifier(config)),
+        notifier=ContactNotifier(SmsSpool(config.data_dir / "sms-outbox"), notifier),
         timezone=config.timezone,
         invitation_ttl=config.invitation_ttl,
     )
@@ -369,7 +370,7 @@ def create_app(config: Config) -> web.Application:
         Review(
             service,
             config.data_dir / "recordings",
-            MasterKey.load(config.data_dir, given=config.recording_key),
+            master_key,
             visits_console.directory.grants,
             retention=retention_days(config),
         ).routes()
