@@ -6,6 +6,23 @@ from __future__ import annotations
 
 from tests.support.server_proc import STAFF_PASSWORD
 
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1366, "height": 800}
+
+# "ok" when the element is in the viewport and is what a tap on its centre would hit
+UNCOVERED = """sel => { const el = document.querySelector(sel); if (!el) return 'missing';
+  const r = el.getBoundingClientRect(); if (r.width < 1 || r.height < 1) return 'not rendered';
+  if (r.left < 0 || r.top < 0 || r.right > innerWidth || r.bottom > innerHeight)
+    return `outside the viewport: ${JSON.stringify(r)}`;
+  const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+  return el.contains(hit) ? 'ok' : 'covered by ' + (hit ? hit.outerHTML.slice(0, 80) : 'nothing'); }"""
+
+
+def set_lang(page, lang: str) -> None:
+    if page.evaluate("() => i18n.lang") != lang:
+        page.click("#lang")
+    page.wait_for_function("l => i18n.lang === l", arg=lang)
+
 
 def join(page, url, *, consents=True):
     """The arrival flow: confirm the name, consent (parties), device check, join."""

@@ -12,9 +12,8 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import TEST_TIMEOUT_S, WAIT_S
-from tests.e2e.flows import join
+from tests.e2e.flows import UNCOVERED, join
 from tests.e2e.test_call_leave_mute import NARROW, PHONE, no_overflow, set_lang
-from tests.e2e.test_call_reconnect import UNCOVERED
 from tests.support.server_proc import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]

@@ -13,14 +13,12 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import TEST_TIMEOUT_S, WAIT_S, wait_stat
-from tests.e2e.flows import join
-from tests.e2e.test_call_reconnect import UNCOVERED, hears, tile
+from tests.e2e.flows import DESKTOP, PHONE, UNCOVERED, join, set_lang
+from tests.e2e.test_call_reconnect import hears, tile
 from tests.support.server_proc import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
 NARROW = {"width": 360, "height": 780}
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1366, "height": 800}
 
 OVERFLOW = """() => { const d = document.documentElement;
   return d.scrollWidth <= d.clientWidth ? 'ok' : `scrollWidth ${d.scrollWidth} > ${d.clientWidth}`; }"""
@@ -28,12 +26,6 @@ OVERFLOW = """() => { const d = document.documentElement;
 
 def no_overflow(page, where: str) -> None:
     assert page.evaluate(OVERFLOW) == "ok", where
-
-
-def set_lang(page, lang: str) -> None:
-    if page.evaluate("() => i18n.lang") != lang:
-        page.click("#lang")
-    page.wait_for_function("l => i18n.lang === l", arg=lang)
 
 
 @pytest.fixture

@@ -14,20 +14,13 @@ import socket
 import pytest
 
 from tests.e2e.conftest import DOMINANT_FREQ, TEST_TIMEOUT_S, WAIT_S, wait_stat
-from tests.e2e.flows import join
+from tests.e2e.flows import PHONE, UNCOVERED, join
 from tests.support.server_proc import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
-PHONE = {"width": 390, "height": 844}
 
 # "ok" when the element's box is inside the viewport and the element (or a descendant) is what
 # a finger touching its centre would hit; otherwise what is wrong.
-UNCOVERED = """sel => { const el = document.querySelector(sel); if (!el) return 'missing';
-  const r = el.getBoundingClientRect(); if (r.width < 1 || r.height < 1) return 'not rendered';
-  if (r.left < 0 || r.top < 0 || r.right > innerWidth || r.bottom > innerHeight)
-    return `outside the viewport: ${JSON.stringify(r)}`;
-  const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-  return el.contains(hit) ? 'ok' : 'covered by ' + (hit ? hit.outerHTML.slice(0, 80) : 'nothing'); }"""
 
 # The tracks the visible remote tile plays, and whether they are the last connection's.
 TILE_TRACKS = """sel => { const v = document.querySelector(sel + ' video');

@@ -6,19 +6,11 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import TEST_TIMEOUT_S, WAIT_S
-from tests.e2e.flows import join
+from tests.e2e.flows import DESKTOP, PHONE, UNCOVERED, join
 from tests.support.server_proc import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1366, "height": 800}
 
-UNCOVERED = """sel => { const el = document.querySelector(sel); if (!el) return 'missing';
-  const r = el.getBoundingClientRect(); if (r.width < 1 || r.height < 1) return 'not rendered';
-  if (r.left < 0 || r.top < 0 || r.right > innerWidth || r.bottom > innerHeight)
-    return `outside the viewport: ${JSON.stringify(r)}`;
-  const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-  return el.contains(hit) ? 'ok' : 'covered by ' + (hit ? hit.outerHTML.slice(0, 80) : 'nothing'); }"""
 
 # Hold the page's offer until the test releases it: the call stays "connecting" meanwhile.
 HOLD_OFFER = """() => { const socket = window.parley.socket; const original = socket.emitWithAck;

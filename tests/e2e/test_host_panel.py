@@ -9,19 +9,12 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import TEST_TIMEOUT_S
-from tests.e2e.flows import open_case
+from tests.e2e.flows import PHONE, UNCOVERED, open_case
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
-PHONE = {"width": 390, "height": 844}
 
 # "ok" when the element's box is inside the viewport and the element (or a descendant) is what
 # a finger touching its centre would hit; otherwise what is wrong.
-UNCOVERED = """sel => { const el = document.querySelector(sel); if (!el) return 'missing';
-  const r = el.getBoundingClientRect(); if (r.width < 1 || r.height < 1) return 'not rendered';
-  if (r.left < 0 || r.top < 0 || r.right > innerWidth || r.bottom > innerHeight)
-    return `outside the viewport: ${JSON.stringify(r)}`;
-  const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-  return el.contains(hit) ? 'ok' : 'covered by ' + (hit ? hit.outerHTML.slice(0, 80) : 'nothing'); }"""
 
 
 def test_calling_a_duty_lawyer_shows_the_link_and_qr_at_once(console_server, launch, new_page):
@@ -50,4 +43,3 @@ def test_calling_a_duty_lawyer_shows_the_link_and_qr_at_once(console_server, lau
     lawyer.wait_for_selector("#btn-confirm:not([disabled])")
     assert lawyer.inner_text("#my-name") == "周律师"
     assert lawyer.evaluate("() => window.parley.role") == "duty_lawyer"
-

@@ -14,18 +14,10 @@ import re
 import pytest
 
 from tests.e2e.conftest import TEST_TIMEOUT_S
-from tests.e2e.flows import join, open_case
+from tests.e2e.flows import DESKTOP, PHONE, UNCOVERED, join, open_case, set_lang
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1366, "height": 800}
 
-UNCOVERED = """sel => { const el = document.querySelector(sel); if (!el) return 'missing';
-  const r = el.getBoundingClientRect(); if (r.width < 1 || r.height < 1) return 'not rendered';
-  if (r.left < 0 || r.top < 0 || r.right > innerWidth || r.bottom > innerHeight)
-    return `outside the viewport: ${JSON.stringify(r)}`;
-  const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-  return el.contains(hit) ? 'ok' : 'covered by ' + (hit ? hit.outerHTML.slice(0, 80) : 'nothing'); }"""
 
 # Every oscillator the page starts: its frequency and whether its context is running (audible).
 BEEPS = """(() => { window.__beeps = []; const start = OscillatorNode.prototype.start;
@@ -42,12 +34,6 @@ def panel_text(page) -> str:
           const ph = [...el.querySelectorAll('input,select')].map(i => i.placeholder || '');
           return el.innerText + '\\n' + ph.join('\\n'); }"""
     )
-
-
-def set_lang(page, lang: str) -> None:
-    if page.evaluate("() => i18n.lang") != lang:
-        page.click("#lang")
-    page.wait_for_function("l => i18n.lang === l", arg=lang)
 
 
 @pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["phone", "desktop"])

@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import PC_TRACKER, TEST_TIMEOUT_S, WAIT_MS, WAIT_S, wait_stat
-from tests.e2e.flows import draft, join, open_case
+from tests.e2e.flows import PHONE, draft, join, open_case, set_lang
 from tests.support.server_proc import ServerProcess, add_staff
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
-PHONE = {"width": 390, "height": 844}
 OUT = os.environ.get("PARLEY_SCREENSHOTS")
 
 # (state, languages, what the party sees) — in the order a party lives them.
@@ -52,12 +51,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def set_lang(page, lang: str) -> None:
-    if page.evaluate("() => i18n.lang") != lang:
-        page.click("#lang")
-    page.wait_for_function("l => i18n.lang === l", arg=lang)
 
 
 def snap(page, key: str, sel: str, *, scroll: str | None = None) -> bool:

@@ -14,10 +14,9 @@ import re
 import pytest
 
 from tests.e2e.conftest import TEST_TIMEOUT_S
-from tests.e2e.flows import ERRORS, TERMS, agreement, draft, signing_case
+from tests.e2e.flows import ERRORS, PHONE, TERMS, agreement, draft, signing_case
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
-PHONE = {"width": 390, "height": 844}
 
 # In the viewport, and the element at its centre is it (or inside it): nothing covers it.
 SEEN = """sel => { const el = document.querySelector(sel); if (!el) return 'missing';

@@ -67,7 +67,9 @@ def test_verify_page_checks_in_the_browser(sealed, server, launch, new_page):
         page.fill("#verify-root", fingerprint)
         page.evaluate("document.getElementById('verify-result').dataset.result = ''")
         page.click("#verify-go")
-        page.wait_for_function("() => document.getElementById('verify-result').dataset.result !== ''")
+        page.wait_for_function(
+            "() => document.getElementById('verify-result').dataset.result !== ''"
+        )
         return page.get_attribute("#verify-result", "data-result"), page.inner_text(
             "#verify-result"
         )
