@@ -10,15 +10,10 @@ queue is the waiting tickets, so it survives a restart as it stood.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
 import secrets
-import sqlite3
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -26,6 +21,7 @@ from desk.errors import DeskError
 from desk.queue import Entry
 from desk.roster import STATUSES, Shift
 from desk.stats import Record
+from sqlstore import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -108,41 +104,9 @@ def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class DeskStore:
+class DeskStore(SqliteStore):
     def __init__(self, data_dir: str | Path, *, file: str = "desk.sqlite3") -> None:
-        data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path = data_dir / file
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            if f.exists():
-                f.chmod(0o600)
-        self._db = sqlite3.connect(
-            str(path), check_same_thread=False, isolation_level=None, timeout=30
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
-        self._lock = threading.RLock()
-
-    def close(self) -> None:
-        self._db.close()
-
-    @contextlib.contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        super().__init__(data_dir, file, SCHEMA)
 
     # -- points and shifts ----------------------------------------------------------------------
     def add_point(self, pid: str, name: str, hours: str, address: str = "") -> Point:
@@ -168,7 +132,7 @@ class DeskStore:
 
     def points(self) -> list[Point]:
         return [
-            Point(*r) for r in self._rows("SELECT id, name, hours, address FROM points ORDER BY id")
+            Point(*r) for r in self.rows("SELECT id, name, hours, address FROM points ORDER BY id")
         ]
 
     def point(self, pid: str) -> Point | None:
@@ -191,7 +155,7 @@ class DeskStore:
             db.execute("DELETE FROM shifts WHERE id=?", (shift_id,))
 
     def shifts(self, after: float = 0.0) -> list[Shift]:
-        rows = self._rows(
+        rows = self.rows(
             "SELECT id, lawyer, point, start, end FROM shifts WHERE end > ? ORDER BY start, id",
             (after,),
         )
@@ -209,7 +173,7 @@ class DeskStore:
             )
 
     def statuses(self) -> dict[str, str]:
-        return dict(self._rows("SELECT username, status FROM lawyers"))
+        return dict(self.rows("SELECT username, status FROM lawyers"))
 
     # -- tickets --------------------------------------------------------------------------------
     def add_ticket(self, *, now: float, **values) -> tuple[Ticket, str]:
@@ -253,7 +217,7 @@ class DeskStore:
 
     def _ticket_rows(self, where: str, args: tuple = ()) -> list[Ticket]:
         cols = ", ".join(_TICKET_COLUMNS)
-        return [Ticket(*r) for r in self._rows(f"SELECT {cols} FROM tickets {where}", args)]
+        return [Ticket(*r) for r in self.rows(f"SELECT {cols} FROM tickets {where}", args)]
 
     def ticket(self, tid: int) -> Ticket | None:
         found = self._ticket_rows("WHERE id=?", (tid,))
@@ -282,7 +246,7 @@ class DeskStore:
 
     def handling_times(self, point: str | None, limit: int = 20) -> list[float]:
         """Talk times of the last consultations at ``point`` (any point for None), oldest first."""
-        rows = self._rows(
+        rows = self.rows(
             "SELECT ended_at - picked_at FROM tickets WHERE kind='citizen' AND state='done' "
             "AND picked_at IS NOT NULL AND ended_at IS NOT NULL AND (? IS NULL OR point=?) "
             "ORDER BY ended_at DESC LIMIT ?",
@@ -332,7 +296,7 @@ class DeskStore:
 
     def log_rows(self, tid: int | None = None) -> list[tuple]:
         if tid is None:
-            return self._rows("SELECT ts, ticket, actor, type, data FROM log ORDER BY id")
-        return self._rows(
+            return self.rows("SELECT ts, ticket, actor, type, data FROM log ORDER BY id")
+        return self.rows(
             "SELECT ts, ticket, actor, type, data FROM log WHERE ticket=? ORDER BY id", (tid,)
         )

@@ -11,17 +11,13 @@ it were wrong. Identity numbers are kept only as HMAC digests under a key of the
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import os
 import secrets
-import sqlite3
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 from signaling.keyfile import load_or_create
+from sqlstore import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sites (
@@ -100,52 +96,19 @@ CREATE INDEX IF NOT EXISTS bookings_start ON bookings(start);
 """
 
 
-class VisitStore:
+class VisitStore(SqliteStore):
     """The connection, a lock for this process's threads, and the identity-number key."""
 
     def __init__(self, data_dir: str | Path, *, file: str = "visits.sqlite3") -> None:
-        data_dir = Path(data_dir)
-        path = data_dir / file
-        data_dir.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            if file.exists():
-                file.chmod(0o600)  # an older copy left readable
-        self._db = sqlite3.connect(
-            str(path), check_same_thread=False, isolation_level=None, timeout=30
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        super().__init__(data_dir, file, SCHEMA)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(bookings)")}
         if "kind" not in columns:  # a database from before privileged bookings
             self._db.execute(
                 "ALTER TABLE bookings ADD COLUMN kind TEXT NOT NULL DEFAULT 'visitation'"
             )
-        self._lock = threading.RLock()
         self._key = load_or_create(
-            data_dir / "visits-id.key", lambda: secrets.token_bytes(32), min_length=32
+            Path(data_dir) / "visits-id.key", lambda: secrets.token_bytes(32), min_length=32
         )
-
-    def close(self) -> None:
-        self._db.close()
-
-    @contextlib.contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: all of it or nothing, serialised with every other writer."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def rows(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
 
     def id_hash(self, number: str) -> str:
         """Keyed digest of a normalised identity number: comparable, not reversible."""
