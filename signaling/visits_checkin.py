@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.pages import esc
-from signaling.visits_pages import VISITS_STAFF, csrf_field
+from signaling.visits_pages import csrf_field
 from visits.access import require
 from visits.checkin import METHODS, CheckIns
 from visits.model import VisitError
@@ -35,7 +35,6 @@ class CheckInPages:
 
     async def view(self, request: web.Request) -> web.Response:
         account, sess, grants = self.c._staff(request)
-        request[VISITS_STAFF] = (account, sess)
         b, bureau = self._booking(request, grants)
         return self.c._page("到场核验 Check-in", self._body(b, sess.csrf), account, sess)
 

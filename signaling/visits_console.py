@@ -75,7 +75,9 @@ class VisitsConsole:
         return dt.datetime.now(self.zone).replace(tzinfo=None, second=0, microsecond=0)
 
     def _staff(self, request):
+        """The staff member, their session and grants; remembered for the error page."""
         account, sess = require_staff(request)
+        request[VISITS_STAFF] = (account, sess)
         return account, sess, self.directory.grants(account.username)
 
     def _page(self, title, body, account, sess, status=200):
@@ -112,14 +114,12 @@ class VisitsConsole:
 
     async def _form(self, request):
         account, sess, grants = self._staff(request)
-        request[VISITS_STAFF] = (account, sess)
         fields = await form(request, sess)
         return account, sess, grants, fields
 
     # -- pages ----------------------------------------------------------------------------------
     async def home(self, request: web.Request) -> web.Response:
         account, sess, grants = self._staff(request)
-        request[VISITS_STAFF] = (account, sess)
         sites = self.directory.sites()
         mine = sites_of(grants)
         shown = [s for s in sites if s.id in mine or ALL_SITES in mine]
@@ -147,7 +147,6 @@ class VisitsConsole:
 
     async def site(self, request: web.Request) -> web.Response:
         account, sess, grants = self._staff(request)
-        request[VISITS_STAFF] = (account, sess)
         site = self._site(grants, "site.view", request.match_info["site"])
         raw = request.query.get("date")
         day = dt.date.fromisoformat(date(raw, "date")) if raw else self.now().date()
@@ -214,7 +213,6 @@ class VisitsConsole:
 
     async def book(self, request: web.Request) -> web.Response:
         account, sess, grants = self._staff(request)
-        request[VISITS_STAFF] = (account, sess)
         site = self._site(grants, "booking.request", request.match_info["site"])
         if site.kind != "bureau":
             raise VisitError("invalid", "visits are booked at a bureau")

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from signaling.pages import esc
-from signaling.visits_pages import VISITS_STAFF, csrf_field
+from signaling.visits_pages import csrf_field
 from visits import importer
 from visits.access import ALL_SITES, allowed, require
 from visits.model import VisitError
@@ -35,7 +35,6 @@ class DirectoryPages:
 
     async def view(self, request: web.Request) -> web.Response:
         account, sess, grants = self.c._staff(request)
-        request[VISITS_STAFF] = (account, sess)
         site = self.c._site(grants, "directory.view", request.match_info["site"])
         may_issue = allowed(grants, "terminal.credential", site.id)
         rows = []
@@ -125,13 +124,11 @@ class DirectoryPages:
 
     async def import_form(self, request: web.Request) -> web.Response:
         account, sess, grants = self.c._staff(request)
-        request[VISITS_STAFF] = (account, sess)
         require(grants, "directory.edit", ALL_SITES)
         return self.c._page("导入 Import", self._import_form(sess), account, sess)
 
     async def import_run(self, request: web.Request) -> web.Response:
         account, sess, grants = self.c._staff(request)
-        request[VISITS_STAFF] = (account, sess)
         require(grants, "directory.edit", ALL_SITES)
         fields, data = await read_upload(request, sess.csrf)
         report = importer.run(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.pages import esc
-from signaling.visits_pages import VISITS_STAFF, csrf_field
+from signaling.visits_pages import csrf_field
 from visits.access import require
 from visits.meals import MAX_QTY, Meals, yuan
 from visits.model import VisitError, slug, text
@@ -66,7 +66,6 @@ class MealPages:
 
     async def page(self, request: web.Request) -> web.Response:
         account, sess, grants = self.c._staff(request)
-        request[VISITS_STAFF] = (account, sess)
         site_id = request.match_info["site"]
         site = self.c.directory.site(site_id) if len(site_id) <= 40 else None
         if site is not None and site.facility:

@@ -27,7 +27,7 @@ from rooms.commands import decode_command
 from rooms.errors import CommandError
 from rooms.state import GONE
 from signaling.pages import esc
-from signaling.visits_pages import VISITS_STAFF, csrf_field
+from signaling.visits_pages import csrf_field
 from visits.access import allowed, require
 from visits.model import VisitError
 
@@ -100,7 +100,6 @@ class OfficerConsole:
     # -- the list ---------------------------------------------------------------------------
     async def live_list(self, request: web.Request) -> web.Response:
         account, sess, grants = self.c._staff(request)
-        request[VISITS_STAFF] = (account, sess)
         site = self.c._site(grants, "visit.live", request.match_info["site"])
         now = time.time()
         rows = []
@@ -252,7 +251,6 @@ class OfficerConsole:
 
     async def watch(self, request: web.Request) -> web.Response:
         account, sess, grants = self.c._staff(request)
-        request[VISITS_STAFF] = (account, sess)
         row, b, state, bureau, facility = self._visit(request, grants, "visit.observe")
         if state.policy.privileged:  # R2: also refused by rooms below; said plainly here
             raise VisitError("forbidden", "a privileged visit is never observed")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.pages import esc
-from signaling.visits_pages import VISITS_STAFF, csrf_field
+from signaling.visits_pages import csrf_field
 from visits.model import VisitError, slug, text
 from visits.records import KINDS, Records
 
@@ -58,7 +58,6 @@ class RecordPages:
 
     async def page(self, request: web.Request) -> web.Response:
         account, sess, grants = self.c._staff(request)
-        request[VISITS_STAFF] = (account, sess)
         site_id = request.match_info["site"]
         known = self.c.directory.site(site_id) if len(site_id) <= 40 else None
         q = request.query
