@@ -20,7 +20,7 @@
   }
 
   // Words, not ids: sides, spaces and rooms as the mediator says them (the ids stay in data-*).
-  const tf = (k, vars) => t(k).replace(/\{(\w+)\}/g, (_, v) => vars[v]);
+  const tf = (k, vars) => i18n.tf(k, vars);
   function sideName(side) { return side === "A" ? t("host_applicant") : side === "B" ? t("host_respondent") : ""; }
   function roomName(name) {
     if (name === "a" || name === "b") return t("host_room_" + name);

@@ -519,6 +519,8 @@
   window.i18n = {
     get lang() { return lang; },
     t(key) { return (T[lang] && T[lang][key]) || T.en[key] || key; },
+    // t(key) with its {name} placeholders filled from vars.
+    tf(key, vars) { return this.t(key).replace(/\{(\w+)\}/g, (_, v) => vars[v]); },
     role(r) { return (T[lang].roles[r]) || r; },
     has(key, lng = lang) { return !!(T[lng] && T[lng][key]); },
     // A server error code as a sentence with the next step; never the raw code.

@@ -25,9 +25,7 @@
   // without having agreed, when the mediator asks (socket.io "recording_ask") or while a
   // recording runs (a late joiner: held silent and unseen, or the recording pauses — the
   // session's policy decides, the server enforces it). "No" ejects nobody.
-  let ask = null;
-  P.socket.on("welcome", (msg) => { ask = msg.recording_ask || null; P.render(); });
-  P.socket.on("recording_ask", (msg) => { ask = (msg && msg.ask) || null; render(); });
+  // The open question is host.js's P.recordingAsk (kept from "welcome" and "recording_ask").
   const answeredKey = () => `parley.rec-answer.${(P.view && P.view.session && P.view.session.id) || ""}`;
   const box = document.createElement("div");
   box.id = "rec-ask"; box.className = "host-notice rec-ask"; box.setAttribute("role", "alertdialog");
@@ -49,6 +47,7 @@
     answering = false;
     // "conflict": this answer was already on record (a second "no" to a second question)
     if (r && (r.ok || r.error.code === "conflict")) {
+      const ask = P.recordingAsk;
       if (ask) sessionStorage.setItem(answeredKey(), String(ask.id));
       render();
     }
@@ -56,7 +55,7 @@
 
   function renderRecordingQuestion(view, me) {
     const session = view.session || {};
-    const tf = (k, vars) => t(k).replace(/\{(\w+)\}/g, (_, v) => vars[v]);
+    const ask = P.recordingAsk;
     const given = (me.consents || {}).recording;
     const here = !!me.space && me.space === session.main_space && me.role !== "observer";
     const gated = P.recordingAvailable && session.recording_rule === "consent_gated" && !session.ended;
@@ -67,7 +66,7 @@
     if (!show) return;
     const by = session.recording ? (session.recording_by || "") : ask.by;
     const key = !session.recording ? "rec_ask_q" : session.recording_paused ? "rec_paused_q" : "rec_held_q";
-    question.textContent = tf(key, { by });
+    question.textContent = i18n.tf(key, { by });
     note.textContent = given === false ? t("rec_declined") : session.recording ? "" : t("rec_ask_note");
     note.hidden = !note.textContent;
     yes.textContent = t(given === false ? "rec_change_yes" : "rec_yes");
