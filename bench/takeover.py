@@ -194,30 +194,46 @@ class Node:
                 self.kill()
 
 
+async def flowing_pair(
+    url: str, tokens: dict[str, str], people: list[Participant]
+) -> tuple[Participant, Participant, str, str]:
+    """A mediator and a party (``tokens`` by role) join on ``url`` (and are added to ``people``
+    for closing), the party is admitted and media flows both ways. Returns them and their ids."""
+    mediator = Participant(tokens["mediator"], "mediator", (200, 30, 30))
+    party = Participant(tokens["party"], "party", (30, 200, 30))
+    people += [mediator, party]
+    assert await mediator.connect(url) and await party.connect(url)
+    for topic in CONSENTS:
+        await party.command(type="record_consent", topic=topic, given=True)
+    await mediator.media()
+    await party.media()
+    m_id, p_id = mediator.welcome["participant"], party.welcome["participant"]
+    await mediator.command(type="admit", participant=p_id)
+    await until(lambda: mediator.bot.frames_from(p_id) > 5 and party.bot.frames_from(m_id) > 5, 30)
+    return mediator, party, m_id, p_id
+
+
+async def rejoin_pair(
+    url: str, pair: tuple[Participant, Participant, str, str], started: float, people: list
+) -> tuple[Participant, Participant, list[dict]]:
+    """The pages of ``flowing_pair`` reconnect to ``url`` with the same links (their old
+    connections died with their node); returns the new ones and ``back_on``'s times for each."""
+    mediator, party, m_id, p_id = pair
+    m2 = Participant(mediator.token, "mediator", mediator.color)
+    p2 = Participant(party.token, "party", party.color)
+    people += [m2, p2]
+    times = await asyncio.gather(back_on(url, m2, p_id, started), back_on(url, p2, m_id, started))
+    return m2, p2, list(times)
+
+
 async def one_round(a: Node, b_url: str) -> tuple[float, float]:
     a_url, links = await asyncio.to_thread(a.start)
-    mediator = Participant(links["mediator"], "mediator", (200, 30, 30))
-    party = Participant(links["party"], "party", (30, 200, 30))
-    people = [mediator, party]
+    people: list[Participant] = []
     try:
-        assert await mediator.connect(a_url) and await party.connect(a_url)
-        for topic in CONSENTS:
-            await party.command(type="record_consent", topic=topic, given=True)
-        await mediator.media()
-        await party.media()
-        m_id, p_id = mediator.welcome["participant"], party.welcome["participant"]
-        await mediator.command(type="admit", participant=p_id)
-        await until(
-            lambda: mediator.bot.frames_from(p_id) > 5 and party.bot.frames_from(m_id) > 5, 30
-        )
+        pair = await flowing_pair(a_url, links, people)
         started = time.monotonic()
         a.kill()
-        m2 = Participant(mediator.token, "mediator", mediator.color)
-        p2 = Participant(party.token, "party", party.color)
-        people += [m2, p2]
-        times = await asyncio.gather(
-            back_on(b_url, m2, p_id, started), back_on(b_url, p2, m_id, started)
-        )
+        _, _, times = await rejoin_pair(b_url, pair, started, people)
         print(
             "  welcome after {:.2f} / {:.2f} s".format(
                 times[0]["welcome_s"], times[1]["welcome_s"]

@@ -29,6 +29,7 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from itertools import islice
 from typing import Any
 
 import aioice
@@ -516,10 +517,7 @@ class VideoJitterBuffer(JitterBuffer):
         if self._stalled_since is None:
             self._stalled_since = now
             self._next_nack = now + (self._renack_after or math.inf)
-            missing = sum(
-                self._packets[(self._origin + i) % self._capacity] is None for i in range(offset)
-            )
-            if missing >= BURST_PACKETS and self.on_keyframe_wanted is not None:
+            if self.on_keyframe_wanted is not None and self._burst(offset):
                 self.bursts += 1
                 self.on_keyframe_wanted()
             return False, None
@@ -557,14 +555,32 @@ class VideoJitterBuffer(JitterBuffer):
                 return None
         return first
 
+    def _burst(self, offset: int) -> bool:
+        """Are BURST_PACKETS or more missing before `offset`? (stops counting there)"""
+        packets, capacity, origin = self._packets, self._capacity, self._origin
+        missing = 0
+        for i in range(offset):
+            if packets[(origin + i) % capacity] is None:
+                missing += 1
+                if missing >= BURST_PACKETS:
+                    return True
+        return False
+
     def _nack_missing(self, ssrc: int, offset: int) -> None:
         """Ask again for the packets still missing before `offset`."""
         if self.on_nack is None:
             return
         origin, capacity, packets = self._origin, self._capacity, self._packets
-        lost = [
-            uint16_add(origin, i) for i in range(offset) if packets[(origin + i) % capacity] is None
-        ][:NACK_MAX]
+        lost = list(
+            islice(
+                (
+                    uint16_add(origin, i)
+                    for i in range(offset)
+                    if packets[(origin + i) % capacity] is None
+                ),
+                NACK_MAX,
+            )
+        )
         if lost:
             self.nacks_repeated += 1
             self.on_nack(ssrc, lost)
@@ -826,6 +842,7 @@ def route_fir(dtls: Any) -> None:
 # Send side
 
 RTX_HISTORY = 512  # packets an RtpRelay can retransmit on NACK (~0.7 s of VGA video at 30 fps)
+_REPORTS = (RtcpRrPacket, RtcpSrPacket)  # RTCP packets that carry report blocks
 SR_REMEMBERED = 4  # sender reports kept for round-trip timing (a receiver reports every ~1 s)
 
 
@@ -993,7 +1010,7 @@ class RtpRelay:
     def feedback(self, packet: Any) -> None:
         """A receiver report block about this sender that echoes one of its sender reports is
         a round-trip sample: now - sent - DLSR."""
-        if self.on_rtt is None or not isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+        if self.on_rtt is None or not isinstance(packet, _REPORTS):
             return
         ssrc = self.sender._ssrc
         for report in packet.reports:

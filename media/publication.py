@@ -28,9 +28,10 @@ class Publication:
         self.forwarder = Forwarder(publisher_id, kind, self._request_keyframe)
         self._tap = passthrough.tap_receiver(receiver, kind, self.forwarder.deliver)
         buffer = self._tap.buffer
-        if isinstance(buffer, passthrough.VideoJitterBuffer):
+        self.jitter_buffer = buffer if isinstance(buffer, passthrough.VideoJitterBuffer) else None
+        if self.jitter_buffer is not None:
             # a loss burst: a keyframe is asked for at once, in parallel with the NACKs
-            buffer.on_keyframe_wanted = self.forwarder.request_keyframe
+            self.jitter_buffer.on_keyframe_wanted = self.forwarder.request_keyframe
         passthrough.on_upstream_loss(receiver, self._on_loss)
         self._pending: set[asyncio.Task] = set()
         self.closed = False
@@ -42,11 +43,6 @@ class Publication:
     def active(self) -> bool:
         """True once media has arrived from the publisher."""
         return self.forwarder.frames_in > 0
-
-    @property
-    def jitter_buffer(self) -> passthrough.VideoJitterBuffer | None:
-        buffer = self._tap.buffer
-        return buffer if isinstance(buffer, passthrough.VideoJitterBuffer) else None
 
     def set_rtt(self, timeout: float | None) -> None:
         """The round trip to the publisher changed: the video hole wait follows it."""

@@ -17,7 +17,7 @@ import msgspec
 import pytest
 import redis
 
-from bench.takeover import Participant, back_on
+from bench.takeover import Participant, flowing_pair, rejoin_pair
 from cluster.ledger import RedisLedgerStore
 from cluster.registry import NodeInfo
 from rooms.ledger import verify_chain
@@ -34,7 +34,6 @@ def _node_info(raw: bytes | None):
 
 
 TARGET = 5.0  # seconds from the kill to media flowing again, for every participant
-CONSENTS = ("online_mediation", "session_rules")
 
 
 async def test_a_killed_nodes_session_is_served_by_the_other_within_5_s(
@@ -53,29 +52,12 @@ async def test_a_killed_nodes_session_is_served_by_the_other_within_5_s(
         b.start_quiet()
         token_of = {role: links[0].rsplit("/j/", 1)[1] for role, links in a.links.items()}
         session = TokenSigner(bytes.fromhex(secret)).verify(token_of["mediator"]).session
-        mediator = Participant(token_of["mediator"], "mediator", (200, 30, 30))
-        party = Participant(token_of["party"], "party", (30, 200, 30))
-        people += [mediator, party]
-        assert await mediator.connect(a.url) and await party.connect(a.url)
-        for topic in CONSENTS:
-            await party.command(type="record_consent", topic=topic, given=True)
-        await mediator.media()
-        await party.media()
-        m_id, p_id = mediator.welcome["participant"], party.welcome["participant"]
-        await mediator.command(type="admit", participant=p_id)
-        await until(
-            lambda: mediator.bot.frames_from(p_id) > 5 and party.bot.frames_from(m_id) > 5, 30
-        )
+        pair = await flowing_pair(a.url, token_of, people)
+        m_id, p_id = pair[2], pair[3]
 
         started = time.monotonic()
         a.stop(sig_kill=True)  # mid-session: both pages are connected with media flowing
-        # the same links, as the pages reconnecting (their old connections died with node A)
-        mediator2 = Participant(mediator.token, "mediator", mediator.color)
-        party2 = Participant(party.token, "party", party.color)
-        people += [mediator2, party2]
-        times = await asyncio.gather(
-            back_on(b.url, mediator2, p_id, started), back_on(b.url, party2, m_id, started)
-        )
+        mediator2, party2, times = await rejoin_pair(b.url, pair, started, people)
         print(f"\ntakeover after SIGKILL (lease TTL 2 s): mediator {times[0]}, party {times[1]}")
         assert party2.welcome["session"]["space"] == "joint"  # the same space as before
         assert mediator2.welcome["session"]["space"] == "joint"
