@@ -167,19 +167,7 @@ class ConsultDesk:
             return self.store.rotate_secret(mine.id)
         if not lawyers_on_shift(self.store.shifts(now), point.id, now):
             raise DeskError("closed", "no lawyer is on duty now; ask for a call-back")
-        _, secret = self.store.add_ticket(
-            now=now,
-            kind="citizen",
-            point=point.id,
-            name=req.name.strip(),
-            phone=phone,
-            topic=req.topic,
-            lang=req.lang,
-            consent_online=1,
-            consent_recording=int(req.consent_recording),
-            state="waiting",
-        )
-        return secret
+        return self._citizen_ticket(point, req, phone, now, state="waiting")
 
     def callback(self, point_id: str, req, address: str) -> str:
         """A call-back appointment ("call me back at …"), inside the point's opening hours."""
@@ -193,6 +181,17 @@ class ConsultDesk:
             raise DeskError("invalid", "at: a local time without a zone, like 2026-12-01T10:00")
         check_callback(point.hours, at, self.local(now))
         phone = self._verified(req, address, now)
+        return self._citizen_ticket(
+            point,
+            req,
+            phone,
+            now,
+            state="callback",
+            callback_at=at.replace(tzinfo=self.tz).timestamp(),
+        )
+
+    def _citizen_ticket(self, point, req, phone: str, now: float, **values) -> str:
+        """A citizen's ticket from the join or call-back form (consent given); its secret."""
         _, secret = self.store.add_ticket(
             now=now,
             kind="citizen",
@@ -203,8 +202,7 @@ class ConsultDesk:
             lang=req.lang,
             consent_online=1,
             consent_recording=int(req.consent_recording),
-            state="callback",
-            callback_at=at.replace(tzinfo=self.tz).timestamp(),
+            **values,
         )
         return secret
 
