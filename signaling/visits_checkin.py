@@ -11,10 +11,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.pages import esc
-from signaling.visits_pages import csrf_field
+from signaling.visits_pages import csrf_field, number
 from visits.access import require
 from visits.checkin import METHODS, CheckIns
-from visits.model import VisitError
 
 METHOD_TEXT = {
     "id_card": "身份证件与本人相符 ID card seen, face matches",
@@ -79,13 +78,10 @@ class CheckInPages:
     async def post(self, request: web.Request) -> web.Response:
         account, sess, grants, fields = await self.c._form(request)
         b, _ = self._booking(request, grants)
-        raw = fields.get("visitor", "")
-        if not raw.isdigit() or len(raw) > 12:
-            raise VisitError("invalid", "visitor: a number")
         self.checks.check_in(
             f"staff:{account.username}",
             b.id,
-            int(raw),
+            number(fields.get("visitor", ""), "visitor"),
             fields.get("id_number"),
             method=fields.get("method", ""),
             pledge=fields.get("pledge") == "yes",

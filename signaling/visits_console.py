@@ -12,7 +12,6 @@ file; its calls are short and run on the loop like the ledger's.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -32,6 +31,7 @@ from signaling.visits_pages import (
     booking_row,
     bookings_table,
     grid,
+    number,
 )
 from signaling.visits_records import RecordPages
 from visits import notices
@@ -42,14 +42,7 @@ from visits.model import VisitError, contact, date, slug, text
 from visits.reservations import Request, Reservations
 from visits.store import VisitStore
 
-_ID = re.compile(r"^[1-9][0-9]{0,11}$")
 STYLE = "<link rel='stylesheet' href='/static/visits.css'>"
-
-
-def _int(value: object, field: str) -> int:
-    if not isinstance(value, str) or not _ID.match(value):
-        raise VisitError("invalid", f"{field}: a number")
-    return int(value)
 
 
 class VisitsConsole:
@@ -90,6 +83,15 @@ class VisitsConsole:
         if site is None:
             raise VisitError("not_found", "no such site")
         return site
+
+    def _inmate_by_number(self, facility: object, number: object):
+        """The inmate with that number at that facility (the counter's search)."""
+        inmate = self.directory.inmate_by_number(
+            slug(facility, "facility"), text(number, "number", 32)
+        )
+        if inmate is None:
+            raise VisitError("not_found", "no inmate with that number at that facility")
+        return inmate
 
     @staticmethod
     def _refuse(exc: VisitError, account=None, sess=None) -> web.Response:
@@ -242,7 +244,7 @@ class VisitsConsole:
         )
         if not days:
             raise VisitError("invalid", "dates: one or more dates YYYY-MM-DD")
-        minutes = _int(q.get("minutes", "30"), "minutes")
+        minutes = number(q.get("minutes", "30"), "minutes")
         now = self.now()
         proposals = self.res.propose(site.id, inmate.id, days, minutes, now)
         note = ""
@@ -269,7 +271,7 @@ class VisitsConsole:
         account, sess, grants, fields = await self._form(request)
         site = self._site(grants, "booking.request", request.match_info["site"])
         posted = await request.post()
-        visitors = tuple(_int(v, "visitor") for v in posted.getall("visitor", [])[:8])
+        visitors = tuple(number(v, "visitor") for v in posted.getall("visitor", [])[:8])
         start, bureau_terminal, facility_terminal = (fields.get("slot", "").split("|") + ["", ""])[
             :3
         ]
@@ -280,11 +282,11 @@ class VisitsConsole:
         if lang not in ("zh", "en"):
             raise VisitError("invalid", "lang: zh or en")
         req = Request(
-            inmate=_int(fields.get("inmate"), "inmate"),
+            inmate=number(fields.get("inmate"), "inmate"),
             bureau_terminal=bureau_terminal,
             facility_terminal=facility_terminal,
             start=parse_start(start),
-            minutes=_int(fields.get("minutes"), "minutes"),
+            minutes=number(fields.get("minutes"), "minutes"),
             visitors=visitors,
             contact=contact(fields.get("contact")),
             lang=lang,
@@ -299,7 +301,7 @@ class VisitsConsole:
 
     def _booking(self, request):
         try:
-            return self.res.get(_int(request.match_info["bid"], "booking"))
+            return self.res.get(number(request.match_info["bid"], "booking"))
         except VisitError as exc:
             raise VisitError("not_found", "no such booking") from exc
 

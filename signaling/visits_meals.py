@@ -12,22 +12,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.pages import esc
-from signaling.visits_pages import csrf_field
+from signaling.visits_pages import csrf_field, number
 from visits.access import require
 from visits.meals import MAX_QTY, Meals, yuan
-from visits.model import VisitError, slug, text
+from visits.model import VisitError
 
 STATUS = {
     "placed": "待送达 to deliver",
     "delivered": "已送达 delivered",
     "cancelled": "已取消 cancelled",
 }
-
-
-def _id(value: object, field: str) -> int:
-    if not isinstance(value, str) or not value.isdigit() or len(value) > 12:
-        raise VisitError("invalid", f"{field}: a number")
-    return int(value)
 
 
 class MealPages:
@@ -118,10 +112,8 @@ class MealPages:
         )
         if not q.get("number"):
             return find
-        facility = slug(q.get("facility"), "facility")
-        inmate = self.c.directory.inmate_by_number(facility, text(q.get("number"), "number", 32))
-        if inmate is None:
-            raise VisitError("not_found", "no inmate with that number at that facility")
+        inmate = self.c._inmate_by_number(q.get("facility"), q.get("number"))
+        facility = inmate.facility
         visitors = "".join(
             f"<option value='{v.id}'>{esc(v.name)} · {esc(v.relationship)} · ****"
             f"{esc(v.id_last4)}</option>"
@@ -164,21 +156,21 @@ class MealPages:
     async def withdraw(self, request: web.Request) -> web.Response:
         account, sess, grants, fields = await self.c._form(request)
         site = self.c._site(grants, "meals.menu", request.match_info["site"])
-        self.meals.withdraw(site.id, _id(request.match_info["item"], "item"))
+        self.meals.withdraw(site.id, number(request.match_info["item"], "item"))
         raise web.HTTPSeeOther(f"/visits/sites/{site.id}/meals")
 
     async def order(self, request: web.Request) -> web.Response:
         account, sess, grants, fields = await self.c._form(request)
         site = self.c._site(grants, "meals.order", request.match_info["site"])
-        inmate = _id(fields.get("inmate"), "inmate")
+        inmate = number(fields.get("inmate"), "inmate")
         lines = {}
         for key, value in fields.items():
             if key.startswith("qty_") and value not in ("", "0"):
-                lines[_id(key[4:], "item")] = _id(value, "quantity")
+                lines[number(key[4:], "item")] = number(value, "quantity")
         self.meals.order(
             f"staff:{account.username}",
             inmate,
-            _id(fields.get("visitor"), "visitor"),
+            number(fields.get("visitor"), "visitor"),
             lines,
             self.c.now(),
         )
@@ -189,7 +181,7 @@ class MealPages:
 
     async def deliver(self, request: web.Request) -> web.Response:
         account, sess, grants, fields = await self.c._form(request)
-        oid = _id(request.match_info["order"], "order")
+        oid = number(request.match_info["order"], "order")
         facility = self.meals.facility_of(oid)
         if facility is None:
             raise VisitError("not_found", "no such order")

@@ -5,12 +5,14 @@ with the session's CSRF token, and the grid reads without colour (each cell carr
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from aiohttp import web
 
 from signaling.pages import esc
 from visits import booking, hours
 from visits.booking import CANCEL_REASONS, REJECT_REASONS
+from visits.model import VisitError
 from visits.notices import REASONS
 
 STATUS = {
@@ -35,6 +37,16 @@ ERRORS = {
 }
 VISITS_STAFF = web.RequestKey("visits_staff", tuple)  # (account, session) for error pages
 FIRST_HOUR, LAST_HOUR = 7, 19  # the grid's columns when no terminal opens earlier or later
+
+
+_ID = re.compile(r"^[1-9][0-9]{0,11}$")
+
+
+def number(value: object, field: str) -> int:
+    """A posted id or count: 1 to 12 ASCII digits, no leading zero."""
+    if not isinstance(value, str) or not _ID.match(value):
+        raise VisitError("invalid", f"{field}: a number")
+    return int(value)
 
 
 def csrf_field(csrf: str) -> str:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.pages import esc
-from signaling.visits_pages import csrf_field
-from visits.model import VisitError, slug, text
+from signaling.visits_pages import csrf_field, number
+from visits.model import VisitError
 from visits.records import KINDS, Records
 
 KIND_TEXT = {
@@ -23,24 +23,10 @@ KIND_TEXT = {
 }
 
 
-def _id(value: object, field: str) -> int:
-    if not isinstance(value, str) or not value.isdigit() or len(value) > 12:
-        raise VisitError("invalid", f"{field}: a number")
-    return int(value)
-
-
 class RecordPages:
     def __init__(self, console) -> None:
         self.c = console
         self.records = Records(console.res.store)
-
-    def _inmate(self, facility: object, number: object):
-        inmate = self.c.directory.inmate_by_number(
-            slug(facility, "facility"), text(number, "number", 32)
-        )
-        if inmate is None:
-            raise VisitError("not_found", "no inmate with that number at that facility")
-        return inmate
 
     @staticmethod
     def _table(entries) -> str:
@@ -88,7 +74,7 @@ class RecordPages:
         find = self._find(site, q, [site])
         if not q.get("number"):
             return find
-        inmate = self._inmate(site.id, q.get("number"))
+        inmate = self.c._inmate_by_number(site.id, q.get("number"))
         kinds = "".join(f"<option value='{k}'>{esc(KIND_TEXT[k])}</option>" for k in KINDS)
         base = f"/visits/sites/{esc(site.id)}/records/{inmate.id}"
         withdraw = "".join(
@@ -124,7 +110,7 @@ class RecordPages:
         find = self._find(site, q, [s for s in self.c.directory.sites() if s.facility])
         if not q.get("number"):
             return find
-        inmate = self._inmate(q.get("facility"), q.get("number"))
+        inmate = self.c._inmate_by_number(q.get("facility"), q.get("number"))
         relatives = "".join(
             f"<option value='{v.id}'>{esc(v.name)} · {esc(v.relationship)} · ****"
             f"{esc(v.id_last4)}</option>"
@@ -145,14 +131,14 @@ class RecordPages:
     async def read(self, request: web.Request) -> web.Response:
         account, sess, grants, fields = await self.c._form(request)
         site = self.c._site(grants, "records.read", request.match_info["site"])
-        inmate_id = _id(fields.get("inmate"), "inmate")
+        inmate_id = number(fields.get("inmate"), "inmate")
         inmate = self.c.directory.inmate(inmate_id)
         if inmate is None:
             raise VisitError("not_found", "no such inmate")
         entries = self.records.read(
             f"staff:{account.username}",
             inmate_id,
-            _id(fields.get("visitor"), "visitor"),
+            number(fields.get("visitor"), "visitor"),
             self.c.now(),
         )
         body = (
@@ -166,7 +152,7 @@ class RecordPages:
 
     def _facility_inmate(self, request, grants):
         site = self.c._site(grants, "records.publish", request.match_info["site"])
-        inmate = self.c.directory.inmate(_id(request.match_info["inmate"], "inmate"))
+        inmate = self.c.directory.inmate(number(request.match_info["inmate"], "inmate"))
         if inmate is None or inmate.facility != site.id:
             raise VisitError("not_found", "no such inmate at this facility")
         return site, inmate
@@ -182,7 +168,7 @@ class RecordPages:
     async def withdraw(self, request: web.Request) -> web.Response:
         account, sess, grants, fields = await self.c._form(request)
         site, inmate = self._facility_inmate(request, grants)
-        self.records.withdraw(inmate.id, _id(request.match_info["entry"], "entry"))
+        self.records.withdraw(inmate.id, number(request.match_info["entry"], "entry"))
         raise web.HTTPSeeOther(
             f"/visits/sites/{site.id}/records?facility={site.id}&number={inmate.number}"
         )
