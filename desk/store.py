@@ -130,13 +130,16 @@ class DeskStore(SqliteStore):
             )
         return Point(pid, name.strip(), hours, address)
 
+    def _points(self, where: str = "", args: tuple = ()) -> list[Point]:
+        sql = f"SELECT id, name, hours, address FROM points {where} ORDER BY id"
+        return [Point(*r) for r in self.rows(sql, args)]
+
     def points(self) -> list[Point]:
-        return [
-            Point(*r) for r in self.rows("SELECT id, name, hours, address FROM points ORDER BY id")
-        ]
+        return self._points()
 
     def point(self, pid: str) -> Point | None:
-        return next((p for p in self.points() if p.id == pid), None)
+        found = self._points("WHERE id=?", (pid,))
+        return found[0] if found else None
 
     def add_shift(self, lawyer: str, point: str, start: float, end: float) -> Shift:
         if self.point(point) is None:

@@ -76,7 +76,8 @@ class ConsultDesk:
     def _sweep(self, now: float) -> list[Ticket]:
         """Lapse the entries whose hold ran out; the live tickets after that."""
         live = self.store.live()
-        for tid in q.lapsed([t.entry() for t in live], now):
+        lapsed = q.lapsed([t.entry() for t in live], now)
+        for tid in lapsed:
             self.store.update(
                 tid,
                 actor="system",
@@ -86,7 +87,7 @@ class ConsultDesk:
                 state="abandoned",
                 ended_at=now,
             )
-        return [t for t in self.store.live()]
+        return self.store.live() if lapsed else live
 
     def _estimate(
         self, ticket: Ticket, live: list[Ticket], now: float
@@ -252,14 +253,15 @@ class ConsultDesk:
 
     def leave(self, secret: object) -> None:
         ticket = self.ticket_for(secret)
+        now = self.clock()
         self.store.update(
             ticket.id,
             actor="citizen",
             event="left_queue",
-            now=self.clock(),
+            now=now,
             expect=("waiting", "callback"),
             state="cancelled",
-            ended_at=self.clock(),
+            ended_at=now,
         )
 
     def rate(self, secret: object, stars: int, comment: str) -> None:
@@ -294,14 +296,13 @@ class ConsultDesk:
             for e in q.line(entries, mine, now):
                 t = by_id[e.id]
                 queue.append(self._row(t, now, present=q.present(e, now)))
-        points = {p.id: p for p in self.store.points()}
         day = self.local(now).replace(hour=0, minute=0, second=0, microsecond=0)
         since = day.replace(tzinfo=self.tz).timestamp()
         return {
             "user": username,
             "status": status,
             "on_shift": sorted(mine),
-            "points": [{"id": p.id, "name": p.name} for p in points.values()],
+            "points": [{"id": p.id, "name": p.name} for p in self.store.points()],
             "shifts": [
                 {
                     "point": s.point,
