@@ -375,13 +375,18 @@ def _call_duty_lawyer(d: _Decision, cmd: c.CallDutyLawyer) -> None:
         space = caucus_space(cmd.space)
     else:
         raise CommandError("not_found", f"no space {cmd.space[:40]!r} (use 'joint' or a caucus)")
+    _add_person(d, cmd.name, "duty_lawyer", space)
+
+
+def _add_person(d: _Decision, name: str, role: str, space: str) -> None:
+    """A person the session's staff brings in (no side), if the session has room."""
+    state = d.state
     if (
         sum(p.space not in GONE for p in state.participants.values())
         >= state.policy.max_participants
     ):
         raise CommandError("conflict", "the session is full")
-    pid = d.new_id()
-    person = {"id": pid, "name": cmd.name, "role": "duty_lawyer", "side": None}
+    person = {"id": d.new_id(), "name": name, "role": role, "side": None}
     d.emit("participant.added", participant=person, space=space)
 
 
@@ -457,12 +462,7 @@ def _add_observer(d: _Decision, cmd: c.AddObserver) -> None:
     state = d.state
     if state.policy.privileged or cmd.role not in state.policy.observer_roles:
         raise CommandError("forbidden", "nobody may observe this session")
-    if sum(p.space not in GONE for p in state.participants.values()) >= (
-        state.policy.max_participants
-    ):
-        raise CommandError("conflict", "the session is full")
-    person = {"id": d.new_id(), "name": cmd.name, "role": cmd.role, "side": None}
-    d.emit("participant.added", participant=person, space=CONSOLE)
+    _add_person(d, cmd.name, cmd.role, CONSOLE)
 
 
 def _set_time_limit(d: _Decision, cmd: c.SetTimeLimit) -> None:
