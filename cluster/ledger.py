@@ -35,6 +35,7 @@ import redis
 
 from rooms.errors import CommandError
 from rooms.events import GENESIS, Event, EventDraft, seal
+from rooms.ledger import _row_event
 
 log = logging.getLogger("parley.cluster.ledger")
 
@@ -418,28 +419,23 @@ def _seq_of(entry_id: bytes) -> int:
 
 
 def _entry_event(session_id: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
-    raw = fields.get(b"data", b"{}")
-    try:
-        data = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        data = {"__undecodable__": raw.decode(errors="replace")}
-    if not isinstance(data, dict):
-        data = {"__not_an_object__": data}
-
-    def text(name: bytes) -> str:
-        return fields.get(name, b"").decode(errors="replace")
+    def text(name: bytes, default: bytes = b"") -> str:
+        return fields.get(name, default).decode(errors="replace")
 
     try:
         ts = float(text(b"ts"))
     except ValueError:
         ts = float("nan")  # an edited entry: verify_chain reports the hash mismatch
-    return Event(
-        session_id,
-        _seq_of(entry_id),
-        ts,
-        text(b"actor"),
-        text(b"type"),
-        data,
-        text(b"prev"),
-        text(b"hash"),
+    # the data column is decoded as SqliteLedgerStore's is (undecodable / non-object markers)
+    return _row_event(
+        (
+            session_id,
+            _seq_of(entry_id),
+            ts,
+            text(b"actor"),
+            text(b"type"),
+            text(b"data", b"{}"),
+            text(b"prev"),
+            text(b"hash"),
+        )
     )
