@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.pages import esc
-from signaling.visits_pages import csrf_field, number
+from signaling.visits_pages import csrf_field, number, relative_options
 from visits.access import require
 from visits.meals import MAX_QTY, Meals, yuan
 from visits.model import VisitError
@@ -114,12 +114,7 @@ class MealPages:
             return find
         inmate = self.c._inmate_by_number(q.get("facility"), q.get("number"))
         facility = inmate.facility
-        visitors = "".join(
-            f"<option value='{v.id}'>{esc(v.name)} · {esc(v.relationship)} · ****"
-            f"{esc(v.id_last4)}</option>"
-            for v in self.c.directory.visitors(inmate.id)
-            if v.relationship != "lawyer"
-        )
+        visitors = relative_options(self.c.directory.visitors(inmate.id))
         lines = "".join(
             f"<label class='inline'>{esc(i.name)} · ¥{yuan(i.price_cents)} · "
             f"≤{i.per_month}/月 month <input type='number' name='qty_{i.id}' min='0' "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.pages import esc
-from signaling.visits_pages import csrf_field, number
+from signaling.visits_pages import csrf_field, number, relative_options
 from visits.model import VisitError
 from visits.records import KINDS, Records
 
@@ -111,12 +111,7 @@ class RecordPages:
         if not q.get("number"):
             return find
         inmate = self.c._inmate_by_number(q.get("facility"), q.get("number"))
-        relatives = "".join(
-            f"<option value='{v.id}'>{esc(v.name)} · {esc(v.relationship)} · ****"
-            f"{esc(v.id_last4)}</option>"
-            for v in self.c.directory.visitors(inmate.id)
-            if v.relationship != "lawyer"
-        )
+        relatives = relative_options(self.c.directory.visitors(inmate.id))
         return (
             find
             + f"<h2>{esc(inmate.name)} · {esc(inmate.facility)} {esc(inmate.number)}</h2>"
