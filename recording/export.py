@@ -484,23 +484,14 @@ class Exports:
 
 
 def read_export(root: Path, master, session: str, record: dict) -> bytes:
-    """The WebM of one export, checked against its ``recording.exported`` record. Blocking."""
-    from recording.keys import DataKey
-    from recording.sealed import open_sealed
+    """The WebM of one export, checked against its ``recording.exported`` record exactly as a
+    segment is against its ``recording.segment`` one (``recording.review.read_segment``). Blocking."""
+    from recording.review import SegmentError, read_segment
 
-    directory = root / session
     try:
-        data = (directory / record["file"]).read_bytes()
-    except FileNotFoundError:
-        raise ExportError(f"{record['file']} is not on disk") from None
-    if hashlib.sha256(data).hexdigest() != record["sha256"]:
-        raise ExportError(f"{record['file']} does not match the ledger")
-    if not (directory / "datakey.json").exists():
-        raise ExportError("the session's data key is gone")
-    header, plain = open_sealed(DataKey.for_session(master, directory, session), data)
-    if header["session"] != session or hashlib.sha256(plain).hexdigest() != record["plain_sha256"]:
-        raise ExportError(f"{record['file']} does not match the ledger")
-    return plain
+        return read_segment(root, master, session, record)
+    except SegmentError as exc:
+        raise ExportError(exc.message) from None
 
 
 if __name__ == "__main__":

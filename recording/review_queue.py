@@ -47,10 +47,16 @@ def watched_live(state, events) -> bool:
     return False
 
 
+def may_need_review(state) -> bool:
+    """Whether the state alone leaves room for an R3 task (an ended, unprivileged visit), so a
+    caller reads the ledger only then."""
+    return state.kind == "visitation" and not state.policy.privileged and state.ended
+
+
 def task_for(state, events) -> Task | None:
     """The session's R3 review task, or None if it needs none (not a visit, not ended, nothing
     recorded, or watched live)."""
-    if state.kind != "visitation" or state.policy.privileged or not state.ended:
+    if not may_need_review(state):
         return None
     ended = next((e for e in events if e.type == "session.ended"), None)
     if ended is None or not any(e.type == "recording.segment" for e in events):

@@ -39,7 +39,14 @@ from recording.keys import MasterKey
 from recording.manifest import manifest
 from recording.retention import PURGE_INTERVAL, deleted_files, expires_at, purge
 from recording.review import GrantsOf, SegmentError, hold_grant, read_segment, review_grant
-from recording.review_queue import OVERDUE, REVIEWED_LATE, queue, status, task_for
+from recording.review_queue import (
+    OVERDUE,
+    REVIEWED_LATE,
+    may_need_review,
+    queue,
+    status,
+    task_for,
+)
 from rooms.commands import decode_command
 from rooms.errors import CommandError
 from signaling.console import who_label
@@ -573,7 +580,7 @@ class Review:
         now = self.clock()
         tasks, supervised = [], set()
         for state in self.service.sessions():
-            if state.kind != "visitation":
+            if not may_need_review(state):  # the ledger is read only for ended visits
                 continue
             grant = review_grant(account, grants, state)
             if grant is None:

@@ -26,8 +26,20 @@ class SealedCase:
     root: str
 
 
-async def seal_case(pki: LocalPki, store: Path, clock=None, **agreement) -> SealedCase:
-    """Freeze, sign by all three signers, seal, and build the bundle (clock-driven)."""
+SAMPLE_RECORDINGS = [{"file": "seg-0001.webm", "sha256": "ee" * 32}]
+
+
+async def seal_case(
+    pki: LocalPki,
+    store: Path,
+    clock=None,
+    *,
+    session_ledger: list[dict] = (),
+    recordings: list[dict] | None = SAMPLE_RECORDINGS,
+    **agreement,
+) -> SealedCase:
+    """Freeze, sign by all three signers, seal, and build the bundle (clock-driven); the bundle's
+    ledger is ``session_ledger`` (the session's own events, if any) followed by the ceremony's."""
     stamper = AuthorityTimeStamper(local_timestamp_authority(pki, clock=clock))
     ceremony = SignatureCeremony(pki, stamper, store, clock=clock)
     ledger = await ceremony.freeze(sample_agreement(**agreement))
@@ -47,9 +59,9 @@ async def seal_case(pki: LocalPki, store: Path, clock=None, **agreement) -> Seal
         ceremony.pdf,
         pki=pki,
         timestamper=stamper,
-        ledger=ledger,
+        ledger=[*session_ledger, *ledger],
         certificates=ceremony.certificates(),
-        recordings=[{"file": "seg-0001.webm", "sha256": "ee" * 32}],
+        recordings=recordings,
         clock=clock,
     )
     return SealedCase(

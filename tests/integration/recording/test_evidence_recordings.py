@@ -11,19 +11,14 @@ import hashlib
 import msgspec
 import pytest
 
-from esign.ceremony import SignatureCeremony
-from esign.evidence import build_evidence_zip, recording_manifest
-from esign.phone import PythonPhone
-from esign.pki import cert_sha256, local_timestamp_authority
-from esign.tsa import AuthorityTimeStamper
+from esign.evidence import recording_manifest
 from recording.keys import MasterKey
 from rooms.commands import decode_command
 from rooms.ledger import SqliteLedgerStore
 from rooms.service import ParticipantSpec, SessionService
-from tests.integration.esign.conftest import attestation, pki  # noqa: F401 - the fixture
-from tests.integration.esign.sealed_case import rezip, run_verify, unzip
+from tests.integration.esign.conftest import pki  # noqa: F401 - the fixture
+from tests.integration.esign.sealed_case import rezip, run_verify, seal_case, unzip
 from tests.integration.recording.segments import record
-from tests.unit.esign.samples import sample_agreement
 
 # server.py verify runs pyHanko's long-term validation: ~20 s a run on a busy two-core machine
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -59,28 +54,8 @@ async def _recorded_and_sealed(pki, tmp_path):  # noqa: F811
     session_ledger = [msgspec.to_builtins(e) for e in service.events(state.id)]
     store.close()
 
-    stamper = AuthorityTimeStamper(local_timestamp_authority(pki))
-    ceremony = SignatureCeremony(pki, stamper, tmp_path / "esign")
-    signed = await ceremony.freeze(sample_agreement())
-    for pid in ("p-app", "p-res", "p-med"):
-        phone = PythonPhone(pid)
-        enrolment, events = ceremony.enrol(
-            phone.enrol_request(ceremony.challenge(pid)), attestation(pid)
-        )
-        phone.accept(enrolment)
-        phone.review(ceremony.pdf)
-        request, more = await ceremony.prepare(pid, "cd" * 32)
-        _, done = await ceremony.finish(phone.sign(request))
-        signed += events + more + done
-    signed += await ceremony.seal()
-    bundle = await build_evidence_zip(
-        ceremony.pdf,
-        pki=pki,
-        timestamper=stamper,
-        ledger=session_ledger + signed,
-        certificates=ceremony.certificates(),
-    )
-    return bundle, root / state.id, cert_sha256(pki.root), session_ledger
+    case = await seal_case(pki, tmp_path / "esign", session_ledger=session_ledger, recordings=None)
+    return case.bundle, root / state.id, case.root, session_ledger
 
 
 def test_the_bundle_carries_the_manifest_and_verify_checks_the_files(pki, tmp_path, capsys):  # noqa: F811

@@ -18,7 +18,7 @@ from tests.integration.recording.test_review import (  # noqa: F401 - fixtures
     World,
     csrf_of,
     jar,
-    login,
+    logged_in,
     running,
     world,
 )
@@ -56,8 +56,7 @@ async def test_export_progress_ledger_and_logged_download(world: World):  # noqa
     url = world.run.url
     state, segs = world.mediation()
     sid = state.id
-    async with jar() as http:
-        await login(http, url, "wang")
+    async with logged_in(url, "wang") as http:
         html = await _page(http, url, sid)
         assert "开始导出 Start the export" in html and "id='export'" not in html
         async with http.get(f"{url}/review/{sid}/export/status") as r:
@@ -156,8 +155,7 @@ async def test_export_progress_ledger_and_logged_download(world: World):  # noqa
         # wang's ticket
         seq = world.seq(sid)
         for who in ("li", "rev-a", "boss"):
-            async with jar() as other:
-                await login(other, url, who)
+            async with logged_in(url, who) as other:
                 async with other.get(url + where) as r:
                     assert r.status == 403, who
                 async with other.get(f"{url}/review/{sid}/export/status") as r:
@@ -194,12 +192,10 @@ async def test_export_by_site_for_visits_and_a_changed_export(world: World):  # 
     url = world.run.url
     state, _ = world.visitation("prison-a")
     sid = state.id
-    async with jar() as rev_b:
-        await login(rev_b, url, "rev-b")  # a reviewer of another prison
+    async with logged_in(url, "rev-b") as rev_b:  # a reviewer of another prison
         async with rev_b.get(f"{url}/review/{sid}/export/status") as r:
             assert r.status == 403
-    async with jar() as http:
-        await login(http, url, "rev-a")
+    async with logged_in(url, "rev-a") as http:
         assert (await _start(http, url, sid, "complaint 17"))[0] == 303
         status, text = await _start(http, url, sid, "again")  # one at a time per session
         assert status in (303, 409), text

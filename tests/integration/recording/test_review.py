@@ -3,6 +3,7 @@ server, the access log in the ledger, and every refusal (nothing changes on a re
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 
@@ -36,6 +37,14 @@ async def login(http, url, username):
         allow_redirects=False,
     ) as r:
         assert r.status == 303, await r.text()
+
+
+@contextlib.asynccontextmanager
+async def logged_in(url, username):
+    """A fresh client session signed in as ``username``."""
+    async with jar() as http:
+        await login(http, url, username)
+        yield http
 
 
 def csrf_of(html: str) -> str:
@@ -133,8 +142,7 @@ async def test_mediator_states_a_reason_plays_in_sync_and_is_logged(world):
     url = world.run.url
     state, segs = world.mediation()
     sid = state.id
-    async with jar() as http:
-        await login(http, url, "wang")
+    async with logged_in(url, "wang") as http:
         async with http.get(f"{url}/review/{sid}") as r:
             html = await r.text()
             assert r.status == 200
@@ -208,8 +216,7 @@ async def test_nobody_else_fetches_a_segment(world):
     url = world.run.url
     state, segs = world.mediation()
     sid = state.id
-    async with jar() as wang:
-        await login(wang, url, "wang")
+    async with logged_in(url, "wang") as wang:
         player = await open_ticket(wang, url, sid)
         async with wang.get(url + player) as r:
             src = re.findall(r"data-src='([^']+)'", await r.text())[0]
@@ -237,8 +244,7 @@ async def test_nobody_else_fetches_a_segment(world):
 
         # another mediator, an unrelated reviewer or supervisor: forbidden, even with the ticket
         for who in ("li", "rev-a", "boss"):
-            async with jar() as http:
-                await login(http, url, who)
+            async with logged_in(url, who) as http:
                 async with http.get(url + src) as r:
                     assert r.status == 403, who
                 async with http.get(f"{url}/review/{sid}/play/{ticket}") as r:
@@ -283,12 +289,10 @@ async def test_visitation_reviewers_by_site_and_a_changed_file(world):
     url = world.run.url
     state, segs = world.visitation("prison-a")
     sid = state.id
-    async with jar() as http:
-        await login(http, url, "rev-b")  # a reviewer of another prison
+    async with logged_in(url, "rev-b") as http:  # a reviewer of another prison
         async with http.get(f"{url}/review/{sid}") as r:
             assert r.status == 403
-    async with jar() as http:
-        await login(http, url, "rev-a")
+    async with logged_in(url, "rev-a") as http:
         player = await open_ticket(http, url, sid, reason="R3 review within two days")
         e = [e for e in world.service.events(sid) if e.type == "recording.accessed"][-1]
         assert e.actor == "staff:rev-a" and e.data["grant"] == "reviewer"
@@ -302,8 +306,7 @@ async def test_visitation_reviewers_by_site_and_a_changed_file(world):
         target = next(s for s in srcs if s.endswith(segs[0]["file"]))
         async with http.get(url + target) as r:
             assert r.status == 410 and "changed" in await r.text()
-    async with jar() as http:
-        await login(http, url, "root")  # an admin reviews anything
+    async with logged_in(url, "root") as http:  # an admin reviews anything
         await open_ticket(http, url, sid, reason="audit by the bureau")
 
 
@@ -325,13 +328,11 @@ async def test_legal_hold_is_set_and_lifted_by_supervisors_only(world):
     med, _ = world.mediation()
     visit, _ = world.visitation("prison-a")
     for who, sid in (("wang", med.id), ("rev-a", visit.id), ("li", med.id)):
-        async with jar() as http:
-            await login(http, url, who)
+        async with logged_in(url, who) as http:
             before = world.seq(sid)
             assert await post_hold(http, url, sid, "on") == 403, who
             assert world.seq(sid) == before and world.service.state(sid).legal_hold is None
-    async with jar() as http:
-        await login(http, url, "boss")
+    async with logged_in(url, "boss") as http:
         assert await post_hold(http, url, med.id, "on", "x") == 400  # a reason is needed
         assert await post_hold(http, url, med.id, "maybe") == 400
         assert await post_hold(http, url, med.id, "on") == 303
@@ -339,8 +340,7 @@ async def test_legal_hold_is_set_and_lifted_by_supervisors_only(world):
         async with http.get(f"{url}/review/{med.id}") as r:
             assert "Legal hold since" in await r.text()
         assert await post_hold(http, url, visit.id, "on") == 403  # no grant at the prison
-    async with jar() as http:
-        await login(http, url, "sup-a")
+    async with logged_in(url, "sup-a") as http:
         assert await post_hold(http, url, visit.id, "on") == 303
         assert await post_hold(http, url, visit.id, "off", "order lifted") == 303
     held = [e for e in world.service.events(med.id) if e.type == "recording.held"]

@@ -13,7 +13,7 @@ from tests.integration.recording.test_review import (  # noqa: F401 - fixtures
     World,
     csrf_of,
     jar,
-    login,
+    logged_in,
     running,
     world,
 )
@@ -66,8 +66,7 @@ async def test_queue_overdue_and_marking_reviewed(world: World):  # noqa: F811
     def case(sid):
         return world.service.state(sid).case_number
 
-    async with jar() as http:
-        await login(http, url, "rev-a")
+    async with logged_in(url, "rev-a") as http:
         status, html = await _get(http, url, "/review")
         assert status == 200 and "审阅队列 Review queue" in html
         assert case(old) in html and case(new) in html
@@ -134,21 +133,19 @@ async def test_queue_overdue_and_marking_reviewed(world: World):  # noqa: F811
         status, html = await _get(http, url, f"/review/{old}")
         assert "逾期后审阅 Reviewed late" in html and "raised voice at 02:10" in html
 
-    async with jar() as http:
-        await login(http, url, "sup-a")
+    async with logged_in(url, "sup-a") as http:
         status, html = await _get(http, url, "/review")
         assert status == 200 and "id='overdue'" in html
         overdue_part = html.split("id='overdue'", 1)[1]
         assert case(old) in overdue_part and "Reviewed late" in overdue_part
         assert case(new) not in overdue_part
 
-    async with jar() as http:
-        await login(http, url, "rev-b")
+    async with logged_in(url, "rev-b") as http:
         status, html = await _get(http, url, "/review")
         assert case(other) in html and case(old) not in html and case(new) not in html
 
-    async with jar() as http:  # a mediator without a reviewer grant; a mediation is never R3
-        await login(http, url, "wang")
+    # a mediator without a reviewer grant; a mediation is never R3
+    async with logged_in(url, "wang") as http:
         assert (await _get(http, url, "/review"))[0] == 403
         state, _ = world.mediation()
         status, html = await _get(http, url, f"/review/{state.id}")
