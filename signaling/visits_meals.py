@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.pages import esc
-from signaling.visits_pages import csrf_field, number, relative_options
+from signaling.visits_pages import csrf_field, inmate_search, number, relative_options
 from visits.access import require
 from visits.meals import MAX_QTY, Meals, yuan
 from visits.model import VisitError
@@ -97,19 +97,7 @@ class MealPages:
 
     def _counter(self, site, q, csrf: str) -> str:
         facilities = [s for s in self.c.directory.sites() if s.facility]
-        options = "".join(
-            f"<option value='{esc(s.id)}'{' selected' if q.get('facility') == s.id else ''}>"
-            f"{esc(s.name)}</option>"
-            for s in facilities
-        )
-        find = (
-            f"<h1>亲情点餐 Family meals · {esc(site.name)}</h1>"
-            "<form method='get' class='stack'>"
-            f"<label>监所 Facility<select name='facility'>{options}</select></label>"
-            "<label>服刑人员编号 Inmate number<input name='number' maxlength='32' required "
-            f"value='{esc(q.get('number', ''))}'></label>"
-            "<button type='submit'>查找 Find</button></form>"
-        )
+        find = inmate_search("亲情点餐 Family meals", site, q, facilities)
         if not q.get("number"):
             return find
         inmate = self.c._inmate_by_number(q.get("facility"), q.get("number"))

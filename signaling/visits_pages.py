@@ -49,6 +49,23 @@ def number(value: object, field: str) -> int:
     return int(value)
 
 
+def inmate_search(title: str, site, q, facilities) -> str:
+    """The page's heading and the counter's search: a facility and an inmate number."""
+    options = "".join(
+        f"<option value='{esc(s.id)}'{' selected' if q.get('facility') == s.id else ''}>"
+        f"{esc(s.name)}</option>"
+        for s in facilities
+    )
+    return (
+        f"<h1>{esc(title)} · {esc(site.name)}</h1>"
+        "<form method='get' class='stack'>"
+        f"<label>监所 Facility<select name='facility'>{options}</select></label>"
+        "<label>服刑人员编号 Inmate number<input name='number' maxlength='32' required "
+        f"value='{esc(q.get('number', ''))}'></label><button type='submit'>查找 Find</button>"
+        "</form>"
+    )
+
+
 def relative_options(visitors) -> str:
     """The inmate's approved relatives (lawyers aside) as <option>s, told apart by their ID's
     last four characters."""

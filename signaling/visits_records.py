@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.pages import esc
-from signaling.visits_pages import csrf_field, number, relative_options
+from signaling.visits_pages import csrf_field, inmate_search, number, relative_options
 from visits.model import VisitError
 from visits.records import KINDS, Records
 
@@ -55,20 +55,9 @@ class RecordPages:
             body = self._counter(site, q, sess.csrf)
         return self.c._page("教育改造表现 Education record", body, account, sess)
 
-    def _find(self, site, q, facilities) -> str:
-        options = "".join(
-            f"<option value='{esc(s.id)}'{' selected' if q.get('facility') == s.id else ''}>"
-            f"{esc(s.name)}</option>"
-            for s in facilities
-        )
-        return (
-            f"<h1>教育改造表现 Education record · {esc(site.name)}</h1>"
-            "<form method='get' class='stack'>"
-            f"<label>监所 Facility<select name='facility'>{options}</select></label>"
-            "<label>服刑人员编号 Inmate number<input name='number' maxlength='32' required "
-            f"value='{esc(q.get('number', ''))}'></label><button type='submit'>查找 Find</button>"
-            "</form>"
-        )
+    @staticmethod
+    def _find(site, q, facilities) -> str:
+        return inmate_search("教育改造表现 Education record", site, q, facilities)
 
     def _facility(self, site, q, csrf: str) -> str:
         find = self._find(site, q, [site])
