@@ -183,6 +183,19 @@ def insert_maintenance(db, store, row: dict) -> int:
     return cur.lastrowid
 
 
+def check_visitor(db, visitor_id: int, inmate_id: int, day: dt.date, *, noun: str) -> str:
+    """Refuse (``invalid``) unless ``visitor_id`` is on ``inmate_id``'s approved list and its
+    approval still holds on ``day``; the visitor's relationship otherwise."""
+    row = db.execute(
+        "SELECT inmate, relationship, expires FROM visitors WHERE id=?", (visitor_id,)
+    ).fetchone()
+    if row is None or row[0] != inmate_id:
+        raise VisitError("invalid", f"visitor: not an approved {noun} of this inmate")
+    if row[2] < day.isoformat():
+        raise VisitError("invalid", "visitor: the approval has expired")
+    return row[1]
+
+
 class Directory:
     def __init__(self, store: VisitStore) -> None:
         self.store = store

@@ -15,6 +15,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from visits.directory import check_visitor
 from visits.model import VisitError, text
 from visits.store import VisitStore
 
@@ -129,13 +130,7 @@ class Meals:
                 raise VisitError("not_found", "no such inmate")
             if inmate[1] in ("released", "transferred"):
                 raise VisitError("conflict", f"the inmate is {inmate[1]}")
-            visitor = db.execute(
-                "SELECT inmate, expires FROM visitors WHERE id=?", (visitor_id,)
-            ).fetchone()
-            if visitor is None or visitor[0] != inmate_id:
-                raise VisitError("invalid", "visitor: not an approved visitor of this inmate")
-            if visitor[1] < now.date().isoformat():
-                raise VisitError("invalid", "visitor: the approval has expired")
+            check_visitor(db, visitor_id, inmate_id, now.date(), noun="visitor")
             total = 0
             priced = []
             for item_id, qty in sorted(lines.items()):

@@ -14,6 +14,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from visits.directory import check_visitor
 from visits.model import VisitError, choice, text
 from visits.store import VisitStore
 
@@ -91,15 +92,8 @@ class Records:
     def read(self, actor: str, inmate_id: int, visitor_id: int, now: dt.datetime) -> list[Entry]:
         """The record as the relative may see it; the read is logged first, in one transaction."""
         with self.store.tx() as db:
-            row = db.execute(
-                "SELECT inmate, relationship, expires FROM visitors WHERE id=?", (visitor_id,)
-            ).fetchone()
-            if row is None or row[0] != inmate_id:
-                raise VisitError("invalid", "visitor: not an approved relative of this inmate")
-            if row[1] == "lawyer":
+            if check_visitor(db, visitor_id, inmate_id, now.date(), noun="relative") == "lawyer":
                 raise VisitError("invalid", "visitor: the record is for relatives")
-            if row[2] < now.date().isoformat():
-                raise VisitError("invalid", "visitor: the approval has expired")
             count = db.execute(
                 "SELECT count(*) FROM record_entries WHERE inmate=? AND withdrawn=0", (inmate_id,)
             ).fetchone()[0]
