@@ -168,15 +168,15 @@ class OfficerConsole:
         return "waiting", "等待开始 waiting to start"
 
     @staticmethod
-    def _warn_form(base: str, csrf: str) -> str:
+    def _warn_form(base: str, csrf: str, query: str = "") -> str:
         return (
-            f"<form method='post' action='{base}/warn' class='inline'>{csrf_field(csrf)}"
+            f"<form method='post' action='{base}/warn{query}' class='inline'>{csrf_field(csrf)}"
             f"{_select('reason', WARN_REASONS)}"
             "<button type='submit'>警告 Warn</button></form>"
         )
 
     @staticmethod
-    def _mute_forms(base: str, csrf: str, family, held) -> str:
+    def _mute_forms(base: str, csrf: str, family, held, query: str = "") -> str:
         out = []
         for side, person, zh, en in (
             ("family", family, "家属", "the family"),
@@ -184,7 +184,7 @@ class OfficerConsole:
         ):
             verb = ("取消静音", "Unmute") if person.muted else ("静音", "Mute")
             out.append(
-                f"<form method='post' action='{base}/mute' class='inline'>{csrf_field(csrf)}"
+                f"<form method='post' action='{base}/mute{query}' class='inline'>{csrf_field(csrf)}"
                 f"<input type='hidden' name='side' value='{side}'>"
                 f"<input type='hidden' name='on' value='{0 if person.muted else 1}'>"
                 f"<button type='submit'>{verb[0]}{zh} {verb[1]} {en}</button></form>"
@@ -282,10 +282,14 @@ class OfficerConsole:
             "</button> <span id='watch-status' role='status'></span>"
             " <strong id='watch-remaining' role='timer'></strong>"
             "<div id='watch-tiles' class='live-tiles'></div></div>"
-            f"<h2>处置 Actions</h2>{self._warn_form(base, sess.csrf).replace('/warn', '/warn?from=watch')}"
+            f"<h2>处置 Actions</h2>{self._warn_form(base, sess.csrf, '?from=watch')}"
             + self._mute_forms(
-                base, sess.csrf, state.participants[row[3]], state.participants[row[4]]
-            ).replace("/mute'", "/mute?from=watch'")
+                base,
+                sess.csrf,
+                state.participants[row[3]],
+                state.participants[row[4]],
+                "?from=watch",
+            )
             + f"{self._end_form(base, sess.csrf)}"
             f"<p><a href='/visits/sites/{esc(facility)}/live'>返回列表 Back to the list</a></p>"
             + WATCH_SCRIPTS
