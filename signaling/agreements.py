@@ -40,6 +40,7 @@ from esign.errors import EsignError
 from esign.protocol import DeclineRequest, EnrolRequest, IdentityAttestation, SignatureReply
 from rooms.commands import decode_command
 from rooms.errors import CommandError
+from signaling.guard import refusal
 from signaling.keyfile import load_or_create
 from signaling.messages import BadMessage
 
@@ -485,10 +486,7 @@ def agreement_routes(desk: AgreementDesk, signer, service) -> list:
     from signaling.bearer import bearer_participant
     from signaling.tokens import TokenError
 
-    def fail(code: str, message: str, status: int) -> web.Response:
-        return web.json_response(
-            {"ok": False, "error": {"code": code, "message": message}}, status=status
-        )
+    fail = refusal
 
     def who(request):
         try:

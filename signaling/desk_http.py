@@ -11,6 +11,7 @@ from aiohttp import web
 
 from desk.errors import DeskError
 from desk.queue import TOPICS
+from signaling.guard import refusal
 
 MAX_BODY = 16 * 1024
 STATUS = {
@@ -90,9 +91,7 @@ class HistoryRequest(_Body):
 
 
 def fail(code: str, message: str) -> web.Response:
-    return web.json_response(
-        {"ok": False, "error": {"code": code, "message": message}}, status=STATUS.get(code, 400)
-    )
+    return refusal(code, message, STATUS.get(code, 400))
 
 
 async def body(request: web.Request, kind: type):

@@ -22,7 +22,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from rooms.commands import decode_command
 from rooms.errors import CommandError
 from signaling.bearer import bearer_participant
-from signaling.guard import streams_body
+from signaling.guard import refusal, streams_body
 from signaling.ratelimit import RateLimiter
 from signaling.tokens import TokenError
 
@@ -74,9 +74,7 @@ def sniff(head: bytes) -> str | None:
 
 
 def _fail(code: str, message: str) -> web.Response:
-    return web.json_response(
-        {"ok": False, "error": {"code": code, "message": message}}, status=STATUS.get(code, 400)
-    )
+    return refusal(code, message, STATUS.get(code, 400))
 
 
 class _Refused(Exception):

@@ -91,7 +91,8 @@ def streams_body(deadline: Callable[[], float]):
     return mark
 
 
-def _refusal(status: int, code: str, message: str) -> web.Response:
+def refusal(code: str, message: str, status: int) -> web.Response:
+    """The JSON answer every HTTP route gives when it refuses: ``{"ok": false, "error": …}``."""
     return web.json_response(
         {"ok": False, "error": {"code": code, "message": message}}, status=status
     )
@@ -122,7 +123,7 @@ async def body_deadline(request: web.Request, handler):
         if not cm.expired():
             raise
         log.info("request body too slow", extra={"path": request.path, "peer": request.remote})
-        return _refusal(408, "too_slow", "the request body did not arrive in time")
+        return refusal("too_slow", "the request body did not arrive in time", 408)
 
 
 class ConnectionGuard:

@@ -15,17 +15,12 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from signaling.guard import refusal
 from signaling.http import WEB_DIR
 from visits.directory import Directory
 from visits.reservations import Reservations
 
 MAX_BODY = 1024
-
-
-def _json_error(code: str, message: str, status: int) -> web.Response:
-    return web.json_response(
-        {"ok": False, "error": {"code": code, "message": message}}, status=status
-    )
 
 
 class Kiosk:
@@ -49,10 +44,10 @@ class Kiosk:
 
     async def state(self, request: web.Request) -> web.Response:
         if request.content_length and request.content_length > MAX_BODY:
-            return _json_error("too_large", "the kiosk sends no body", 413)
+            return refusal("too_large", "the kiosk sends no body", 413)
         terminal = self.terminal(request)
         if terminal is None:
-            return _json_error(
+            return refusal(
                 "terminal_unauthorized", "this terminal's device token is not valid", 401
             )
         site = self.directory.site(terminal.site)
