@@ -35,7 +35,7 @@ import redis
 
 from rooms.errors import CommandError
 from rooms.events import GENESIS, Event, EventDraft, seal
-from rooms.ledger import _row_event
+from rooms.ledger import row_event
 
 log = logging.getLogger("parley.cluster.ledger")
 
@@ -427,7 +427,7 @@ def _entry_event(session_id: str, entry_id: bytes, fields: dict[bytes, bytes]) -
     except ValueError:
         ts = float("nan")  # an edited entry: verify_chain reports the hash mismatch
     # the data column is decoded as SqliteLedgerStore's is (undecodable / non-object markers)
-    return _row_event(
+    return row_event(
         (
             session_id,
             _seq_of(entry_id),

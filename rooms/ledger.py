@@ -195,7 +195,7 @@ class SqliteLedgerStore:
                 " WHERE session = ? AND seq > ? ORDER BY seq",
                 (session_id, after_seq),
             ).fetchall()
-        return [_row_event(row) for row in rows]
+        return [row_event(row) for row in rows]
 
     def session_ids(self) -> list[str]:
         with self._lock:
@@ -222,7 +222,7 @@ def _resolve(fut: asyncio.Future) -> None:
         fut.set_result(None)
 
 
-def _row_event(row: tuple) -> Event:
+def row_event(row: tuple) -> Event:
     session, seq, ts, actor, type_, data, prev, digest = row
     try:
         decoded = msgspec.json.decode(data)
@@ -280,7 +280,7 @@ def verify_main(db_path: str | Path, session_id: str, out=None) -> int:
         ).fetchall()
     finally:
         db.close()
-    return report_chain(session_id, [_row_event(r) for r in rows], str(path), out)
+    return report_chain(session_id, [row_event(r) for r in rows], str(path), out)
 
 
 def report_chain(session_id: str, events: list[Event], where: str, out=None) -> int:
