@@ -39,7 +39,12 @@ CREATE TABLE IF NOT EXISTS tickets (
   last_seen REAL NOT NULL, picked_at REAL, ended_at REAL, lawyer TEXT, session TEXT,
   citizen_pid TEXT, lawyer_pid TEXT, summary TEXT, referral INTEGER NOT NULL DEFAULT 0,
   referral_note TEXT NOT NULL DEFAULT '', rating INTEGER, comment TEXT NOT NULL DEFAULT '',
-  callback_at REAL, question TEXT NOT NULL DEFAULT '');
+  callback_at REAL, question TEXT NOT NULL DEFAULT '', transfer_to TEXT,
+  flag TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS legal_aid (
+  id INTEGER PRIMARY KEY, ts REAL NOT NULL, ticket INTEGER NOT NULL, point TEXT,
+  lawyer TEXT NOT NULL, name TEXT NOT NULL, phone TEXT NOT NULL, topic TEXT NOT NULL,
+  summary TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'open');
 CREATE TABLE IF NOT EXISTS log (
   id INTEGER PRIMARY KEY, ts REAL NOT NULL, ticket INTEGER, actor TEXT NOT NULL,
   type TEXT NOT NULL, data TEXT NOT NULL DEFAULT '{}');
@@ -49,6 +54,8 @@ CREATE INDEX IF NOT EXISTS tickets_session ON tickets(session);
 """
 POINT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 LIVE = ("waiting", "serving")
+# columns added after the first release: a database from before gets them on open
+_ADDED = {"transfer_to": "TEXT", "flag": "TEXT NOT NULL DEFAULT ''"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,8 @@ class Ticket:
     comment: str
     callback_at: float | None
     question: str
+    transfer_to: str | None  # a lawyer this consultation is being handed to (until accepted)
+    flag: str  # '' or 'legal_aid_visitation': a relative's request filed at the bureau counter
 
     def entry(self) -> Entry:
         return Entry(self.id, self.kind, self.point, self.queued_at, self.last_seen, self.state)
@@ -107,6 +116,10 @@ def secret_hash(secret: str) -> str:
 class DeskStore(SqliteStore):
     def __init__(self, data_dir: str | Path, *, file: str = "desk.sqlite3") -> None:
         super().__init__(data_dir, file, SCHEMA)
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(tickets)")}
+        for column, kind in _ADDED.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE tickets ADD COLUMN {column} {kind}")
 
     # -- points and shifts ----------------------------------------------------------------------
     def add_point(self, pid: str, name: str, hours: str, address: str = "") -> Point:
@@ -277,7 +290,7 @@ class DeskStore(SqliteStore):
                 data = {
                     k: v
                     for k, v in values.items()
-                    if k in ("state", "lawyer", "session", "rating", "referral")
+                    if k in ("state", "lawyer", "session", "rating", "referral", "transfer_to")
                 }
                 db.execute(
                     "INSERT INTO log(ts, ticket, actor, type, data) VALUES (?,?,?,?,?)",
@@ -303,3 +316,23 @@ class DeskStore(SqliteStore):
         return self.rows(
             "SELECT ts, ticket, actor, type, data FROM log WHERE ticket=? ORDER BY id", (tid,)
         )
+
+    # -- legal-aid cases ------------------------------------------------------------------------
+    def add_legal_aid(self, ticket: Ticket, lawyer: str, summary: str, now: float) -> int:
+        """A consultation converted into a legal-aid case: the hall's legal-aid list."""
+        with self.tx() as db:
+            cur = db.execute(
+                "INSERT INTO legal_aid(ts, ticket, point, lawyer, name, phone, topic, summary) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (now, ticket.id, ticket.point, lawyer, ticket.name, ticket.phone, ticket.topic,
+                 summary),
+            )
+        return cur.lastrowid
+
+    def legal_aid_cases(self, limit: int = 200) -> list[dict]:
+        cols = ("id", "ts", "ticket", "point", "lawyer", "name", "phone", "topic", "summary",
+                "state")
+        rows = self.rows(
+            f"SELECT {', '.join(cols)} FROM legal_aid ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [dict(zip(cols, r, strict=True)) for r in rows]

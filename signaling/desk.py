@@ -289,7 +289,11 @@ class ConsultDesk:
         statuses = self.store.statuses()
         status = statuses.get(username, "away")
         current = next((t for t in live if t.state == "serving" and t.lawyer == username), None)
-        queue = []
+        queue = [  # a colleague hands a citizen to me: first, whatever else waits
+            self._row(t, now) | {"transfer_from": t.lawyer}
+            for t in live
+            if t.state == "serving" and t.transfer_to == username
+        ]
         if mine:
             entries = [t.entry() for t in live]
             by_id = {t.id: t for t in live}
@@ -342,10 +346,18 @@ class ConsultDesk:
             "returning": earlier,
             "question": t.question,
             "recording_consent": bool(t.consent_recording),
+            "flag": t.flag,
         }
 
     def _current(self, t: Ticket, username: str) -> dict:
-        out = self._row(t, self.clock()) | {"session": t.session}
+        now = self.clock()
+        out = self._row(t, now) | {"session": t.session, "transfer_to": t.transfer_to}
+        if t.kind == "citizen" and t.point:
+            shifts, statuses = self.store.shifts(now), self.store.statuses()
+            out["colleagues"] = [  # whom this consultation can be handed to
+                {"username": u, "status": statuses.get(u, "away")}
+                for u in sorted(lawyers_on_shift(shifts, t.point, now) - {username})
+            ]
         if t.session:
             state = self.service.state(t.session)
             p = state.participants.get(t.lawyer_pid)
@@ -382,6 +394,10 @@ class ConsultDesk:
             raise DeskError("not_on_shift", "you are not on shift now: calls do not reach you")
         if any(t.state == "serving" and t.lawyer == username for t in live):
             raise DeskError("busy", "finish the current consultation first")
+        handed = [t for t in live if t.state == "serving" and t.transfer_to == username]
+        chosen = next((t for t in handed if ticket_id in (None, t.id)), None)
+        if chosen is not None:
+            return self._accept_transfer(account, chosen, now)
         entries = [t.entry() for t in live]
         if ticket_id is None:
             entry = q.next_for(entries, mine, now)
@@ -419,6 +435,87 @@ class ConsultDesk:
             ticket = self._open_consultation(account, ticket, now)
         self.store.set_status(username, "busy", now)
         return self._current(ticket, username)
+
+    # -- transfer ----------------------------------------------------------------------------
+    def transfer(self, username: str, ticket_id: int, to: str) -> dict:
+        """Hand my consultation to a colleague on shift at its point (``to`` their username),
+        or take the offer back (``to`` empty). The citizen stays in the call with me until the
+        colleague accepts; their desk shows the citizen first in their queue."""
+        ticket = self._mine_serving(username, ticket_id)
+        now = self.clock()
+        if ticket.kind != "citizen" or not ticket.session:
+            raise DeskError("invalid", "only a citizen's consultation can be transferred")
+        if not to:
+            if ticket.transfer_to is None:
+                raise DeskError("conflict", "no transfer is pending")
+            self.store.update(
+                ticket.id, actor=f"staff:{username}", event="transfer_cancelled", now=now,
+                expect=("serving",), transfer_to=None,
+            )
+            return self._current(self.store.ticket(ticket.id), username)
+        if to == username:
+            raise DeskError("invalid", "choose another lawyer")
+        shifts, statuses = self.store.shifts(now), self.store.statuses()
+        refusal = pickup_refusal(shifts, statuses, to, ticket.point, now)
+        busy = any(t.state == "serving" and t.lawyer == to for t in self.store.live())
+        if refusal in ("not_on_shift", "not_your_point"):
+            raise DeskError("not_on_shift", "that lawyer is not on shift at this point now")
+        if refusal == "busy" or busy:
+            raise DeskError("busy", "that lawyer is in another consultation")
+        ticket = self.store.update(
+            ticket.id, actor=f"staff:{username}", event="transferred", now=now,
+            expect=("serving",), transfer_to=to,
+        )
+        self._ledger(ticket, "transferred", by=username, to=to)
+        return self._current(ticket, username)
+
+    def _mine_serving(self, username: str, ticket_id: int) -> Ticket:
+        ticket = self.store.ticket(ticket_id)
+        if ticket is None:
+            raise DeskError("not_found", "no such ticket")
+        if ticket.lawyer != username:
+            raise DeskError("forbidden", "this is another lawyer's consultation")
+        if ticket.state != "serving":
+            raise DeskError("conflict", f"the consultation is {ticket.state}")
+        return ticket
+
+    def _accept_transfer(self, account, ticket: Ticket, now: float) -> dict:
+        """Take over the consultation: the lawyer's place in the session gets a new link (the
+        first lawyer's link stops working: rooms' ``reissue_invitation``), the ticket is mine."""
+        username, before = account.username, ticket.lawyer
+        if ticket.point not in points_on_shift(self.store.shifts(now), username, now):
+            raise DeskError("not_your_point", "you are not on shift at this caller's point")
+        try:
+            self.service.execute(
+                ticket.session,
+                f"staff:{username}",
+                decode_command({"type": "reissue_invitation", "participant": ticket.lawyer_pid}),
+            )
+        except CommandError as exc:  # the citizen left or the session ended meanwhile
+            self.store.update(
+                ticket.id, actor="system", event="transfer_failed", now=now, transfer_to=None
+            )
+            raise DeskError("conflict", f"the consultation cannot be taken over: {exc.code}") from None
+        ticket = self.store.update(
+            ticket.id, actor=f"staff:{username}", event="accepted", now=now,
+            expect=("serving",), lawyer=username, transfer_to=None,
+        )
+        self._ledger(ticket, "accepted", lawyer=username, transferred_from=before)
+        self.store.set_status(username, "busy", now)
+        if self.store.statuses().get(before) == "busy":
+            self.store.set_status(before, "available", now)
+        return self._current(ticket, username)
+
+    async def to_legal_aid(self, username: str, ticket_id: int, summary: str) -> int:
+        """End my consultation by opening a legal-aid case with its summary: the case is on the
+        hall's legal-aid list, the citizen's page and phone get the summary and the case number."""
+        ticket = self._mine_serving(username, ticket_id)
+        if ticket.kind != "citizen":
+            raise DeskError("invalid", "only a citizen's consultation becomes a legal-aid case")
+        case = self.store.add_legal_aid(ticket, username, summary.strip(), self.clock())
+        self.store.log(ticket.id, f"staff:{username}", "legal_aid", self.clock(), case=case)
+        await self.end(username, ticket.id, summary, True, f"法律援助案件 Legal-aid case #{case}")
+        return case
 
     def _open_consultation(self, account, ticket: Ticket, now: float) -> Ticket:
         # Claim first (a second lawyer's pick-up of the same caller is refused here), then create.
@@ -496,6 +593,7 @@ class ConsultDesk:
             summary=summary.strip(),
             referral=int(referral),
             referral_note=note.strip() if referral else "",
+            transfer_to=None,
         )
         self.store.set_status(username, "available", now)
         if ticket.phone:
@@ -534,6 +632,9 @@ class ConsultDesk:
             }
             for t in earlier
         ]
+
+    def _ledger(self, ticket: Ticket, event: str, **data) -> None:
+        """The desk's step in the session's own hash-chained ledger (when a session exists)."""
 
     # -- rooms' events --------------------------------------------------------------------------
     def on_events(self, state, events) -> None:

@@ -19,8 +19,10 @@ from signaling.desk import ConsultDesk
 from signaling.desk_http import (
     EndRequest,
     HistoryRequest,
+    LegalAidRequest,
     PickupRequest,
     StatusRequest,
+    TransferRequest,
     answers,
     body,
 )
@@ -75,7 +77,8 @@ class DeskConsole:
             "</section>"
             "<section><h2>今日统计 Today</h2><dl id='stats' class='stats'></dl></section>"
             "</div>"
-            f"<section><h2>服务点海报 Service point posters</h2><ul>{posters or '<li>—</li>'}</ul>"
+            + self._legal_aid_list()
+            + f"<section><h2>服务点海报 Service point posters</h2><ul>{posters or '<li>—</li>'}</ul>"
             f"</section>{admin}"
             "<script src='/static/desk.js'></script>"
         )
@@ -87,6 +90,22 @@ class DeskConsole:
             csrf=sess.csrf,
         )
         return resp
+
+    def _legal_aid_list(self) -> str:
+        """The hall's legal-aid cases opened from consultations (newest first)."""
+        rows = "".join(
+            f"<tr data-case='{c['id']}'><td>#{c['id']}</td>"
+            f"<td>{esc(self.desk.local(c['ts']).isoformat(sep=' ', timespec='minutes'))}</td>"
+            f"<td>{esc(c['name'])}</td><td>{esc(c['phone'])}</td><td>{esc(c['topic'])}</td>"
+            f"<td>{esc(c['lawyer'])}</td><td>{esc(c['summary'])}</td></tr>"
+            for c in self.desk.store.legal_aid_cases(50)
+        )
+        return (
+            "<section><h2>法律援助案件 Legal-aid cases</h2><table class='list' id='legal-aid'>"
+            "<tr><th>#</th><th>时间 When</th><th>姓名 Name</th><th>电话 Phone</th>"
+            "<th>问题 Topic</th><th>律师 Lawyer</th><th>小结 Summary</th></tr>"
+            f"{rows or '<tr><td colspan=7>—</td></tr>'}</table></section>"
+        )
 
     def _admin(self, request: web.Request, sess, error: str) -> str:
         now = self.desk.clock()
@@ -262,6 +281,20 @@ class DeskConsole:
         return web.json_response({"ok": True})
 
     @answers
+    async def transfer(self, request: web.Request) -> web.Response:
+        account = _lawyer(request)
+        req = await body(request, TransferRequest)
+        current = self.desk.transfer(account.username, req.ticket, req.to)
+        return web.json_response({"ok": True, "current": current})
+
+    @answers
+    async def legal_aid(self, request: web.Request) -> web.Response:
+        account = _lawyer(request)
+        req = await body(request, LegalAidRequest)
+        case = await self.desk.to_legal_aid(account.username, req.ticket, req.summary)
+        return web.json_response({"ok": True, "case": case})
+
+    @answers
     async def history(self, request: web.Request) -> web.Response:
         account = _lawyer(request)
         req = await body(request, HistoryRequest)
@@ -282,4 +315,6 @@ class DeskConsole:
             web.post("/desk/api/pickup", self.pickup),
             web.post("/desk/api/end", self.end),
             web.post("/desk/api/history", self.history),
+            web.post("/desk/api/transfer", self.transfer),
+            web.post("/desk/api/legal-aid", self.legal_aid),
         ]

@@ -86,6 +86,16 @@ class EndRequest(_Body):
     referral_note: Annotated[str, msgspec.Meta(max_length=500)] = ""
 
 
+class TransferRequest(_Body):
+    ticket: TicketId
+    to: Annotated[str, msgspec.Meta(max_length=64)]  # a colleague's username; "" takes it back
+
+
+class LegalAidRequest(_Body):
+    ticket: TicketId
+    summary: Annotated[str, msgspec.Meta(min_length=1, max_length=4000, pattern=r"\S")]
+
+
 class HistoryRequest(_Body):
     ticket: TicketId
 

@@ -96,13 +96,15 @@
       const flags = [r.returning ? `回访 Returning (${r.returning})` : "", r.present ? "" : "暂离 Away (place kept)",
         r.recording_consent ? "同意录制 Consents to recording" : ""].filter(Boolean).join(" · ");
       const topic = r.kind === "mediation" ? `${r.topic_label} · ${r.question}` : r.topic_label;
+      const kind = r.transfer_from ? `转接自 Transferred from ${r.transfer_from}`
+        : r.flag === "legal_aid_visitation" ? "法律援助（会见）Legal aid (visitation)" : (KIND[r.kind] || r.kind);
       const pick = el("button", {
         type: "button", className: "small", "data-ticket": String(r.id), "data-action": "pickup",
         onclick: () => pickup(r.id),
       }, "接听 Pick up");
       pick.disabled = !!d.current || !r.present;
-      table.append(el("tr", { "data-ticket": String(r.id), "data-kind": r.kind },
-        el("td", {}, KIND[r.kind] || r.kind), el("td", {}, r.name), el("td", {}, topic),
+      table.append(el("tr", { "data-ticket": String(r.id), "data-kind": r.transfer_from ? "transfer" : r.kind, "data-flag": r.flag || "" },
+        el("td", {}, kind), el("td", {}, r.name), el("td", {}, topic),
         el("td", {}, mmss(r.waited)), el("td", {}, r.lang === "en" ? "English" : "中文"),
         el("td", {}, flags), el("td", {}, pick)));
     }
@@ -122,7 +124,7 @@
     const c = d.current;
     box.hidden = !c;
     if (!c) { box.textContent = ""; box.dataset.ticket = ""; summaryDraft = null; return; }
-    if (box.dataset.ticket === String(c.id)) return;  // keep what the lawyer is typing
+    if (box.dataset.ticket === String(c.id)) { renderTransfer(c); return; }  // keep the typing
     box.dataset.ticket = String(c.id);
     box.textContent = "";
     const mediation = c.kind === "mediation";
@@ -165,6 +167,49 @@
       if (r.ok) refresh();
     };
     box.append(form);
+    if (!mediation) {
+      const aid = el("button", { type: "button", id: "to-legal-aid", className: "" },
+        "转为法律援助案件（以上小结）Open a legal-aid case (with the summary above)");
+      aid.onclick = async () => {
+        if (!summary.value.trim()) { summary.reportValidity(); return; }
+        const r = await api("POST", "/desk/api/legal-aid", { ticket: c.id, summary: summary.value });
+        fail(r);
+        if (r.ok) location.reload();  // the case appears in the hall's legal-aid list below
+      };
+      box.append(el("p", {}, aid), el("div", { id: "transfer" }));
+      renderTransfer(c);
+    }
+  }
+
+  // Hand the citizen to a colleague on shift at the same point: they stay with me until the
+  // colleague accepts on their desk; I can take the offer back until then.
+  function renderTransfer(c) {
+    const box = $("transfer");
+    if (!box) return;
+    const key = JSON.stringify([c.transfer_to, c.colleagues]);
+    if (box.dataset.key === key) return;
+    box.dataset.key = key;
+    box.textContent = "";
+    if (c.transfer_to) {
+      box.append(el("p", { id: "transfer-pending", role: "status" },
+        `正在转给 ${c.transfer_to}，等待对方接听 Waiting for ${c.transfer_to} to accept the transfer `),
+        el("button", { type: "button", id: "transfer-cancel", onclick: () => transfer(c.id, "") }, "取消转接 Take it back"));
+      return;
+    }
+    const others = c.colleagues || [];
+    if (!others.length) {
+      box.append(el("p", { className: "hint" }, "本服务点没有其他值班律师 No other lawyer is on shift at this point"));
+      return;
+    }
+    const pick = el("select", { id: "transfer-to", "aria-label": "lawyer" });
+    for (const o of others) pick.append(new Option(`${o.username} · ${STATUS[o.status] || o.status}`, o.username));
+    box.append(el("p", {}, "转给其他值班律师 Transfer to another lawyer on shift: ", pick, " ",
+      el("button", { type: "button", id: "transfer-go", onclick: () => transfer(c.id, pick.value) }, "转接 Transfer")));
+  }
+  async function transfer(ticket, to) {
+    const r = await api("POST", "/desk/api/transfer", { ticket, to });
+    fail(r);
+    refresh();
   }
 
   function renderCallbacks(d) {
