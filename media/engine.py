@@ -70,6 +70,7 @@ class MediaEngine:
         self._on_peer_state = on_peer_state
         self.peers: dict[str, PeerSession] = {}
         self._edges: set[EdgeKey] = set()
+        self._thumbnails: dict[EdgeKey, float] = {}  # video edges forwarded as keyframes only
         self._assign: dict[str, list[str | None]] = {}  # subscriber -> publisher per slot
         self._paused: set[str] = set()
         self._last_maps: dict[str, list[dict]] = {}
@@ -197,12 +198,20 @@ class MediaEngine:
     def apply_plan(self, edges: Iterable[Edge]) -> None:
         """Forward exactly these edges (remembered for peers that are not connected yet)."""
         wanted: set[EdgeKey] = set()
+        thumbnails: dict[EdgeKey, float] = {}  # an edge's optional `keyframe_interval` (s)
         for e in edges:
             if e.kind not in KINDS:
                 raise ValueError(f"edge kind must be audio or video, not {e.kind!r}")
             if e.publisher != e.subscriber:
-                wanted.add((e.publisher, e.subscriber, e.kind))
+                key = (e.publisher, e.subscriber, e.kind)
+                interval = getattr(e, "keyframe_interval", 0.0) if e.kind == "video" else 0.0
+                if interval and (key not in wanted or key in thumbnails):
+                    thumbnails[key] = min(interval, thumbnails.get(key, interval))
+                elif not interval:
+                    thumbnails.pop(key, None)  # a full-rate edge wins over a thumbnail
+                wanted.add(key)
         self._edges = wanted
+        self._thumbnails = thumbnails
         self._reconcile()
 
     # -- local sinks (docs/recording.md: "The sink API") -----------------------------------------
@@ -293,11 +302,16 @@ class MediaEngine:
         publisher = self.peers.get(pub) if pub is not None else None
         wanted = publisher is not None and (pub, sub_id, kind) in self._edges
         forwarder = publisher.publications[kind].forwarder if wanted else None
-        if current is not None and (current.closed or current.forwarder is not forwarder):
+        interval = self._thumbnails.get((pub, sub_id, kind), 0.0)
+        if current is not None and (
+            current.closed
+            or current.forwarder is not forwarder
+            or current.keyframe_interval != interval
+        ):
             current.close("plan changed")
             current = None
         if forwarder is not None and current is None:
-            current = forwarder.subscribe(sub_id, track)
+            current = forwarder.subscribe(sub_id, track, interval)
         if current is not None and kind == "video":
             current.set_paused(sub_id in self._paused)
 
@@ -348,6 +362,8 @@ class MediaEngine:
             "state": peer.state,
             "loss": None if loss is None else round(loss, 3),
             "video_paused": participant_id in self._paused,
+            "rtt": None if peer.rtt.srtt is None else round(peer.rtt.srtt, 3),
+            **{kind: pub.link() for kind, pub in peer.publications.items()},
         }
 
     def to_dict(self) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
@@ -38,11 +39,31 @@ class Publication:
         self.close_reason: str | None = None
         self.upstream_losses = 0
         self.plis_without_ssrc = 0
+        self._sample: tuple[float, int] | None = None  # (when, bytes_in) for the bitrate
+        self._bitrate: float | None = None
 
     @property
     def active(self) -> bool:
         """True once media has arrived from the publisher."""
         return self.forwarder.frames_in > 0
+
+    def link(self) -> dict:
+        """The uplink as the server sees it, for an officer's or host's console: bitrate over
+        the time since the previous call (at least 1 s apart, else the previous figure), age of
+        the last frame, holes given up on and NACKs repeated. Read on demand, never per packet."""
+        f = self.forwarder
+        now = time.monotonic()
+        if self._sample is None or now - self._sample[0] >= 1.0:
+            if self._sample is not None:
+                self._bitrate = (f.bytes_in - self._sample[1]) * 8 / (now - self._sample[0])
+            self._sample = (now, f.bytes_in)
+        jb = self.jitter_buffer
+        return {
+            "bitrate": None if self._bitrate is None else round(self._bitrate),
+            "age": None if f.last_in is None else round(max(0.0, now - f.last_in), 3),
+            "holes": self.upstream_losses,
+            "nacks": jb.nacks_repeated if jb is not None else 0,
+        }
 
     def set_rtt(self, timeout: float | None) -> None:
         """The round trip to the publisher changed: the video hole wait follows it."""
