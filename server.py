@@ -37,7 +37,7 @@ from rooms.commands import decode_command
 from rooms.errors import CommandError
 from rooms.ledger import SqliteLedgerStore
 from rooms.service import ParticipantSpec, SessionService
-from signaling import desk_public, renewal, staff
+from signaling import desk_public, desk_ring, renewal, staff
 from signaling.agreements import AgreementDesk, agreement_routes, load_or_create_passphrase
 from signaling.conductor import Conductor
 from signaling.console import Console
@@ -94,6 +94,7 @@ class Config:
     smtp_password: str | None = None
     smtp_starttls: bool = True
     invitation_ttl: float = 24 * 3600
+    desk_ring_seconds: float = 60.0  # docs/desk.md: the mediator's fallback link after this
     demo: bool = True
     log_format: str = "json"  # "json" | "text"
     log_level: str = "INFO"
@@ -141,7 +142,7 @@ def _coerce(name: str, raw):
         return raw
     if name in ("port", "max_slots", "smtp_port", "recording_queue_frames", "lease_ttl_ms"):
         return int(raw)
-    if name in ("invitation_ttl", "recording_segment_seconds"):
+    if name in ("invitation_ttl", "recording_segment_seconds", "desk_ring_seconds"):
         return float(raw)
     if name == "turn_ttl":
         return float(raw)
@@ -349,6 +350,7 @@ def create_app(config: Config) -> web.Application:
         notifier=ContactNotifier(SmsSpool(config.data_dir / "sms-outbox"), notifier),
         timezone=config.timezone,
         invitation_ttl=config.invitation_ttl,
+        ring_seconds=config.desk_ring_seconds,
     )
     app[CONSULT] = consult
 
@@ -359,6 +361,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(desk_ctx)
     app.add_routes(desk_public.routes(consult))
     app.add_routes(DeskConsole(consult, config).routes())
+    app.add_routes(desk_ring.routes(consult))  # the mediator's panel while the desk rings
     registry.register(DeskMetrics(consult))  # the hall's figures on /metrics
     app.middlewares.append(forwarded(parse_proxies(config.trusted_proxies)))
     app.on_response_prepare.append(security_headers(hsts=config.tls != "self-signed"))

@@ -181,6 +181,8 @@
     renderWaiting();
     renderLawyerSpaces(view);
     $("caucus-name").placeholder = t("host_room_code");
+    question.placeholder = t("ring_question");
+    question.setAttribute("aria-label", t("ring_question"));
     $("caucus-minutes").title = t("host_minutes");
     $("caucus-minutes").setAttribute("aria-label", t("host_minutes"));
     const ul = $("people");
@@ -295,9 +297,84 @@
     recSelf.hidden = false;
     recSelf.querySelector("button").focus();
   };
+  // S4: the call rings the duty-lawyer desk (signaling/desk_ring.py). The panel says so, with
+  // the one-line question, then who accepted; the link to send by hand appears only when
+  // nobody can answer (no lawyer on shift: at once) or nobody did within the ring time.
+  const token = decodeURIComponent(location.pathname.split("/").pop());
+  const question = document.createElement("input");
+  question.id = "lawyer-question"; question.maxLength = 200;
+  $("lawyer-name").after(question);
+  $("lawyer-name").required = false;  // the desk's lawyer says who they are when they accept
+  const ringBox = document.createElement("p");
+  ringBox.id = "lawyer-ring"; ringBox.className = "lawyer-ring"; ringBox.setAttribute("role", "status");
+  ringBox.hidden = true;
+  $("lawyer-invite").before(ringBox);
+  let ring = null;  // {pid, timer, shown}
+  function ringUrl(pid) {
+    return `/api/sessions/${encodeURIComponent(P.view.session.id)}/desk-ring/${encodeURIComponent(pid)}`;
+  }
+  async function ringApi(pid, body) {
+    try {
+      const r = await fetch(ringUrl(pid), {
+        method: body ? "POST" : "GET", cache: "no-store",
+        headers: Object.assign({ Authorization: "Bearer " + token }, body ? { "Content-Type": "application/json" } : {}),
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      return await r.json();
+    } catch (e) { return { ok: false, error: { code: "timeout" } }; }
+  }
+  async function ringPoll() {
+    if (!ring) return;
+    const mine = ring;
+    const r = await ringApi(mine.pid);
+    if (ring !== mine) return;  // a newer call replaced this one
+    if (!r.ok) {  // the desk cannot tell (no desk on this server): the link, with the reason
+      ringBox.dataset.state = "unknown";
+      ringBox.textContent = i18n.error(r.error.code);
+      showLink(mine);
+      return;
+    }
+    const g = r.ring;
+    ringBox.dataset.state = g.state;
+    ringBox.dataset.reason = g.reason || "";
+    const q = g.question ? ` — ${g.question}` : "";
+    if (g.state === "ringing" && !g.fallback) ringBox.textContent = "🔔 " + t("ring_ringing") + q;
+    else if (g.state === "ringing") {
+      ringBox.textContent = g.reason === "no_lawyer_on_shift" ? t("ring_no_lawyer")
+        : tf("ring_no_answer", { s: Math.round(g.ring_seconds) });
+      showLink(mine);
+    } else if (g.state === "accepted") {
+      ringBox.textContent = "✔ " + tf("ring_accepted", { name: g.lawyer_name || g.lawyer });
+      $("lawyer-invite").hidden = true;
+    } else {
+      ringBox.textContent = t(g.state === "answered_by_link" ? "ring_by_link" : "ring_over");
+      $("lawyer-invite").hidden = true;
+      return;  // over: stop asking
+    }
+    mine.timer = setTimeout(ringPoll, 1000);
+  }
+  async function showLink(mine) {
+    if (mine.shown) return;
+    mine.shown = true;
+    const link = await P.socket.timeout(5000).emitWithAck("invitation", { v: 1, participant: mine.pid }).catch(() => null);
+    if (!link || !link.ok) { $("call-status").textContent = i18n.error(link ? link.error.code : "timeout"); return; }
+    if (ring !== mine) return;
+    const url = location.origin + link.path;
+    $("lawyer-link").textContent = url; $("lawyer-link").href = url;
+    $("lawyer-copy").textContent = t("copy_link");
+    const hint = $("lawyer-invite").querySelector(".hint");
+    if (hint) hint.hidden = true;  // the ring line above says why the link is here
+    // The console's QR route for this participant (needs the staff login this page came from).
+    const qr = $("lawyer-qr");
+    qr.hidden = false;
+    qr.onerror = () => { qr.hidden = true; };
+    qr.src = `/console/sessions/${encodeURIComponent(P.view.session.id)}/qr/${encodeURIComponent(mine.pid)}.svg`;
+    $("lawyer-invite").hidden = false;
+    $("lawyer-invite").scrollIntoView({ block: "nearest" });
+  }
   $("form-lawyer").onsubmit = async (e) => {
     e.preventDefault();
-    const name = $("lawyer-name").value.trim();
+    const name = $("lawyer-name").value.trim() || t("ring_default_name");
     // rooms names a caucus by its name ("a"); the select's values are spaces ("caucus:a")
     const space = ($("lawyer-space").value.trim() || "joint").replace(/^caucus:/, "");
     const before = new Set(P.people().map((p) => p.id));
@@ -308,18 +385,17 @@
     await viewReaches(r.seq);
     const added = P.people().find((p) => !before.has(p.id) && p.role === "duty_lawyer");
     if (!added) { $("call-status").textContent = i18n.error("unknown"); return; }
-    const link = await P.socket.timeout(5000).emitWithAck("invitation", { v: 1, participant: added.id }).catch(() => null);
-    if (!link || !link.ok) { $("call-status").textContent = i18n.error(link ? link.error.code : "timeout"); return; }
-    const url = location.origin + link.path;
-    $("lawyer-link").textContent = url; $("lawyer-link").href = url;
-    $("lawyer-copy").textContent = t("copy_link");
-    // The console's QR route for this participant (needs the staff login this page came from).
-    const qr = $("lawyer-qr");
-    qr.hidden = false;
-    qr.onerror = () => { qr.hidden = true; };
-    qr.src = `/console/sessions/${encodeURIComponent(P.view.session.id)}/qr/${encodeURIComponent(added.id)}.svg`;
-    $("lawyer-invite").hidden = false;
-    $("lawyer-invite").scrollIntoView({ block: "nearest" });
+    if (ring) clearTimeout(ring.timer);
+    ring = { pid: added.id, timer: null, shown: false };
+    ringBox.hidden = false;
+    ringBox.textContent = "🔔 " + t("ring_ringing");
+    const text = question.value.trim();
+    if (text) {
+      const a = await ringApi(added.id, { question: text });
+      if (!a.ok) $("call-status").textContent = i18n.error(a.error.code);
+      else question.value = "";
+    }
+    ringPoll();
   };
   $("lawyer-copy").onclick = async () => {
     const url = $("lawyer-link").href;
