@@ -24,8 +24,9 @@ if ((WANT_TEST)); then
   command -v chromium >/dev/null || apt_install chromium
   command -v redis-server >/dev/null || apt_install redis-server
   # TURN and deployment tests (tests/integration/turn, tests/integration/deploy): real coturn,
-  # nginx, and nftables for the namespace whose firewall drops UDP
-  apt_install coturn nginx nftables
+  # nginx with its stream module (the shared port 443), and nftables for the namespace whose
+  # firewall drops UDP
+  apt_install coturn nginx libnginx-mod-stream nftables
   # pdftotext: the agreement tests read the PDF as a reader's tools do
   command -v pdftotext >/dev/null || apt_install poppler-utils
 fi
