@@ -33,7 +33,7 @@ from esign.agreement import Agreement, canonical_json, fingerprint, parse_agreem
 from esign.document import attached_agreement_data, render_text_pdf
 from esign.pdfsign import asn1_cert, asn1_private_key, cert_store
 from esign.pki import SAN_PREFIX, LocalPki, cert_sha256
-from recording.manifest import MANIFEST_TYPE, RECORDING_EVENTS, manifest
+from recording.manifest import bundle_manifest
 
 LEDGER_HEAD_TYPE = "parley-ledger-head/v1"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -249,7 +249,7 @@ async def build_evidence_zip(
         files[f"certs/{cert_sha256(cert)[:16]}.pem"] = cert.public_bytes(serialization.Encoding.PEM)
     if recordings is not None:
         files["recordings.json"] = msgspec.json.encode(recordings, order="sorted")
-    recorded = recording_manifest(ledger)
+    recorded = bundle_manifest(ledger)
     if recorded is not None:
         files["recording-manifest.json"] = msgspec.json.encode(recorded, order="sorted")
     head["members"] = {name: hashlib.sha256(body).hexdigest() for name, body in files.items()}
@@ -264,15 +264,6 @@ async def build_evidence_zip(
             info.compress_type = zipfile.ZIP_DEFLATED
             bundle.writestr(info, files[name])
     return out.getvalue()
-
-
-def recording_manifest(ledger: list[dict]) -> dict | None:
-    """The session's recording as its ledger states it (runs, segments with their hashes,
-    gaps), or None when this ledger never recorded anything."""
-    if not any(isinstance(e, dict) and e.get("type") in RECORDING_EVENTS for e in ledger):
-        return None
-    m = manifest(e for e in ledger if isinstance(e, dict))
-    return {"type": MANIFEST_TYPE, **m}
 
 
 def readme(root_cert: x509.Certificate) -> str:

@@ -48,7 +48,7 @@ from esign.document import CERTIFICATION_FIELD, SEAL_FIELD, attached_agreement_d
 from esign.errors import EsignError
 from esign.evidence import LEDGER_HEAD_TYPE, completion_lines, describe_signatures, readme
 from esign.pki import cert_sha256, is_seal_certificate
-from recording.manifest import MANIFEST_TYPE, file_report, manifest
+from recording.manifest import bundle_manifest, file_report
 
 MAX_INPUT_BYTES = 200 * 1024 * 1024
 
@@ -315,9 +315,7 @@ async def _check_bundle(
         except msgspec.DecodeError:
             listed = None
         report.check(
-            isinstance(listed, dict)
-            and listed
-            == {"type": MANIFEST_TYPE, **manifest(e for e in events if isinstance(e, dict))},
+            isinstance(listed, dict) and listed == bundle_manifest(events),
             "recording manifest is the one the sealed ledger states",
         )
     if agreement is not None and agreement.recordings_so_far:
@@ -367,15 +365,23 @@ def _check_recordings(files: dict[str, bytes], directory: Path, report: Report) 
     if isinstance(session, str) and (directory / session).is_dir():
         directory = directory / session
     report.info(f"recordings in {directory}: {len(segments)} segments listed")
-    report.check(directory.is_dir(), "recording directory exists", str(directory))
     try:
         rows = file_report(m, directory)
     except (KeyError, TypeError, ValueError):  # a manifest that is not what the ledger wrote
         report.check(False, "the recording manifest can be read")
         return
+    if any(status != "deleted" for _, status, _ in rows) or not rows:
+        report.check(directory.is_dir(), "recording directory exists", str(directory))
     for name, status, s in rows:
         if status == "unlisted":
             report.info(f"{name}: on disk but not in the ledger (not evidence)")
+            continue
+        if status == "deleted":  # the sealed ledger says retention removed it: not missing
+            report.info(
+                f"{name}: deleted by the ledger's seq {s['seq']} ({s.get('reason')}, "
+                f"{s.get('retention_days')} days)"
+                + ("; still on disk, the next purge removes it" if s["on_disk"] else "")
+            )
             continue
         report.check(
             status == "ok",

@@ -2,7 +2,7 @@
 
 Every fact the manifest states is an event in the hash chain: who started and stopped the
 recording and when, what the recorder reported, each segment with its hashes, and each gap with
-its reason. A reviewer or an export checks files against it (``verify_files``); nothing on disk
+its reason, and each retention deletion. A reviewer or an export checks files against it (``verify_files``); nothing on disk
 is trusted on its own.
 """
 
@@ -21,6 +21,7 @@ RECORDING_EVENTS = (
     "recording.failed",
     "recording.segment",
     "recording.gap",
+    "recording.deleted",
 )
 
 
@@ -47,6 +48,7 @@ def manifest(events: Iterable[Event | dict]) -> dict:
     segments: list[dict] = []
     gaps: list[dict] = []
     recorder: list[dict] = []
+    deleted: list[dict] = []
     for e in events:
         ref = {"seq": e.seq, "ts": e.ts, "hash": e.hash}
         if e.type == "recording.started":
@@ -60,7 +62,9 @@ def manifest(events: Iterable[Event | dict]) -> dict:
             segments.append({**ref, **e.data})
         elif e.type == "recording.gap":
             gaps.append({**ref, **e.data})
-    return {
+        elif e.type == "recording.deleted":
+            deleted.append({**ref, **e.data})
+    m = {
         "session": events[0].session if events else None,
         "seq": events[-1].seq if events else 0,
         "head": events[-1].hash if events else None,
@@ -70,6 +74,19 @@ def manifest(events: Iterable[Event | dict]) -> dict:
         "gaps": gaps,
         "bytes": sum(s["bytes"] for s in segments),
     }
+    if deleted:  # only then: a bundle sealed before deletions were listed still verifies
+        m["deleted"] = deleted
+    return m
+
+
+def bundle_manifest(ledger: Iterable[Event | dict]) -> dict | None:
+    """``recording-manifest.json`` of an evidence bundle: the manifest with its type, or None
+    when the ledger never recorded anything. The bundle writer and ``verify`` both call this,
+    so what is sealed and what is checked come from one derivation."""
+    events = [e for e in ledger if isinstance(e, (Event, dict))]
+    if not any(_Fields(e).type in RECORDING_EVENTS for e in events):
+        return None
+    return {"type": MANIFEST_TYPE, **manifest(events)}
 
 
 def restart_gap(events: Iterable[Event], now: float) -> dict | None:
@@ -96,16 +113,24 @@ def restart_gap(events: Iterable[Event], now: float) -> dict | None:
 
 def file_report(m: dict, directory: Path) -> list[tuple[str, str, dict | None]]:
     """Each listed segment against its stored file, then any unlisted ``.seg``: ``(file,
-    status, segment)`` with status ``ok``, ``missing``, ``changed`` (size or SHA-256 differ
-    from the ledger) or ``unlisted`` (on disk, not in the ledger: not evidence)."""
+    status, record)`` with status ``ok``, ``missing``, ``changed`` (size or SHA-256 differ
+    from the ledger), ``unlisted`` (on disk, not in the ledger: not evidence) or ``deleted``
+    (a ``recording.deleted`` event names it: removed by retention, not missing; the record is
+    then that deletion, and ``record["on_disk"]`` says whether the file is still there, which
+    the next purge pass sweeps)."""
     out: list[tuple[str, str, dict | None]] = []
+    gone = {f: d for d in m.get("deleted", []) for f in d["files"]}
     listed = set()
     for s in m["segments"]:
         name = s["file"]
         listed.add(name)
         # a name from a bundle is data: only a plain file name inside the directory is read
         path = directory / name
-        if Path(name).name != name or not path.is_file():
+        plain = Path(name).name == name
+        if name in gone:
+            out.append((name, "deleted", {**gone[name], "on_disk": plain and path.is_file()}))
+            continue
+        if not plain or not path.is_file():
             out.append((name, "missing", s))
             continue
         data = path.read_bytes()
@@ -113,16 +138,19 @@ def file_report(m: dict, directory: Path) -> list[tuple[str, str, dict | None]]:
         out.append((name, "ok" if same else "changed", s))
     if directory.is_dir():
         for path in sorted(directory.glob("*.seg")):
-            if path.name not in listed:
+            if path.name in gone and path.name not in listed:
+                out.append((path.name, "deleted", {**gone[path.name], "on_disk": True}))
+            elif path.name not in listed:
                 out.append((path.name, "unlisted", None))
     return out
 
 
 def verify_files(m: dict, directory: Path) -> list[str]:
-    """Problems between the manifest and the stored files: missing, changed or unlisted."""
+    """Problems between the manifest and the stored files: missing, changed or unlisted. A
+    segment the ledger says retention deleted is not a problem (``file_report`` names it)."""
     words = {"missing": "missing", "unlisted": "not in the ledger"}
     return [
         f"{name}: " + (words.get(status) or f"does not match seq {s['seq']}")
         for name, status, s in file_report(m, directory)
-        if status != "ok"
+        if status not in ("ok", "deleted")
     ]

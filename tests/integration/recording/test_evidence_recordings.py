@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 
 import msgspec
 import pytest
 
-from esign.evidence import recording_manifest
 from recording.keys import MasterKey
+from recording.manifest import bundle_manifest
+from recording.retention import purge
 from rooms.commands import decode_command
 from rooms.ledger import SqliteLedgerStore
 from rooms.service import ParticipantSpec, SessionService
@@ -24,9 +26,10 @@ from tests.integration.recording.segments import record
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-async def _recorded_and_sealed(pki, tmp_path):  # noqa: F811
+async def _recorded_and_sealed(pki, tmp_path, *, purged=False):  # noqa: F811
     """A mediation recorded (A: two segments, B: one), then an agreement signed and sealed; the
-    bundle is built from the session's ledger plus the ceremony's records, as the desk does."""
+    bundle is built from the session's ledger plus the ceremony's records, as the desk does.
+    ``purged``: the session ended and retention deleted its recording before the bundle."""
     store = SqliteLedgerStore(tmp_path / "ledger.sqlite3")
     service = SessionService(store)
     state = service.create_session(
@@ -51,6 +54,10 @@ async def _recorded_and_sealed(pki, tmp_path):  # noqa: F811
     for who, index in (("A", 0), ("A", 1), ("B", 0)):
         record(service, root, master, state.id, ids[who], index, start=float(index))
     service.execute(state.id, ids["M"], decode_command({"type": "stop_recording"}))
+    if purged:
+        service.execute(state.id, ids["M"], decode_command({"type": "end_session"}))
+        [outcome] = purge(service, root, {"mediation": 0}, time.time() + 1)
+        assert outcome.result == "deleted", outcome
     session_ledger = [msgspec.to_builtins(e) for e in service.events(state.id)]
     store.close()
 
@@ -113,9 +120,25 @@ def test_a_manifest_edited_inside_the_bundle_is_not_verified(pki, tmp_path, caps
     assert code == 2
 
 
+def test_segments_deleted_by_retention_are_named_not_missing(pki, tmp_path, capsys):  # noqa: F811
+    bundle, directory, root, ledger = asyncio.run(
+        _recorded_and_sealed(pki, tmp_path, purged=True)
+    )
+    m = msgspec.json.decode(unzip(bundle)["recording-manifest.json"])
+    [deletion] = m["deleted"]
+    assert sorted(deletion["files"]) == sorted(s["file"] for s in m["segments"])
+    assert not directory.exists()
+    code, out = run_verify(capsys, tmp_path, bundle, root, "--recordings", directory.parent)
+    assert code == 0 and "RESULT: VERIFIED" in out, out
+    assert "[OK  ] recording manifest is the one the sealed ledger states" in out, out
+    assert "matches the ledger" not in out and "missing" not in out, out
+    for s in m["segments"]:
+        assert f"{s['file']}: deleted by the ledger's seq {deletion['seq']} (retention, 0 days)" in out
+
+
 def test_a_session_never_recorded_has_no_manifest():
     ledger = [{"type": "session.created", "seq": 1, "ts": 1.0, "hash": "00", "data": {}}]
-    assert recording_manifest(ledger) is None
-    assert recording_manifest([*ledger, {"type": "recording.started", "seq": 2, "ts": 2.0}])[
+    assert bundle_manifest(ledger) is None
+    assert bundle_manifest([*ledger, {"type": "recording.started", "seq": 2, "ts": 2.0}])[
         "runs"
     ] == [{"started": 2.0, "started_by": None, "stopped": None, "why": None}]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from recording.keys import MasterKey
+from recording.manifest import file_report, manifest, verify_files
 from recording.retention import DAY, purge
 from rooms.commands import decode_command
 from rooms.errors import CommandError
@@ -197,3 +198,37 @@ def test_an_export_expires_with_the_segments_it_was_made_from(ledger):
     assert sorted(outcome.files) == sorted([*sources, "export-000001.exp"])
     assert not directory.exists()
     assert not verify_chain(service.events(sid))
+
+
+def test_deleted_segments_are_reported_as_deleted_not_missing(ledger):
+    service, data = ledger
+    sid = recorded(service, data)
+    directory = data / "recordings" / sid
+    before = manifest(service.events(sid))
+    assert "deleted" not in before  # nothing deleted yet: the manifest has no such key
+    files = sorted(s["file"] for s in before["segments"])
+    # the record is written, the unlink has not happened yet (the crash window): still on disk
+    service.execute(
+        sid,
+        "system",
+        decode_command(
+            {"type": "record_deletion", "files": files, "reason": "retention", "retention_days": 30}
+        ),
+    )
+    m = manifest(service.events(sid))
+    [deletion] = m["deleted"]
+    assert deletion["files"] == files and deletion["reason"] == "retention"
+    rows = file_report(m, directory)
+    assert [(name, status) for name, status, _ in rows] == [(f, "deleted") for f in files]
+    assert all(r["seq"] == deletion["seq"] and r["on_disk"] for _, _, r in rows)
+    assert verify_files(m, directory) == []
+    # swept: gone from disk, still deleted (not missing); a second listed file going missing
+    # without a deletion is still a problem
+    [outcome] = purge(service, data / "recordings", DAYS, ended(service, sid) + 1)
+    assert outcome.result == "swept"
+    rows = file_report(m, directory)
+    assert [status for _, status, _ in rows] == ["deleted"] * 2
+    assert not any(r["on_disk"] for _, _, r in rows)
+    assert verify_files(m, directory) == []
+    m["deleted"][0]["files"] = files[:1]
+    assert verify_files(m, directory) == [f"{files[1]}: missing"]
