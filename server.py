@@ -690,7 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_visits_parser(sub)  # visits import --kind inmates FILE [--dry-run]
     add_recordings_parser(sub)  # recordings purge [--now ISO]
 
-    v = sub.add_parser("verify", help="verify a signed agreement or evidence bundle offline")
+    v = sub.add_parser(
+        "verify", help="verify a signed agreement, evidence bundle or visit statement offline"
+    )
     v.add_argument("args", nargs=argparse.REMAINDER)
 
     es = sub.add_parser("esign", help="e-signature tools")
@@ -779,6 +781,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "verify":
         from esign.verify import main as verify_main
 
+        if args.args and args.args[0].endswith(".json"):  # a privileged visit's statement (R2)
+            from visits.privilege import main as statement_main
+
+            return statement_main(args.args)
         return verify_main(args.args)
     config = Config.from_sources(args)
     setup_logging(config)
