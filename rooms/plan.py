@@ -11,7 +11,10 @@ are properties of this one function (tested over generated states):
   recorded rooms, never in a privileged session (R2, R14); with consent-gated recording a
   participant who has not consented is held silent and unseen while it runs (R8), or, when the
   policy says ``late_joiner="pause"``, the recording pauses (no recorder edge) until they do;
-- a muted participant's audio goes nowhere.
+- a muted participant's audio goes nowhere;
+- an officer's grid of live sessions (signaling/visits_officer.py) gets ``thumbnails()``: the
+  video an observer of the session would receive, as keyframes only (an edge property media
+  honours without knowing why); never of a privileged session (R2).
 """
 
 from __future__ import annotations
@@ -30,25 +33,39 @@ class Edge(NamedTuple):
     kind: str  # "audio" | "video"
 
 
+class Thumbnail(NamedTuple):
+    """A video edge forwarded as keyframes only, about one per ``keyframe_interval`` seconds."""
+
+    publisher: str
+    subscriber: str
+    kind: str  # always "video"
+    keyframe_interval: float
+
+
 def _kinds(p: ParticipantState) -> tuple[str, ...]:
     return ("video",) if p.muted else KINDS
 
 
-def plan(state: SessionState) -> frozenset[Edge]:
-    if state.ended or state.policy is None:
-        return frozenset()
+def _recording(state: SessionState) -> bool:
     policy = state.policy
-    present = [
-        p
-        for p in state.participants.values()
-        if p.connected and (is_media_space(p.space) or p.space == CONSOLE)
-    ]
-    recording = (
+    return (
         state.recording
         and policy.recording != "forbidden"
         and not policy.privileged
         and not state.recording_paused()
     )
+
+
+def _present(state: SessionState) -> list[ParticipantState]:
+    return [
+        p
+        for p in state.participants.values()
+        if p.connected and (is_media_space(p.space) or p.space == CONSOLE)
+    ]
+
+
+def _publishers(state: SessionState, present: list[ParticipantState]) -> list[ParticipantState]:
+    policy, recording = state.policy, _recording(state)
 
     def held(p: ParticipantState) -> bool:
         return (
@@ -58,11 +75,33 @@ def plan(state: SessionState) -> frozenset[Edge]:
             and not p.consents.get("recording")
         )
 
-    publishers = [
+    return [
         p
         for p in present
         if is_media_space(p.space) and p.role not in policy.observer_roles and not held(p)
     ]
+
+
+def thumbnails(state: SessionState, subscriber: str, interval: float) -> frozenset[Thumbnail]:
+    """Keyframes-only video to ``subscriber`` (not a participant: an officer's grid) of every
+    publisher an observer at the console would see; none in a privileged session (R2)."""
+    policy = state.policy
+    if state.ended or policy is None or policy.privileged or not policy.observer_roles:
+        return frozenset()
+    return frozenset(
+        Thumbnail(p.id, subscriber, "video", interval)
+        for p in _publishers(state, _present(state))
+        if p.space in policy.observed_spaces
+    )
+
+
+def plan(state: SessionState) -> frozenset[Edge]:
+    if state.ended or state.policy is None:
+        return frozenset()
+    policy = state.policy
+    present = _present(state)
+    recording = _recording(state)
+    publishers = _publishers(state, present)
     edges: set[Edge] = set()
     for pub in publishers:
         for kind in _kinds(pub):
