@@ -328,6 +328,8 @@ def create_app(config: Config) -> web.Application:
         service=service,  # the live visit: bookings become sessions (signaling/visits_live.py)
         signer=signer,
     )
+    if visits_console.live is not None:  # the lawyer's statement is sealed by the desk's PKI (R2)
+        visits_console.live.statements.pki = desk.pki
 
     async def visits_ctx(app):
         live = asyncio.get_running_loop().create_task(visits_console.live.run())

@@ -6,11 +6,19 @@ token; ``POST /kiosk/state`` answers what the terminal should show — its next 
 once that visit's session is open, a short-lived invitation for the terminal's place in it (the
 bureau terminal is the family, the facility terminal the inmate). A revoked, unknown or inactive
 token gets ``401 terminal_unauthorized`` and nothing else, so a stolen page learns nothing.
+
+A privileged visit's bureau terminal (the lawyer's side) also gets the lawyer's signed statement
+(``POST /kiosk/statement``, R2: no recorder, no observer; signaling/visits_statement.py) during
+the visit and for ``STATEMENT_MINUTES`` after it, with a download code for the lawyer's phone
+(``GET /kiosk/statement/<code>``, and its QR code ``…/qr.svg``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
+import time
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -18,9 +26,13 @@ from aiohttp import web
 from signaling.guard import refusal
 from signaling.http import WEB_DIR
 from visits.directory import Directory
+from visits.privilege import PrivilegeError, file_bytes
 from visits.reservations import Reservations
 
 MAX_BODY = 1024
+STATEMENT_MINUTES = 15  # the bureau terminal shows the statement this long after the end
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_STATEMENT_REFUSALS = {"unavailable": 503, "privilege_breach": 409, "not_privileged": 409}
 
 
 class Kiosk:
@@ -87,5 +99,83 @@ class Kiosk:
             "other_site": other_site.name if other_site else "",
         }
 
+    # -- the lawyer's statement (R2) --------------------------------------------------------
+    async def statement(self, request: web.Request) -> web.Response:
+        """The signed statement of the privileged visit this bureau terminal took part in."""
+        if request.content_length and request.content_length > MAX_BODY:
+            return refusal("too_large", "the body is one session id", 413)
+        terminal = self.terminal(request)
+        if terminal is None:
+            return refusal(
+                "terminal_unauthorized", "this terminal's device token is not valid", 401
+            )
+        try:
+            body = json.loads(await request.read())
+            session = body["session"]
+            if not isinstance(session, str) or not SESSION_ID.fullmatch(session):
+                raise ValueError(session)
+        except (ValueError, KeyError, TypeError):
+            return refusal("invalid", 'send {"session": "<the visit\'s session id>"}', 400)
+        row = self.live.row(session=session) if self.live else None
+        b = self.res.get(row[0]) if row else None
+        if b is None:
+            return refusal("not_found", "no such visit", 404)
+        if terminal.id != b.bureau_terminal:  # the lawyer's side only; never the inmate's room
+            return refusal("forbidden", "this terminal did not hold the lawyer's side", 403)
+        if row[2] != "privileged":
+            return refusal("not_privileged", "only a lawyer visit has this statement", 409)
+        state = self.live.service.state(session)
+        if state.ended and time.time() - state.last_ts > STATEMENT_MINUTES * 60:
+            return refusal("expired", "the statement is shown for a while after the end", 410)
+        statements = self.live.statements
+        try:
+            envelope = await statements.issue(session)
+        except PrivilegeError as exc:
+            return refusal(exc.code, exc.message, _STATEMENT_REFUSALS.get(exc.code, 409))
+        code = statements.code_for(session)
+        answer = {"ok": True, "statement": envelope, "download": f"/kiosk/statement/{code}"}
+        return web.json_response(answer, headers={"Cache-Control": "no-store"})
+
+    async def statement_file(self, request: web.Request) -> web.StreamResponse:
+        """The file itself, for the lawyer's phone: the code (128 random bits) is the key."""
+        statements = self.live.statements if self.live else None
+        session = statements.session_of(request.match_info["code"]) if statements else None
+        if session is None:
+            return refusal("not_found", "no such statement, or its code expired", 404)
+        try:
+            envelope = await statements.issue(session)
+        except PrivilegeError as exc:
+            return refusal(exc.code, exc.message, _STATEMENT_REFUSALS.get(exc.code, 409))
+        return web.Response(
+            body=file_bytes(envelope),
+            content_type="application/json",
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Disposition": f'attachment; filename="statement-{session}.json"',
+            },
+        )
+
+    async def statement_qr(self, request: web.Request) -> web.Response:
+        """The download address as a QR code (SVG) for the terminal's end screen."""
+        code = request.match_info["code"]
+        statements = self.live.statements if self.live else None
+        if statements is None or statements.session_of(code) is None:
+            return refusal("not_found", "no such statement, or its code expired", 404)
+        import qrcode.image.svg  # on first use: most servers never draw one
+
+        url = f"{request.scheme}://{request.host}/kiosk/statement/{code}"
+        img = qrcode.make(url, image_factory=qrcode.image.svg.SvgPathImage)
+        return web.Response(
+            body=img.to_string(),
+            content_type="image/svg+xml",
+            headers={"Cache-Control": "no-store"},
+        )
+
     def routes(self) -> list[web.RouteDef]:
-        return [web.get("/kiosk", self.page), web.post("/kiosk/state", self.state)]
+        return [
+            web.get("/kiosk", self.page),
+            web.post("/kiosk/state", self.state),
+            web.post("/kiosk/statement", self.statement),
+            web.get("/kiosk/statement/{code}", self.statement_file),
+            web.get("/kiosk/statement/{code}/qr.svg", self.statement_qr),
+        ]

@@ -31,6 +31,7 @@ from rooms.errors import CommandError
 from rooms.rules import admission_problem
 from rooms.service import ParticipantSpec
 from rooms.state import WAITING
+from signaling.visits_statement import Statements
 from visits.checkin import CheckIns
 from visits.model import VisitError
 
@@ -46,6 +47,8 @@ class LiveVisits:
         self.service, self.signer = service, signer
         self.store = console.res.store
         self.checks = CheckIns(self.store, console.res)
+        # the lawyer's signed statement of a privileged visit (R2); server.py gives it the PKI
+        self.statements = Statements(service)
 
     def now(self) -> dt.datetime:
         return dt.datetime.now(self.c.zone).replace(tzinfo=None, microsecond=0)
