@@ -59,11 +59,12 @@ from signaling.http import METRICS_REGISTRY, routes
 from signaling.messages import StrictJson
 from signaling.namespace import NAMESPACE, ParleyNamespace
 from signaling.otp import OneTimeCodes, SmtpNotifier
-from signaling.review import Review, purge_forever
+from signaling.review import Review, ReviewMetrics, purge_forever
 from signaling.tls import ensure_self_signed, server_context
 from signaling.tokens import TokenSigner, load_or_create_secret
 from signaling.turn import TurnCredentials, parse_urls
 from signaling.visits_console import VisitsConsole
+from signaling.visits_family import FamilyPages
 from visits.booking import load_rules
 from visits.cli import add_user_parsers, add_visits_parser, visits_command
 from visits.cli import user_command as visits_user_command
@@ -323,11 +324,13 @@ def create_app(config: Config) -> web.Application:
     visits_console = VisitsConsole(
         visits,
         rules=load_rules(config.data_dir / "visits-rules.json"),
-        notifier=notifier,
+        # notices to the family's phone (SMS spool) or e-mail (SMTP), as for the family page
+        notifier=ContactNotifier(SmsSpool(config.data_dir / "sms-outbox"), notifier),
         timezone=config.timezone,
         service=service,  # the live visit: bookings become sessions (signaling/visits_live.py)
         signer=signer,
     )
+    visits_console.officer.attach_media(engine, conductor)  # the officer's grid pictures
     if visits_console.live is not None:  # the lawyer's statement is sealed by the desk's PKI (R2)
         visits_console.live.statements.pki = desk.pki
 
@@ -365,12 +368,15 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(DeskConsole(consult, config).routes())
     app.add_routes(desk_ring.routes(consult))  # the mediator's panel while the desk rings
     registry.register(DeskMetrics(consult))  # the hall's figures on /metrics
+    registry.register(ReviewMetrics(service))  # R3: overdue and due reviews
     app.middlewares.append(forwarded(parse_proxies(config.trusted_proxies)))
     app.on_response_prepare.append(security_headers(hsts=config.tls != "self-signed"))
     app.add_routes(routes(signer, ready, metrics_token=config.metrics_token))
     app.add_routes(staff.routes())
     app.add_routes(Console(service, signer, config, desk=desk).routes())
     app.add_routes(visits_console.routes())
+    # the relatives' own page (/family): one-time codes and notices through the same notifier
+    app.add_routes(FamilyPages(visits_console, visits_console.notifier).routes())
     app.add_routes(
         Review(
             service,

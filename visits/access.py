@@ -6,6 +6,10 @@ province's directory admins and reviewers). An officer of prison A holds a grant
 so can do nothing at prison B: every route asks ``allowed(grants, action, site)`` with the site
 the object belongs to. The table is data, walked by tests/unit/visits/test_access.py against a
 table written by hand.
+
+Relatives hold no grants: on the family page (signaling/visits_family.py) a relative proves a
+contact with a one-time code and acts as each approved-visitor record that names that contact —
+approved, not expired, and never a lawyer's record (``family_records``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from visits.model import FACILITY_KINDS, VisitError
+from visits.model import FACILITY_KINDS, VisitError, Visitor
 
 ALL_SITES = "*"
 # role -> the kinds of site it can be granted at
@@ -98,3 +102,16 @@ def require(grants: Iterable[Grant], action: str, site: str) -> None:
 def sites_of(grants: Iterable[Grant]) -> set[str]:
     """The sites the user holds any grant at (``*`` included as is)."""
     return {g.site for g in grants}
+
+
+def family_records(store, contact: str, today: str) -> list[Visitor]:
+    """The approved-visitor records a verified ``contact`` (visits.model.login_contact) acts as:
+    not expired on ``today``, relationship other than ``lawyer``, of a person still held."""
+    rows = store.rows(
+        "SELECT v.id, v.inmate, v.name, v.relationship, v.id_last4, v.evidence, v.approved_by,"
+        " v.reason, v.expires, v.contact FROM visitors v JOIN inmates i ON i.id=v.inmate"
+        " WHERE (v.contact=? OR lower(v.contact)=?) AND v.expires>=? AND v.relationship!='lawyer'"
+        " AND i.status IN ('visitable', 'restricted') ORDER BY v.id",
+        (contact, contact, today),
+    )
+    return [Visitor(*r) for r in rows]

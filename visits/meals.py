@@ -188,12 +188,25 @@ class Meals:
         )
         return rows[0][0] if rows else None
 
-    def orders(self, *, facility: str | None = None, inmate: int | None = None) -> list[Order]:
+    def orders(
+        self,
+        *,
+        facility: str | None = None,
+        inmate: int | None = None,
+        visitors: list[int] | None = None,
+    ) -> list[Order]:
+        """The orders of a facility, of an inmate, or placed by any of these approved visitors
+        (the relative's own page)."""
         sql = (
             "SELECT o.id, o.inmate, o.visitor, o.placed_at, o.placed_by, o.total_cents, o.status,"
             " o.delivered_at, o.delivered_by FROM meal_orders o JOIN inmates i ON i.id=o.inmate"
         )
-        if inmate is not None:
+        if visitors is not None:
+            marks = ",".join("?" * len(visitors)) or "NULL"
+            rows = self.store.rows(
+                sql + f" WHERE o.visitor IN ({marks}) ORDER BY o.id DESC", tuple(visitors)
+            )
+        elif inmate is not None:
             rows = self.store.rows(sql + " WHERE o.inmate=? ORDER BY o.id DESC", (inmate,))
         else:
             rows = self.store.rows(sql + " WHERE i.facility=? ORDER BY o.id DESC", (facility,))

@@ -11,6 +11,9 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from desk.codes import normalise_phone
+from desk.errors import DeskError
+
 SITE_KINDS = ("prison", "rehab", "bureau")  # rehab: a drug rehabilitation centre
 FACILITY_KINDS = frozenset({"prison", "rehab"})
 TERMINAL_KINDS = ("visitor_room", "inmate_room")  # at a bureau / at a facility
@@ -132,7 +135,22 @@ def id_number(value: object) -> str:
 
 
 def contact(value: object) -> str:
+    """Where notices and the family page's one-time codes go: an e-mail address (kept as typed)
+    or a mobile number (normalised as the desk does, desk/codes.py, so the family page finds the
+    record whichever way the relative types it)."""
     raw = text(value, "contact", 200, optional=True)
-    if raw and not EMAIL.match(raw):
-        raise VisitError("invalid", "contact: an e-mail address")
-    return raw
+    if not raw or EMAIL.match(raw):
+        return raw
+    try:
+        return normalise_phone(raw)
+    except DeskError:
+        raise VisitError("invalid", "contact: an e-mail address or a mobile number") from None
+
+
+def login_contact(value: object) -> str:
+    """The contact a relative types on the family page, in the form records keep it (e-mail
+    addresses compared without regard to case)."""
+    found = contact(value)
+    if not found:
+        raise VisitError("invalid", "contact: an e-mail address or a mobile number")
+    return found.lower() if "@" in found else found

@@ -3,7 +3,8 @@ interface of signaling/otp.py (e-mail today; an SMS gateway plugs in behind the 
 
 A notice says what happened, when and where the visit is, and what to bring; it names neither the
 inmate's grade nor the officer. The booking's ``lang`` decides which language comes first; both
-are always present, since the family and the operator may read different ones.
+are always present, since the family and the operator may read different ones. The family
+page's one-time code (signaling/visits_family.py) is worded here too.
 """
 
 from __future__ import annotations
@@ -82,3 +83,13 @@ async def notify(notifier, event: str, b: Booking, bureau: str) -> bool:
         log.warning("visit notice %s for booking %s not sent", event, b.id, exc_info=True)
         return False
     return True
+
+
+def code_message(code: str) -> tuple[str, str]:
+    """(subject, text) of the family page's one-time code, both languages."""
+    return (
+        "亲属服务验证码 Family services code",
+        f"您的远程会见亲属服务验证码是 {code}，10分钟内有效。请勿告诉他人。\n"
+        f"Your code for the family services of remote visitation is {code}. Valid for 10 minutes."
+        " Tell nobody.\n",
+    )

@@ -40,6 +40,7 @@ class Booking:
     reason_code: str
     visitors: tuple[int, ...]
     kind: str = "visitation"  # or "privileged": a lawyer's visit, never recorded or observed (R2)
+    workers: tuple[int, ...] = ()  # help-education workers (帮教) who visit, with or without family
 
     @property
     def end(self) -> dt.datetime:
@@ -58,6 +59,9 @@ class Request:
     lang: str = "zh"
     exception_reason: str = ""  # asked for when the month's quota is used up
     kind: str = "visitation"
+    workers: tuple[
+        int, ...
+    ] = ()  # help-education workers (eligible_worker), with or instead of family
 
 
 _COLUMNS = (
@@ -87,7 +91,44 @@ class Reservations:
                 "SELECT visitor FROM booking_visitors WHERE booking=? ORDER BY visitor", (row[0],)
             )
         )
-        return Booking(*row[:4], dt.datetime.fromisoformat(row[4]), *row[5:13], visitors, row[13])
+        workers = tuple(
+            r[0]
+            for r in db.execute(
+                "SELECT worker FROM booking_workers WHERE booking=? ORDER BY worker", (row[0],)
+            )
+        )
+        return Booking(
+            *row[:4], dt.datetime.fromisoformat(row[4]), *row[5:13], visitors, row[13], workers
+        )
+
+    def for_visitors(self, visitor_ids: list[int], limit: int = 50) -> list[Booking]:
+        """The latest bookings naming any of these approved visitors (the family page)."""
+        if not visitor_ids:
+            return []
+        marks = ",".join("?" * len(visitor_ids))
+        ids = [
+            r[0]
+            for r in self.store.rows(
+                f"SELECT DISTINCT booking FROM booking_visitors WHERE visitor IN ({marks})"
+                " ORDER BY booking DESC LIMIT ?",
+                (*visitor_ids, limit),
+            )
+        ]
+        return [self.get(i) for i in ids]
+
+    def workers_for(self, inmate_id: int, bureau_site: str | None = None) -> list[tuple]:
+        """(id, name, org id, org name) of the help-education workers eligible for this inmate
+        (``eligible_worker``), for the counter's form."""
+        with self.store.tx() as db:
+            facility = self._inmate(db, inmate_id)[1]
+            return [
+                tuple(r)
+                for r in db.execute(
+                    "SELECT w.id, w.name, o.id, o.name FROM workers w JOIN orgs o ON o.id=w.org"
+                    " WHERE o.site IS NULL OR o.site=? OR o.site=? ORDER BY o.id, w.name",
+                    (facility, bureau_site),
+                )
+            ]
 
     def at_site(self, site: str, day: dt.date | None = None) -> list[Booking]:
         """Bookings using a terminal of the site (both ends), optionally of one day."""
@@ -154,13 +195,15 @@ class Reservations:
         now: dt.datetime,
         *,
         respect_quota: bool = True,
+        exclude: int | None = None,
     ) -> list[booking.Proposal]:
         """Free slots for both ends; with ``respect_quota=False`` also in months whose quota is
-        used (for a request that asks a supervisor for an exception)."""
+        used (for a request that asks a supervisor for an exception); ``exclude`` is a booking
+        being rescheduled, whose own time and quota are free for its new time."""
         with self.store.tx() as db:
             inmate = self._inmate(db, inmate_id)
             bureau = [
-                self.plan(db, r[0], days)
+                self.plan(db, r[0], days, exclude)
                 for r in db.execute(
                     "SELECT id FROM terminals WHERE site=? AND kind='visitor_room' AND active=1"
                     " ORDER BY id",
@@ -168,14 +211,14 @@ class Reservations:
                 )
             ]
             facility = [
-                self.plan(db, r[0], days)
+                self.plan(db, r[0], days, exclude)
                 for r in db.execute(
                     "SELECT id FROM terminals WHERE site=? AND kind='inmate_room' AND active=1"
                     " ORDER BY id",
                     (inmate[1],),
                 )
             ]
-            held = self._held(db, f"i:{inmate_id}", days, None)
+            held = self._held(db, f"i:{inmate_id}", days, exclude)
             quota = self.rules.quotas[inmate[2]]
             proposals = booking.propose(
                 bureau=bureau,
@@ -189,7 +232,9 @@ class Reservations:
             if not respect_quota:
                 return proposals
             return [
-                p for p in proposals if self._used(db, inmate_id, p.start, None) < quota.per_month
+                p
+                for p in proposals
+                if self._used(db, inmate_id, p.start, exclude) < quota.per_month
             ]
 
     # -- changing -------------------------------------------------------------------------------
@@ -215,6 +260,11 @@ class Reservations:
         self._check_visitors(db, req)
         if req.kind not in KINDS:
             raise VisitError("invalid", "kind: visitation or privileged")
+        if req.workers and req.kind != "visitation":
+            raise VisitError("invalid", "workers: help-education workers join family visits only")
+        bureau_site = kinds[req.bureau_terminal][0]
+        for wid in req.workers:
+            self._check_worker(db, wid, inmate[1], bureau_site)
         if req.kind == "privileged" and any(
             db.execute("SELECT relationship FROM visitors WHERE id=?", (v,)).fetchone()[0]
             != "lawyer"
@@ -235,7 +285,7 @@ class Reservations:
             raise VisitError("invalid" if code == "invalid" else "conflict", f"slot: {code}")
         quota = self.rules.quotas[inmate[2]]
         used = self._used(db, req.inmate, req.start, replaces)
-        code = booking.quota_problem(quota, used, req.minutes, len(req.visitors))
+        code = booking.quota_problem(quota, used, req.minutes, len(req.visitors) + len(req.workers))
         exception = text(req.exception_reason, "exception_reason", 200, optional=True)
         if code and not (code == "quota" and exception):
             raise VisitError("quota", f"{code}: grade {inmate[2]} allows {quota}")
@@ -262,6 +312,7 @@ class Reservations:
         db.executemany(
             "INSERT INTO booking_visitors VALUES (?,?)", [(bid, v) for v in req.visitors]
         )
+        db.executemany("INSERT INTO booking_workers VALUES (?,?)", [(bid, w) for w in req.workers])
         resources = (f"t:{req.bureau_terminal}", f"t:{req.facility_terminal}", f"i:{req.inmate}")
         try:
             db.executemany(
@@ -351,6 +402,7 @@ class Reservations:
                 b.lang,
                 b.exception_reason,
                 b.kind,
+                b.workers,
             )
             new = self._insert(db, actor, req, now, replaces=booking_id)
             self._log(db, booking_id, now, actor, "rescheduled", f"to {new}")
@@ -441,9 +493,26 @@ class Reservations:
         return row
 
     @staticmethod
+    def _check_worker(db, worker_id: int, facility: str, bureau_site: str) -> None:
+        """A help-education worker may visit an inmate when their organisation serves the whole
+        province (no site), the inmate's facility, or the bureau where the visit takes place."""
+        row = db.execute(
+            "SELECT o.site FROM workers w JOIN orgs o ON o.id=w.org WHERE w.id=?", (worker_id,)
+        ).fetchone()
+        if row is None:
+            raise VisitError("invalid", f"workers: no help-education worker {worker_id}")
+        if row[0] is not None and row[0] not in (facility, bureau_site):
+            raise VisitError(
+                "invalid",
+                f"workers: {worker_id}'s organisation serves neither this facility nor this bureau",
+            )
+
+    @staticmethod
     def _check_visitors(db, req: Request) -> None:
-        if not req.visitors or len(set(req.visitors)) != len(req.visitors):
-            raise VisitError("invalid", "visitors: one or more, each once")
+        if len(set(req.workers)) != len(req.workers):
+            raise VisitError("invalid", "workers: each once")
+        if not (req.visitors or req.workers) or len(set(req.visitors)) != len(req.visitors):
+            raise VisitError("invalid", "visitors: one or more (or a worker), each once")
         for vid in req.visitors:
             row = db.execute("SELECT inmate, expires FROM visitors WHERE id=?", (vid,)).fetchone()
             if row is None or row[0] != req.inmate:

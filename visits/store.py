@@ -2,7 +2,9 @@
 
 ``visits.sqlite3`` holds the directory (sites, terminals, inmates, approved visitors, help-education
 organisations), the staff grants and the bookings. It is mode 0600 (it names people in custody and
-their families). Writes run in ``BEGIN IMMEDIATE`` transactions, so two writers, in this process or
+their families; ``booking_workers`` names the help-education workers of a visit). A data
+directory from before a table or column existed is migrated when it is opened: new tables and
+indexes by ``IF NOT EXISTS``, new columns by ``ALTER TABLE``. Writes run in ``BEGIN IMMEDIATE`` transactions, so two writers, in this process or
 another, are serialised by SQLite itself; the ``holds`` table's primary key (a resource and a
 15-minute cell) makes a double booking of a terminal or an inmate impossible even if a rule above
 it were wrong. Identity numbers are kept only as HMAC digests under a key of the data directory
@@ -91,7 +93,12 @@ CREATE TABLE IF NOT EXISTS record_reads (
   id INTEGER PRIMARY KEY, inmate INTEGER NOT NULL REFERENCES inmates(id),
   visitor INTEGER NOT NULL REFERENCES visitors(id), read_by TEXT NOT NULL, at TEXT NOT NULL,
   entries INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS booking_workers (
+  booking INTEGER NOT NULL REFERENCES bookings(id), worker INTEGER NOT NULL REFERENCES workers(id),
+  PRIMARY KEY(booking, worker));
 CREATE INDEX IF NOT EXISTS bookings_inmate ON bookings(inmate, start);
+CREATE INDEX IF NOT EXISTS visitors_contact ON visitors(contact);
+CREATE INDEX IF NOT EXISTS booking_visitors_visitor ON booking_visitors(visitor);
 CREATE INDEX IF NOT EXISTS bookings_start ON bookings(start);
 """
 
