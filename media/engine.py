@@ -127,15 +127,20 @@ class MediaEngine:
             self._undo.pop()()
 
     # -- peers ---------------------------------------------------------------------------------
-    async def accept_offer(self, participant_id: str, sdp: str) -> str:
-        """Create the participant's PeerSession (replacing an older one) and return the answer."""
+    async def accept_offer(
+        self, participant_id: str, sdp: str, *, max_slots: int | None = None
+    ) -> str:
+        """Create the participant's PeerSession (replacing an older one) and return the answer.
+        ``max_slots`` overrides the configured limit for this peer (an officer's grid)."""
         if not self.started or self.closed:
             raise MediaError("closed", "the media engine is not running")
         if not isinstance(participant_id, str) or not participant_id:
             raise MediaError("bad_request", "participant id must be a non-empty string")
         try:
             shape = check_offer(
-                sdp, video_codec=self.config.video_codec, max_slots=self.config.max_slots
+                sdp,
+                video_codec=self.config.video_codec,
+                max_slots=self.config.max_slots if max_slots is None else max_slots,
             )
         except MediaError:
             self.counters["offers_rejected"] += 1

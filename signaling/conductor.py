@@ -196,6 +196,15 @@ class Conductor:
         except CommandError as exc:
             log.warning("recorder report %s refused: %s %s", raw["type"], exc.code, exc.message)
 
+    def set_extra_edges(self, owner: str, edges) -> None:
+        """Edges rooms computed outside one session's plan, under a name of their own (an
+        officer's grid: ``rooms.plan.thumbnails`` of several sessions); empty removes them."""
+        if edges:
+            self._plans[owner] = frozenset(edges)
+        else:
+            self._plans.pop(owner, None)
+        self.reconcile()
+
     def reconcile(self) -> None:
         edges: set[MediaEdge] = set()
         for session_plan in self._plans.values():

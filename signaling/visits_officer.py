@@ -15,19 +15,37 @@ member (``staff:<user>``), so the ledger names who did it and when:
   ``end_session`` with ``terminated:<code>``; both terminals end at once.
 
 A refusal answers the bilingual error page with its code and changes nothing.
+
+The list is the facility's **grid** (V3): ``live.json`` refreshes every visit's status,
+remaining time and both ends' connection quality (good/fair/poor from the media engine's own
+figures: round trip, loss reported by the end's receiver, its uplink bitrate, the age of its
+last frame, holes, NACKs). An officer holding ``visit.observe`` at the facility also gets a
+**thumbnail** of each end of every non-privileged visit: the grid page opens one receive-only
+connection (``grid/offer``) whose edges are ``rooms.plan.thumbnails`` (keyframes only, about one
+per ``GRID_INTERVAL``), so the page decodes a picture every two seconds per end instead of 32
+full-rate videos. Full rate (and sound) only on the watch page, one visit at a time. The grid
+is not an observer of the sessions (no ledger entry, not "watched" for the review queue).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from rooms.commands import decode_command
 from rooms.errors import CommandError
+from rooms.plan import thumbnails
 from rooms.state import GONE
+from media.errors import MediaError
+from signaling.conductor import media_key
+from signaling.guard import refusal
+from signaling.staff import current
 from signaling.pages import esc
-from signaling.visits_pages import csrf_field
+from signaling.visits_pages import ERRORS, csrf_field
 from visits.access import allowed, require
 from visits.model import VisitError
 
@@ -45,6 +63,15 @@ END_REASONS = {
     "technical": "技术故障 Technical fault",
     "other": "其他 Other",
 }
+GRID_INTERVAL = 2.0  # seconds between two thumbnails of one end
+GRID_SLOTS = 32  # 16 visits x 2 ends on one page
+GRID_IDLE = 30.0  # a grid nobody polled for this long is dropped (the page was closed)
+QUALITY = {
+    "good": "良好 good",
+    "fair": "一般 fair",
+    "poor": "较差 poor",
+    "offline": "离线 offline",
+}
 WATCH_SCRIPTS = (
     "<script src='/vendor/socket.io.min.js'></script><script src='/static/call.js'></script>"
     "<script src='/static/officer.js'></script>"
@@ -59,6 +86,50 @@ def _select(name: str, options: dict[str, str]) -> str:
     )
 
 
+def rate_link(q: dict | None) -> str:
+    """good / fair / poor / offline from the engine's figures (media.MediaEngine.quality).
+    Why these bounds: below 3 % loss and 250 ms round trip a call is not impaired; from 10 % loss,
+    500 ms, or no frame for 1.5 s (a camera sends 15 a second) it visibly is."""
+    if not q or q.get("state") != "connected":
+        return "offline"
+    ages = [x["age"] for x in (q.get("audio"), q.get("video")) if x and x.get("age") is not None]
+    age = min(ages) if ages else None
+    loss, rtt = q.get("loss") or 0.0, q.get("rtt") or 0.0
+    if age is None or age > 1.5 or loss >= 0.10 or rtt >= 0.5:
+        return "poor"
+    if age > 0.5 or loss >= 0.03 or rtt >= 0.25:
+        return "fair"
+    return "good"
+
+
+def link_figures(q: dict | None) -> dict:
+    """The figures behind the rating, plain numbers for the hover text."""
+    if not q:
+        return {}
+    video, audio = q.get("video") or {}, q.get("audio") or {}
+    ages = [x["age"] for x in (audio, video) if x.get("age") is not None]
+    return {
+        "rtt_ms": None if q.get("rtt") is None else round(q["rtt"] * 1000),
+        "loss_pct": None if q.get("loss") is None else round(q["loss"] * 100, 1),
+        "kbps": round(sum((x.get("bitrate") or 0) for x in (audio, video)) / 1000),
+        "last_media_s": round(min(ages), 1) if ages else None,
+        "nacks": video.get("nacks", 0),
+        "holes": video.get("holes", 0),
+    }
+
+
+@dataclass
+class Grid:
+    """One officer's grid page at one site: its media subscriber and the visits it may see."""
+
+    key: str
+    username: str
+    site: str
+    polled: float
+    sessions: set[str] = field(default_factory=set)
+    edges: frozenset = frozenset()
+
+
 def _mmss(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -70,6 +141,14 @@ class OfficerConsole:
     def __init__(self, console, service, signer) -> None:
         self.c = console
         self.service, self.signer = service, signer
+        self.engine = self.conductor = None  # attach_media: without them, no grid pictures
+        self._grids: dict[str, Grid] = {}
+        self._closing: set[asyncio.Task] = set()
+
+    def attach_media(self, engine, conductor) -> None:
+        """The media engine (grid connection, link figures) and the conductor (grid edges)."""
+        self.engine, self.conductor = engine, conductor
+        self.service.subscribe(self._on_events)
 
     # -- finding a visit and its sites ------------------------------------------------------
     def _visit(self, request, grants, action: str):
@@ -113,13 +192,17 @@ class OfficerConsole:
             except CommandError:
                 continue
             rows.append(self._row(row, b, state, grants, bureau, facility, sess.csrf, now))
+        pictures = self.engine is not None and allowed(grants, "visit.observe", site.id)
         body = (
             f"<h1>实时会见 Live visits · {esc(site.name)}</h1>"
-            "<table class='list' id='live-list'><tr><th>编号 No.</th><th>类型 Kind</th>"
-            "<th>服刑人员 Inmate</th><th>终端 Terminals</th><th>状态 Status</th>"
-            "<th>剩余 Left</th><th></th></tr>"
-            + ("".join(rows) or "<tr><td colspan=7>当前没有会见 No visit is open now</td></tr>")
-            + "</table><script src='/static/officer.js'></script>"
+            f"<table class='list' id='live-list' data-site='{esc(site.id)}'"
+            f" data-pictures='{int(pictures)}' data-csrf='{esc(sess.csrf)}'>"
+            "<tr><th>编号 No.</th><th>类型 Kind</th>"
+            "<th>服刑人员 Inmate</th><th>终端 Terminals</th><th>画面 Pictures</th>"
+            "<th>状态 Status</th><th>剩余 Left</th><th></th></tr>"
+            + ("".join(rows) or "<tr><td colspan=8>当前没有会见 No visit is open now</td></tr>")
+            + "</table><span id='grid-status' role='status'></span>"
+            "<script src='/static/call.js'></script><script src='/static/officer.js'></script>"
         )
         return self.c._page("实时会见 Live visits", body, account, sess)
 
@@ -130,8 +213,15 @@ class OfficerConsole:
         status = self._status(state)
         remaining = state.remaining(now)
         ends = "".join(
-            f"<li>{esc(p.name)}: {'在线 online' if p.connected else '离线 offline'}</li>"
-            for p in (family, held)
+            f"<li data-end='{side}'>{esc(p.name)}: "
+            f"<span class='online'>{'在线 online' if p.connected else '离线 offline'}</span> "
+            f"<span class='quality'></span></li>"
+            for side, p in (("family", family), ("inmate", held))
+        )
+        thumbs = "" if privileged else "".join(
+            f"<video class='thumb' muted playsinline autoplay data-end='{side}'"
+            f" data-media='{esc(media_key(state.id, p.id))}'></video>"
+            for side, p in (("family", family), ("inmate", held))
         )
         actions = []
         base = f"/visits/live/{esc(state.id)}"
@@ -151,6 +241,7 @@ class OfficerConsole:
             f"<tr data-session='{esc(state.id)}' data-booking='{b.id}'><td>{b.id}</td>"
             f"<td>{kind}</td><td>{esc(inmate.name if inmate else '')}</td>"
             f"<td>{esc(b.bureau_terminal)} ↔ {esc(b.facility_terminal)}<ul>{ends}</ul></td>"
+            f"<td class='thumbs'>{thumbs}</td>"
             f"<td class='live-status {status[0]}'>{esc(status[1])}</td>"
             f"<td class='remaining' data-remaining='{'' if remaining is None else round(remaining)}'"
             f" data-running='{int(state.clock_since is not None)}'>{_mmss(remaining)}</td>"
@@ -249,6 +340,153 @@ class OfficerConsole:
         site = facility if allowed(grants, "visit.live", facility) else bureau
         return f"/visits/sites/{site}/live"
 
+    # -- the grid: figures and thumbnails ----------------------------------------------------
+    @staticmethod
+    def _json_refusal(exc: VisitError) -> web.Response:
+        status = 401 if exc.code == "unauthenticated" else ERRORS.get(exc.code, (400,))[0]
+        return refusal(exc.code, exc.message, status)
+
+    def _json_staff(self, request, action: str):
+        """(account, session, site) for a JSON route; VisitError (or unauthenticated)."""
+        if current(request) is None:
+            raise VisitError("unauthenticated", "log in first")
+        account, sess, grants = self.c._staff(request)
+        return account, sess, grants, self.c._site(grants, action, request.match_info["site"])
+
+    async def live_json(self, request: web.Request) -> web.Response:
+        """Every open visit of the site: status, time left, both ends' link (rated, with the
+        figures); and which slot of this officer's grid connection carries which end."""
+        try:
+            account, sess, grants, site = self._json_staff(request, "visit.live")
+        except VisitError as exc:
+            return self._json_refusal(exc)
+        now = time.time()
+        visits, observable = [], set()
+        for row in self.c.live.open_rows():
+            b = self.c.res.get(row[0])
+            bureau, facility = self.c._sites_of(b)
+            if site.id not in (bureau, facility):
+                continue
+            try:
+                state = self.service.state(row[1])
+            except CommandError:
+                continue
+            privileged = state.policy.privileged
+            if (
+                not privileged
+                and not state.ended
+                and facility == site.id
+                and allowed(grants, "visit.observe", facility)
+            ):
+                observable.add(state.id)
+            remaining = state.remaining(now)
+            status = self._status(state)
+            visits.append(
+                {
+                    "session": state.id,
+                    "booking": b.id,
+                    "privileged": privileged,
+                    "status": {"code": status[0], "label": status[1]},
+                    "remaining": None if remaining is None else round(remaining, 1),
+                    "running": state.clock_since is not None,
+                    "ends": [
+                        self._end(state, side, state.participants[pid])
+                        for side, pid in (("family", row[3]), ("inmate", row[4]))
+                    ],
+                }
+            )
+        grid = self._grids.get(self._grid_key(account.username, site.id))
+        if grid is not None:
+            grid.polled, grid.sessions = time.monotonic(), observable
+            self._refresh(grid)
+        self._prune()
+        slots = self.engine.slot_map(grid.key) if grid is not None and self.engine else []
+        return web.json_response(
+            {
+                "ok": True,
+                "visits": visits,
+                "grid": [{"slot": x["slot"], "media": x["participant"]} for x in slots],
+            }
+        )
+
+    def _end(self, state, side: str, person) -> dict:
+        q = self.engine.quality(media_key(state.id, person.id)) if self.engine else None
+        rating = rate_link(q) if person.connected else "offline"
+        return {
+            "side": side,
+            "name": person.name,
+            "online": person.connected,
+            "media": media_key(state.id, person.id),
+            "quality": {"rating": rating, "label": QUALITY[rating], **link_figures(q)},
+        }
+
+    @staticmethod
+    def _grid_key(username: str, site: str) -> str:
+        return f"grid:{site}:{username}"
+
+    async def grid_offer(self, request: web.Request) -> web.Response:
+        """The grid page's receive-only connection: ``{"csrf", "sdp"}`` → ``{"sdp"}``. One per
+        officer and site (a newer one replaces it); pictures come with the next ``live.json``."""
+        try:
+            account, sess, grants, site = self._json_staff(request, "visit.observe")
+        except VisitError as exc:
+            return self._json_refusal(exc)
+        if self.engine is None:
+            return refusal("unavailable", "no media engine on this server", 503)
+        if request.content_length is None or request.content_length > 96 * 1024:
+            return refusal("invalid", "a JSON body of at most 96 KiB", 400)
+        try:
+            body = json.loads(await request.text())
+        except (ValueError, UnicodeDecodeError):
+            return refusal("invalid", "the body is not JSON", 400)
+        if not isinstance(body, dict) or not isinstance(body.get("sdp"), str):
+            return refusal("invalid", "sdp: the offer as a string", 400)
+        csrf = body.get("csrf")
+        if not isinstance(csrf, str) or csrf != sess.csrf:
+            return refusal("csrf", "the page expired; reload it", 403)
+        key = self._grid_key(account.username, site.id)
+        try:
+            answer = await self.engine.accept_offer(key, body["sdp"], max_slots=GRID_SLOTS)
+        except MediaError as exc:
+            return refusal(exc.code, exc.message, 400)
+        grid = self._grids.get(key) or Grid(key, account.username, site.id, time.monotonic())
+        self._grids[key] = grid
+        return web.json_response({"ok": True, "sdp": answer})
+
+    def _refresh(self, grid: Grid) -> None:
+        """Recompute the grid's edges from its visits' states; hand them over when changed."""
+        edges = set()
+        for sid in grid.sessions:
+            try:
+                state = self.service.state(sid)
+            except CommandError:
+                continue
+            for e in thumbnails(state, grid.key, GRID_INTERVAL):
+                edges.add(e._replace(publisher=media_key(sid, e.publisher)))
+        edges = frozenset(edges)
+        if edges != grid.edges and self.conductor is not None:
+            grid.edges = edges
+            self.conductor.set_extra_edges(grid.key, edges)
+
+    def _on_events(self, state, events) -> None:
+        """A visit changed (someone connected, left, was held): its thumbnails follow at once."""
+        for grid in list(self._grids.values()):
+            if state.id in grid.sessions:
+                self._refresh(grid)
+
+    def _prune(self) -> None:
+        """Grids nobody polled for GRID_IDLE (the page was closed): edges and connection go."""
+        now = time.monotonic()
+        for key, grid in list(self._grids.items()):
+            if now - grid.polled > GRID_IDLE:
+                del self._grids[key]
+                self.conductor.set_extra_edges(key, ())
+                task = asyncio.get_running_loop().create_task(
+                    self.engine.close_peer(key, "grid closed")
+                )
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
     async def watch(self, request: web.Request) -> web.Response:
         account, sess, grants = self.c._staff(request)
         row, b, state, bureau, facility = self._visit(request, grants, "visit.observe")
@@ -299,6 +537,8 @@ class OfficerConsole:
     def routes(self, guard) -> list[web.RouteDef]:
         return [
             web.get("/visits/sites/{site}/live", guard(self.live_list)),
+            web.get("/visits/sites/{site}/live.json", self.live_json),
+            web.post("/visits/sites/{site}/grid/offer", self.grid_offer),
             web.get("/visits/live/{session}/watch", guard(self.watch)),
             web.post("/visits/live/{session}/warn", guard(self.warn)),
             web.post("/visits/live/{session}/end", guard(self.end)),

@@ -1,5 +1,5 @@
-// The officer's live console (signaling/visits_officer.py). On the list: the remaining times
-// count down and the list refreshes itself while nobody is choosing a reason. On the watch page:
+// The officer's live console (signaling/visits_officer.py). On the list (the grid): status, time
+// left, both ends' link and keyframe thumbnails, refreshed live. On the watch page:
 // a receive-only peer (no camera, no microphone: the officer never publishes) that shows and
 // plays both ends of the visit once the officer presses Start (a click lets the sound play).
 (function () {
@@ -10,20 +10,106 @@
   };
 
   const list = $("live-list");
-  if (list) {
-    const started = performance.now();
+  if (list) grid(list);
+
+  // The grid (signaling/visits_officer.py): live.json every 2 s refreshes each visit's status,
+  // time left and both ends' link; the countdown runs between two answers. With visit.observe,
+  // one receive-only connection brings a keyframe of each end about every 2 s (thumbnails):
+  // never sound, never full rate (that is the watch page, one visit at a time).
+  function grid(list) {
+    const g = window.parleyGrid = { base: null, at: performance.now(), call: null, slots: [], answered: false };
+    const site = list.dataset.site;
+    const rows = () => Array.from(list.querySelectorAll("tr[data-session]"));
     setInterval(() => {
-      const gone = (performance.now() - started) / 1000;
+      const gone = (performance.now() - g.at) / 1000;
       list.querySelectorAll("td.remaining").forEach((td) => {
         if (td.dataset.remaining === "") return;
         const left = Number(td.dataset.remaining) - (td.dataset.running === "1" ? gone : 0);
         td.textContent = fmt(left);
       });
     }, 500);
-    setInterval(() => {
-      const busy = document.activeElement && ["SELECT", "BUTTON"].includes(document.activeElement.tagName);
-      if (!busy) location.reload();
-    }, 10000);
+    const figures = (q) => [
+      "往返 RTT " + (q.rtt_ms == null ? "—" : q.rtt_ms + " ms"),
+      "丢包 loss " + (q.loss_pct == null ? "—" : q.loss_pct + " %"),
+      "码率 bitrate " + (q.kbps == null ? "—" : q.kbps + " kbit/s"),
+      "最近媒体 last media " + (q.last_media_s == null ? "—" : q.last_media_s + " s"),
+      "重传请求 NACKs " + (q.nacks == null ? "—" : q.nacks),
+      "丢弃 holes " + (q.holes == null ? "—" : q.holes),
+    ].join(" · ");
+    const busy = () => document.activeElement && ["SELECT", "BUTTON"].includes(document.activeElement.tagName);
+    async function poll() {
+      let data;
+      try {
+        const r = await fetch(`/visits/sites/${encodeURIComponent(site)}/live.json`, { credentials: "same-origin" });
+        data = await r.json();
+        if (!r.ok || !data.ok) return;
+      } catch (e) { return; }
+      const shown = rows().map((tr) => tr.dataset.session).sort().join(" ");
+      const now = data.visits.map((v) => v.session).sort().join(" ");
+      if (shown !== now) { if (!busy()) location.reload(); return; }
+      g.at = performance.now();
+      for (const v of data.visits) {
+        const tr = list.querySelector(`tr[data-session="${v.session}"]`);
+        const st = tr.querySelector("td.live-status");
+        st.className = "live-status " + v.status.code;
+        st.textContent = v.status.label;
+        const td = tr.querySelector("td.remaining");
+        td.dataset.remaining = v.remaining == null ? "" : v.remaining;
+        td.dataset.running = v.running ? "1" : "0";
+        if (v.remaining != null) td.textContent = fmt(v.remaining);
+        for (const end of v.ends) {
+          const li = tr.querySelector(`li[data-end="${end.side}"]`);
+          if (!li) continue;
+          li.querySelector(".online").textContent = end.online ? "在线 online" : "离线 offline";
+          const q = li.querySelector(".quality");
+          q.className = "quality q-" + end.quality.rating;
+          q.dataset.rating = end.quality.rating;
+          q.textContent = end.quality.label;
+          q.title = figures(end.quality);
+        }
+      }
+      g.slots = data.grid || [];
+      attachThumbs();
+    }
+    poll();
+    setInterval(poll, 2000);
+
+    const thumbs = () => Array.from(list.querySelectorAll("video.thumb"));
+    if (list.dataset.pictures !== "1" || !thumbs().length || !window.ParleyCall) return;
+    const status = (zh, en) => { $("grid-status").textContent = zh + " " + en; };
+    const count = Math.min(32, thumbs().length);
+    g.call = new window.ParleyCall(new MediaStream(), count, {
+      onSlotStream: () => attachThumbs(),
+      onState: (s) => { if (s === "failed") status("画面连接中断，请刷新", "Pictures lost; reload the page"); },
+    }, []);
+    (async () => {
+      status("正在连接画面…", "Connecting the pictures…");
+      const sdp = await g.call.offer();
+      const r = await fetch(`/visits/sites/${encodeURIComponent(site)}/grid/offer`, {
+        method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ csrf: list.dataset.csrf, sdp }),
+      });
+      const reply = await r.json().catch(() => ({}));
+      if (!r.ok || !reply.ok) { status("画面不可用", "Pictures unavailable"); return; }
+      await g.call.answer(reply.sdp);
+      g.answered = true;
+      status("", "");
+      poll();
+    })();
+
+    // Each slot the server names goes to the thumbnail of that end (video only, muted).
+    function attachThumbs() {
+      if (!g.call || !g.answered) return;
+      const wanted = new Map(g.slots.filter((s) => s.media).map((s) => [s.media, s.slot]));
+      for (const video of thumbs()) {
+        const index = wanted.get(video.dataset.media);
+        const slot = index === undefined ? null : g.call.slots[index];
+        const track = slot ? slot.video.receiver.track : null;
+        const current = video.srcObject && video.srcObject.getVideoTracks()[0];
+        if (track && current !== track) video.srcObject = new MediaStream([track]);
+        if (!track && video.srcObject) video.srcObject = null;
+      }
+    }
   }
 
   const watch = $("watch");
