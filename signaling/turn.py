@@ -23,23 +23,41 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 SCHEMES = ("turn:", "turns:", "stun:", "stuns:")
+# RFC 7065: scheme ":" host [":" port] ["?transport=" udp|tcp]; an IPv6 host in brackets
+URL = re.compile(
+    r"(?P<scheme>turns?|stuns?):(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)"
+    r"(?::(?P<port>\d{1,5}))?(?:\?transport=(?P<transport>udp|tcp))?"
+)
 
 
 def parse_urls(raw: str | list[str] | None) -> list[str]:
-    """``"turn:h:3478?transport=udp,turns:h:443?transport=tcp"`` -> the list of URLs; a URL
-    that is not turn:/turns:/stun:/stuns: stops the server (``ValueError``)."""
+    """``"turn:h:3478?transport=udp,turns:h:443?transport=tcp"`` -> the list of URLs. A URL
+    that is not a well-formed turn:/turns:/stun:/stuns: URL stops the server (``ValueError``),
+    and so does ``turns:`` with ``transport=udp``: that would be TURN over DTLS, which neither
+    browsers nor our coturn (``no-dtls``) speak, so the phones would be offered a relay that
+    can never work. ``turns:<host>:443?transport=tcp`` is how a network that allows only TCP
+    443 reaches the relay (docs/operations.md, "One port 443")."""
     if raw is None:
         return []
     items = raw.split(",") if isinstance(raw, str) else list(raw)
     urls = [u.strip() for u in items if u.strip()]
     for url in urls:
-        if not url.startswith(SCHEMES) or len(url) > 512:
+        match = URL.fullmatch(url) if len(url) <= 512 else None
+        if not url.startswith(SCHEMES) or match is None:
             raise ValueError(f"bad_config: turn_urls: {url[:60]!r} is not a turn:/turns: URL")
+        port = match["port"]
+        if port is not None and not 0 < int(port) < 65536:
+            raise ValueError(f"bad_config: turn_urls: {url[:60]!r} has no valid port")
+        if match["scheme"] == "turns" and match["transport"] == "udp":
+            raise ValueError(f"bad_config: turn_urls: {url[:60]!r}: turns: runs over TCP only")
+        if match["scheme"].startswith("stun") and match["transport"]:
+            raise ValueError(f"bad_config: turn_urls: {url[:60]!r}: stun: takes no transport")
     return urls
 
 

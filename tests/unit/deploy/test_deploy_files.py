@@ -188,3 +188,51 @@ def test_grafana_dashboard_uses_only_metrics_the_server_exports():
         for target in panel.get("targets", []):
             used |= set(re.findall(r"parley_\w+", target["expr"]))
     assert used and used <= exported, used - exported
+
+
+@pytest.mark.skipif(COMPOSE is None, reason=NO_COMPOSE)
+def test_nginx_templates_get_every_variable_from_compose_and_pass_nginx_t(tmp_path):
+    """What the nginx image renders from compose's environment is a configuration nginx
+    accepts: every ${NAME} in both templates is set and passes the image's envsubst filter, and
+    the rendered pair (stream front on 443, HTTPS block behind it) passes ``nginx -t``."""
+    import json
+
+    from tests.integration.deploy.shared443 import NGINX, stream_module
+    from tests.support.procs import render_template, self_signed
+
+    services = json.loads(compose_config(DEPLOY / "compose.yaml").stdout)["services"]
+    env = services["nginx"]["environment"]
+    allowed = re.compile(env["NGINX_ENVSUBST_FILTER"])
+    targets = {v["target"] for v in services["nginx"]["volumes"]}
+    rendered = {}
+    for template, where in (
+        ("parley.conf.template", "/etc/nginx/templates/"),
+        ("parley-443.stream.template", env["NGINX_ENVSUBST_STREAM_TEMPLATE_DIR"] + "/"),
+    ):
+        lines = (DEPLOY / "nginx" / template).read_text().splitlines()
+        text = "\n".join(ln for ln in lines if not ln.lstrip().startswith("#"))
+        names = set(re.findall(r"\$\{(\w+)\}", text))
+        assert names and all(n in env and allowed.match(n) for n in names), names
+        assert any(t.startswith(where) and t.endswith(".conf.template") for t in targets)
+        rendered[template] = render_template(DEPLOY / "nginx" / template, env)
+    load = stream_module()
+    if load is None:
+        pytest.skip("nginx with the stream module is not installed (scripts/setup.sh --test)")
+    cert, key = self_signed(tmp_path, ["127.0.0.1"])
+    site = rendered["parley.conf.template"]
+    site = site.replace(env["TLS_CERT"], str(cert)).replace(env["TLS_KEY"], str(key))
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "front.conf").write_text(rendered["parley-443.stream.template"])
+    (tmp_path / "nginx.conf").write_text(
+        f"{load}\npid {tmp_path / 'nginx.pid'};\nerror_log {tmp_path / 'error.log'};\n"
+        "events {}\n"
+        f"http {{ access_log off; include {tmp_path / 'site.conf'}; }}\n"
+        f"stream {{ include {tmp_path / 'front.conf'}; }}\n"
+    )
+    result = subprocess.run(
+        [NGINX, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
