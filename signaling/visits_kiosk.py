@@ -15,7 +15,9 @@ the visit and for ``STATEMENT_MINUTES`` after it, with a download code for the l
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import json
 import re
 import time
@@ -133,7 +135,13 @@ class Kiosk:
         except PrivilegeError as exc:
             return refusal(exc.code, exc.message, _STATEMENT_REFUSALS.get(exc.code, 409))
         code = statements.code_for(session)
-        answer = {"ok": True, "statement": envelope, "download": f"/kiosk/statement/{code}"}
+        root = base64.b64decode(envelope["signature"]["chain"][-1])
+        answer = {
+            "ok": True,
+            "statement": envelope,
+            "download": f"/kiosk/statement/{code}",
+            "root_sha256": hashlib.sha256(root).hexdigest(),  # for `server.py verify --root`
+        }
         return web.json_response(answer, headers={"Cache-Control": "no-store"})
 
     async def statement_file(self, request: web.Request) -> web.StreamResponse:

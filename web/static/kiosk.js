@@ -3,9 +3,12 @@
 // session is open joins it: the bureau's room after the family agrees to the visit rules, the
 // inmate's room when the escorting officer starts it. During the visit: the countdown, the
 // warnings before the end, an officer's warning, and the end — all from the server's records.
+// In a lawyer visit (R2) the bureau's room also shows the server's signed statement that no
+// recorder and no observer was attached, with a download (a QR code for the lawyer's phone at
+// the end).
 (function () {
   const $ = (id) => document.getElementById(id);
-  const POLL_MS = 3000, WARNING_MS = 20000;
+  const POLL_MS = 3000, WARNING_MS = 20000, STATEMENT_MS = 10000, END_MS = 60000, STATEMENT_END_MS = 300000;
   const KEY = "parley.kiosk";
   const k = window.parleyKiosk = { token: null, data: null, socket: null, call: null, local: null,
     view: null, slots: [], joined: false, warningsSeen: null, timeWarned: null, deadline: null };
@@ -29,6 +32,7 @@
   function show(name) {
     for (const s of ["setup", "idle", "ready", "call", "end"]) $("k-" + s).hidden = s !== name;
     k.screen = name;
+    $("k-statement").hidden = !(k.statement && (name === "call" || name === "end"));
   }
   function text(el, key, vars) {
     let s = i18n.t(key);
@@ -65,6 +69,7 @@
 
   function render() {
     i18n.apply();
+    if (k.statement) renderStatement();
     const d = k.data;
     if (!d) return;
     $("k-terminal").textContent = d.terminal.site + " · " + d.terminal.name;
@@ -107,6 +112,7 @@
     if (!live || k.joined) return;
     $("k-enter").disabled = true;
     k.joined = true;
+    k.session = live.session; k.kind = live.kind;
     text($("k-ready-status"), "connecting");
     const socket = k.socket = io("/parley", { auth: { token: live.token, device: "kiosk-" + k.data.terminal.id }, transports: ["websocket"] });
     socket.on("welcome", (msg) => start(msg));
@@ -166,7 +172,7 @@
     const v = k.view;
     if (!v || !k.joined) return;
     if (v.session.ended) { finish(v.session.ended_reason); return; }
-    if (k.screen !== "call") show("call");
+    if (k.screen !== "call") { show("call"); loadStatement(false); }
     $("k-rec").hidden = !v.session.recording;
     const clock = v.session.clock || {};
     k.deadline = clock.running ? performance.now() + clock.remaining * 1000 : null;
@@ -209,9 +215,69 @@
     $("k-warning").hidden = true;
     const key = "k_end_" + String(reason || "").split(":")[0];
     text($("k-end-reason"), i18n.has(key) ? key : "k_end_other");
-    // back to the next visit after a minute; the page itself never navigates away
-    setTimeout(() => { k.joined = false; k.view = null; k.warningsSeen = null; k.timeWarned = null; show("idle"); poll(); }, 60000);
+    const lawyer = k.kind === "privileged";
+    if (lawyer) loadStatement(true);
+    // back to the next visit after a minute (five, for the lawyer to take the statement); the
+    // page itself never navigates away
+    setTimeout(() => {
+      k.joined = false; k.view = null; k.warningsSeen = null; k.timeWarned = null;
+      k.session = null; k.kind = null; k.statement = null; k.statementAt = null;
+      show("idle"); poll();
+    }, lawyer ? STATEMENT_END_MS : END_MS);
   }
+
+  // The lawyer's statement (R2, POST /kiosk/statement): as of the ledger's head while the visit
+  // runs (every few seconds), once more at the end, which adds the QR code for the phone.
+  async function loadStatement(final) {
+    if (k.kind !== "privileged" || !k.session || !k.token) return;
+    if (!final && k.statementAt && performance.now() - k.statementAt < STATEMENT_MS) return;
+    k.statementAt = performance.now();
+    let answer;
+    try {
+      const r = await fetch("/kiosk/statement", {
+        method: "POST",
+        headers: { Authorization: "Bearer " + k.token, "Content-Type": "application/json" },
+        body: JSON.stringify({ session: k.session }),
+      });
+      answer = await r.json();
+    } catch (e) { answer = { ok: false, error: { code: "network" } }; }
+    if (!answer.ok) {
+      $("k-st-status").textContent = i18n.tf("k_st_error", { code: (answer.error || {}).code || "unknown" });
+      return;
+    }
+    k.statement = answer;
+    renderStatement();
+  }
+
+  function renderStatement() {
+    const a = k.statement;
+    $("k-statement").hidden = !a || !(k.screen === "call" || k.screen === "end");
+    if (!a) return;
+    const s = a.statement.statement;
+    $("k-st-zh").textContent = s.assertion.zh;
+    $("k-st-en").textContent = s.assertion.en;
+    const facts = $("k-st-facts");
+    facts.textContent = "";
+    const fact = (key, value) => {
+      const term = document.createElement("dt"); term.textContent = i18n.t(key);
+      const desc = document.createElement("dd"); desc.textContent = value;
+      facts.append(term, desc);
+    };
+    const digest = (p) => (p ? "SHA-256 " + p.sha256 + " (#" + p.seq + ")" : i18n.t("k_st_none"));
+    fact("k_st_session", s.session + (s.case_number ? " · " + s.case_number : ""));
+    fact("k_st_ledger", "#" + s.ledger.seq + " " + s.ledger.head);
+    fact("k_st_start", digest(s.plan_start));
+    fact(s.ended ? "k_st_end" : "k_st_now", digest(s.plan_end));
+    fact("k_st_issued", s.issued_at);
+    fact("k_st_check", "python server.py verify statement-" + s.session + ".json --root " + a.root_sha256);
+    const link = $("k-st-download");
+    link.href = a.download;
+    link.setAttribute("download", "statement-" + s.session + ".json");
+    $("k-st-qr").hidden = !s.ended;
+    if (s.ended && $("k-st-qr-img").getAttribute("src") !== a.download + "/qr.svg") $("k-st-qr-img").src = a.download + "/qr.svg";
+    $("k-st-status").textContent = "";
+  }
+  setInterval(() => { if (k.joined && k.screen === "call") loadStatement(false); }, STATEMENT_MS);
 
   poll();
   setInterval(poll, POLL_MS);

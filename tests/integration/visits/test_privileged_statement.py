@@ -107,6 +107,7 @@ async def test_lawyer_statement_and_listen_in_refused_at_every_layer(allday, tmp
             s = body["statement"]["statement"]
             assert s["session"] == session and s["kind"] == "privileged" and not s["ended"]
             assert {e[1] for e in s["plan_start"]["edges"]} == parties
+            assert body["root_sha256"] == desk.root_sha256()
             failed, lines = verify_bytes(file_bytes(body["statement"]), desk.root_sha256())
             assert failed == 0, lines
 
