@@ -8,9 +8,11 @@ setRemoteDescription), and the receivers are tapped before the connection starts
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aiortc import (
     RTCBundlePolicy,
@@ -19,6 +21,7 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
+from aiortc.sdp import candidate_from_sdp
 
 from media import passthrough
 from media.errors import MediaError
@@ -30,6 +33,12 @@ from media.slot import SlotTrack
 log = logging.getLogger(__name__)
 
 KINDS = ("audio", "video")
+# Trickled candidates per connection: a browser finds a handful (host, srflx, relay per network);
+# each one makes the server send connectivity checks to that address, so it is bounded.
+MAX_TRICKLED = 16
+CANDIDATE_TYPES = ("host", "srflx", "prflx", "relay")
+_UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.M)
+_MDNS_HOST = re.compile(r"^[0-9a-f-]{36}\.local$", re.I)
 
 
 def codec_preferences(kind: str, video_codec: str) -> list:
@@ -77,6 +86,27 @@ def guard_transport_start(dtls, is_closed: Callable[[], bool]) -> None:
     dtls.start, ice.start = guarded_dtls_start, guarded_ice_start
 
 
+def parse_candidate(line: str):
+    """An ``a=candidate`` value (with or without its ``candidate:`` prefix) as aiortc's
+    RTCIceCandidate, or MediaError("bad_candidate"): one UDP or TCP candidate of component 1
+    (RTP; bundled and rtcp-mux), a literal IP address or an mDNS name, a real port and type."""
+    text = line.strip().removeprefix("a=").removeprefix("candidate:")
+    try:
+        candidate = candidate_from_sdp(text)
+    except (AssertionError, ValueError, IndexError) as exc:
+        raise MediaError("bad_candidate", "not an ICE candidate line") from exc
+    if candidate.component != 1 or candidate.protocol.lower() not in ("udp", "tcp"):
+        raise MediaError("bad_candidate", "only component 1 over UDP or TCP")
+    if candidate.type not in CANDIDATE_TYPES or not 0 < candidate.port < 65536:
+        raise MediaError("bad_candidate", "unknown candidate type or port out of range")
+    if not _MDNS_HOST.match(candidate.ip):
+        try:
+            ipaddress.ip_address(candidate.ip)
+        except ValueError as exc:
+            raise MediaError("bad_candidate", "the address is neither an IP nor mDNS") from exc
+    return candidate
+
+
 @dataclass
 class Slot:
     """One pre-negotiated audio + video sender pair of a subscriber."""
@@ -113,6 +143,8 @@ class PeerSession:
         self._on_feedback = on_feedback
         self._connect_timeout = connect_timeout
         self._timeout: asyncio.TimerHandle | None = None
+        self.remote_ufrag: str | None = None  # the offer's ICE username fragment
+        self.trickled = 0
         self.pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
@@ -156,6 +188,8 @@ class PeerSession:
         except Exception as exc:
             raise MediaError("bad_sdp", f"the offer could not be applied: {exc}") from exc
         self._check_binding()
+        found = _UFRAG.search(sdp)
+        self.remote_ufrag = found.group(1).strip() if found else None
         for dtls in {t.receiver.transport for t in self.pc.getTransceivers()}:
             guard_transport_start(dtls, lambda: self.closed)
             passthrough.route_fir(dtls)
@@ -163,6 +197,30 @@ class PeerSession:
         loop = asyncio.get_running_loop()
         self._timeout = loop.call_later(self._connect_timeout, self._connect_timed_out)
         return with_opus_fmtp(self.pc.localDescription.sdp)  # FEC + DTX (media/offer.py)
+
+    async def add_candidate(self, line: str, mid: str, ufrag: str) -> None:
+        """A candidate the browser found after its offer left (trickle ICE). The offer may carry
+        none: the browser's checks reach the server's host candidate anyway (aioice learns their
+        source as a peer-reflexive candidate); a trickled one lets the server check towards the
+        browser too. Raises MediaError: ``closed``, ``stale_candidate`` (another connection's
+        ufrag), ``bad_candidate``, ``too_many_candidates``."""
+        if self.closed or self.remote_ufrag is None:
+            raise MediaError("closed", "this connection is closed or not answered yet")
+        if ufrag != self.remote_ufrag:
+            raise MediaError("stale_candidate", "the candidate belongs to another connection")
+        if mid not in {t.mid for t in self.pc.getTransceivers()}:
+            raise MediaError("bad_candidate", "no m-line with that mid")
+        candidate = parse_candidate(line)
+        if self.trickled >= MAX_TRICKLED:
+            raise MediaError("too_many_candidates", f"at most {MAX_TRICKLED} candidates")
+        self.trickled += 1
+        # with max-bundle every m-line shares the first one's transport: aiortc adds a candidate
+        # only on a transceiver that is not bundled, so it goes to the first mid
+        first_mid = self.pc.getTransceivers()[0].mid
+        try:
+            await self.pc.addIceCandidate(replace(candidate, sdpMid=first_mid))
+        except ValueError as exc:  # aioice: the offer already said end-of-candidates
+            raise MediaError("bad_candidate", "the offer ended its candidates") from exc
 
     def _check_binding(self) -> None:
         """Our transceivers must have been bound to the offer's m-lines in order."""

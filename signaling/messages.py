@@ -36,6 +36,16 @@ class Offer(Message):
     sdp: Sdp
 
 
+class IceCandidate(Message):
+    """One ICE candidate the page gathered after its offer left (trickle ICE): the candidate
+    line as the browser gives it, the m-line it belongs to, and the ICE username fragment of the
+    offer it belongs to (a candidate of an older connection is refused as stale)."""
+
+    candidate: Annotated[str, msgspec.Meta(min_length=10, max_length=512)]
+    mid: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
+    ufrag: Annotated[str, msgspec.Meta(min_length=4, max_length=256, pattern=r"^[A-Za-z0-9+/]+$")]
+
+
 class CommandEnvelope(Message):
     """A domain command for rooms/; ``cmd`` is decoded there (tagged by its ``type``)."""
 

@@ -22,6 +22,7 @@ from rooms.errors import CommandError
 from rooms.state import LEFT
 from signaling import messages as m
 from signaling.bearer import live_participant
+from signaling.conductor import media_key
 from signaling.otp import OtpError
 from signaling.ratelimit import RateLimiter
 from signaling.tokens import Invitation, TokenError, TokenSigner
@@ -229,6 +230,17 @@ class ParleyNamespace(socketio.AsyncNamespace):
             "slots": self._conductor.slot_map(session_id, pid),
             "weak_network": self._conductor.weak_network(session_id),
         }
+
+    async def handle_candidate(self, sid, session_id, pid, role, payload):
+        """Trickle ICE: a candidate the page found after its offer left (the page sends the
+        offer at once instead of waiting for its browser to gather). For this participant's
+        current connection only: its offer's ufrag must match (``stale_candidate`` otherwise)."""
+        msg = m.decode(m.IceCandidate, payload, max_bytes=1024)
+        peer = self._engine.peers.get(media_key(session_id, pid))
+        if peer is None:
+            return _error("no_connection", "no media connection: send the offer first")
+        await peer.add_candidate(msg.candidate, msg.mid, msg.ufrag)
+        return {"ok": True}
 
     async def handle_command(self, sid, session_id, pid, role, payload):
         env = m.decode(m.CommandEnvelope, payload, max_bytes=m.MAX_COMMAND_BYTES)

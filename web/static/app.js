@@ -121,17 +121,21 @@
   socket.on("slots", (msg) => { slotMessages += 1; state.slots = msg.slots || []; renderTiles(); });
   socket.on("hint", async (hint) => {
     state.weakHint = hint.audio_only ? Date.now() : state.weakHint;
-    if (hint.max_bitrate && state.call) await state.call.capBitrate(hint.max_bitrate).catch(() => {});
+    if (hint.max_bitrate) {  // the caps applied to my camera, the last 20 (shown in traces)
+      state.caps = (state.caps || []).slice(-19).concat([[Date.now(), hint.max_bitrate]]);
+      if (state.call) await state.call.capBitrate(hint.max_bitrate).catch(() => {});
+    }
     // the server sees ≥ 10 % video loss at this phone before retransmissions; measureQuality
-    // switches only if the video still breaks after them (NACK/RTX repair 10 % random loss)
+    // switches only if the pictures still stand frozen after them (NACK/RTX repair 10 % loss)
   });
   socket.on("weak_network", (msg) => { state.weakPeers = msg.participants || []; renderTiles(); });
 
   // Weak network: the page goes audio-only by itself — it stops receiving video (the server
   // pauses it), stops sending its camera (the sender sends nothing; the camera stays on for
   // the self-view), and says so here and on everyone else's tile ("weak network: audio only").
-  // Why: the server's hint (video loss at this phone ≥ 10 % over 3 reports) or this page's own
-  // estimate (measureQuality). Pressing "Video on" ends it.
+  // Why (measureQuality): the server's hint (video loss at this phone ≥ 10 % over 3 reports)
+  // with the received pictures frozen half the time for 6 s ("video_broken"), or > 25 % loss of
+  // what this page sends for 6 s ("uplink_loss"). Pressing "Video on" ends it.
   function goWeak(reason) {
     if (state.weak) return;
     state.weak = reason;
@@ -180,6 +184,14 @@
     if (state.call) state.call.close();
     const call = state.call = new ParleyCall(local, state.slotCount, {
       onSlotStream: () => renderTiles(),
+      // a candidate found after the offer left (trickle); refused ones (stale: a newer
+      // connection won) change nothing
+      onCandidate: (c) => {
+        if (state.call !== call || !socket.connected) return;
+        socket.timeout(5000).emitWithAck("candidate", {
+          v: 1, candidate: c.candidate, mid: c.sdpMid || "0", ufrag: c.usernameFragment || "",
+        }).catch(() => {});
+      },
       onState: (s) => {
         if (state.call !== call) return;  // an older connection, already replaced
         status(s === "connected" ? "" : s === "failed" ? i18n.t("reconnecting") : i18n.t("connecting"));
@@ -329,7 +341,7 @@
   $("btn-audio-only").onclick = () => {
     state.audioOnly = !state.audioOnly;
     if (!state.audioOnly && state.weak) {  // video on again: the camera goes up again too
-      state.weak = null; state.lowUplink = 0; state.brokenVideo = 0; state.weakHint = null;
+      state.weak = null; state.sendLossy = 0; state.frozenRuns = 0; state.weakHint = null;
       state.mediaUpAt = Date.now();  // 10 s grace again: the person chose video
       const cam = local && local.getVideoTracks()[0];
       if (state.call && cam) state.call.videoSender.sender.replaceTrack(cam).catch(() => {});
@@ -542,41 +554,63 @@
     if (!pc || !state.mediaUp || state.lost) { state.quality = null; showQuality(); return; }
     let rtt = null, loss = 0, n = 0, pairId = null;
     const reports = await pc.getStats();
-    let vLost = 0, vGot = 0;
     reports.forEach((r) => {
-      if (r.type === "inbound-rtp" && r.kind === "video") { vLost += r.packetsLost || 0; vGot += r.packetsReceived || 0; }
       if (r.type === "transport" && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
       if (r.type === "remote-inbound-rtp" && typeof r.fractionLost === "number") { loss += r.fractionLost; n += 1; }
     });
     const pair = pairId && reports.get(pairId);
     if (pair && typeof pair.currentRoundTripTime === "number") rtt = pair.currentRoundTripTime;
     loss = n ? loss / n : 0;
-    // Too weak for video: once the call has run 10 s, the loss of what it sends stays over 25 %
-    // (before retransmission: NACK/RTX repair 10 % loss),
-    // or the browser's estimate of what it can send under 100 kbit/s, for 3 measurements in a
-    // row (6 s): audio only, by itself. (The estimate is no measure of the link above that: with
-    // REMB from the server it sits at ~200 kbit/s on a clean link.)
     const uplink = pair && pair.availableOutgoingBitrate;
-    state.uplinkBps = typeof uplink === "number" ? uplink : null;
+    state.uplinkBps = typeof uplink === "number" ? uplink : null;  // shown in traces, not a rule
     state.sendLoss = loss;
-    const low = (state.uplinkBps !== null && state.uplinkBps < WEAK_UPLINK_BPS) || loss > 0.25;
-    state.lowUplink = low && Date.now() - (state.mediaUpAt || Date.now()) > 10000 ? (state.lowUplink || 0) + 1 : 0;
-    if (state.lowUplink >= 3) goWeak("estimate");
-    // The server's audio-only hint, and the video I receive still loses > 5 % after NACK/RTX
-    // in 3 measurements in a row (6 s; a loss burst of a second or two passes): the link cannot
-    // carry it.
-    const prev = state.videoIn && state.videoIn.pc === pc ? state.videoIn : null;
-    state.videoIn = { pc, lost: vLost, got: vGot };
-    const dLost = prev ? vLost - prev.lost : 0, dGot = prev ? vGot - prev.got : 0;
-    const brokenVideo = dLost + dGot > 20 && dLost / (dLost + dGot) > 0.05;
-    state.brokenVideo = brokenVideo ? (state.brokenVideo || 0) + 1 : 0;
-    if (state.brokenVideo >= 3 && state.weakHint && Date.now() - state.weakHint < 30000) goWeak("server_hint");
+    // What I send breaks: once the call has run 10 s, the server reports > 25 % loss of it
+    // (before retransmission: NACK/RTX repair 10 %) in 3 measurements in a row (6 s). The
+    // browser's send estimate is no rule: its loss-based control sinks to ~30 kbit/s at 10 %
+    // random loss while the lowered video still arrives.
+    const lossy = loss > SEND_LOSS_WEAK && Date.now() - (state.mediaUpAt || Date.now()) > 10000;
+    state.sendLossy = lossy ? (state.sendLossy || 0) + 1 : 0;
+    if (state.sendLossy >= 3) goWeak("uplink_loss");
+    // What I see breaks: the server says my downlink loses video (its audio-only hint, loss
+    // before retransmission), and the pictures I receive stood frozen at least half the time
+    // in 3 measurements in a row (6 s), after NACK/RTX did what they could.
+    const frozen = frozenShare(reports, pc);
+    state.videoFrozen = frozen;
+    state.frozenRuns = frozen !== null && frozen >= FROZEN_WEAK ? (state.frozenRuns || 0) + 1 : 0;
+    const hinted = state.weakHint && Date.now() - state.weakHint < 30000;
+    if (state.frozenRuns >= 3 && hinted) goWeak("video_broken");
     const weak = state.weakHint && Date.now() - state.weakHint < 20000;
     state.quality = weak || (rtt !== null && rtt > 0.6) || loss > 0.1 ? "poor"
       : (rtt !== null && rtt > 0.3) || loss > 0.03 ? "fair" : "good";
     showQuality();
   }
-  const WEAK_UPLINK_BPS = 100000;
+  const SEND_LOSS_WEAK = 0.25, FROZEN_WEAK = 0.5;
+
+  // The share of the time since the last measurement that the remote pictures stood still, as
+  // the person saw them (mean over the video streams that packets arrived on: a publisher in
+  // audio-only, or video paused for me, sends none and does not count). Chromium counts a freeze
+  // (a frame gap > 3x the average interval, or + 150 ms) when it ends (totalFreezesDuration); a
+  // stream that decoded nothing at all stood still throughout. null: no video arrives.
+  function frozenShare(reports, pc) {
+    const now = performance.now();
+    const streams = {};
+    reports.forEach((r) => {
+      if (r.type !== "inbound-rtp" || r.kind !== "video") return;
+      streams[r.id] = { packets: r.packetsReceived || 0, frames: r.framesDecoded || 0, frozen: r.totalFreezesDuration || 0 };
+    });
+    const prev = state.seen && state.seen.pc === pc ? state.seen : null;
+    state.seen = { pc, at: now, streams };
+    if (!prev) return null;
+    const dt = Math.max(0.5, (now - prev.at) / 1000);
+    let sum = 0, count = 0;
+    for (const [id, s] of Object.entries(streams)) {
+      const p = prev.streams[id];
+      if (!p || s.packets - p.packets < 10) continue;
+      sum += s.frames === p.frames ? 1 : Math.min(1, (s.frozen - p.frozen) / dt);
+      count += 1;
+    }
+    return count ? sum / count : null;
+  }
   function showQuality() {
     const el = $("net-quality");
     const q = state.weak ? "poor" : state.quality;

@@ -26,16 +26,6 @@
     return sdp;
   }
 
-  function waitForIce(pc, ms) {
-    if (pc.iceGatheringState === "complete") return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => { pc.removeEventListener("icegatheringstatechange", check); resolve(); };
-      const check = () => { if (pc.iceGatheringState === "complete") done(); };
-      pc.addEventListener("icegatheringstatechange", check);
-      setTimeout(done, ms);
-    });
-  }
-
   class Call {
     // iceServers: from the server's welcome (time-limited TURN credentials, signaling/turn.py);
     // [] when the server has no TURN server configured.
@@ -59,6 +49,16 @@
         this.slots.push({ index: i, audio: a, video: v, stream });
       }
       this.pc.addEventListener("connectionstatechange", () => handlers.onState(this.pc.connectionState));
+      // Trickle ICE: the offer leaves as soon as it is set, without waiting for the browser to
+      // gather (0.3-0.5 s after a network switch; seconds for a TURN allocation). The server
+      // needs none of our candidates to connect (our checks reach its address and it learns
+      // ours from them); the ones found later follow once its answer is here (its connection
+      // exists then) through handlers.onCandidate.
+      this.trickle = [];
+      this.pc.addEventListener("icecandidate", (e) => {
+        if (!e.candidate || !e.candidate.candidate) return;
+        if (this.trickle) this.trickle.push(e.candidate); else handlers.onCandidate(e.candidate);
+      });
       this.watchPath();
     }
 
@@ -120,12 +120,14 @@
     async offer() {
       const offer = await this.pc.createOffer();
       await this.pc.setLocalDescription({ type: "offer", sdp: opusFecDtx(offer.sdp) });
-      await waitForIce(this.pc, 3000);
-      return this.pc.localDescription.sdp;
+      return this.pc.localDescription.sdp;  // with the candidates gathered so far, if any
     }
 
     async answer(sdp) {
       await this.pc.setRemoteDescription({ type: "answer", sdp });
+      const found = this.trickle || [];
+      this.trickle = null;
+      found.forEach((c) => this.handlers.onCandidate(c));
       this.slots.forEach((s) => this.handlers.onSlotStream(s.index, s.stream));
     }
 
