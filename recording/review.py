@@ -51,6 +51,12 @@ def review_grant(account, grants: Iterable[Grant], state) -> str | None:
     return None
 
 
+def may_see_queue(account, grants: Iterable[Grant]) -> bool:
+    """Whether ``account`` has an R3 review queue (``/review``): an admin, or a reviewer or
+    supervisor grant at some site. The consoles link to it only then."""
+    return "admin" in account.roles or any(g.role in ("reviewer", "supervisor") for g in grants)
+
+
 def hold_grant(account, grants: Iterable[Grant], state) -> str | None:
     if state.policy.privileged:
         return None

@@ -12,6 +12,7 @@ import re
 
 from aiohttp import web
 
+from recording.review import may_see_queue, review_grant
 from rooms.commands import decode_command
 from rooms.errors import CommandError
 from rooms.service import ParticipantSpec
@@ -174,8 +175,13 @@ class Console:
             for i in range(ROWS)
         )
         err = f"<p class='error' role='alert'>{esc(error)}</p>" if error else ""
+        queue = (  # an admin has the R3 queue too (recording/review.py may_see_queue)
+            " · <a id='review-queue' href='/review'>录像审阅队列 Review queue</a>"
+            if may_see_queue(account, ())
+            else ""
+        )
         body = (
-            "<p><a href='/visits'>远程会见 Remote visitation</a></p>"
+            f"<p><a href='/visits'>远程会见 Remote visitation</a>{queue}</p>"
             "<h1>调解 Mediations</h1><h2>进行中 Open cases</h2>"
             "<table class='list'><tr><th>案号 Case</th><th>标题 Title</th>"
             f"<th>等候室 Waiting room</th></tr>{live or '<tr><td colspan=3>—</td></tr>'}</table>"
@@ -235,6 +241,11 @@ class Console:
             f"<h1>{esc(state.title)}</h1><p>案号 Case {esc(state.case_number or '—')} · "
             f"{'已结束 Ended' if state.ended else '进行中 Open'}</p>"
         )
+        if state.segments and review_grant(account, (), state):  # recorded: its review page
+            head += (
+                f"<p><a id='review' href='/review/{sid}'>"
+                "录像与访问记录 Recording and access log</a></p>"
+            )
         if state.ended:
             return page(
                 state.title,

@@ -33,15 +33,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client.core import GaugeMetricFamily
 
 from recording.export import ExportError, Exports, exports, read_export
 from recording.keys import MasterKey
 from recording.manifest import manifest
 from recording.retention import PURGE_INTERVAL, deleted_files, expires_at, purge
-from recording.review import GrantsOf, SegmentError, hold_grant, read_segment, review_grant
+from recording.review import (
+    GrantsOf,
+    SegmentError,
+    hold_grant,
+    may_see_queue,
+    read_segment,
+    review_grant,
+)
 from recording.review_queue import (
+    DUE,
     OVERDUE,
     REVIEWED_LATE,
+    Task,
     may_need_review,
     queue,
     status,
@@ -573,9 +583,7 @@ class Review:
         supervisors (and admins)."""
         account, sess = require_staff(request)
         grants = list(self.grants_of(account.username))
-        if "admin" not in account.roles and not any(
-            g.role in ("reviewer", "supervisor") for g in grants
-        ):
+        if not may_see_queue(account, grants):
             raise web.HTTPForbidden(text="forbidden: the review queue needs a reviewer grant")
         now = self.clock()
         tasks, supervised = [], set()
@@ -661,6 +669,38 @@ class Review:
             web.get("/review/{sid}/segment/{ticket}/{file}", self.segment),
             web.post("/review/{sid}/hold", self.hold),
         ]
+
+
+class ReviewMetrics:
+    """R3 on ``/metrics`` (read at scrape time): the node's visits whose review is overdue, and
+    those still due. An ended visit's task is kept per ledger ``seq``, so a scrape reads the
+    ledger only of visits that changed since the last one."""
+
+    def __init__(self, service, clock=time.time) -> None:
+        self.service, self.clock = service, clock
+        self._tasks: dict[str, tuple[int, Task | None]] = {}
+
+    def tasks(self) -> list[Task]:
+        out = []
+        for state in self.service.sessions():
+            if not may_need_review(state):
+                continue
+            seq, task = self._tasks.get(state.id, (None, None))
+            if seq != state.seq:
+                task = task_for(state, self.service.events(state.id))
+                self._tasks[state.id] = (state.seq, task)
+            if task is not None:
+                out.append(task)
+        return out
+
+    def collect(self):
+        now = self.clock()
+        rated = [status(t, now) for t in self.tasks()]
+        for name, st, help_ in (
+            ("overdue", OVERDUE, "R3: visits nobody watched live, not reviewed within two days"),
+            ("due", DUE, "R3: visits nobody watched live, to review (not yet overdue)"),
+        ):
+            yield GaugeMetricFamily(f"parley_review_{name}", help_, value=rated.count(st))
 
 
 async def purge_forever(service, root: Path, days: dict, interval: float = PURGE_INTERVAL) -> None:

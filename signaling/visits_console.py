@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from recording.review import may_see_queue
 from signaling.pages import esc, page
 from signaling.staff import form, require_staff
 from signaling.visits_checkin import CheckInPages
@@ -135,6 +136,8 @@ class VisitsConsole:
             if allowed(grants, "directory.edit", ALL_SITES)
             else ""
         )
+        if may_see_queue(account, grants):  # R3 (signaling/review.py)
+            tools += "<p><a id='review-queue' href='/review'>录像审阅队列 Review queue</a></p>"
         body = (
             "<h1>远程会见 Remote visitation</h1>"
             + (

@@ -121,9 +121,7 @@ def test_a_manifest_edited_inside_the_bundle_is_not_verified(pki, tmp_path, caps
 
 
 def test_segments_deleted_by_retention_are_named_not_missing(pki, tmp_path, capsys):  # noqa: F811
-    bundle, directory, root, ledger = asyncio.run(
-        _recorded_and_sealed(pki, tmp_path, purged=True)
-    )
+    bundle, directory, root, ledger = asyncio.run(_recorded_and_sealed(pki, tmp_path, purged=True))
     m = msgspec.json.decode(unzip(bundle)["recording-manifest.json"])
     [deletion] = m["deleted"]
     assert sorted(deletion["files"]) == sorted(s["file"] for s in m["segments"])
@@ -133,7 +131,9 @@ def test_segments_deleted_by_retention_are_named_not_missing(pki, tmp_path, caps
     assert "[OK  ] recording manifest is the one the sealed ledger states" in out, out
     assert "matches the ledger" not in out and "missing" not in out, out
     for s in m["segments"]:
-        assert f"{s['file']}: deleted by the ledger's seq {deletion['seq']} (retention, 0 days)" in out
+        assert (
+            f"{s['file']}: deleted by the ledger's seq {deletion['seq']} (retention, 0 days)" in out
+        )
 
 
 def test_a_session_never_recorded_has_no_manifest():

@@ -158,3 +158,66 @@ async def test_queue_overdue_and_marking_reviewed(world: World):  # noqa: F811
     async with jar() as anon:
         status, _ = await _get(anon, url, "/review")
         assert status == 303
+
+
+def _gauge(text: str, name: str) -> float:
+    [line] = [x for x in text.splitlines() if x.startswith(f"{name} ")]
+    return float(line.split()[-1])
+
+
+async def test_overdue_reviews_on_metrics(world: World):  # noqa: F811
+    """R3's overdue count (and the due one) on /metrics, node-wide, following the ledger: a
+    review takes a visit off, a watched visit and a mediation never count."""
+    url = world.run.url
+    old = visit(world, "prison-a", days_ago=3)
+    visit(world, "prison-b", days_ago=2.5)
+    visit(world, "prison-a")
+    visit(world, "prison-a", watched=True, days_ago=3)
+    world.mediation()
+
+    async def gauges():
+        async with jar() as http:
+            status, text = await _get(http, url, "/metrics")
+        assert status == 200, text
+        return _gauge(text, "parley_review_overdue"), _gauge(text, "parley_review_due")
+
+    assert await gauges() == (2, 1)
+    world.service.execute(
+        old,
+        "staff:rev-a",
+        decode_command(
+            {"type": "review_recording", "outcome": "no_concern", "note": "all fine", "grant": "reviewer"}
+        ),
+    )
+    assert await gauges() == (1, 1)
+
+
+async def test_the_consoles_link_to_the_queue_and_to_a_recording(world: World):  # noqa: F811
+    url = world.run.url
+    for user, path, linked in (
+        ("rev-a", "/visits", True),  # a reviewer grant
+        ("sup-a", "/visits", True),  # a supervisor grant
+        ("wang", "/visits", False),  # no grant: no queue
+        ("root", "/console", True),  # an admin
+        ("wang", "/console", False),  # a mediator
+    ):
+        async with logged_in(url, user) as http:
+            status, html = await _get(http, url, path)
+            assert status == 200, (user, path)
+            assert ("href='/review'" in html) is linked, (user, path)
+            if linked:
+                assert (await _get(http, url, "/review"))[0] == 200  # the link leads somewhere
+    recorded, _ = world.mediation()
+    unrecorded = world.service.create_session(
+        "mediation",
+        actor="staff:wang",
+        title="Not recorded",
+        case_number="R-3",
+        participants=[ParticipantSpec("Wang", "mediator"), ParticipantSpec("A", "party", "A")],
+    )
+    async with logged_in(url, "wang") as http:
+        status, html = await _get(http, url, f"/console/sessions/{recorded.id}")
+        assert status == 200 and f"href='/review/{recorded.id}'" in html
+        assert (await _get(http, url, f"/review/{recorded.id}"))[0] == 200
+        status, html = await _get(http, url, f"/console/sessions/{unrecorded.id}")
+        assert status == 200 and "/review/" not in html
