@@ -39,6 +39,7 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 HSTS = "max-age=31536000"
+CODE_PATHS = ("/static/", "/vendor/")  # the web client's scripts, styles and libraries
 FORWARDED_HTTPS = web.RequestKey("forwarded_https", bool)  # on the request as received
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -100,6 +101,10 @@ def security_headers(*, hsts: bool):
 
     async def on_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
         response.headers.update(HEADERS)
+        if request.path.startswith(CODE_PATHS) and "Cache-Control" not in response.headers:
+            # revalidate (a 304 when unchanged): a copy cached before an upgrade would fail the
+            # pages' Subresource Integrity check (signaling/sri.py) instead of being refreshed
+            response.headers["Cache-Control"] = "no-cache"
         if hsts and request.get(FORWARDED_HTTPS, request.secure):
             response.headers["Strict-Transport-Security"] = HSTS
 

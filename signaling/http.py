@@ -17,6 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from signaling.headers import direct_loopback
+from signaling.sri import IntegrityPage, static_resolver
 from signaling.tokens import TokenError
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -68,6 +69,9 @@ def metrics_allowed(request: web.Request, token: str | None) -> None:
 def routes(signer, ready, metrics_token: str | None = None) -> web.RouteTableDef:
     """``ready`` is a callable returning (bool, dict of checks) for /readyz."""
     r = web.RouteTableDef()
+    scripts = static_resolver(WEB_DIR, {"/vendor/socket.io.min.js": SOCKETIO_CLIENT})
+    join_html = IntegrityPage(WEB_DIR / "join.html", scripts)
+    verify_html = IntegrityPage(WEB_DIR / "verify.html", scripts)
 
     @r.get("/")
     async def landing(request: web.Request) -> web.StreamResponse:
@@ -79,7 +83,7 @@ def routes(signer, ready, metrics_token: str | None = None) -> web.RouteTableDef
             signer.verify(request.match_info["token"])
         except TokenError as exc:
             return _error_page(exc.code, 410 if exc.code == "token_expired" else 403)
-        resp = web.FileResponse(WEB_DIR / "join.html")
+        resp = web.Response(body=join_html.body(), content_type="text/html", charset="utf-8")
         resp.headers["Cache-Control"] = "no-store"
         resp.headers["Referrer-Policy"] = "no-referrer"  # the token is in the path
         return resp
@@ -87,7 +91,7 @@ def routes(signer, ready, metrics_token: str | None = None) -> web.RouteTableDef
     @r.get("/verify")
     async def verify_page(request: web.Request) -> web.StreamResponse:
         """Checks a signed agreement in the browser, against a root fingerprint; no upload."""
-        return web.FileResponse(WEB_DIR / "verify.html")
+        return web.Response(body=verify_html.body(), content_type="text/html", charset="utf-8")
 
     @r.get("/vendor/socket.io.min.js")
     async def socketio_client(request: web.Request) -> web.StreamResponse:
