@@ -324,14 +324,32 @@ class DeskStore(SqliteStore):
             cur = db.execute(
                 "INSERT INTO legal_aid(ts, ticket, point, lawyer, name, phone, topic, summary) "
                 "VALUES (?,?,?,?,?,?,?,?)",
-                (now, ticket.id, ticket.point, lawyer, ticket.name, ticket.phone, ticket.topic,
-                 summary),
+                (
+                    now,
+                    ticket.id,
+                    ticket.point,
+                    lawyer,
+                    ticket.name,
+                    ticket.phone,
+                    ticket.topic,
+                    summary,
+                ),
             )
         return cur.lastrowid
 
     def legal_aid_cases(self, limit: int = 200) -> list[dict]:
-        cols = ("id", "ts", "ticket", "point", "lawyer", "name", "phone", "topic", "summary",
-                "state")
+        cols = (
+            "id",
+            "ts",
+            "ticket",
+            "point",
+            "lawyer",
+            "name",
+            "phone",
+            "topic",
+            "summary",
+            "state",
+        )
         rows = self.rows(
             f"SELECT {', '.join(cols)} FROM legal_aid ORDER BY id DESC LIMIT ?", (limit,)
         )

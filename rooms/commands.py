@@ -193,6 +193,25 @@ class SetTimeLimit(_Command, tag="set_time_limit"):
     seconds: Annotated[int, msgspec.Meta(ge=60, le=4 * 3600)]
 
 
+# -- the duty-lawyer desk (server-only: docs/desk.md) ---------------------------------------------
+DeskStep = Literal[
+    "queued", "offered", "accepted", "transferred", "summary", "rating", "released", "withdrawn"
+]
+DeskValue = Annotated[str, msgspec.Meta(max_length=200)] | int | float | bool | None
+
+
+class DeskEvent(_Command, tag="desk_event"):
+    """A step of the desk's ticket for this session (queued, offered, accepted, transferred,
+    summary, rating; for a mediator's call also released or withdrawn) in the session's own
+    ledger; the desk's database keeps the queue itself (docs/desk.md)."""
+
+    step: DeskStep
+    ticket: Annotated[int, msgspec.Meta(ge=1, le=2**53)]
+    detail: Annotated[
+        dict[Annotated[str, msgspec.Meta(max_length=32)], DeskValue], msgspec.Meta(max_length=12)
+    ] = {}
+
+
 # -- the recorder (server-only: the recorder reports, rooms checks and records) -------------------
 Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 MediaKind = Literal["audio", "video"]
@@ -390,6 +409,7 @@ SERVER_ONLY = frozenset(
         "record_deletion",
         "add_observer",
         "set_time_limit",
+        "desk_event",
     }
 )
 
@@ -422,6 +442,7 @@ Command = (
     | Warn
     | AddObserver
     | SetTimeLimit
+    | DeskEvent
     | ReportRecorder
     | RecordSegment
     | RecordGap

@@ -126,6 +126,7 @@ MEDIATION = Policy(
         **{name: _M_HOSTS for name in _M_CAUCUS_CMDS},
         ask_for_mediator={"party", "counsel", "support", "interpreter"},
         call_duty_lawyer={"mediator"},
+        desk_event={SYSTEM},  # the desk's steps of the mediator's call (docs/desk.md)
         mute=_M_HOSTS,
         unmute=_M_HOSTS,
         remove={"mediator", STAFF},
@@ -256,6 +257,7 @@ CONSULTATION = Policy(
         record_consent=_C_ROLES,
         start_recording={"duty_lawyer"},
         stop_recording={"duty_lawyer"},
+        desk_event={SYSTEM},  # queued, accepted, transferred, summary, rating (docs/desk.md)
         chat=_C_ROLES,
         share_document=_C_ROLES,
     ),

@@ -44,6 +44,7 @@ AFTER_END = frozenset(
         "review_recording",
         "set_legal_hold",
         "record_deletion",
+        "desk_event",  # the summary and the rating come after the consultation ended
     }
 )
 
@@ -465,6 +466,15 @@ def _add_observer(d: _Decision, cmd: c.AddObserver) -> None:
     _add_person(d, cmd.name, cmd.role, CONSOLE)
 
 
+def _desk_event(d: _Decision, cmd: c.DeskEvent) -> None:
+    """The desk's step, recorded as it happened (the desk decided it; rooms only chains it)."""
+    d.emit(
+        f"desk.{cmd.step}",
+        ticket=cmd.ticket,
+        **{k: v for k, v in cmd.detail.items() if k not in ("ticket", "cid")},
+    )
+
+
 def _set_time_limit(d: _Decision, cmd: c.SetTimeLimit) -> None:
     state = d.state
     if state.time_limit is None:
@@ -722,6 +732,7 @@ _HANDLERS = {
     c.Warn: _warn,
     c.AddObserver: _add_observer,
     c.SetTimeLimit: _set_time_limit,
+    c.DeskEvent: _desk_event,
     c.ReportRecorder: _report_recorder,
     c.RecordSegment: _record_segment,
     c.RecordGap: _record_gap,

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import json
 import logging
 import time
 import zoneinfo
@@ -67,6 +69,8 @@ class ConsultDesk:
         self.clock = clock
         self.codes = PhoneCodes()
         self._tasks: set[asyncio.Task] = set()  # admissions waiting for their answer
+        self._notifying = False  # inside the session service's listener (see _ledger)
+        self._after: list = []  # ledger appends held until the listener returns (no loop)
         self._joins_per_address = Window(30, 600.0)  # a hall shares one address
         self._joins_per_phone = Window(3, 600.0)
         service.subscribe(self.on_events)
@@ -195,7 +199,7 @@ class ConsultDesk:
 
     def _citizen_ticket(self, point, req, phone: str, now: float, **values) -> str:
         """A citizen's ticket from the join or call-back form (consent given); its secret."""
-        _, secret = self.store.add_ticket(
+        ticket, secret = self.store.add_ticket(
             now=now,
             kind="citizen",
             point=point.id,
@@ -207,7 +211,18 @@ class ConsultDesk:
             consent_recording=int(req.consent_recording),
             **values,
         )
+        if ticket.state == "waiting":
+            self._offer(ticket, now)
         return secret
+
+    def _offer(self, ticket: Ticket, now: float) -> list[str]:
+        """Log whose desk rings for this new caller (free lawyers on shift at its point)."""
+        lawyers = sorted(
+            free_lawyers(self.store.shifts(now), self.store.statuses(), ticket.point, now)
+        )
+        if lawyers:
+            self.store.log(ticket.id, "system", "offered", now, lawyers=lawyers)
+        return lawyers
 
     def ticket_for(self, secret: object) -> Ticket:
         ticket = self.store.ticket_by_secret(secret)
@@ -272,7 +287,7 @@ class ConsultDesk:
             raise DeskError("conflict", "rate the consultation after it ended")
         if ticket.rating is not None:
             raise DeskError("conflict", "this consultation is rated already")
-        self.store.update(
+        ticket = self.store.update(
             ticket.id,
             actor="citizen",
             event="rated",
@@ -281,6 +296,7 @@ class ConsultDesk:
             rating=stars,
             comment=comment.strip(),
         )
+        self._ledger(ticket, "rating", stars=stars, comment=bool(ticket.comment))
 
     # -- the lawyer -----------------------------------------------------------------------------
     def desk_state(self, username: str) -> dict:
@@ -433,6 +449,7 @@ class ConsultDesk:
                 lawyer=username,
                 picked_at=now,
             )
+            self._ledger(ticket, "accepted", lawyer=username, question=ticket.question or None)
         else:
             ticket = self._open_consultation(account, ticket, now)
         self.store.set_status(username, "busy", now)
@@ -451,8 +468,12 @@ class ConsultDesk:
             if ticket.transfer_to is None:
                 raise DeskError("conflict", "no transfer is pending")
             self.store.update(
-                ticket.id, actor=f"staff:{username}", event="transfer_cancelled", now=now,
-                expect=("serving",), transfer_to=None,
+                ticket.id,
+                actor=f"staff:{username}",
+                event="transfer_cancelled",
+                now=now,
+                expect=("serving",),
+                transfer_to=None,
             )
             return self._current(self.store.ticket(ticket.id), username)
         if to == username:
@@ -465,8 +486,12 @@ class ConsultDesk:
         if refusal == "busy" or busy:
             raise DeskError("busy", "that lawyer is in another consultation")
         ticket = self.store.update(
-            ticket.id, actor=f"staff:{username}", event="transferred", now=now,
-            expect=("serving",), transfer_to=to,
+            ticket.id,
+            actor=f"staff:{username}",
+            event="transferred",
+            now=now,
+            expect=("serving",),
+            transfer_to=to,
         )
         self._ledger(ticket, "transferred", by=username, to=to)
         return self._current(ticket, username)
@@ -497,10 +522,17 @@ class ConsultDesk:
             self.store.update(
                 ticket.id, actor="system", event="transfer_failed", now=now, transfer_to=None
             )
-            raise DeskError("conflict", f"the consultation cannot be taken over: {exc.code}") from None
+            raise DeskError(
+                "conflict", f"the consultation cannot be taken over: {exc.code}"
+            ) from None
         ticket = self.store.update(
-            ticket.id, actor=f"staff:{username}", event="accepted", now=now,
-            expect=("serving",), lawyer=username, transfer_to=None,
+            ticket.id,
+            actor=f"staff:{username}",
+            event="accepted",
+            now=now,
+            expect=("serving",),
+            lawyer=username,
+            transfer_to=None,
         )
         self._ledger(ticket, "accepted", lawyer=username, transferred_from=before)
         self.store.set_status(username, "busy", now)
@@ -554,7 +586,7 @@ class ConsultDesk:
             )
             raise
         people = {p.role: p.id for p in state.participants.values()}
-        return self.store.update(
+        ticket = self.store.update(
             ticket.id,
             actor="system",
             event="session",
@@ -563,6 +595,9 @@ class ConsultDesk:
             citizen_pid=people["citizen"],
             lawyer_pid=people["duty_lawyer"],
         )
+        self._queued_steps(ticket)
+        self._ledger(ticket, "accepted", lawyer=account.username)
+        return ticket
 
     async def end(self, username: str, ticket_id: int, summary: str, referral: bool, note: str):
         """End the consultation with the lawyer's written summary (and a legal-aid referral)."""
@@ -596,6 +631,15 @@ class ConsultDesk:
             referral=int(referral),
             referral_note=note.strip() if referral else "",
             transfer_to=None,
+        )
+        self._ledger(
+            ticket,
+            "summary",
+            lawyer=username,
+            sha256=hashlib.sha256(ticket.summary.encode()).hexdigest(),
+            chars=len(ticket.summary),
+            referral=bool(ticket.referral),
+            referral_note=ticket.referral_note[:200] or None,
         )
         self.store.set_status(username, "available", now)
         if ticket.phone:
@@ -638,7 +682,8 @@ class ConsultDesk:
     # -- the mediator's side of a call to the desk (S4) -------------------------------------
     def _mediation_ticket(self, session: str, lawyer_pid: str) -> Ticket:
         found = [
-            t for t in self.store.for_session(session)
+            t
+            for t in self.store.for_session(session)
             if t.kind == "mediation" and t.lawyer_pid == lawyer_pid
         ]
         if not found:
@@ -651,7 +696,11 @@ class ConsultDesk:
         text = " ".join(question.split())
         case = session.case_number or ""
         self.store.update(
-            ticket.id, actor="mediator", event="question", now=self.clock(), expect=("waiting",),
+            ticket.id,
+            actor="mediator",
+            event="question",
+            now=self.clock(),
+            expect=("waiting",),
             question=(f"{case}: {text}" if case else text)[:200],
         )
 
@@ -685,13 +734,59 @@ class ConsultDesk:
             out["state"] = "answered_by_link" if last == "answered_by_link" else "over"
         return out
 
-    def _ledger(self, ticket: Ticket, event: str, **data) -> None:
-        """The desk's step in the session's own hash-chained ledger (when a session exists)."""
+    def _ledger(self, ticket: Ticket, step: str, **detail) -> None:
+        """The desk's step in the session's own hash-chained ledger (rooms' ``desk_event``, by
+        the system). Inside the session service's listener the append waits for the loop's next
+        turn: a command appended from within another's notification would reach the other
+        listeners before the events that caused it."""
+        if not ticket.session:
+            return
+        command = decode_command(
+            {
+                "type": "desk_event",
+                "step": step,
+                "ticket": ticket.id,
+                "detail": {k: v for k, v in detail.items() if v is not None},
+            }
+        )
+
+        def append() -> None:
+            try:
+                self.service.execute(ticket.session, "system", command)
+            except CommandError as exc:
+                log.warning("desk step %s of ticket %s not in the ledger: %s", step, ticket.id, exc)
+
+        if not self._notifying:
+            append()
+            return
+        try:
+            asyncio.get_running_loop().call_soon(append)
+        except RuntimeError:  # no loop (a command line tool, a unit test): when the listener ends
+            self._after.append(append)
+
+    def _queued_steps(self, ticket: Ticket) -> None:
+        """At the session's start, the ticket's past: when and where it queued, whom it rang."""
+        self._ledger(
+            ticket,
+            "queued",
+            queued_at=ticket.queued_at,
+            point=ticket.point,
+            topic=ticket.topic,
+            recording_consent=bool(ticket.consent_recording),
+            flag=ticket.flag or None,
+        )
+        for ts, _, _, kind, data in self.store.log_rows(ticket.id):
+            if kind == "offered":
+                lawyers = json.loads(data).get("lawyers", [])
+                self._ledger(ticket, "offered", at=ts, lawyers=",".join(lawyers)[:200])
 
     # -- rooms' events --------------------------------------------------------------------------
     def on_events(self, state, events) -> None:
         """A listener of the session service: queue a mediation's call, admit a picked-up
         citizen, close a mediation's ticket. Quick (a few SQLite statements), never raises."""
+        if all(e.type.startswith("desk.") for e in events):
+            return  # the desk's own steps
+        self._notifying = True
         try:
             if state.kind == "mediation":
                 self._mediation_events(state, events)
@@ -699,11 +794,17 @@ class ConsultDesk:
                 self._consultation_events(state, events)
         except Exception:  # noqa: BLE001 - a listener must not break the command that ran
             log.exception("desk listener failed on %s", state.id)
+        finally:
+            self._notifying = False
+        if self._after:  # no loop: after this listener's own work, still in the command
+            pending, self._after = self._after, []
+            for append in pending:
+                append()
 
     def _mediation_events(self, state, events) -> None:
         for e in events:
             if e.type == "participant.added" and e.data["participant"]["role"] == "duty_lawyer":
-                self.store.add_ticket(
+                ticket, _ = self.store.add_ticket(
                     now=e.ts,
                     kind="mediation",
                     point=None,
@@ -714,6 +815,8 @@ class ConsultDesk:
                     lawyer_pid=e.data["participant"]["id"],
                     question=(state.case_number or "")[:200],
                 )
+                self._offer(ticket, e.ts)
+                self._queued_steps(ticket)
         ending = {
             e.data.get("participant")
             for e in events
@@ -736,6 +839,7 @@ class ConsultDesk:
                     state="cancelled",
                     ended_at=now,
                 )
+                self._ledger(t, "withdrawn", reason="ended" if ended else "lawyer_gone")
             elif t.state == "waiting" and t.lawyer_pid in connected:
                 # someone came in through the mediator's fallback link: nobody needs ringing
                 self.store.update(
@@ -746,10 +850,12 @@ class ConsultDesk:
                     state="cancelled",
                     ended_at=now,
                 )
+                self._ledger(t, "withdrawn", reason="answered_by_link")
             elif t.state == "serving" and (ended or t.lawyer_pid in ending):
                 self.store.update(
                     t.id, actor="system", event="released", now=now, state="done", ended_at=now
                 )
+                self._ledger(t, "released", lawyer=t.lawyer, reason="ended" if ended else "left")
                 if self.store.statuses().get(t.lawyer) == "busy":
                     self.store.set_status(t.lawyer, "available", now)
 

@@ -223,12 +223,22 @@ def test_the_mediators_call_rings_the_desk_and_puts_the_lawyer_in_the_caucus(
     med.click('#caucuses li[data-caucus="a"] button[data-action="visit"]')
     med.wait_for_function("() => window.parley.myself().space === 'caucus:a'")
     med.fill("#lawyer-name", "值班律师")
+    med.fill("#lawyer-question", "对方主张合同无效，违约金条款还有效吗？")
     med.select_option("#lawyer-space", "caucus:a")
     med.click("#form-lawyer button[type=submit]")
+    # the panel says the desk is ringing, with the question; no link to copy while it rings
+    med.wait_for_selector("#lawyer-ring[data-state=ringing]")
+    med.wait_for_function(
+        "() => document.getElementById('lawyer-ring').textContent.includes('违约金条款')"
+    )
+    assert med.is_hidden("#lawyer-invite")
 
-    # the desk rings with the case; the lawyer picks it up and lands in the caucus
+    # the desk rings with the case and the question; the lawyer picks it up, lands in the caucus
     row = '#queue tr[data-kind="mediation"]'
-    desk.wait_for_selector(row)
+    desk.wait_for_function(
+        "(row) => { const r = document.querySelector(row); return r && r.textContent.includes('违约金'); }",
+        arg=row,
+    )
     assert "M-2026-7" in desk.text_content(row)
     with desk.context.expect_page() as opened:
         desk.click(f'{row} button[data-action="pickup"]')
@@ -239,6 +249,9 @@ def test_the_mediators_call_rings_the_desk_and_puts_the_lawyer_in_the_caucus(
     mediator_pid = med.evaluate("() => window.parley.me")
     _hears(call, tile(call, mediator_pid), MEDIATOR_HZ)
     _hears(med, tile(med, lawyer_pid), LAWYER_HZ)
+    med.wait_for_selector("#lawyer-ring[data-state=accepted]")
+    assert "值班律师李" in med.text_content("#lawyer-ring")  # who accepted, by their name
+    assert med.is_hidden("#lawyer-invite")
 
     # the mediator releases the lawyer: the lawyer's page ends, the desk is free again
     med.click(f'#people li[data-participant="{lawyer_pid}"] button[data-action="remove"]')

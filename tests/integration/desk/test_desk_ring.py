@@ -21,7 +21,8 @@ def called(running, space="joint"):
         state.id, mid, decode_command({"type": "call_duty_lawyer", "name": "值班律师"})
     )
     lawyer = next(
-        p.id for p in running.service.state(state.id).participants.values()
+        p.id
+        for p in running.service.state(state.id).participants.values()
         if p.role == "duty_lawyer"
     )
     return state, mtoken, ptoken, lawyer
@@ -97,8 +98,13 @@ async def test_bad_questions(running):
     state, mtoken, _, lawyer = called(running)
     async with aiohttp.ClientSession() as http:
         for payload in [
-            {}, {"question": ""}, {"question": "   "}, {"question": "x" * 201}, {"question": 3},
-            {"question": "ok", "x": 1}, [],
+            {},
+            {"question": ""},
+            {"question": "   "},
+            {"question": "x" * 201},
+            {"question": 3},
+            {"question": "ok", "x": 1},
+            [],
         ]:
             status, data = await ring(http, running, state, lawyer, mtoken, payload)
             assert status == 400 and data["error"]["code"] == "invalid", payload

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the engine fixture is imported from test_engine and used by name
 """Transfer of a consultation to a colleague on shift, and its conversion into a legal-aid case,
 over the real engine, ledger and store (simulated clock): who may, to whom, what the citizen
 keeps, what the desk log says."""

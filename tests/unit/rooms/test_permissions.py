@@ -283,6 +283,8 @@ def prepare(world: World, name: str, actor: str) -> dict:
         return {"name": "Officer on watch", "role": "officer"}
     if name == "set_time_limit":
         return {"seconds": 1200}
+    if name == "desk_event":  # the duty-lawyer desk's step (docs/desk.md)
+        return {"step": "queued", "ticket": 1, "detail": {"point": "hall-1"}}
     raise AssertionError(f"no preparation for {name}")
 
 

@@ -92,6 +92,8 @@ sign_agreement       Y   .   Y     .    .    .    .    .    Y    .
 seal_agreement       Y   .   .     .    .    .    .    .    .    .
 # the archive timestamp job (server only), also after the session ended
 renew_agreement      .   .   .     .    .    .    .    .    Y    .
+# the duty-lawyer desk's steps of the mediator's call (queued, accepted, released): the server's
+desk_event           .   .   .     .    .    .    .    .    Y    .
 # the live visit's commands (warn, listen-in, the visit's length) do not exist in mediation
 warn                 .   .   .     .    .    .    .    .    .    .
 add_observer         .   .   .     .    .    .    .    .    .    .
