@@ -35,30 +35,42 @@ class CheckInPages:
     async def view(self, request: web.Request) -> web.Response:
         account, sess, grants = self.c._staff(request)
         b, bureau = self._booking(request, grants)
-        return self.c._page("到场核验 Check-in", self._body(b, sess.csrf), account, sess)
+        return self.c._page("到场核验 Check-in", self._body(b, sess.csrf, bureau), account, sess)
 
-    def _body(self, b, csrf: str) -> str:
+    def _body(self, b, csrf: str, bureau: str) -> str:
         inmate = self.c.directory.inmate(b.inmate)
-        done = {c.visitor: c for c in self.checks.checked(b.id)}
+        done = {(c.worker, c.visitor): c for c in self.checks.checked(b.id)}
         visitors = {v.id: v for v in self.c.directory.visitors(b.inmate)}
         methods = "".join(f"<option value='{m}'>{esc(METHOD_TEXT[m])}</option>" for m in METHODS)
         rows = []
-        for vid in b.visitors:
-            v = visitors.get(vid)
-            if v is None:
-                continue
-            who = f"{esc(v.name)} · {esc(v.relationship)} · ****{esc(v.id_last4)}"
-            if vid in done:
-                c = done[vid]
+        # relatives, then help-education workers (帮教): (field, id, who)
+        workers = {w[0]: w for w in self.c.res.workers_for(b.inmate, bureau)}
+        people = [
+            ("visitor", vid, f"{esc(v.name)} · {esc(v.relationship)} · ****{esc(v.id_last4)}")
+            for vid, v in ((vid, visitors.get(vid)) for vid in b.visitors)
+            if v is not None
+        ] + [
+            (
+                "worker",
+                wid,
+                f"{esc(workers[wid][1])} · 帮教 help-education · {esc(workers[wid][3])}"
+                if wid in workers
+                else f"帮教 help-education #{wid}",
+            )
+            for wid in b.workers
+        ]
+        for field, vid, who in people:
+            if (field == "worker", vid) in done:
+                c = done[(field == "worker", vid)]
                 rows.append(
-                    f"<li data-visitor='{vid}' class='checked'>{who} — ✓ 已核验 checked "
+                    f"<li data-{field}='{vid}' class='checked'>{who} — ✓ 已核验 checked "
                     f"{esc(c.at)} · {esc(c.method)} · {esc(c.by)}</li>"
                 )
                 continue
             rows.append(
-                f"<li data-visitor='{vid}'>{who}<form method='post' class='stack' "
+                f"<li data-{field}='{vid}'>{who}<form method='post' class='stack' "
                 f"action='/visits/bookings/{b.id}/checkin'>{csrf_field(csrf)}"
-                f"<input type='hidden' name='visitor' value='{vid}'>"
+                f"<input type='hidden' name='{field}' value='{vid}'>"
                 "<label>证件号码 ID number<input name='id_number' maxlength='32' required "
                 "autocomplete='off'></label>"
                 f"<label>核验方式 Method<select name='method'>{methods}</select></label>"
@@ -78,14 +90,16 @@ class CheckInPages:
     async def post(self, request: web.Request) -> web.Response:
         account, sess, grants, fields = await self.c._form(request)
         b, _ = self._booking(request, grants)
+        worker = "worker" in fields  # a help-education worker of the booking
         self.checks.check_in(
             f"staff:{account.username}",
             b.id,
-            number(fields.get("visitor", ""), "visitor"),
+            number(fields.get("worker" if worker else "visitor", ""), "visitor"),
             fields.get("id_number"),
             method=fields.get("method", ""),
             pledge=fields.get("pledge") == "yes",
             now=self.c.now(),
+            worker=worker,
         )
         raise web.HTTPSeeOther(f"/visits/bookings/{b.id}/checkin")
 

@@ -8,7 +8,8 @@ compared with the photo on the approved record) and that the visitor signed the 
 check-in is for one booking only: the next visit checks everyone again. Only checked-in visitors
 of the booking count as present; the live visit waits until at least one is (signaling/
 visits_live.py), and the session's ledger records the check as ``identity_checked`` with method
-``check_in``.
+``check_in``. A help-education worker named on the booking is checked the same way against their
+registration's digest (``worker=True``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class CheckIn:
     at: str
     by: str
     method: str
+    worker: bool = False  # a help-education worker of the booking (``visitor`` is the worker id)
 
 
 class CheckIns:
@@ -50,7 +52,10 @@ class CheckIns:
         method: str,
         pledge: bool,
         now: dt.datetime,
+        worker: bool = False,
     ) -> CheckIn:
+        """Check in a visitor of the booking, or with ``worker`` one of its help-education
+        workers (``visitor_id`` is then the worker's id; their digest is in ``workers``)."""
         if method not in METHODS:
             raise VisitError("invalid", f"method: one of {', '.join(METHODS)}")
         if pledge is not True:
@@ -64,12 +69,17 @@ class CheckIns:
                 raise VisitError("too_soon", f"check-in opens {OPEN_MINUTES} minutes before")
             if now >= b.end:
                 raise VisitError("too_late", "the visit's time is over")
-            if visitor_id not in b.visitors:
+            if visitor_id not in (b.workers if worker else b.visitors):
                 raise VisitError("not_found", "this person is not a visitor of this booking")
-            row = db.execute(
-                "SELECT id_hash, expires FROM visitors WHERE id=? AND inmate=?",
-                (visitor_id, b.inmate),
-            ).fetchone()
+            if worker:  # a worker's registration has no expiry; the booking checked eligibility
+                row = db.execute(
+                    "SELECT id_hash, '9999-12-31' FROM workers WHERE id=?", (visitor_id,)
+                ).fetchone()
+            else:
+                row = db.execute(
+                    "SELECT id_hash, expires FROM visitors WHERE id=? AND inmate=?",
+                    (visitor_id, b.inmate),
+                ).fetchone()
             if row is None:
                 raise VisitError("not_found", "this person is not approved for this inmate")
             if row[1] < now.date().isoformat():
@@ -78,13 +88,14 @@ class CheckIns:
                 raise VisitError(
                     "identity_mismatch", "the ID number does not match the approved record"
                 )
+            table, column = ("worker_checkins", "worker") if worker else ("checkins", "visitor")
             if db.execute(
-                "SELECT 1 FROM checkins WHERE booking=? AND visitor=?", (booking_id, visitor_id)
+                f"SELECT 1 FROM {table} WHERE booking=? AND {column}=?", (booking_id, visitor_id)
             ).fetchone():
                 raise VisitError("conflict", "this visitor is already checked in")
             at = now.isoformat(timespec="seconds")
             db.execute(
-                "INSERT INTO checkins VALUES (?,?,?,?,?,1)",
+                f"INSERT INTO {table} VALUES (?,?,?,?,?,1)",
                 (booking_id, visitor_id, at, actor, method),
             )
             db.execute(
@@ -94,18 +105,29 @@ class CheckIns:
                     booking.cell(now),
                     actor,
                     "checked_in",
-                    f"visitor {visitor_id} {method}",
+                    f"{column} {visitor_id} {method}",
                 ),
             )
-        return next(c for c in self.checked(booking_id) if c.visitor == visitor_id)
+        return next(
+            c for c in self.checked(booking_id) if (c.visitor, c.worker) == (visitor_id, worker)
+        )
 
     def checked(self, booking_id: int) -> list[CheckIn]:
+        """Everyone of the booking checked in: relatives, then help-education workers."""
         return [
             CheckIn(*r)
             for r in self.store.rows(
                 "SELECT c.visitor, v.name, v.relationship, v.id_last4, c.at, c.by, c.method"
                 " FROM checkins c JOIN visitors v ON v.id=c.visitor WHERE c.booking=?"
                 " ORDER BY c.at, c.visitor",
+                (booking_id,),
+            )
+        ] + [
+            CheckIn(*r, worker=True)
+            for r in self.store.rows(
+                "SELECT c.worker, w.name, 'help_education', w.id_last4, c.at, c.by, c.method"
+                " FROM worker_checkins c JOIN workers w ON w.id=c.worker WHERE c.booking=?"
+                " ORDER BY c.at, c.worker",
                 (booking_id,),
             )
         ]

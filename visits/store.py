@@ -93,6 +93,10 @@ CREATE TABLE IF NOT EXISTS record_reads (
   id INTEGER PRIMARY KEY, inmate INTEGER NOT NULL REFERENCES inmates(id),
   visitor INTEGER NOT NULL REFERENCES visitors(id), read_by TEXT NOT NULL, at TEXT NOT NULL,
   entries INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS worker_checkins (
+  booking INTEGER NOT NULL REFERENCES bookings(id), worker INTEGER NOT NULL REFERENCES workers(id),
+  at TEXT NOT NULL, by TEXT NOT NULL, method TEXT NOT NULL, pledge INTEGER NOT NULL,
+  PRIMARY KEY(booking, worker));
 CREATE TABLE IF NOT EXISTS booking_workers (
   booking INTEGER NOT NULL REFERENCES bookings(id), worker INTEGER NOT NULL REFERENCES workers(id),
   PRIMARY KEY(booking, worker));
