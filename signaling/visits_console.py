@@ -185,6 +185,10 @@ class VisitsConsole:
             links.append(
                 f"<a href='/visits/sites/{esc(site.id)}/records'>教育改造表现 Education record</a>"
             )
+        if allowed(grants, "booking.request", site.id):  # signaling/visits_legal_aid.py
+            links.append(
+                f"<a href='/visits/sites/{esc(site.id)}/legal-aid'>法律援助申请 Legal-aid request</a>"
+            )
         if allowed(grants, "directory.view", site.id):
             links.append(f"<a href='/visits/sites/{esc(site.id)}/directory'>名录 Directory</a>")
         prev, nxt = day - dt.timedelta(days=1), day + dt.timedelta(days=1)
@@ -266,7 +270,15 @@ class VisitsConsole:
         body = (
             find
             + note
-            + book_form(site.id, sess.csrf, inmate, visitors, proposals, {"minutes": str(minutes)})
+            + book_form(
+                site.id,
+                sess.csrf,
+                inmate,
+                visitors,
+                proposals,
+                {"minutes": str(minutes)},
+                workers=self.res.workers_for(inmate.id, site.id),  # help-education (帮教)
+            )
         )
         return self._page("预约 Book", body, account, sess)
 
@@ -297,6 +309,7 @@ class VisitsConsole:
                 fields.get("exception_reason"), "exception_reason", 200, optional=True
             ),
             kind=fields.get("kind", "visitation"),  # checked by visits/reservations.py
+            workers=tuple(number(w, "worker") for w in posted.getall("worker", [])[:8]),
         )
         bid = self.res.request(f"staff:{account.username}", req, self.now())
         await notices.notify(self.notifier, "requested", self.res.get(bid), site.name)

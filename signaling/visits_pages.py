@@ -185,14 +185,23 @@ def bookings_table(rows: list[str]) -> str:
     )
 
 
-def book_form(site: str, csrf: str, inmate, visitors, proposals, fields: dict) -> str:
-    """Step 2 of booking at the counter: who comes, which proposed slot, how to tell them."""
+def book_form(site: str, csrf: str, inmate, visitors, proposals, fields: dict, workers=()) -> str:
+    """Step 2 of booking at the counter: who comes (relatives, help-education workers eligible
+    for the inmate, visits/reservations.py ``workers_for``), which proposed slot, how to tell
+    them."""
     people = "".join(
         f"<label class='inline'><input type='checkbox' name='visitor' value='{v.id}'>"
         f"{esc(v.name)} · {esc(v.relationship)} · ****{esc(v.id_last4)} · "
         f"至 until {esc(v.expires)}</label>"
         for v in visitors
     )
+    helpers = "".join(
+        f"<label class='inline'><input type='checkbox' name='worker' value='{w[0]}'>"
+        f"{esc(w[1])} · {esc(w[3])}</label>"
+        for w in workers
+    )
+    if helpers:
+        people += f"</fieldset><fieldset><legend>帮教人员 Help-education workers</legend>{helpers}"
     slots = "".join(
         f"<label class='inline'><input type='radio' name='slot' required value='"
         f"{booking.cell(p.start)}|{esc(p.bureau_terminal)}|{esc(p.facility_terminal)}'>"
@@ -217,4 +226,6 @@ def book_form(site: str, csrf: str, inmate, visitors, proposals, fields: dict) -
         "<label>超额例外理由（需监所领导审批）Exception beyond quota (a supervisor approves)"
         "<input name='exception_reason' maxlength='200'></label>"
         "<button class='primary big' type='submit'>提交预约 Request the visit</button></form>"
+        "<p>亲属也可用备案的手机号码在手机上自助预约、点餐、查看教育改造表现："
+        "<a href='/family'>/family</a>. Approved relatives can also do this on their phone.</p>"
     )

@@ -115,3 +115,44 @@ async def test_the_counter_checks_in_a_worker(allday):
     async with off_b:
         async with off_b.get(f"{p.url}/visits/bookings/{bid}/checkin") as r:
             assert r.status == 403
+
+
+async def test_the_counter_books_a_help_education_visit(province):
+    p = province
+    worker = add_worker(p.directory)  # prison A's organisation
+    p.directory.add(insert_org, {"id": "help-b", "name": "乙帮教", "site": "prison-b"})
+    other = p.directory.add(
+        insert_worker, {"org": "help-b", "name": "志愿者 乙", "id_number": "330101199001010022"}
+    )
+    day = p.day()
+    op, csrf = await staff_session(p.url, "op")
+    async with op:
+        async with op.get(
+            f"{p.url}/visits/sites/bureau-x/book",
+            params={"facility": "prison-a", "number": "A-001", "dates": day.isoformat()},
+        ) as r:
+            html = await r.text()
+        assert f"name='worker' value='{worker}'" in html
+        assert f"name='worker' value='{other}'" not in html  # prison B's organisation
+        assert "href='/family'" in html
+        data = [
+            ("csrf", csrf),
+            ("inmate", str(p.ids["a1"])),
+            ("minutes", "30"),
+            ("slot", f"{day.isoformat()}T10:00|bx-1|pa-1"),
+            ("lang", "zh"),
+        ]
+        for bad in ([("worker", str(other))], [("worker", "x")], []):
+            async with op.post(
+                f"{p.url}/visits/sites/bureau-x/bookings", data=data + bad, allow_redirects=False
+            ) as r:
+                assert r.status == 400, bad
+        assert p.count("bookings") == 0
+        async with op.post(
+            f"{p.url}/visits/sites/bureau-x/bookings",
+            data=data + [("worker", str(worker))],
+            allow_redirects=False,
+        ) as r:
+            assert r.status == 303
+    b = p.res.get(p.store.rows("SELECT id FROM bookings")[0][0])
+    assert (b.visitors, b.workers, b.status) == ((), (worker,), "requested")
