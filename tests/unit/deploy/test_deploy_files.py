@@ -64,6 +64,10 @@ def test_docker_compose_config_validates_and_interpolates():
     urls = services["parley"]["environment"]["PARLEY_TURN_URLS"].split(",")
     # the phones are offered TURN over TLS on the shared port 443 by default
     assert "turns:mediation.example.org:443?transport=tcp" in urls
+    for name, service in services.items():  # every container's log is bounded
+        options = service["logging"]["options"]
+        assert service["logging"]["driver"] == "json-file" and options["max-size"], name
+        assert int(options["max-file"]) >= 2, name
     nginx = services["nginx"]["environment"]
     assert nginx["TURN_SERVER_NAME"] == "turn.mediation.example.org"
     assert nginx["SERVER_NAME"] != nginx["TURN_SERVER_NAME"]
