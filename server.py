@@ -65,6 +65,7 @@ from signaling.tokens import TokenSigner, load_or_create_secret
 from signaling.turn import TurnCredentials, parse_urls
 from signaling.visits_console import VisitsConsole
 from signaling.visits_family import FamilyPages
+from signaling.visits_legal_aid import LegalAidPages
 from visits.booking import load_rules
 from visits.cli import add_user_parsers, add_visits_parser, visits_command
 from visits.cli import user_command as visits_user_command
@@ -375,6 +376,8 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(staff.routes())
     app.add_routes(Console(service, signer, config, desk=desk).routes())
     app.add_routes(visits_console.routes())
+    # relatives' legal-aid requests at the bureau's counter, to the duty-lawyer desk
+    app.add_routes(LegalAidPages(visits_console, consult, config.public_url).routes())
     # the relatives' own page (/family): one-time codes and notices through the same notifier
     app.add_routes(FamilyPages(visits_console, visits_console.notifier).routes())
     app.add_routes(

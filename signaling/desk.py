@@ -215,6 +215,84 @@ class ConsultDesk:
             self._offer(ticket, now)
         return secret
 
+    async def legal_aid_request(
+        self,
+        point_id: str,
+        *,
+        name: str,
+        phone_raw: object,
+        topic: str,
+        text: str,
+        by: str,
+        link_base: str,
+    ) -> int:
+        """A relative's legal-aid request filed at the bureau's visitation counter: a call-back
+        ticket, due now, flagged ``legal_aid_visitation`` on the desks of the point's lawyers.
+        The relative gets a text with the address of their ticket's page, where the lawyer's
+        video call-back arrives. Returns the ticket's id."""
+        point = self.point(point_id)
+        phone = normalise_phone(phone_raw)
+        if topic not in q.TOPICS:
+            raise DeskError("invalid", f"topic: one of {', '.join(q.TOPICS)}")
+        text = " ".join(str(text).split())
+        if not text or len(text) > 200:
+            raise DeskError("invalid", "the question: 1-200 characters")
+        if not name.strip() or len(name) > 80:
+            raise DeskError("invalid", "name: 1-80 characters")
+        now = self.clock()
+        ticket, secret = self.store.add_ticket(
+            now=now,
+            kind="citizen",
+            point=point.id,
+            name=name.strip(),
+            phone=phone,
+            topic=topic,
+            consent_online=1,
+            state="callback",
+            callback_at=now,
+            question=text,
+            flag="legal_aid_visitation",
+        )
+        self.store.log(ticket.id, by, "filed_at_counter", now, flag="legal_aid_visitation")
+        body = (
+            f"您的法律援助申请已登记，值班律师将通过视频回电，请保持手机畅通：{link_base}/consult/t/{secret}\n"
+            f"Your legal-aid request is filed. A duty lawyer will call you back by video here: "
+            f"{link_base}/consult/t/{secret}"
+        )
+        try:
+            await self.notifier.send(phone, "法律援助申请 Legal-aid request", body)
+        except Exception:  # noqa: BLE001 - the lawyer sees the number and texts it again
+            log.exception("legal-aid request %s: text not sent", ticket.id)
+        return ticket.id
+
+    async def call_back(self, account, ticket_id: int, link_base: str) -> dict:
+        """The lawyer calls a call-back ticket back by video: a consultation session as for a
+        pick-up, and a text to the caller's phone with a fresh address of their ticket's page
+        (only the secret's hash is kept, so the address is new), which opens the call."""
+        username = account.username
+        now = self.clock()
+        ticket = self.store.ticket(ticket_id)
+        if ticket is None or ticket.kind != "citizen" or ticket.state != "callback":
+            raise DeskError("not_found", "no such call-back")
+        shifts, statuses = self.store.shifts(now), self.store.statuses()
+        refusal = pickup_refusal(shifts, statuses, username, ticket.point, now)
+        if refusal:
+            raise DeskError(refusal, f"cannot call back: {refusal}")
+        if any(t.state == "serving" and t.lawyer == username for t in self.store.live()):
+            raise DeskError("busy", "finish the current consultation first")
+        ticket = self._open_consultation(account, ticket, now, expect=("callback",))
+        self.store.set_status(username, "busy", now)
+        secret = self.store.rotate_secret(ticket.id)
+        body = (
+            f"值班律师正在视频回电，请打开：{link_base}/consult/t/{secret}\n"
+            f"A duty lawyer is calling you back by video now: {link_base}/consult/t/{secret}"
+        )
+        try:
+            await self.notifier.send(ticket.phone, "律师回电 A lawyer calls you back", body)
+        except Exception:  # noqa: BLE001 - the lawyer can phone the number shown on the desk
+            log.exception("call-back %s: text not sent", ticket.id)
+        return self._current(ticket, username)
+
     def _offer(self, ticket: Ticket, now: float) -> list[str]:
         """Log whose desk rings for this new caller (free lawyers on shift at its point)."""
         lawyers = sorted(
@@ -551,14 +629,16 @@ class ConsultDesk:
         await self.end(username, ticket.id, summary, True, f"法律援助案件 Legal-aid case #{case}")
         return case
 
-    def _open_consultation(self, account, ticket: Ticket, now: float) -> Ticket:
+    def _open_consultation(
+        self, account, ticket: Ticket, now: float, expect: tuple = ("waiting",)
+    ) -> Ticket:
         # Claim first (a second lawyer's pick-up of the same caller is refused here), then create.
         self.store.update(
             ticket.id,
             actor=f"staff:{account.username}",
             event="picked",
             now=now,
-            expect=("waiting",),
+            expect=expect,
             state="serving",
             lawyer=account.username,
             picked_at=now,
@@ -580,7 +660,7 @@ class ConsultDesk:
                 actor="system",
                 event="pickup_failed",
                 now=now,
-                state="waiting",
+                state=expect[0],
                 lawyer=None,
                 picked_at=None,
             )

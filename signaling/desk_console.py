@@ -17,6 +17,7 @@ from aiohttp import web
 from desk.errors import DeskError
 from signaling.desk import ConsultDesk
 from signaling.desk_http import (
+    CallBackRequest,
     EndRequest,
     HistoryRequest,
     LegalAidRequest,
@@ -295,6 +296,13 @@ class DeskConsole:
         return web.json_response({"ok": True, "case": case})
 
     @answers
+    async def call_back(self, request: web.Request) -> web.Response:
+        account = _lawyer(request)
+        req = await body(request, CallBackRequest)
+        current = await self.desk.call_back(account, req.ticket, self.base(request))
+        return web.json_response({"ok": True, "current": current})
+
+    @answers
     async def history(self, request: web.Request) -> web.Response:
         account = _lawyer(request)
         req = await body(request, HistoryRequest)
@@ -316,5 +324,6 @@ class DeskConsole:
             web.post("/desk/api/end", self.end),
             web.post("/desk/api/history", self.history),
             web.post("/desk/api/transfer", self.transfer),
+            web.post("/desk/api/callback", self.call_back),
             web.post("/desk/api/legal-aid", self.legal_aid),
         ]

@@ -96,6 +96,10 @@ class LegalAidRequest(_Body):
     summary: Annotated[str, msgspec.Meta(min_length=1, max_length=4000, pattern=r"\S")]
 
 
+class CallBackRequest(_Body):
+    ticket: TicketId
+
+
 class HistoryRequest(_Body):
     ticket: TicketId
 

@@ -215,11 +215,24 @@
   function renderCallbacks(d) {
     const table = $("callbacks");
     table.textContent = "";
-    table.append(el("tr", {}, ...["时间 When", "姓名 Name", "问题 Topic", "电话 Phone"].map((h) => el("th", {}, h))));
-    if (!d.callbacks.length) table.append(el("tr", {}, el("td", { colSpan: 4 }, "—")));
+    table.append(el("tr", {}, ...["时间 When", "姓名 Name", "问题 Topic", "电话 Phone", ""].map((h) => el("th", {}, h))));
+    if (!d.callbacks.length) table.append(el("tr", {}, el("td", { colSpan: 5 }, "—")));
     for (const r of d.callbacks) {
-      table.append(el("tr", {}, el("td", {}, r.at.replace("T", " ")), el("td", {}, r.name),
-        el("td", {}, r.topic_label), el("td", {}, r.phone || "")));
+      const aid = r.flag === "legal_aid_visitation";
+      const call = el("button", {
+        type: "button", className: "small", "data-action": "call-back",
+        onclick: async () => {
+          const res = await api("POST", "/desk/api/callback", { ticket: r.id });
+          fail(res);
+          if (res.ok && res.current.join_path) window.open(res.current.join_path, "_blank", "noopener");
+          refresh();
+        },
+      }, "视频回电 Call back by video");
+      call.disabled = !!d.current || d.status === "busy";
+      table.append(el("tr", { "data-ticket": String(r.id), "data-flag": r.flag || "" },
+        el("td", {}, r.at.replace("T", " ")), el("td", {}, r.name),
+        el("td", {}, (aid ? "法律援助（会见）Legal aid (visitation) · " : "") + r.topic_label + (r.question ? ` · ${r.question}` : "")),
+        el("td", {}, r.phone || ""), el("td", {}, call)));
     }
   }
 
