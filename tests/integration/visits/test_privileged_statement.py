@@ -6,6 +6,7 @@ forwards nothing to a forced observer or a recorder sink attached under the sess
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import aiohttp
@@ -23,6 +24,7 @@ from tests.integration.visits.conftest import approved_booking, visit_now
 from tests.integration.visits.test_live_visit import Peer, check_in, kiosk_live
 from visits.directory import insert_visitor
 from visits.privilege import file_bytes, verify_bytes
+from visits.reservations import Request
 
 pytestmark = pytest.mark.slow
 
@@ -70,6 +72,12 @@ async def test_lawyer_statement_and_listen_in_refused_at_every_layer(allday, tmp
     add_lawyer(p)
     start, minutes = visit_now(p)
     bid = approved_booking(p, start, minutes, visitors=("lawyer",), kind="privileged")
+    # at the same time a family visit of prison B from the bureau's other room
+    before = start - dt.timedelta(days=2)
+    family_bid = p.res.request(
+        "staff:op", Request(p.ids["b1"], "bx-2", "pb-1", start, minutes, (p.ids["b1v0"],)), before
+    )
+    p.res.decide("staff:off-b", family_bid, approve=True, reason="", supervisor=False, now=before)
     bureau = p.directory.issue_credential("bx-1", 0.0)
     facility = p.directory.issue_credential("pa-1", 0.0)
     other_room = p.directory.issue_credential("bx-2", 0.0)
@@ -100,6 +108,9 @@ async def test_lawyer_statement_and_listen_in_refused_at_every_layer(allday, tmp
             for token in (facility, other_room):  # the inmate's room, another room of the bureau
                 status, body = await ask(http, p.url, token, {"session": session})
                 assert status == 403 and body["error"]["code"] == "forbidden"
+            family = (await kiosk_live(http, p.url, other_room))["session"]
+            status, body = await ask(http, p.url, other_room, {"session": family})
+            assert status == 409 and body["error"]["code"] == "not_privileged"
 
             # -- during the visit: a statement as of the ledger head ----------------------------
             status, body = await ask(http, p.url, bureau, {"session": session})
