@@ -521,7 +521,7 @@ PAGE = """<!doctype html>
 
   <section id="s-home" class="screen" hidden>
     <label><span data-t="f_as"></span><select id="record"></select></label>
-    <p id="record-line" class="small"></p>
+    <p id="record-line" class="f-note"></p>
     <nav class="family-tabs">
       <button type="button" data-tab="t-visit" data-t="f_tab_visit"></button>
       <button type="button" data-tab="t-bookings" data-t="f_tab_bookings"></button>
@@ -531,12 +531,12 @@ PAGE = """<!doctype html>
 
     <div id="t-visit" class="tab">
       <h2 data-t="f_visit_title"></h2>
-      <p id="not-visitable" class="small" data-t="f_not_visitable" hidden></p>
+      <p id="not-visitable" class="f-note" data-t="f_not_visitable" hidden></p>
       <form id="visit-form" class="family-form" novalidate>
         <label><span data-t="f_bureau"></span><select id="bureau"></select></label>
         <fieldset><legend data-t="f_co_visitors"></legend><div id="co"></div></fieldset>
         <label><span data-t="f_dates"></span><input id="date1" type="date"></label>
-        <label><input id="date2" type="date" aria-label="2"></label>
+        <label><span data-t="f_date2"></span><input id="date2" type="date"></label>
         <button id="find" class="secondary" type="submit" data-t="f_find"></button>
       </form>
       <div id="slots" class="slots"></div>
@@ -544,7 +544,7 @@ PAGE = """<!doctype html>
 
     <div id="t-bookings" class="tab" hidden>
       <h2 data-t="f_bookings_title"></h2>
-      <p class="small" id="cutoff-line"></p>
+      <p class="f-note" id="cutoff-line"></p>
       <ul id="bookings" class="family-list"></ul>
       <div id="move-box" hidden>
         <h3 data-t="f_move_title"></h3>
@@ -556,7 +556,7 @@ PAGE = """<!doctype html>
 
     <div id="t-meals" class="tab" hidden>
       <h2 data-t="f_meals_title"></h2>
-      <p class="small" data-t="f_meals_note"></p>
+      <p class="f-note" data-t="f_meals_note"></p>
       <form id="meal-form" class="family-form" novalidate>
         <div id="menu"></div>
         <button id="order" class="primary" type="submit" data-t="f_order"></button>
@@ -567,12 +567,12 @@ PAGE = """<!doctype html>
 
     <div id="t-record" class="tab" hidden>
       <h2 data-t="f_record_title"></h2>
-      <p class="small" data-t="f_record_note"></p>
+      <p class="f-note" data-t="f_record_note"></p>
       <button id="open-record" class="secondary" type="button" data-t="f_record_open"></button>
       <ul id="entries" class="family-list"></ul>
     </div>
 
-    <p><button id="logout" class="small" type="button" data-t="f_logout"></button></p>
+    <p><button id="logout" class="secondary" type="button" data-t="f_logout"></button></p>
   </section>
 </main>
 <script src="/static/i18n.js"></script>

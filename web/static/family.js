@@ -24,7 +24,9 @@
     box.dataset.code = e.code;
     box.textContent = i18n.has("f_err_" + e.code) ? t("f_err_" + e.code) : i18n.error(e.code);
   }
+  let noticeKey = null;
   function notice(key) {
+    noticeKey = key;
     const box = $("notice");
     box.hidden = !key;
     box.textContent = key ? t(key) : "";
@@ -115,14 +117,14 @@
         document.createTextNode(`${b.inmate} · ${b.bureau} · ${b.visitors.join("、")}`), el("br"),
         el("span", { class: "status", "data-status": b.status }, status(b.status)));
       if (b.can_change) {
-        const cancel = el("button", { type: "button", class: "small" }, t("f_cancel"));
+        const cancel = el("button", { type: "button", class: "secondary" }, t("f_cancel"));
         cancel.addEventListener("click", async () => {
           if (!confirm(t("f_confirm_cancel"))) return;
           const out = await api("POST", `/bookings/${b.id}/cancel`);
           if (!out.ok) return error(out.error);
           notice("f_cancelled"); await load();
         });
-        const move = el("button", { type: "button", class: "small" }, t("f_move"));
+        const move = el("button", { type: "button", class: "secondary" }, t("f_move"));
         move.addEventListener("click", () => {
           moving = b; $("move-box").hidden = false; $("move-slots").replaceChildren();
           $("move-date").value = dayAhead(3);
@@ -211,9 +213,9 @@
     for (const x of TABS) $(x).hidden = x !== id;
     document.querySelectorAll("[data-tab]").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.tab === id)));
   }
-  document.querySelectorAll("[data-tab]").forEach((b) => b.addEventListener("click", () => { error(null); tab(b.dataset.tab); }));
+  document.querySelectorAll("[data-tab]").forEach((b) => b.addEventListener("click", () => { error(null); notice(null); tab(b.dataset.tab); }));
   $("record").addEventListener("change", renderRecord);
-  $("lang").addEventListener("click", () => { i18n.toggle(); if (me) load(); });
+  $("lang").addEventListener("click", () => { i18n.toggle(); notice(noticeKey); error(null); if (me) load(); });
   i18n.apply();
   tab("t-visit");
   if (token) load();
