@@ -2,7 +2,9 @@
 
     .venv/bin/python -m bench.record_load --rooms 10 --window 20
     .venv/bin/python -m bench.record_load --rooms 10 --synthetic 30   # the recorder alone
+    .venv/bin/python -m bench.record_load --rooms 10 --synthetic 30 --loop-busy 0.3  # + a busy loop
     .venv/bin/python -m bench.record_load --export 20   # the composite export of one room
+    .venv/bin/python -m bench.record_load --rooms 1 --replay 20 --sink record|null  # fixed work
 
 Reuses bench/run_load.py's orchestration and bots (R rooms x 3 publishers, full mesh, VGA VP8
 at 15 fps + Opus), but the server process is this module's ``serve``: bench/load_server.py's
@@ -26,6 +28,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from aiohttp import web
 from bench import run_load
 from bench.load_server import LoadServer, LoopLag, PlanEdge, run_http
 from media.engine import MediaConfig, MediaEngine
+from media.rtp import EncodedFrame
 from recording.keys import MasterKey
 from recording.recorder import Recorder
 
@@ -181,6 +185,104 @@ class _Null:
         pass
 
 
+class _Packet:
+    """What ``media.rtp.EncodedFrame`` reads of an aiortc packet: the depayloaded bytes."""
+
+    class extensions:  # noqa: N801 - mirrors aiortc's attribute
+        audio_level = None
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+
+def _frames(data: bytes, timestamp: int, key: bool) -> EncodedFrame:
+    """An engine frame: ``data`` in packets of at most 1,100 bytes (the join is the sink's)."""
+    packets = [_Packet(data[i : i + 1100]) for i in range(0, len(data), 1100)]
+    return EncodedFrame(packets, timestamp, key)
+
+
+async def replay(rooms: int, seconds: float, record: bool) -> dict:
+    """``seconds`` of the bench's media for ``rooms`` three-party rooms, fed as fast as possible
+    on a simulated clock into the real Recorder (``record``) or a null sink, then the recorder
+    closed: the process's CPU (loop and writer thread) for a fixed amount of work. Deterministic
+    enough to run under ``valgrind --tool=callgrind`` and compare instruction counts of the two
+    arms and of two versions of the code on a machine too busy for the real-time benches."""
+    from bench import clip
+
+    video = clip.video_clip(color=(200, 30, 30), tag=5, frames=60, bitrate=500_000)
+    audio = clip.audio_clip(tone_hz=440)
+    vframes = [_frames(f, 0, False) for f in video.frames]
+    aframes = [_frames(p, 0, True) for p in audio.packets]
+    directory = Path(tempfile.mkdtemp(prefix="parley-record-replay-"))
+    now = [1_800_000_000.0]
+    recorder = None
+    try:
+        if record:
+            recorder = Recorder(
+                directory,
+                MasterKey(bytes(32)),
+                report=lambda session, command: None,
+                request_keyframe=lambda publisher: None,
+                max_frames=10**9,  # no drop: the same work in every run
+                clock=lambda: now[0],
+            )
+            recorder.start()
+            sinks = [
+                recorder.session(
+                    f"r{r}",
+                    epoch=now[0],
+                    space_of=lambda pid: "joint",
+                    participant_of=lambda publisher: publisher,
+                    first_index=lambda pid: 0,
+                )
+                for r in range(rooms)
+            ]
+        else:
+            sinks = [_Null() for _ in range(rooms)]
+        cpu, loop = time.process_time(), time.thread_time()
+        for n in range(int(seconds * 15)):
+            now[0] += 1 / 15
+            for sink in sinks:
+                for p in ("p0", "p1", "p2"):
+                    for j in range(3):
+                        k = 3 * n + j
+                        frame = aframes[k % len(aframes)]
+                        frame.timestamp = k * 960
+                        sink.on_frame(p, "audio", frame)
+                    frame = vframes[n % len(vframes)]
+                    frame.timestamp, frame.is_keyframe = n * 6000, n % 30 == 0
+                    sink.on_frame(p, "video", frame)
+            if n % 15 == 0:
+                await asyncio.sleep(0)
+        loop_cpu = time.thread_time() - loop  # this thread only: the sinks' on_frame
+        if recorder is not None:
+            await recorder.aclose()
+        busy = time.process_time() - cpu
+        streams = rooms * 3 * len(KINDS)
+        out = {"rooms": rooms, "media_seconds": seconds, "record": record}
+        out["cpu_s"] = round(busy, 4)
+        out["cpu_ms_per_stream_s"] = round(1000 * busy / seconds / streams, 4)
+        if recorder is not None:
+            writer = recorder.writer.busy_seconds
+            out["writer_cpu_s"] = round(writer, 4)
+            out["loop_cpu_s"] = round(loop_cpu, 4)
+            out["segments"] = recorder.stats()["segments_written"]
+            out["bytes_written"] = recorder.stats()["bytes_written"]
+        return out
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _switches(tid: int) -> int:
+    """Voluntary context switches of one thread of this process: each time it blocked (on the
+    GIL, a lock, the disk), i.e. each hand-over between the loop and the writer thread."""
+    with open(f"/proc/self/task/{tid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches"):
+                return int(line.split()[1])
+    return 0
+
+
 def _rss_mb() -> float:
     return run_load.read_proc_rss(os.getpid()) / 2**20
 
@@ -206,11 +308,23 @@ async def _feed(sinks: list, seconds: float) -> float:
     return time.process_time() - cpu
 
 
-async def synthetic(rooms: int, seconds: float) -> dict:
+async def _forwarding(share: float) -> None:
+    """Stands in for forwarding: keeps the event loop busy ``share`` of the time in 1 ms bursts
+    of Python (holding the GIL), between which it waits in ``select`` as the real loop does."""
+    burst = 0.001
+    while True:
+        end = time.thread_time() + burst
+        while time.thread_time() < end:
+            pass
+        await asyncio.sleep(burst * (1 - share) / share)
+
+
+async def synthetic(rooms: int, seconds: float, busy: float = 0.0) -> dict:
     """The recorder alone, in this process: its CPU per recorded stream-second (the loop's part
     and the writer thread's), memory, bytes written. Independent of the network and the bots,
     so it can be taken on a shared machine where the end-to-end on/off ratio cannot."""
     directory = Path(tempfile.mkdtemp(prefix="parley-record-synthetic-"))
+    forwarding = asyncio.ensure_future(_forwarding(busy)) if busy else None
     try:
         idle = await _feed([_Null() for _ in range(rooms)], seconds)
         recorder = Recorder(
@@ -231,7 +345,11 @@ async def synthetic(rooms: int, seconds: float) -> dict:
             for r in range(rooms)
         ]
         rss = _rss_mb()
+        loop_tid, writer_tid = threading.get_native_id(), recorder.writer.native_id
+        switches = _switches(loop_tid), _switches(writer_tid)
         busy = await _feed(sinks, seconds)
+        loop_switches = (_switches(loop_tid) - switches[0]) / seconds
+        writer_switches = (_switches(writer_tid) - switches[1]) / seconds
         rss_peak = _rss_mb()
         dropped = recorder.stats()["frames_dropped"]  # the sinks are gone after the close
         await recorder.aclose()
@@ -249,10 +367,15 @@ async def synthetic(rooms: int, seconds: float) -> dict:
             "rss_mb_per_recorded_stream": round((rss_peak - rss) / streams, 3),
             "mb_per_s_written": round(stats["bytes_written"] / seconds / 1e6, 3),
             "queue_depth_max": stats["queue_depth_max"],
+            "loop_thread_switches_per_s": round(loop_switches),
+            "writer_thread_switches_per_s": round(writer_switches),
             "frames_dropped": dropped,
             "segments": stats["segments_written"],
+            "loop_busy_share": busy,
         }
     finally:
+        if forwarding is not None:
+            forwarding.cancel()
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -334,6 +457,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--export", type=float, default=0, help="seconds: record one room, then export it"
     )
+    parser.add_argument(
+        "--replay",
+        type=float,
+        default=0,
+        help="media seconds: fixed work, as fast as possible (for callgrind); with --sink",
+    )
+    parser.add_argument("--sink", choices=("record", "null"), default="record")
+    parser.add_argument(
+        "--loop-busy",
+        type=float,
+        default=0.0,
+        help="with --synthetic: share of the loop kept busy, as forwarding would (e.g. 0.3)",
+    )
     parser.add_argument("--json", default=None)
     parser.add_argument(
         "--profile", default=None, help="py-spy raw profile path prefix (each server run)"
@@ -352,9 +488,14 @@ def main(argv: list[str] | None = None) -> int:
         out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
         print(json.dumps(out, indent=2))
         return 0
+    if args.replay:
+        out = asyncio.run(replay(args.rooms, args.replay, args.sink == "record"))
+        out |= {"code": run_load.code_state(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
+        print(json.dumps(out, indent=2))
+        return 0
     if args.synthetic:
         load = os.getloadavg()
-        out = asyncio.run(synthetic(args.rooms, args.synthetic))
+        out = asyncio.run(synthetic(args.rooms, args.synthetic, args.loop_busy))
         out |= {"code": run_load.code_state(), "loadavg_before": [round(x, 2) for x in load]}
         print(json.dumps(out, indent=2))
         return 0

@@ -1,85 +1,128 @@
-"""One segment's WebM, muxed in memory from encoded frames: no decoder, no encoder.
+"""One segment's WebM, written from encoded frames in plain Python: no codec, no PyAV.
 
 Every segment declares one VP8 and one Opus track, whatever arrives, so that all segments of a
 participant have the same shape. Timestamps are the recorder's media time (seconds on the
-session's timeline, from RTP), so a gap in what was sent stays a gap in the file. Audio that
-arrives before the segment's first video frame waits (up to a second) so the header can carry the
-picture size from that keyframe.
+session's timeline, from RTP) in milliseconds, so a gap in what was sent stays a gap in the file.
+Frames are only collected while the segment is open; the file is laid out once, at the close:
+the picture size comes from the segment's first keyframe, blocks are ordered by time, a cluster
+starts at each video keyframe (and at least every 5 s), and a seek head points at the cues (one
+per keyframe) so a player can seek. Why not PyAV's muxer: its ``mux`` call releases and retakes
+the GIL for every frame, and with the event loop busy forwarding each of those is a hand-over
+between the two threads (the recorder's largest cost on a loaded server, docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-import fractions
-import io
 import struct
-
-import av
 
 from media.rtp import vp8_size
 
-TIME_BASE = {"video": fractions.Fraction(1, 90000), "audio": fractions.Fraction(1, 48000)}
-RATE = {"video": 90000, "audio": 48000}
-PENDING_LIMIT = 50  # audio frames held for the picture size (1 s of 20 ms packets)
+TRACK = {"video": 1, "audio": 2}
 DEFAULT_SIZE = (640, 480)
+CLUSTER_MS = 5000  # a new cluster at least this often (relative block times are 16-bit)
 # RFC 7845 identification header: version 1, 2 channels, 312 samples pre-skip, 48 kHz, gain 0,
 # mapping family 0 (what browsers negotiate as opus/48000/2).
 OPUS_HEAD = b"OpusHead" + bytes([1, 2]) + struct.pack("<HIhB", 312, 48000, 0, 0)
+OPUS_DELAY_NS = 312 * 1_000_000_000 // 48000
+OPUS_PREROLL_NS = 80_000_000
+
+SEGMENT, SEEK_HEAD, SEEK, INFO, TRACKS, CLUSTER, CUES = (
+    b"\x18\x53\x80\x67",
+    b"\x11\x4d\x9b\x74",
+    b"\x4d\xbb",
+    b"\x15\x49\xa9\x66",
+    b"\x16\x54\xae\x6b",
+    b"\x1f\x43\xb6\x75",
+    b"\x1c\x53\xbb\x6b",
+)
+_BLOCK = struct.Struct(">BhB")  # track number (1-byte vint), relative time, flags
+
+
+def vint(n: int) -> bytes:
+    """An EBML element size: the shortest variable-length form (all-ones is reserved)."""
+    length = 1
+    while n >= (1 << (7 * length)) - 1:
+        length += 1
+    return ((1 << (7 * length)) | n).to_bytes(length, "big")
+
+
+def element(ident: bytes, payload: bytes) -> bytes:
+    return ident + vint(len(payload)) + payload
+
+
+def uint(ident: bytes, value: int, width: int = 0) -> bytes:
+    return element(ident, value.to_bytes(width or max(1, (value.bit_length() + 7) // 8), "big"))
+
+
+def double(ident: bytes, value: float) -> bytes:
+    return element(ident, struct.pack(">d", value))
+
+
+EBML_HEADER = element(
+    b"\x1a\x45\xdf\xa3",
+    uint(b"\x42\x86", 1)  # EBMLVersion
+    + uint(b"\x42\xf7", 1)  # EBMLReadVersion
+    + uint(b"\x42\xf2", 4)  # EBMLMaxIDLength
+    + uint(b"\x42\xf3", 8)  # EBMLMaxSizeLength
+    + element(b"\x42\x82", b"webm")  # DocType
+    + uint(b"\x42\x87", 4)  # DocTypeVersion
+    + uint(b"\x42\x85", 2),  # DocTypeReadVersion
+)
+
+
+def _tracks(width: int, height: int) -> bytes:
+    video = element(
+        b"\xae",
+        uint(b"\xd7", TRACK["video"])  # TrackNumber
+        + uint(b"\x73\xc5", TRACK["video"])  # TrackUID
+        + uint(b"\x83", 1)  # TrackType: video
+        + uint(b"\x9c", 0)  # FlagLacing
+        + element(b"\x86", b"V_VP8")
+        + element(b"\xe0", uint(b"\xb0", width) + uint(b"\xba", height)),
+    )
+    audio = element(
+        b"\xae",
+        uint(b"\xd7", TRACK["audio"])
+        + uint(b"\x73\xc5", TRACK["audio"])
+        + uint(b"\x83", 2)  # TrackType: audio
+        + uint(b"\x9c", 0)
+        + element(b"\x86", b"A_OPUS")
+        + element(b"\x63\xa2", OPUS_HEAD)  # CodecPrivate
+        + uint(b"\x56\xaa", OPUS_DELAY_NS)  # CodecDelay
+        + uint(b"\x56\xbb", OPUS_PREROLL_NS)  # SeekPreRoll
+        + element(b"\xe1", double(b"\xb5", 48000.0) + uint(b"\x9f", 2)),
+    )
+    return element(TRACKS, video + audio)
 
 
 class SegmentMuxer:
-    """Collects frames of one participant and returns the finished WebM bytes."""
+    """Collects the frames of one participant's segment; ``finish`` returns the WebM bytes."""
 
     def __init__(self, size: tuple[int, int] | None = None) -> None:
         self._size = size
-        self._buffer = io.BytesIO()
-        self._container = None
-        self._streams: dict = {}
-        self._pending: list[tuple[str, bytes, float, bool]] = []
+        self._found_size = False
+        self._blocks: list[tuple[int, int, bool, bytes]] = []  # (ms, track, key, data)
         self._last: dict[str, int] = {}
         self.frames = {"audio": 0, "video": 0}
         self.first: float | None = None
         self.last: float | None = None
 
     def add(self, kind: str, data: bytes, media_time: float, keyframe: bool) -> None:
-        if self._container is None:
-            if kind == "video" and keyframe:
-                self._size = vp8_size(data) or self._size
-            elif kind == "audio" and len(self._pending) < PENDING_LIMIT:
-                self._pending.append((kind, data, media_time, keyframe))
-                return
-            self._open()
-        self._mux(kind, data, media_time, keyframe)
-
-    def _open(self) -> None:
-        container = av.open(self._buffer, "w", format="webm")
-        # no codec context for video: add_stream would open a libvpx encoder per segment
-        # (~9 MB and its start-up CPU) for packets that are already encoded
-        width, height = self._size or DEFAULT_SIZE
-        video = container.add_mux_stream("vp8", rate=30, width=width, height=height)
-        video.time_base = TIME_BASE["video"]
-        audio = container.add_stream("opus", rate=48000)
-        audio.codec_context.extradata = OPUS_HEAD
-        audio.time_base = TIME_BASE["audio"]
-        self._container, self._streams = container, {"video": video, "audio": audio}
-        pending, self._pending = self._pending, []
-        for item in pending:
-            self._mux(*item)
-
-    def _mux(self, kind: str, data: bytes, media_time: float, keyframe: bool) -> None:
-        pts = round(media_time * RATE[kind])
+        if kind == "video" and keyframe and not self._found_size:
+            size = vp8_size(data)
+            if size:
+                self._size, self._found_size = size, True
+        ms = round(media_time * 1000)
         last = self._last.get(kind)
-        if last is not None and pts <= last:
-            pts = last + 1  # a publisher's clock stepped back (reconnect): keep order
-        self._last[kind] = pts
-        packet = av.Packet(data)
-        packet.stream = self._streams[kind]
-        packet.time_base = TIME_BASE[kind]
-        packet.pts = packet.dts = pts
-        packet.is_keyframe = keyframe
-        self._container.mux(packet)
+        if last is not None and ms <= last:
+            ms = last + 1  # a publisher's clock stepped back (reconnect): keep order
+        self._last[kind] = ms
+        self._blocks.append((ms, TRACK[kind], keyframe, data))
         self.frames[kind] += 1
-        self.first = media_time if self.first is None else min(self.first, media_time)
-        self.last = media_time if self.last is None else max(self.last, media_time)
+        if self.first is None or media_time < self.first:
+            self.first = media_time
+        if self.last is None or media_time > self.last:
+            self.last = media_time
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -87,9 +130,68 @@ class SegmentMuxer:
 
     def finish(self) -> bytes:
         """The complete WebM (empty bytes when no frame arrived)."""
-        if self._container is None:
-            if not self._pending:
-                return b""
-            self._open()
-        self._container.close()
-        return self._buffer.getvalue()
+        if not self._blocks:
+            return b""
+        blocks, self._blocks = self._blocks, []
+        blocks.sort(key=lambda b: b[0])  # stable: same-time frames keep their arrival order
+        width, height = self._size or DEFAULT_SIZE
+        info = element(
+            INFO,
+            uint(b"\x2a\xd7\xb1", 1_000_000)  # TimecodeScale: milliseconds
+            + element(b"\x4d\x80", b"parley")  # MuxingApp
+            + element(b"\x57\x41", b"parley")  # WritingApp
+            + double(b"\x44\x89", float(blocks[-1][0])),  # Duration (ms, from 0 as ffmpeg)
+        )
+        tracks = _tracks(width, height)
+        seek_size = len(self._seek_head(0, 0, 0))
+        position = seek_size + len(info) + len(tracks)  # from the start of the segment's data
+        body: list[bytes] = []
+        cues: list[tuple[int, int, int]] = []  # (ms, track, cluster position)
+        cluster: list[bytes] = []
+        start = -1
+
+        def flush() -> int:
+            head = CLUSTER + vint(sum(map(len, cluster)))
+            body.append(head)
+            body.extend(cluster)
+            return len(head) + sum(map(len, cluster))
+
+        for ms, track, key, data in blocks:
+            video_key = key and track == TRACK["video"]
+            if start < 0 or ms - start >= CLUSTER_MS or (video_key and ms > start):
+                if cluster:
+                    position += flush()
+                start, cluster = ms, [uint(b"\xe7", ms)]  # Timecode
+                if key:  # a cue where a cluster starts on a frame that decodes alone
+                    cues.append((ms, track, position))
+            elif video_key and cues and cues[-1][2] == position:
+                cues[-1] = (cues[-1][0], track, position)  # same time: seek by the picture
+            cluster.append(b"\xa3" + vint(len(data) + 4))
+            cluster.append(_BLOCK.pack(0x80 | track, ms - start, 0x80 if key else 0))
+            cluster.append(data)
+        position += flush()
+        cue_points = b"".join(
+            element(
+                b"\xbb",
+                uint(b"\xb3", ms)  # CueTime
+                + element(b"\xb7", uint(b"\xf7", track) + uint(b"\xf1", at)),
+            )
+            for ms, track, at in cues
+        )
+        tail = element(CUES, cue_points)  # never empty: the first block starts a cluster
+        seek = self._seek_head(seek_size, seek_size + len(info), position)
+        data_size = position + len(tail)
+        head = EBML_HEADER + SEGMENT + (data_size | (1 << 56)).to_bytes(8, "big")
+        return b"".join([head, seek, info, tracks, *body, tail])
+
+    @staticmethod
+    def _seek_head(info: int, tracks: int, cues: int) -> bytes:
+        """Where Info, Tracks and Cues are (fixed-width positions: its size never changes)."""
+        entries = ((INFO, info), (TRACKS, tracks), (CUES, cues))
+        return element(
+            SEEK_HEAD,
+            b"".join(
+                element(SEEK, element(b"\x53\xab", ident) + uint(b"\x53\xac", at, 8))
+                for ident, at in entries
+            ),
+        )

@@ -3,7 +3,8 @@
 The media engine hands it the frames of the plan's recorder edges (``FrameSink``), on the event
 loop; it only timestamps them and queues them for the writer thread (recording/writer.py). Per
 participant, a segment covers both tracks and lasts ``segment_seconds`` (then it ends at the next
-video keyframe, which it asks the publisher for, so each segment plays alone), or ends when the
+video keyframe, so each segment plays alone; it asks the publisher for one if none came within
+``KEYFRAME_GRACE`` of the segment's length), or ends when the
 participant's recorder edges end (stop, a caucus, leaving). Media time is seconds since the
 session was created, from RTP timestamps anchored at the first frame of each track: a pause in
 what was sent stays a gap. A frame the writer cannot take is dropped for the recording only;
@@ -28,6 +29,10 @@ log = logging.getLogger("parley.recording")
 RATE = {"audio": 48000, "video": 90000}
 REANCHOR = 2.0  # seconds between RTP time and arrival time before the track is re-anchored
 KEYFRAME_RETRY = 1.0
+# A due segment waits this share of its length for a keyframe the publisher sends anyway (its
+# own interval, or one another subscriber asked for) before asking: each ask makes the publisher
+# send a large frame to every subscriber, not only to the recorder.
+KEYFRAME_GRACE = 0.1
 
 Report = Callable[[str, dict], None]  # (session, raw server-only command)
 
@@ -92,6 +97,11 @@ class SessionRecorder:
         self._first_index = first_index
         self._key: DataKey | None = None
         self.people: dict[str, _Person] = {}
+        # publisher -> (participant, person): on_frame runs ~2,000 times a second per 10 rooms
+        self._publishers: dict[str, tuple[str, _Person]] = {}
+        self._writer = recorder.writer
+        self._segment_seconds = recorder.segment_seconds
+        self._grace = recorder.segment_seconds * KEYFRAME_GRACE
         self.frames = 0
         self.bytes = 0  # encoded media handed to the writer
         self.dropped = 0
@@ -105,10 +115,14 @@ class SessionRecorder:
     # -- FrameSink ----------------------------------------------------------------------------
     def on_frame(self, publisher: str, kind: str, frame) -> None:
         wall = self.recorder.clock()
-        pid = self._participant_of(publisher)
-        person = self.people.get(pid)
-        if person is None:
-            person = self.people[pid] = _Person()
+        known = self._publishers.get(publisher)
+        if known is None:
+            pid = self._participant_of(publisher)
+            person = self.people.get(pid)
+            if person is None:
+                person = self.people[pid] = _Person()
+            known = self._publishers[publisher] = (pid, person)
+        pid, person = known
         t = person.tracks[kind].media_time(frame.timestamp, wall - self.epoch)
         person.active.add(kind)
         video, key = kind == "video", frame.is_keyframe
@@ -122,14 +136,14 @@ class SessionRecorder:
                 self._drop(person, pid, kind, wall)
                 return
             self._open(person, pid, t)
-        elif t - person.started >= self.recorder.segment_seconds:
+        elif t - person.started >= self._segment_seconds:
             if "video" not in person.active or (video and key):
                 self._close(person)
                 self._open(person, pid, t)
-            else:
-                self._ask_keyframe(person, publisher)
+            elif t - person.started >= self._segment_seconds + self._grace:
+                self._ask_keyframe(person, publisher)  # none came by itself: ask for one
         data = frame.data
-        if not self.recorder.writer.frame(person.handle, kind, data, t, key, wall):
+        if not self._writer.frame(person.handle, kind, data, t, key, wall):
             self._drop(person, pid, kind, wall)
             if video:
                 person.resync = True

@@ -2,9 +2,10 @@
 
 The loop hands over frames through a queue and never waits: past ``max_frames`` frames in the
 queue a frame is refused (the recorder drops it for the recording only and records a gap).
-Opening and closing a segment are never refused, so a segment always ends. Segments are written
-in the order they close: mux in memory, seal (recording/sealed.py), write to a temporary name,
-fsync, rename, fsync the directory — then ``on_closed`` reports it.
+Opening and closing a segment are never refused, so a segment always ends. An open segment only
+collects its frames; at its close it is laid out as WebM in memory (recording/mux.py), sealed
+(recording/sealed.py), written to a temporary name, fsync'd, renamed, the directory fsync'd —
+one fsync pair per segment — then ``on_closed`` reports it.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ class Writer:
 
     @property
     def depth(self) -> int:
-        """Frames handed over and not yet muxed."""
+        """Frames handed over and not yet taken by the thread."""
         return self._put_frames - self._done_frames
 
     @property
@@ -145,7 +146,7 @@ class Writer:
             self.max_depth = depth + 1
         self._put_frames += 1
         self._put_ops += 1
-        self._items.append(("frame", handle, (kind, data, media_time, key, wall)))
+        self._items.append((handle, kind, data, media_time, key, wall))  # a frame: 6 fields
         return True
 
     def close(self, handle: int) -> None:
@@ -159,6 +160,11 @@ class Writer:
         self._thread.join(timeout)
 
     @property
+    def native_id(self) -> int | None:
+        """The thread's id for the OS (benches read its context switches)."""
+        return self._thread.native_id
+
+    @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 
@@ -168,18 +174,21 @@ class Writer:
             self._wake.wait(BATCH)
             stopping = self._stopping
             started = time.thread_time()
-            while self._items:
-                op, handle, arg = self._items.popleft()
+            items = self._items
+            while items:
+                item = items.popleft()
                 try:
-                    if op == "open":
-                        self._open[handle] = _Open(arg)
-                    elif op == "frame":
+                    if len(item) == 6:
                         self._done_frames += 1
-                        self._frame(handle, *arg)
+                        self._frame(*item)
+                    elif item[0] == "open":
+                        self._open[item[1]] = _Open(item[2])
                     else:
-                        self._close(handle)
+                        self._close(item[1])
                 except Exception:  # noqa: BLE001 - the thread must outlive one bad segment
-                    log.exception("recording writer: %s failed", op)
+                    log.exception(
+                        "recording writer: %s failed", "frame" if len(item) == 6 else item[0]
+                    )
                 self._done_ops += 1
             if stopping:
                 for h in list(self._open):
