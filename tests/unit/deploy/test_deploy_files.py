@@ -134,6 +134,48 @@ def test_image_is_bookworm_python311_non_root_with_cjk_font_and_npm_ci():
     assert "HEALTHCHECK" in text and "/healthz" in text
 
 
+def test_image_holds_every_package_the_server_installs_and_imports():
+    """The image copies (and its build context lets through) every package and module that
+    pyproject.toml installs and every first-party module the server code imports: a package
+    added to the project but not to the image fails its build, or its start."""
+    import ast
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    wanted = {f"{m}.py" for m in project["py-modules"]} | {f"{p}/" for p in project["packages"]}
+    first_party = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    first_party |= {p.stem for p in ROOT.glob("*.py")}
+    imported = set()
+    sources = [ROOT / f"{m}.py" for m in project["py-modules"]]
+    sources += [p for package in project["packages"] for p in (ROOT / package).rglob("*.py")]
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            imported |= {n.split(".")[0] for n in names if n.split(".")[0] in first_party}
+    for name in imported:
+        wanted.add(f"{name}/" if (ROOT / name).is_dir() else f"{name}.py")
+    assert "tests/" not in wanted and "bench/" not in wanted, wanted  # tools stay out
+
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    copied = set()
+    for line in re.findall(r"^COPY (?!--from)(.+)$", dockerfile, re.M):
+        copied |= set(line.split()[:-1])
+    allowed = {
+        line[1:]
+        for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    assert wanted <= copied, wanted - copied
+    let_through = {c for c in copied if any(c == a or c.startswith(a) for a in allowed)}
+    assert copied == let_through, copied - let_through  # excluded from the context: no COPY
+    for tool in ("deploy/backup.py", "deploy/rotate_recording_key.py"):
+        assert tool in copied  # docs/operations.md runs them inside the container
+
+
 def test_coturn_uses_the_rest_secret_scheme_and_keeps_its_relay_range_clear_of_parley():
     conf = (DEPLOY / "coturn" / "turnserver.conf").read_text().splitlines()
     assert "use-auth-secret" in conf
