@@ -14,6 +14,18 @@ machine cancels out. Reported: server CPU on vs off (the target is at most 1.2x)
 forwarded on vs off (a measure that does not depend on the machine's load: per-packet work is
 most of the server's), thumbnails/s forwarded, keyframes/s asked of and received from the
 publishers.
+
+    .venv/bin/python -m bench.officer_grid --replay 60 --visits 16
+
+A fixed amount of work where the machine is too busy for the real-time runs: ``--replay``
+media seconds of the same clips pushed as fast as possible through the real ``Forwarder``,
+``Subscription`` and ``SlotTrack`` (each visit's two publishers, each to the other end; no
+recorder, which only adds to the baseline), into outputs that count packets instead of
+encrypting and sending them; with the grid, one keyframes-only subscription per publisher more.
+Reported: this process's CPU seconds per arm (alternated, repeated), the packets each arm
+receives and sends, and a modelled server CPU ratio that adds the per-packet costs measured
+before (docs/media.md: ~20 us of Python per arriving packet in aiortc, ~3.6 us relay work and
+7-15 us ``sendto`` per packet sent) to the measured forwarding CPU.
 """
 
 from __future__ import annotations
@@ -36,6 +48,8 @@ from media.errors import MediaError
 
 GRID_ROOM = "grid"
 GRID_INTERVAL = 2.0  # as signaling/visits_officer.GRID_INTERVAL
+INGEST_S_PER_PACKET = 20e-6  # docs/media.md: aiortc's Python per arriving packet
+SEND_S_PER_PACKET = 3.6e-6 + 11e-6  # docs/media.md: relay work + sendto (7-15 us, middle)
 GRID_PEERS = 2  # receive-only peers making up one grid
 SLOTS_PER_GRID_PEER = 16
 
@@ -175,6 +189,99 @@ def compare(off: list[dict], on: list[dict], visits: int) -> dict:
     }
 
 
+class _Packet:
+    """What the forwarding path reads of an aiortc packet: its payload."""
+
+    class extensions:  # noqa: N801 - mirrors aiortc's attribute
+        audio_level = None
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self._data = payload
+
+
+class _CountingOutput:
+    """A slot's output that counts what the relay would encrypt and send."""
+
+    def __init__(self) -> None:
+        self.packets = 0
+
+    def send(self, frame, timestamp: int) -> bool:
+        self.packets += len(frame.packets)
+        return True
+
+
+def replay(visits: int, seconds: float, grid: bool) -> dict:
+    """``seconds`` of 2 x ``visits`` publishers (VGA VP8 15 fps with a keyframe every 2 s, Opus
+    50 packets/s) through the real forwarding objects on a simulated clock; CPU and packets."""
+    import asyncio
+
+    from bench import clip
+    from media.forwarder import Forwarder, Subscription
+    from media.rtp import EncodedFrame
+    from media.slot import SlotTrack
+
+    video = clip.video_clip(color=(200, 30, 30), tag=5, frames=60, bitrate=500_000)
+    audio = clip.audio_clip(tone_hz=440)
+
+    def packets(data: bytes) -> list[_Packet]:
+        return [_Packet(data[i : i + 1100]) for i in range(0, len(data), 1100)]
+
+    vframes = [packets(f) for f in video.frames]
+    keys = set(video.keyframe_indices)
+    apackets = [packets(p) for p in audio.packets]
+    now = [0.0]
+    loop = asyncio.new_event_loop()  # the forwarder arms its timers on the running loop
+    outputs: list[_CountingOutput] = []
+    received = [0]
+
+    async def run() -> float:
+        pubs = []
+        for v in range(visits):
+            for end in range(2):
+                name = f"v{v}-{end}"
+                fwd = {k: Forwarder(name, k, lambda: True, clock=lambda: now[0]) for k in ("audio", "video")}
+                for kind, f in fwd.items():
+                    out = _CountingOutput()
+                    outputs.append(out)
+                    f.subscribe(f"v{v}-{1 - end}", SlotTrack(kind, out))
+                    if grid and kind == "video":
+                        out = _CountingOutput()
+                        outputs.append(out)
+                        f.subscribe("grid", SlotTrack(kind, out), GRID_INTERVAL)
+                pubs.append(fwd)
+        for f in (f for fwd in pubs for f in fwd.values()):
+            for sub in f.subscriptions.values():
+                sub.waiting_keyframe = False  # measured from the first frame on, in both arms
+        cpu = time.process_time()
+        for n in range(int(seconds * 15)):
+            now[0] = n / 15
+            i = n % len(vframes)
+            for fwd in pubs:
+                fwd["video"].deliver(EncodedFrame(vframes[i], n * 6000, i in keys))
+                for j in range(3):
+                    k = 3 * n + j
+                    fwd["audio"].deliver(EncodedFrame(apackets[k % len(apackets)], k * 960, True))
+        busy = time.process_time() - cpu
+        video_in = sum(len(vframes[n % len(vframes)]) for n in range(int(seconds * 15)))
+        audio_in = sum(fwd["audio"].frames_in for fwd in pubs)  # one packet per Opus frame
+        received[0] = video_in * len(pubs) + audio_in
+        for f in (f for fwd in pubs for f in fwd.values()):
+            f.close("done")
+        return busy
+
+    try:
+        busy = loop.run_until_complete(run())
+    finally:
+        loop.close()
+    return {
+        "grid": grid,
+        "cpu_s": round(busy, 4),
+        "packets_in": received[0],
+        "packets": sum(o.packets for o in outputs),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command")
@@ -188,12 +295,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bot-procs", type=int, default=2)
     parser.add_argument("--join-timeout", type=float, default=180.0)
     parser.add_argument("--json", default=None, help="write every run's figures here")
+    parser.add_argument(
+        "--replay", type=float, default=0, help="media seconds: fixed work, in process"
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
         logging.basicConfig(level=logging.WARNING)
         import uvloop  # as server.py runs Parley by default
 
         uvloop.run(serve(args.port, args.host))
+        return 0
+    if args.replay:
+        load = os.getloadavg()
+        arms: dict[str, list[dict]] = {"off": [], "on": []}
+        for mode in (["off", "on", "on", "off"] * args.repeat):
+            arms[mode].append(replay(args.visits, args.replay, mode == "on"))
+        cpu = {m: sum(r["cpu_s"] for r in runs) / len(runs) for m, runs in arms.items()}
+        pk = {m: runs[0]["packets"] for m, runs in arms.items()}
+        pin = arms["off"][0]["packets_in"]
+        model = {
+            m: pin * INGEST_S_PER_PACKET + pk[m] * SEND_S_PER_PACKET + cpu[m] for m in arms
+        }
+        out = {
+            "visits": args.visits,
+            "media_seconds": args.replay,
+            "cpu_s_off": [r["cpu_s"] for r in arms["off"]],
+            "cpu_s_on": [r["cpu_s"] for r in arms["on"]],
+            "forwarding_cpu_on_over_off": round(cpu["on"] / cpu["off"], 3),
+            "packets_in": pin,
+            "packets_off": pk["off"],
+            "packets_on": pk["on"],
+            "packets_on_over_off": round(pk["on"] / pk["off"], 4),
+            "thumbnail_packets_per_s": round((pk["on"] - pk["off"]) / args.replay, 1),
+            "modelled_server_cores_off": round(model["off"] / args.replay, 4),
+            "modelled_server_cores_on": round(model["on"] / args.replay, 4),
+            "modelled_server_cpu_on_over_off": round(model["on"] / model["off"], 3),
+            "code": run_load.code_state(),
+            "loadavg_before": [round(x, 2) for x in load],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        }
+        print(json.dumps(out, indent=2))
         return 0
     ns = argparse.Namespace(
         scenario="rooms",

@@ -39,7 +39,8 @@ class Publication:
         self.close_reason: str | None = None
         self.upstream_losses = 0
         self.plis_without_ssrc = 0
-        self._sample: tuple[float, int] | None = None  # (when, bytes_in) for the bitrate
+        # (when, bytes_in) for the bitrate: the first reading averages since the start
+        self._sample: tuple[float, int] = (time.monotonic(), 0)
         self._bitrate: float | None = None
 
     @property
@@ -53,10 +54,11 @@ class Publication:
         the last frame, holes given up on and NACKs repeated. Read on demand, never per packet."""
         f = self.forwarder
         now = time.monotonic()
-        if self._sample is None or now - self._sample[0] >= 1.0:
-            if self._sample is not None:
+        if now - self._sample[0] >= 1.0 or self._bitrate is None:
+            if now > self._sample[0]:
                 self._bitrate = (f.bytes_in - self._sample[1]) * 8 / (now - self._sample[0])
-            self._sample = (now, f.bytes_in)
+            if now - self._sample[0] >= 1.0:
+                self._sample = (now, f.bytes_in)
         jb = self.jitter_buffer
         return {
             "bitrate": None if self._bitrate is None else round(self._bitrate),

@@ -20,8 +20,9 @@ The list is the facility's **grid** (V3): ``live.json`` refreshes every visit's 
 remaining time and both ends' connection quality (good/fair/poor from the media engine's own
 figures: round trip, loss reported by the end's receiver, its uplink bitrate, the age of its
 last frame, holes, NACKs). An officer holding ``visit.observe`` at the facility also gets a
-**thumbnail** of each end of every non-privileged visit: the grid page opens one receive-only
-connection (``grid/offer``) whose edges are ``rooms.plan.thumbnails`` (keyframes only, about one
+**thumbnail** of each end of every non-privileged visit: the grid page opens receive-only
+connections (``grid/offer``, one per 8 visits: Chromium's offer for 32 slots is over the 64 KiB
+the server reads) whose edges are ``rooms.plan.thumbnails`` (keyframes only, about one
 per ``GRID_INTERVAL``), so the page decodes a picture every two seconds per end instead of 32
 full-rate videos. Full rate (and sound) only on the watch page, one visit at a time. The grid
 is not an observer of the sessions (no ledger entry, not "watched" for the review queue).
@@ -64,7 +65,8 @@ END_REASONS = {
     "other": "其他 Other",
 }
 GRID_INTERVAL = 2.0  # seconds between two thumbnails of one end
-GRID_SLOTS = 32  # 16 visits x 2 ends on one page
+GRID_SLOTS = 16  # slots of one grid connection: 8 visits x 2 ends
+GRID_PARTS = 2  # connections of one grid page: 16 visits
 GRID_IDLE = 30.0  # a grid nobody polled for this long is dropped (the page was closed)
 QUALITY = {
     "good": "良好 good",
@@ -120,14 +122,18 @@ def link_figures(q: dict | None) -> dict:
 
 @dataclass
 class Grid:
-    """One officer's grid page at one site: its media subscriber and the visits it may see."""
+    """One officer's grid page at one site: its connections (parts) and the visits it may see;
+    part i shows the visits i*8 .. i*8+7 in the order of their session ids."""
 
-    key: str
     username: str
     site: str
     polled: float
+    parts: set[int] = field(default_factory=set)
     sessions: set[str] = field(default_factory=set)
-    edges: frozenset = frozenset()
+    edges: dict[int, frozenset] = field(default_factory=dict)
+
+    def key(self, part: int) -> str:
+        return f"grid:{self.site}:{self.username}:{part}"
 
 
 def _mmss(seconds: float | None) -> str:
@@ -396,18 +402,17 @@ class OfficerConsole:
                 }
             )
         grid = self._grids.get(self._grid_key(account.username, site.id))
+        slots = []
         if grid is not None:
             grid.polled, grid.sessions = time.monotonic(), observable
             self._refresh(grid)
+            slots = [
+                {"part": part, "slot": x["slot"], "media": x["participant"]}
+                for part in sorted(grid.parts)
+                for x in self.engine.slot_map(grid.key(part))
+            ]
         self._prune()
-        slots = self.engine.slot_map(grid.key) if grid is not None and self.engine else []
-        return web.json_response(
-            {
-                "ok": True,
-                "visits": visits,
-                "grid": [{"slot": x["slot"], "media": x["participant"]} for x in slots],
-            }
-        )
+        return web.json_response({"ok": True, "visits": visits, "grid": slots})
 
     def _end(self, state, side: str, person) -> dict:
         q = self.engine.quality(media_key(state.id, person.id)) if self.engine else None
@@ -422,11 +427,12 @@ class OfficerConsole:
 
     @staticmethod
     def _grid_key(username: str, site: str) -> str:
-        return f"grid:{site}:{username}"
+        return f"{site}:{username}"
 
     async def grid_offer(self, request: web.Request) -> web.Response:
-        """The grid page's receive-only connection: ``{"csrf", "sdp"}`` → ``{"sdp"}``. One per
-        officer and site (a newer one replaces it); pictures come with the next ``live.json``."""
+        """One receive-only connection of the grid page: ``{"csrf", "part", "sdp"}`` →
+        ``{"sdp"}``. Per officer, site and part (a newer one replaces it); pictures come with the
+        next ``live.json``."""
         try:
             account, sess, grants, site = self._json_staff(request, "visit.observe")
         except VisitError as exc:
@@ -441,32 +447,41 @@ class OfficerConsole:
             return refusal("invalid", "the body is not JSON", 400)
         if not isinstance(body, dict) or not isinstance(body.get("sdp"), str):
             return refusal("invalid", "sdp: the offer as a string", 400)
+        part = body.get("part", 0)
+        if type(part) is not int or not 0 <= part < GRID_PARTS:
+            return refusal("invalid", f"part: an integer from 0 to {GRID_PARTS - 1}", 400)
         csrf = body.get("csrf")
         if not isinstance(csrf, str) or csrf != sess.csrf:
             return refusal("csrf", "the page expired; reload it", 403)
-        key = self._grid_key(account.username, site.id)
+        name = self._grid_key(account.username, site.id)
+        grid = self._grids.get(name) or Grid(account.username, site.id, time.monotonic())
         try:
-            answer = await self.engine.accept_offer(key, body["sdp"], max_slots=GRID_SLOTS)
+            answer = await self.engine.accept_offer(
+                grid.key(part), body["sdp"], max_slots=GRID_SLOTS
+            )
         except MediaError as exc:
             return refusal(exc.code, exc.message, 400)
-        grid = self._grids.get(key) or Grid(key, account.username, site.id, time.monotonic())
-        self._grids[key] = grid
+        grid = self._grids.setdefault(name, grid)
+        grid.parts.add(part)
         return web.json_response({"ok": True, "sdp": answer})
 
     def _refresh(self, grid: Grid) -> None:
         """Recompute the grid's edges from its visits' states; hand them over when changed."""
-        edges = set()
-        for sid in grid.sessions:
-            try:
-                state = self.service.state(sid)
-            except CommandError:
-                continue
-            for e in thumbnails(state, grid.key, GRID_INTERVAL):
-                edges.add(e._replace(publisher=media_key(sid, e.publisher)))
-        edges = frozenset(edges)
-        if edges != grid.edges and self.conductor is not None:
-            grid.edges = edges
-            self.conductor.set_extra_edges(grid.key, edges)
+        per_part = GRID_SLOTS // 2
+        ordered = sorted(grid.sessions)
+        for part in grid.parts:
+            edges = set()
+            for sid in ordered[part * per_part : (part + 1) * per_part]:
+                try:
+                    state = self.service.state(sid)
+                except CommandError:
+                    continue
+                for e in thumbnails(state, grid.key(part), GRID_INTERVAL):
+                    edges.add(e._replace(publisher=media_key(sid, e.publisher)))
+            edges = frozenset(edges)
+            if edges != grid.edges.get(part, frozenset()):
+                grid.edges[part] = edges
+                self.conductor.set_extra_edges(grid.key(part), edges)
 
     def _on_events(self, state, events) -> None:
         """A visit changed (someone connected, left, was held): its thumbnails follow at once."""
@@ -477,12 +492,14 @@ class OfficerConsole:
     def _prune(self) -> None:
         """Grids nobody polled for GRID_IDLE (the page was closed): edges and connection go."""
         now = time.monotonic()
-        for key, grid in list(self._grids.items()):
-            if now - grid.polled > GRID_IDLE:
-                del self._grids[key]
-                self.conductor.set_extra_edges(key, ())
+        for name, grid in list(self._grids.items()):
+            if now - grid.polled <= GRID_IDLE:
+                continue
+            del self._grids[name]
+            for part in grid.parts:
+                self.conductor.set_extra_edges(grid.key(part), ())
                 task = asyncio.get_running_loop().create_task(
-                    self.engine.close_peer(key, "grid closed")
+                    self.engine.close_peer(grid.key(part), "grid closed")
                 )
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)

@@ -82,14 +82,22 @@ async def test_the_grid_shows_links_and_keyframe_thumbnails(allday):
             assert ends["family"]["media"] == media_key(session, family.pid)
             for end in ends.values():
                 q = end["quality"]
-                assert end["online"] and q["rating"] in ("good", "fair")
-                assert q["label"].endswith(q["rating"])  # 良好 good, 一般 fair
-                assert q["last_media_s"] is not None and q["last_media_s"] < 1.5
+                # a loaded machine may rate its own loopback poor: online is never "offline"
+                assert end["online"] and q["rating"] in ("good", "fair", "poor")
+                assert q["label"].endswith(q["rating"])  # 良好 good, 一般 fair, 较差 poor
+                assert q["last_media_s"] is not None and q["kbps"] > 0
             # the rating is the engine's figures rated, not a constant
             raw = engine.quality(media_key(session, inmate.pid))
-            assert rate_link(raw) in ("good", "fair")
-            assert rate_link({**raw, "loss": 0.2}) == "poor"
-            assert rate_link({**raw, "state": "connecting"}) == "offline"
+            assert raw["video"]["bitrate"] and raw["video"]["age"] is not None
+            calm = {**raw, "loss": 0.0, "rtt": 0.01, "video": {**raw["video"], "age": 0.05}}
+            assert rate_link(calm) == "good"
+            assert rate_link({**calm, "loss": 0.05}) == "fair"
+            assert rate_link({**calm, "rtt": 0.3}) == "fair"
+            assert rate_link({**calm, "loss": 0.2}) == "poor"
+            assert rate_link({**calm, "audio": None, "video": {**raw["video"], "age": 2.0}}) == (
+                "poor"
+            )
+            assert rate_link({**calm, "state": "connecting"}) == "offline"
             assert data["grid"] == []  # no grid connection yet
 
             # the grid's connection: thumbnails of both ends, keyframes only
@@ -100,18 +108,19 @@ async def test_the_grid_shows_links_and_keyframe_thumbnails(allday):
             assert status == 200 and reply["ok"], reply
             await grid_bot.accept_answer(reply["sdp"])
             status, data = await live_json(off_a, p.url)
+            assert {s["part"] for s in data["grid"]} == {0}
             assert {s["media"] for s in data["grid"] if s["media"]} == {
                 media_key(session, family.pid),
                 media_key(session, inmate.pid),
             }
-            grid_bot.set_slot_map(engine.slot_map("grid:prison-a:off-a"))
+            grid_bot.set_slot_map(engine.slot_map("grid:prison-a:off-a:0"))
             await until(
                 lambda: grid_bot.frames_from(family.pid) >= 1
                 and grid_bot.frames_from(inmate.pid) >= 1,
                 timeout=20,
             )
             forwarder = engine.peers[media_key(session, family.pid)].publications["video"]
-            sub = forwarder.forwarder.subscriptions["grid:prison-a:off-a"]
+            sub = forwarder.forwarder.subscriptions["grid:prison-a:off-a:0"]
             assert sub.keyframe_interval == GRID_INTERVAL
             n, full = grid_bot.frames_from(family.pid), inmate.bot.frames_from(family.pid)
             t0 = time.monotonic()
@@ -124,7 +133,7 @@ async def test_the_grid_shows_links_and_keyframe_thumbnails(allday):
             assert grid_bot.unreadable_frames == 0
             # never sound on the grid
             assert not [
-                s for s in engine.slot_map("grid:prison-a:off-a") if s["audio"]
+                s for s in engine.slot_map("grid:prison-a:off-a:0") if s["audio"]
             ]
             # the parties never learn of the grid
             for peer in (family, inmate):
@@ -168,6 +177,9 @@ async def test_grid_routes_refuse_other_sites_operators_and_bad_input(allday):
             ({"csrf": "forged", "sdp": "v=0"}, "csrf", 403),
             ({"csrf": csrf, "sdp": "v=0"}, "bad_sdp", 400),
             ({"csrf": csrf, "sdp": "x" * 100_000}, "invalid", 400),
+            ({"csrf": csrf, "sdp": "v=0", "part": 2}, "invalid", 400),
+            ({"csrf": csrf, "sdp": "v=0", "part": "0"}, "invalid", 400),
+            ({"csrf": csrf, "sdp": "v=0", "part": True}, "invalid", 400),
         ):
             status, data = await grid_offer(off_a, url, body)
             assert (status, data["error"]["code"]) == (want, code), body
@@ -219,7 +231,7 @@ async def test_a_privileged_visit_never_has_a_thumbnail(allday):
                 [visit] = data["visits"]
                 assert visit["privileged"] and visit["ends"][0]["online"]
                 assert not [s for s in data["grid"] if s["media"]]
-                key = f"grid:prison-a:{user}"
+                key = f"grid:prison-a:{user}:0"
                 for pub in (lawyer.pid, inmate.pid):
                     forwarder = engine.peers[media_key(session, pub)].publications["video"]
                     assert key not in forwarder.forwarder.subscriptions
