@@ -940,16 +940,23 @@ class ConsultDesk:
                     self.store.set_status(t.lawyer, "available", now)
 
     def _consultation_events(self, state, events) -> None:
-        arrivals = [
+        """Admit the citizen when they reach the waiting room, or when the lawyer (back, or a
+        colleague who took over) arrives and finds them there (a safety hold moved them while
+        no lawyer was connected, as during a slow transfer)."""
+        came = {
             e.data["participant"]
             for e in events
             if e.type in ("participant.connected", "participant.rejoined")
-            and e.data.get("space") == "waiting"
-        ]
-        if not arrivals:
+        }
+        if not came:
             return
         ticket = next(iter(self.store.for_session(state.id)), None)
-        if ticket is None or ticket.state != "serving" or ticket.citizen_pid not in arrivals:
+        if ticket is None or ticket.state != "serving":
+            return
+        citizen = state.participants.get(ticket.citizen_pid)
+        if citizen is None or citizen.space != "waiting":
+            return
+        if ticket.citizen_pid not in came and not (ticket.lawyer_pid in came and citizen.connected):
             return
         try:
             loop = asyncio.get_running_loop()

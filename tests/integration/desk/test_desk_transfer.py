@@ -8,6 +8,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from rooms.commands import decode_command
 from server import CONSULT
 from tests.integration.desk.helpers import (
     Lawyer,
@@ -54,8 +55,20 @@ async def test_a_lawyer_hands_the_citizen_to_a_colleague_in_the_same_call(runnin
             assert taken["session"] == first["session"]
             # li's link was replaced: the server closes li's socket
             await until(lambda: not lsio.connected, 10)
+            # as a safety hold would, if the colleague came later than the host's grace: the
+            # citizen waits; the colleague's arrival has the desk admit them again
+            running.service.execute(
+                session.id,
+                lawyer.id,
+                decode_command({"type": "return_to_waiting", "participant": citizen.id}),
+            )
+            assert running.service.state(session.id).participants[citizen.id].space == "waiting"
             wsio, wbot = await bot_from_path(running, taken["join_path"], (40, 40, 200), "W")
             bots.append(wbot)
+            await until(
+                lambda: running.service.state(session.id).participants[citizen.id].space == "joint",
+                10,
+            )
             before = cbot.frames_from(lawyer.id)
             await until(lambda: cbot.frames_from(lawyer.id) > before + 10, 30)
             await until(lambda: wbot.frames_from(citizen.id) > 10, 30)

@@ -18,6 +18,12 @@ WANG = SimpleNamespace(username="wang", display_name="王律师")
 ZHAO = SimpleNamespace(username="zhao", display_name="赵律师")
 
 
+def link(d, path):
+    """(participant, generation) of a ``/j/<token>`` path (the token's expiry moves with time)."""
+    inv = d.signer.verify(path.rsplit("/", 1)[1])
+    return inv.participant, inv.gen
+
+
 @pytest.fixture
 def serving(desk):  # noqa: F811 - the fixture above
     desk.store.add_shift("wang", "hall", T0 - 60, T0 + 3600)
@@ -37,11 +43,12 @@ def test_a_colleague_accepts_and_the_citizen_keeps_the_same_call(serving):
     assert desk.desk_state("li")["current"]["id"] == tid  # li stays with the citizen meanwhile
     incoming = desk.desk_state("wang")["queue"]
     assert [(r["id"], r["transfer_from"]) for r in incoming] == [(tid, "li")]
-    citizen_path = desk.status(secret)["join_path"]
+    citizen_before = link(desk, desk.status(secret)["join_path"])
     taken = desk.pickup(WANG, None)  # "pick up next" takes the transfer first
     assert (taken["id"], taken["session"]) == (tid, session)  # the same session: the same call
-    assert taken["join_path"] != current["join_path"]  # li's link was replaced
-    assert desk.status(secret)["join_path"] == citizen_path  # the citizen's link still works
+    before, after = link(desk, current["join_path"]), link(desk, taken["join_path"])
+    assert after == (before[0], before[1] + 1)  # the lawyer's place, a new link generation
+    assert link(desk, desk.status(secret)["join_path"]) == citizen_before  # the citizen's: same
     assert desk.desk_state("li")["current"] is None
     assert desk.store.statuses() == {"li": "available", "wang": "busy"}
     ticket = desk.store.ticket(tid)
