@@ -265,6 +265,7 @@ class Nginx(Daemon):
                 "SERVER_NAME": "localhost",
                 "TLS_CERT": str(cert),
                 "TLS_KEY": str(key),
+                "HTTP_ACCESS_LOG": str(self.workdir / "access.log"),
             },
         )
         (self.workdir / "parley.conf").write_text(site)

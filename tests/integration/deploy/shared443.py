@@ -59,6 +59,7 @@ class SharedPortNginx(Daemon):
                 "SERVER_NAME": "localhost",
                 "TLS_CERT": str(cert),
                 "TLS_KEY": str(key),
+                "HTTP_ACCESS_LOG": str(self.workdir / "access.log"),
             },
         )
         front = render_template(

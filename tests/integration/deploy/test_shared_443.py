@@ -143,6 +143,16 @@ async def test_one_port_routes_https_to_parley_and_turn_tls_to_coturn(stack):
     [line] = [ln for ln in stack["nginx"].access_log() if "/healthz" in ln]
     assert line.startswith("127.0.0.2 "), line
 
+    # an invitation opens through the front, and its token never reaches the access log
+    token = stack["server"].links["party"][0].split("/j/")[1]
+    async with (
+        http_session(stack["web_cert"]) as http,
+        http.get(f"https://127.0.0.1:{port}/j/{token}") as resp,
+    ):
+        assert resp.status == 200 and "integrity=" in await resp.text()
+    await until(lambda: any("/j/[token]" in line for line in stack["nginx"].access_log()), 10)
+    assert token not in "\n".join(stack["nginx"].access_log())
+
     # TURN/TLS allocations through the same port, with issued credentials: by SNI (the TURN
     # host name) and without SNI (an address)
     creds = TurnCredentials(SECRET, [stack["turns_url"]]).issue("p-shared-443")
