@@ -759,61 +759,6 @@ class ConsultDesk:
             for t in earlier
         ]
 
-    # -- the mediator's side of a call to the desk (S4) -------------------------------------
-    def _mediation_ticket(self, session: str, lawyer_pid: str) -> Ticket:
-        found = [
-            t
-            for t in self.store.for_session(session)
-            if t.kind == "mediation" and t.lawyer_pid == lawyer_pid
-        ]
-        if not found:
-            raise DeskError("not_found", "the desk was not called for this participant")
-        return found[-1]
-
-    def ask(self, session, lawyer_pid: str, question: str) -> None:
-        """The mediator's one-line question, shown on every ringing desk with the case."""
-        ticket = self._mediation_ticket(session.id, lawyer_pid)
-        text = " ".join(question.split())
-        case = session.case_number or ""
-        self.store.update(
-            ticket.id,
-            actor="mediator",
-            event="question",
-            now=self.clock(),
-            expect=("waiting",),
-            question=(f"{case}: {text}" if case else text)[:200],
-        )
-
-    def ring_status(self, session_id: str, lawyer_pid: str) -> dict:
-        """What the mediator's panel shows: ringing, accepted (by whom), or over; and whether
-        to show the fallback link now (nobody on shift: at once; else after the ring time)."""
-        ticket = self._mediation_ticket(session_id, lawyer_pid)
-        now = self.clock()
-        shifts = self.store.shifts(now)
-        elapsed = max(0.0, now - ticket.queued_at)
-        out = {
-            "question": ticket.question,
-            "ring_seconds": self.ring_seconds,
-            "elapsed": round(elapsed, 1),
-            "lawyer": None,
-            "fallback": False,
-            "reason": None,
-            "on_shift": len(lawyers_on_shift(shifts, None, now)),
-            "available": len(free_lawyers(shifts, self.store.statuses(), None, now)),
-        }
-        if ticket.state == "waiting":
-            out["state"] = "ringing"
-            if not out["on_shift"]:
-                out |= {"fallback": True, "reason": "no_lawyer_on_shift"}
-            elif elapsed >= self.ring_seconds:
-                out |= {"fallback": True, "reason": "no_answer"}
-        elif ticket.state == "serving":
-            out |= {"state": "accepted", "lawyer": ticket.lawyer}
-        else:
-            last = self.store.log_rows(ticket.id)[-1][3]
-            out["state"] = "answered_by_link" if last == "answered_by_link" else "over"
-        return out
-
     def _ledger(self, ticket: Ticket, step: str, **detail) -> None:
         """The desk's step in the session's own hash-chained ledger (rooms' ``desk_event``, by
         the system). Inside the session service's listener the append waits for the loop's next
