@@ -12,9 +12,12 @@ bounds (a loaded two-core CI machine), not the figures.
   answered by the server's relay (its ``packets_retransmitted`` counter) and the retransmissions
   arrive (``nackCount``, ``retransmittedPacketsReceived``); a 1 s burst of total loss (first,
   while both pages still have video): how long until each page decodes the other's video again,
-  first frame and steady (target 1 s: docs/benchmarks.md); the page must not reconnect for it.
-* A 300 kbit/s cap: the party's page goes audio-only by itself (its own estimate, or the
-  server's hint) and every page shows "weak network: audio only / 网络较弱：仅音频"; the server's
+  first frame and steady (target 1 s: docs/benchmarks.md); the page must not reconnect for it;
+  then 24 s of 10 % loss with the pages' own audio-only rule live: both tiles keep playing (no
+  audio-only); Opus DTX: the party's microphone off drops the packets reaching the mediator;
+  the server's bitrate hints for the mediator's camera go down under loss and back up after.
+* A 300 kbit/s cap: the party's page goes audio-only by itself (the server's loss hint and
+  its received pictures frozen half the time) and every page shows "weak network: audio only / 网络较弱：仅音频"; the server's
   bitrate hints move the mediator's camera down, and back up when the cap is gone and the party
   turns video on again.
 """
@@ -73,7 +76,7 @@ FRAME_TIMELINE = """async (ms) => { const out = []; const end = performance.now(
   return out; }"""
 
 # Hints the page gets and its camera's send rate, every 500 ms, into window.__trace.
-TRACE = """() => { if (window.__trace) return; window.__trace = []; const t0 = performance.now();
+TRACE = """() => { if (window.__trace) return; window.__trace = []; const t0 = window.__t0 = performance.now();
   window.parley.socket.on('hint', h => window.__trace.push([performance.now() - t0, 'hint', h]));
   let last = null; setInterval(async () => { const pc = window.__pcs.at(-1); if (!pc) return;
     let bytes = 0, up = null, inLost = 0, inGot = 0, outLoss = null; (await pc.getStats()).forEach(r => {
@@ -103,6 +106,22 @@ WATCH = """async ({sel, ms}) => { const out = []; const end = performance.now() 
     await new Promise(r => setTimeout(r, 1000)); }
   return out; }"""
 
+
+# The page's frozen share (measureQuality) and audio-only reason from its trace: [s, frozen, weak].
+FROZEN_TRACE = """() => window.__trace.filter(e => e[1] !== 'hint').map(e => e[1] === 'mark'
+  ? [Math.round(e[0] / 100) / 10, e[2]]
+  : [Math.round(e[0] / 100) / 10, e[2].frozen === null ? null : Math.round(e[2].frozen * 100) / 100,
+     e[2].weak])"""
+# A mark in the trace ("loss on", "burst" ...).
+MARK = "(m) => window.__trace.push([performance.now() - window.__t0, 'mark', m])"
+
+# Audio packets per second arriving at the page (its last connection) over ``ms``.
+AUDIO_RATE = """async (ms) => { const n = async () => { let a = 0;
+    (await window.__pcs.at(-1).getStats()).forEach(r => {
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') a += r.packetsReceived || 0; });
+    return a; };
+  const a0 = await n(), t0 = performance.now(); await new Promise(r => setTimeout(r, ms));
+  return Math.round((await n() - a0) * 10000 / (performance.now() - t0)) / 10; }"""
 
 # The caps (max_bitrate hints) the page applied to its camera since it joined, up to 20, and
 # after Date.now() ``since``.
@@ -238,6 +257,8 @@ def test_ten_percent_loss_200ms_rtt_jitter_audio_flows_video_recovers(pw, new_pa
                 page.evaluate(TRACE)
             ns.set_delay(100, 25)
             ns.set_loss(10)
+            for page in (mediator, party):
+                page.evaluate(MARK, "loss 10 %")
             rising(party, "audio", by=50)  # 1 s of packets on the new link
 
             # First a 1 s burst of total loss, then 10 % again (the pages' own audio-only rule
@@ -250,6 +271,7 @@ def test_ten_percent_loss_200ms_rtt_jitter_audio_flows_video_recovers(pw, new_pa
                 (counters(party).get("out_v_frames", 0) - sent0) * 1000 / (page_now(party) - start)
             )
             ns.set_loss(100)
+            party.evaluate(MARK, "burst")
             starts = {"party": page_now(party), "mediator": page_now(mediator)}
             party.wait_for_function(
                 f"() => performance.now() > {starts['party'] + 1000}", polling=50
@@ -261,6 +283,8 @@ def test_ten_percent_loss_200ms_rtt_jitter_audio_flows_video_recovers(pw, new_pa
                     page.evaluate("async () => await window.__ft"), starts[who]
                 )
                 fig["burst"][who]["weak"] = page.evaluate("() => window.parley.weak || null")
+            for who, page in (("party", party), ("mediator", mediator)):
+                fig["burst"][who]["frozen_trace"] = page.evaluate(FROZEN_TRACE)
             fig["burst"]["party_path_losses"] = party.evaluate(
                 "() => window.parley.pathLosses || 0"
             )
@@ -324,6 +348,19 @@ def test_ten_percent_loss_200ms_rtt_jitter_audio_flows_video_recovers(pw, new_pa
             assert heard_at(party, sel_p, 440) is not None
             assert fig["nack_rtx"]["server_relay_retransmitted"] > 0, fig
             assert dp.get("v_rtx", 0) > 0 and dp.get("v_nack", 0) > 0, fig
+
+            # DTX (usedtx=1 in the answer): the party's microphone off sends silence, which
+            # Opus DTX sends as ~1 packet per 400 ms instead of 50 per second.
+            tone_rate = mediator.evaluate(AUDIO_RATE, 3000)
+            party.click("#btn-mic")
+            party.wait_for_function("() => !window.parley.micOn")
+            silence_rate = mediator.evaluate(AUDIO_RATE, 3000)
+            party.click("#btn-mic")
+            party.wait_for_function("() => window.parley.micOn")
+            fig["dtx"] = {"tone_packets_per_s": tone_rate, "silence_packets_per_s": silence_rate}
+            print("LOSSY_LINK_DTX", json.dumps(fig["dtx"]))
+            assert silence_rate < tone_rate / 3, fig["dtx"]
+            rising(mediator, "audio", by=50)
 
             # the same link without FEC: the party's page refuses it on its next connection
             before = party.evaluate("() => window.__pcs.length")

@@ -40,6 +40,11 @@ SELECTED_PAIR = """async () => { const pc = window.__pcs.at(-1); const s = await
   return {local: l.candidateType, relayProtocol: l.relayProtocol || null, url: l.url || null,
           remote: r.candidateType}; }"""
 
+# The page's own view: audio-only and why, its frozen share, its connection's state.
+PAGE_STATE = """() => ({weak: window.parley.weak || null, frozen: window.parley.videoFrozen ?? null,
+  audioOnly: window.parley.audioOnly, pcs: window.__pcs.length,
+  state: window.__pcs.length ? window.__pcs.at(-1).connectionState : null})"""
+
 
 @pytest.fixture
 def netns():
@@ -93,8 +98,12 @@ def test_phone_behind_udp_blocking_firewall_joins_over_turn(pw, new_page, tmp_pa
             "() => window.__pcs.length && window.__pcs.at(-1).connectionState === 'connected'",
             timeout=WAIT_MS,
         )
-        for page in (mediator, party):
-            rising(page, "video", by=10)
+        try:
+            for page in (mediator, party):
+                rising(page, "video", by=10)
+        finally:  # what each page saw, when video did not come (or did)
+            for who, page in (("mediator", mediator), ("party", party)):
+                print("UDP_BLOCKED", who, page.evaluate(PAGE_STATE))
         pair = party.evaluate(SELECTED_PAIR)
         assert pair["local"] == "relay", pair
         assert pair["relayProtocol"] == ("tls" if tls else "tcp"), pair

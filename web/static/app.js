@@ -134,7 +134,7 @@
   // pauses it), stops sending its camera (the sender sends nothing; the camera stays on for
   // the self-view), and says so here and on everyone else's tile ("weak network: audio only").
   // Why (measureQuality): the server's hint (video loss at this phone ≥ 10 % over 3 reports)
-  // with the received pictures frozen half the time for 6 s ("video_broken"), or > 25 % loss of
+  // with the received pictures frozen half the time over ~8 s ("video_broken"), or > 25 % loss of
   // what this page sends for 6 s ("uplink_loss"). Pressing "Video on" ends it.
   function goWeak(reason) {
     if (state.weak) return;
@@ -341,7 +341,7 @@
   $("btn-audio-only").onclick = () => {
     state.audioOnly = !state.audioOnly;
     if (!state.audioOnly && state.weak) {  // video on again: the camera goes up again too
-      state.weak = null; state.sendLossy = 0; state.frozenRuns = 0; state.weakHint = null;
+      state.weak = null; state.sendLossy = 0; state.frozenRecent = []; state.weakHint = null;
       state.mediaUpAt = Date.now();  // 10 s grace again: the person chose video
       const cam = local && local.getVideoTracks()[0];
       if (state.call && cam) state.call.videoSender.sender.replaceTrack(cam).catch(() => {});
@@ -573,18 +573,26 @@
     if (state.sendLossy >= 3) goWeak("uplink_loss");
     // What I see breaks: the server says my downlink loses video (its audio-only hint, loss
     // before retransmission), and the pictures I receive stood frozen at least half the time
-    // in 3 measurements in a row (6 s), after NACK/RTX did what they could.
+    // over the last 4 measurements with video (~8 s), after NACK/RTX did what they could.
+    // (Measured: 0.5-0.9 of the time under a 300 kbit/s cap with two pictures, 0.2-0.4 under
+    // 10 % random loss; docs/benchmarks.md "Real networks".)
     const frozen = frozenShare(reports, pc);
     state.videoFrozen = frozen;
-    state.frozenRuns = frozen !== null && frozen >= FROZEN_WEAK ? (state.frozenRuns || 0) + 1 : 0;
+    // a moment when nothing at all arrived (a loss burst, a switch) is not a link too thin for
+    // video, and audio-only would not help: its freeze, and the next measurement's (Chromium
+    // counts a freeze when it ends), are left out
+    const silent = performance.now() - (state.call.lastSilenceAt || -1e9) < 4500;
+    if (frozen !== null && !silent) state.frozenRecent = (state.frozenRecent || []).slice(1 - FROZEN_OVER).concat([frozen]);
+    const recent = state.frozenRecent || [];
+    const meanFrozen = recent.length === FROZEN_OVER ? recent.reduce((a, b) => a + b, 0) / FROZEN_OVER : 0;
     const hinted = state.weakHint && Date.now() - state.weakHint < 30000;
-    if (state.frozenRuns >= 3 && hinted) goWeak("video_broken");
+    if (meanFrozen >= FROZEN_WEAK && hinted) goWeak("video_broken");
     const weak = state.weakHint && Date.now() - state.weakHint < 20000;
     state.quality = weak || (rtt !== null && rtt > 0.6) || loss > 0.1 ? "poor"
       : (rtt !== null && rtt > 0.3) || loss > 0.03 ? "fair" : "good";
     showQuality();
   }
-  const SEND_LOSS_WEAK = 0.25, FROZEN_WEAK = 0.5;
+  const SEND_LOSS_WEAK = 0.25, FROZEN_WEAK = 0.5, FROZEN_OVER = 4;
 
   // The share of the time since the last measurement that the remote pictures stood still, as
   // the person saw them (mean over the video streams that packets arrived on: a publisher in
@@ -600,13 +608,17 @@
     });
     const prev = state.seen && state.seen.pc === pc ? state.seen : null;
     state.seen = { pc, at: now, streams };
-    if (!prev) return null;
+    if (!prev) { state.frozenRecent = []; return null; }  // a new connection starts afresh
     const dt = Math.max(0.5, (now - prev.at) / 1000);
     let sum = 0, count = 0;
     for (const [id, s] of Object.entries(streams)) {
       const p = prev.streams[id];
-      if (!p || s.packets - p.packets < 10) continue;
-      sum += s.frames === p.frames ? 1 : Math.min(1, (s.frozen - p.frozen) / dt);
+      if (!p) continue;
+      // time already counted as frozen because nothing decoded: not again when the freeze ends
+      s.counted = s.frames === p.frames ? (p.counted || 0) + dt : 0;
+      if (s.packets - p.packets < 10) continue;
+      const ended = Math.max(0, s.frozen - p.frozen - (p.counted || 0));
+      sum += s.frames === p.frames ? 1 : Math.min(1, ended / dt);
       count += 1;
     }
     return count ? sum / count : null;

@@ -26,6 +26,18 @@
     return sdp;
   }
 
+  // Until ICE gathering is complete, or ``ms`` at most.
+  function gathered(pc, ms) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => { pc.removeEventListener("icegatheringstatechange", check); resolve(); };
+      const check = () => { if (pc.iceGatheringState === "complete") done(); };
+      pc.addEventListener("icegatheringstatechange", check);
+      setTimeout(done, ms);
+    });
+  }
+  const HOST_GRACE_MS = 150;
+
   class Call {
     // iceServers: from the server's welcome (time-limited TURN credentials, signaling/turn.py);
     // [] when the server has no TURN server configured.
@@ -49,8 +61,9 @@
         this.slots.push({ index: i, audio: a, video: v, stream });
       }
       this.pc.addEventListener("connectionstatechange", () => handlers.onState(this.pc.connectionState));
-      // Trickle ICE: the offer leaves as soon as it is set, without waiting for the browser to
-      // gather (0.3-0.5 s after a network switch; seconds for a TURN allocation). The server
+      // Trickle ICE: the offer leaves once it is set plus at most 150 ms (its host candidates),
+      // without waiting for the browser to finish gathering (0.3-0.5 s after a network switch;
+      // seconds for a TURN allocation). The server
       // needs none of our candidates to connect (our checks reach its address and it learns
       // ours from them); the ones found later follow once its answer is here (its connection
       // exists then) through handlers.onCandidate.
@@ -73,7 +86,7 @@
     // true when the path is gone (the watch stops: a new connection replaces this one) or false
     // when it is not (media merely stopped: the watch waits for media to flow again).
     watchPath() {
-      const STALL_MS = 500, DISCONNECTED_MS = 1000, TICK_MS = 200;
+      const STALL_MS = 500, SILENT_MS = 300, DISCONNECTED_MS = 1000, TICK_MS = 200;
       const conn = navigator.connection;
       const typeAtStart = conn && conn.type;
       let lastPackets = -1, lastChange = performance.now(), flowing = false, busy = false;
@@ -110,7 +123,12 @@
           if (packets !== lastPackets) {
             flowing = lastPackets >= 0 && (packets - lastPackets) * 1000 / Math.max(1, t - lastChange) >= 10;
             lastPackets = packets; lastChange = t; this.lastMediaAt = t;
-          } else if (flowing && t - lastChange >= STALL_MS) lost("nothing_received");
+          } else if (flowing && t - lastChange >= SILENT_MS) {
+            // nothing at all for a while (a loss burst, a switch): the page's audio-only rule
+            // leaves the pictures' freeze of this moment out (call.lastSilenceAt)
+            this.lastSilenceAt = t;
+            if (t - lastChange >= STALL_MS) lost("nothing_received");
+          }
         } catch (e) { /* closed meanwhile */ } finally { busy = false; }
       };
       const timer = setInterval(tick, TICK_MS);
@@ -120,7 +138,10 @@
     async offer() {
       const offer = await this.pc.createOffer();
       await this.pc.setLocalDescription({ type: "offer", sdp: opusFecDtx(offer.sdp) });
-      return this.pc.localDescription.sdp;  // with the candidates gathered so far, if any
+      // the host candidates come within milliseconds: a short grace puts them in the offer (the
+      // server then checks towards us too); whatever comes later is trickled
+      await gathered(this.pc, HOST_GRACE_MS);
+      return this.pc.localDescription.sdp;
     }
 
     async answer(sdp) {
