@@ -20,7 +20,6 @@ import datetime as dt
 import hashlib
 import json
 import re
-import time
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -127,9 +126,9 @@ class Kiosk:
         if row[2] != "privileged":
             return refusal("not_privileged", "only a lawyer visit has this statement", 409)
         state = self.live.service.state(session)
-        if state.ended and time.time() - state.last_ts > STATEMENT_MINUTES * 60:
-            return refusal("expired", "the statement is shown for a while after the end", 410)
         statements = self.live.statements
+        if state.ended and statements.clock() - state.last_ts > STATEMENT_MINUTES * 60:
+            return refusal("expired", "the statement is shown for a while after the end", 410)
         try:
             envelope = await statements.issue(session)
         except PrivilegeError as exc:
