@@ -86,6 +86,7 @@
     async function connect(part, count) {
       const call = new window.ParleyCall(new MediaStream(), count, {
         onSlotStream: () => attachThumbs(),
+        onCandidate: () => {},  // the server needs none (it learns our address from our checks)
         onState: (s) => { if (s === "failed") status("画面连接中断，请刷新", "Pictures lost; reload the page"); },
       }, []);
       const sdp = await call.offer();
@@ -128,8 +129,14 @@
     socket.on("welcome", async (welcome) => {
       o.view = welcome.session;
       if (o.call) o.call.close();
-      o.call = new window.ParleyCall(new MediaStream(), welcome.slots, {
+      const call = o.call = new window.ParleyCall(new MediaStream(), welcome.slots, {
         onSlotStream: () => attach(), onState: (s) => { if (s === "connected") status("监看中", "Watching"); },
+        onCandidate: (c) => {  // trickle ICE, as the call page does (call.js)
+          if (o.call !== call || !socket.connected) return;
+          socket.timeout(5000).emitWithAck("candidate", {
+            v: 1, candidate: c.candidate, mid: c.sdpMid || "0", ufrag: c.usernameFragment || "",
+          }).catch(() => {});
+        },
       }, welcome.iceServers);
       const sdp = await o.call.offer();
       socket.emit("offer", { v: 1, sdp }, async (reply) => {
