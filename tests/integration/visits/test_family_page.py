@@ -14,7 +14,7 @@ import pytest
 
 from server import CONFIG
 from signaling.desk_notify import SmsSpool
-from tests.integration.visits.conftest import approved_booking
+from tests.integration.visits.conftest import approved_booking, staff_session
 from visits.directory import insert_visitor
 from visits.meals import Meals
 from visits.records import Records
@@ -280,3 +280,37 @@ async def test_the_page_is_served(province):
             html = await r.text()
     assert r.status == 200 and "/static/family.js" in html
     assert r.headers["Cache-Control"] == "no-store"
+
+
+async def test_the_facilitys_decision_reaches_the_phone(relative):
+    """The console's notices go through the same notifier: a phone contact gets an SMS."""
+    p = relative
+    async with aiohttp.ClientSession() as http:
+        token = await sign_in(http, p)
+        status, out = await call(
+            http,
+            p,
+            "POST",
+            "/proposals",
+            token,
+            visitor=p.ids["me"],
+            bureau="bureau-x",
+            dates=[p.day(3).isoformat()],
+        )
+        slot = out["proposals"][0]
+        status, out = await call(
+            http, p, "POST", "/bookings", token, visitor=p.ids["me"], lang="en", **slot
+        )
+        bid = out["booking"]["id"]
+        await wait_for_messages(p, 2)  # the code, the request
+    off, csrf = await staff_session(p.url, "off-a")
+    async with off:
+        async with off.post(
+            f"{p.url}/visits/bookings/{bid}/decide",
+            data={"csrf": csrf, "decision": "approve"},
+            allow_redirects=False,
+        ) as r:
+            assert r.status == 303
+    to, subject, text = (await wait_for_messages(p, 3))[-1]
+    assert to == PHONE and "Visit approved" in subject
+    assert text.index(f"Visit {bid} is approved") < text.index(f"会见预约 {bid} 已批准")  # en first
