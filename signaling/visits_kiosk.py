@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from rooms.errors import CommandError
 from signaling.guard import refusal
 from signaling.http import WEB_DIR
 from visits.directory import Directory
@@ -33,7 +34,12 @@ from visits.reservations import Reservations
 MAX_BODY = 1024
 STATEMENT_MINUTES = 15  # the bureau terminal shows the statement this long after the end
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_STATEMENT_REFUSALS = {"unavailable": 503, "privilege_breach": 409, "not_privileged": 409}
+_STATEMENT_REFUSALS = {
+    "not_found": 404,
+    "unavailable": 503,
+    "privilege_breach": 409,
+    "not_privileged": 409,
+}
 
 
 class Kiosk:
@@ -125,7 +131,10 @@ class Kiosk:
             return refusal("forbidden", "this terminal did not hold the lawyer's side", 403)
         if row[2] != "privileged":
             return refusal("not_privileged", "only a lawyer visit has this statement", 409)
-        state = self.live.service.state(session)
+        try:
+            state = self.live.service.state(session)
+        except CommandError:  # not on this node (another node of a cluster holds it)
+            return refusal("not_found", "this visit is not held here", 404)
         statements = self.live.statements
         if state.ended and statements.clock() - state.last_ts > STATEMENT_MINUTES * 60:
             return refusal("expired", "the statement is shown for a while after the end", 410)

@@ -15,6 +15,7 @@ import secrets
 import time
 from collections import OrderedDict
 
+from rooms.errors import CommandError
 from visits.privilege import PrivilegeError, StatementSigner, build
 
 CODE_TTL = 3600.0  # the lawyer's phone may fetch the file for an hour after the code was shown
@@ -33,7 +34,10 @@ class Statements:
 
     async def issue(self, session: str) -> dict:
         """The signed statement as of the session's ledger head (PrivilegeError: none)."""
-        events = self.service.events(session)
+        try:
+            events = self.service.events(session)
+        except CommandError:
+            events = []
         if not events:
             raise PrivilegeError("not_found", "no such session")
         async with self._lock:

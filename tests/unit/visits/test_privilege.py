@@ -258,3 +258,30 @@ def test_server_py_verify_cli(pki, tmp_path, capsys):
     assert code == 1 and "FAIL  the chain ends at the root with the given fingerprint" in out
     assert cli(path, "--root", "not-a-root")[0] == 2
     assert cli(tmp_path / "missing.json", "--root", fingerprint(pki.root))[0] == 2
+
+
+async def test_the_issuer_signs_once_per_ledger_head_and_its_codes_expire(pki):
+    from signaling.visits_statement import CODE_TTL, Statements
+
+    v = Visit()
+    v.live()
+    now = [T0 + 100]
+    statements = Statements(v.service, clock=lambda: now[0])
+    with pytest.raises(PrivilegeError) as err:  # no key given: nothing is signed
+        await statements.issue(v.state.id)
+    assert err.value.code == "unavailable"
+    statements.pki = lambda: pki
+    first = await statements.issue(v.state.id)
+    assert await statements.issue(v.state.id) is first  # the same head: the cached file
+    v.run("system", type="disconnect", participant=v.inmate, reason="transport_lost")
+    second = await statements.issue(v.state.id)
+    assert second["statement"]["ledger"]["seq"] == first["statement"]["ledger"]["seq"] + 1
+    assert verify_bytes(privilege.file_bytes(second), fingerprint(pki.root))[0] == 0
+    with pytest.raises(PrivilegeError) as err:
+        await statements.issue("s-unknown")
+    assert err.value.code == "not_found"
+    code = statements.code_for(v.state.id)
+    assert statements.code_for(v.state.id) == code and len(code) >= 22
+    assert statements.session_of(code) == v.state.id and statements.session_of("x") is None
+    now[0] += CODE_TTL + 1
+    assert statements.session_of(code) is None and statements.code_for(v.state.id) != code
