@@ -132,3 +132,19 @@ async def test_only_the_sessions_mediator_and_only_for_its_lawyer(running):
         status, data = await ring(http, running, state, mid, mtoken)  # not a duty lawyer
         assert status == 404
     assert all(t.question == t.question.strip() for t in running.app[CONSULT].store.live())
+
+
+async def test_no_client_writes_a_desk_step_through_the_socket(running):
+    from signaling.namespace import NAMESPACE
+
+    setup_desk(running)
+    state, mtoken, _, _ = called(running)
+    sio, _ = await running.client(mtoken)
+    reply = await sio.call(
+        "command",
+        {"v": 1, "cmd": {"type": "desk_event", "step": "accepted", "ticket": 1}},
+        namespace=NAMESPACE,
+        timeout=5,
+    )
+    assert reply["ok"] is False and reply["error"]["code"] == "forbidden"
+    assert "desk.accepted" not in [e.type for e in running.service.events(state.id)]
