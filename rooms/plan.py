@@ -6,7 +6,8 @@ are properties of this one function (tested over generated states):
 - media flows only between connected participants standing in the same room (R9); nobody in the
   waiting room or a staff console sends or receives, except console observers (below);
 - observers (policy ``observer_roles``) never publish; from the console they receive the rooms
-  the policy lets them observe; a privileged session never has an observer edge (R2);
+  the policy lets them observe; a privileged session never has an observer edge, and nobody
+  but its parties (no staff, no unknown role, whatever space they were put in) has any edge (R2);
 - the recorder (subscriber id ``"recorder"``) receives only while recording is on, only from the
   recorded rooms, never in a privileged session (R2, R14); with consent-gated recording a
   participant who has not consented is held silent and unseen while it runs (R8), or, when the
@@ -57,10 +58,16 @@ def _recording(state: SessionState) -> bool:
 
 
 def _present(state: SessionState) -> list[ParticipantState]:
+    policy = state.policy
+    # R2, even for a state no rule would make: in a privileged session only the parties (its
+    # roles that are not staff: the lawyer, the inmate) send or receive, wherever anyone stands
+    parties = policy.roles - policy.staff_roles if policy.privileged else None
     return [
         p
         for p in state.participants.values()
-        if p.connected and (is_media_space(p.space) or p.space == CONSOLE)
+        if p.connected
+        and (is_media_space(p.space) or p.space == CONSOLE)
+        and (parties is None or p.role in parties)
     ]
 
 

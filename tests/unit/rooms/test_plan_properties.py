@@ -50,6 +50,10 @@ def states(draw) -> SessionState:
     return state
 
 
+def pub_role(state: SessionState, edge) -> str:
+    return state.participants[edge.publisher].role
+
+
 def check_invariants(state: SessionState) -> None:
     edges = plan(state)
     policy = state.policy
@@ -77,6 +81,8 @@ def check_invariants(state: SessionState) -> None:
     if policy.privileged:
         assert all(e.subscriber != RECORDER for e in edges)
         assert all(people[e.subscriber].space == people[e.publisher].space for e in edges)
+        parties = policy.roles - policy.staff_roles  # R2: no staff in its media, wherever put
+        assert all({people[e.subscriber].role, pub_role(state, e)} <= parties for e in edges)
     if not state.recording:
         assert all(e.subscriber != RECORDER for e in edges)
     for host in state.participants.values():
@@ -115,6 +121,8 @@ def test_same_space_pairs_get_both_directions(state):
                 and a.space == b.space
                 and is_media_space(a.space)
                 and a.role not in policy.observer_roles
+                # a privileged session's staff have no media even if put in its room (R2)
+                and not (policy.privileged and {a.role, b.role} & policy.staff_roles)
                 and not (
                     state.recording
                     and policy.recording == "consent_gated"

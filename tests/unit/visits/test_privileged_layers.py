@@ -1,7 +1,8 @@
 """An officer's listen-in on a privileged visit, refused by the plan even when the state is
 forced (R2): whatever a bug or a hand put into the session's state — an officer, a supervisor or
 an observer connected at the console, recording switched on with the recorder ready — plan()
-gives media only between the lawyer and the inmate, and the officers' grid gets no thumbnail.
+gives media only between the lawyer and the inmate, and the officers' grid gets no thumbnail; a
+staff member or an officer forced into the visit's own room gets nothing either.
 (The rooms command is refused in tests/unit/rooms/test_visit_clock.py; the real media engine in
 tests/integration/visits/test_privileged_statement.py.)"""
 
@@ -44,3 +45,13 @@ def test_the_same_forcing_in_a_family_visit_does_give_media():
     subscribers = {e.subscriber for e in plan(v.state)}
     assert spy.id in subscribers and RECORDER in subscribers
     assert thumbnails(v.state, "grid:off-a", 2.0)
+
+
+@pytest.mark.parametrize("role", ["officer", "supervisor", "operator"])
+def test_a_forced_listener_in_the_visit_room_gets_nothing(role):
+    v = Visit()
+    v.live()
+    spy = forced(role, "visit")
+    v.state.participants[spy.id] = spy
+    edges = plan(v.state)
+    assert {e.subscriber for e in edges} == {e.publisher for e in edges} == {v.guest, v.inmate}
