@@ -59,8 +59,12 @@ class Policy:
 
     @property
     def privileged(self) -> bool:
-        """No recorder and no observer may ever be attached (R2)."""
-        return self.recording == "forbidden" and not self.observer_roles
+        """No recorder and no observer may ever be attached (R2). The kind decides first: a
+        privileged policy that someone gave observers or recording stays privileged (fail
+        closed), it does not silently become an observable one."""
+        return self.kind == "privileged" or (
+            self.recording == "forbidden" and not self.observer_roles
+        )
 
     def allows(self, role: str, command_type: str) -> bool:
         return role in self.permissions.get(command_type, frozenset())

@@ -55,3 +55,27 @@ def test_a_forced_listener_in_the_visit_room_gets_nothing(role):
     v.state.participants[spy.id] = spy
     edges = plan(v.state)
     assert {e.subscriber for e in edges} == {e.publisher for e in edges} == {v.guest, v.inmate}
+
+
+def test_a_privileged_policy_given_observers_and_recording_stays_privileged():
+    """Fail closed: a mistaken edit of the privileged policy (observer roles, recording) does not
+    turn the session into an observable one."""
+    from dataclasses import replace
+
+    v = Visit()
+    v.live()
+    loose = replace(
+        v.state.policy,
+        observer_roles=frozenset({"officer"}),
+        observed_spaces=frozenset({"visit"}),
+        recording="required",
+        recorded_spaces=frozenset({"visit"}),
+    )
+    v.state.policy = loose
+    assert loose.privileged
+    spy = forced("officer")
+    v.state.participants[spy.id] = spy
+    v.state.recording, v.state.recorder = True, "ready"
+    edges = plan(v.state)
+    assert {e.subscriber for e in edges} == {v.guest, v.inmate}
+    assert thumbnails(v.state, "grid:off-a", 2.0) == frozenset()
