@@ -267,8 +267,9 @@ class ConsultDesk:
 
     async def call_back(self, account, ticket_id: int, link_base: str) -> dict:
         """The lawyer calls a call-back ticket back by video: a consultation session as for a
-        pick-up, and a text to the caller's phone with a fresh address of their ticket's page
-        (only the secret's hash is kept, so the address is new), which opens the call."""
+        pick-up, and a text to the caller's phone with the call's link (``/j/<token>``, the one
+        their ticket's page also leads to; the page's own address keeps working for the
+        summary afterwards)."""
         username = account.username
         now = self.clock()
         ticket = self.store.ticket(ticket_id)
@@ -282,10 +283,10 @@ class ConsultDesk:
             raise DeskError("busy", "finish the current consultation first")
         ticket = self._open_consultation(account, ticket, now, expect=("callback",))
         self.store.set_status(username, "busy", now)
-        secret = self.store.rotate_secret(ticket.id)
+        path = self._citizen_path(ticket)
         body = (
-            f"值班律师正在视频回电，请打开：{link_base}/consult/t/{secret}\n"
-            f"A duty lawyer is calling you back by video now: {link_base}/consult/t/{secret}"
+            f"值班律师正在视频回电，请打开：{link_base}{path}\n"
+            f"A duty lawyer is calling you back by video now: {link_base}{path}"
         )
         try:
             await self.notifier.send(ticket.phone, "律师回电 A lawyer calls you back", body)
@@ -330,13 +331,9 @@ class ConsultDesk:
         if ticket.state == "callback":
             out["callback_at"] = self.local(ticket.callback_at).isoformat(timespec="minutes")
         if ticket.state == "serving" and ticket.session:
-            state = self.service.state(ticket.session)
-            p = state.participants.get(ticket.citizen_pid)
-            if not state.ended and p is not None and p.space != "removed":
-                token = self.signer.issue(
-                    state.id, p.id, p.role, ttl=CITIZEN_TTL, gen=p.invitation_gen
-                )
-                out["join_path"] = f"/j/{token}"
+            path = self._citizen_path(ticket)
+            if path:
+                out["join_path"] = path
         if ticket.state == "done":
             out |= {
                 "summary": ticket.summary,
@@ -345,6 +342,15 @@ class ConsultDesk:
                 "rating": ticket.rating,
             }
         return out
+
+    def _citizen_path(self, ticket: Ticket) -> str | None:
+        """The citizen's link into their consultation, while it runs."""
+        state = self.service.state(ticket.session)
+        p = state.participants.get(ticket.citizen_pid)
+        if state.ended or p is None or p.space == "removed":
+            return None
+        token = self.signer.issue(state.id, p.id, p.role, ttl=CITIZEN_TTL, gen=p.invitation_gen)
+        return f"/j/{token}"
 
     def leave(self, secret: object) -> None:
         ticket = self.ticket_for(secret)
