@@ -22,6 +22,7 @@
     })),
     current: null,
     base: 0, // the video's own time at the segment's start (WebM keeps media time, or not)
+    known: false, // base is known (the segment's metadata has loaded)
   }));
   let t = start;
   let playing = false;
@@ -44,13 +45,24 @@
         tr.fig.classList.remove("playing");
         return;
       }
+      tr.known = false;
       tr.video.src = seg.src;
+      // Where the file's time starts: Chromium keeps the WebM's timestamps (the segment's media
+      // time) yet reports buffered and seekable from 0, so the end tells: a file that ends near
+      // the segment's media end keeps media time, one that ends near its length starts at 0.
       tr.video.addEventListener(
         "loadedmetadata",
         () => {
-          const s0 = tr.video.seekable.length ? tr.video.seekable.start(0) : 0;
-          tr.base = s0 > 0.5 ? seg.start : 0;
-          tr.video.currentTime = tr.base + (t - seg.start);
+          if (tr.current !== seg) return; // a later segment replaced this one meanwhile
+          const v = tr.video;
+          const fileEnd = isFinite(v.duration)
+            ? v.duration
+            : v.seekable.length && isFinite(v.seekable.end(0)) ? v.seekable.end(0) : 0;
+          const kept = Math.abs(fileEnd - seg.end) <= Math.abs(fileEnd - (seg.end - seg.start));
+          tr.base = kept ? seg.start : 0;
+          tr.known = true;
+          v.currentTime = tr.base + (t - seg.start);
+          if (playing) v.play().catch(() => {});
         },
         { once: true }
       );
@@ -59,22 +71,34 @@
     tr.fig.classList.add("playing");
     tr.video.muted = !sound.checked;
     const want = tr.base + (t - seg.start);
-    if (tr.video.readyState >= 1 && Math.abs(tr.video.currentTime - want) > 0.3) {
+    if (tr.known && tr.video.readyState >= 1 && Math.abs(tr.video.currentTime - want) > 0.3) {
       tr.video.currentTime = want;
     }
-    if (playing && tr.video.paused) tr.video.play().catch(() => {});
+    if (playing && tr.known && tr.video.paused) tr.video.play().catch(() => {});
     if (!playing && !tr.video.paused) tr.video.pause();
   }
 
   function render() {
-    seek.value = String(t);
+    player.dataset.state = playing ? "playing" : "paused"; // for styles and tests
+    seek.value = String(t); // a range input rounds it to its step (0.1 s): t is the clock
     out.textContent = clock(t);
     tracks.forEach(place);
   }
 
+  // The clock holds while a person's segment is still loading or seeking (a new segment, a
+  // slow link), so nobody's picture is skipped; a segment that failed to load is not waited for.
+  function buffering() {
+    return tracks.some(
+      (tr) =>
+        tr.current &&
+        !tr.video.error &&
+        (!tr.known || tr.video.seeking || tr.video.readyState < 3)
+    );
+  }
+
   function frame(now) {
     if (!playing) return;
-    if (last) t = Math.min(end, t + (now - last) / 1000);
+    if (last && !buffering()) t = Math.min(end, t + (now - last) / 1000);
     last = now;
     render();
     if (t >= end) {
