@@ -165,7 +165,9 @@ def compare(off: list[dict], on: list[dict], visits: int) -> dict:
         return sum(r[key] for r in runs) / len(runs)
 
     def per_s(runs: list[dict], key: str) -> float:
-        return sum(r["server_counters"][key] / r["server_counters"]["grid_uptime_s"] for r in runs) / len(runs)
+        return sum(
+            r["server_counters"][key] / r["server_counters"]["grid_uptime_s"] for r in runs
+        ) / len(runs)
 
     cores_off, cores_on = mean(off, "server_cores"), mean(on, "server_cores")
     pps_off, pps_on = mean(off, "packets_per_s"), mean(on, "packets_per_s")
@@ -217,7 +219,7 @@ def replay(visits: int, seconds: float, grid: bool) -> dict:
     import asyncio
 
     from bench import clip
-    from media.forwarder import Forwarder, Subscription
+    from media.forwarder import Forwarder
     from media.rtp import EncodedFrame
     from media.slot import SlotTrack
 
@@ -240,7 +242,10 @@ def replay(visits: int, seconds: float, grid: bool) -> dict:
         for v in range(visits):
             for end in range(2):
                 name = f"v{v}-{end}"
-                fwd = {k: Forwarder(name, k, lambda: True, clock=lambda: now[0]) for k in ("audio", "video")}
+                fwd = {
+                    k: Forwarder(name, k, lambda: True, clock=lambda: now[0])
+                    for k in ("audio", "video")
+                }
                 for kind, f in fwd.items():
                     out = _CountingOutput()
                     outputs.append(out)
@@ -308,14 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.replay:
         load = os.getloadavg()
         arms: dict[str, list[dict]] = {"off": [], "on": []}
-        for mode in (["off", "on", "on", "off"] * args.repeat):
+        for mode in ["off", "on", "on", "off"] * args.repeat:
             arms[mode].append(replay(args.visits, args.replay, mode == "on"))
         cpu = {m: sum(r["cpu_s"] for r in runs) / len(runs) for m, runs in arms.items()}
         pk = {m: runs[0]["packets"] for m, runs in arms.items()}
         pin = arms["off"][0]["packets_in"]
-        model = {
-            m: pin * INGEST_S_PER_PACKET + pk[m] * SEND_S_PER_PACKET + cpu[m] for m in arms
-        }
+        model = {m: pin * INGEST_S_PER_PACKET + pk[m] * SEND_S_PER_PACKET + cpu[m] for m in arms}
         out = {
             "visits": args.visits,
             "media_seconds": args.replay,

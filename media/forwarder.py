@@ -173,7 +173,9 @@ class Forwarder:
             del self.subscriptions[sub.subscriber_id]
 
     def _thumbnail_interval(self) -> float | None:
-        intervals = [s.keyframe_interval for s in self.subscriptions.values() if s.keyframe_interval]
+        intervals = [
+            s.keyframe_interval for s in self.subscriptions.values() if s.keyframe_interval
+        ]
         return min(intervals) if intervals else None
 
     def _arm_periodic(self, delay: float | None = None) -> None:

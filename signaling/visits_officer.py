@@ -37,15 +37,15 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from media.errors import MediaError
 from rooms.commands import decode_command
 from rooms.errors import CommandError
 from rooms.plan import thumbnails
 from rooms.state import GONE
-from media.errors import MediaError
 from signaling.conductor import media_key
 from signaling.guard import refusal
-from signaling.staff import current
 from signaling.pages import esc
+from signaling.staff import current
 from signaling.visits_pages import ERRORS, csrf_field
 from visits.access import allowed, require
 from visits.model import VisitError
@@ -224,10 +224,14 @@ class OfficerConsole:
             f"<span class='quality'></span></li>"
             for side, p in (("family", family), ("inmate", held))
         )
-        thumbs = "" if privileged else "".join(
-            f"<video class='thumb' muted playsinline autoplay data-end='{side}'"
-            f" data-media='{esc(media_key(state.id, p.id))}'></video>"
-            for side, p in (("family", family), ("inmate", held))
+        thumbs = (
+            ""
+            if privileged
+            else "".join(
+                f"<video class='thumb' muted playsinline autoplay data-end='{side}'"
+                f" data-media='{esc(media_key(state.id, p.id))}'></video>"
+                for side, p in (("family", family), ("inmate", held))
+            )
         )
         actions = []
         base = f"/visits/live/{esc(state.id)}"

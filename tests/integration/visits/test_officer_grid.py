@@ -115,8 +115,9 @@ async def test_the_grid_shows_links_and_keyframe_thumbnails(allday):
             }
             grid_bot.set_slot_map(engine.slot_map("grid:prison-a:off-a:0"))
             await until(
-                lambda: grid_bot.frames_from(family.pid) >= 1
-                and grid_bot.frames_from(inmate.pid) >= 1,
+                lambda: (
+                    grid_bot.frames_from(family.pid) >= 1 and grid_bot.frames_from(inmate.pid) >= 1
+                ),
                 timeout=20,
             )
             forwarder = engine.peers[media_key(session, family.pid)].publications["video"]
@@ -132,9 +133,7 @@ async def test_the_grid_shows_links_and_keyframe_thumbnails(allday):
             assert inmate.bot.frames_from(family.pid) - full > 10 * thumbs  # full rate there
             assert grid_bot.unreadable_frames == 0
             # never sound on the grid
-            assert not [
-                s for s in engine.slot_map("grid:prison-a:off-a:0") if s["audio"]
-            ]
+            assert not [s for s in engine.slot_map("grid:prison-a:off-a:0") if s["audio"]]
             # the parties never learn of the grid
             for peer in (family, inmate):
                 assert len(peer.last()["participants"]) == 2
