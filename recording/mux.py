@@ -112,7 +112,7 @@ class SegmentMuxer:
             size = vp8_size(data)
             if size:
                 self._size, self._found_size = size, True
-        ms = round(media_time * 1000)
+        ms = max(0, round(media_time * 1000))  # a file's times are unsigned
         last = self._last.get(kind)
         if last is not None and ms <= last:
             ms = last + 1  # a publisher's clock stepped back (reconnect): keep order

@@ -100,6 +100,11 @@ def test_a_clock_stepping_back_keeps_the_order():
         mux.add("video", data, t, key)
     times = [f.time for f in decoded(mux.finish(), "video")]
     assert times == sorted(times) and len(set(times)) == 3 and times[0] == 5.0
+    # right after the session began, a step back would go below zero: the file starts at 0
+    mux = SegmentMuxer(None)
+    for t, (data, key) in zip((-0.2, 0.0, 0.1), video, strict=True):
+        mux.add("video", data, t, key)
+    assert [f.time for f in decoded(mux.finish(), "video")] == [0.0, 0.001, 0.1]
 
 
 def test_audio_only_and_empty():
