@@ -4,7 +4,8 @@ A mediator and two parties, each browser's fake microphone playing its own tone:
 gives their own consent, asks, both parties agree on their phones, recording starts by itself,
 party A spends a while in a caucus, the mediator stops. The stored segments are then decrypted
 with recording/'s own code and decoded with PyAV: per person, the video frames and the audio
-match what the page sent and the recorded time (bounds below), the audio carries that person's
+match what the page sent (its getStats ``framesSent`` and audio ``packetsSent``) and the recorded
+time within 5 %, the issue's bound (see ``_check``), the audio carries that person's
 tone, and no joint room segment of A overlaps the caucus. Then the two paths where nothing is
 recorded (a mediator who has not consented, a party who does not agree) and a late joiner held
 until they agree.
@@ -13,6 +14,7 @@ until they agree.
 from __future__ import annotations
 
 import hashlib
+import urllib.request
 
 import pytest
 
@@ -30,13 +32,24 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOU
 TONES = {"M": 660.0, "A": 440.0, "B": 1000.0}
 RECORDING = "() => !!(window.parley.view && window.parley.view.session.recording)"
 NOT_RECORDING = "() => !!(window.parley.view && !window.parley.view.session.recording)"
-# Every 100 ms, in the page: [wall clock, video frames sent, audio packets sent] so far — what the
-# page's camera and microphone really sent, on the same clock as the ledger's timestamps.
-SENT_LOG = """() => { window.__sent = []; setInterval(async () => {
-  const pc = (window.__pcs || []).at(-1); if (!pc) return; let v = 0, a = 0;
-  (await pc.getStats()).forEach(r => { if (r.type !== 'outbound-rtp') return;
-    if (r.kind === 'video') v += r.framesSent || 0; else a += r.packetsSent || 0; });
-  window.__sent.push([Date.now() / 1000, v, a]); }, 100); }"""
+# Every 100 ms, in the page: [wall clock, video frames sent, audio packets sent, video frames
+# encoded, NACKs received, video packets the server reported lost] so far, over all of the
+# page's connections (a reconnect starts new counters: each connection keeps the last values
+# read from it) — what the camera and microphone really sent, on the ledger's clock.
+SENT_LOG = """() => { window.__sent = []; const last = new Map(); setInterval(async () => {
+  for (const pc of window.__pcs || []) {
+    if (pc.connectionState === 'closed') continue;
+    const row = [0, 0, 0, 0, 0];
+    try { (await pc.getStats()).forEach(r => {
+      if (r.type === 'outbound-rtp' && r.kind === 'video') {
+        row[0] += r.framesSent || 0; row[2] += r.framesEncoded || 0; row[3] += r.nackCount || 0; }
+      else if (r.type === 'outbound-rtp') row[1] += r.packetsSent || 0;
+      else if (r.type === 'remote-inbound-rtp' && r.kind === 'video') row[4] += r.packetsLost || 0;
+    }); } catch (e) { continue; }
+    last.set(pc, row); }
+  const total = [Date.now() / 1000, 0, 0, 0, 0, 0];
+  for (const row of last.values()) row.forEach((x, i) => { total[i + 1] += x; });
+  window.__sent.push(total); }, 100); }"""
 STATUS_NAMES = "name => document.getElementById('rec-status').textContent.includes(name)"
 
 
@@ -73,6 +86,49 @@ def _sent_between(log, t0: float, t1: float, column: int) -> float:
         raise AssertionError(f"{t} is outside the page's log")
 
     return at(t1) - at(t0)
+
+
+def _recorded_spans(events, pid: str, started: float, stopped: float) -> list[tuple]:
+    """When ``pid`` was in the recording by the rules (connected, in the joint room) while the
+    run lasted, by the ledger's clock."""
+    spans, since = [], None
+    connected = joint = False
+    for e in events:
+        d = e.data
+        if d.get("participant") != pid:
+            continue
+        if e.type == "participant.connected":
+            connected, joint = True, d["space"] == "joint"
+        elif e.type == "participant.disconnected":
+            connected = False
+        elif e.type == "participant.moved":
+            joint = d["to"] == "joint"
+        elif e.type == "participant.admitted":
+            joint = d["space"] == "joint"
+        else:
+            continue
+        if connected and joint and since is None:
+            since = e.ts
+        elif not (connected and joint) and since is not None:
+            spans.append((since, e.ts))
+            since = None
+    if since is not None:
+        spans.append((since, stopped))
+    clipped = [(max(t0, started), min(t1, stopped)) for t0, t1 in spans]
+    return [(t0, t1) for t0, t1 in clipped if t1 > t0]
+
+
+def _media_metrics(url: str) -> dict:
+    """The server's media counters (loopback /metrics): where frames were lost, if any."""
+    with urllib.request.urlopen(url + "/metrics", timeout=WAIT_S) as r:
+        text = r.read().decode()
+    keys = ("frames_received", "upstream_losses", "video_holes_skipped", "video_nacks_repeated")
+    return {
+        k: float(line.split()[-1])
+        for line in text.splitlines()
+        for k in keys
+        if line.startswith(f"parley_media_{k} ")
+    }
 
 
 def _print_ledger(data, session: str) -> None:
@@ -155,6 +211,7 @@ def test_recorded_mediation_with_a_caucus(tmp_path, launch, new_page):
         rising(med, "sent")  # the frame logs reach past the stop
         assert [page.evaluate("() => window.parley.weak") for page in p.values()] == [None] * 3
         sent_log = {n: page.evaluate("() => window.__sent") for n, page in p.items()}
+        server_media = _media_metrics(server.url)
     except Exception:  # on a loaded machine, say what the session did
         _print_ledger(data, session)
         raise
@@ -166,6 +223,15 @@ def test_recorded_mediation_with_a_caucus(tmp_path, launch, new_page):
         events = store.read(session)
     finally:
         store.close()
+    try:
+        _check(data, session, events, ids, sent_log, server_media)
+    except AssertionError:  # say what the session did
+        _print_ledger(data, session)
+        raise
+
+
+def _check(data, session: str, events, ids: dict, sent_log: dict, server_media: dict) -> None:
+    """The stored recording against the ledger, the pages' logs and the issue's bounds."""
     assert verify_chain(events) == []
     man = manifest(events)
     assert [run["started_by"] for run in man["runs"]] == [ids["M"]]
@@ -178,12 +244,15 @@ def test_recorded_mediation_with_a_caucus(tmp_path, launch, new_page):
     moved = next(e for e in moves if e.data["to"] == "caucus:a")
     back = next(e for e in moves if e.data["from"] == "caucus:a")
     key = DataKey.for_session(MasterKey.load(data), directory, session)
+    epoch = events[0].ts  # session.created: media time counts from here
 
     report = {}
+    run = man["runs"][0]
     for name, pid in ids.items():
+        log = sent_log[name]
         segments = [s for s in man["segments"] if s["participant"] == pid]
         assert len(segments) >= 2, (name, segments)
-        frames = sent = audio = sent_audio = media = 0.0
+        frames = sent = by_arrival = audio = sent_audio = media = 0.0
         own = other = 0.0
         for s in segments:
             assert s["space"] == "joint"
@@ -195,46 +264,58 @@ def test_recorded_mediation_with_a_caucus(tmp_path, launch, new_page):
             assert got["video"] == s["video_frames"] > 0, (name, s["file"])
             frames += got["video"]
             audio += got["audio_s"]
-            sent += _sent_between(sent_log[name], s["wall_start"], s["wall_end"], 1) + 1
-            sent_audio += (
-                _sent_between(sent_log[name], s["wall_start"], s["wall_end"], 2) + 1
-            ) / 50
+            # What the page sent while this segment's frames were captured: its media time is
+            # the publisher's RTP clock anchored at the first frame's arrival, so it is the
+            # page's clock shifted by one constant delay (sending goes on around it: the shift
+            # changes nothing). The server's arrival times are not the reference: a server
+            # falling behind shifts them by a growing delay, which is time, not loss.
+            t0, t1 = epoch + s["media_start"], epoch + s["media_end"]
+            sent += _sent_between(log, t0, t1, 1) + 1
+            sent_audio += (_sent_between(log, t0, t1, 2) + 1) / 50  # 20 ms Opus packets
+            by_arrival += _sent_between(log, s["wall_start"], s["wall_end"], 1) + 1
             media += s["media_end"] - s["media_start"] + 1 / 15
             if got["audio_s"] >= 0.5:  # a segment cut just before the stop may be a frame long
                 own += tone_power(got["samples"], TONES[name])
                 other += max(tone_power(got["samples"], TONES[n]) for n in TONES if n != name)
             if name == "A":  # R9: nothing of the caucus in a joint-room segment
                 assert s["wall_end"] <= moved.ts + 0.2 or s["wall_start"] >= back.ts - 0.2, s
-        # the recorded time, by the server's clock: the run (start to stop), less A's caucus
-        run = man["runs"][0]
-        recorded = run["stopped"] - run["started"] - ((back.ts - moved.ts) if name == "A" else 0.0)
+        # the recorded time, by the server's clock: while the person was connected in the
+        # joint room during the run (A's caucus, or a reconnect on a starved machine, is not);
+        # what the page's camera sent meanwhile is the frames that time should hold
+        spans = _recorded_spans(events, pid, run["started"], run["stopped"])
+        recorded = sum(t1 - t0 for t0, t1 in spans)
+        expected = sum(_sent_between(log, t0, t1, 1) for t0, t1 in spans)
         report[name] = dict(
             segments=len(segments),
             frames=int(frames),
             sent=round(sent),
+            sent_by_arrival=round(by_arrival),
+            frames_for_recorded_s=round(expected),
             sent_audio_s=round(sent_audio, 2),
-            media_s=round(media, 2),
             audio_s=round(audio, 2),
+            media_s=round(media, 2),
             recorded_s=round(recorded, 2),
+            nacks=log[-1][4],
+            lost_packets=log[-1][5],
             tone_ratio=round(own / max(other, 1e-9), 1),
         )
+    print("server media:", server_media)
     print("recorded mediation:", report)  # the figures docs/recording.md quotes
     for name, r in report.items():
-        # Nothing invented or stretched: never more frames than the camera sent while recorded,
-        # never more audio than media time, never more media time than the run (a re-anchor
-        # after a >2 s stall of a starved server may add a little: 20 %).
+        # Nothing invented or stretched: never more frames or audio than the page sent while
+        # recorded, never more media time than the run (a re-anchor after a >2 s stall of a
+        # starved server may add a little: 20 %).
         assert r["frames"] <= 1.05 * r["sent"] + r["segments"], (name, r)
-        assert r["audio_s"] <= 1.05 * r["media_s"], (name, r)
+        assert r["audio_s"] <= 1.05 * r["sent_audio_s"], (name, r)
         assert r["media_s"] <= 1.2 * r["recorded_s"], (name, r)
-        # Little lost: at load average ~8 all three hold within 5 % (seen: M 223 frames of 225
-        # sent, 15.12 s of audio for 15.28 s of media in a 15.14 s run). Through Chromium's
-        # real network stack on a shared two-core machine at load average ~25, up to ~22 % of
-        # what the camera sent never reached the server (gaps stay gaps, by design), so the
-        # floor here is 75 %; the recorder's own 5 % (exact frame rate, no transport) is held by
-        # tests/integration/recording/test_recorded_mediation.py.
-        assert r["frames"] >= 0.75 * r["sent"], (name, r)
-        assert r["audio_s"] >= 0.75 * r["media_s"], (name, r)
-        assert r["media_s"] >= 0.75 * r["recorded_s"], (name, r)
+        # The issue's 5 %: the frames and the audio against what the page's camera and
+        # microphone sent (getStats), and against the recorded time.
+        assert r["frames"] >= 0.95 * r["sent"], (name, r)
+        assert r["audio_s"] >= 0.95 * r["sent_audio_s"], (name, r)
+        expected = r["frames_for_recorded_s"]
+        assert abs(r["frames"] - expected) <= 0.05 * expected, (name, r)
+        assert abs(r["audio_s"] - r["recorded_s"]) <= 0.05 * r["recorded_s"], (name, r)
+        assert r["media_s"] >= 0.95 * r["recorded_s"], (name, r)
         assert r["tone_ratio"] > 20, (name, r)
 
 
