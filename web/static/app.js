@@ -592,33 +592,44 @@
       : (rtt !== null && rtt > 0.3) || loss > 0.03 ? "fair" : "good";
     showQuality();
   }
-  const SEND_LOSS_WEAK = 0.25, FROZEN_WEAK = 0.5, FROZEN_OVER = 4;
+  const SEND_LOSS_WEAK = 0.25, FROZEN_WEAK = 0.5, FROZEN_OVER = 4, LONG_FREEZE_S = 0.6;
 
-  // The share of the time since the last measurement that the remote pictures stood still, as
-  // the person saw them (mean over the video streams that packets arrived on: a publisher in
-  // audio-only, or video paused for me, sends none and does not count). Chromium counts a freeze
-  // (a frame gap > 3x the average interval, or + 150 ms) when it ends (totalFreezesDuration); a
-  // stream that decoded nothing at all stood still throughout. null: no video arrives.
+  // The share of the time since the last measurement that the remote pictures stood still for
+  // long, as the person saw them (mean over the video streams that packets arrived on: a
+  // publisher in audio-only, or video paused for me, sends none and does not count). Chromium
+  // counts a freeze (a frame gap > 3x the average interval, or + 150 ms) when it ends
+  // (freezeCount, totalFreezesDuration); freezes that last ≥ 0.6 s on average count; a stream
+  // that decoded nothing at all stood still throughout. null: no video arrives.
   function frozenShare(reports, pc) {
     const now = performance.now();
     const streams = {};
     reports.forEach((r) => {
       if (r.type !== "inbound-rtp" || r.kind !== "video") return;
-      streams[r.id] = { packets: r.packetsReceived || 0, frames: r.framesDecoded || 0, frozen: r.totalFreezesDuration || 0 };
+      streams[r.id] = {
+        packets: r.packetsReceived || 0, frames: r.framesDecoded || 0,
+        frozen: r.totalFreezesDuration || 0, freezes: r.freezeCount || 0,
+      };
     });
     const prev = state.seen && state.seen.pc === pc ? state.seen : null;
     state.seen = { pc, at: now, streams };
     if (!prev) { state.frozenRecent = []; return null; }  // a new connection starts afresh
     const dt = Math.max(0.5, (now - prev.at) / 1000);
     let sum = 0, count = 0;
+    state.freezeMean = 0;
     for (const [id, s] of Object.entries(streams)) {
       const p = prev.streams[id];
       if (!p) continue;
       // time already counted as frozen because nothing decoded: not again when the freeze ends
       s.counted = s.frames === p.frames ? (p.counted || 0) + dt : 0;
       if (s.packets - p.packets < 10) continue;
+      // only long freezes: under 10 % random loss a NACK round trip makes many short ones
+      // (0.2-0.5 s, the picture goes on); a link too thin for video makes the picture stand
+      // for seconds, waiting for keyframes
       const ended = Math.max(0, s.frozen - p.frozen - (p.counted || 0));
-      sum += s.frames === p.frames ? 1 : Math.min(1, ended / dt);
+      const mean = s.freezes > p.freezes ? (s.frozen - p.frozen) / (s.freezes - p.freezes) : 0;
+      state.freezeMean = Math.max(state.freezeMean || 0, mean);  // shown in traces
+      const long = mean >= LONG_FREEZE_S;
+      sum += s.frames === p.frames ? 1 : long ? Math.min(1, ended / dt) : 0;
       count += 1;
     }
     return count ? sum / count : null;
