@@ -134,6 +134,20 @@ async def test_the_grid_shows_links_and_keyframe_thumbnails(allday):
             assert grid_bot.unreadable_frames == 0
             # never sound on the grid
             assert not [s for s in engine.slot_map("grid:prison-a:off-a:0") if s["audio"]]
+            # a second connection (part 1: visits 9-16) carries nothing while there is one visit
+            part1 = Bot("grid-off-a-1", slots=2)
+            try:
+                status, reply = await grid_offer(
+                    off_a, p.url, {"csrf": csrf, "part": 1, "sdp": await part1.create_offer()}
+                )
+                assert status == 200, reply
+                await part1.accept_answer(reply["sdp"])
+                status, data = await live_json(off_a, p.url)
+                assert {s["part"] for s in data["grid"]} == {0, 1}
+                assert not [s for s in data["grid"] if s["part"] == 1 and s["media"]]
+                assert len([s for s in data["grid"] if s["part"] == 0 and s["media"]]) == 2
+            finally:
+                await part1.close()
             # the parties never learn of the grid
             for peer in (family, inmate):
                 assert len(peer.last()["participants"]) == 2
