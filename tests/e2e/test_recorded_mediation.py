@@ -14,8 +14,10 @@ until they agree.
 from __future__ import annotations
 
 import hashlib
+import io
 import urllib.request
 
+import av
 import pytest
 
 from recording.keys import DataKey, MasterKey
@@ -86,6 +88,16 @@ def _sent_between(log, t0: float, t1: float, column: int) -> float:
         raise AssertionError(f"{t} is outside the page's log")
 
     return at(t1) - at(t0)
+
+
+def _pts_range(webm: bytes, kind: str) -> tuple[float, float]:
+    """The media time of a track's first and last packet in a segment (its WebM keeps it)."""
+    with av.open(io.BytesIO(webm)) as c:
+        stream = c.streams.video[0] if kind == "video" else c.streams.audio[0]
+        times = [
+            float(p.pts * p.time_base) for p in c.demux(stream) if p.pts is not None and p.size
+        ]
+    return (min(times), max(times)) if times else (0.0, 0.0)
 
 
 def _recorded_spans(events, pid: str, started: float, stopped: float) -> list[tuple]:
@@ -264,14 +276,20 @@ def _check(data, session: str, events, ids: dict, sent_log: dict, server_media: 
             assert got["video"] == s["video_frames"] > 0, (name, s["file"])
             frames += got["video"]
             audio += got["audio_s"]
-            # What the page sent while this segment's frames were captured: its media time is
-            # the publisher's RTP clock anchored at the first frame's arrival, so it is the
-            # page's clock shifted by one constant delay (sending goes on around it: the shift
-            # changes nothing). The server's arrival times are not the reference: a server
-            # falling behind shifts them by a growing delay, which is time, not loss.
-            t0, t1 = epoch + s["media_start"], epoch + s["media_end"]
-            sent += _sent_between(log, t0, t1, 1) + 1
-            sent_audio += (_sent_between(log, t0, t1, 2) + 1) / 50  # 20 ms Opus packets
+            # What the page sent while this segment's frames were captured: each track's
+            # media time is the publisher's RTP clock anchored at that track's first frame's
+            # arrival, so it is the page's clock shifted by one constant delay per track
+            # (sending goes on around it: the shift changes nothing); the segment's own bounds
+            # span both tracks, whose anchors differ a little. The server's arrival times are
+            # not the reference: a server falling behind shifts them by a growing delay, which
+            # is time, not loss.
+            for kind, column, per in (("video", 1, 1), ("audio", 2, 50)):
+                first, last = _pts_range(webm, kind)
+                count = (_sent_between(log, epoch + first, epoch + last, column) + 1) / per
+                if kind == "video":
+                    sent += count
+                else:
+                    sent_audio += count  # 20 ms Opus packets
             by_arrival += _sent_between(log, s["wall_start"], s["wall_end"], 1) + 1
             media += s["media_end"] - s["media_start"] + 1 / 15
             if got["audio_s"] >= 0.5:  # a segment cut just before the stop may be a frame long
