@@ -35,6 +35,7 @@ from desk.codes import PhoneCodes, Window
 from desk.errors import DeskError
 from signaling.desk_http import body, client_address
 from signaling.guard import refusal
+from signaling.http import WEB_DIR
 from visits import notices
 from visits.access import family_records
 from visits.booking import ACTIVE, CELL, parse_start
@@ -462,7 +463,7 @@ class FamilyPages:
 
     # -- the page -------------------------------------------------------------------------------
     async def page(self, request: web.Request) -> web.Response:
-        resp = web.Response(text=PAGE, content_type="text/html")
+        resp = web.FileResponse(WEB_DIR / "family.html")
         resp.headers["Cache-Control"] = "no-store"
         resp.headers["Referrer-Policy"] = "no-referrer"
         return resp
@@ -484,99 +485,3 @@ class FamilyPages:
             web.post(f"{api}/record", answers(self.record)),
         ]
 
-
-PAGE = """<!doctype html>
-<html lang="zh">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1,viewport-fit=cover">
-<meta name="referrer" content="no-referrer">
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="/static/style.css">
-<link rel="stylesheet" href="/static/visits.css">
-<title>亲属服务 Family services · Parley</title>
-</head>
-<body class="family-page">
-<header class="bar">
-  <span class="brand">Parley</span>
-  <span class="title" data-t="f_title"></span>
-  <button id="lang" class="lang" type="button">English</button>
-</header>
-<main class="family">
-  <p id="error" class="error" role="alert" hidden></p>
-  <p id="notice" class="notice-line" role="status" aria-live="polite" hidden></p>
-
-  <section id="s-login" class="screen">
-    <h1 data-t="f_login_title"></h1>
-    <p data-t="f_login_text"></p>
-    <form id="login-form" class="family-form" novalidate>
-      <label><span data-t="f_contact"></span>
-        <input id="contact" inputmode="email" maxlength="200" required autocomplete="tel"></label>
-      <p><button id="send-code" class="secondary" type="button" data-t="f_send_code"></button></p>
-      <label><span data-t="f_code"></span>
-        <input id="code" inputmode="numeric" maxlength="6" required autocomplete="one-time-code"></label>
-      <button id="login" class="big primary" type="submit" data-t="f_login"></button>
-    </form>
-  </section>
-
-  <section id="s-home" class="screen" hidden>
-    <label><span data-t="f_as"></span><select id="record"></select></label>
-    <p id="record-line" class="f-note"></p>
-    <nav class="family-tabs">
-      <button type="button" data-tab="t-visit" data-t="f_tab_visit"></button>
-      <button type="button" data-tab="t-bookings" data-t="f_tab_bookings"></button>
-      <button type="button" data-tab="t-meals" data-t="f_tab_meals"></button>
-      <button type="button" data-tab="t-record" data-t="f_tab_record"></button>
-    </nav>
-
-    <div id="t-visit" class="tab">
-      <h2 data-t="f_visit_title"></h2>
-      <p id="not-visitable" class="f-note" data-t="f_not_visitable" hidden></p>
-      <form id="visit-form" class="family-form" novalidate>
-        <label><span data-t="f_bureau"></span><select id="bureau"></select></label>
-        <fieldset><legend data-t="f_co_visitors"></legend><div id="co"></div></fieldset>
-        <label><span data-t="f_dates"></span><input id="date1" type="date"></label>
-        <label><span data-t="f_date2"></span><input id="date2" type="date"></label>
-        <button id="find" class="secondary" type="submit" data-t="f_find"></button>
-      </form>
-      <div id="slots" class="slots"></div>
-    </div>
-
-    <div id="t-bookings" class="tab" hidden>
-      <h2 data-t="f_bookings_title"></h2>
-      <p class="f-note" id="cutoff-line"></p>
-      <ul id="bookings" class="family-list"></ul>
-      <div id="move-box" hidden>
-        <h3 data-t="f_move_title"></h3>
-        <label><span data-t="f_dates"></span><input id="move-date" type="date"></label>
-        <button id="move-find" class="secondary" type="button" data-t="f_find"></button>
-        <div id="move-slots" class="slots"></div>
-      </div>
-    </div>
-
-    <div id="t-meals" class="tab" hidden>
-      <h2 data-t="f_meals_title"></h2>
-      <p class="f-note" data-t="f_meals_note"></p>
-      <form id="meal-form" class="family-form" novalidate>
-        <div id="menu"></div>
-        <button id="order" class="primary" type="submit" data-t="f_order"></button>
-      </form>
-      <h3 data-t="f_orders_title"></h3>
-      <ul id="orders" class="family-list"></ul>
-    </div>
-
-    <div id="t-record" class="tab" hidden>
-      <h2 data-t="f_record_title"></h2>
-      <p class="f-note" data-t="f_record_note"></p>
-      <button id="open-record" class="secondary" type="button" data-t="f_record_open"></button>
-      <ul id="entries" class="family-list"></ul>
-    </div>
-
-    <p><button id="logout" class="secondary" type="button" data-t="f_logout"></button></p>
-  </section>
-</main>
-<script src="/static/i18n.js"></script>
-<script src="/static/family.js"></script>
-</body>
-</html>
-"""

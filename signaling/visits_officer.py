@@ -188,15 +188,7 @@ class OfficerConsole:
         site = self.c._site(grants, "visit.live", request.match_info["site"])
         now = time.time()
         rows = []
-        for row in self.c.live.open_rows():
-            b = self.c.res.get(row[0])
-            bureau, facility = self.c._sites_of(b)
-            if site.id not in (bureau, facility):
-                continue
-            try:
-                state = self.service.state(row[1])
-            except CommandError:
-                continue
+        for row, b, state, bureau, facility in self._open_visits(site.id):
             rows.append(self._row(row, b, state, grants, bureau, facility, sess.csrf, now))
         pictures = self.engine is not None and allowed(grants, "visit.observe", site.id)
         body = (
@@ -211,6 +203,19 @@ class OfficerConsole:
             "<script src='/static/call.js'></script><script src='/static/officer.js'></script>"
         )
         return self.c._page("实时会见 Live visits", body, account, sess)
+
+    def _open_visits(self, site_id: str):
+        """The open visits one end of which is at ``site_id``, with their booking and state."""
+        for row in self.c.live.open_rows():
+            b = self.c.res.get(row[0])
+            bureau, facility = self.c._sites_of(b)
+            if site_id not in (bureau, facility):
+                continue
+            try:
+                state = self.service.state(row[1])
+            except CommandError:
+                continue
+            yield row, b, state, bureau, facility
 
     def _row(self, row, b, state, grants, bureau, facility, csrf, now) -> str:
         inmate = self.c.directory.inmate(b.inmate)
@@ -372,15 +377,7 @@ class OfficerConsole:
             return self._json_refusal(exc)
         now = time.time()
         visits, observable = [], set()
-        for row in self.c.live.open_rows():
-            b = self.c.res.get(row[0])
-            bureau, facility = self.c._sites_of(b)
-            if site.id not in (bureau, facility):
-                continue
-            try:
-                state = self.service.state(row[1])
-            except CommandError:
-                continue
+        for row, b, state, bureau, facility in self._open_visits(site.id):
             privileged = state.policy.privileged
             if (
                 not privileged
