@@ -484,4 +484,3 @@ class FamilyPages:
             web.post(f"{api}/meals", answers(self.meal)),
             web.post(f"{api}/record", answers(self.record)),
         ]
-

@@ -377,7 +377,7 @@ class OfficerConsole:
             return self._json_refusal(exc)
         now = time.time()
         visits, observable = [], set()
-        for row, b, state, bureau, facility in self._open_visits(site.id):
+        for row, b, state, _bureau, facility in self._open_visits(site.id):
             privileged = state.policy.privileged
             if (
                 not privileged
