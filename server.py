@@ -43,6 +43,7 @@ from signaling.conductor import Conductor
 from signaling.console import Console
 from signaling.desk import ConsultDesk
 from signaling.desk_console import DeskConsole
+from signaling.desk_documents import DeskDocuments
 from signaling.desk_metrics import DeskMetrics
 from signaling.desk_notify import ContactNotifier, SmsSpool
 from signaling.documents import Documents
@@ -367,6 +368,8 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(desk_ctx)
     app.add_routes(desk_public.routes(consult))
     app.add_routes(DeskConsole(consult, config).routes())
+    # the citizen's attached files (docs/desk.md)
+    app.add_routes(DeskDocuments(consult, config.data_dir / "desk-documents").routes())
     app.add_routes(desk_ring.routes(consult))  # the mediator's panel while the desk rings
     registry.register(DeskMetrics(consult))  # the hall's figures on /metrics
     registry.register(ReviewMetrics(service))  # R3: overdue and due reviews

@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS legal_aid (
   id INTEGER PRIMARY KEY, ts REAL NOT NULL, ticket INTEGER NOT NULL, point TEXT,
   lawyer TEXT NOT NULL, name TEXT NOT NULL, phone TEXT NOT NULL, topic TEXT NOT NULL,
   summary TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'open');
+CREATE TABLE IF NOT EXISTS documents (
+  id TEXT PRIMARY KEY, ticket INTEGER NOT NULL, ts REAL NOT NULL, name TEXT NOT NULL,
+  mime TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS log (
   id INTEGER PRIMARY KEY, ts REAL NOT NULL, ticket INTEGER, actor TEXT NOT NULL,
   type TEXT NOT NULL, data TEXT NOT NULL DEFAULT '{}');
@@ -316,6 +319,27 @@ class DeskStore(SqliteStore):
         return self.rows(
             "SELECT ts, ticket, actor, type, data FROM log WHERE ticket=? ORDER BY id", (tid,)
         )
+
+    # -- documents the citizen attached -----------------------------------------------------------
+    def add_document(self, tid: int, doc: dict, now: float) -> None:
+        """A file the citizen attached to the ticket (the bytes are beside the database)."""
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO documents(id, ticket, ts, name, mime, size, sha256)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (doc["id"], tid, now, doc["name"], doc["mime"], doc["size"], doc["sha256"]),
+            )
+            db.execute(
+                "INSERT INTO log(ts, ticket, actor, type, data) VALUES (?,?,?,?,?)",
+                (now, tid, "citizen", "document_added", json.dumps(doc, ensure_ascii=False)),
+            )
+
+    def documents(self, tid: int) -> list[dict]:
+        rows = self.rows(
+            "SELECT id, name, mime, size, sha256 FROM documents WHERE ticket=? ORDER BY ts, id",
+            (tid,),
+        )
+        return [dict(zip(("id", "name", "mime", "size", "sha256"), r, strict=True)) for r in rows]
 
     # -- legal-aid cases ------------------------------------------------------------------------
     def add_legal_aid(self, ticket: Ticket, lawyer: str, summary: str, now: float) -> int:

@@ -324,6 +324,7 @@ class ConsultDesk:
             "topic": ticket.topic,
             "name": ticket.name,
             "lang": ticket.lang,
+            "documents": [d["name"] for d in self.store.documents(ticket.id)],
         }
         if ticket.state == "waiting":
             pos, eta = self._estimate(ticket, live, now)
@@ -449,6 +450,10 @@ class ConsultDesk:
             "question": t.question,
             "recording_consent": bool(t.consent_recording),
             "flag": t.flag,
+            "documents": [  # what the citizen attached (opened at /desk/api/tickets/…)
+                {k: d[k] for k in ("id", "name", "mime", "size")}
+                for d in (self.store.documents(t.id) if t.kind == "citizen" else [])
+            ],
         }
 
     def _current(self, t: Ticket, username: str) -> dict:

@@ -1,5 +1,5 @@
-// The citizen's consultation page: a form (name, phone with a one-time code, topic, consents),
-// then the live queue (position and estimated wait, polled every 2 s: the polling is also the
+// The citizen's consultation page: a form (name, phone with a one-time code, topic, optional
+// documents, consents), then the live queue (position and estimated wait, polled every 2 s: the polling is also the
 // citizen's presence), the lawyer's call, the summary and the rating. When nobody is on duty,
 // the opening hours and a call-back time instead of the queue.
 (function () {
@@ -13,6 +13,7 @@
   let info = null;
   let last = null;
   let stars = 0;
+  let docsError = null;  // a refused attachment stays said while the queue refreshes
 
   function show(id) { for (const s of SCREENS) $(s).hidden = s !== id; }
   function error(e) {
@@ -82,10 +83,32 @@
     $("code-status").textContent = t("c_code_sent");
     $("code").focus();
   };
+  // Checked here to say so before queueing; the server checks again (type by content, size).
+  const MAX_DOCS = 3, MAX_DOC_BYTES = 10 * 1024 * 1024, DOC_TYPES = ["application/pdf", "image/jpeg", "image/png"];
+  function docsProblem(files) {
+    if (files.length > MAX_DOCS) return "too_many_documents";
+    if (files.some((f) => f.size > MAX_DOC_BYTES)) return "too_large";
+    if (files.some((f) => f.type && !DOC_TYPES.includes(f.type))) return "unsupported_type";
+    return null;
+  }
+  async function sendDocs(files) {
+    for (const f of files) {
+      const form = new FormData();
+      form.append("file", f, f.name);
+      try {
+        const r = await fetch(`/consult/api/tickets/${encodeURIComponent(secret)}/documents`, { method: "POST", body: form });
+        const data = await r.json().catch(() => ({ ok: false, error: { code: "unknown" } }));
+        if (!data.ok) { docsError = data.error; return; }
+      } catch (e) { docsError = { code: "network" }; return; }
+    }
+  }
   $("form").onsubmit = async (e) => {
     e.preventDefault();
     error(null);
     if (!$("consent-online").checked) { error({ code: "consent_required" }); return; }
+    const files = Array.from($("docs").files || []);
+    const problem = docsProblem(files);
+    if (problem) { error({ code: problem }); return; }
     const body = {
       name: $("name").value.trim(), phone: $("phone").value.trim(), code: $("code").value.trim(),
       topic: $("topic").value, consent_online: true, consent_recording: $("consent-recording").checked,
@@ -98,6 +121,7 @@
     secret = r.ticket;
     localStorage.setItem("parley.consult." + point, secret);
     history.replaceState(null, "", `/consult/t/${encodeURIComponent(secret)}`);
+    if (files.length) await sendDocs(files);  // queued first: the place does not wait for them
     poll();
   };
 
@@ -118,7 +142,7 @@
       timer = setTimeout(poll, 3000);
       return;
     }
-    error(null);
+    error(docsError);
     last = r.ticket;
     if (!point) { point = last.point; localStorage.setItem("parley.consult." + point, secret); loadPoint(); }
     render();
@@ -132,6 +156,8 @@
       show("s-queue");
       $("position").textContent = String(tk.position);
       $("eta").textContent = minutes(tk.eta_seconds);
+      $("docs-line").hidden = !(tk.documents && tk.documents.length);
+      $("docs-sent").textContent = (tk.documents || []).join("、");
     } else if (tk.state === "serving" && tk.join_path) {
       show("s-ready");
       $("join-call").href = tk.join_path;

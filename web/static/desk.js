@@ -87,6 +87,21 @@
     }
   }
 
+  // What the citizen attached: links the lawyer opens (each read is logged on the ticket).
+  function docLinks(r) {
+    const docs = r.documents || [];
+    if (!docs.length) return "";
+    const box = el("span", { className: "docs", "data-docs": String(docs.length) }, "材料 Documents: ");
+    docs.forEach((doc, i) => {
+      if (i) box.append(" · ");
+      box.append(el("a", {
+        href: `/desk/api/tickets/${r.id}/documents/${encodeURIComponent(doc.id)}`, target: "_blank",
+        rel: "noopener", "data-doc": doc.id, title: "查阅会被记录 Opening is logged",
+      }, `${doc.name} (${Math.max(1, Math.round(doc.size / 1024))} KB)`));
+    });
+    return box;
+  }
+
   function renderQueue(d) {
     const table = $("queue");
     table.textContent = "";
@@ -106,7 +121,7 @@
       table.append(el("tr", { "data-ticket": String(r.id), "data-kind": r.transfer_from ? "transfer" : r.kind, "data-flag": r.flag || "" },
         el("td", {}, kind), el("td", {}, r.name), el("td", {}, topic),
         el("td", {}, mmss(r.waited)), el("td", {}, r.lang === "en" ? "English" : "中文"),
-        el("td", {}, flags), el("td", {}, pick)));
+        el("td", {}, flags, flags && r.documents && r.documents.length ? " · " : "", docLinks(r)), el("td", {}, pick)));
     }
     $("pickup-next").hidden = !d.on_shift.length || !!d.current || !d.queue.some((r) => r.present);
   }
@@ -130,6 +145,7 @@
     const mediation = c.kind === "mediation";
     box.append(el("h2", {}, mediation ? "调解支持中 In a mediation" : "咨询中 Consultation in progress"));
     box.append(el("p", {}, `${c.name} · ${mediation ? c.question : c.topic_label}`));
+    if (!mediation && c.documents && c.documents.length) box.append(el("p", { id: "current-docs" }, docLinks(c)));
     if (c.join_path) {
       box.append(el("p", {}, el("a", { className: "button primary", id: "open-call", href: c.join_path, target: "_blank", rel: "noopener" },
         mediation ? "进入调解室 Open the mediation room" : "打开视频通话 Open the video call")));
