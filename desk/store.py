@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS tickets (
   citizen_pid TEXT, lawyer_pid TEXT, summary TEXT, referral INTEGER NOT NULL DEFAULT 0,
   referral_note TEXT NOT NULL DEFAULT '', rating INTEGER, comment TEXT NOT NULL DEFAULT '',
   callback_at REAL, question TEXT NOT NULL DEFAULT '', transfer_to TEXT,
-  flag TEXT NOT NULL DEFAULT '');
+  flag TEXT NOT NULL DEFAULT '', interpreter TEXT NOT NULL DEFAULT '', interpreter_pid TEXT);
 CREATE TABLE IF NOT EXISTS legal_aid (
   id INTEGER PRIMARY KEY, ts REAL NOT NULL, ticket INTEGER NOT NULL, point TEXT,
   lawyer TEXT NOT NULL, name TEXT NOT NULL, phone TEXT NOT NULL, topic TEXT NOT NULL,
@@ -58,7 +58,12 @@ CREATE INDEX IF NOT EXISTS tickets_session ON tickets(session);
 POINT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 LIVE = ("waiting", "serving")
 # columns added after the first release: a database from before gets them on open
-_ADDED = {"transfer_to": "TEXT", "flag": "TEXT NOT NULL DEFAULT ''"}
+_ADDED = {
+    "transfer_to": "TEXT",
+    "flag": "TEXT NOT NULL DEFAULT ''",
+    "interpreter": "TEXT NOT NULL DEFAULT ''",
+    "interpreter_pid": "TEXT",
+}
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ class Ticket:
     question: str
     transfer_to: str | None  # a lawyer this consultation is being handed to (until accepted)
     flag: str  # '' or 'legal_aid_visitation': a relative's request filed at the bureau counter
+    interpreter: str = ""  # the language the citizen asked an interpreter for ('' none)
+    interpreter_pid: str | None = None  # the interpreter's place in the session, once created
 
     def entry(self) -> Entry:
         return Entry(self.id, self.kind, self.point, self.queued_at, self.last_seen, self.state)

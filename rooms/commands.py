@@ -195,7 +195,15 @@ class SetTimeLimit(_Command, tag="set_time_limit"):
 
 # -- the duty-lawyer desk (server-only: docs/desk.md) ---------------------------------------------
 DeskStep = Literal[
-    "queued", "offered", "accepted", "transferred", "summary", "rating", "released", "withdrawn"
+    "queued",
+    "offered",
+    "accepted",
+    "transferred",
+    "summary",
+    "rating",
+    "released",
+    "withdrawn",
+    "interpreter_invited",  # the lawyer sent the link of the interpreter the citizen asked for
 ]
 DeskValue = Annotated[str, msgspec.Meta(max_length=200)] | int | float | bool | None
 

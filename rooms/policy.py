@@ -241,7 +241,7 @@ PRIVILEGED = Policy(
 )
 
 # -- consultation (citizen and duty lawyer) ------------------------------------------------------
-_C_ROLES = {"duty_lawyer", "citizen", "assistant"}
+_C_ROLES = {"duty_lawyer", "citizen", "assistant", "interpreter"}  # the interpreter on request
 CONSULTATION = Policy(
     kind="consultation",
     roles=frozenset(_C_ROLES),
@@ -265,14 +265,19 @@ CONSULTATION = Policy(
         chat=_C_ROLES,
         share_document=_C_ROLES,
     ),
-    landing={"duty_lawyer": "joint", "citizen": "waiting", "assistant": "waiting"},
+    landing={
+        "duty_lawyer": "joint",
+        "citizen": "waiting",
+        "assistant": "waiting",
+        "interpreter": "waiting",  # the desk admits them in the lawyer's name (docs/desk.md)
+    },
     main_space="joint",
     host_roles=frozenset({"duty_lawyer"}),
     staff_roles=frozenset({"duty_lawyer"}),  # the assistant sits with the citizen
     recording="consent_gated",
     recorded_spaces=frozenset({"joint"}),
     max_participants=4,
-    role_limits={"duty_lawyer": 1, "citizen": 1},
+    role_limits={"duty_lawyer": 1, "citizen": 1, "interpreter": 1},  # one to one, +1 interpreter
     host_grace_seconds=10.0,
 )
 

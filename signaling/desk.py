@@ -46,6 +46,15 @@ TOPIC_LABELS = {
     "mediation": "调解支持 Mediation support",
 }
 CITIZEN_TTL = 4 * 3600.0  # the citizen's link: long enough for a long wait and a reconnect
+INTERPRETER_LABELS = {  # the languages the entry page offers (signaling/desk_http.py)
+    "sign": "手语 Sign language",
+    "bo": "藏语 Tibetan",
+    "ug": "维吾尔语 Uyghur",
+    "mn": "蒙古语 Mongolian",
+    "en": "英语 English",
+    "other": "其他语言 Other language",
+}
+INTERPRETER_NAME = "翻译 Interpreter"
 
 
 class ConsultDesk:
@@ -209,6 +218,7 @@ class ConsultDesk:
             lang=req.lang,
             consent_online=1,
             consent_recording=int(req.consent_recording),
+            interpreter=getattr(req, "interpreter", ""),  # older callers send none
             **values,
         )
         if ticket.state == "waiting":
@@ -450,6 +460,7 @@ class ConsultDesk:
             "question": t.question,
             "recording_consent": bool(t.consent_recording),
             "flag": t.flag,
+            "interpreter": t.interpreter,
             "documents": [  # what the citizen attached (opened at /desk/api/tickets/…)
                 {k: d[k] for k in ("id", "name", "mime", "size")}
                 for d in (self.store.documents(t.id) if t.kind == "citizen" else [])
@@ -478,6 +489,11 @@ class ConsultDesk:
                     staff=username,
                 )
                 out["join_path"] = f"/j/{token}"
+            i = state.participants.get(t.interpreter_pid) if t.interpreter_pid else None
+            if i is not None:  # the interpreter asked for: not yet here, in the call, or gone
+                out["interpreter_state"] = (
+                    "joined" if i.space not in ("waiting", "removed") else i.space
+                )
         return out
 
     def set_status(self, username: str, status: str) -> None:
@@ -585,6 +601,28 @@ class ConsultDesk:
         self._ledger(ticket, "transferred", by=username, to=to)
         return self._current(ticket, username)
 
+    def invite_interpreter(self, username: str, ticket_id: int) -> dict:
+        """The link for the interpreter's place in my consultation (created at the pick-up when
+        the citizen asked for one). Refused once someone holds that place: one interpreter."""
+        ticket = self._mine_serving(username, ticket_id)
+        if not ticket.interpreter_pid or not ticket.session:
+            raise DeskError("conflict", "the citizen did not ask for an interpreter")
+        state = self.service.state(ticket.session)
+        p = state.participants.get(ticket.interpreter_pid)
+        if state.ended or p is None:
+            raise DeskError("ended", "the consultation has ended")
+        if p.connected or p.space != "waiting":
+            raise DeskError("conflict", "an interpreter has already joined this consultation")
+        token = self.signer.issue(
+            state.id, p.id, p.role, ttl=self.invitation_ttl, gen=p.invitation_gen
+        )
+        now = self.clock()
+        self.store.log(
+            ticket.id, f"staff:{username}", "interpreter_invited", now, lang=ticket.interpreter
+        )
+        self._ledger(ticket, "interpreter_invited", language=ticket.interpreter, by=username)
+        return {"path": f"/j/{token}", "language": ticket.interpreter}
+
     def _mine_serving(self, username: str, ticket_id: int) -> Ticket:
         ticket = self.store.ticket(ticket_id)
         if ticket is None:
@@ -663,6 +701,11 @@ class ConsultDesk:
                 participants=[
                     ParticipantSpec(name=account.display_name[:80], role="duty_lawyer"),
                     ParticipantSpec(name=ticket.name[:80], role="citizen"),
+                    *(  # the interpreter's place, when asked for: the lawyer sends its link
+                        [ParticipantSpec(name=INTERPRETER_NAME, role="interpreter")]
+                        if ticket.interpreter
+                        else []
+                    ),
                 ],
             )
         except CommandError:
@@ -685,6 +728,7 @@ class ConsultDesk:
             session=state.id,
             citizen_pid=people["citizen"],
             lawyer_pid=people["duty_lawyer"],
+            interpreter_pid=people.get("interpreter"),
         )
         self._queued_steps(ticket)
         self._ledger(ticket, "accepted", lawyer=account.username)
@@ -909,20 +953,19 @@ class ConsultDesk:
         ticket = next(iter(self.store.for_session(state.id)), None)
         if ticket is None or ticket.state != "serving":
             return
-        citizen = state.participants.get(ticket.citizen_pid)
-        if citizen is None or citizen.space != "waiting":
-            return
-        if ticket.citizen_pid not in came and not (ticket.lawyer_pid in came and citizen.connected):
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop (a command line tool): nobody to admit
-        task = loop.create_task(
-            self._admit_after_answer(state.id, ticket.citizen_pid, ticket.lawyer_pid)
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        for pid in (ticket.citizen_pid, ticket.interpreter_pid):  # the interpreter as the citizen
+            person = state.participants.get(pid) if pid else None
+            if person is None or person.space != "waiting":
+                continue
+            if pid not in came and not (ticket.lawyer_pid in came and person.connected):
+                continue
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop (a command line tool): nobody to admit
+            task = loop.create_task(self._admit_after_answer(state.id, pid, ticket.lawyer_pid))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _admit_after_answer(self, session: str, citizen: str, lawyer: str) -> None:
         """The phone's ``connect`` comes from its offer, whose answer (with the waiting room's

@@ -20,6 +20,7 @@ from signaling.desk_http import (
     CallBackRequest,
     EndRequest,
     HistoryRequest,
+    InterpreterRequest,
     LegalAidRequest,
     PickupRequest,
     StatusRequest,
@@ -310,6 +311,21 @@ class DeskConsole:
             {"ok": True, "history": self.desk.history(account.username, req.ticket)}
         )
 
+    @answers
+    async def interpreter(self, request: web.Request) -> web.Response:
+        """The link (and its QR code) for the interpreter the citizen asked for."""
+        account = _lawyer(request)
+        req = await body(request, InterpreterRequest)
+        out = self.desk.invite_interpreter(account.username, req.ticket)
+        url = self.base(request) + out["path"]
+        import qrcode.image.svg  # on first use, as the poster's
+
+        buf = io.BytesIO()
+        qrcode.make(url, image_factory=qrcode.image.svg.SvgPathImage).save(buf)
+        return web.json_response(
+            {"ok": True, "url": url, "language": out["language"], "qr_svg": buf.getvalue().decode()}
+        )
+
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/desk", self.index),
@@ -326,4 +342,5 @@ class DeskConsole:
             web.post("/desk/api/transfer", self.transfer),
             web.post("/desk/api/callback", self.call_back),
             web.post("/desk/api/legal-aid", self.legal_aid),
+            web.post("/desk/api/interpreter", self.interpreter),
         ]

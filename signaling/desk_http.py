@@ -42,6 +42,9 @@ Phone = Annotated[str, msgspec.Meta(min_length=5, max_length=32)]
 Code = Annotated[str, msgspec.Meta(pattern=r"^\d{6}$")]
 Topic = Literal[TOPICS]  # type: ignore[valid-type]
 Lang = Literal["zh", "en"]
+# an interpreter on request: '' none; sign language, Tibetan, Uyghur, Mongolian, English, other
+INTERPRETER_LANGUAGES = ("sign", "bo", "ug", "mn", "en", "other")
+Interpreter = Literal[("",) + INTERPRETER_LANGUAGES]  # type: ignore[valid-type]
 
 
 class _Body(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -63,6 +66,7 @@ class JoinRequest(_Body):
     consent_online: bool
     consent_recording: bool = False
     lang: Lang = "zh"
+    interpreter: Interpreter = ""
 
 
 class CallbackRequest(JoinRequest):
@@ -107,6 +111,10 @@ class CallBackRequest(_Body):
 
 
 class HistoryRequest(_Body):
+    ticket: TicketId
+
+
+class InterpreterRequest(_Body):
     ticket: TicketId
 
 

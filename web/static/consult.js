@@ -1,11 +1,12 @@
-// The citizen's consultation page: a form (name, phone with a one-time code, topic, optional
-// documents, consents), then the live queue (position and estimated wait, polled every 2 s: the polling is also the
+// The citizen's consultation page: a form (name, phone with a one-time code, topic, an
+// interpreter on request, optional documents, consents), then the live queue (position and estimated wait, polled every 2 s: the polling is also the
 // citizen's presence), the lawyer's call, the summary and the rating. When nobody is on duty,
 // the opening hours and a call-back time instead of the queue.
 (function () {
   const $ = (id) => document.getElementById(id);
   const t = (k) => i18n.t(k);
   const TOPICS = ["family", "labour", "debt", "neighbour", "other"];
+  const INTERPRETERS = ["", "sign", "bo", "ug", "mn", "en", "other"];  // "" no interpreter
   const SCREENS = ["s-form", "s-queue", "s-ready", "s-callback", "s-done", "s-gone"];
   const path = location.pathname.split("/").filter(Boolean);  // consult, <point> | consult, t, <secret>
   let point = path[1] !== "t" ? decodeURIComponent(path[1] || "") : "";
@@ -46,6 +47,10 @@
     sel.textContent = "";
     for (const k of TOPICS) sel.appendChild(new Option(t("c_topic_" + k), k));
     if (chosen) sel.value = chosen;
+    const isel = $("interpreter"), lang = isel.value;
+    isel.textContent = "";
+    for (const k of INTERPRETERS) isel.appendChild(new Option(t("c_interp_" + (k || "none")), k));
+    isel.value = lang;
   }
   function renderInfo() {
     if (!info) return;
@@ -112,7 +117,7 @@
     const body = {
       name: $("name").value.trim(), phone: $("phone").value.trim(), code: $("code").value.trim(),
       topic: $("topic").value, consent_online: true, consent_recording: $("consent-recording").checked,
-      lang: i18n.lang,
+      lang: i18n.lang, interpreter: $("interpreter").value,
     };
     const closed = info && info.on_duty === 0;
     if (closed) body.at = $("at").value;

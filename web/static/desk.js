@@ -12,6 +12,8 @@
   const csrf = root.dataset.csrf;
   const KIND = { citizen: "市民 Citizen", mediation: "调解支持 Mediation" };
   const STATUS = { available: "可接听 Available", busy: "咨询中 Busy", away: "暂离 Away" };
+  const INTERP = { sign: "手语 Sign language", bo: "藏语 Tibetan", ug: "维吾尔语 Uyghur", mn: "蒙古语 Mongolian",
+    en: "英语 English", other: "其他语言 Other language" };
   let state = null;
   let seen = new Set();
   let summaryDraft = null;
@@ -109,7 +111,8 @@
     if (!d.queue.length) table.append(el("tr", {}, el("td", { colSpan: 7 }, d.on_shift.length ? "没有人排队 Nobody is waiting" : "—")));
     for (const r of d.queue) {
       const flags = [r.returning ? `回访 Returning (${r.returning})` : "", r.present ? "" : "暂离 Away (place kept)",
-        r.recording_consent ? "同意录制 Consents to recording" : ""].filter(Boolean).join(" · ");
+        r.recording_consent ? "同意录制 Consents to recording" : "",
+        r.interpreter ? `需要翻译 Interpreter: ${INTERP[r.interpreter] || r.interpreter}` : ""].filter(Boolean).join(" · ");
       const topic = r.kind === "mediation" ? `${r.topic_label} · ${r.question}` : r.topic_label;
       const kind = r.transfer_from ? `转接自 Transferred from ${r.transfer_from}`
         : r.flag === "legal_aid_visitation" ? "法律援助（会见）Legal aid (visitation)" : (KIND[r.kind] || r.kind);
@@ -146,6 +149,7 @@
     box.append(el("h2", {}, mediation ? "调解支持中 In a mediation" : "咨询中 Consultation in progress"));
     box.append(el("p", {}, `${c.name} · ${mediation ? c.question : c.topic_label}`));
     if (!mediation && c.documents && c.documents.length) box.append(el("p", { id: "current-docs" }, docLinks(c)));
+    if (!mediation && c.interpreter) box.append(interpreterBox(c));
     if (c.join_path) {
       box.append(el("p", {}, el("a", { className: "button primary", id: "open-call", href: c.join_path, target: "_blank", rel: "noopener" },
         mediation ? "进入调解室 Open the mediation room" : "打开视频通话 Open the video call")));
@@ -195,6 +199,27 @@
       box.append(el("p", {}, aid), el("div", { id: "transfer" }));
       renderTransfer(c);
     }
+  }
+
+  // The interpreter the citizen asked for: its link and QR code, sent by the lawyer; the desk
+  // admits the interpreter into the call. One interpreter: the server refuses a second.
+  function interpreterBox(c) {
+    const out = el("div", { id: "interpreter", "data-state": c.interpreter_state || "" });
+    const shown = el("div", { id: "interpreter-link" });
+    out.append(el("p", {}, `市民需要翻译 The citizen asked for an interpreter: ${INTERP[c.interpreter] || c.interpreter} `,
+      el("button", {
+        type: "button", id: "invite-interpreter",
+        onclick: async () => {
+          const r = await api("POST", "/desk/api/interpreter", { ticket: c.id });
+          fail(r);
+          if (!r.ok) return;
+          shown.textContent = "";
+          shown.append(el("p", {}, "请把此链接或二维码发给翻译 Send this link or QR code to the interpreter: ",
+            el("input", { readOnly: true, value: r.url, size: 60, id: "interpreter-url" })),
+            el("img", { alt: "QR", width: 180, height: 180, src: "data:image/svg+xml;charset=utf-8," + encodeURIComponent(r.qr_svg) }));
+        },
+      }, "邀请翻译 Invite the interpreter")), shown);
+    return out;
   }
 
   // Hand the citizen to a colleague on shift at the same point: they stay with me until the

@@ -229,6 +229,8 @@
       c_err_conflict: "现在不能这样做（可能已经评价过）。", c_err_no_stars: "请先选择星级。",
       c_docs: "相关材料（可不上传）", c_docs_hint: "最多 3 个 PDF、JPEG 或 PNG 文件，每个不超过 10 MB；只有值班律师可以查看。",
       c_docs_sent: "已上传材料：", c_err_too_many_documents: "最多上传 3 个文件。",
+      c_interpreter: "需要翻译吗？", c_interp_none: "不需要", c_interp_sign: "手语",
+      c_interp_bo: "藏语", c_interp_ug: "维吾尔语", c_interp_mn: "蒙古语", c_interp_en: "英语", c_interp_other: "其他语言",
       c_err_too_large: "文件太大（每个最多 10 MB）。", c_err_unsupported_type: "只能上传 PDF、JPEG 或 PNG 文件。",
       // the visit room's kiosk (kiosk.js, docs/visitation.md)
       k_setup_title: "终端设置", k_setup_text: "请输入管理员为本终端签发的设备令牌（pvt_ 开头）。",
@@ -540,6 +542,8 @@
       c_err_no_stars: "Choose the stars first.",
       c_docs: "Documents (optional)", c_docs_hint: "Up to 3 PDF, JPEG or PNG files, 10 MB each; only the lawyer on duty can open them.",
       c_docs_sent: "Documents sent:", c_err_too_many_documents: "At most 3 files.",
+      c_interpreter: "Do you need an interpreter?", c_interp_none: "No", c_interp_sign: "Sign language",
+      c_interp_bo: "Tibetan", c_interp_ug: "Uyghur", c_interp_mn: "Mongolian", c_interp_en: "English", c_interp_other: "Another language",
       c_err_too_large: "A file is too large (10 MB each at most).", c_err_unsupported_type: "Only PDF, JPEG or PNG files can be attached.",
       k_setup_title: "Terminal set-up", k_setup_text: "Enter the device token the administrator issued for this terminal (it starts with pvt_).",
       k_setup_save: "Save", k_unauthorized: "The device token is not valid or was revoked. Contact the administrator.",

@@ -38,7 +38,12 @@ CAST = {
         ("inmate", None),
     ],
     "privileged": [("operator", None), ("supervisor", None), ("lawyer", None), ("inmate", None)],
-    "consultation": [("duty_lawyer", None), ("citizen", None), ("assistant", None)],
+    "consultation": [
+        ("duty_lawyer", None),
+        ("citizen", None),
+        ("assistant", None),
+        ("interpreter", None),  # on request (docs/desk.md)
+    ],
 }
 TARGET_INDEX = {"mediation": 6, "visitation": 4, "privileged": 3, "consultation": 1}
 ALT_TARGET_INDEX = {"mediation": 2, "visitation": 3, "privileged": 2, "consultation": 2}

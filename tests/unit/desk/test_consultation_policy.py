@@ -1,0 +1,67 @@
+"""The consultation policy with an interpreter on request (docs/desk.md): one to one, plus at
+most one interpreter, who may speak, chat, share a document, consent and leave — nothing a host
+does. The allowed commands are written by hand from the desk's rules, not read from the policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from rooms.commands import COMMAND_TYPES
+from rooms.errors import CommandError
+from rooms.ledger import SqliteLedgerStore
+from rooms.policy import CONSULTATION
+from rooms.service import ParticipantSpec, SessionService
+
+# command -> roles of a consultation allowed to issue it (participants only; the pseudo-roles
+# system and staff are the rooms tables' business)
+ALLOWED = {
+    "admit": {"duty_lawyer"},
+    "return_to_waiting": {"duty_lawyer"},
+    "leave": {"duty_lawyer", "citizen", "assistant", "interpreter"},
+    "ask_for_mediator": {"citizen", "assistant"},
+    "mute": {"duty_lawyer"},
+    "unmute": {"duty_lawyer"},
+    "remove": {"duty_lawyer"},
+    "end_session": {"duty_lawyer"},
+    "reissue_invitation": {"duty_lawyer"},
+    "mark_identity_checked": {"duty_lawyer"},
+    "record_consent": {"duty_lawyer", "citizen", "assistant", "interpreter"},
+    "start_recording": {"duty_lawyer"},
+    "stop_recording": {"duty_lawyer"},
+    "chat": {"duty_lawyer", "citizen", "assistant", "interpreter"},
+    "share_document": {"duty_lawyer", "citizen", "assistant", "interpreter"},
+}
+ROLES = ("duty_lawyer", "citizen", "assistant", "interpreter")
+
+
+def test_the_roles_are_the_lawyer_the_citizen_the_assistant_and_the_interpreter():
+    assert set(CONSULTATION.roles) == set(ROLES)
+    assert CONSULTATION.landing["interpreter"] == "waiting"  # admitted, as the citizen
+    assert "interpreter" not in CONSULTATION.host_roles | CONSULTATION.staff_roles
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_TYPES))
+@pytest.mark.parametrize("role", ROLES)
+def test_each_cell(role, command):
+    assert CONSULTATION.allows(role, command) is (role in ALLOWED.get(command, set()))
+
+
+def _create(*roles: str):
+    service = SessionService(SqliteLedgerStore(":memory:"), clock=lambda: 1_700_000_000.0)
+    specs = [ParticipantSpec(f"{r} {i}", r) for i, r in enumerate(roles)]
+    return service.create_session(
+        "consultation", actor="staff:li", title="t", case_number=None, participants=specs
+    )
+
+
+def test_one_interpreter_is_allowed_a_second_is_refused():
+    state = _create("duty_lawyer", "citizen", "interpreter")
+    assert sorted(p.role for p in state.participants.values()) == [
+        "citizen",
+        "duty_lawyer",
+        "interpreter",
+    ]
+    with pytest.raises(CommandError):
+        _create("duty_lawyer", "citizen", "interpreter", "interpreter")
+    with pytest.raises(CommandError):  # still one to one
+        _create("duty_lawyer", "citizen", "citizen", "interpreter")
