@@ -142,13 +142,13 @@
     const c = d.current;
     box.hidden = !c;
     if (!c) { box.textContent = ""; box.dataset.ticket = ""; summaryDraft = null; return; }
-    if (box.dataset.ticket === String(c.id)) { renderTransfer(c); return; }  // keep the typing
+    if (box.dataset.ticket === String(c.id)) { renderTransfer(c); renderDocs(c); return; }  // keep the typing
     box.dataset.ticket = String(c.id);
     box.textContent = "";
     const mediation = c.kind === "mediation";
     box.append(el("h2", {}, mediation ? "调解支持中 In a mediation" : "咨询中 Consultation in progress"));
     box.append(el("p", {}, `${c.name} · ${mediation ? c.question : c.topic_label}`));
-    if (!mediation && c.documents && c.documents.length) box.append(el("p", { id: "current-docs" }, docLinks(c)));
+    if (!mediation) { box.append(el("p", { id: "current-docs" })); renderDocs(c); }
     if (!mediation && c.interpreter) box.append(interpreterBox(c));
     if (c.join_path) {
       box.append(el("p", {}, el("a", { className: "button primary", id: "open-call", href: c.join_path, target: "_blank", rel: "noopener" },
@@ -199,6 +199,16 @@
       box.append(el("p", {}, aid), el("div", { id: "transfer" }));
       renderTransfer(c);
     }
+  }
+
+  // Files the citizen attaches during the call appear without disturbing the summary's typing.
+  function renderDocs(c) {
+    const p = $("current-docs");
+    const key = (c.documents || []).map((d) => d.id).join(",");
+    if (!p || p.dataset.key === key) return;
+    p.dataset.key = key;
+    p.textContent = "";
+    p.append(docLinks(c));
   }
 
   // The interpreter the citizen asked for: its link and QR code, sent by the lawyer; the desk
