@@ -124,11 +124,15 @@ class LiveVisits:
         site = d.site(bureau.site) if bureau else None
         guest = "visitor" if b.kind == "visitation" else "lawyer"
         room = f"{site.name if site else ''} {bureau.name if bureau else b.bureau_terminal}"
+        facility = d.terminal(b.facility_terminal)
+        # "<facility site>/V-<booking>": the facility's reviewers and supervisors find the
+        # visit's recording by it (recording/review.py visit_site, R3)
+        held_at = facility.site if facility else ""
         state = self.service.create_session(
             b.kind,
             actor="system",
             title=f"会见 Visit #{b.id}",
-            case_number=f"V-{b.id}",
+            case_number=f"{held_at}/V-{b.id}",
             participants=[
                 ParticipantSpec(room.strip()[:80] or "—", guest),
                 ParticipantSpec((inmate.name if inmate else "—")[:80], "inmate"),

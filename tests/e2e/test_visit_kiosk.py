@@ -11,6 +11,7 @@ and ends the visit with a reason (both kiosks show the end at once).
 from __future__ import annotations
 
 import datetime as dt
+import time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -54,6 +55,7 @@ def visit(tmp_path):
     tokens = {t: directory.issue_credential(t, 0.0) for t in ("bx-1", "pa-1")}
     store.close()
     add_staff(data, "off-a", "李警官", "officer")
+    add_staff(data, "sup-a", "赵主管", "officer")  # supervisor at prison-a: its review queue
     server = ServerProcess(data, "--no-demo").start_quiet(timeout=WAIT_S)
     yield server, tokens
     server.stop()
@@ -65,6 +67,97 @@ def kiosk(page, url: str, token: str) -> None:
     assert "#" not in page.url  # the token left the address bar
     page.click("#k-enter")
     page.wait_for_selector("#k-call:not([hidden])")
+
+
+def live_visit(launch, new_page, server, tokens):
+    """Both kiosks joined and in the visit, each hearing the other's tone."""
+    family = new_page(launch(440))
+    inmate = new_page(launch(1000))
+    kiosk(family, server.url, tokens["bx-1"])
+    kiosk(inmate, server.url, tokens["pa-1"])
+    for page in (family, inmate):
+        page.wait_for_function(
+            "() => window.parleyKiosk.view && window.parleyKiosk.view.space === 'visit'"
+        )
+        rising(page, "video")
+        page.wait_for_selector("#k-rec:not([hidden])")
+    return family, inmate
+
+
+def hears(page, hz: float) -> bool:
+    """Whether the kiosk's remote sound, over one second, is mostly the tone ``hz``."""
+    got = page.evaluate(DOMINANT_FREQ, {"selector": "#k-remote", "ms": 1000})
+    return got["peak"] > 0.01 and abs(got["freq"] - hz) <= 30
+
+
+def wait_hearing(page, hz: float, heard: bool) -> None:
+    """Measure second after second until the tone is (or is no longer) heard: the wait is the
+    measurement itself, under the one deadline."""
+    deadline = time.monotonic() + WAIT_S
+    while hears(page, hz) != heard:
+        assert time.monotonic() < deadline, f"{hz} Hz still {'not ' if heard else ''}heard"
+
+
+def staff_login(page, url: str, username: str) -> None:
+    page.goto(url + "/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", STAFF_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/visits")
+
+
+def test_officer_mutes_one_side_then_the_unwatched_visit_is_queued_for_review(
+    visit, launch, new_page
+):
+    """The officer mutes the family from the live list (without watching): the inmate's kiosk no
+    longer hears the family's 440 Hz while the family still hears the inmate's 1000 Hz; unmuted,
+    440 Hz returns. Ended from the list, the visit nobody watched live is in the prison
+    supervisor's review queue (R3), due two days after its end."""
+    server, tokens = visit
+    family, inmate = live_visit(launch, new_page, server, tokens)
+    wait_hearing(inmate, 440, True)
+    wait_hearing(family, 1000, True)
+
+    officer = new_page(launch())
+    staff_login(officer, server.url, "off-a")
+    officer.goto(server.url + "/visits/sites/prison-a/live")
+    mute_family = "form[action$='/mute']:has(input[name=side][value=family]) button"
+    officer.click(mute_family)
+    officer.wait_for_selector(f"{mute_family}:has-text('取消静音家属 Unmute the family')")
+    wait_hearing(inmate, 440, False)
+    assert hears(family, 1000)  # only the family's sound is cut; the inmate is still heard
+    officer.click(mute_family)
+    officer.wait_for_selector(f"{mute_family}:has-text('静音家属 Mute the family')")
+    wait_hearing(inmate, 440, True)
+    assert officer.locator("#live-list a[href$='/watch']").is_visible()  # never watched
+
+    clicked = time.time()
+    officer.select_option("form[action$='/end'] select[name=reason]", "other")
+    officer.click("form[action$='/end'] button[type=submit]")
+    for page in (family, inmate):
+        page.wait_for_selector("#k-end:not([hidden])")
+        assert page.text_content("#k-end-reason") == "民警已终止本次会见。"
+    shown = time.time()
+
+    reviewer = new_page(launch())
+    staff_login(reviewer, server.url, "sup-a")
+    reviewer.goto(server.url + "/review")
+    row = reviewer.locator("#queue tr.due")
+    deadline = time.monotonic() + WAIT_S
+    while True:  # the recorder seals the last segment after the end: reload until it is listed
+        reviewer.goto(server.url + "/review")
+        if row.count() or time.monotonic() > deadline:
+            break
+    assert row.count() == 1 and row.is_visible()
+    cells = row.locator("td").all_inner_texts()
+    assert cells[0].startswith("prison-a/V-") and cells[4] == "待审阅 To review"
+
+    def local(text: str) -> float:  # the page's times are the server's local time
+        return time.mktime(time.strptime(text, "%Y-%m-%d %H:%M:%S"))
+
+    ended, due = local(cells[2]), local(cells[3])
+    assert int(clicked) <= ended <= shown + 1
+    assert dt.timedelta(seconds=due - ended) == dt.timedelta(days=2)  # R3: within two days
 
 
 def test_officer_watches_warns_and_ends_a_visit_on_both_kiosks(visit, launch, new_page):
