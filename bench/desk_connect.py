@@ -313,7 +313,7 @@ def summary(name: str, rows: list[dict]) -> None:
     ):
         values = [r[key] for r in rows]
         print(
-            f"  {label:36s} p50 {statistics.median(values):.3f} s  p95 {p95(values):.3f} s  "
+            f"  {label:40s} p50 {statistics.median(values):.3f} s  p95 {p95(values):.3f} s  "
             f"max {max(values):.3f} s"
         )
 
