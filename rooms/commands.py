@@ -139,9 +139,12 @@ class EndSession(_Command, tag="end_session"):
 
 
 class ReissueInvitation(_Command, tag="reissue_invitation"):
-    """Revoke a participant's invitation link; links issued before this event stop working."""
+    """Revoke a participant's invitation link; links issued before this event stop working.
+    ``name`` (a staff actor only) renames the place: the desk hands a lawyer's place to a
+    colleague, whose name the citizen then sees (docs/desk.md)."""
 
     participant: ParticipantId
+    name: Name | None = None
 
 
 class MarkIdentityChecked(_Command, tag="mark_identity_checked"):

@@ -424,7 +424,14 @@ def _end_session(d: _Decision, cmd: c.EndSession) -> None:
 
 def _reissue_invitation(d: _Decision, cmd: c.ReissueInvitation) -> None:
     p = _target(d, cmd.participant)
-    d.emit("participant.invitation_reissued", participant=p.id, gen=p.invitation_gen + 1)
+    if cmd.name is None:
+        d.emit("participant.invitation_reissued", participant=p.id, gen=p.invitation_gen + 1)
+        return
+    if not d.actor.startswith(STAFF + ":"):  # a host may revoke a link, not rename a person
+        raise CommandError("forbidden", "only staff may rename a participant's place")
+    d.emit(
+        "participant.invitation_reissued", participant=p.id, gen=p.invitation_gen + 1, name=cmd.name
+    )
 
 
 def _mark_identity_checked(d: _Decision, cmd: c.MarkIdentityChecked) -> None:

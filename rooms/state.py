@@ -267,7 +267,10 @@ class SessionState:
         self.participants[d["participant"]].muted = False
 
     def _on_participant_invitation_reissued(self, e: Event, d: dict) -> None:
-        self.participants[d["participant"]].invitation_gen = d["gen"]
+        p = self.participants[d["participant"]]
+        p.invitation_gen = d["gen"]
+        if "name" in d:  # the place handed to someone else (the desk's transfer)
+            p.name = d["name"]
 
     def _on_participant_identity_checked(self, e: Event, d: dict) -> None:
         p = self.participants[d["participant"]]

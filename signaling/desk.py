@@ -643,7 +643,13 @@ class ConsultDesk:
             self.service.execute(
                 ticket.session,
                 f"staff:{username}",
-                decode_command({"type": "reissue_invitation", "participant": ticket.lawyer_pid}),
+                decode_command(
+                    {
+                        "type": "reissue_invitation",
+                        "participant": ticket.lawyer_pid,
+                        "name": account.display_name[:80],  # the citizen's tile names the colleague
+                    }
+                ),
             )
         except CommandError as exc:  # the citizen left or the session ended meanwhile
             self.store.update(

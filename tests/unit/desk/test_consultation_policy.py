@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from rooms.commands import COMMAND_TYPES
+from rooms.commands import COMMAND_TYPES, decode_command
 from rooms.errors import CommandError
 from rooms.ledger import SqliteLedgerStore
 from rooms.policy import CONSULTATION
@@ -65,3 +65,32 @@ def test_one_interpreter_is_allowed_a_second_is_refused():
         _create("duty_lawyer", "citizen", "interpreter", "interpreter")
     with pytest.raises(CommandError):  # still one to one
         _create("duty_lawyer", "citizen", "citizen", "interpreter")
+
+
+def test_only_staff_renames_a_place_when_reissuing_its_link():
+    """The desk's transfer renames the lawyer's place; a host may revoke a link, not rename."""
+    service = SessionService(SqliteLedgerStore(":memory:"), clock=lambda: 1_700_000_000.0)
+    state = service.create_session(
+        "consultation",
+        actor="staff:li",
+        title="t",
+        case_number=None,
+        participants=[ParticipantSpec("李律师", "duty_lawyer"), ParticipantSpec("张三", "citizen")],
+    )
+    ids = {p.role: p.id for p in state.participants.values()}
+
+    def reissue(actor: str, **extra):
+        raw = {"type": "reissue_invitation", "participant": ids["duty_lawyer"]} | extra
+        return service.execute(state.id, actor, decode_command(raw))
+
+    with pytest.raises(CommandError) as refused:
+        reissue(ids["duty_lawyer"], name="别人")
+    assert refused.value.code == "forbidden"
+    with pytest.raises(CommandError):
+        reissue("staff:wang", name="")  # a name is 1-80 characters
+    reissue(ids["duty_lawyer"])  # revoking the link alone: the name stays
+    lawyer = service.state(state.id).participants[ids["duty_lawyer"]]
+    assert (lawyer.name, lawyer.invitation_gen) == ("李律师", 1)
+    reissue("staff:wang", name="王律师")
+    lawyer = service.state(state.id).participants[ids["duty_lawyer"]]
+    assert (lawyer.name, lawyer.invitation_gen) == ("王律师", 2)
