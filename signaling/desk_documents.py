@@ -14,7 +14,6 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
-from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -30,6 +29,8 @@ from signaling.documents import (
     NOT_MULTIPART,
     SNIFF_BYTES,
     _clean_name,
+    close_synced,
+    document_response,
     sniff,
 )
 from signaling.guard import streams_body
@@ -108,7 +109,7 @@ class DeskDocuments:
             mime = sniff(head)
             if mime is None:
                 raise DeskError("unsupported_type", "only PDF, PNG and JPEG files can be attached")
-            await asyncio.to_thread(_close_synced, file)
+            await asyncio.to_thread(close_synced, file)
             file = None
             doc = {
                 "id": doc_id,
@@ -158,27 +159,10 @@ class DeskDocuments:
         self.desk.store.log(
             ticket.id, f"staff:{account.username}", "document_read", now, document=doc["id"]
         )
-        return web.FileResponse(
-            path,
-            headers={
-                "Content-Type": doc["mime"],
-                "Content-Disposition": "attachment; filename*=UTF-8''" + quote(doc["name"]),
-                "X-Content-Type-Options": "nosniff",
-                "Cache-Control": "no-store",
-            },
-        )
+        return document_response(path, doc["mime"], doc["name"])
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/consult/api/tickets/{secret}/documents", self.upload),
             web.get("/desk/api/tickets/{ticket}/documents/{doc}", self.read),
         ]
-
-
-def _close_synced(file) -> None:
-    """Flush, fsync and close (in a thread: the fsync can take milliseconds)."""
-    try:
-        file.flush()
-        os.fsync(file.fileno())
-    finally:
-        file.close()

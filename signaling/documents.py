@@ -99,7 +99,20 @@ class _InFlight:
     size: int = 0
 
 
-def _finish(file) -> None:
+def document_response(path: Path, mime: str, name: str) -> web.FileResponse:
+    """A stored document as a download: its sniffed type, never rendered inline, never cached."""
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": mime,
+            "Content-Disposition": "attachment; filename*=UTF-8''" + quote(name),
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def close_synced(file) -> None:
     """Flush, fsync and close: run in a thread, the fsync can take milliseconds."""
     try:
         file.flush()
@@ -210,7 +223,7 @@ class Documents:
             if mime is None:
                 raise _Refused("unsupported_type", "only PDF, PNG and JPEG files can be shared")
             closing, file = file, None
-            await asyncio.to_thread(_finish, closing)
+            await asyncio.to_thread(close_synced, closing)
             raw = {
                 "type": "share_document",
                 "document": doc_id,
@@ -262,15 +275,7 @@ class Documents:
         path = self._path(state.id, doc["document"])
         if not path.exists():
             return _fail("not_found", "the document's file is missing")
-        return web.FileResponse(
-            path,
-            headers={
-                "Content-Type": doc["mime"],
-                "Content-Disposition": "attachment; filename*=UTF-8''" + quote(doc["name"]),
-                "X-Content-Type-Options": "nosniff",
-                "Cache-Control": "no-store",
-            },
-        )
+        return document_response(path, doc["mime"], doc["name"])
 
     def routes(self) -> list[web.RouteDef]:
         return [
