@@ -34,16 +34,24 @@ class IntegrityPage:
         self.resolve = resolve
         self._key: tuple | None = None
         self._body = b""
+        self._page_stamp: tuple[int, int] | None = None
+        self._html = ""
+        self._scripts: list[Path] = []
 
     def _files(self, html: str) -> list[Path]:
         return [p for m in SCRIPT.finditer(html) if (p := self.resolve(m["src"])) is not None]
 
     def body(self) -> bytes:
-        html = self.page.read_text(encoding="utf-8")
-        files = [self.page, *self._files(html)]
-        key = tuple((str(f), *_stamp(f)) for f in files)
+        """The page with its digests: the page is read again only when it changed, its scripts
+        are hashed again only when one of them changed (a stat of each per request)."""
+        stamp = _stamp(self.page)
+        if stamp != self._page_stamp:
+            self._html = self.page.read_text(encoding="utf-8")
+            self._scripts = self._files(self._html)
+            self._page_stamp = stamp
+        key = (stamp, *(_stamp(f) for f in self._scripts))
         if key != self._key:
-            self._body = self._render(html).encode("utf-8")
+            self._body = self._render(self._html).encode("utf-8")
             self._key = key
         return self._body
 
