@@ -339,21 +339,12 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(out, indent=2))
         return 0
-    ns = argparse.Namespace(
-        scenario="rooms",
+    ns = run_load.rooms_args(
         participants=2,
-        fps=None,
-        bitrate=None,
-        no_audio=False,
         warmup=args.warmup,
         window=args.window,
         bot_procs=args.bot_procs,
-        stagger=0.2,
         join_timeout=args.join_timeout,
-        rcvbuf=0,
-        event_loop="uvloop",
-        profile=None,
-        baseline=None,
     )
     plain = run_load.build_scenario(ns, args.visits)
     scenarios = {"off": plain, "on": with_grid(plain)}

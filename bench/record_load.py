@@ -499,21 +499,13 @@ def main(argv: list[str] | None = None) -> int:
         out |= {"code": run_load.code_state(), "loadavg_before": [round(x, 2) for x in load]}
         print(json.dumps(out, indent=2))
         return 0
-    ns = argparse.Namespace(
-        scenario="rooms",
+    ns = run_load.rooms_args(
         participants=args.participants,
-        fps=None,
-        bitrate=None,
-        no_audio=False,
         warmup=args.warmup,
         window=args.window,
         bot_procs=args.bot_procs,
-        stagger=0.2,
         join_timeout=args.join_timeout,
-        rcvbuf=0,
-        event_loop="uvloop",
         profile=args.profile,
-        baseline=None,
     )
     scenario = run_load.build_scenario(ns, args.rooms)
     run_load.make_server = lambda mode, a: RecordingServer(mode, a)  # this module's server

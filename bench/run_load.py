@@ -355,6 +355,26 @@ class Scenario:
         return out
 
 
+def rooms_args(**given) -> argparse.Namespace:
+    """The options of a "rooms" run for a bench that drives this orchestrator itself
+    (record_load, officer_grid): the CLI's defaults, with what the caller gives."""
+    return argparse.Namespace(
+        **{
+            "scenario": "rooms",
+            "participants": 3,
+            "fps": None,
+            "bitrate": None,
+            "no_audio": False,
+            "stagger": 0.2,
+            "rcvbuf": 0,
+            "event_loop": "uvloop",
+            "profile": None,
+            "baseline": None,
+            **given,
+        }
+    )
+
+
 def build_scenario(args: argparse.Namespace, room_count: int) -> Scenario:
     if args.scenario == "janus":
         subs = args.subscribers
