@@ -56,19 +56,27 @@ class Kiosk:
         token = auth[7:] if auth.startswith("Bearer ") else ""
         return self.directory.terminal_for_token(token)
 
+    def _caller(self, request: web.Request, body: str):
+        """The calling terminal, or the answer that refuses the call: a body over ``MAX_BODY``
+        (``body`` says what the route takes), a device token that is not valid."""
+        if request.content_length and request.content_length > MAX_BODY:
+            return None, refusal("too_large", body, 413)
+        terminal = self.terminal(request)
+        if terminal is None:
+            return None, refusal(
+                "terminal_unauthorized", "this terminal's device token is not valid", 401
+            )
+        return terminal, None
+
     async def page(self, request: web.Request) -> web.StreamResponse:
         resp = web.FileResponse(WEB_DIR / "kiosk.html")
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
     async def state(self, request: web.Request) -> web.Response:
-        if request.content_length and request.content_length > MAX_BODY:
-            return refusal("too_large", "the kiosk sends no body", 413)
-        terminal = self.terminal(request)
-        if terminal is None:
-            return refusal(
-                "terminal_unauthorized", "this terminal's device token is not valid", 401
-            )
+        terminal, refused = self._caller(request, "the kiosk sends no body")
+        if refused is not None:
+            return refused
         site = self.directory.site(terminal.site)
         now = self.now()
         b = self.res.next_for_terminal(terminal.id, now)
@@ -109,13 +117,9 @@ class Kiosk:
     # -- the lawyer's statement (R2) --------------------------------------------------------
     async def statement(self, request: web.Request) -> web.Response:
         """The signed statement of the privileged visit this bureau terminal took part in."""
-        if request.content_length and request.content_length > MAX_BODY:
-            return refusal("too_large", "the body is one session id", 413)
-        terminal = self.terminal(request)
-        if terminal is None:
-            return refusal(
-                "terminal_unauthorized", "this terminal's device token is not valid", 401
-            )
+        terminal, refused = self._caller(request, "the body is one session id")
+        if refused is not None:
+            return refused
         try:
             body = json.loads(await request.read())
             session = body["session"]
