@@ -37,7 +37,7 @@ from rooms.commands import decode_command
 from rooms.errors import CommandError
 from rooms.ledger import SqliteLedgerStore
 from rooms.service import ParticipantSpec, SessionService
-from signaling import desk_public, desk_ring, renewal, staff
+from signaling import desk_public, desk_ring, renewal, staff, visits_clock
 from signaling.agreements import AgreementDesk, agreement_routes, load_or_create_passphrase
 from signaling.conductor import Conductor
 from signaling.console import Console
@@ -185,7 +185,9 @@ def create_app(config: Config) -> web.Application:
     )
     signer = TokenSigner(secret)
     store = _ledger_store(config)
-    service = SessionService(store)
+    # PARLEY_TEST_CLOCK=1: tests move the session clock (docs/visitation.md); refused in production
+    test_clock = visits_clock.from_env(os.environ, config)
+    service = SessionService(store, clock=test_clock or time.time)
     # clustered, a node rebuilds only the sessions it holds (cluster/node.py, at start)
     recovered = 0 if config.redis_url else service.recover()
     log.info("sessions recovered from the ledger", extra={"count": recovered})
@@ -260,6 +262,7 @@ def create_app(config: Config) -> web.Application:
             turn=TurnCredentials(
                 config.turn_secret, parse_urls(config.turn_urls), max_ttl=config.turn_ttl
             ),
+            router=cluster.router if cluster is not None else None,  # docs/scaling.md, redirect
         )
     )
 
@@ -379,6 +382,8 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(staff.routes())
     app.add_routes(Console(service, signer, config, desk=desk).routes())
     app.add_routes(visits_console.routes())
+    if test_clock is not None:
+        app.add_routes(visits_clock.ClockRoute(test_clock, service, visits_console).routes())
     # relatives' legal-aid requests at the bureau's counter, to the duty-lawyer desk
     app.add_routes(LegalAidPages(visits_console, consult, config.public_url).routes())
     # the relatives' own page (/family): one-time codes and notices through the same notifier
