@@ -163,6 +163,15 @@ class RecordConsent(_Command, tag="record_consent"):
     given: bool
 
 
+class AskRecording(_Command, tag="ask_recording"):
+    """Whoever may start the recording asks everyone present for their consent (``ask``, the
+    actor's own consent first), or withdraws the open question (``cancel``). Server-only: the
+    page sends socket.io ``recording`` (signaling checks that a recorder runs, then tells every
+    page). Each answer is a ``record_consent``, which names the open question."""
+
+    action: Literal["ask", "cancel"]
+
+
 class StartRecording(_Command, tag="start_recording"):
     pass
 
@@ -410,6 +419,7 @@ SERVER_ONLY = frozenset(
         "sign_agreement",
         "seal_agreement",
         "renew_agreement",
+        "ask_recording",
         "report_recorder",
         "record_segment",
         "record_gap",
@@ -448,6 +458,7 @@ Command = (
     | ReissueInvitation
     | MarkIdentityChecked
     | RecordConsent
+    | AskRecording
     | StartRecording
     | StopRecording
     | Warn

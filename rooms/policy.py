@@ -42,6 +42,10 @@ class Policy:
     recording: Recording = "forbidden"
     recorded_spaces: frozenset[str] = frozenset()
     late_joiner: LateJoiner = "hold"
+    # Someone who had consented withdraws while consent-gated recording runs: "pause" stops the
+    # recording for everyone until they consent again or leave the recorded room (the mediator
+    # sees who withdrew); "hold" treats them as a late joiner who has not consented.
+    withdrawal: LateJoiner = "pause"
     caucuses: bool = False
     admission_consents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     admission_identity: frozenset[str] = frozenset()  # roles checked before admission (R6)
@@ -138,6 +142,7 @@ MEDIATION = Policy(
         reissue_invitation={"mediator", STAFF},
         mark_identity_checked=_M_HOSTS | {SYSTEM},  # system: a one-time code was verified
         record_consent=_M_ROLES,
+        ask_recording={"mediator"},  # who may start asks everyone present first (R8)
         start_recording={"mediator"},
         stop_recording={"mediator"},
         chat=_M_ROLES - {"observer"},
@@ -259,6 +264,7 @@ CONSULTATION = Policy(
         reissue_invitation={"duty_lawyer", STAFF},
         mark_identity_checked={"duty_lawyer"},
         record_consent=_C_ROLES,
+        ask_recording={"duty_lawyer"},
         start_recording={"duty_lawyer"},
         stop_recording={"duty_lawyer"},
         desk_event={SYSTEM},  # queued, accepted, transferred, summary, rating (docs/desk.md)

@@ -8,11 +8,12 @@ appends them and folds them. A refusal is a ``CommandError`` and nothing else ha
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 from rooms import commands as c
 from rooms.errors import CommandError
-from rooms.events import EventDraft
+from rooms.events import EventDraft, seal
 from rooms.policy import STAFF, SYSTEM
 from rooms.state import (
     CAUCUS_PREFIX,
@@ -98,6 +99,7 @@ def decide(
         raise CommandError("duplicate", f"command {command.cid!r} was already applied")
     decision = _Decision(state, actor, now, command.cid, new_id)
     _HANDLERS[type(command)](decision, command)
+    _pause_or_resume(decision)
     return decision.drafts
 
 
@@ -447,12 +449,83 @@ def _mark_identity_checked(d: _Decision, cmd: c.MarkIdentityChecked) -> None:
 
 
 def _record_consent(d: _Decision, cmd: c.RecordConsent) -> None:
-    me = _self(d)
-    if cmd.topic == "recording" and d.state.policy.recording == "forbidden":
+    me, state = _self(d), d.state
+    if cmd.topic == "recording" and state.policy.recording == "forbidden":
         raise CommandError("conflict", "this session is never recorded")
     if me.consents.get(cmd.topic) == cmd.given:
         raise CommandError("conflict", "this answer is already recorded")
-    d.emit("participant.consent", participant=me.id, topic=cmd.topic, given=cmd.given)
+    extra = {}
+    if cmd.topic == "recording" and state.recording_ask is not None:
+        extra["ask"] = state.recording_ask["id"]  # the answer to this question (R15)
+    d.emit("participant.consent", participant=me.id, topic=cmd.topic, given=cmd.given, **extra)
+    if (
+        cmd.topic == "recording"
+        and not cmd.given
+        and state.recording
+        and me.consents.get("recording") is True
+    ):  # a withdrawal during the run: the policy pauses the recording or holds the person
+        d.emit("recording.consent_withdrawn", participant=me.id, effect=state.policy.withdrawal)
+
+
+def _ask_recording(d: _Decision, cmd: c.AskRecording) -> None:
+    """The recording question (R8) in the ledger: who asked, when; each answer names it."""
+    state = d.state
+    if state.policy.recording != "consent_gated":
+        raise CommandError("conflict", "this session does not ask for recording consent")
+    if cmd.action == "cancel":
+        if state.recording_ask is None:
+            raise CommandError("conflict", "no recording question is open")
+        d.emit("recording.ask_cancelled", ask=state.recording_ask["id"])
+        return
+    if state.recording:
+        raise CommandError("conflict", "recording is already on")
+    if not _self(d).consents.get("recording"):
+        raise CommandError("conflict", "record your own consent to recording first")
+    d.emit("recording.asked", ask=state.recording_asks + 1)
+
+
+# What can change whether a running consent-gated recording is paused (besides any change while
+# it is paused): someone coming into a recorded room, or a consent given or withdrawn.
+_PAUSE_EVENTS = frozenset(
+    {
+        "participant.connected",
+        "participant.rejoined",
+        "participant.admitted",
+        "participant.moved",
+        "participant.consent",
+        "recording.consent_withdrawn",
+    }
+)
+
+
+def _pause_or_resume(d: _Decision) -> None:
+    """A running recording that this command pauses or resumes says so in the ledger: the gap
+    between ``recording.paused`` (why, who is missing) and ``recording.resumed`` (its length).
+    Decided on the state the drafts would make (a copy: rules stay pure)."""
+    state = d.state
+    if not d.drafts or not state.recording or state.policy.recording != "consent_gated":
+        return
+    before = state.recording_paused()
+    if not before and not any(x.type in _PAUSE_EVENTS for x in d.drafts):
+        return
+    after = copy.deepcopy(state, {id(state.policy): state.policy})
+    for draft in d.drafts:
+        after.apply(seal(after.id, after.seq + 1, after.head, draft))
+    if not after.recording:
+        return  # stopped, failed or ended: that event closes the gap
+    paused = after.recording_paused()
+    if paused and not before:
+        missing = after.recording_missing()
+        withdrawn = any(p.id in after.withdrawn for p in missing)
+        d.emit(
+            "recording.paused",
+            reason="consent_withdrawn" if withdrawn else "no_consent",
+            participants=[p.id for p in missing],
+        )
+    elif before and not paused:
+        since = state.paused_since
+        extra = {"paused_at": since, "seconds": round(d.now - since, 3)} if since else {}
+        d.emit("recording.resumed", **extra)
 
 
 def _warn(d: _Decision, cmd: c.Warn) -> None:
@@ -734,6 +807,7 @@ _HANDLERS = {
     c.ReissueInvitation: _reissue_invitation,
     c.MarkIdentityChecked: _mark_identity_checked,
     c.RecordConsent: _record_consent,
+    c.AskRecording: _ask_recording,
     c.StartRecording: _start_recording,
     c.StopRecording: _stop_recording,
     c.Warn: _warn,

@@ -104,6 +104,11 @@ class SessionState:
     recorder_reason: str = ""
     segments: dict[str, set[int]] = field(default_factory=dict)  # participant -> indexes kept
     recording_by: str = ""  # the actor of the last recording.started
+    # the open recording question {"id", "by" (actor), "at"} (R8), and how many were asked
+    recording_ask: dict[str, Any] | None = None
+    recording_asks: int = 0
+    withdrawn: dict[str, float] = field(default_factory=dict)  # consent withdrawn in this run
+    paused_since: float | None = None  # the last recording.paused not yet resumed or ended
     legal_hold: dict | None = None  # {"since", "by", "reason"} while a legal hold is on (R16)
     ended: bool = False
     ended_reason: str | None = None
@@ -278,6 +283,8 @@ class SessionState:
 
     def _on_participant_consent(self, e: Event, d: dict) -> None:
         self.participants[d["participant"]].consents[d["topic"]] = d["given"]
+        if d["topic"] == "recording" and d["given"]:
+            self.withdrawn.pop(d["participant"], None)
 
     def _on_participant_asked_for_mediator(self, e: Event, d: dict) -> None:
         self.participants[d["participant"]].asked_at = e.ts
@@ -402,9 +409,40 @@ class SessionState:
     def _on_recording_started(self, e: Event, d: dict) -> None:
         self.recording = True
         self.recording_by = e.actor  # shown with the REC indicator on every page
+        self._end_run()
 
     def _on_recording_stopped(self, e: Event, d: dict) -> None:
         self.recording = False
+        self._end_run()
+
+    def _end_run(self) -> None:
+        """A start, stop, failure or end closes the question and forgets the run's pause."""
+        self.recording_ask, self.paused_since = None, None
+        self.withdrawn.clear()
+
+    def _on_recording_asked(self, e: Event, d: dict) -> None:
+        self.recording_ask = {"id": d["ask"], "by": e.actor, "at": e.ts}
+        self.recording_asks = max(self.recording_asks, d["ask"])
+
+    def _on_recording_ask_cancelled(self, e: Event, d: dict) -> None:
+        self.recording_ask = None
+
+    def _on_recording_consent_withdrawn(self, e: Event, d: dict) -> None:
+        self.withdrawn[d["participant"]] = e.ts
+
+    def _on_recording_paused(self, e: Event, d: dict) -> None:
+        self.paused_since = e.ts
+
+    def _on_recording_resumed(self, e: Event, d: dict) -> None:
+        self.paused_since = None
+
+    def recording_question(self) -> dict[str, Any] | None:
+        """The open question as pages show it: {"id", "by": the asker's name, "at"}."""
+        ask = self.recording_ask
+        if ask is None:
+            return None
+        p = self.participants.get(ask["by"])
+        return {"id": ask["id"], "by": p.name if p else ask["by"], "at": ask["at"]}
 
     def _on_recording_ready(self, e: Event, d: dict) -> None:
         self.recorder, self.recorder_reason = "ready", ""
@@ -412,6 +450,7 @@ class SessionState:
     def _on_recording_failed(self, e: Event, d: dict) -> None:
         # the run ends with the failure: starting again is a new, logged decision
         self.recorder, self.recorder_reason, self.recording = "failed", d.get("reason", ""), False
+        self._end_run()
 
     def _on_recording_segment(self, e: Event, d: dict) -> None:
         self.segments.setdefault(d["participant"], set()).add(d["index"])
@@ -445,16 +484,23 @@ class SessionState:
 
     def recording_paused(self) -> bool:
         """Recording is on but paused: the policy pauses it, rather than hold the person, while
-        someone in a recorded room has not consented (a late joiner, a withdrawal)."""
-        return (
-            self.recording and self.policy.late_joiner == "pause" and bool(self.recording_missing())
-        )
+        someone in a recorded room has not consented (``late_joiner``), or while someone who
+        withdrew their consent during this run is there (``withdrawal``)."""
+        if not self.recording:
+            return False
+        missing = self.recording_missing()
+        if not missing:
+            return False
+        if self.policy.late_joiner == "pause":
+            return True
+        return self.policy.withdrawal == "pause" and any(p.id in self.withdrawn for p in missing)
 
     def _on_session_safety_hold(self, e: Event, d: dict) -> None:
         self.held = True
 
     def _on_session_ended(self, e: Event, d: dict) -> None:
         self.ended, self.ended_reason, self.recording = True, d.get("reason") or "", False
+        self._end_run()
         for p in self.participants.values():
             p.connected = False
 
@@ -542,6 +588,10 @@ class SessionState:
             view["caucuses"] = [c.to_dict() for c in self.caucuses.values()]
             view["held"] = self.held
             view["recording_missing"] = [p.id for p in self.recording_missing()]
+            # who withdrew their consent during this run, and when (the mediator sees it)
+            view["recording_withdrawn"] = [
+                {"participant": pid, "at": ts} for pid, ts in self.withdrawn.items()
+            ]
             view["recorder"] = self.recorder
         else:
             same = is_media_space(me.space)

@@ -168,10 +168,10 @@ def test_recording_needs_everyones_consent_and_never_takes_caucuses(service, liv
     run(service, state.id, med, type="move_to_caucus", caucus="b", participants=[li])
     recorded = {e.publisher for e in plan(state) if e.subscriber == RECORDER}
     assert li not in recorded and med in recorded
-    # withdrawing consent while recording holds that person silent (R8)
+    # withdrawing consent while recording pauses it (policy.withdrawal); nobody is silenced (R8)
     zhang = ids["Zhang San"]
     run(service, state.id, zhang, type="record_consent", topic="recording", given=False)
-    assert receivers(state, zhang) == set()
+    assert receivers(state, zhang) and not any(e.subscriber == RECORDER for e in plan(state))
     run(service, state.id, med, type="stop_recording")
     assert not any(e.subscriber == RECORDER for e in plan(state))
 

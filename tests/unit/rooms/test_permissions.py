@@ -171,6 +171,8 @@ def prepare(world: World, name: str, actor: str) -> dict:
     if name == "stop_recording":
         setup("start_recording")
         return {}
+    if name == "ask_recording":  # everyone consented in setup; recording is off
+        return {"action": "ask"}
     if name == "chat":
         return {"text": "hello"}
     if name in ("freeze_agreement", "sign_agreement", "seal_agreement"):

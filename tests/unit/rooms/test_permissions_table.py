@@ -67,6 +67,7 @@ reissue_invitation   Y   .   .     .    .    .    .    .    .    Y
 # consent is each person's own, observers included (R7, R8)
 record_consent       Y   Y   Y     Y    Y    Y    Y    Y    .    .
 # recording is the mediator's switch alone (R8)
+ask_recording        Y   .   .     .    .    .    .    .    .    .
 start_recording      Y   .   .     .    .    .    .    .    .    .
 stop_recording       Y   .   .     .    .    .    .    .    .    .
 # the recorder's reports are the server's alone: ready/failed, each segment, each gap
