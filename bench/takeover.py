@@ -56,12 +56,21 @@ class Participant:
         self.sio: socketio.AsyncClient | None = None
         self.bot: Bot | None = None
         self.welcome: dict | None = None
+        self.refused: dict | None = None  # the node's last refusal: {code, message[, url]}
 
     async def connect(self, url: str) -> bool:
-        """Connect and bring media up; False when the node refuses (not serving it yet)."""
+        """Connect and bring media up; False when the node refuses (not serving it yet: its
+        answer in ``refused``) or does not answer (``refused`` None)."""
         sio = socketio.AsyncClient(reconnection=False)
         welcomed: list[dict] = []
+        self.refused = None
         sio.on("welcome", lambda data: welcomed.append(data), namespace=NAMESPACE)
+
+        def refused(data=None):
+            data = data.get("data", data) if isinstance(data, dict) else None
+            self.refused = data if isinstance(data, dict) else None
+
+        sio.on("connect_error", refused, namespace=NAMESPACE)
         try:
             await sio.connect(
                 url,

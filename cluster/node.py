@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 
 from cluster.placement import place
 from cluster.registry import CpuMeter, NodeAgent, NodeLoad, Registry, finish, stopped
+from cluster.routing import Router
 from rooms.errors import CommandError
 
 log = logging.getLogger("parley.cluster")
@@ -47,6 +48,7 @@ class ClusterNode:
         self.store = store  # a RedisLedgerStore in group mode reports refused appends here
         self.registry = registry
         self.agent = NodeAgent(registry, load, on_lost=self._lost)
+        self.router = Router(registry)  # where a page goes for a session not served here
         self._on_lost = on_lost
         self._orphans: dict[str, float] = {}  # session of a dead node -> when first seen
         self._tasks: set[asyncio.Task] = set()
@@ -64,6 +66,7 @@ class ClusterNode:
             loop = asyncio.get_running_loop()
             self.store.on_conflict = lambda s: loop.call_soon_threadsafe(self._refused, s)
         await self.agent.start()
+        self.router.live, _ = await self.registry.nodes()
         for session_id in await self.registry.owned():
             if await self.agent.acquire(session_id):
                 self._serve(session_id)
@@ -133,6 +136,7 @@ class ClusterNode:
     async def take_over(self) -> list[str]:
         """One round: take the sessions of dead nodes that fall to this node; return them."""
         live, dead = await self.registry.nodes()
+        self.router.live = live  # the pages' fallback list (welcome ``nodes``)
         # never this node itself: after Redis was away longer than the TTL (restarted from its
         # AOF) its own heartbeat has expired until its next beat, and "adopting" its own
         # sessions would rebuild them from the ledger (everyone marked disconnected, sockets

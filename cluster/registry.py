@@ -233,6 +233,26 @@ class Registry:
         value = await self.redis.get(self._lease_key(session_id))
         return value.decode() if value is not None else None
 
+    async def node(self, node_id: str) -> NodeInfo | None:
+        """One node's last heartbeat; None when it expired (or does not decode)."""
+        info = _decode_info(await self.redis.get(self._node_key(node_id)))
+        return info if info is not None and info.id == node_id else None
+
+    async def fresh(self, node_id: str) -> bool:
+        """The node heartbeat within the last two beats (Redis's clock: the key's TTL left)."""
+        left = await self.redis.pttl(self._node_key(node_id))
+        return left > self.settings.ttl_ms - 2 * self.settings.interval * 1000 - 50
+
+    async def listed(self, session_id: str) -> bool:
+        """Some registered node (alive, dead or draining) lists the session as its own."""
+        ids = list(await self.redis.smembers(self._nodes_key))
+        if not ids:
+            return False
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node_id in ids:
+                pipe.sismember(self._owned_key(node_id.decode()), session_id)
+            return any(await pipe.execute())
+
     async def owned(self, node_id: str | None = None) -> list[str]:
         members = await self.redis.smembers(self._owned_key(node_id or self.node_id))
         return sorted(m.decode() for m in members)

@@ -67,6 +67,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
         invitation_ttl=86400.0,
         recording_available: bool = False,
         turn=None,
+        router=None,
     ) -> None:
         super().__init__(NAMESPACE)
         self._signer = signer
@@ -90,6 +91,9 @@ class ParleyNamespace(socketio.AsyncNamespace):
         self._asks: dict[str, dict[str, Any]] = {}
         self._ask_ids = 0
         self._turn = turn  # signaling.turn.TurnCredentials: iceServers for the welcome, or None
+        # cluster.routing.Router on a clustered node: a session served by another node answers
+        # ``redirect`` (or ``session_moving``) instead of ``session_not_found`` (docs/scaling.md)
+        self._router = router
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
@@ -101,6 +105,8 @@ class ParleyNamespace(socketio.AsyncNamespace):
         except TokenError as exc:
             raise _refusal(exc.code, exc.message) from None
         except CommandError as exc:
+            if exc.code == "not_found" and self._router is not None:
+                await self._elsewhere(inv.session)
             code = "session_not_found" if exc.code == "not_found" else exc.code
             raise _refusal(code, exc.message) from None
         # The same link already live on another device: ask the person first ("use here?"),
@@ -140,6 +146,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
                 "recording_ask": self._asks.get(inv.session) if self._recording_available else None,
                 "session": state.view_for(inv.participant),
                 "iceServers": self._ice_servers(inv),
+                **({"nodes": self._router.others()} if self._router is not None else {}),
             },
             to=sid,
         )
@@ -153,6 +160,24 @@ class ParleyNamespace(socketio.AsyncNamespace):
         log.info(
             "participant connected", extra={"session": inv.session, "participant": inv.participant}
         )
+
+    async def _elsewhere(self, session_id: str) -> None:
+        """A session this node does not serve: raise ``redirect`` (the node that does, by the
+        registry) or ``session_moving`` (nobody serves it yet: try again); return when the
+        cluster does not know it either (``session_not_found``)."""
+        try:
+            route = await self._router.route(session_id)
+        except Exception:  # noqa: BLE001 - Redis away: the page tries again, here
+            log.warning("cannot ask the registry where a session is", exc_info=True)
+            raise _refusal("session_moving", "this mediation is moving; trying again") from None
+        if route is None:
+            return
+        if route.code == "redirect":
+            message = "this mediation is served by another server"
+            raise socketio.exceptions.ConnectionRefusedError(
+                message, {"code": "redirect", "message": message, "url": route.url}
+            )
+        raise _refusal("session_moving", "this mediation is moving to another server; trying again")
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         who = self._forget(sid)

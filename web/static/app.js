@@ -77,9 +77,40 @@
 
   const errorKey = (code) => (i18n.has("err_" + code) ? "err_" + code : "err_unknown");
   const REFUSED_TITLE = { session_ended: "ended_title", participant_gone: "removed_title" };
+
+  // Several servers (docs/scaling.md, "Routing: redirect"). A server that does not run this
+  // mediation names the one that does ("redirect"): the page opens the same link there (every
+  // server signs links with the same key). "#hops" counts such moves since the last welcome: at
+  // most MAX_HOPS, then a clear error. A server that stops answering (it died): after
+  // UNREACHABLE failed attempts the page opens the link on another server it was told about
+  // (welcome "nodes"), which runs the mediation, redirects, or answers "session_moving" (nobody
+  // has taken it over yet: wait, ask again). "#resume" goes back into the call by itself.
+  const MAX_HOPS = 3, UNREACHABLE = 3;
+  const moved = new URLSearchParams(location.hash.slice(1));
+  let hops = Number.parseInt(moved.get("hops") || "0", 10) || 0;
+  let resume = moved.get("resume") === "1";
+  let unreachable = 0;
+  state.nodes = [];
+  function moveTo(base) {
+    if (hops >= MAX_HOPS || typeof base !== "string" || !/^https?:\/\/[^/?#]+\/?$/.test(base)) {
+      end("cannot_join_title", "err_no_server");
+      return;
+    }
+    socket.io.opts.reconnection = false;
+    status(i18n.t("err_redirect"));
+    const again = state.joined || resume ? "&resume=1" : "";
+    location.replace(base.replace(/\/+$/, "") + "/j/" + encodeURIComponent(token) + "#hops=" + (hops + 1) + again);
+  }
+
   socket.on("connect_error", (err) => {
     const data = err && err.data;
-    if (data && data.code === "in_use") {  // the same link is live on another device: ask first
+    if (data && data.code === "redirect") {
+      moveTo(data.url);
+    } else if (data && data.code === "session_moving") {  // being taken over: ask again soon
+      status(i18n.t("err_session_moving"));
+      if (state.joined) setLost(true);
+      setTimeout(() => { if (!socket.connected) socket.connect(); }, 1000);
+    } else if (data && data.code === "in_use") {  // the same link is live on another device: ask first
       socket.io.opts.reconnection = false;
       show("inuse");
     } else if (data && data.code) {  // refused by the server: retrying will not help
@@ -88,12 +119,21 @@
     } else {
       status(i18n.t("reconnecting"));
       if (state.joined) setLost(true);
+      unreachable += 1;  // this server does not answer: after a few tries, another one
+      if (unreachable >= UNREACHABLE && state.nodes.length && navigator.onLine !== false) {
+        moveTo(state.nodes[hops % state.nodes.length]);
+      }
     }
   });
   socket.on("disconnect", (reason) => {
     if (reason === "io client disconnect") return;  // end(): the page closed it on purpose
     status(i18n.t("reconnecting"));
     setLost(true);
+    // closed by the server without an error message (its session moved to another server):
+    // socket.io does not reconnect by itself after that; ask again, it redirects
+    if (reason === "io server disconnect" && socket.io.opts.reconnection) {
+      setTimeout(() => { if (!socket.connected) socket.connect(); }, 500);
+    }
   });
 
   $("btn-use-here").onclick = () => {
@@ -105,6 +145,9 @@
 
   socket.on("welcome", async (msg) => {
     socket.auth = { token, device };  // taken over once; a later reconnect asks again if needed
+    state.nodes = Array.isArray(msg.nodes) ? msg.nodes.filter((u) => typeof u === "string") : [];
+    hops = 0; unreachable = 0;  // here now: the moves start again from this server
+    if (location.hash) history.replaceState(null, "", location.pathname + location.search);
     state.me = msg.participant; state.role = msg.role; state.slotCount = msg.slots;
     state.view = msg.session; state.consents = msg.consents || { required: [], optional: [] };
     state.recordingAvailable = msg.recording === true;  // a recorder runs on this server
@@ -112,6 +155,14 @@
     render();
     if (state.joined) await startMedia();  // a reconnect: offer again on a fresh connection
     else { $("btn-confirm").disabled = false; status(""); }
+    if (resume && !state.joined) {  // moved to this server mid-call: back into the call
+      resume = false;
+      const given = myself(state.view).consents || {};
+      if (!state.consents.required.some((t) => !given[t])) {
+        await deviceCheck();
+        if (local && !state.joined) $("btn-join").click();
+      }
+    }
   });
   socket.on("state", (view) => { state.view = view; render(); });
   // Every change of this phone's slot map comes as a "slots" message, in order; the offer's answer
