@@ -44,13 +44,27 @@ def _error(code: str, message: str) -> dict[str, Any]:
 
 class RecordingAsk(m.Message):
     """The mediator asks everyone present for their recording consent (``ask``) or withdraws
-    the question (``cancel``). Not a ledger event: each answer is (``record_consent``), and
-    ``start_recording`` records who started it."""
+    the question (``cancel``): rooms ``ask_recording``, in the ledger with the asker; each
+    answer (``record_consent``) names the question, ``start_recording`` who started it."""
 
     action: Literal["ask", "cancel"]
 
 
 _RECORDING_AFFECTS_ASK = frozenset({"start_recording", "stop_recording"})
+
+
+class _OpenQuestions:
+    """The open recording question of a session, from its state (rooms: ``recording.asked``
+    until ``recording.ask_cancelled``, a start, a stop or the end)."""
+
+    def __init__(self, service) -> None:
+        self._service = service
+
+    def get(self, session_id: str) -> dict[str, Any] | None:
+        try:
+            return self._service.state(session_id).recording_question()
+        except CommandError:
+            return None
 
 
 class ParleyNamespace(socketio.AsyncNamespace):
@@ -85,11 +99,10 @@ class ParleyNamespace(socketio.AsyncNamespace):
         # Until a recorder runs on this node nobody is asked to consent to a recording that
         # cannot happen, and the page offers no recording controls (welcome ``recording``).
         self._recording_available = recording_available
-        # session -> {"id", "by"}: the mediator's open recording question, shown to whoever has
-        # not consented (in the welcome too, so a reload or a reconnect still sees it). Cleared
-        # when recording starts or stops, or the mediator withdraws it. Per node, in memory.
-        self._asks: dict[str, dict[str, Any]] = {}
-        self._ask_ids = 0
+        # session -> {"id", "by", "at"}: the mediator's open recording question, shown to whoever
+        # has not consented (in the welcome too, so a reload or a reconnect still sees it). Read
+        # from the session's state (the ledger's recording.asked), so a restart keeps it.
+        self._asks = _OpenQuestions(service)
         self._turn = turn  # signaling.turn.TurnCredentials: iceServers for the welcome, or None
         # cluster.routing.Router on a clustered node: a session served by another node answers
         # ``redirect`` (or ``session_moving``) instead of ``session_not_found`` (docs/scaling.md)
@@ -277,8 +290,9 @@ class ParleyNamespace(socketio.AsyncNamespace):
         if env.cid is not None:
             raw["cid"] = env.cid
         command = decode_command(raw)
+        asked = raw["type"] in _RECORDING_AFFECTS_ASK and self._asks.get(session_id) is not None
         events = self._service.execute(session_id, pid, command)
-        if raw["type"] in _RECORDING_AFFECTS_ASK and session_id in self._asks:
+        if asked and self._asks.get(session_id) is None:
             await self._set_ask(session_id, None)  # answered by the start (or the stop)
         return {"ok": True, "seq": events[-1].seq if events else None}
 
@@ -289,20 +303,20 @@ class ParleyNamespace(socketio.AsyncNamespace):
         if not self._recording_available:
             return _error("unavailable", "no recorder runs on this server")
         state = self._service.state(session_id)
-        if not state.policy.allows(role, "start_recording"):
+        if not state.policy.allows(role, "ask_recording"):
             return _error("forbidden", "only the mediator asks for recording consent")
         if state.policy.recording != "consent_gated" or state.ended:
             return _error("conflict", "this session does not ask for recording consent")
-        if msg.action == "cancel":
-            await self._set_ask(session_id, None)
-            return {"ok": True}
-        if state.recording:
-            return _error("conflict", "recording is already on")
-        if not state.participants[pid].consents.get("recording"):
-            return _error("conflict", "record your own consent to recording first")
-        self._ask_ids += 1
-        ask = {"id": self._ask_ids, "by": state.participants[pid].name}
+        if msg.action == "cancel" and state.recording_ask is None:
+            return {"ok": True}  # already closed (a start, a stop, another tab withdrew it)
+        # rooms checks the rest (recording off, the asker's own consent) and records it
+        self._service.execute(
+            session_id, pid, decode_command({"type": "ask_recording", "action": msg.action})
+        )
+        ask = self._asks.get(session_id)
         await self._set_ask(session_id, ask)
+        if ask is None:
+            return {"ok": True}
         return {"ok": True, "ask": ask, "missing": [p.id for p in state.recording_missing()]}
 
     async def handle_media(self, sid, session_id, pid, role, payload):
@@ -408,11 +422,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
         return {**consents, "optional": [t for t in consents["optional"] if t != "recording"]}
 
     async def _set_ask(self, session_id: str, ask: dict[str, Any] | None) -> None:
-        """Open (or clear, with None) the session's recording question on every live page."""
-        if ask is None:
-            self._asks.pop(session_id, None)
-        else:
-            self._asks[session_id] = ask
+        """Tell every live page of the session its recording question (None: closed)."""
         for sid, who in list(self._who.items()):
             if who[0] == session_id:
                 await self.emit("recording_ask", {"v": m.PROTOCOL_VERSION, "ask": ask}, to=sid)
