@@ -105,6 +105,8 @@ class ClockRoute:
 
     def __init__(self, clock: TestClock, service, console) -> None:
         self.clock, self.service, self.c = clock, service, console
+        if console is not None:  # the officer's console shows the time left by the same clock
+            console.officer.clock = clock
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/visits/test/clock", self.move)]

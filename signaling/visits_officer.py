@@ -150,6 +150,9 @@ class OfficerConsole:
         self.engine = self.conductor = None  # attach_media: without them, no grid pictures
         self._grids: dict[str, Grid] = {}
         self._closing: set[asyncio.Task] = set()
+        # the session clock's time (time.time; the test clock when PARLEY_TEST_CLOCK=1 moves
+        # it: signaling/visits_clock.py), so the time left shown here is the kiosks'
+        self.clock = time.time
 
     def attach_media(self, engine, conductor) -> None:
         """The media engine (grid connection, link figures) and the conductor (grid edges)."""
@@ -186,7 +189,7 @@ class OfficerConsole:
     async def live_list(self, request: web.Request) -> web.Response:
         account, sess, grants = self.c._staff(request)
         site = self.c._site(grants, "visit.live", request.match_info["site"])
-        now = time.time()
+        now = self.clock()
         rows = []
         for row, b, state, bureau, facility in self._open_visits(site.id):
             rows.append(self._row(row, b, state, grants, bureau, facility, sess.csrf, now))
@@ -375,7 +378,7 @@ class OfficerConsole:
             account, sess, grants, site = self._json_staff(request, "visit.live")
         except VisitError as exc:
             return self._json_refusal(exc)
-        now = time.time()
+        now = self.clock()
         visits, observable = [], set()
         for row, b, state, _bureau, facility in self._open_visits(site.id):
             privileged = state.policy.privileged

@@ -106,3 +106,13 @@ def test_moving_to_seconds_left():
     assert _status(route._to_remaining("s-gone", 0)[1]) == 404
     for session, remaining in (("", 1), ("x" * 65, 1), (5, 1), ("s-run", -1), ("s-run", True)):
         assert _status(route._to_remaining(session, remaining)[1]) == 400
+
+
+def test_the_officers_console_reads_the_same_clock():
+    """The officer's list shows the time left by the session clock, moved or not."""
+    from types import SimpleNamespace
+
+    console = SimpleNamespace(officer=SimpleNamespace(clock=None))
+    clock = TestClock()
+    ClockRoute(clock, FakeService({}), console)
+    assert console.officer.clock is clock
