@@ -1,0 +1,71 @@
+"""The redirect as a person lives it, in headless Chromium (docs/scaling.md, "Routing:
+redirect"): two real nodes on one real redis-server, the demo mediation served by node A.
+
+The party's link is opened on node B: B answers ``redirect``, the page opens the same link on
+A, the party joins, is admitted, and plays the mediator's video and audio. Then A is SIGKILLed:
+both pages stop reaching A, open their link on B (named in A's welcome), wait while B takes the
+session over (``session_moving``) and go back into the call by themselves (``#resume``), where
+each plays the other's media again. The pages' own code does all of it (web/static/app.js)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.conftest import (  # noqa: F401 - fixtures
+    TEST_TIMEOUT_S,
+    launch,
+    new_page,
+    pw,
+    wait_stat,
+)
+from tests.e2e.flows import join
+from tests.integration.cluster.test_redirect import nodes  # noqa: F401 - fixture
+from tests.support.redisd import redis_server  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
+
+
+def in_call_on(page, base: str) -> None:
+    """The page is at ``base``, on the call screen, with media from the other person."""
+    page.wait_for_url(f"{base}/j/**")
+    page.wait_for_selector("#screen-call:not([hidden])")
+    page.wait_for_function(
+        "() => window.parley.socket.connected && "
+        "(window.__pcs.at(-1) || {}).connectionState === 'connected'"
+    )
+    wait_stat(page, "video")
+    wait_stat(page, "audio")
+
+
+def test_a_page_opened_on_the_wrong_node_plays_the_call_and_follows_it_after_a_kill(
+    nodes,  # noqa: F811
+    launch,  # noqa: F811
+    new_page,  # noqa: F811
+):
+    a = nodes("a")
+    b = nodes("b", "--no-demo")
+    mediator = new_page(launch(440))
+    party = new_page(launch(1000))
+    join(mediator, a.links["mediator"][0], consents=False)
+
+    party_link = a.links["party"][0].replace(a.url, b.url)  # the link, opened on B
+    party.goto(party_link)
+    party.wait_for_url(f"{a.url}/j/**")  # B redirected it to A
+    join(party, None)
+    party_id = party.evaluate("() => window.parley.me")
+    mediator.click(f'#people li[data-participant="{party_id}"] button[data-action="admit"]')
+    party.wait_for_selector("#waiting", state="hidden")
+    for page in (mediator, party):
+        in_call_on(page, a.url)
+    assert party.evaluate("() => window.parley.nodes") == [b.url]
+
+    started = time.monotonic()
+    a.stop(sig_kill=True)
+    for page in (mediator, party):
+        in_call_on(page, b.url)  # moved to B by themselves, back in the call
+    print(
+        f"\nafter SIGKILL of A: both pages back in the call on B, {time.monotonic() - started:.1f} s"
+    )
+    assert "#" not in party.url  # the moves are forgotten once served
