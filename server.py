@@ -284,8 +284,11 @@ def create_app(config: Config) -> web.Application:
     ConnectionGuard(sio, NAMESPACE).install()
 
     def ready():
+        # the recorder too (docs/recording.md, "Health"): no visit goes live without it (R1)
         checks = {"ledger": _store_ok(store), "media": engine_started[0]}
-        return all(checks.values()), checks
+        recorder_health = recorder.health()
+        ok = all(checks.values()) and recorder_health["ok"]
+        return ok, checks | {"recorder": recorder_health}
 
     engine_started = [False]
 

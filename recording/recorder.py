@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,8 @@ KEYFRAME_RETRY = 1.0
 # own interval, or one another subscriber asked for) before asking: each ask makes the publisher
 # send a large frame to every subscriber, not only to the recorder.
 KEYFRAME_GRACE = 0.1
+PROBE_SECONDS = 2.0  # health(): the recordings directory is probed at most this often
+STALL_SECONDS = 30.0  # health(): work waiting and no turn of the writer thread for this long
 
 Report = Callable[[str, dict], None]  # (session, raw server-only command)
 
@@ -248,6 +251,7 @@ class Recorder:
         self.failed: str | None = None
         self.gaps_reported = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._probed: tuple[float, bool] | None = None  # (when, writable) for health()
         self.writer = Writer(self._closed, self._failed, max_frames=max_frames, store=store)
 
     def start(self) -> None:
@@ -257,10 +261,48 @@ class Recorder:
         probe = self.root / ".probe"
         write_durably(probe, b"")
         probe.unlink()
+        self._probed = None  # health() probes afresh
 
     @property
     def healthy(self) -> bool:
         return self._loop is not None and self.writer.alive and self.failed is None
+
+    def health(self) -> dict:
+        """The node's recorder for ``/readyz`` (docs/recording.md, "Health"): started, the
+        writer thread alive and not stuck, the recordings directory writable (a 4 KiB probe
+        file, no fsync, at most every ``PROBE_SECONDS``), the queue below half its limit (past
+        it frames are soon dropped). ``last_failure``: the last segment not written (kept for
+        the operator; a node whose disk is writable again is ready again)."""
+        w, now = self.writer, time.monotonic()
+        if self._probed is None or now - self._probed[0] >= PROBE_SECONDS:
+            self._probed = (now, self._probe())
+        writer = w.alive and not w.stalled(STALL_SECONDS)
+        backlogged = w.depth >= w.max_frames // 2
+        storage = self._probed[1]
+        return {
+            "ok": self._loop is not None and writer and storage and not backlogged,
+            "started": self._loop is not None,
+            "writer": writer,
+            "storage": storage,
+            "queue_depth": w.depth,
+            "queue_limit": w.max_frames,
+            "backlogged": backlogged,
+            "last_failure": self.failed,
+        }
+
+    def _probe(self) -> bool:
+        path = self.root / ".ready-probe"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, bytes(4096))
+            finally:
+                os.close(fd)
+            os.unlink(path)
+        except OSError as exc:
+            log.warning("recordings directory not writable: %s", exc)
+            return False
+        return True
 
     def session(self, session: str, **kw) -> SessionRecorder:
         sink = self.sessions.get(session)

@@ -116,6 +116,7 @@ class Writer:
         self.segments_written = 0
         self.bytes_written = 0
         self.busy_seconds = 0.0  # thread CPU spent muxing, sealing, writing
+        self.turned = time.monotonic()  # the thread's last turn (a stuck write stops it)
         self._open: dict[int, _Open] = {}
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="parley-recorder", daemon=True)
@@ -168,10 +169,16 @@ class Writer:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def stalled(self, seconds: float) -> bool:
+        """Work is waiting and the thread has not taken a turn for ``seconds`` (a write stuck
+        on a hung disk)."""
+        return self.pending > 0 and time.monotonic() - self.turned > seconds
+
     # -- the thread --------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
             self._wake.wait(BATCH)
+            self.turned = time.monotonic()
             stopping = self._stopping
             started = time.thread_time()
             items = self._items

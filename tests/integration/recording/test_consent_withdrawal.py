@@ -24,8 +24,8 @@ def _consent(given: bool, topic: str = "recording") -> dict:
     return {"v": 1, "cmd": {"type": "record_consent", "topic": topic, "given": given}}
 
 
-def _types(running, state, since: int) -> list[tuple[str, str, dict]]:
-    return [(e.type, e.actor, e.data) for e in running.service.events(state.id) if e.seq > since]
+def _types(run, state, since: int) -> list[tuple[str, str, dict]]:
+    return [(e.type, e.actor, e.data) for e in run.service.events(state.id) if e.seq > since]
 
 
 async def test_a_withdrawal_pauses_the_recording_and_the_mediator_sees_who(running):  # noqa: F811

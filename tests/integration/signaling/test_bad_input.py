@@ -153,7 +153,8 @@ async def test_http_routes(running):
             assert r.status == 200 and (await r.json())["status"] == "ok"
         async with http.get(running.url + "/readyz") as r:
             body = await r.json()
-            assert r.status == 200 and body["checks"] == {"ledger": True, "media": True}
+            assert r.status == 200 and body["checks"]["ledger"] and body["checks"]["media"]
+            assert body["checks"]["recorder"]["ok"]  # tests/integration/recording/test_ready.py
         async with http.get(running.url + "/metrics") as r:
             assert "parley_sessions" in await r.text()
         async with http.get(running.url + "/j/bad.token") as r:

@@ -1,0 +1,84 @@
+"""The recorder's health for /readyz: not started, a write stuck on a hung disk, a queue
+backlog, a dead writer thread; each seen, and a recovery seen too (a real writer thread)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from recording import recorder as recorder_module
+from recording.keys import DataKey, MasterKey, write_durably
+from recording.recorder import Recorder
+from recording.writer import SegmentSpec
+
+
+def _until(predicate, within: float = 10.0):
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not met")
+
+
+async def test_health_sees_a_stuck_write_a_backlog_and_a_dead_writer(tmp_path, monkeypatch):
+    release, blocked = threading.Event(), threading.Event()
+
+    def hung_disk(path, data):
+        blocked.set()
+        release.wait(30)
+        write_durably(path, data)
+
+    master = MasterKey.load(tmp_path)
+    root = tmp_path / "recordings"
+    rec = Recorder(
+        root,
+        master,
+        report=lambda session, command: None,
+        request_keyframe=lambda publisher: None,
+        max_frames=20,
+        store=hung_disk,
+    )
+    try:
+        before = rec.health()
+        assert not before["ok"] and not before["started"]  # not bound to the loop yet
+        rec.start()
+        assert rec.health() | {"queue_depth": 0} == {
+            "ok": True,
+            "started": True,
+            "writer": True,
+            "storage": True,
+            "queue_depth": 0,
+            "queue_limit": 20,
+            "backlogged": False,
+            "last_failure": None,
+        }
+        spec = SegmentSpec(
+            "s-1",
+            "p-00000001",
+            "joint",
+            0,
+            root / "s-1",
+            key=lambda: DataKey.for_session(master, root / "s-1", "s-1"),
+        )
+        w = rec.writer
+        w.open(1, spec)
+        assert w.frame(1, "audio", b"\xfc\x00", 0.0, True, 1.0)
+        w.close(1)
+        _until(blocked.is_set)  # the thread is stuck in the write
+        for i in range(10):  # frames keep coming: the queue backs up to half its limit
+            assert w.frame(2, "audio", b"\xfc\x00", 0.02 * i, True, 1.0)
+        h = rec.health()
+        assert h["backlogged"] and h["queue_depth"] == 10 and not h["ok"]
+        assert h["writer"]  # stuck for less than STALL_SECONDS: not yet called stuck
+        monkeypatch.setattr(recorder_module, "STALL_SECONDS", 0.05)
+        _until(lambda: not rec.health()["writer"])
+        release.set()  # the disk answers again: the node is ready again
+        _until(lambda: rec.health()["ok"])
+        assert (root / "s-1" / spec.file).is_file()
+    finally:
+        release.set()
+        rec.writer.stop()
+    assert not rec.writer.alive
+    dead = rec.health()
+    assert not dead["ok"] and not dead["writer"]
