@@ -43,8 +43,12 @@ class ClusterNode:
         load: Callable[[], NodeLoad],
         on_lost: Callable[[str, list[str]], Awaitable[None] | None] = lambda s, people: None,
         store=None,
+        place_new: bool = False,
     ) -> None:
         self.service = service
+        # a session created here goes to the node ``place`` picks (docs/scaling.md, "Placement")
+        self.place_new = place_new
+        self.placed: list[tuple[str, str]] = []  # (session, node) created here, given away
         self.store = store  # a RedisLedgerStore in group mode reports refused appends here
         self.registry = registry
         self.agent = NodeAgent(registry, load, on_lost=self._lost)
@@ -101,8 +105,50 @@ class ClusterNode:
             self._spawn(self.agent.release(state.id))
 
     async def _claim_new(self, session_id: str) -> None:
+        if self.place_new and await self._place_new(session_id):
+            return
         if not await self.agent.acquire(session_id):
             log.error("new session already leased elsewhere", extra={"session": session_id})
+
+    async def _place_new(self, session_id: str) -> bool:
+        """Give a session created here to the least-loaded live node when that is not this one:
+        its whole start is stored first (the other node rebuilds it from the ledger), then its
+        lease goes to that node, which finds it on its list (``receive``), and it is dropped
+        here. True when given away."""
+        live, _ = await self.registry.nodes()
+        chosen = place(live)
+        if chosen is None or chosen.id == self.node_id:
+            return False
+        await self.service.durable()
+        if not await self.registry.give(session_id, chosen.id):
+            return False
+        self.service.drop(session_id)
+        self.placed.append((session_id, chosen.id))
+        log.info("new session placed", extra={"session": session_id, "node": chosen.id})
+        return True
+
+    async def receive(self) -> list[str]:
+        """Adopt the sessions listed under this node that it does not serve: given to it by
+        another node (a new session placed here). Sessions in memory here are never rebuilt."""
+        if self.registry.draining:
+            return []
+        got: list[str] = []
+        for session_id in await self.registry.owned():
+            if session_id in self.agent.held or self._serving(session_id):
+                continue
+            if await self.agent.acquire(session_id):
+                if not self._serving(session_id) and self._serve(session_id):
+                    got.append(session_id)
+            else:  # someone else holds it now
+                await self.registry.disown(session_id)
+        return got
+
+    def _serving(self, session_id: str) -> bool:
+        try:
+            self.service.state(session_id)
+        except CommandError:
+            return False
+        return True
 
     def _spawn(self, coro) -> None:
         try:
@@ -121,6 +167,7 @@ class ClusterNode:
         while not await stopped(self._stop, self.registry.settings.interval / 2):
             try:
                 await self.take_over()
+                await self.receive()
             except (aioredis.RedisError, OSError) as exc:
                 if not away:
                     log.warning("takeover rounds paused, Redis unreachable: %s", exc)

@@ -84,6 +84,16 @@ end
 return 0
 """
 
+# KEYS: lease, the receiving node's owned set. ARGV: its id, ttl ms, session id. Give a session
+# nobody holds to another node (a new session placed there): it finds it on its list.
+_GIVE = """#!lua
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('SADD', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
 
 Count = Annotated[int, msgspec.Meta(ge=0, le=10**9)]
 
@@ -144,6 +154,7 @@ class Registry:
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._adopt = client.register_script(_ADOPT)
+        self._give = client.register_script(_GIVE)
 
     @classmethod
     def from_url(cls, url: str, node_id: str, public_url: str, **kw) -> Registry:
@@ -266,6 +277,15 @@ class Registry:
                 self._owned_key(dead_node),
             ],
             args=[self.node_id, self.settings.ttl_ms, session_id],
+        )
+        return bool(got)
+
+    async def give(self, session_id: str, node_id: str) -> bool:
+        """Lease a session nobody holds to ``node_id`` and list it there (it adopts the
+        session from the ledger at its next round); False when someone holds it already."""
+        got = await self._give(
+            keys=[self._lease_key(session_id), self._owned_key(node_id)],
+            args=[node_id, self.settings.ttl_ms, session_id],
         )
         return bool(got)
 

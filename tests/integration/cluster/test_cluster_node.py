@@ -35,7 +35,7 @@ async def until(predicate, timeout: float = 10.0):  # noqa: ASYNC109
 async def cluster(redis_server, redis_prefix):  # noqa: F811
     made: list[tuple[ClusterNode, RedisLedgerStore]] = []
 
-    async def node(node_id: str, sync: str = "full") -> ClusterNode:
+    async def node(node_id: str, sync: str = "full", place_new: bool = False) -> ClusterNode:
         store = RedisLedgerStore.from_url(redis_server.url, prefix=redis_prefix, sync=sync)
         service = SessionService(store)
         lost: list[tuple[str, list[str]]] = []
@@ -52,6 +52,7 @@ async def cluster(redis_server, redis_prefix):  # noqa: F811
             load=lambda: NodeLoad(sessions=sum(not s.ended for s in service.sessions())),
             on_lost=lambda s, people: lost.append((s, people)),
             store=store,
+            place_new=place_new,
         )
         n.lost = lost
         await n.start()
@@ -230,3 +231,38 @@ async def test_a_node_never_takes_over_its_own_sessions_when_its_heartbeat_has_e
     assert await x.take_over() == []
     assert x.service.state(s).participants[mediator].connected
     assert [e.type for e in x.service.events(s)][-1] == "participant.connected"
+
+
+async def test_a_new_session_goes_to_the_least_loaded_node(cluster):
+    """With ``place_new`` a session created on a busy node is given to the emptier one: it is
+    stored first, leased to that node, rebuilt there from the ledger and dropped where it was
+    created; a session created while this node is the emptiest stays here."""
+    x = await cluster("x", sync="group", place_new=True)
+    kept = [create(x, f"k{i}") for i in range(3)]  # alone: x is the least loaded, keeps them
+    await until(lambda: _all_owned_by(x, kept, "x"))
+    y = await cluster("y", sync="group")
+
+    async def x_sees_both():
+        live, _ = await x.registry.nodes()
+        loads = {n.id: n.load.sessions for n in live}
+        return loads.get("x") == 3 and loads.get("y") == 0
+
+    await until(x_sees_both)
+    s = create(x, "placed")
+    await until(lambda: _all_owned_by(y, [s], "y"))
+
+    async def served_by_y():
+        return s in {st.id for st in y.service.sessions()}
+
+    await until(served_by_y)
+    assert x.placed == [(s, "y")]
+    with pytest.raises(CommandError):
+        x.service.state(s)
+    assert s in await y.registry.owned() and s not in await x.registry.owned()
+    state = y.service.state(s)
+    assert state.title == "placed" and len(state.participants) == 2
+    # it carries on there, chained onto what x stored
+    mediator = next(iter(state.participants))
+    y.service.execute(s, "system", decode_command({"type": "connect", "participant": mediator}))
+    await y.service.durable()
+    assert {st.id for st in x.service.sessions()} == set(kept)

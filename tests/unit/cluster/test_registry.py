@@ -182,3 +182,14 @@ async def test_bad_node_ids_and_damaged_entries(make):
     await a.heartbeat(NodeLoad())
     live, dead = await a.nodes()
     assert [n.id for n in live] == ["a"] and dead == ["ghost", "liar"]
+
+
+async def test_a_session_is_given_only_when_nobody_holds_it(make):
+    a, b = make("a"), make("b")
+    assert await a.give("s-new", "b")  # a gives a session nobody holds to b
+    assert await a.owner("s-new") == "b" and await b.owned() == ["s-new"]
+    assert await a.owned() == []
+    assert not await a.give("s-new", "a")  # held: not given again
+    assert await b.acquire("s-new")  # b holds it: acquiring extends
+    assert await a.acquire("s-held")
+    assert not await b.give("s-held", "b") and await b.owner("s-held") == "a"
