@@ -96,7 +96,8 @@ class Kiosk:
 
     def _describe(self, terminal, b) -> dict:
         """What the room may read on its screen: the family sees whom they visit and where; the
-        inmate's room sees who comes. Neither sees the custody grade or the officers."""
+        inmate's room sees who comes — the relatives and the help-education workers (name and
+        organisation). Neither sees the custody grade or the officers."""
         inmate = self.directory.inmate(b.inmate)
         bureau = self.directory.terminal(b.bureau_terminal)
         facility = self.directory.terminal(b.facility_terminal)
@@ -111,6 +112,9 @@ class Kiosk:
             "minutes": b.minutes,
             "inmate": inmate.name if inmate else "",
             "visitors": visitors,
+            "workers": [
+                {"name": name, "org": org} for _, name, org in self.directory.workers(b.workers)
+            ],
             "other_site": other_site.name if other_site else "",
         }
 

@@ -261,6 +261,20 @@ class Directory:
         )
         return [Visitor(*r) for r in rows]
 
+    def workers(self, ids) -> list[tuple[int, str, str]]:
+        """(id, name, organisation's name) of these help-education workers, in the given order
+        (the kiosk names the workers who come; never their identity numbers)."""
+        ids = list(ids)
+        if not ids:
+            return []
+        rows = self.store.rows(
+            "SELECT w.id, w.name, o.name FROM workers w JOIN orgs o ON o.id=w.org"
+            f" WHERE w.id IN ({','.join('?' * len(ids))})",
+            tuple(ids),
+        )
+        named = {r[0]: (r[0], r[1], r[2]) for r in rows}
+        return [named[i] for i in ids if i in named]
+
     def set_inmate_status(self, inmate_id: int, status: str) -> None:
         status = choice(status, "status", INMATE_STATUSES)
         with self.store.tx() as db:

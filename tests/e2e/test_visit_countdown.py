@@ -7,6 +7,9 @@ real visit. Both kiosks show the warning at 5 and at 1 minute left; at zero the 
 with "time over" and the ledger records the automatic end. On the way, the family's terminal loses
 its connection while the clock moves two minutes: the remaining time after it is back is what it
 was when it left (outage time is not consumed, within the grace).
+
+Also here, as the kiosk shows it before a visit: the inmate's room names the help-education
+workers (帮教) who come, with their organisation.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from tests.e2e.test_visit_kiosk import ZONE, kiosk, staff_login, visit_now
 from tests.support.province import build
 from tests.support.server_proc import ServerProcess, add_staff
 from visits.checkin import CheckIns
+from visits.directory import insert_org, insert_worker
 from visits.reservations import Request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
@@ -139,3 +143,35 @@ def test_countdown_warnings_outage_and_the_end_at_zero(visit, launch, new_page):
     assert ended == [("system", "time_up")]  # (the recorder seals its last segment after it)
     lost = [e for e in events if e.type == "participant.disconnected"]
     assert [e.data["reason"] for e in lost] == ["transport_lost"]
+
+
+def test_the_inmates_room_names_the_help_education_workers_who_come(tmp_path, launch, new_page):
+    data = tmp_path / "data"
+    store, directory, res, ids = build(data, "1-7 00:00-24:00")
+    directory.add(insert_org, {"id": "help-a", "name": "帮教协会", "site": "prison-a"})
+    worker = directory.add(
+        insert_worker, {"org": "help-a", "name": "志愿者 陈", "id_number": "330101199001010011"}
+    )
+    tomorrow = dt.datetime.now(ZONE).replace(tzinfo=None) + dt.timedelta(days=1)
+    start = dt.datetime.combine(tomorrow.date(), dt.time(10, 0))
+    before = start - dt.timedelta(days=2)
+    request = Request(ids["a1"], "bx-1", "pa-1", start, 30, (ids["a1v0"],), workers=(worker,))
+    bid = res.request("staff:op", request, before)
+    res.decide("staff:off-a", bid, approve=True, reason="", supervisor=False, now=before)
+    token = directory.issue_credential("pa-1", 0.0)
+    store.close()
+    server = ServerProcess(data, "--no-demo").start_quiet(timeout=WAIT_S)
+    try:
+        page = new_page(launch())
+        page.goto(f"{server.url}/kiosk#{token}")
+        lines = page.locator("#k-next p")
+        expect(lines.filter(has_text="来访家属")).to_have_text("来访家属： 家属 a10")
+        workers = lines.filter(has_text="帮教人员")
+        expect(workers).to_have_text("帮教人员： 志愿者 陈（帮教协会）")
+        expect(workers).to_be_in_viewport()
+        page.click("#lang")
+        expect(lines.filter(has_text="Help-education")).to_have_text(
+            "Help-education workers: 志愿者 陈 (帮教协会)"
+        )
+    finally:
+        server.stop()

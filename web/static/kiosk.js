@@ -99,7 +99,9 @@
       line("k_whom", next.inmate);
       line("k_where", next.other_site);
     } else {
-      line("k_who", next.visitors.join(i18n.t("list_sep")));
+      if (next.visitors.length) line("k_who", next.visitors.join(i18n.t("list_sep")));
+      const workers = (next.workers || []).map((w) => w.name + i18n.t("k_worker_of").replace("{org}", w.org));
+      if (workers.length) line("k_workers", workers.join(i18n.t("list_sep")));
       line("k_from", next.other_site);
     }
     if (next.kind === "privileged") line("k_kind", i18n.t("k_privileged"));

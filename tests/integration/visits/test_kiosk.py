@@ -51,3 +51,30 @@ async def test_a_terminal_sees_its_next_visit_with_its_own_token(province):
             p.url + "/kiosk/state", data=b"x" * 5000, headers={"Authorization": f"Bearer {fresh}"}
         ) as r:
             assert r.status == 413 and (await r.json())["error"]["code"] == "too_large"
+
+
+async def test_the_inmates_room_is_told_which_help_education_workers_come(province):
+    """A visit with a help-education worker (帮教): the kiosk's state names the worker and the
+    organisation (never an identity number); a family-only visit names none."""
+    from tests.integration.visits.test_help_education_visit import WORKER_ID, add_worker
+
+    p = province
+    worker = add_worker(p.directory)
+    day = dt.datetime.combine(p.day(), dt.time(10, 0))
+    approved_booking(p, day, visitors=("a1v0",), workers=(worker,))
+    facility = p.directory.issue_credential("pa-1", 0.0)
+    async with aiohttp.ClientSession() as http:
+        status, body = await kiosk(http, p.url, facility)
+        assert status == 200 and body["next"]["visitors"] == ["家属 a10"]
+        assert body["next"]["workers"] == [{"name": "志愿者 陈", "org": "帮教协会"}]
+        assert WORKER_ID not in str(body) and WORKER_ID[-4:] not in str(body)
+        p.res.cancel(
+            "staff:off-a",
+            body["next"]["booking"],
+            side="facility",
+            reason="other",
+            now=day - dt.timedelta(days=1),
+        )
+        approved_booking(p, day + dt.timedelta(hours=4), visitors=("a1v0",))
+        status, body = await kiosk(http, p.url, facility)
+        assert body["next"]["workers"] == []
