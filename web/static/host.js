@@ -264,6 +264,8 @@
     if (on) {
       lines.push(t("rec_on") + (session.recording_by ? " · " + t("rec_by") + " " + session.recording_by : ""));
       if (missing.length) lines.push(tf(session.recording_paused ? "rec_paused_names" : "rec_held_names", { names: names(missing) }));
+      const withdrawn = (view.recording_withdrawn || []).map((w) => w.participant);
+      if (withdrawn.length) lines.push(tf("rec_withdrawn_by", { names: names(withdrawn) }));
     } else if (P.recordingAsk) {
       lines.push(t("rec_will_start"));
       if (waiting.length) lines.push(tf("rec_waiting_for", { names: names(waiting) }));

@@ -38,6 +38,12 @@
   const no = P.button("", "rec-no", () => answer(false));
   box.append(question, note, yes, no);
   $("host-notice").after(box);
+  // A consent given can be withdrawn while the recording runs: rooms pauses it (or holds the
+  // person, as the session's policy says), tells the mediator who, and records the gap.
+  const withdraw = P.button("", "rec-withdraw", () => answer(false));
+  withdraw.id = "rec-withdraw";
+  withdraw.hidden = true;
+  box.after(withdraw);
   let answering = false;
 
   async function answer(given) {
@@ -61,6 +67,9 @@
     const gated = P.recordingAvailable && session.recording_rule === "consent_gated" && !session.ended;
     const asked = !!ask && sessionStorage.getItem(answeredKey()) !== String(ask.id);
     const show = gated && here && given !== true && (session.recording || asked);
+    // the mediator stops the recording instead (host.js); nobody else has a switch
+    withdraw.hidden = !(gated && here && given === true && session.recording && me.role !== "mediator");
+    withdraw.textContent = t("rec_withdraw");
     box.hidden = !show;
     box.dataset.state = !show ? "" : session.recording ? (session.recording_paused ? "paused" : "held") : "asked";
     if (!show) return;
