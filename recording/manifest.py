@@ -49,6 +49,7 @@ def manifest(events: Iterable[Event | dict]) -> dict:
     gaps: list[dict] = []
     recorder: list[dict] = []
     deleted: list[dict] = []
+    pauses: list[dict] = []
     for e in events:
         ref = {"seq": e.seq, "ts": e.ts, "hash": e.hash}
         if e.type == "recording.started":
@@ -56,6 +57,16 @@ def manifest(events: Iterable[Event | dict]) -> dict:
         elif e.type in ("recording.stopped", "recording.failed", "session.ended"):
             if runs and runs[-1]["stopped"] is None:
                 runs[-1].update(stopped=e.ts, why=e.type, stopped_by=e.actor)
+        if e.type == "recording.paused":  # a consent withdrawn (or missing): nothing recorded
+            pauses.append({**ref, "by": e.actor, **e.data, "resumed": None, "why": None})
+        elif e.type in (
+            "recording.resumed",
+            "recording.stopped",
+            "recording.failed",
+            "session.ended",
+        ):
+            if pauses and pauses[-1]["resumed"] is None:
+                pauses[-1].update(resumed=e.ts, why=e.type)
         if e.type in ("recording.ready", "recording.failed"):
             recorder.append({**ref, "status": e.type.split(".")[1], **e.data})
         elif e.type == "recording.segment":
@@ -76,6 +87,8 @@ def manifest(events: Iterable[Event | dict]) -> dict:
     }
     if deleted:  # only then: a bundle sealed before deletions were listed still verifies
         m["deleted"] = deleted
+    if pauses:  # likewise: the gaps a withdrawn consent made (docs/recording.md)
+        m["pauses"] = pauses
     return m
 
 

@@ -12,6 +12,7 @@ import dataclasses
 
 import pytest
 
+from recording.manifest import manifest
 from rooms.commands import SERVER_ONLY, decode_command
 from rooms.errors import CommandError
 from rooms.ledger import SqliteLedgerStore
@@ -194,6 +195,15 @@ def test_a_withdrawal_pauses_the_recording_names_the_person_and_the_gap_is_recor
     assert back[1].data == {"paused_at": 1100.0, "seconds": 30.5}
     assert w.recorded() == {"Med", "A", "B"}
     assert w.state.view_for(w.id["Med"])["recording_withdrawn"] == []
+    # the manifest, from the ledger alone, lists the gap
+    [pause] = manifest(w.store.read(w.state.id))["pauses"]
+    assert (pause["ts"], pause["resumed"], pause["why"], pause["by"]) == (
+        1100.0,
+        1130.5,
+        "recording.resumed",
+        w.id["A"],
+    )
+    assert pause["reason"] == "consent_withdrawn" and pause["participants"] == [w.id["A"]]
 
 
 @pytest.mark.parametrize("how", ["caucus", "leave", "stop"])
