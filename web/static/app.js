@@ -85,31 +85,41 @@
   // UNREACHABLE failed attempts the page opens the link on another server it was told about
   // (welcome "nodes"), which runs the mediation, redirects, or answers "session_moving" (nobody
   // has taken it over yet: wait, ask again). "#resume" goes back into the call by itself.
-  const MAX_HOPS = 3, UNREACHABLE = 3;
+  // "#away" lists the servers the page left because they did not answer: a redirect back to one
+  // of them (the others may not have noticed it died yet) counts as "session_moving", so that
+  // the page never opens its link on a dead server (the browser's error page is a dead end).
+  const MAX_HOPS = 3, UNREACHABLE = 2;
   const moved = new URLSearchParams(location.hash.slice(1));
   let hops = Number.parseInt(moved.get("hops") || "0", 10) || 0;
   let resume = moved.get("resume") === "1";
+  let away = (moved.get("away") || "").split(" ").filter(Boolean);
   let unreachable = 0;
   state.nodes = [];
-  function moveTo(base) {
-    if (hops >= MAX_HOPS || typeof base !== "string" || !/^https?:\/\/[^/?#]+\/?$/.test(base)) {
+  const base = (url) => url.replace(/\/+$/, "");
+  function moveTo(url, left) {
+    if (hops >= MAX_HOPS || typeof url !== "string" || !/^https?:\/\/[^/?#]+\/?$/.test(url)) {
       end("cannot_join_title", "err_no_server");
       return;
     }
     socket.io.opts.reconnection = false;
     status(i18n.t("err_redirect"));
-    const again = state.joined || resume ? "&resume=1" : "";
-    location.replace(base.replace(/\/+$/, "") + "/j/" + encodeURIComponent(token) + "#hops=" + (hops + 1) + again);
+    const gone = left ? away.concat([location.origin]) : away;
+    const again = (state.joined || resume ? "&resume=1" : "") + (gone.length ? "&away=" + encodeURIComponent(gone.join(" ")) : "");
+    location.replace(base(url) + "/j/" + encodeURIComponent(token) + "#hops=" + (hops + 1) + again);
+  }
+  function askAgain() {  // being taken over: ask this server again soon
+    status(i18n.t("err_session_moving"));
+    if (state.joined) setLost(true);
+    setTimeout(() => { if (!socket.connected) socket.connect(); }, 500);
   }
 
   socket.on("connect_error", (err) => {
     const data = err && err.data;
     if (data && data.code === "redirect") {
-      moveTo(data.url);
-    } else if (data && data.code === "session_moving") {  // being taken over: ask again soon
-      status(i18n.t("err_session_moving"));
-      if (state.joined) setLost(true);
-      setTimeout(() => { if (!socket.connected) socket.connect(); }, 1000);
+      if (typeof data.url === "string" && away.includes(base(data.url))) askAgain();
+      else moveTo(data.url, false);
+    } else if (data && data.code === "session_moving") {
+      askAgain();
     } else if (data && data.code === "in_use") {  // the same link is live on another device: ask first
       socket.io.opts.reconnection = false;
       show("inuse");
@@ -121,7 +131,8 @@
       if (state.joined) setLost(true);
       unreachable += 1;  // this server does not answer: after a few tries, another one
       if (unreachable >= UNREACHABLE && state.nodes.length && navigator.onLine !== false) {
-        moveTo(state.nodes[hops % state.nodes.length]);
+        const others = state.nodes.filter((u) => !away.includes(base(u)));
+        moveTo(others.length ? others[hops % others.length] : null, true);
       }
     }
   });
@@ -146,7 +157,7 @@
   socket.on("welcome", async (msg) => {
     socket.auth = { token, device };  // taken over once; a later reconnect asks again if needed
     state.nodes = Array.isArray(msg.nodes) ? msg.nodes.filter((u) => typeof u === "string") : [];
-    hops = 0; unreachable = 0;  // here now: the moves start again from this server
+    hops = 0; unreachable = 0; away = [];  // here now: the moves start again from this server
     if (location.hash) history.replaceState(null, "", location.pathname + location.search);
     state.me = msg.participant; state.role = msg.role; state.slotCount = msg.slots;
     state.view = msg.session; state.consents = msg.consents || { required: [], optional: [] };

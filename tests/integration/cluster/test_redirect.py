@@ -26,8 +26,8 @@ from tests.support.server_proc import ServerProcess
 
 pytestmark = pytest.mark.slow
 
-MAX_HOPS = 3  # as the page (web/static/app.js)
-BACKOFF = (0.5, 1.0, 2.0)  # the page's socket.io reconnection delays before it moves on
+MAX_HOPS, UNREACHABLE = 3, 2  # as the page (web/static/app.js)
+BACKOFF = (0.5, 1.0)  # the page's socket.io reconnection delays before it moves on
 
 
 def free_port() -> int:
@@ -47,24 +47,27 @@ class Page(Participant):
     async def open(self, url: str, deadline: float = 30.0) -> str:
         """Connect through redirects, waits and dead nodes; the URL of the node that serves."""
         hops, silent, end = 0, 0, time.monotonic() + deadline
+        away: set[str] = set()  # nodes left because they did not answer: never sent back there
         while time.monotonic() < end:
             if await self.connect(url):
                 self.nodes = self.welcome.get("nodes", [])
                 return url
             code = (self.refused or {}).get("code")
             self.answers.append((url, code))
-            if code == "redirect":
+            if code == "redirect" and self.refused["url"] not in away:
                 hops += 1
                 assert hops <= MAX_HOPS, self.answers
                 url, silent = self.refused["url"], 0
-            elif code == "session_moving":
-                await asyncio.sleep(0.2)
+            elif code in ("session_moving", "redirect"):
+                await asyncio.sleep(0.5)
             elif code is None:  # the node does not answer: back off, then another node
                 silent += 1
-                if silent >= len(BACKOFF) and self.nodes:
+                if silent >= UNREACHABLE and self.nodes:
                     hops += 1
                     assert hops <= MAX_HOPS, self.answers
-                    url, silent = self.nodes[hops % len(self.nodes)], 0
+                    away.add(url)
+                    others = [n for n in self.nodes if n not in away]
+                    url, silent = others[hops % len(others)], 0
                 else:
                     await asyncio.sleep(BACKOFF[min(silent, len(BACKOFF)) - 1])
             else:
