@@ -919,18 +919,26 @@ class RtpRelay:
             self._start_reports()
 
     def set_active(self, active: bool) -> None:
-        """A source was attached (True) or detached (False): start or stop this slot's RTCP."""
+        """A source was attached (True) or detached (False): start or stop this slot's RTCP.
+
+        Detached, the slot also lets go of its retransmission history: up to RTX_HISTORY of the
+        old source's payloads (~0.6 MB of video) that would otherwise stay alive as long as the
+        slot stays idle. A NACK for them is not answered any more; the next source starts on a
+        keyframe of its own.
+        """
         if active == self.active:
             return
         self.active = active
         if not active:
             self._stop_reports()
+            self._history = None
         elif self.ready:
             self._start_reports()
 
     def close(self) -> None:
         self.active = False
         self._stop_reports()
+        self._history = None
 
     def _start_reports(self) -> None:
         if not self._registered:
