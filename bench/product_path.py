@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -137,6 +138,46 @@ def metrics(url: str) -> dict:
     return out
 
 
+# `server.py serve` under tracemalloc (`-X tracemalloc=1 -c TRACED_SERVE PREFIX serve ...`):
+# SIGUSR2 dumps a snapshot to PREFIX-<n>.tracemalloc (written aside, then renamed into place)
+TRACED_SERVE = """
+import os, runpy, signal, sys, tracemalloc
+prefix, taken = sys.argv.pop(1), [0]
+def dump(signum, frame):
+    taken[0] += 1
+    path = f"{prefix}-{taken[0]}.tracemalloc"
+    tracemalloc.take_snapshot().dump(path + ".part")
+    os.rename(path + ".part", path)
+signal.signal(signal.SIGUSR2, dump)
+sys.argv[0] = "server.py"
+runpy.run_path("server.py", run_name="__main__")
+"""
+
+
+def memory_growth(idle: str, loaded: str, participants: int, top: int = 25) -> list[str]:
+    """What the loaded server holds beyond the idle one, by source line and by file, per
+    participant (Python allocations only: C libraries' own mallocs are not traced)."""
+    import tracemalloc
+
+    a, b = tracemalloc.Snapshot.load(idle), tracemalloc.Snapshot.load(loaded)
+    total = sum(s.size_diff for s in b.compare_to(a, "filename"))
+    lines = [
+        f"Python heap growth {total / 2**20:.2f} MiB for {participants} participants:"
+        f" {total / 1024 / max(1, participants):.0f} KiB each"
+    ]
+    for group in ("filename", "lineno"):
+        lines.append(f"-- by {group} (KiB per participant, objects per participant)")
+        for s in b.compare_to(a, group)[:top]:
+            frame = s.traceback[0]
+            where = frame.filename.replace(os.getcwd() + "/", "")
+            where = where.split("site-packages/")[-1]
+            if group == "lineno":
+                where += f":{frame.lineno}"
+            each = s.size_diff / 1024 / max(1, participants)
+            lines.append(f"{each:8.1f}  {s.count_diff / max(1, participants):7.1f}  {where}")
+    return lines
+
+
 class ProductServer:
     """`server.py serve` in its own process, on a data directory holding the bench's sessions."""
 
@@ -148,9 +189,14 @@ class ProductServer:
         self.url = f"http://127.0.0.1:{port}"
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self.log = open(os.path.join(data_dir, "server.log"), "w")  # noqa: SIM115
+        self.traced = getattr(args, "tracemalloc", None)
+        self.snapshots: list[str] = []
+        launch = [sys.executable, os.path.join(root, "server.py")]
+        if self.traced:  # server.py run by TRACED_SERVE: a tracemalloc snapshot on each SIGUSR2
+            launch = [sys.executable, "-X", "tracemalloc=1", "-c", TRACED_SERVE, self.traced]
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(root, "server.py"), "serve"]
-            + ["--host", "127.0.0.1", "--port", str(port), "--data-dir", data_dir]
+            launch
+            + ["serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", data_dir]
             + ["--ice-host", HOST, "--no-demo", "--log-format", "json"]
             + ["--event-loop", args.event_loop],
             stdout=subprocess.DEVNULL,
@@ -169,6 +215,7 @@ class ProductServer:
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=2) as r:
                     if json.loads(r.read()).get("status") == "ready":
+                        self.snapshot()  # the idle server (before any bot)
                         return
             except OSError:
                 pass
@@ -182,7 +229,22 @@ class ProductServer:
         return metrics(self.url)
 
     def lag(self, reset: bool = False) -> dict:
+        if not reset:  # run_mode's last reading, every bot still connected: the loaded server
+            self.snapshot()
         return {"note": "server.py runs no lag probe"}
+
+    def snapshot(self) -> None:
+        """With --tracemalloc: have the server dump a tracemalloc snapshot and wait for it."""
+        if not self.traced:
+            return
+        path = f"{self.traced}-{len(self.snapshots) + 1}.tracemalloc"
+        os.kill(self.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(path):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise TimeoutError(f"no tracemalloc snapshot {path}")
+            time.sleep(0.1)
+        self.snapshots.append(path)
 
     def counters(self, stats: dict) -> dict:
         return {k: v for k, v in stats.items() if k in run_load.SERVER_COUNTERS}
@@ -384,6 +446,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slots", type=int, default=7, help="what `welcome` asks for (max_slots)")
     parser.add_argument("--only", choices=("core", "product"), default=None)
     parser.add_argument("--profile", default=None, help="py-spy raw profile path prefix")
+    parser.add_argument(
+        "--tracemalloc",
+        default=None,
+        metavar="PREFIX",
+        help="run server.py under tracemalloc; snapshots idle and loaded, and what each"
+        " participant adds to the Python heap (its RSS figures then include tracemalloc's own)",
+    )
     parser.add_argument("--json", default=None)
     parser.add_argument(
         "--idle",
@@ -424,6 +493,11 @@ def main(argv: list[str] | None = None) -> int:
                 server = ProductServer(args, data_dir, sessions)
                 with servers(server):
                     pair["product"] = run_one(scenario, "product", args)
+                if len(server.snapshots) == 2:
+                    people = sum(len(room) for room in scenario.rooms)
+                    growth = memory_growth(*server.snapshots, people)
+                    pair["product"]["python_heap_growth"] = growth
+                    print("\n".join(growth))
             finally:
                 shutil.rmtree(data_dir, ignore_errors=True)
             run_load.print_run("product (server.py serve)", "product", pair["product"])
