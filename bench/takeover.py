@@ -1,6 +1,6 @@
 """Failover time: SIGKILL the node serving a mediation, time until media flows again.
 
-    python -m bench.takeover [--kills 10] [--ttl-ms 2000]
+    python -m bench.takeover [--kills 10] [--ttl-ms 2000] [--follow]
 
 Starts a redis-server (deploy/redis/redis.conf, a temporary directory, a free port) and two
 real ``server.py serve --redis`` nodes, A and B, sharing a token secret. Each round: A prints
@@ -8,6 +8,9 @@ its demo mediation session; a mediator and a party (aiortc bots, 160x120) join i
 party is admitted, media flows both ways; A is SIGKILLed; both pages reconnect to B (as through
 a front proxy) until B serves the session, and the time from the kill to the first frame from
 the other person is taken for each. A is then started again (same node id) for the next round.
+With ``--follow`` the nodes have their own public URLs and the bots find their node as the page
+does (``Page``: they learn B from A's welcome and, after the kill, fall back to it after two
+failed reconnects, waiting while B answers ``session_moving``; docs/scaling.md, redirect).
 Prints each round and p50/p95/max of the slower participant per round. The integration test
 (tests/integration/cluster/test_takeover.py) runs one round with the same helpers.
 """
@@ -115,6 +118,51 @@ class Participant:
             await self.sio.disconnect()
 
 
+MAX_HOPS, UNREACHABLE = 3, 2  # as the page (web/static/app.js)
+BACKOFF = (0.5, 1.0)  # the page's socket.io reconnection delays before it moves on
+
+
+class Page(Participant):
+    """A participant that follows the nodes' answers as the page does."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.nodes: list[str] = []
+        self.answers: list[tuple[str, str | None]] = []  # (url asked, code | None: no answer)
+
+    async def open(self, url: str, deadline: float = 30.0) -> str:
+        """Connect through redirects, waits and dead nodes; the URL of the node that serves."""
+        hops, silent, end = 0, 0, time.monotonic() + deadline
+        away: set[str] = set()  # nodes left because they did not answer: never sent back there
+        while time.monotonic() < end:
+            if await self.connect(url):
+                self.nodes = self.welcome.get("nodes", [])
+                return url
+            code = (self.refused or {}).get("code")
+            self.answers.append((url, code))
+            if code == "redirect" and self.refused["url"] not in away:
+                hops += 1
+                if hops > MAX_HOPS:
+                    raise RuntimeError(f"too many moves: {self.answers}")
+                url, silent = self.refused["url"], 0
+            elif code in ("session_moving", "redirect"):
+                await asyncio.sleep(0.5)
+            elif code is None:  # the node does not answer: back off, then another node
+                silent += 1
+                if silent >= UNREACHABLE and self.nodes:
+                    hops += 1
+                    if hops > MAX_HOPS:
+                        raise RuntimeError(f"too many moves: {self.answers}")
+                    away.add(url)
+                    others = [n for n in self.nodes if n not in away]
+                    url, silent = others[hops % len(others)], 0
+                else:
+                    await asyncio.sleep(BACKOFF[min(silent, len(BACKOFF)) - 1])
+            else:
+                raise RuntimeError(f"refused: {self.refused}")
+        raise TimeoutError(f"never served: {self.answers}")
+
+
 async def back_on(node_url: str, person: Participant, other: str, started: float) -> dict:
     """Reconnect to ``node_url`` until it serves the session, then wait for media from
     ``other``; the times since ``started``."""
@@ -148,12 +196,12 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
 class Node:
     """``server.py serve`` as a subprocess; reads its LISTENING line and demo links."""
 
-    def __init__(self, data_dir: Path, env: dict, demo: bool) -> None:
-        self.data_dir, self.env, self.demo = data_dir, env, demo
+    def __init__(self, data_dir: Path, env: dict, demo: bool, port: int = 0) -> None:
+        self.data_dir, self.env, self.demo, self.port = data_dir, env, demo, port
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> tuple[str, dict[str, str]]:
-        cmd = [sys.executable, str(ROOT / "server.py"), "serve", "--port", "0"]
+        cmd = [sys.executable, str(ROOT / "server.py"), "serve", "--port", str(self.port)]
         cmd += ["--data-dir", str(self.data_dir), "--log-format", "text"]
         cmd += [] if self.demo else ["--no-demo"]
         self.proc = subprocess.Popen(
@@ -212,6 +260,11 @@ async def flowing_pair(
     party = Participant(tokens["party"], "party", (30, 200, 30))
     people += [mediator, party]
     assert await mediator.connect(url) and await party.connect(url)
+    return await flowing(mediator, party)
+
+
+async def flowing(mediator: Participant, party: Participant) -> tuple:
+    """Both connected: the party consents and is admitted, media flows both ways."""
     for topic in CONSENTS:
         await party.command(type="record_consent", topic=topic, given=True)
     await mediator.media()
@@ -256,11 +309,53 @@ async def one_round(a: Node, b_url: str) -> tuple[float, float]:
                 await person.close()
 
 
-async def rounds(a: Node, b_url: str, kills: int) -> list[float]:
+async def follow_round(a: Node, b_url: str) -> tuple[float, float]:
+    """As ``one_round``, but the bots find their node as the page does (``Page``): they join on
+    A, learn B from A's welcome, and after the kill fall back to B by themselves."""
+    a_url, links = await asyncio.to_thread(a.start)
+    mediator = Page(links["mediator"], "mediator", (200, 30, 30))
+    party = Page(links["party"], "party", (30, 200, 30))
+    people = [mediator, party]
+    try:
+        deadline = time.monotonic() + 10
+        for page in people:  # A names B once its rounds have read B's heartbeat
+            while (await page.open(a_url), page.nodes)[1] != [b_url]:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"A never named B: {page.nodes}")
+                await page.close()
+        _, _, m_id, p_id = await flowing(mediator, party)
+        started = time.monotonic()
+        a.kill()
+
+        async def back(page: Page, other: str) -> tuple[float, float]:
+            await page.bot.close()
+            page.bot = None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(page.sio.disconnect(), 5)
+            page.sio = None
+            if await page.open(a_url) != b_url:
+                raise RuntimeError(f"not served by B: {page.answers}")
+            welcomed = time.monotonic() - started
+            await page.media()
+            await until(lambda: page.bot.frames_from(other) >= 1, 20, 0.01)
+            return welcomed, time.monotonic() - started
+
+        (mw, mediator_s), (pw, party_s) = await asyncio.gather(
+            back(mediator, p_id), back(party, m_id)
+        )
+        print(f"  welcome after {mw:.2f} / {pw:.2f} s", flush=True)
+        return mediator_s, party_s
+    finally:
+        for person in people:
+            with contextlib.suppress(Exception):
+                await person.close()
+
+
+async def rounds(a: Node, b_url: str, kills: int, follow: bool = False) -> list[float]:
     slowest = []
     for k in range(kills):
         try:
-            mediator_s, party_s = await one_round(a, b_url)
+            mediator_s, party_s = await (follow_round if follow else one_round)(a, b_url)
         except Exception as exc:  # noqa: BLE001 - a failed round is reported, not hidden
             print(f"round {k + 1}: FAILED {exc!r}", flush=True)
             for line in getattr(a, "lines", []):
@@ -274,7 +369,7 @@ async def rounds(a: Node, b_url: str, kills: int) -> list[float]:
     return slowest
 
 
-def run(kills: int, ttl_ms: int) -> None:
+def run(kills: int, ttl_ms: int, follow: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         port = _free_port()
@@ -291,13 +386,18 @@ def run(kills: int, ttl_ms: int) -> None:
                 "PARLEY_REDIS_URL": f"redis://127.0.0.1:{port}/0",
                 "PARLEY_LEASE_TTL_MS": str(ttl_ms),
             }
-            a = Node(folder / "a", {**env, "PARLEY_NODE_ID": "a"}, demo=True)
-            b = Node(folder / "b", {**env, "PARLEY_NODE_ID": "b"}, demo=False)
+            pa, pb = (_free_port(), _free_port()) if follow else (0, 0)
+            public = {  # follow: each node's own URL, the redirect's target
+                p: {"PARLEY_PUBLIC_URL": f"http://127.0.0.1:{p}"} if p else {} for p in (pa, pb)
+            }
+            a = Node(folder / "a", {**env, "PARLEY_NODE_ID": "a", **public[pa]}, True, pa)
+            b = Node(folder / "b", {**env, "PARLEY_NODE_ID": "b", **public[pb]}, False, pb)
             b_url, _ = b.start()
-            slowest = sorted(asyncio.run(rounds(a, b_url, kills)))
+            slowest = sorted(asyncio.run(rounds(a, b_url, kills, follow)))
             p95 = slowest[min(len(slowest) - 1, int(round(0.95 * len(slowest))) - 1)]
             print(
-                f"kill -> media again, slower participant, {kills} kills, lease TTL {ttl_ms} ms: "
+                f"kill -> media again, slower participant, {kills} kills, lease TTL {ttl_ms} ms"
+                f"{', pages following redirects' if follow else ''}: "
                 f"p50 {statistics.median(slowest):.2f} s, p95 {p95:.2f} s, max {slowest[-1]:.2f} s"
             )
         finally:
@@ -312,8 +412,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--ttl-ms", type=int, default=2000)
+    ap.add_argument(
+        "--follow",
+        action="store_true",
+        help="the bots find the node as the page does: redirect, fall back, session_moving",
+    )
     args = ap.parse_args()
-    run(args.kills, args.ttl_ms)
+    run(args.kills, args.ttl_ms, args.follow)
 
 
 if __name__ == "__main__":

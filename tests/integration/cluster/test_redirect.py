@@ -6,7 +6,7 @@ A's URL, connects there with the same token (both nodes sign with one secret) an
 other participant's media. When A is SIGKILLed, the pages on A fall back to the other node they
 were told about in A's welcome (``nodes``): B answers ``session_moving`` until it has taken the
 session over, then serves it, and media flows again. ``Page.open`` follows the answers as
-web/static/app.js does (the Chromium test, tests/e2e/test_cluster_redirect.py, runs the page
+web/static/app.js does (the Chromium test, tests/integration/cluster/test_redirect_chromium.py, runs the page
 itself).
 """
 
@@ -20,59 +20,17 @@ import time
 import pytest
 import redis
 
-from bench.takeover import CONSENTS, Participant, until
+from bench.takeover import CONSENTS, Page, until
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
 from tests.support.server_proc import ServerProcess
 
 pytestmark = pytest.mark.slow
-
-MAX_HOPS, UNREACHABLE = 3, 2  # as the page (web/static/app.js)
-BACKOFF = (0.5, 1.0)  # the page's socket.io reconnection delays before it moves on
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class Page(Participant):
-    """A participant that follows the nodes' answers as the page does."""
-
-    def __init__(self, *a, **kw) -> None:
-        super().__init__(*a, **kw)
-        self.nodes: list[str] = []
-        self.answers: list[tuple[str, str | None]] = []  # (url asked, code | None: no answer)
-
-    async def open(self, url: str, deadline: float = 30.0) -> str:
-        """Connect through redirects, waits and dead nodes; the URL of the node that serves."""
-        hops, silent, end = 0, 0, time.monotonic() + deadline
-        away: set[str] = set()  # nodes left because they did not answer: never sent back there
-        while time.monotonic() < end:
-            if await self.connect(url):
-                self.nodes = self.welcome.get("nodes", [])
-                return url
-            code = (self.refused or {}).get("code")
-            self.answers.append((url, code))
-            if code == "redirect" and self.refused["url"] not in away:
-                hops += 1
-                assert hops <= MAX_HOPS, self.answers
-                url, silent = self.refused["url"], 0
-            elif code in ("session_moving", "redirect"):
-                await asyncio.sleep(0.5)
-            elif code is None:  # the node does not answer: back off, then another node
-                silent += 1
-                if silent >= UNREACHABLE and self.nodes:
-                    hops += 1
-                    assert hops <= MAX_HOPS, self.answers
-                    away.add(url)
-                    others = [n for n in self.nodes if n not in away]
-                    url, silent = others[hops % len(others)], 0
-                else:
-                    await asyncio.sleep(BACKOFF[min(silent, len(BACKOFF)) - 1])
-            else:
-                raise AssertionError(f"refused: {self.refused}")
-        raise TimeoutError(f"never served: {self.answers}")
 
 
 @pytest.fixture
