@@ -16,6 +16,7 @@ import functools
 import hashlib
 import io
 import re
+import threading
 from datetime import UTC, datetime
 
 import msgspec
@@ -153,10 +154,32 @@ def _fields_layout(agreement: Agreement) -> list[tuple[str, str]]:
     return labels
 
 
+_RENDERED: dict[bytes, bytes] = {}  # data digest -> PDF; the few agreements in use lately
+_RENDERED_KEEP = 8
+_RENDERED_LOCK = threading.Lock()  # renderings also run in worker threads
+
+
 def render_agreement_pdf(agreement: Agreement) -> bytes:
-    """The agreement as PDF bytes; a pure function of the agreement data."""
+    """The agreement as PDF bytes; a pure function of the agreement data.
+
+    Pure, so the last few renderings are kept, keyed by a digest of the data itself (not by
+    the fingerprint the rendering prints): verifying one agreement renders it again for every
+    signed revision, and rendering (font parsing and subsetting) is most of a verification's
+    time."""
+    key = hashlib.sha256(msgspec.json.encode(agreement)).digest()
+    with _RENDERED_LOCK:
+        pdf = _RENDERED.pop(key, None)
+    if pdf is None:
+        pdf = _render(agreement, fingerprint(agreement))
+    with _RENDERED_LOCK:
+        _RENDERED[key] = pdf  # most recent last
+        while len(_RENDERED) > _RENDERED_KEEP:
+            del _RENDERED[next(iter(_RENDERED))]
+    return pdf
+
+
+def _render(agreement: Agreement, fp: str) -> bytes:
     words = template(agreement.language)
-    fp = fingerprint(agreement)
     fixed_date = datetime.fromisoformat(agreement.date).replace(tzinfo=UTC)
     writer = _DeterministicWriter(bytes.fromhex(fp), fixed_date)
     writer.document_meta.title = (

@@ -3,6 +3,7 @@ import io
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import enumerate_sig_fields
 
+from esign import document
 from esign.agreement import canonical_json, fingerprint
 from esign.document import (
     attached_agreement_data,
@@ -15,10 +16,20 @@ from tests.unit.esign.samples import sample_agreement
 
 def test_same_data_gives_same_bytes_and_other_data_other_bytes():
     a = sample_agreement()
+    document._RENDERED.clear()
     first = render_agreement_pdf(a)
     assert first.startswith(b"%PDF-")
+    document._RENDERED.clear()  # rendered again from nothing, not taken from the memo
     assert render_agreement_pdf(a) == first
     assert render_agreement_pdf(sample_agreement(version=2)) != first
+
+
+def test_the_memo_of_renderings_is_bounded_and_keyed_by_the_data():
+    document._RENDERED.clear()
+    pdfs = [render_agreement_pdf(sample_agreement(version=v)) for v in range(1, 11)]
+    assert len(document._RENDERED) == document._RENDERED_KEEP
+    assert len(set(pdfs)) == 10
+    assert render_agreement_pdf(sample_agreement(version=10)) == pdfs[-1]
 
 
 def test_pdf_embeds_canonical_data_and_prints_fingerprint_on_every_page():
