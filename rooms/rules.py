@@ -509,8 +509,11 @@ def _pause_or_resume(d: _Decision) -> None:
     if not before and not any(x.type in _PAUSE_EVENTS for x in d.drafts):
         return
     after = copy.deepcopy(state, {id(state.policy): state.policy})
-    for draft in d.drafts:
-        after.apply(seal(after.id, after.seq + 1, after.head, draft))
+    try:
+        for draft in d.drafts:
+            after.apply(seal(after.id, after.seq + 1, after.head, draft))
+    except Exception:  # noqa: BLE001 - a fold bug is the service's to report (it rebuilds)
+        return
     if not after.recording:
         return  # stopped, failed or ended: that event closes the gap
     paused = after.recording_paused()
