@@ -6,22 +6,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 
-INNER_CONFTEST = '''
+INNER_CONFTEST = """
 import _pytest._code.code as code
 
 def _broken(self, *args, **kwargs):  # what a frame without a line number does to pytest
     raise TypeError("unsupported operand type(s) for -: 'NoneType' and 'int'")
 
 code.TracebackEntry.getsource = _broken
-'''
+"""
 
-INNER_TESTS = '''
+INNER_TESTS = """
 def test_fails():
     assert 1 == 2, "the real failure"
 
 def test_runs_after():
     assert True
-'''
+"""
 
 
 def _run(tmp_path: Path, *plugin: str) -> subprocess.CompletedProcess:
