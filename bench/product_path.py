@@ -202,6 +202,8 @@ class ProductServer:
             stdout=subprocess.DEVNULL,
             stderr=self.log,
             cwd=root,
+            # what `welcome` asks for: --slots (7 is the server's default, as on the phone page)
+            env={**os.environ, "PARLEY_MAX_SLOTS": str(args.slots)},
         )
         self.pid = self.proc.pid
 
@@ -443,7 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--join-timeout", type=float, default=180.0)
     parser.add_argument("--rcvbuf", type=int, default=0)
     parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop")
-    parser.add_argument("--slots", type=int, default=7, help="what `welcome` asks for (max_slots)")
+    parser.add_argument(
+        "--slots", type=int, default=7, help="what `welcome` asks for (PARLEY_MAX_SLOTS)"
+    )
     parser.add_argument("--only", choices=("core", "product"), default=None)
     parser.add_argument("--profile", default=None, help="py-spy raw profile path prefix")
     parser.add_argument(
