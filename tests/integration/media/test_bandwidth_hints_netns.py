@@ -151,7 +151,7 @@ async def test_cap_moves_the_other_publisher_down_and_lifting_it_moves_it_back_u
 
         # the clean link: the party's REMB says it takes the whole picture (first hint above cap)
         await until(
-            lambda: hints and hints[-1][1] > 1.5 * CAP_KBIT * 1000,
+            lambda: hints and hints[-1][1] > 1.3 * CAP_KBIT * 1000,
             JOIN_WITHIN,
             "a hint above the cap on the clean link",
         )

@@ -189,3 +189,42 @@ def test_down_moves_are_never_delayed_by_the_ramp():
     clock.t = 2.1
     m.tick()
     assert m.cap_of("pub") == int(200_000 * bw.UP_STEP)
+
+
+def test_rtcp_from_anyone_expires_a_silent_subscribers_cap_through_feedback():
+    """The REMB path and the receiver-report path of `feedback` (what PeerSession calls)."""
+    from types import SimpleNamespace
+
+    from aiortc.rtp import (
+        RTCP_PSFB_APP,
+        RtcpPsfbPacket,
+        RtcpReceiverInfo,
+        RtcpRrPacket,
+        pack_remb_fci,
+    )
+
+    m, hints, clock = monitor()
+    source = SimpleNamespace(forwarder=SimpleNamespace(publisher_id="pub"))
+    track = SimpleNamespace(source=source)
+    slot = SimpleNamespace(
+        tracks={"video": track, "audio": track},
+        senders={"video": SimpleNamespace(_ssrc=111), "audio": SimpleNamespace(_ssrc=222)},
+    )
+    party = SimpleNamespace(participant_id="party", slots=[slot])
+    other = SimpleNamespace(participant_id="other", slots=[slot])
+    remb = RtcpPsfbPacket(
+        fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(200_000, [111])
+    )
+    m.feedback(party, slot, "video", remb)
+    assert hints == [("pub", {"max_bitrate": 200_000})]
+    rr = RtcpRrPacket(ssrc=2, reports=[RtcpReceiverInfo(111, 0, 0, 0, 0, 0, 0)])
+    up_at = []
+    for k in range(1, 60):  # the party is silent; "other" only sends receiver reports
+        clock.t = k * 0.2
+        n = len(hints)
+        m.feedback(other, slot, "video", rr)
+        up_at += [clock.t] * (len(hints) - n)
+    assert bw.ESTIMATE_TTL < up_at[0] <= bw.ESTIMATE_TTL + bw.TICK_INTERVAL + 0.2
+    caps = [h["max_bitrate"] for _, h in hints]
+    assert caps[1] == int(200_000 * bw.UP_STEP) and len(caps) >= 5  # still rising, in steps
+    assert_ramp(list(zip([0.0, *up_at], caps, strict=True)))
