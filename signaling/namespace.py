@@ -169,6 +169,8 @@ class ParleyNamespace(socketio.AsyncNamespace):
         refusal = self._still_live(sid)
         if refusal is not None:
             self._forget(sid)
+            if refusal[0] == "session_not_found" and self._router is not None:
+                await self._elsewhere(inv.session)  # dropped meanwhile: it moved to another node
             raise _refusal(*refusal)
         log.info(
             "participant connected", extra={"session": inv.session, "participant": inv.participant}

@@ -142,7 +142,7 @@
     setLost(true);
     // closed by the server without an error message (its session moved to another server):
     // socket.io does not reconnect by itself after that; ask again, it redirects
-    if (reason === "io server disconnect" && socket.io.opts.reconnection) {
+    if (reason === "io server disconnect" && socket.io.opts.reconnection !== false) {
       setTimeout(() => { if (!socket.connected) socket.connect(); }, 500);
     }
   });

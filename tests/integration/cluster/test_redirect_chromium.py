@@ -5,16 +5,20 @@ The party's link is opened on node B: B answers ``redirect``, the page opens the
 A, the party joins, is admitted, and plays the mediator's video and audio. Then A is SIGKILLed:
 both pages stop reaching A, open their link on B (named in A's welcome), wait while B takes the
 session over (``session_moving``) and go back into the call by themselves (``#resume``), where
-each plays the other's media again. The pages' own code does all of it (web/static/app.js)."""
+each plays the other's media again. And a node that stalls past its lease: when it runs again
+it closes its pages' sockets, and they reconnect and are redirected to the node that took the
+session. The pages' own code does all of it (web/static/app.js)."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
 
 from tests.e2e.conftest import (  # noqa: F401 - fixtures
     TEST_TIMEOUT_S,
+    WAIT_S,
     launch,
     new_page,
     pw,
@@ -23,6 +27,7 @@ from tests.e2e.conftest import (  # noqa: F401 - fixtures
 from tests.e2e.flows import join
 from tests.integration.cluster.test_redirect import nodes  # noqa: F401 - fixture
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
+from tests.support.server_proc import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
 
@@ -69,3 +74,33 @@ def test_a_page_opened_on_the_wrong_node_plays_the_call_and_follows_it_after_a_k
         f"\nafter SIGKILL of A: both pages back in the call on B, {time.monotonic() - started:.1f} s"
     )
     assert "#" not in party.url  # the moves are forgotten once served
+
+
+def test_the_pages_of_a_stalled_node_follow_the_session_to_the_node_that_took_it(
+    nodes,  # noqa: F811
+    launch,  # noqa: F811
+    new_page,  # noqa: F811
+):
+    """Node A stops (SIGSTOP) for longer than the lease: B takes the session over. When A runs
+    again it finds its lease lost and closes the pages' sockets without an error; the pages
+    connect again, A answers ``redirect`` to B, and they are back in the call there."""
+    a = nodes("a")
+    b = nodes("b", "--no-demo")
+    mediator = new_page(launch(440))
+    party = new_page(launch(1000))
+    join(mediator, a.links["mediator"][0], consents=False)
+    join(party, a.links["party"][0])
+    party_id = party.evaluate("() => window.parley.me")
+    mediator.click(f'#people li[data-participant="{party_id}"] button[data-action="admit"]')
+    party.wait_for_selector("#waiting", state="hidden")
+    for page in (mediator, party):
+        in_call_on(page, a.url)
+
+    a.proc.send_signal(signal.SIGSTOP)
+    try:
+        assert wait_until(lambda: any("session taken over" in x for x in b.lines), WAIT_S)
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    for page in (mediator, party):
+        in_call_on(page, b.url)
+    assert a.proc.poll() is None  # A lives on, without the session
