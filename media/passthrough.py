@@ -28,6 +28,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from itertools import islice
 from typing import Any
@@ -841,7 +842,18 @@ def route_fir(dtls: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 # Send side
 
-RTX_HISTORY = 512  # packets an RtpRelay can retransmit on NACK (~0.7 s of VGA video at 30 fps)
+# Retransmission history (video only). A NACK helps only while the subscriber still waits for
+# the packet: its NACK for a loss arrives about one round trip after the packet was sent, a
+# repeated one a round trip or two later; a packet seconds old would only reach a receiver that
+# has long since skipped the hole or asked for a keyframe. So a packet stays retransmittable for max(1 s, 3 x RTT),
+# the window libwebrtc's own sender keeps (RtpPacketHistory: kMinPacketDuration 1 s,
+# kMinPacketDurationRtt 3): on a 200 ms RTT link a NACK comes 200-400 ms after the loss and
+# well inside it. RTX_HISTORY caps the packets it holds whatever the bitrate (512: over 1 s of
+# ~5 Mbit/s video). Audio keeps none: Opus is never negotiated with NACK (aiortc's audio codecs
+# carry no rtcp-fb, browsers offer only transport-cc for it), so no audio NACK comes to answer.
+RTX_WINDOW = 1.0  # seconds a sent video packet stays retransmittable, at least
+RTX_WINDOW_RTTS = 3  # ... or this many round trips when that is longer
+RTX_HISTORY = 512  # packets at most
 _REPORTS = (RtcpRrPacket, RtcpSrPacket)  # RTCP packets that carry report blocks
 SR_REMEMBERED = 4  # sender reports kept for round-trip timing (a receiver reports every ~1 s)
 
@@ -873,8 +885,12 @@ class RtpRelay:
         self._rtx_pt: int | None = None
         self._ext = rtp.ExtensionWriter(0, b"", 0, 0)
         self._out: tuple[Any, Any, tuple] | None = None  # (SRTP session, UDP transport, address)
-        # packets sent, for NACKs; allocated with the first frame (an idle slot holds none)
-        self._history: list[tuple[int, int, bool, bytes] | None] | None = None
+        # video packets sent within the retransmission window, for NACKs, oldest first, as
+        # (sent at (monotonic), seq, timestamp, marker, payload); allocated with the first frame
+        # (an idle slot holds none), never for audio (`configure`)
+        self._history: deque[tuple[float, int, int, bool, bytes]] | None = None
+        self._keeps_history = True  # False for audio (no NACK is negotiated for it)
+        self._rtt = 0.0  # the last round-trip sample (sender report echoed), seconds
         self.packets = 0
         self.octets = 0
         self.retransmitted = 0
@@ -898,6 +914,7 @@ class RtpRelay:
         """Take the negotiated payload types and extension ids (from `sender.send()`)."""
         codec = parameters.codecs[0]
         self._pt = codec.payloadType
+        self._keeps_history = not codec.mimeType.lower().startswith("audio/")
         for c in parameters.codecs:
             if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") == self._pt:
                 self._rtx_pt = c.payloadType
@@ -921,10 +938,10 @@ class RtpRelay:
     def set_active(self, active: bool) -> None:
         """A source was attached (True) or detached (False): start or stop this slot's RTCP.
 
-        Detached, the slot also lets go of its retransmission history: up to RTX_HISTORY of the
-        old source's payloads (~0.6 MB of video) that would otherwise stay alive as long as the
-        slot stays idle. A NACK for them is not answered any more; the next source starts on a
-        keyframe of its own.
+        Detached, the slot also lets go of its retransmission history: the old source's last
+        second or so of video payloads (up to RTX_HISTORY) that would otherwise stay alive as
+        long as the slot stays idle. A NACK for them is not answered any more; the next source
+        starts on a keyframe of its own.
         """
         if active == self.active:
             return
@@ -1017,15 +1034,23 @@ class RtpRelay:
 
     def feedback(self, packet: Any) -> None:
         """A receiver report block about this sender that echoes one of its sender reports is
-        a round-trip sample: now - sent - DLSR."""
-        if self.on_rtt is None or not isinstance(packet, _REPORTS):
+        a round-trip sample: now - sent - DLSR (it also sizes the retransmission window)."""
+        if not isinstance(packet, _REPORTS):
             return
         ssrc = self.sender._ssrc
         for report in packet.reports:
             if report.ssrc == ssrc and report.lsr:
                 sent = self._sr_sent.get(report.lsr)
                 if sent is not None:
-                    self.on_rtt(time.monotonic() - sent - report.dlsr / 65536)
+                    rtt = time.monotonic() - sent - report.dlsr / 65536
+                    self._rtt = max(rtt, 0.0)
+                    if self.on_rtt is not None:
+                        self.on_rtt(rtt)
+
+    @property
+    def rtx_window(self) -> float:
+        """Seconds a sent video packet stays retransmittable: max(RTX_WINDOW, 3 x RTT)."""
+        return max(RTX_WINDOW, RTX_WINDOW_RTTS * self._rtt)
 
     @property
     def can_send(self) -> bool:
@@ -1042,8 +1067,14 @@ class RtpRelay:
         ntp = rtp.ntp_time()  # one clock read: abs-send-time and the sender-report clock
         ext = self._ext.block(rtp.abs_send_time(ntp), frame.audio_level)
         pt, ssrc, seq, history = self._pt, self.sender._ssrc, self._seq, self._history
+        now = time.monotonic()
         if history is None:
-            history = self._history = [None] * RTX_HISTORY
+            if self._keeps_history:
+                history = self._history = deque(maxlen=RTX_HISTORY)
+        else:
+            cutoff = now - self.rtx_window
+            while history and history[0][0] < cutoff:
+                history.popleft()
         timestamp &= 0xFFFFFFFF
         sent = octets = 0
         for packet in frame.packets:
@@ -1053,7 +1084,8 @@ class RtpRelay:
             marker = bool(packet.marker)
             data = rtp.rtp_packet(pt, marker, seq, timestamp, ssrc, ext, payload)
             udp.sendto(srtp.protect(data), addr)
-            history[seq % RTX_HISTORY] = (seq, timestamp, marker, payload)
+            if history is not None:
+                history.append((now, seq, timestamp, marker, payload))
             seq = (seq + 1) & 0xFFFF
             sent += 1
             octets += len(payload)
@@ -1064,14 +1096,21 @@ class RtpRelay:
         return True
 
     async def retransmit(self, sequence_number: int) -> None:
-        """Answer a NACK: the packet again, as RTX when negotiated (RFC 4588), from history."""
-        if self._history is None:
+        """Answer a NACK: the packet again, as RTX when negotiated (RFC 4588), from history,
+        if it was sent within the retransmission window."""
+        history = self._history
+        if not history:
             return
-        entry = self._history[sequence_number % RTX_HISTORY]
+        # the history's sequence numbers are consecutive (every packet sent is appended)
+        index = (sequence_number - history[0][1]) & 0xFFFF
+        if index >= len(history):
+            return
+        sent_at, seq, timestamp, marker, payload = history[index]
         out = self._output()
-        if entry is None or entry[0] != sequence_number or out is None:
+        if seq != sequence_number or out is None:
             return
-        seq, timestamp, marker, payload = entry
+        if time.monotonic() - sent_at > self.rtx_window:
+            return
         srtp, udp, addr = out
         ext = self._ext.block(rtp.abs_send_time(rtp.ntp_time()))
         if self._rtx_pt is None:
