@@ -26,6 +26,7 @@ ALLOWED = {
     "reissue_invitation": {"duty_lawyer"},
     "mark_identity_checked": {"duty_lawyer"},
     "record_consent": {"duty_lawyer", "citizen", "assistant", "interpreter"},
+    "ask_recording": {"duty_lawyer"},  # who may start asks everyone present first
     "start_recording": {"duty_lawyer"},
     "stop_recording": {"duty_lawyer"},
     "chat": {"duty_lawyer", "citizen", "assistant", "interpreter"},
