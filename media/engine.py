@@ -10,25 +10,85 @@ roles or spaces.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
 
 import aioice.ice
 
-from media import passthrough
-from media.bandwidth import BandwidthMonitor
 from media.errors import MediaError
-from media.offer import check_offer
-from media.peer import KINDS, PeerSession, Slot
 from media.sink import FrameSink, SinkPort
+
+if TYPE_CHECKING:
+    from media.bandwidth import BandwidthMonitor
+    from media.peer import PeerSession, Slot
 
 __all__ = ["Edge", "FrameSink", "MediaConfig", "MediaEngine", "MediaError"]
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_VIDEO_CODECS = ("VP8",)
+KINDS = ("audio", "video")  # media.peer.KINDS, checked when the stack loads
+# BandwidthMonitor.counters before the stack is loaded (tests/integration/startup checks the keys)
+_IDLE_BANDWIDTH = {"remb_reports": 0, "loss_reports": 0, "hints_sent": 0}
+
+# The aiortc stack (aiortc, PyAV, pylibsrtp, cryptography's DTLS path) is ~40 MB of an idle
+# node's RSS, so it is imported when the first peer needs it, not at start (issue #15,
+# docs/media.md "Loading aiortc"). These modules import it; nothing else here does.
+_STACK_MODULES = ("media.passthrough", "media.bandwidth", "media.offer", "media.peer")
+
+
+def _import_stack() -> None:
+    """Import the aiortc-dependent modules (safe in a worker thread: the import lock)."""
+    for name in _STACK_MODULES:
+        importlib.import_module(name)
+
+
+# The hook check of a start that has not loaded aiortc runs in a child interpreter: the server
+# still refuses to start when aiortc's internals moved, without carrying aiortc while idle.
+_CHECK = (
+    "import sys; sys.path[:0] = sys.argv[1:]; "
+    "from media.passthrough import check_aiortc; check_aiortc()"
+)
+CHECK_TIMEOUT = 60.0
+
+
+class AiortcCheckFailed(RuntimeError):
+    """The child interpreter's aiortc hook check failed (media.passthrough.check_aiortc)."""
+
+
+async def _check_aiortc_in_child() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _CHECK,
+        *sys.path,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), CHECK_TIMEOUT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    if proc.returncode != 0:
+        lines = err.decode(errors="replace").strip().splitlines()
+        raise AiortcCheckFailed(lines[-1] if lines else f"exit status {proc.returncode}")
+
+
+def _stack() -> dict[str, ModuleType]:
+    """The aiortc-dependent modules, imported once (a no-op after the first call)."""
+    _import_stack()
+    modules = {name.rsplit(".", 1)[1]: importlib.import_module(name) for name in _STACK_MODULES}
+    if modules["peer"].KINDS != KINDS:
+        raise RuntimeError(f"media.peer.KINDS is {modules['peer'].KINDS!r}, not {KINDS!r}")
+    return modules
 
 
 @dataclass
@@ -80,7 +140,10 @@ class MediaEngine:
         self._original_host_addresses = None
         self._original_consent: tuple[float, int] | None = None
         self._undo: list[Callable[[], None]] = []  # process-wide aiortc patches to take back
-        self.bandwidth = BandwidthMonitor(on_hint)
+        self._on_hint = on_hint
+        self._mods: dict[str, ModuleType] | None = None  # the aiortc stack, once loaded
+        self._loading: asyncio.Future | None = None  # its import in a worker thread
+        self._bandwidth: BandwidthMonitor | None = None
         self.started = False
         self.closed = False
         self.counters = {
@@ -93,9 +156,13 @@ class MediaEngine:
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Check the aiortc hook points (refuse to start if they moved) and set up ICE."""
-        passthrough.check_aiortc()
-        self._undo = [passthrough.install_fast_clock(), passthrough.install_rtcp_coalescing()]
+        """Check the aiortc hook points (refuse to start if they moved) and set up ICE. The
+        aiortc stack is not imported here unless this process already carries aiortc: the
+        check runs in a child interpreter, the first peer loads the stack (`_load_stack`)."""
+        if "aiortc" in sys.modules:  # loaded anyway (a test with its bots): check it here
+            self._load_stack()["passthrough"].check_aiortc()
+        else:
+            await _check_aiortc_in_child()
         self._original_consent = (aioice.ice.CONSENT_INTERVAL, aioice.ice.CONSENT_FAILURES)
         aioice.ice.CONSENT_INTERVAL = self.config.consent_interval
         aioice.ice.CONSENT_FAILURES = self.config.consent_failures
@@ -104,6 +171,67 @@ class MediaEngine:
             self._original_host_addresses = aioice.ice.get_host_addresses
             aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(addresses)
         self.started = True
+        if self._mods is not None:
+            self._patch_aiortc()
+
+    # -- the aiortc stack, loaded on first use ---------------------------------------------------
+    @property
+    def stack_loaded(self) -> bool:
+        return self._mods is not None
+
+    def prefetch(self) -> None:
+        """Start importing the aiortc stack in a worker thread, so that it is usually there
+        before the first offer (which would otherwise wait ~0.4 s for it). Idempotent."""
+        if self._mods is not None or self._loading is not None or self.closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a plan applied in a plain test): the offer loads it
+            return
+        self._loading = loop.create_task(asyncio.to_thread(_import_stack))
+        # retrieved here so a failed prefetch is not "never retrieved"; _ensure_stack re-raises
+        self._loading.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def _ensure_stack(self) -> dict[str, ModuleType]:
+        """The aiortc stack, imported off the event loop if it is not there yet."""
+        if self._mods is None:
+            self.prefetch()
+            loading = self._loading
+            try:
+                if loading is not None:
+                    await asyncio.shield(loading)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                if self._loading is loading:
+                    self._loading = None  # the next offer tries again
+                raise
+        return self._load_stack()
+
+    def _load_stack(self) -> dict[str, ModuleType]:
+        """Import (if still needed, on this thread) and set up the aiortc stack once."""
+        if self._mods is None:
+            mods = _stack()
+            self._bandwidth = mods["bandwidth"].BandwidthMonitor(self._on_hint)
+            self._mods = mods
+            log.info("aiortc stack loaded")
+            if self.started and not self.closed:
+                self._patch_aiortc()
+        return self._mods
+
+    def _patch_aiortc(self) -> None:
+        """Check the aiortc hook points (raise if they moved) and install the patches, once."""
+        if self._undo:
+            return
+        passthrough = self._mods["passthrough"]
+        passthrough.check_aiortc()
+        self._undo = [passthrough.install_fast_clock(), passthrough.install_rtcp_coalescing()]
+
+    @property
+    def bandwidth(self) -> BandwidthMonitor:
+        if self._bandwidth is None:
+            self._load_stack()
+        return self._bandwidth
 
     async def close(self) -> None:
         """Close every peer; idempotent."""
@@ -136,8 +264,11 @@ class MediaEngine:
             raise MediaError("closed", "the media engine is not running")
         if not isinstance(participant_id, str) or not participant_id:
             raise MediaError("bad_request", "participant id must be a non-empty string")
+        mods = await self._ensure_stack()
+        if self.closed:
+            raise MediaError("closed", "the media engine is not running")
         try:
-            shape = check_offer(
+            shape = mods["offer"].check_offer(
                 sdp,
                 video_codec=self.config.video_codec,
                 max_slots=self.config.max_slots if max_slots is None else max_slots,
@@ -149,7 +280,7 @@ class MediaEngine:
         if old is not None:
             await old.close("replaced")
             self._reconcile()
-        peer = PeerSession(
+        peer = mods["peer"].PeerSession(
             participant_id,
             shape,
             video_codec=self.config.video_codec,
@@ -217,6 +348,8 @@ class MediaEngine:
                 wanted.add(key)
         self._edges = wanted
         self._thumbnails = thumbnails
+        if wanted:  # someone will offer soon: load aiortc before the offer comes (docs/media.md)
+            self.prefetch()
         self._reconcile()
 
     # -- local sinks (docs/recording.md: "The sink API") -----------------------------------------
@@ -432,5 +565,5 @@ class MediaEngine:
             "packets_retransmitted": sent["retransmitted"],
             **self._hole_stats(),
             **self.counters,
-            **self.bandwidth.counters,
+            **(self._bandwidth.counters if self._bandwidth is not None else _IDLE_BANDWIDTH),
         }

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import socketio
 
 from esign.errors import EsignError
-from media.engine import MediaError
+from media.errors import MediaError
 from rooms.commands import SERVER_ONLY, decode_command
 from rooms.errors import CommandError
 from rooms.state import LEFT

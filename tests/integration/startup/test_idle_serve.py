@@ -1,7 +1,7 @@
 """The product path at rest: `server.py serve`, started as an operator starts it, imports no
-e-signature or PDF stack (pyHanko, fontTools, the signing ceremony) and no QR renderer until a
-request needs one — not at start, not while answering the pages and probes every idle server
-answers.
+e-signature or PDF stack (pyHanko, fontTools, the signing ceremony), no QR renderer and no
+WebRTC stack (aiortc, PyAV) until a request or the first peer needs one — not at start, not
+while answering the pages and probes every idle server answers.
 
 `server.py` runs in a fresh interpreter (runpy, as `python server.py serve` runs it), with the
 demo session it creates by default; a thread of that interpreter waits for the end of the start
@@ -92,5 +92,8 @@ def test_an_idle_server_answering_its_pages_has_not_imported_the_signature_stack
     assert seen["codes"] == dict.fromkeys(PATHS, 200), seen["codes"]
     heavy = sorted(m for m in seen["modules"] if m.split(".")[0] in HEAVY or m in HEAVY)
     assert heavy == [], f"imported at rest: {heavy}"
+    # nor the WebRTC stack: aiortc and PyAV load with the first peer (docs/media.md)
+    media = sorted(m for m in seen["modules"] if m.split(".")[0] in ("aiortc", "av"))
+    assert media == [], f"imported at rest: {media[:20]}"
     assert done.returncode == 0, done.stderr[-2000:]
     print(f"idle server.py serve: VmRSS {seen['rss_kib'] / 1024:.1f} MiB")
