@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
-import aioice.ice
-
 from media.errors import MediaError
 from media.sink import FrameSink, SinkPort
 
@@ -137,9 +135,7 @@ class MediaEngine:
         self._closing: set[asyncio.Task] = set()
         self._sinks: dict[str, FrameSink] = {}  # subscriber name -> in-process sink
         self._ports: dict[EdgeKey, SinkPort] = {}
-        self._original_host_addresses = None
-        self._original_consent: tuple[float, int] | None = None
-        self._undo: list[Callable[[], None]] = []  # process-wide aiortc patches to take back
+        self._undo: list[Callable[[], None]] = []  # process-wide aiortc/aioice settings to undo
         self._on_hint = on_hint
         self._mods: dict[str, ModuleType] | None = None  # the aiortc stack, once loaded
         self._loading: asyncio.Future | None = None  # its import in a worker thread
@@ -156,23 +152,15 @@ class MediaEngine:
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Check the aiortc hook points (refuse to start if they moved) and set up ICE. The
-        aiortc stack is not imported here unless this process already carries aiortc: the
-        check runs in a child interpreter, the first peer loads the stack (`_load_stack`)."""
-        if "aiortc" in sys.modules:  # loaded anyway (a test with its bots): check it here
-            self._load_stack()["passthrough"].check_aiortc()
+        """Check the aiortc hook points (refuse to start if they moved). The aiortc stack is
+        not imported here unless this process already carries aiortc: the check runs in a child
+        interpreter, and the first peer loads the stack and sets up ICE (`_load_stack`)."""
+        if "aiortc" in sys.modules:  # loaded anyway (a test with its bots): set it up here
+            self._load_stack()
+            self._patch_aiortc()
         else:
             await _check_aiortc_in_child()
-        self._original_consent = (aioice.ice.CONSENT_INTERVAL, aioice.ice.CONSENT_FAILURES)
-        aioice.ice.CONSENT_INTERVAL = self.config.consent_interval
-        aioice.ice.CONSENT_FAILURES = self.config.consent_failures
-        if self.config.ice_host_addresses is not None:
-            addresses = list(self.config.ice_host_addresses)
-            self._original_host_addresses = aioice.ice.get_host_addresses
-            aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(addresses)
         self.started = True
-        if self._mods is not None:
-            self._patch_aiortc()
 
     # -- the aiortc stack, loaded on first use ---------------------------------------------------
     @property
@@ -181,7 +169,7 @@ class MediaEngine:
 
     def prefetch(self) -> None:
         """Start importing the aiortc stack in a worker thread, so that it is usually there
-        before the first offer (which would otherwise wait ~0.4 s for it). Idempotent."""
+        before the first offer (which would otherwise wait a few tenths of a second). Idempotent."""
         if self._mods is not None or self._loading is not None or self.closed:
             return
         try:
@@ -220,12 +208,25 @@ class MediaEngine:
         return self._mods
 
     def _patch_aiortc(self) -> None:
-        """Check the aiortc hook points (raise if they moved) and install the patches, once."""
+        """Check the aiortc hook points (raise if they moved), install the patches and set up
+        ICE (aioice's process-wide settings), once, before the first peer."""
         if self._undo:
             return
+        import aioice.ice as ice  # loaded with aiortc
+
         passthrough = self._mods["passthrough"]
         passthrough.check_aiortc()
         self._undo = [passthrough.install_fast_clock(), passthrough.install_rtcp_coalescing()]
+        consent = (ice.CONSENT_INTERVAL, ice.CONSENT_FAILURES)
+        ice.CONSENT_INTERVAL = self.config.consent_interval
+        ice.CONSENT_FAILURES = self.config.consent_failures
+        self._undo.append(lambda: setattr(ice, "CONSENT_INTERVAL", consent[0]))
+        self._undo.append(lambda: setattr(ice, "CONSENT_FAILURES", consent[1]))
+        if self.config.ice_host_addresses is not None:
+            addresses = list(self.config.ice_host_addresses)
+            original = ice.get_host_addresses
+            ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(addresses)
+            self._undo.append(lambda: setattr(ice, "get_host_addresses", original))
 
     @property
     def bandwidth(self) -> BandwidthMonitor:
@@ -245,12 +246,6 @@ class MediaEngine:
         await asyncio.gather(*(p.close("engine closed") for p in peers), return_exceptions=True)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
-        if self._original_host_addresses is not None:
-            aioice.ice.get_host_addresses = self._original_host_addresses
-            self._original_host_addresses = None
-        if self._original_consent is not None:
-            aioice.ice.CONSENT_INTERVAL, aioice.ice.CONSENT_FAILURES = self._original_consent
-            self._original_consent = None
         while self._undo:
             self._undo.pop()()
 

@@ -92,8 +92,8 @@ def test_an_idle_server_answering_its_pages_has_not_imported_the_signature_stack
     assert seen["codes"] == dict.fromkeys(PATHS, 200), seen["codes"]
     heavy = sorted(m for m in seen["modules"] if m.split(".")[0] in HEAVY or m in HEAVY)
     assert heavy == [], f"imported at rest: {heavy}"
-    # nor the WebRTC stack: aiortc and PyAV load with the first peer (docs/media.md)
-    media = sorted(m for m in seen["modules"] if m.split(".")[0] in ("aiortc", "av"))
+    # nor the WebRTC stack: aiortc, PyAV and aioice load with the first peer (docs/media.md)
+    media = sorted(m for m in seen["modules"] if m.split(".")[0] in ("aiortc", "av", "aioice"))
     assert media == [], f"imported at rest: {media[:20]}"
     assert done.returncode == 0, done.stderr[-2000:]
     print(f"idle server.py serve: VmRSS {seen['rss_kib'] / 1024:.1f} MiB")
