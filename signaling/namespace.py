@@ -172,6 +172,7 @@ class ParleyNamespace(socketio.AsyncNamespace):
             if refusal[0] == "session_not_found" and self._router is not None:
                 await self._elsewhere(inv.session)  # dropped meanwhile: it moved to another node
             raise _refusal(*refusal)
+        self._engine.prefetch()  # someone is here: load the media stack before their offer
         log.info(
             "participant connected", extra={"session": inv.session, "participant": inv.participant}
         )
