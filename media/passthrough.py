@@ -845,13 +845,17 @@ def route_fir(dtls: Any) -> None:
 # Retransmission history (video only). A NACK helps only while the subscriber still waits for
 # the packet: its NACK for a loss arrives about one round trip after the packet was sent, a
 # repeated one a round trip or two later; a packet seconds old would only reach a receiver that
-# has long since skipped the hole or asked for a keyframe. So a packet stays retransmittable for max(1 s, 3 x RTT),
-# the window libwebrtc's own sender keeps (RtpPacketHistory: kMinPacketDuration 1 s,
-# kMinPacketDurationRtt 3): on a 200 ms RTT link a NACK comes 200-400 ms after the loss and
-# well inside it. RTX_HISTORY caps the packets it holds whatever the bitrate (512: over 1 s of
-# ~5 Mbit/s video). Audio keeps none: Opus is never negotiated with NACK (aiortc's audio codecs
-# carry no rtcp-fb, browsers offer only transport-cc for it), so no audio NACK comes to answer.
-RTX_WINDOW = 1.0  # seconds a sent video packet stays retransmittable, at least
+# has long since skipped the hole or asked for a keyframe. What sets the window is a loss burst:
+# after a 1 s blackout (the lossy-link test's burst lasts 1.06-1.53 s here) the subscriber NACKs
+# every packet of it at once, the oldest then ~burst + one way old; with a 1 s window the first
+# ones go unanswered (one run of tests/e2e/test_lossy_link.py: the party's video back 2.5 s after
+# the burst, against 0.29 s with 2 s and 0.1-0.7 s with the old 512-packet ring). So a packet
+# stays retransmittable for max(2 s, 3 x RTT): a 1.5 s burst plus a 200 ms RTT's NACK and a
+# repeat. (libwebrtc's own sender keeps a packet at least max(1 s, 3 x RTT) and at most 3 times
+# that.) RTX_HISTORY caps the packets held whatever the bitrate (512: 2 s of ~2.5 Mbit/s video). Audio keeps none: Opus
+# is never negotiated with NACK (aiortc's audio codecs carry no rtcp-fb, browsers offer only
+# transport-cc for it), so no audio NACK comes to answer.
+RTX_WINDOW = 2.0  # seconds a sent video packet stays retransmittable, at least
 RTX_WINDOW_RTTS = 3  # ... or this many round trips when that is longer
 RTX_HISTORY = 512  # packets at most
 _REPORTS = (RtcpRrPacket, RtcpSrPacket)  # RTCP packets that carry report blocks
@@ -939,7 +943,7 @@ class RtpRelay:
         """A source was attached (True) or detached (False): start or stop this slot's RTCP.
 
         Detached, the slot also lets go of its retransmission history: the old source's last
-        second or so of video payloads (up to RTX_HISTORY) that would otherwise stay alive as
+        two seconds of video payloads (up to RTX_HISTORY) that would otherwise stay alive as
         long as the slot stays idle. A NACK for them is not answered any more; the next source
         starts on a keyframe of its own.
         """

@@ -1,6 +1,6 @@
 """The relay's retransmission history is sized by what a NACK can still repair.
 
-A video packet stays retransmittable for max(RTX_WINDOW, 3 x RTT) (at most RTX_HISTORY
+A video packet stays retransmittable for max(RTX_WINDOW (2 s), 3 x RTT) (at most RTX_HISTORY
 packets); a NACK inside that window is answered, an older packet is gone (not answered, not
 held); an audio sender keeps no history at all (Opus is never negotiated with NACK).
 
@@ -63,7 +63,7 @@ async def test_a_nack_within_the_window_is_answered(clock):
     first = parse(udp)[0].sequence_number
     clock.now += 0.4  # a NACK ~2 RTTs later on a 200 ms RTT link
     relay.send(frame(3000), 3000)
-    clock.now += 0.5  # 0.9 s after the first packet: still inside the 1 s window
+    clock.now += 1.5  # 1.9 s after the first packet (a 1.5 s burst's oldest): inside 2 s
     await relay.retransmit(first)
     await relay.retransmit((first + 3) & 0xFFFF)
     assert rtx_sent(udp, relay) == [first, (first + 3) & 0xFFFF]
@@ -91,25 +91,25 @@ async def test_a_steady_stream_holds_about_one_window_of_packets(clock):
     for i in range(300):  # 10 s of 30 fps video, 2 packets a frame
         relay.send(frame(i * 3000), i * 3000)
         clock.now += 1 / 30
-    # 1 s of it (31 frames: the boundary frame included), not the 512-packet ring it used to be
-    assert 60 <= len(relay._history) <= 62
+    # 2 s of it (61 frames: the boundary frame included), not the 512-packet ring it used to be
+    assert 120 <= len(relay._history) <= 122
 
 
 async def test_a_long_round_trip_widens_the_window_to_three_rtts(clock):
     relay, udp = video_relay()
     relay._sr_sent[0x1234] = clock.now  # a sender report the receiver report below echoes
-    clock.now += 0.6
+    clock.now += 0.9
     rr = RtcpRrPacket(ssrc=9, reports=[_report_block(1111, lsr=0x1234, dlsr=0)])
     relay.feedback(rr)
-    assert relay.rtx_window == pytest.approx(1.8)  # 3 x 600 ms
+    assert relay.rtx_window == pytest.approx(2.7)  # 3 x 900 ms
     relay.send(frame(0), 0)
     first = parse(udp)[0].sequence_number
-    clock.now += 1.5
+    clock.now += 2.5
     relay.send(frame(3000), 3000)
-    await relay.retransmit(first)  # 1.5 s old, inside 3 x RTT
+    await relay.retransmit(first)  # 2.5 s old, inside 3 x RTT
     assert rtx_sent(udp, relay) == [first]
-    clock.now += 0.4
-    await relay.retransmit(first)  # 1.9 s old: gone
+    clock.now += 0.3
+    await relay.retransmit(first)  # 2.8 s old: gone
     assert relay.retransmitted == 1
 
 
