@@ -852,9 +852,9 @@ def route_fir(dtls: Any) -> None:
 # the burst, against 0.29 s with 2 s and 0.1-0.7 s with the old 512-packet ring). So a packet
 # stays retransmittable for max(2 s, 3 x RTT): a 1.5 s burst plus a 200 ms RTT's NACK and a
 # repeat. (libwebrtc's own sender keeps a packet at least max(1 s, 3 x RTT) and at most 3 times
-# that.) RTX_HISTORY caps the packets held whatever the bitrate (512: 2 s of ~2.5 Mbit/s video). Audio keeps none: Opus
-# is never negotiated with NACK (aiortc's audio codecs carry no rtcp-fb, browsers offer only
-# transport-cc for it), so no audio NACK comes to answer.
+# that.) RTX_HISTORY caps the packets held whatever the bitrate (512: 2 s of ~2.5 Mbit/s
+# video). Audio keeps none: Opus is never negotiated with NACK (aiortc's audio codecs carry no
+# rtcp-fb, browsers offer only transport-cc for it), so no audio NACK comes to answer.
 RTX_WINDOW = 2.0  # seconds a sent video packet stays retransmittable, at least
 RTX_WINDOW_RTTS = 3  # ... or this many round trips when that is longer
 RTX_HISTORY = 512  # packets at most
