@@ -14,8 +14,6 @@ import os
 import secrets
 from pathlib import Path
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 MASTER_FILE = "recording-master.key"
 DATA_KEY_FILE = "datakey.json"
 
@@ -46,6 +44,14 @@ def write_durably(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         os.close(dir_fd)
 
 
+def _aesgcm(key: bytes):
+    """AES-256-GCM for `key`. cryptography (~10 MB resident) loads with the first recording, not
+    with every server start that merely reads its master key."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
 class MasterKey:
     """The node's key-encryption key: from ``PARLEY_RECORDING_KEY`` (64 hex digits) or from
     ``recording-master.key`` in the data directory (created 0600 on first use)."""
@@ -53,8 +59,15 @@ class MasterKey:
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise ValueError("the recording master key must be 32 bytes (64 hex digits)")
-        self._aead = AESGCM(key)
+        self._key = key
+        self._cipher = None
         self.id = key_id(b"parley-recording-master/", key)
+
+    @property
+    def _aead(self):
+        if self._cipher is None:
+            self._cipher = _aesgcm(self._key)
+        return self._cipher
 
     @classmethod
     def load(cls, data_dir: Path, given: str | None = None) -> MasterKey:
@@ -96,7 +109,7 @@ class DataKey:
 
     def __init__(self, key: bytes) -> None:
         self.key = key
-        self.aead = AESGCM(key)
+        self.aead = _aesgcm(key)
         self.id = key_id(b"parley-recording-data/", key)
 
     @classmethod

@@ -12,15 +12,16 @@ import ipaddress
 import ssl
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from signaling.keyfile import write_private
 
 
 def ensure_self_signed(directory: Path, addresses: list[str]) -> tuple[Path, Path]:
+    # cryptography (~10 MB resident) only for a server that makes its own certificate
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     cert_path, key_path = directory / "tls-cert.pem", directory / "tls-key.pem"
     wanted = sorted({"127.0.0.1", *addresses})
     if cert_path.exists() and key_path.exists() and _covers(cert_path, wanted):
@@ -56,6 +57,8 @@ def ensure_self_signed(directory: Path, addresses: list[str]) -> tuple[Path, Pat
 
 
 def _covers(cert_path: Path, addresses: list[str]) -> bool:
+    from cryptography import x509
+
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

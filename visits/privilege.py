@@ -40,11 +40,7 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING
 
 from rooms.events import Event
 from rooms.plan import RECORDER, plan
@@ -59,6 +55,12 @@ ASSERTION = {
     "en": "No recorder and no observer was attached to this lawyer visit at any time.",
 }
 CHECKS = ("recorder_edges", "outside_edges", "other_participants", "recording_events")
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+# cryptography (~10 MB resident) is imported by the functions that sign or check, so a server
+# that issues no statement does not hold it
 
 
 class PrivilegeError(Exception):
@@ -142,6 +144,9 @@ def _b64(data: bytes) -> str:
 
 def sign(statement: dict, key: ec.EllipticCurvePrivateKey, chain: list[x509.Certificate]) -> dict:
     """The file the lawyer keeps: the statement, its signature and the chain (leaf first)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     der = serialization.Encoding.DER
     return {
         "statement": statement,
@@ -195,6 +200,10 @@ def _check_body(s: dict) -> list[tuple[bool, str]]:
 
 
 def _chain_ok(chain: list[x509.Certificate], root_fp: str, at: dt.datetime) -> list:
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+
     fp = hashlib.sha256(chain[-1].public_bytes(serialization.Encoding.DER)).hexdigest()
     out = [(fp == root_fp, "the chain ends at the root with the given fingerprint")]
     linked = True
@@ -226,6 +235,11 @@ def _chain_ok(chain: list[x509.Certificate], root_fp: str, at: dt.datetime) -> l
 def check(envelope: dict, root_fp: str) -> list[tuple[bool, str]]:
     """Every check of one statement file, as (passed, what). Raises PrivilegeError when the file
     is not a statement at all."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         s, sig = envelope["statement"], envelope["signature"]
         chain = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in sig["chain"]]
@@ -255,6 +269,9 @@ def _root_fingerprint(text: str) -> str | None:
         return fp
     path = Path(text)
     if path.is_file():
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
         cert = x509.load_pem_x509_certificate(path.read_bytes())
         return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
     return None

@@ -95,5 +95,9 @@ def test_an_idle_server_answering_its_pages_has_not_imported_the_signature_stack
     # nor the WebRTC stack: aiortc, PyAV and aioice load with the first peer (docs/media.md)
     media = sorted(m for m in seen["modules"] if m.split(".")[0] in ("aiortc", "av", "aioice"))
     assert media == [], f"imported at rest: {media[:20]}"
+    # nor cryptography's primitives (~10 MB): the recording cipher, the statement's signature and
+    # a self-made TLS certificate load them when first used
+    crypto = sorted(m for m in seen["modules"] if m.startswith("cryptography.hazmat"))
+    assert crypto == [], f"imported at rest: {crypto[:20]}"
     assert done.returncode == 0, done.stderr[-2000:]
     print(f"idle server.py serve: VmRSS {seen['rss_kib'] / 1024:.1f} MiB")
