@@ -192,6 +192,8 @@ async def _signature(sig: EmbeddedPdfSignature, root, dss, proof: dt.datetime | 
         )
     except SignatureValidationError as exc:
         return Finding(False, what, str(exc))
+    except Exception as exc:  # noqa: BLE001 - damaged bytes inside it (a certificate, a token)
+        return Finding(False, what, f"cannot be read: {type(exc).__name__}: {exc}")
     # After the seal only validation data and document timestamps may be added.
     seal = sig.field_name == SEAL_FIELD
     ceiling = ModificationLevel.LTA_UPDATES if seal else ModificationLevel.FORM_FILLING
@@ -227,6 +229,8 @@ async def _document_timestamp(stamp, when, later, root, pinned, dss, at) -> Find
         )
     except SignatureValidationError as exc:
         return Finding(False, what, str(exc))
+    except Exception as exc:  # noqa: BLE001 - damaged bytes inside it (a certificate, a token)
+        return Finding(False, what, f"cannot be read: {type(exc).__name__}: {exc}")
     detail = f"as of {'the next archive timestamp' if later else 'the validation time'}"
     return Finding(
         _holds(status) and status.timestamp == when, f"{what} intact and trusted", detail

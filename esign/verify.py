@@ -408,8 +408,11 @@ async def verify(
         raise EsignError("invalid", "--recordings needs an evidence.zip, not a PDF")
     try:
         return await _verify_loaded(pdf, files, root_fp, at, report, out, clock, recordings)
-    except (PdfError, ValueError, KeyError, zlib.error) as exc:
-        # A flipped byte can make the PDF unparsable: that is a failed check, not a usage error.
+    except (EsignError, OSError):  # a usage error (a missing --recordings directory): exit 2
+        raise
+    except Exception as exc:  # noqa: BLE001
+        # A flipped byte can make the PDF, or a structure inside it, unparsable (pyHanko and
+        # cryptography raise many kinds): that is a failed check, not a usage error or a crash.
         report.check(False, f"the PDF can be read ({type(exc).__name__})")
         out.write("RESULT: NOT VERIFIED (the document is damaged or altered)\n")
         return 1

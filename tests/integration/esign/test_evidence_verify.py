@@ -1,6 +1,8 @@
 """Evidence bundle and offline verification, including pyHanko's own AdES validator."""
 
 import io
+import random
+import re
 import subprocess
 import sys
 import zipfile
@@ -143,6 +145,28 @@ def test_one_flipped_byte_anywhere_fails(sealed, capsys, tmp_path):
         target.write_bytes(bytes(flipped))
         code, out = run_verify(capsys, target, "--root", root)
         assert code != 0, f"flip at {position} went unnoticed"
+
+
+def test_flips_inside_the_signatures_are_not_verified_and_never_crash(sealed, capsys, tmp_path):
+    """A flipped byte inside a signature's CMS can land in an embedded certificate or token,
+    where pyHanko and cryptography raise errors of their own (CI found `InvalidVersion`): each
+    such file is NOT VERIFIED (exit 1), never a traceback."""
+    paths, root = sealed
+    original = paths["pdf"].read_bytes()
+    holes = [m.span(1) for m in re.finditer(rb"/Contents\s*<([0-9a-fA-F]+)>", original)]
+    assert len(holes) >= 4  # three signers, the seal, the document timestamps
+    # an embedded certificate's version (v3: [0] INTEGER 2, hex a003020102) made 3 ("2" ^ 1)
+    version = original.lower().index(b"a003020102", holes[0][0]) + 9
+    assert original[version : version + 1] == b"2"
+    rnd = random.Random(12348)
+    positions = [version] + [rnd.randrange(a, b) for a, b in holes for _ in range(3)]
+    for position in positions:
+        flipped = bytearray(original)
+        flipped[position] ^= 0x01
+        target = tmp_path / "flip.pdf"
+        target.write_bytes(bytes(flipped))
+        code, out = run_verify(capsys, target, "--root", root)
+        assert code == 1 and "NOT VERIFIED" in out, f"flip at {position}: {out[-800:]}"
 
 
 def test_wrong_root_fingerprint_is_not_trusted(sealed, capsys):
