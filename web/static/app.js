@@ -89,6 +89,11 @@
   // of them (the others may not have noticed it died yet) counts as "session_moving", so that
   // the page never opens its link on a dead server (the browser's error page is a dead end).
   const MAX_HOPS = 3, UNREACHABLE = 2;
+  // The fragment may carry more than the moves (the signing root, "#root="): only the moves'
+  // own keys are added and removed, the rest goes along to the next server and stays.
+  const MOVE_KEYS = ["hops", "resume", "away"];
+  const notMoves = () => location.hash.slice(1).split("&")  // kept as written, not re-encoded
+    .filter((part) => part && !MOVE_KEYS.includes(part.split("=")[0]));
   const moved = new URLSearchParams(location.hash.slice(1));
   let hops = Number.parseInt(moved.get("hops") || "0", 10) || 0;
   let resume = moved.get("resume") === "1";
@@ -104,8 +109,10 @@
     socket.io.opts.reconnection = false;
     status(i18n.t("err_redirect"));
     const gone = left ? away.concat([location.origin]) : away;
-    const again = (state.joined || resume ? "&resume=1" : "") + (gone.length ? "&away=" + encodeURIComponent(gone.join(" ")) : "");
-    location.replace(base(url) + "/j/" + encodeURIComponent(token) + "#hops=" + (hops + 1) + again);
+    const fragment = notMoves().concat(["hops=" + (hops + 1)]);
+    if (state.joined || resume) fragment.push("resume=1");
+    if (gone.length) fragment.push("away=" + encodeURIComponent(gone.join(" ")));
+    location.replace(base(url) + "/j/" + encodeURIComponent(token) + "#" + fragment.join("&"));
   }
   function askAgain() {  // being taken over: ask this server again soon
     status(i18n.t("err_session_moving"));
@@ -158,7 +165,10 @@
     socket.auth = { token, device };  // taken over once; a later reconnect asks again if needed
     state.nodes = Array.isArray(msg.nodes) ? msg.nodes.filter((u) => typeof u === "string") : [];
     hops = 0; unreachable = 0; away = [];  // here now: the moves start again from this server
-    if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+    const kept = notMoves().join("&");  // the moves are over; "#root=" and the like stay
+    if (location.hash.slice(1) !== kept) {
+      history.replaceState(null, "", location.pathname + location.search + (kept ? "#" + kept : ""));
+    }
     state.me = msg.participant; state.role = msg.role; state.slotCount = msg.slots;
     state.view = msg.session; state.consents = msg.consents || { required: [], optional: [] };
     state.recordingAvailable = msg.recording === true;  // a recorder runs on this server
