@@ -22,10 +22,9 @@ from playwright.sync_api import expect
 
 from rooms.ledger import SqliteLedgerStore
 from tests.e2e.conftest import TEST_TIMEOUT_S, WAIT_S
-from tests.e2e.test_visit_kiosk import ZONE, kiosk, staff_login, visit_now
+from tests.e2e.test_visit_kiosk import ZONE, approved_visit_now, kiosk, staff_login
 from tests.support.province import build
 from tests.support.server_proc import ServerProcess, add_staff
-from visits.checkin import CheckIns
 from visits.directory import insert_org, insert_worker
 from visits.reservations import Request
 
@@ -39,19 +38,7 @@ CLOCK = "() => window.parleyKiosk.view.session.clock"
 def visit(tmp_path):
     """As tests/e2e/test_visit_kiosk.py's visit, on a server with the test clock."""
     data = tmp_path / "data"
-    store, directory, res, ids = build(data, "1-7 00:00-24:00")
-    start, minutes = visit_now()
-    before = start - dt.timedelta(days=2)
-    bid = res.request(
-        "staff:op", Request(ids["a1"], "bx-1", "pa-1", start, minutes, (ids["a1v0"],)), before
-    )
-    res.decide("staff:off-a", bid, approve=True, reason="", supervisor=False, now=before)
-    now = dt.datetime.now(ZONE).replace(tzinfo=None, microsecond=0)
-    CheckIns(store, res).check_in(
-        "staff:op", bid, ids["a1v0"], "110101197001010297", method="id_card", pledge=True, now=now
-    )
-    tokens = {t: directory.issue_credential(t, 0.0) for t in ("bx-1", "pa-1")}
-    store.close()
+    tokens = approved_visit_now(data)
     add_staff(data, "sup-a", "赵主管", "officer")  # a supervisor at prison-a (the grant)
     server = ServerProcess(data, "--no-demo", env={"PARLEY_TEST_CLOCK": "1"})
     server.start_quiet(timeout=WAIT_S)

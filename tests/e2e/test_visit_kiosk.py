@@ -36,11 +36,9 @@ def visit_now() -> tuple[dt.datetime, int]:
     return start, minutes
 
 
-@pytest.fixture
-def visit(tmp_path):
+def approved_visit_now(data):
     """A province whose bureau and prison rooms are open all day, one visit approved for now with
-    its family checked in at the counter, device tokens for both rooms, and officer ``off-a``."""
-    data = tmp_path / "data"
+    its family checked in at the counter; returns device tokens for both rooms."""
     store, directory, res, ids = build(data, "1-7 00:00-24:00")
     start, minutes = visit_now()
     before = start - dt.timedelta(days=2)
@@ -54,6 +52,15 @@ def visit(tmp_path):
     )
     tokens = {t: directory.issue_credential(t, 0.0) for t in ("bx-1", "pa-1")}
     store.close()
+    return tokens
+
+
+@pytest.fixture
+def visit(tmp_path):
+    """A province whose bureau and prison rooms are open all day, one visit approved for now with
+    its family checked in at the counter, device tokens for both rooms, and officer ``off-a``."""
+    data = tmp_path / "data"
+    tokens = approved_visit_now(data)
     add_staff(data, "off-a", "李警官", "officer")
     add_staff(data, "sup-a", "赵主管", "officer")  # supervisor at prison-a: its review queue
     server = ServerProcess(data, "--no-demo").start_quiet(timeout=WAIT_S)
