@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 
@@ -106,6 +107,24 @@ async def main() -> int:
         await bot.close()
         await sio.disconnect()
     return 0
+
+
+# -- for the tests that run it -------------------------------------------------------------------
+async def read_until(proc, predicate, within: float):  # noqa: ASYNC109
+    """Read the netns bot's JSON lines until one satisfies ``predicate``; that line."""
+    seen = None
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                raw = await proc.stdout.readline()
+                if not raw:
+                    raise AssertionError(f"netns bot ended; last line {seen}")
+                with contextlib.suppress(ValueError):
+                    seen = json.loads(raw)
+                    if predicate(seen):
+                        return seen
+    except TimeoutError:
+        raise AssertionError(f"not reached within {within} s; last line {seen}") from None
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from bench.bot import Bot, _assign_tag
 from media import bandwidth as bw
 from signaling.namespace import NAMESPACE
 from tests.support.netns import entered_or_skip
+from tests.support.netns_bot import read_until
 from tests.support.netpath import PhoneNetns
 from tests.support.procs import ROOT
 from tests.support.server_proc import ServerProcess
@@ -55,22 +56,6 @@ async def until(predicate, within: float, what: str):  # noqa: ASYNC109
             return value
         await asyncio.sleep(0.05)
     raise AssertionError(f"{what}: not within {within} s")
-
-
-async def read_until(proc, predicate, within: float):  # noqa: ASYNC109
-    seen = None
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                raw = await proc.stdout.readline()
-                if not raw:
-                    raise AssertionError(f"netns bot ended; last line {seen}")
-                with contextlib.suppress(ValueError):
-                    seen = json.loads(raw)
-                    if predicate(seen):
-                        return seen
-    except TimeoutError:
-        raise AssertionError(f"not reached within {within} s; last line {seen}") from None
 
 
 async def drain(proc, seen: list[int]):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import shutil
 import sys
 
@@ -25,6 +24,7 @@ from bench.bot import Bot, _assign_tag
 from signaling.namespace import NAMESPACE
 from tests.integration.signaling.conftest import until
 from tests.support.netns import UdpBlockedNetns, entered_or_skip
+from tests.support.netns_bot import read_until
 from tests.support.procs import ROOT, Coturn, self_signed
 from tests.support.server_proc import ServerProcess
 
@@ -62,23 +62,6 @@ async def join_mediator(url: str, token: str):
     sio.on("slots", lambda m: bot.set_slot_map(m["slots"]), namespace=NAMESPACE)
     await bot.wait_connected(30)
     return msg["participant"], sio, bot
-
-
-async def read_until(proc, predicate, within: float):  # noqa: ASYNC109
-    """Read the netns bot's JSON lines until one satisfies ``predicate``; that line."""
-    seen = None
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                raw = await proc.stdout.readline()
-                if not raw:
-                    raise AssertionError(f"netns bot ended; last line {seen}")
-                with contextlib.suppress(ValueError):
-                    seen = json.loads(raw)
-                    if predicate(seen):
-                        return seen
-    except TimeoutError:
-        raise AssertionError(f"not reached within {within} s; last line {seen}") from None
 
 
 @pytest.mark.parametrize("turn", ["tcp", "tls"])
