@@ -124,6 +124,9 @@ class Config:
     redis_url: str | None = None
     node_id: str | None = None  # unset: <hostname>-<port>
     lease_ttl_ms: int = 2000
+    # docs/scaling.md, "Drain": on SIGTERM a clustered node waits this long for its sessions
+    # to end before it hands the rest to another node (a second SIGTERM: at once)
+    drain_seconds: float = 30.0
 
     ENV_PREFIX = "PARLEY_"
 
@@ -145,7 +148,12 @@ def _coerce(name: str, raw):
         return raw
     if name in ("port", "max_slots", "smtp_port", "recording_queue_frames", "lease_ttl_ms"):
         return int(raw)
-    if name in ("invitation_ttl", "recording_segment_seconds", "desk_ring_seconds"):
+    if name in (
+        "invitation_ttl",
+        "recording_segment_seconds",
+        "desk_ring_seconds",
+        "drain_seconds",
+    ):
         return float(raw)
     if name == "turn_ttl":
         return float(raw)
@@ -167,6 +175,7 @@ SIGNER = web.AppKey("signer", TokenSigner)
 SIO = web.AppKey("sio", socketio.AsyncServer)
 CONFIG = web.AppKey("config", Config)
 CONSULT = web.AppKey("consult", ConsultDesk)
+CLUSTER = web.AppKey("cluster", object)  # cluster.node.ClusterNode, or None without Redis
 
 
 def slots_for(config: Config):
@@ -277,6 +286,7 @@ def create_app(config: Config) -> web.Application:
         sio,
     )
     app[DESK] = desk
+    app[CLUSTER] = cluster  # serve() drains it on SIGTERM before the app shuts down
     registry = CollectorRegistry()
     registry.register(_Metrics(service, engine))
     app[METRICS_REGISTRY] = registry
@@ -626,12 +636,19 @@ async def serve(config: Config) -> None:
                 _print_qr(url)
         print(_demo_login_text(base, owner, password))
         print("The mediator admits the parties from the waiting room.\n", flush=True)
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()  # the first signal, a second one
+
+    def on_signal() -> None:
+        (hurry if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     await stop.wait()
+    cluster = app[CLUSTER]
+    if cluster is not None:  # docs/scaling.md, "Drain": serving on while the sessions end
+        await cluster.retire(max(config.drain_seconds, 0.0), hurry)
     await runner.cleanup()
 
 

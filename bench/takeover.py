@@ -1,6 +1,6 @@
 """Failover time: SIGKILL the node serving a mediation, time until media flows again.
 
-    python -m bench.takeover [--kills 10] [--ttl-ms 2000] [--follow]
+    python -m bench.takeover [--kills 10] [--ttl-ms 2000] [--follow | --drain]
 
 Starts a redis-server (deploy/redis/redis.conf, a temporary directory, a free port) and two
 real ``server.py serve --redis`` nodes, A and B, sharing a token secret. Each round: A prints
@@ -11,6 +11,9 @@ the other person is taken for each. A is then started again (same node id) for t
 With ``--follow`` the nodes have their own public URLs and the bots find their node as the page
 does (``Page``: they learn B from A's welcome and, after the kill, fall back to it after two
 failed reconnects, waiting while B answers ``session_moving``; docs/scaling.md, redirect).
+With ``--drain`` A is stopped with SIGTERM and a drain deadline of 0 instead
+(docs/scaling.md, "Drain"): it hands the session over to B at once and closes the pages'
+sockets; they connect to A again and are redirected to B; the time is from the signal.
 Prints each round and p50/p95/max of the slower participant per round. The integration test
 (tests/integration/cluster/test_takeover.py) runs one round with the same helpers.
 """
@@ -351,11 +354,66 @@ async def follow_round(a: Node, b_url: str) -> tuple[float, float]:
                 await person.close()
 
 
-async def rounds(a: Node, b_url: str, kills: int, follow: bool = False) -> list[float]:
+async def handed_over(page: Page, node_url: str, other: str, started: float) -> tuple:
+    """A draining node hands the page's session over: wait until it closes the page's socket
+    (``io server disconnect``), then connect again to the same node as the page does
+    (``session_moving``, then ``redirect`` to the new owner) and wait for media from ``other``.
+    Returns the node that serves it and the times (welcome, media) since ``started``."""
+    await until(lambda: not page.sio.connected, 60, 0.01)
+    await page.bot.close()
+    page.bot = None
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(page.sio.disconnect(), 5)
+    page.sio = None
+    served = await page.open(node_url)
+    welcomed = time.monotonic() - started
+    await page.media()
+    await until(lambda: page.bot.frames_from(other) >= 1, 20, 0.01)
+    return served, welcomed, time.monotonic() - started
+
+
+async def drain_round(a: Node, b_url: str) -> tuple[float, float]:
+    """As ``follow_round``, but A is stopped with SIGTERM and a drain deadline of 0
+    (``PARLEY_DRAIN_SECONDS``): it hands the session over at once and closes the pages'
+    sockets; they connect to A again and are redirected to B. A must exit 0."""
+    a_url, links = await asyncio.to_thread(a.start)
+    mediator = Page(links["mediator"], "mediator", (200, 30, 30))
+    party = Page(links["party"], "party", (30, 200, 30))
+    people = [mediator, party]
+    try:
+        deadline = time.monotonic() + 10
+        for page in people:  # A names B once its rounds have read B's heartbeat
+            while (await page.open(a_url), page.nodes)[1] != [b_url]:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"A never named B: {page.nodes}")
+                await page.close()
+        _, _, m_id, p_id = await flowing(mediator, party)
+        started = time.monotonic()
+        a.proc.send_signal(signal.SIGTERM)
+        (ms, mw, mediator_s), (ps, pw, party_s) = await asyncio.gather(
+            handed_over(mediator, a_url, p_id, started), handed_over(party, a_url, m_id, started)
+        )
+        if ms != b_url or ps != b_url:
+            raise RuntimeError(f"not served by B: {mediator.answers} {party.answers}")
+        code = await asyncio.to_thread(a.proc.wait, 30)
+        if code != 0:
+            raise RuntimeError(f"A exited {code}")
+        print(f"  welcome after {mw:.2f} / {pw:.2f} s; A exited 0", flush=True)
+        return mediator_s, party_s
+    finally:
+        for person in people:
+            with contextlib.suppress(Exception):
+                await person.close()
+
+
+async def rounds(a: Node, b_url: str, kills: int, follow: bool = False, drain=False) -> list:
     slowest = []
     for k in range(kills):
         try:
-            mediator_s, party_s = await (follow_round if follow else one_round)(a, b_url)
+            if drain:
+                mediator_s, party_s = await drain_round(a, b_url)
+            else:
+                mediator_s, party_s = await (follow_round if follow else one_round)(a, b_url)
         except Exception as exc:  # noqa: BLE001 - a failed round is reported, not hidden
             print(f"round {k + 1}: FAILED {exc!r}", flush=True)
             for line in getattr(a, "lines", []):
@@ -369,7 +427,8 @@ async def rounds(a: Node, b_url: str, kills: int, follow: bool = False) -> list[
     return slowest
 
 
-def run(kills: int, ttl_ms: int, follow: bool = False) -> None:
+def run(kills: int, ttl_ms: int, follow: bool = False, drain: bool = False) -> None:
+    follow = follow or drain
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         port = _free_port()
@@ -390,13 +449,15 @@ def run(kills: int, ttl_ms: int, follow: bool = False) -> None:
             public = {  # follow: each node's own URL, the redirect's target
                 p: {"PARLEY_PUBLIC_URL": f"http://127.0.0.1:{p}"} if p else {} for p in (pa, pb)
             }
-            a = Node(folder / "a", {**env, "PARLEY_NODE_ID": "a", **public[pa]}, True, pa)
+            drains = {"PARLEY_DRAIN_SECONDS": "0"} if drain else {}
+            a = Node(folder / "a", {**env, "PARLEY_NODE_ID": "a", **public[pa], **drains}, True, pa)
             b = Node(folder / "b", {**env, "PARLEY_NODE_ID": "b", **public[pb]}, False, pb)
             b_url, _ = b.start()
-            slowest = sorted(asyncio.run(rounds(a, b_url, kills, follow)))
+            slowest = sorted(asyncio.run(rounds(a, b_url, kills, follow, drain)))
             p95 = slowest[min(len(slowest) - 1, int(round(0.95 * len(slowest))) - 1)]
+            what = "SIGTERM (drain deadline 0)" if drain else "kill"
             print(
-                f"kill -> media again, slower participant, {kills} kills, lease TTL {ttl_ms} ms"
+                f"{what} -> media again, slower participant, {kills} rounds, lease TTL {ttl_ms} ms"
                 f"{', pages following redirects' if follow else ''}: "
                 f"p50 {statistics.median(slowest):.2f} s, p95 {p95:.2f} s, max {slowest[-1]:.2f} s"
             )
@@ -417,8 +478,13 @@ def main() -> None:
         action="store_true",
         help="the bots find the node as the page does: redirect, fall back, session_moving",
     )
+    ap.add_argument(
+        "--drain",
+        action="store_true",
+        help="SIGTERM instead of SIGKILL, drain deadline 0: A hands the session over (--follow)",
+    )
     args = ap.parse_args()
-    run(args.kills, args.ttl_ms, args.follow)
+    run(args.kills, args.ttl_ms, args.follow, args.drain)
 
 
 if __name__ == "__main__":

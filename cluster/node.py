@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,12 @@ from cluster.routing import Router
 from rooms.errors import CommandError
 
 log = logging.getLogger("parley.cluster")
+
+DRAIN_POLL = 0.1  # seconds between two looks at the sessions still open while draining
+# after a hand-over, how long a draining node keeps answering (``redirect``): the pages whose
+# sockets it closed connect again at once, and ask again every 0.5 s while told
+# ``session_moving`` (web/static/app.js); two of their retries
+REDIRECT_LINGER = 1.0
 
 
 class ClusterNode:
@@ -89,12 +96,110 @@ class ClusterNode:
         await self.agent.stop()
 
     async def drain(self) -> list[str]:
-        """Take no new sessions and move the ones here now: each is dropped here (its sockets
-        closed by ``on_lost``) and handed over; live nodes adopt them at their next round."""
-        handed = await self.agent.drain()
+        """Take no new sessions and move the ones here now: each is dropped here (its media and
+        sockets closed by ``on_lost``), everything appended here is stored, then its lease is
+        handed over; live nodes adopt them at their next round."""
+        await self.agent.mark_draining()
+        for session_id in sorted(self.agent.held):
+            self._lost(session_id)  # no more appends from here: the next owner's chain is one
+        await self.service.durable()
+        return await self.agent.hand_over()
+
+    def live(self) -> list[str]:
+        """The sessions this node still serves or holds: not ended, or leased here."""
+        open_here = {s.id for s in self.service.sessions() if not s.ended}
+        return sorted(open_here | self.agent.held)
+
+    async def retire(
+        self, seconds: float, hurry: asyncio.Event, *, linger: float = REDIRECT_LINGER
+    ) -> list[str]:
+        """SIGTERM on a clustered node (docs/scaling.md, "Drain"): draining at once (placement,
+        takeover and the pages' fallback lists skip this node), its live sessions served until
+        they end, for at most ``seconds`` or until ``hurry`` is set (a second signal); then
+        every remaining session is handed over: dropped here, stored, its lease given back; once
+        another node has adopted it (at most a TTL and a beat) its pages' media and sockets are
+        closed, and the node keeps answering (``redirect``) for ``linger`` seconds so that the
+        pages reach the new owner through it. Returns the sessions handed over."""
+        await self.agent.mark_draining()
+        started = time.monotonic()
+        log.info(
+            "draining: %s sessions, deadline %s s",
+            len(self.live()),
+            seconds,
+            extra={"node": self.node_id, "deadline_s": seconds, "sessions": len(self.live())},
+        )
+        end = started + max(seconds, 0.0)
+        while self.live() and not hurry.is_set() and (left := end - time.monotonic()) > 0:
+            await stopped(hurry, min(DRAIN_POLL, left))
+        remaining = self.live()
+        if not remaining:
+            waited = round(time.monotonic() - started, 3)
+            log.info(
+                "drained: every session ended after %s s",
+                waited,
+                extra={"node": self.node_id, "waited_s": waited},
+            )
+            return []
+        live, _ = await self.registry.nodes()
+        takers = [n.id for n in live if not n.draining and n.id != self.node_id]
+        why = "second signal" if hurry.is_set() else "deadline"
+        if takers:
+            log.info(
+                "handing sessions over (%s): %s",
+                why,
+                len(remaining),
+                extra={"node": self.node_id, "sessions": remaining, "why": why, "to": takers},
+            )
+        else:
+            log.warning(
+                "no other live node takes sessions (%s): handing %s over to whichever node "
+                "starts next (this node again, restarted with the same id, takes them back)",
+                why,
+                len(remaining),
+                extra={"node": self.node_id, "sessions": remaining, "why": why},
+            )
+        # dropped here first (no more appends from this node), everything stored, the leases
+        # handed over; the pages' media keeps flowing through this node until another node has
+        # adopted the session, and only then are their sockets closed: they connect again and
+        # are told ``redirect`` at once instead of ``session_moving`` and a retry
+        people = {}
+        for session_id in sorted(self.agent.held):
+            with contextlib.suppress(CommandError):
+                people[session_id] = list(self.service.state(session_id).participants)
+            self.service.drop(session_id)
+        await self.service.durable()
+        handed = await self.agent.hand_over()
+        if takers:
+            await self._adopted(handed, started)
         for session_id in handed:
-            self._lost(session_id)
+            result = self._on_lost(session_id, people.get(session_id, []))
+            if asyncio.iscoroutine(result):
+                await result
+        if takers:
+            await asyncio.sleep(linger)  # pages asking again (every 0.5 s) get their redirect
         return handed
+
+    async def _adopted(self, handed: list[str], started: float) -> None:
+        """Wait until another node holds every lease handed over (at most a TTL and a beat)."""
+        settings = self.registry.settings
+        bound = time.monotonic() + settings.ttl_ms / 1000 + settings.interval
+        waiting = set(handed)
+        while waiting and time.monotonic() < bound:
+            for session_id in sorted(waiting):
+                owner = await self.registry.owner(session_id)
+                if owner is not None and owner != self.node_id:
+                    waiting.discard(session_id)
+            if waiting:
+                await asyncio.sleep(settings.interval / 4)
+        if waiting:
+            log.warning("sessions not adopted yet", extra={"sessions": sorted(waiting)})
+        else:
+            after = round(time.monotonic() - started, 3)
+            log.info(
+                "sessions adopted %s s after the drain began",
+                after,
+                extra={"sessions": handed, "after_s": after},
+            )
 
     # -- sessions created and ended here --------------------------------------------------------
     def _on_events(self, state, events) -> None:
@@ -190,6 +295,8 @@ class ClusterNode:
         # left open) though it never stopped serving them; the agent's beat takes their
         # expired leases again (NodeAgent.beat)
         dead = [d for d in dead if d != self.node_id]
+        if self.registry.draining:
+            return []  # a draining node takes nothing over: it is leaving
         # a draining node's handed-over sessions are adopted like a dead node's
         dead += [n.id for n in live if n.draining and n.id != self.node_id]
         if not dead:

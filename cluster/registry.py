@@ -371,11 +371,21 @@ class NodeAgent:
                 # Redis unreachable: keep trying; leases run out on their own if this lasts
                 log.warning("heartbeat failed: %s", exc)
 
+    async def mark_draining(self) -> None:
+        """No new sessions here: the heartbeat says draining from now on (one is sent at once),
+        so placement, takeover and the pages' fallback lists skip this node."""
+        self.registry.draining = True
+        await self.registry.heartbeat(self.load())
+
     async def drain(self) -> list[str]:
         """No new sessions here (the heartbeat says draining); hand every lease over (the
         sessions stay listed under this node until a live node adopts them). Returns them."""
-        self.registry.draining = True
-        await self.registry.heartbeat(self.load())
+        await self.mark_draining()
+        return await self.hand_over()
+
+    async def hand_over(self) -> list[str]:
+        """Give every lease held back, the sessions staying listed under this node so that a
+        live node adopts them at its next round (no TTL to wait for). Returns them."""
         handed = sorted(self.held)
         for session_id in handed:
             self.held.discard(session_id)

@@ -5,11 +5,12 @@ A node serves a session when it holds it in memory. When a page connects for one
 hold, the node asks the registry who holds its lease:
 
 * another node, alive (its heartbeat renewed within the last two beats, by Redis's clock: the
-  key's remaining TTL) and not draining: ``redirect`` to that node's public URL (its heartbeat
+  key's remaining TTL), draining or not (a draining node serves what it still holds until it
+  hands it over): ``redirect`` to that node's public URL (its heartbeat
   carries ``PARLEY_PUBLIC_URL``). The page keeps its link: every node of a deployment signs
   with the same ``PARLEY_SECRET``, so the same token is valid there.
-* nobody, but the session is still listed under a node (it died or is draining and no live
-  node has adopted the session yet), this node (it is rebuilding it right now), or a node whose
+* nobody, but the session is still listed under a node (it died, or drained and handed the
+  session over, and no live node has adopted it yet), this node (it is rebuilding it right now), or a node whose
   heartbeat is late or gone (its lease has not expired yet): ``session_moving``: the page waits
   a moment and tries again, here.
 * nobody, and no node lists it: ``None``, the caller's ``session_not_found`` (an ended session
@@ -54,8 +55,10 @@ class Router:
         if owner == registry.node_id:
             return Route(MOVING)  # adopted a moment ago, being rebuilt here
         info = await registry.node(owner)
-        if info is None or info.draining or not _web(info.url):
-            return Route(MOVING)  # dead (its lease runs out soon) or handing its sessions over
+        if info is None or not _web(info.url):
+            return Route(MOVING)  # dead: its lease runs out soon
+        # a draining holder still serves the sessions it holds (it waits for them to end);
+        # when it hands them over their leases are deleted, and the answer becomes MOVING
         if not await registry.fresh(owner):
             return Route(MOVING)  # missed two beats: probably dead, do not send pages there
         return Route(REDIRECT, info.url.rstrip("/"))

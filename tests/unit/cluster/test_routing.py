@@ -64,7 +64,7 @@ async def test_a_session_between_nodes_says_moving(make):
     assert await Router(b).route("s-3") == Route(MOVING)
 
 
-async def test_a_holder_that_missed_two_beats_or_drains_gets_no_pages(make):
+async def test_a_holder_that_missed_two_beats_gets_no_pages_a_draining_one_keeps_its_own(make):
     a, b = await make("a"), await make("b")
     assert await a.acquire("s-4")
     router = Router(b)
@@ -75,8 +75,11 @@ async def test_a_holder_that_missed_two_beats_or_drains_gets_no_pages(make):
     assert await router.route("s-4") == Route(MOVING)
     await a.heartbeat(NodeLoad())  # beating again
     assert (await router.route("s-4")).code == REDIRECT
+    # draining: it still serves what it holds until it hands it over (lease deleted)
     a.draining = True
     await a.heartbeat(NodeLoad())
+    assert (await router.route("s-4")).code == REDIRECT
+    await a.release("s-4", hand_over=True)
     assert await router.route("s-4") == Route(MOVING)
 
 
