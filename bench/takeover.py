@@ -372,6 +372,9 @@ async def handed_over(page: Page, node_url: str, other: str, started: float) -> 
     return served, welcomed, time.monotonic() - started
 
 
+WELCOMED: list[float] = []  # drain rounds: signal -> both pages welcomed on B (the slower)
+
+
 async def drain_round(a: Node, b_url: str) -> tuple[float, float]:
     """As ``follow_round``, but A is stopped with SIGTERM and a drain deadline of 0
     (``PARLEY_DRAIN_SECONDS``): it hands the session over at once and closes the pages'
@@ -399,6 +402,7 @@ async def drain_round(a: Node, b_url: str) -> tuple[float, float]:
         if code != 0:
             raise RuntimeError(f"A exited {code}")
         print(f"  welcome after {mw:.2f} / {pw:.2f} s; A exited 0", flush=True)
+        WELCOMED.append(max(mw, pw))
         return mediator_s, party_s
     finally:
         for person in people:
@@ -461,6 +465,11 @@ def run(kills: int, ttl_ms: int, follow: bool = False, drain: bool = False) -> N
                 f"{', pages following redirects' if follow else ''}: "
                 f"p50 {statistics.median(slowest):.2f} s, p95 {p95:.2f} s, max {slowest[-1]:.2f} s"
             )
+            if WELCOMED:
+                print(
+                    f"SIGTERM -> both pages welcomed on B, {len(WELCOMED)} rounds: "
+                    f"p50 {statistics.median(WELCOMED):.2f} s, max {max(WELCOMED):.2f} s"
+                )
         finally:
             for node in (a, b):
                 if node is not None:
