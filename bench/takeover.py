@@ -448,13 +448,13 @@ def run(kills: int, ttl_ms: int, follow: bool = False, drain: bool = False) -> N
                 "PARLEY_SECRET": secrets.token_hex(32),
                 "PARLEY_REDIS_URL": f"redis://127.0.0.1:{port}/0",
                 "PARLEY_LEASE_TTL_MS": str(ttl_ms),
+                "PARLEY_DRAIN_SECONDS": "0",  # the last SIGTERM hands over at once (no wait)
             }
             pa, pb = (_free_port(), _free_port()) if follow else (0, 0)
             public = {  # follow: each node's own URL, the redirect's target
                 p: {"PARLEY_PUBLIC_URL": f"http://127.0.0.1:{p}"} if p else {} for p in (pa, pb)
             }
-            drains = {"PARLEY_DRAIN_SECONDS": "0"} if drain else {}
-            a = Node(folder / "a", {**env, "PARLEY_NODE_ID": "a", **public[pa], **drains}, True, pa)
+            a = Node(folder / "a", {**env, "PARLEY_NODE_ID": "a", **public[pa]}, True, pa)
             b = Node(folder / "b", {**env, "PARLEY_NODE_ID": "b", **public[pb]}, False, pb)
             b_url, _ = b.start()
             slowest = sorted(asyncio.run(rounds(a, b_url, kills, follow, drain)))

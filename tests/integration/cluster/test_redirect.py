@@ -41,6 +41,7 @@ def nodes(tmp_path, redis_server):  # noqa: F811
         "PARLEY_SECRET": secrets.token_hex(32),
         "PARLEY_REDIS_URL": url,
         "PARLEY_LEASE_TTL_MS": "2000",
+        "PARLEY_DRAIN_SECONDS": "0",  # the teardown's SIGTERM hands over at once (no wait)
     }
     made = []
 

@@ -44,6 +44,7 @@ async def test_a_killed_nodes_session_is_served_by_the_other_within_5_s(
     redis.Redis.from_url(url).flushdb()
     secret = secrets.token_hex(32)
     env = {"PARLEY_SECRET": secret, "PARLEY_REDIS_URL": url, "PARLEY_LEASE_TTL_MS": "2000"}
+    env["PARLEY_DRAIN_SECONDS"] = "0"  # the teardown's SIGTERM hands over at once (no wait)
     a = ServerProcess(tmp_path / "a", env={**env, "PARLEY_NODE_ID": "a"})
     b = ServerProcess(tmp_path / "b", "--no-demo", env={**env, "PARLEY_NODE_ID": "b"})
     people: list[Participant] = []
