@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -42,6 +43,25 @@ from recording.keys import MasterKey
 from recording.recorder import Recorder
 
 KINDS = ("audio", "video")
+# the engine's counters that recording may change, per second of the window, both arms: how
+# often publishers are asked for keyframes, how many arrive, what is forwarded to the peers
+WINDOW_RATES = (
+    "keyframes_received",
+    "keyframe_requests_asked",
+    "keyframe_requests_sent",
+    "frames_received",
+    "frames_forwarded",
+    "frames_to_sinks",
+    "packets_sent",
+    "bytes_sent",
+    "rec_keyframes_asked",
+    "loop_switches_voluntary",
+    "loop_switches_involuntary",
+    "gc_gen0_collections",
+    "gc_gen1_collections",
+    "gc_gen2_collections",
+    "gc_seconds",
+)
 
 
 class RecordingLoadServer(LoadServer):
@@ -52,6 +72,16 @@ class RecordingLoadServer(LoadServer):
         self.recorder = recorder
         self.segments = 0
         self.first_frame_at: float | None = None
+        # the cyclic GC's pauses (every thread): the recorder keeps ~20k frame tuples alive
+        self.gc_seconds = 0.0
+        self._gc_started = 0.0
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_seconds += time.perf_counter() - self._gc_started
 
     def plan(self) -> list[PlanEdge]:
         edges = super().plan()
@@ -80,6 +110,12 @@ class RecordingLoadServer(LoadServer):
 
     async def stats(self, request: web.Request) -> web.Response:
         stats = self.engine.stats()
+        # the event loop's context switches: voluntary (it waited: select, or the GIL held by
+        # the writer thread) and involuntary (preempted); GIL hand-overs show in both
+        voluntary, involuntary = _switches(threading.get_native_id())
+        stats |= {"loop_switches_voluntary": voluntary, "loop_switches_involuntary": involuntary}
+        stats |= {f"gc_gen{i}_collections": g["collections"] for i, g in enumerate(gc.get_stats())}
+        stats["gc_seconds"] = self.gc_seconds
         if self.recorder is not None:
             rec = self.recorder.stats()
             since = time.monotonic() - self.first_frame_at if self.first_frame_at else 0.0
@@ -129,8 +165,19 @@ class RecordingServer(run_load.ParleyServer):
         self.pid = self.child.pid
         self.verify = "bytes"
 
+    def lag(self, reset: bool = False) -> dict:
+        if reset:  # run_load resets the lag probe as the window starts: the counters' baseline
+            self._window_start = (time.monotonic(), self.stats())
+        return super().lag(reset)
+
     def counters(self, stats: dict) -> dict:
-        return super().counters(stats) | {k: v for k, v in stats.items() if k.startswith("rec_")}
+        out = super().counters(stats) | {k: v for k, v in stats.items() if k.startswith("rec_")}
+        start = getattr(self, "_window_start", None)
+        if start is not None:  # per second over the window (to the final read): off vs on
+            seconds = time.monotonic() - start[0]
+            for key in WINDOW_RATES:
+                out[f"{key}_per_s"] = round((stats.get(key, 0) - start[1].get(key, 0)) / seconds, 2)
+        return out
 
     def stop(self) -> None:
         super().stop()
@@ -273,14 +320,16 @@ async def replay(rooms: int, seconds: float, record: bool) -> dict:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _switches(tid: int) -> int:
-    """Voluntary context switches of one thread of this process: each time it blocked (on the
-    GIL, a lock, the disk), i.e. each hand-over between the loop and the writer thread."""
+def _switches(tid: int) -> tuple[int, int]:
+    """Context switches of one thread of this process, (voluntary, involuntary): voluntary each
+    time it blocked (on the GIL, a lock, the disk, select), i.e. each hand-over between the loop
+    and the writer thread among them."""
+    found = {}
     with open(f"/proc/self/task/{tid}/status") as f:
         for line in f:
-            if line.startswith("voluntary_ctxt_switches"):
-                return int(line.split()[1])
-    return 0
+            if line.endswith("ctxt_switches:", 0, line.find(":") + 1):
+                found[line.split(":")[0]] = int(line.split()[1])
+    return found.get("voluntary_ctxt_switches", 0), found.get("nonvoluntary_ctxt_switches", 0)
 
 
 def _rss_mb() -> float:
@@ -346,10 +395,10 @@ async def synthetic(rooms: int, seconds: float, busy: float = 0.0) -> dict:
         ]
         rss = _rss_mb()
         loop_tid, writer_tid = threading.get_native_id(), recorder.writer.native_id
-        switches = _switches(loop_tid), _switches(writer_tid)
+        switches = _switches(loop_tid)[0], _switches(writer_tid)[0]
         busy = await _feed(sinks, seconds)
-        loop_switches = (_switches(loop_tid) - switches[0]) / seconds
-        writer_switches = (_switches(writer_tid) - switches[1]) / seconds
+        loop_switches = (_switches(loop_tid)[0] - switches[0]) / seconds
+        writer_switches = (_switches(writer_tid)[0] - switches[1]) / seconds
         rss_peak = _rss_mb()
         dropped = recorder.stats()["frames_dropped"]  # the sinks are gone after the close
         await recorder.aclose()

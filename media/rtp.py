@@ -148,4 +148,7 @@ class EncodedFrame:
 
     @property
     def data(self) -> bytes:
-        return b"".join(p._data for p in self.packets)
+        packets = self.packets
+        if len(packets) == 1:  # audio, small video frames: no copy
+            return packets[0]._data
+        return b"".join([p._data for p in packets])

@@ -108,21 +108,32 @@ class SegmentMuxer:
         self.last: float | None = None
 
     def add(self, kind: str, data: bytes, media_time: float, keyframe: bool) -> None:
-        if kind == "video" and keyframe and not self._found_size:
-            size = vp8_size(data)
-            if size:
-                self._size, self._found_size = size, True
-        ms = max(0, round(media_time * 1000))  # a file's times are unsigned
-        last = self._last.get(kind)
-        if last is not None and ms <= last:
-            ms = last + 1  # a publisher's clock stepped back (reconnect): keep order
-        self._last[kind] = ms
-        self._blocks.append((ms, TRACK[kind], keyframe, data))
-        self.frames[kind] += 1
-        if self.first is None or media_time < self.first:
-            self.first = media_time
-        if self.last is None or media_time > self.last:
-            self.last = media_time
+        self.add_queued(((None, kind, data, media_time, keyframe, None),))
+
+    def add_queued(self, items) -> None:
+        """Frames as the writer's queue carries them, ``(handle, kind, data, media_time,
+        keyframe, wall)``, in arrival order: one call per segment, not one per frame."""
+        blocks, last_ms, frames = self._blocks, self._last, self.frames
+        first, last = self.first, self.last
+        for _, kind, data, media_time, keyframe, _ in items:
+            if keyframe and kind == "video" and not self._found_size:
+                size = vp8_size(data)
+                if size:
+                    self._size, self._found_size = size, True
+            ms = round(media_time * 1000)
+            if ms < 0:
+                ms = 0  # a file's times are unsigned
+            previous = last_ms.get(kind)
+            if previous is not None and ms <= previous:
+                ms = previous + 1  # a publisher's clock stepped back (reconnect): keep order
+            last_ms[kind] = ms
+            blocks.append((ms, TRACK[kind], keyframe, data))
+            frames[kind] += 1
+            if first is None or media_time < first:
+                first = media_time
+            if last is None or media_time > last:
+                last = media_time
+        self.first, self.last = first, last
 
     @property
     def size(self) -> tuple[int, int] | None:

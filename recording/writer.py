@@ -89,8 +89,9 @@ class _Open:
     def __init__(self, spec: SegmentSpec) -> None:
         self.spec = spec
         self.muxer = SegmentMuxer(spec.size)
-        self.wall_start: float | None = None
-        self.wall_end = 0.0
+        # the queue's frame tuples as they came; the muxer takes them all at the close (one
+        # call per segment instead of one per frame)
+        self.items: list[tuple] = []
 
 
 class Writer:
@@ -181,13 +182,15 @@ class Writer:
             self.turned = time.monotonic()
             stopping = self._stopping
             started = time.thread_time()
-            items = self._items
+            items, opened = self._items, self._open
             while items:
                 item = items.popleft()
                 try:
                     if len(item) == 6:
                         self._done_frames += 1
-                        self._frame(*item)
+                        seg = opened.get(item[0])
+                        if seg is not None:
+                            seg.items.append(item)
                     elif item[0] == "open":
                         self._open[item[1]] = _Open(item[2])
                     else:
@@ -204,21 +207,15 @@ class Writer:
             if stopping:
                 return
 
-    def _frame(self, handle, kind, data, media_time, key, wall) -> None:
-        seg = self._open.get(handle)
-        if seg is None:
-            return
-        seg.muxer.add(kind, data, media_time, key)
-        if seg.wall_start is None:
-            seg.wall_start = wall
-        seg.wall_end = wall
-
     def _close(self, handle: int) -> None:
         seg = self._open.pop(handle, None)
         if seg is None:
             return
-        spec, muxer = seg.spec, seg.muxer
+        spec, muxer, queued = seg.spec, seg.muxer, seg.items
+        wall_start, wall_end = (queued[0][5], queued[-1][5]) if queued else (None, 0.0)
         try:
+            muxer.add_queued(queued)
+            seg.items = []
             plain = muxer.finish()
             if not plain:
                 return  # nothing arrived: no file, no record
@@ -242,8 +239,8 @@ class Writer:
                 dict(muxer.frames),
                 muxer.first or 0.0,
                 muxer.last or 0.0,
-                seg.wall_start or 0.0,
-                seg.wall_end,
+                wall_start or 0.0,
+                wall_end,
                 len(sealed.data),
                 sealed.sha256,
                 sealed.plain_sha256,
