@@ -126,7 +126,7 @@ class Config:
     lease_ttl_ms: int = 2000
     # docs/scaling.md, "Drain": on SIGTERM a clustered node waits this long for its sessions
     # to end before it hands the rest to another node (a second SIGTERM: at once)
-    drain_seconds: float = 30.0
+    drain_seconds: float = 20.0
 
     ENV_PREFIX = "PARLEY_"
 

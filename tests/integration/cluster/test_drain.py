@@ -218,6 +218,7 @@ async def test_a_second_sigterm_hands_over_at_once(cluster):
         )
         assert welcomed < BOUND, welcomed
         assert await exit_code(a, 20) == 0
+        print(f"A exited {time.monotonic() - started:.2f} s after the second SIGTERM")
         assert "second signal" in a.output()
         verified = ledger_verify(cluster, session)
         assert verified.returncode == 0, verified.stdout + verified.stderr
