@@ -35,10 +35,10 @@ from rooms.errors import CommandError
 log = logging.getLogger("parley.cluster")
 
 DRAIN_POLL = 0.1  # seconds between two looks at the sessions still open while draining
-# after a hand-over, how long a draining node keeps answering (``redirect``): the pages whose
-# sockets it closed connect again at once, and ask again every 0.5 s while told
-# ``session_moving`` (web/static/app.js); two of their retries
-REDIRECT_LINGER = 1.0
+# after a hand-over, how long a draining node keeps answering (``redirect``): a page whose
+# socket its node closed connects again after 0.5 s, and asks again every 0.5 s while told
+# ``session_moving`` (web/static/app.js); 2 s leaves a loaded machine a margin for both
+REDIRECT_LINGER = 2.0
 
 
 class ClusterNode:

@@ -106,3 +106,34 @@ def test_the_pages_of_a_stalled_node_follow_the_session_to_the_node_that_took_it
     for page in (mediator, party):
         in_call_on(page, b.url)
     assert a.proc.poll() is None  # A lives on, without the session
+
+
+def test_the_pages_of_a_draining_node_follow_the_session_to_the_other_node(
+    nodes,  # noqa: F811
+    launch,  # noqa: F811
+    new_page,  # noqa: F811
+):
+    """SIGTERM on node A (drain deadline 0, docs/scaling.md "Drain on SIGTERM"): A hands the
+    session to B, then closes the pages' sockets without an error; the pages connect to A
+    again, are redirected to B, and are back in the call there. A exits 0."""
+    a = nodes("a")
+    b = nodes("b", "--no-demo")
+    mediator = new_page(launch(440))
+    party = new_page(launch(1000))
+    join(mediator, a.links["mediator"][0], consents=False)
+    join(party, a.links["party"][0])
+    party_id = party.evaluate("() => window.parley.me")
+    mediator.click(f'#people li[data-participant="{party_id}"] button[data-action="admit"]')
+    party.wait_for_selector("#waiting", state="hidden")
+    for page in (mediator, party):
+        in_call_on(page, a.url)
+
+    started = time.monotonic()
+    a.proc.send_signal(signal.SIGTERM)
+    for page in (mediator, party):
+        in_call_on(page, b.url)
+    print(
+        f"\nafter SIGTERM of A: both pages back in the call on B, {time.monotonic() - started:.1f} s"
+    )
+    assert a.proc.wait(WAIT_S) == 0
+    assert any("sessions adopted" in x for x in a.lines), a.lines[-30:]
