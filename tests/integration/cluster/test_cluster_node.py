@@ -266,3 +266,50 @@ async def test_a_new_session_goes_to_the_least_loaded_node(cluster):
     y.service.execute(s, "system", decode_command({"type": "connect", "participant": mediator}))
     await y.service.durable()
     assert {st.id for st in x.service.sessions()} == set(kept)
+
+
+async def test_retiring_with_no_other_live_node_waits_the_deadline_then_hands_over(cluster, caplog):
+    """SIGTERM on the only node (``ClusterNode.retire``): it waits the whole deadline, logs that
+    nobody takes its sessions, and hands them over all the same (leases deleted, listed under
+    it): a node that starts afterwards takes them at its first round."""
+    x = await cluster("x")
+    s = create(x)
+    await until(lambda: _all_owned_by(x, [s], "x"))
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="parley.cluster"):
+        assert await x.retire(0.5, asyncio.Event(), linger=0) == [s]
+    assert time.monotonic() - started >= 0.5  # the whole deadline
+    assert any("no other live node" in r.getMessage() for r in caplog.records)
+    assert [p for _, p in x.lost] and x.service.sessions() == []
+    assert await x.registry.owner(s) is None and await x.registry.owned("x") == [s]
+    y = await cluster("y")
+    await until(lambda: _all_owned_by(y, [s], "y"))
+    assert time.monotonic() - started < 0.5 + SHORT.ttl_ms / 1000 + 2  # no TTL to wait for
+
+
+async def test_retiring_ends_early_when_its_sessions_end_or_a_second_signal_comes(cluster):
+    x, y = await cluster("x"), await cluster("y")
+    ending, staying = create(x, "ends"), create(x, "stays")
+    await until(lambda: _all_owned_by(x, [ending, staying], "x"))
+    hurry = asyncio.Event()
+    retiring = asyncio.get_running_loop().create_task(x.retire(60, hurry, linger=0))
+    await until(lambda: _draining(y, "x"))
+    assert not retiring.done() and x.lost == []  # still serving both
+    x.service.execute(ending, "staff:wang", decode_command({"type": "end_session"}))
+    await until(lambda: _released(x, ending))
+    assert not retiring.done()  # the other one is still open
+    started = time.monotonic()
+    hurry.set()  # the second signal
+    assert await asyncio.wait_for(retiring, 10) == [staying]
+    assert time.monotonic() - started < SHORT.ttl_ms / 1000 + 1
+    assert await y.registry.owner(staying) == "y"  # adopted before the sockets were closed
+    assert [s for s, _ in x.lost] == [staying]
+
+
+async def _draining(node: ClusterNode, node_id: str) -> bool:
+    live, _ = await node.registry.nodes()
+    return any(n.id == node_id and n.draining for n in live)
+
+
+async def _released(node: ClusterNode, session_id: str) -> bool:
+    return session_id not in node.agent.held and await node.registry.owner(session_id) is None
