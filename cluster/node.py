@@ -119,7 +119,16 @@ class ClusterNode:
         every remaining session is handed over: dropped here, stored, its lease given back; once
         another node has adopted it (at most a TTL and a beat) its pages' media and sockets are
         closed, and the node keeps answering (``redirect``) for ``linger`` seconds so that the
-        pages reach the new owner through it. Returns the sessions handed over."""
+        pages reach the new owner through it. Returns the sessions handed over. With Redis
+        unreachable it gives up and returns [] (the node then stops as on a crash: its leases
+        expire and live nodes take the sessions over after the TTL)."""
+        try:
+            return await self._retire(seconds, hurry, linger)
+        except (aioredis.RedisError, OSError) as exc:
+            log.error("drain given up, Redis unreachable (%s): stopping as on a crash", exc)
+            return []
+
+    async def _retire(self, seconds: float, hurry: asyncio.Event, linger: float) -> list[str]:
         await self.agent.mark_draining()
         started = time.monotonic()
         log.info(

@@ -7,6 +7,7 @@ an ended session's lease is given back."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
@@ -313,3 +314,21 @@ async def _draining(node: ClusterNode, node_id: str) -> bool:
 
 async def _released(node: ClusterNode, session_id: str) -> bool:
     return session_id not in node.agent.held and await node.registry.owner(session_id) is None
+
+
+async def test_retiring_without_redis_gives_up_and_stops_as_on_a_crash(cluster, caplog):
+    x = await cluster("x")
+    s = create(x)
+    await until(lambda: _all_owned_by(x, [s], "x"))
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    reachable, x.registry.redis = x.registry.redis, aioredis.Redis(port=port)
+    try:
+        with caplog.at_level("ERROR", logger="parley.cluster"):
+            assert await asyncio.wait_for(x.retire(60, asyncio.Event(), linger=0), 30) == []
+        assert any("drain given up" in r.getMessage() for r in caplog.records)
+        assert x.service.state(s).id == s  # nothing dropped: the lease runs out as on a crash
+    finally:
+        await x.registry.redis.aclose()
+        x.registry.redis = reachable
