@@ -176,7 +176,7 @@ class RecordingServer(run_load.ParleyServer):
         if start is not None:  # per second over the window (to the final read): off vs on
             seconds = time.monotonic() - start[0]
             for key in WINDOW_RATES:
-                out[f"{key}_per_s"] = round((stats.get(key, 0) - start[1].get(key, 0)) / seconds, 2)
+                out[f"{key}_per_s"] = round((stats.get(key, 0) - start[1].get(key, 0)) / seconds, 4)
         return out
 
     def stop(self) -> None:
