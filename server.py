@@ -287,6 +287,17 @@ def create_app(config: Config) -> web.Application:
     )
     app[DESK] = desk
     app[CLUSTER] = cluster  # serve() drains it on SIGTERM before the app shuts down
+
+    async def close_sockets(app):
+        """On shutdown (after the listening socket closed): close every socket.io connection
+        (its disconnect handlers run now, while the ledger is open; the client is sent engine.io's
+        CLOSE) without waiting for the client's side: aiohttp's grace (signaling/guard.py
+        ``SHUTDOWN_GRACE_S``) then ends what the clients leave open. Engine.io's own
+        disconnect-all waits for every client's queue and hung on half-open ones."""
+        for socket in list(sio.eio.sockets.values()):
+            await socket.close(wait=False)
+
+    app.on_shutdown.append(close_sockets)
     registry = CollectorRegistry()
     registry.register(_Metrics(service, engine))
     app[METRICS_REGISTRY] = registry

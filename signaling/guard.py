@@ -26,13 +26,18 @@ HEADER_DEADLINE_S = 10.0
 BODY_DEADLINE_S = 30.0
 AUTH_DEADLINE_S = 10.0
 PENDING_PER_ADDRESS = 32
+# On shutdown aiohttp waits this long for open handlers before it cancels them. A page's
+# websocket is one: told to close (engine.io's CLOSE packet), the browser's engine.io client does
+# not close it, so without a short grace a stop waited ~17 s for the socket's ping timeout.
+SHUTDOWN_GRACE_S = 2.0
 
 
 def runner_options() -> dict:
     """Keyword arguments for ``web.AppRunner``. aiohttp closes a connection whose next request's
     headers are not complete when the keep-alive timer fires (partial headers do not reset it),
-    so its keep-alive timeout is the header deadline."""
-    return {"keepalive_timeout": HEADER_DEADLINE_S}
+    so its keep-alive timeout is the header deadline; a stop gives open handlers
+    ``SHUTDOWN_GRACE_S``."""
+    return {"keepalive_timeout": HEADER_DEADLINE_S, "shutdown_timeout": SHUTDOWN_GRACE_S}
 
 
 def quiet_logger(name: str) -> logging.Logger:
