@@ -27,6 +27,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -83,9 +84,22 @@ class RecordingLoadServer(LoadServer):
         else:
             self.gc_seconds += time.perf_counter() - self._gc_started
 
+    recording = True  # --toggle: SIGUSR1 switches the recorder's edges off and on
+
+    def toggle(self) -> None:
+        """Recording off (every session closed, the sinks detached) or on again (new sessions),
+        with the same peers connected: the same load with and without the recorder."""
+        self.recording = not self.recording
+        if not self.recording and self.recorder is not None:
+            for room in list(self.recorder.sessions):
+                self.engine.detach_sink(f"{room}/recorder")
+                self.recorder.end_session(room)
+        self.engine.apply_plan(self.plan())
+        print(json.dumps({"event": "recording", "on": self.recording}), flush=True)
+
     def plan(self) -> list[PlanEdge]:
         edges = super().plan()
-        if self.recorder is None:
+        if self.recorder is None or not self.recording:
             return edges
         for room, members in self.rooms.items():
             name = f"{room}/recorder"
@@ -140,6 +154,8 @@ async def serve(port: int, host: str, record: bool, directory: Path) -> None:
     lag = LoopLag()
     lag.start()
     server = holder["server"] = RecordingLoadServer(engine, lag, recorder)
+    if recorder is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, server.toggle)
     try:
         await run_http(server, port)
     finally:
@@ -182,6 +198,87 @@ class RecordingServer(run_load.ParleyServer):
     def stop(self) -> None:
         super().stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def toggled(args: argparse.Namespace, ns: argparse.Namespace, scenario) -> dict:
+    """One server with the recorder, one set of connected bots; recording switched off and on
+    (SIGUSR1) ``args.toggle`` times in the order off/on/on/off..., each window ``args.window``
+    s after ``args.settle`` s: slow drift of a shared VM and the bots' joins are out of the
+    comparison, which is of the same process with the same peers."""
+    server = RecordingServer("record", args)
+    bots: list = []
+    try:
+        server.wait_ready()
+        groups = [scenario.rooms[i :: ns.bot_procs] for i in range(ns.bot_procs)]
+        for i, rooms in enumerate(g for g in groups if g):
+            spec = {
+                **server.bot_spec(),
+                "host": run_load.HOST,
+                "rooms": [[p.__dict__ for p in room] for room in rooms],
+                "fps": scenario.fps,
+                "bitrate": scenario.bitrate,
+                "size": [scenario.width, scenario.height],
+                "stagger": ns.stagger,
+                "rcvbuf": ns.rcvbuf,
+            }
+            bots.append(run_load.Child("bench.load_bots", [json.dumps(spec)], f"bots{i}"))
+        for b in bots:
+            b.expect("ready", ns.join_timeout)
+        time.sleep(ns.warmup)
+        state, windows = True, []
+        order = (["off", "record", "record", "off"] * args.toggle)[: 2 * args.toggle]
+        for mode in order:
+            if (mode == "record") != state:
+                os.kill(server.pid, signal.SIGUSR1)
+                server.child.expect("recording", 10)
+                state = mode == "record"
+            time.sleep(args.settle)
+            stats0, load0 = server.stats(), os.getloadavg()[0]
+            t0, cpu0 = time.monotonic(), run_load.read_proc_cpu(server.pid)
+            bot0 = sum(run_load.read_proc_cpu(b.pid) for b in bots)
+            machine0 = run_load.read_machine_cpu()
+            time.sleep(args.window)
+            t1, cpu1 = time.monotonic(), run_load.read_proc_cpu(server.pid)
+            bot1 = sum(run_load.read_proc_cpu(b.pid) for b in bots)
+            machine1 = run_load.read_machine_cpu()
+            stats1, seconds = server.stats(), t1 - t0
+            cores = (cpu1 - cpu0) / seconds
+            busy = (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1])
+            ncpu = os.cpu_count() or 1
+            w = {
+                "mode": mode,
+                "server_cores": round(cores, 4),
+                "bot_cores": round((bot1 - bot0) / seconds, 3),
+                "other_cores": round(busy * ncpu - cores - (bot1 - bot0) / seconds, 3),
+                "loadavg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
+                "peers_connected": stats1.get("peers_connected"),
+            }
+            for key in ("packets_sent", "keyframes_received", "frames_to_sinks"):
+                w[f"{key}_per_s"] = round((stats1[key] - stats0[key]) / seconds, 1)
+            windows.append(w)
+            print(json.dumps(w), flush=True)
+        for b in bots:
+            b.send("quit")
+    finally:
+        for b in bots:
+            b.stop()
+        server.stop()
+    off = [w["server_cores"] for w in windows if w["mode"] == "off"]
+    on = [w["server_cores"] for w in windows if w["mode"] == "record"]
+    pairs = [  # each on window over the off window next to it in time (off,on | on,off)
+        windows[i + 1]["server_cores"] / windows[i]["server_cores"]
+        if windows[i]["mode"] == "off"
+        else windows[i]["server_cores"] / windows[i + 1]["server_cores"]
+        for i in range(0, len(windows) - 1, 2)
+    ]
+    return {
+        "windows": windows,
+        "server_cores_off": round(sum(off) / len(off), 4),
+        "server_cores_on": round(sum(on) / len(on), 4),
+        "cpu_on_over_off": round(sum(on) / len(on) / (sum(off) / len(off)), 3),
+        "pair_ratios": [round(r, 3) for r in pairs],
+        "pair_ratio_median": round(sorted(pairs)[len(pairs) // 2], 3) if pairs else None,
+    }
 
 
 def compare(off: list[dict], on: list[dict], streams: int) -> dict:
@@ -519,6 +616,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="with --synthetic: share of the loop kept busy, as forwarding would (e.g. 0.3)",
     )
+    parser.add_argument(
+        "--toggle",
+        type=int,
+        default=0,
+        help="off/on pairs in ONE server with the same connected bots (SIGUSR1 switches)",
+    )
+    parser.add_argument("--settle", type=float, default=3.0, help="with --toggle: s after a switch")
     parser.add_argument("--json", default=None)
     parser.add_argument(
         "--profile", default=None, help="py-spy raw profile path prefix (each server run)"
@@ -557,6 +661,16 @@ def main(argv: list[str] | None = None) -> int:
         profile=args.profile,
     )
     scenario = run_load.build_scenario(ns, args.rooms)
+    if args.toggle:
+        load = os.getloadavg()
+        out = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "code": run_load.code_state()}
+        out |= toggled(args, ns, scenario)
+        out |= {"loadavg_before": [round(x, 2) for x in load]}
+        out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+        print(json.dumps({k: v for k, v in out.items() if k != "windows"}, indent=2))
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2))
+        return 0
     run_load.make_server = lambda mode, a: RecordingServer(mode, a)  # this module's server
     load = os.getloadavg()
     print(f"code: {run_load.code_state()}; load average before: {load[0]:.2f} {load[1]:.2f}")
