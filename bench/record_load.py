@@ -5,6 +5,7 @@
     .venv/bin/python -m bench.record_load --rooms 10 --synthetic 30 --loop-busy 0.3  # + a busy loop
     .venv/bin/python -m bench.record_load --export 20   # the composite export of one room
     .venv/bin/python -m bench.record_load --rooms 1 --replay 20 --sink record|null  # fixed work
+    .venv/bin/python -m bench.record_load --rooms 10 --toggle 3  # one server, recording switched
 
 Reuses bench/run_load.py's orchestration and bots (R rooms x 3 publishers, full mesh, VGA VP8
 at 15 fps + Opus), but the server process is this module's ``serve``: bench/load_server.py's
@@ -13,7 +14,9 @@ room (as the conductor does for a recorded joint room), writing sealed WebM segm
 temporary directory. The runs alternate off / on / on / off so slow drift of the shared machine
 cancels out. Reported: server CPU on vs off (the target is at most 1.10x), MB/s written, CPU per
 recorded stream-second, memory per recorded stream, the writer queue's largest depth, frames
-dropped. Ledger appends are not part of it (one SQLite commit per segment, i.e. per participant
+dropped, and per arm the engine's counters over the window (keyframes received and asked for,
+packets and bytes sent to the peers, the loop's context switches, the GC). ``--toggle N`` keeps
+one server and one set of connected bots and switches recording off and on between windows. Ledger appends are not part of it (one SQLite commit per segment, i.e. per participant
 every 10 s).
 """
 
