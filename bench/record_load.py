@@ -668,6 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         load = os.getloadavg()
         out = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "code": run_load.code_state()}
         out |= toggled(args, ns, scenario)
+        out["ended"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         out |= {"loadavg_before": [round(x, 2) for x in load]}
         out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
         print(json.dumps({k: v for k, v in out.items() if k != "windows"}, indent=2))
@@ -675,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps(out, indent=2))
         return 0
     run_load.make_server = lambda mode, a: RecordingServer(mode, a)  # this module's server
-    load = os.getloadavg()
+    load, started = os.getloadavg(), time.strftime("%Y-%m-%d %H:%M:%S %Z")
     print(f"code: {run_load.code_state()}; load average before: {load[0]:.2f} {load[1]:.2f}")
     order = ["off", "record", "record", "off"] * ((args.repeat + 1) // 2)
     runs: dict[str, list[dict]] = {"off": [], "record": []}
@@ -694,7 +695,8 @@ def main(argv: list[str] | None = None) -> int:
     figures["runs_used"] = {m: len(rs) for m, rs in valid.items()}
     figures["loadavg_1min_per_run"] = {m: [r["loadavg_1min"] for r in rs] for m, rs in runs.items()}
     out = {
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "started": started,
+        "ended": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "code": run_load.code_state(),
         "cpus": os.cpu_count(),
         "loadavg_before": [round(x, 2) for x in load],
