@@ -307,9 +307,7 @@ async def seal_and_close(
     async with signing_step("signing_failed"):
         sealed = await PdfSigner(
             meta, signer, timestamper=timestamper, stamp_style=style
-        ).async_sign_pdf(
-            IncrementalPdfFileWriter(io.BytesIO(pdf)), existing_fields_only=True
-        )
+        ).async_sign_pdf(IncrementalPdfFileWriter(io.BytesIO(pdf)), existing_fields_only=True)
         writer = IncrementalPdfFileWriter(io.BytesIO(sealed.getvalue()))
         DocumentSecurityStore.supply_dss_in_writer(
             writer,

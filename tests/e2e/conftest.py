@@ -180,7 +180,10 @@ _PAGE_LOGS: list[tuple[str, object, list[str]]] = []
 def _forget_earlier_logs():
     from tests.support.server_proc import ServerProcess
 
-    ServerProcess.started.clear()
+    # servers of earlier tests that still run (a module's shared server) stay on the list
+    ServerProcess.started[:] = [
+        s for s in ServerProcess.started if s.proc is not None and s.proc.poll() is None
+    ]
     _PAGE_LOGS.clear()
 
 
