@@ -124,3 +124,39 @@ def test_a_refused_link_says_what_to_do(server, launch, new_page):
         )
         text = page.inner_text("#screen-end")
         assert "session_ended" not in text and "出错了" not in text and "Error" not in text, text
+
+
+# Where the Join button is, with the preview showing the camera and with it empty (as before the
+# camera's first frame): the same box, or a tap aimed at the enabled button can land elsewhere.
+JOIN_BOX = """async (withCamera) => { const v = document.getElementById('preview');
+  if (!withCamera) { v.dataset.kept = '1'; window.__kept = v.srcObject; v.srcObject = null; }
+  else if (window.__kept) v.srcObject = window.__kept;
+  const t0 = performance.now();  // wait for the element's size to follow (a frame or two)
+  while ((withCamera ? v.videoWidth === 0 : v.videoWidth !== 0) && performance.now() - t0 < 10000)
+    await new Promise(r => requestAnimationFrame(r));
+  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const r = document.getElementById('btn-join').getBoundingClientRect();
+  return [v.videoWidth, Math.round(r.x), Math.round(r.y), Math.round(r.width), Math.round(r.height)]; }"""
+
+
+@pytest.mark.parametrize("viewport", [PHONE, NARROW], ids=["phone", "narrow"])
+def test_join_does_not_move_when_the_camera_picture_arrives(server, launch, new_page, viewport):
+    page = new_page(launch())
+    page.set_viewport_size(viewport)
+    page.goto(server.links["party"][0])
+    page.click("#btn-confirm:not([disabled])")
+    for box in page.query_selector_all("#consent-list input"):
+        box.check()
+    page.click("#btn-consent:not([disabled])")
+    page.wait_for_selector("#btn-join:not([disabled])")
+    width, *with_camera = page.evaluate(JOIN_BOX, True)
+    assert width > 0, "the preview never showed the camera"
+    blank, *without = page.evaluate(JOIN_BOX, False)
+    assert blank == 0
+    assert with_camera == without, (
+        f"Join moved: {without} without the picture, {with_camera} with it"
+    )
+    assert page.evaluate(UNCOVERED, "#btn-join") == "ok"
+    page.evaluate(JOIN_BOX, True)
+    page.click("#btn-join:not([disabled])")
+    page.wait_for_selector("#waiting:not([hidden])")
