@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,9 @@ KEYFRAME_RETRY = 1.0
 # periodic keyframes (a browser's) is asked 3 s late instead of 1 s, as often as before.
 KEYFRAME_GRACE = 0.3
 PROBE_SECONDS = 2.0  # health(): the recordings directory is probed at most this often
+# health(): a probe still not back after this long means the disk hangs (storage: false). The
+# probe runs in a thread of its own: on the event loop a hung (network) disk would stop the node.
+PROBE_HUNG_SECONDS = 5.0
 STALL_SECONDS = 30.0  # health(): work waiting and no turn of the writer thread for this long
 
 Report = Callable[[str, dict], None]  # (session, raw server-only command)
@@ -259,6 +263,7 @@ class Recorder:
         self.keyframes_asked = 0  # keyframe requests the sinks made (cuts, resyncs)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._probed: tuple[float, bool] | None = None  # (when, writable) for health()
+        self._probing: float | None = None  # when the probe now running started
         self.writer = Writer(self._closed, self._failed, max_frames=max_frames, store=store)
 
     def start(self) -> None:
@@ -268,7 +273,7 @@ class Recorder:
         probe = self.root / ".probe"
         write_durably(probe, b"")
         probe.unlink()
-        self._probed = None  # health() probes afresh
+        self._probed = (time.monotonic(), True)  # just written: health() probes again later
 
     @property
     def healthy(self) -> bool:
@@ -277,15 +282,23 @@ class Recorder:
     def health(self) -> dict:
         """The node's recorder for ``/readyz`` (docs/recording.md, "Health"): started, the
         writer thread alive and not stuck, the recordings directory writable (a 4 KiB probe
-        file, no fsync, at most every ``PROBE_SECONDS``), the queue below half its limit (past
-        it frames are soon dropped). ``last_failure``: the last segment not written (kept for
-        the operator; a node whose disk is writable again is ready again)."""
+        file, no fsync, at most every ``PROBE_SECONDS``, in a thread: the answer is the last
+        probe's, and false while a probe has hung for ``PROBE_HUNG_SECONDS``), the queue below
+        half its limit (past it frames are soon dropped). ``last_failure``: the last segment not
+        written (kept for the operator; a node whose disk is writable again is ready again).
+        Never waits on the disk."""
         w, now = self.writer, time.monotonic()
-        if self._probed is None or now - self._probed[0] >= PROBE_SECONDS:
-            self._probed = (now, self._probe())
+        probed, probing = self._probed, self._probing
+        if probing is None and (probed is None or now - probed[0] >= PROBE_SECONDS):
+            self._probing = now
+            threading.Thread(
+                target=self._probe_once, name="parley-ready-probe", daemon=True
+            ).start()
         writer = w.alive and not w.stalled(STALL_SECONDS)
         backlogged = w.depth >= w.max_frames // 2
-        storage = self._probed[1]
+        storage = probed is not None and probed[1]
+        if probing is not None and now - probing >= PROBE_HUNG_SECONDS:
+            storage = False  # the disk does not answer
         return {
             "ok": self._loop is not None and writer and storage and not backlogged,
             "started": self._loop is not None,
@@ -296,6 +309,11 @@ class Recorder:
             "backlogged": backlogged,
             "last_failure": self.failed,
         }
+
+    def _probe_once(self) -> None:
+        writable = self._probe()
+        self._probed = (time.monotonic(), writable)
+        self._probing = None
 
     def _probe(self) -> bool:
         path = self.root / ".ready-probe"

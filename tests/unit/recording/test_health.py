@@ -82,3 +82,42 @@ async def test_health_sees_a_stuck_write_a_backlog_and_a_dead_writer(tmp_path, m
     assert not rec.writer.alive
     dead = rec.health()
     assert not dead["ok"] and not dead["writer"]
+
+
+async def test_a_hung_disk_never_holds_health_and_reads_not_writable(tmp_path, monkeypatch):
+    """The directory probe runs in a thread: /readyz answers at once while the disk hangs (on the
+    event loop a hung network disk would have stopped the whole node), says ``storage: false``
+    once the probe has hung ``PROBE_HUNG_SECONDS``, and true again when the disk answers."""
+    monkeypatch.setattr(recorder_module, "PROBE_SECONDS", 0.0)
+    monkeypatch.setattr(recorder_module, "PROBE_HUNG_SECONDS", 0.3)
+    rec = Recorder(
+        tmp_path / "recordings",
+        MasterKey.load(tmp_path),
+        report=lambda session, command: None,
+        request_keyframe=lambda publisher: None,
+    )
+    rec.start()
+    release, probing = threading.Event(), threading.Event()
+    real_probe = rec._probe  # noqa: SLF001 - the disk's answer, made to hang
+
+    def hung_probe():
+        probing.set()
+        release.wait(30)
+        return real_probe()
+
+    monkeypatch.setattr(rec, "_probe", hung_probe)
+    try:
+        started = time.monotonic()
+        first = rec.health()  # starts the probe, answers with the last one (start's: writable)
+        assert time.monotonic() - started < 0.2
+        assert first["storage"] and first["ok"], first
+        _until(probing.is_set)
+        started = time.monotonic()
+        _until(lambda: not rec.health()["storage"])  # hung for PROBE_HUNG_SECONDS
+        assert time.monotonic() - started >= 0.2
+        assert not rec.health()["ok"]
+        release.set()  # the disk answers again
+        _until(lambda: rec.health()["storage"] and rec.health()["ok"])
+    finally:
+        release.set()
+        rec.writer.stop()
