@@ -26,6 +26,15 @@ DENY = """(() => { window.__deny = 'all'; const md = navigator.mediaDevices;
     ? Promise.reject(new DOMException('Permission denied', 'NotAllowedError')) : orig(c); })();"""
 
 
+def to_device_check(page, url) -> None:
+    """A party's arrival up to the device check: open the link, confirm the name, consent."""
+    page.goto(url)
+    page.click("#btn-confirm:not([disabled])")
+    for box in page.query_selector_all("#consent-list input"):
+        box.check()
+    page.click("#btn-consent:not([disabled])")
+
+
 @pytest.fixture
 def server(tmp_path):
     srv = ServerProcess(tmp_path / "data").start(timeout=WAIT_S)
@@ -73,11 +82,7 @@ def test_a_refused_camera_shows_help_and_retry_works(server, launch, new_page):
     page = new_page(launch())
     page.set_viewport_size(NARROW)
     page.context.add_init_script(DENY)
-    page.goto(server.links["party"][0])
-    page.click("#btn-confirm:not([disabled])")
-    for box in page.query_selector_all("#consent-list input"):
-        box.check()
-    page.click("#btn-consent:not([disabled])")
+    to_device_check(page, server.links["party"][0])
     page.wait_for_selector("#cam-help:not([hidden])")
     no_overflow(page, "camera refused")
     for lang, words in (("zh", "电脑"), ("en", "Computer")):  # headless Chromium: a desktop
@@ -143,11 +148,7 @@ JOIN_BOX = """async (withCamera) => { const v = document.getElementById('preview
 def test_join_does_not_move_when_the_camera_picture_arrives(server, launch, new_page, viewport):
     page = new_page(launch())
     page.set_viewport_size(viewport)
-    page.goto(server.links["party"][0])
-    page.click("#btn-confirm:not([disabled])")
-    for box in page.query_selector_all("#consent-list input"):
-        box.check()
-    page.click("#btn-consent:not([disabled])")
+    to_device_check(page, server.links["party"][0])
     page.wait_for_selector("#btn-join:not([disabled])")
     width, *with_camera = page.evaluate(JOIN_BOX, True)
     assert width > 0, "the preview never showed the camera"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import redis
 from bench.takeover import CONSENTS, ROOT, Page, handed_over, until
 from cluster.registry import NodeInfo
 from signaling.tokens import TokenSigner
+from tests.support.procs import free_port
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
 from tests.support.server_proc import ServerProcess
 
@@ -37,12 +37,6 @@ pytestmark = pytest.mark.slow
 
 TTL_S = 5.0
 BOUND = 2.5  # seconds from the hand-over's start to both pages welcomed on B: half the TTL
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

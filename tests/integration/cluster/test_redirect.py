@@ -14,23 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 import time
 
 import pytest
 import redis
 
 from bench.takeover import CONSENTS, Page, until
+from tests.support.procs import free_port
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
 from tests.support.server_proc import ServerProcess
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

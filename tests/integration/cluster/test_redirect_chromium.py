@@ -78,6 +78,22 @@ def test_a_page_opened_on_the_wrong_node_plays_the_call_and_follows_it_after_a_k
     assert party.url.endswith(f"#root={root}") and "hops" not in party.url, party.url
 
 
+def call_on_a(start_node, start_browser, open_page):
+    """Nodes A and B; a mediator (440 Hz) and an admitted party (1000 Hz) in the call on A."""
+    a = start_node("a")
+    b = start_node("b", "--no-demo")
+    mediator = open_page(start_browser(440))
+    party = open_page(start_browser(1000))
+    join(mediator, a.links["mediator"][0], consents=False)
+    join(party, a.links["party"][0])
+    party_id = party.evaluate("() => window.parley.me")
+    mediator.click(f'#people li[data-participant="{party_id}"] button[data-action="admit"]')
+    party.wait_for_selector("#waiting", state="hidden")
+    for page in (mediator, party):
+        in_call_on(page, a.url)
+    return a, b, mediator, party
+
+
 def test_the_pages_of_a_stalled_node_follow_the_session_to_the_node_that_took_it(
     nodes,  # noqa: F811
     launch,  # noqa: F811
@@ -86,17 +102,7 @@ def test_the_pages_of_a_stalled_node_follow_the_session_to_the_node_that_took_it
     """Node A stops (SIGSTOP) for longer than the lease: B takes the session over. When A runs
     again it finds its lease lost and closes the pages' sockets without an error; the pages
     connect again, A answers ``redirect`` to B, and they are back in the call there."""
-    a = nodes("a")
-    b = nodes("b", "--no-demo")
-    mediator = new_page(launch(440))
-    party = new_page(launch(1000))
-    join(mediator, a.links["mediator"][0], consents=False)
-    join(party, a.links["party"][0])
-    party_id = party.evaluate("() => window.parley.me")
-    mediator.click(f'#people li[data-participant="{party_id}"] button[data-action="admit"]')
-    party.wait_for_selector("#waiting", state="hidden")
-    for page in (mediator, party):
-        in_call_on(page, a.url)
+    a, b, mediator, party = call_on_a(nodes, launch, new_page)
 
     a.proc.send_signal(signal.SIGSTOP)
     try:
@@ -116,17 +122,7 @@ def test_the_pages_of_a_draining_node_follow_the_session_to_the_other_node(
     """SIGTERM on node A (drain deadline 0, docs/scaling.md "Drain on SIGTERM"): A hands the
     session to B, then closes the pages' sockets without an error; the pages connect to A
     again, are redirected to B, and are back in the call there. A exits 0."""
-    a = nodes("a")
-    b = nodes("b", "--no-demo")
-    mediator = new_page(launch(440))
-    party = new_page(launch(1000))
-    join(mediator, a.links["mediator"][0], consents=False)
-    join(party, a.links["party"][0])
-    party_id = party.evaluate("() => window.parley.me")
-    mediator.click(f'#people li[data-participant="{party_id}"] button[data-action="admit"]')
-    party.wait_for_selector("#waiting", state="hidden")
-    for page in (mediator, party):
-        in_call_on(page, a.url)
+    a, b, mediator, party = call_on_a(nodes, launch, new_page)
 
     started = time.monotonic()
     a.proc.send_signal(signal.SIGTERM)
