@@ -30,6 +30,8 @@ import redis.asyncio as aioredis
 from cluster.placement import place
 from cluster.registry import CpuMeter, NodeAgent, NodeLoad, Registry, finish, stopped
 from cluster.routing import Router
+from recording.manifest import restart_gap
+from rooms.commands import decode_command
 from rooms.errors import CommandError
 
 log = logging.getLogger("parley.cluster")
@@ -345,7 +347,29 @@ class ClusterNode:
         log.info("session taken over", extra={"session": session_id, "seq": state.seq})
         if state.ended:
             self._spawn(self.agent.release(session_id))
+        else:
+            self._record_gap(session_id)
         return True
+
+    def _record_gap(self, session_id: str) -> None:
+        """A recorded session taken over: the recording holds nothing from the last segment the
+        old node closed until now (its media died with it, or was closed at the hand-over), so
+        the ledger says so, as after a restart; the recording resumes here when the
+        participants' media arrive (the plan still says so)."""
+        try:
+            if not self.service.state(session_id).recording:
+                return
+            gap = restart_gap(self.service.events(session_id), time.time())
+            if gap is not None:
+                self.service.execute(session_id, "system", decode_command(gap))
+                log.info(
+                    "recording gap recorded",
+                    extra={"session": session_id, "since": gap["wall_start"]},
+                )
+        except CommandError as exc:
+            log.warning(
+                "takeover gap not recorded", extra={"session": session_id, "code": exc.code}
+            )
 
     def _refused(self, session_id: str) -> None:
         """The ledger refused appends this node made (another node wrote to the session): the

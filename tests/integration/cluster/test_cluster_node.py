@@ -107,6 +107,46 @@ async def test_a_dead_nodes_sessions_are_spread_over_the_live_nodes(cluster):
     assert await until(lambda: _forgotten(y, "x"))
 
 
+def record(node: ClusterNode, session_id: str) -> None:
+    """Both join and consent (the party to the mediation too), the mediator admits the party
+    and starts the recording."""
+    ids = {p.role: p.id for p in node.service.state(session_id).participants.values()}
+
+    def run(actor: str, **command) -> None:
+        node.service.execute(session_id, actor, decode_command(command))
+
+    for role, topics in (("mediator", ()), ("party", ("online_mediation", "session_rules"))):
+        run("system", type="connect", participant=ids[role])
+        for topic in (*topics, "recording"):
+            run(ids[role], type="record_consent", topic=topic, given=True)
+    if node.service.state(session_id).participants[ids["party"]].space == "waiting":
+        run(ids["mediator"], type="admit", participant=ids["party"])
+    run(ids["mediator"], type="start_recording")
+
+
+async def test_a_taken_over_recording_records_the_gap_from_its_start(cluster):
+    x, y = await cluster("x"), await cluster("y")
+    recorded, quiet = create(x, "recorded"), create(x, "quiet")
+    record(x, recorded)
+    started = x.service.events(recorded)[-1]
+    assert started.type == "recording.started"
+    await until(lambda: _all_owned_by(x, [recorded, quiet], "x"))
+    await x.stop()  # a crash: the recorder's media died with the node
+
+    async def taken():
+        return all([await y.registry.owner(s) == "y" for s in (recorded, quiet)])
+
+    await until(taken)
+    gaps = [e for e in y.service.events(recorded) if e.type == "recording.gap"]
+    assert len(gaps) == 1, gaps
+    gap = gaps[0]
+    assert (gap.actor, gap.data["reason"]) == ("system", "node_restart")
+    assert gap.data["wall_start"] == round(started.ts, 6)  # nothing held since the start
+    assert started.ts <= gap.data["wall_end"] <= time.time()
+    assert y.service.state(recorded).recording  # it resumes here when the media come back
+    assert not [e for e in y.service.events(quiet) if e.type.startswith("recording.")]
+
+
 async def test_a_draining_node_hands_its_sessions_over_at_once(cluster):
     x, y = await cluster("x"), await cluster("y")
     sessions = [create(x) for _ in range(2)]
