@@ -186,7 +186,12 @@ async def test_overdue_reviews_on_metrics(world: World):  # noqa: F811
         old,
         "staff:rev-a",
         decode_command(
-            {"type": "review_recording", "outcome": "no_concern", "note": "all fine", "grant": "reviewer"}
+            {
+                "type": "review_recording",
+                "outcome": "no_concern",
+                "note": "all fine",
+                "grant": "reviewer",
+            }
         ),
     )
     assert await gauges() == (1, 1)
