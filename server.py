@@ -127,6 +127,15 @@ class Config:
     # docs/scaling.md, "Drain": on SIGTERM a clustered node waits this long for its sessions
     # to end before it hands the rest to another node (a second SIGTERM: at once)
     drain_seconds: float = 20.0
+    # docs/scaling.md, "Workers": node processes behind one public port ("auto": one per core);
+    # 1 is the single process of the embedded default. A worker advertises ``node_url`` (its
+    # own port) in its heartbeat, where pages are redirected; ``public_url`` stays the front's
+    workers: str = "1"
+    node_url: str | None = None
+    # the live-visits clock (bookings become sessions, signaling/visits_live.py) on this process;
+    # off on every worker but the first (two clocks on one visits database would both open a
+    # booking's session)
+    live_visits: bool = True
 
     ENV_PREFIX = "PARLEY_"
 
@@ -159,7 +168,7 @@ def _coerce(name: str, raw):
         return float(raw)
     if name in ("data_dir", "tls_cert", "tls_key"):
         return Path(raw)
-    if name in ("demo", "smtp_starttls"):
+    if name in ("demo", "smtp_starttls", "live_visits"):
         return raw.lower() not in ("0", "false", "no", "off")
     if name in ("ice_host_addresses", "trusted_proxies", "turn_urls"):
         return [a.strip() for a in raw.split(",") if a.strip()]
@@ -364,11 +373,14 @@ def create_app(config: Config) -> web.Application:
         visits_console.live.statements.pki = desk.pki
 
     async def visits_ctx(app):
-        live = asyncio.get_running_loop().create_task(visits_console.live.run())
+        live = None
+        if config.live_visits:
+            live = asyncio.get_running_loop().create_task(visits_console.live.run())
         yield
-        live.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await live
+        if live is not None:
+            live.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await live
         visits.close()
 
     app.cleanup_ctx.append(runtime_ctx)
@@ -474,7 +486,7 @@ def _cluster_node(config: Config, store, service, engine, conductor, kick):
     registry = Registry.from_url(
         config.redis_url,
         node_id_for(config.node_id, config.port),
-        config.public_url or f"http://{config.host}:{config.port}",
+        config.node_url or config.public_url or f"http://{config.host}:{config.port}",
         settings=LeaseSettings(ttl_ms=ttl, interval=ttl / 4000),
     )
     return ClusterNode(
@@ -713,6 +725,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-format", dest="log_format", choices=["json", "text"])
     s.add_argument("--event-loop", dest="event_loop", choices=EVENT_LOOPS)
     s.add_argument("--redis", dest="redis_url", help="ledger on Redis Streams (docs/scaling.md)")
+    s.add_argument(
+        "--workers",
+        help="node processes behind the one port: N or auto (one per core); default 1"
+        " (docs/scaling.md, Workers)",
+    )
 
     led = sub.add_parser("ledger", help="ledger tools")
     led_sub = led.add_subparsers(dest="ledger_command", required=True)
@@ -816,6 +833,16 @@ def user_command(args: argparse.Namespace, config: Config) -> int:
 EVENT_LOOPS = ("uvloop", "asyncio")
 
 
+def parse_workers(raw) -> int | None:
+    """``--workers``: a whole number >= 1, or ``auto`` (the machine's cores); None when bad."""
+    text = str(raw).strip().lower()
+    if text == "auto":
+        return os.cpu_count() or 1
+    if not (text.isascii() and text.isdigit()) or len(text) > 4 or int(text) < 1:
+        return None
+    return int(text)
+
+
 def run_event_loop(main_coroutine, event_loop: str):
     """Run the server on uvloop (the default: every packet wakes the loop, and uvloop's wakeups
     cost less CPU than asyncio's) or on asyncio's own loop."""
@@ -870,6 +897,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
+    workers = parse_workers(config.workers)
+    if workers is None:
+        print(
+            f"bad_config: --workers must be a whole number >= 1 or auto, not {config.workers!r}",
+            file=sys.stderr,
+        )
+        return 2
+    if workers > 1:  # docs/scaling.md, "Workers": a supervisor, a front, N nodes on one Redis
+        from cluster.workers import supervise
+
+        return supervise(config, workers)
     started = time.monotonic()
     try:
         run_event_loop(serve(config), config.event_loop)
