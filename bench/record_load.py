@@ -237,11 +237,15 @@ def toggled(args: argparse.Namespace, ns: argparse.Namespace, scenario) -> dict:
                 state = mode == "record"
             time.sleep(args.settle)
             stats0, load0 = server.stats(), os.getloadavg()[0]
+            prefix = f"{args.profile}-toggle-{len(windows)}-{mode}" if args.profile else None
+            profiler = _profiler(server.pid, args.window, prefix) if prefix else None
             t0, cpu0 = time.monotonic(), run_load.read_proc_cpu(server.pid)
+            user0, faults0 = _proc_user_faults(server.pid)
             bot0 = sum(run_load.read_proc_cpu(b.pid) for b in bots)
             machine0 = run_load.read_machine_cpu()
             time.sleep(args.window)
             t1, cpu1 = time.monotonic(), run_load.read_proc_cpu(server.pid)
+            user1, faults1 = _proc_user_faults(server.pid)
             bot1 = sum(run_load.read_proc_cpu(b.pid) for b in bots)
             machine1 = run_load.read_machine_cpu()
             stats1, seconds = server.stats(), t1 - t0
@@ -258,6 +262,15 @@ def toggled(args: argparse.Namespace, ns: argparse.Namespace, scenario) -> dict:
             }
             for key in ("packets_sent", "keyframes_received", "frames_to_sinks"):
                 w[f"{key}_per_s"] = round((stats1[key] - stats0[key]) / seconds, 1)
+            w |= _window_recorder(stats0, stats1, seconds)
+            # user-mode share of the server's CPU, and its page faults (memory given back to
+            # the OS and taken again)
+            w["server_user_cores"] = round((user1 - user0) / seconds, 4)
+            w["minor_faults_per_s"] = round((faults1 - faults0) / seconds, 1)
+            w["rss_mb"] = round(run_load.read_proc_rss(server.pid) / 2**20, 1)
+            if profiler is not None:
+                profiler.wait(timeout=120)
+                w["profile"] = prefix + ".txt"
             windows.append(w)
             print(json.dumps(w), flush=True)
         for b in bots:
@@ -274,14 +287,76 @@ def toggled(args: argparse.Namespace, ns: argparse.Namespace, scenario) -> dict:
         else windows[i]["server_cores"] / windows[i + 1]["server_cores"]
         for i in range(0, len(windows) - 1, 2)
     ]
+    streams = sum(p.publish for room in scenario.rooms for p in room) * len(KINDS)
+    recorded = [w for w in windows if w["mode"] == "record"]
+    mean_off, mean_on = sum(off) / len(off), sum(on) / len(on)
     return {
         "windows": windows,
-        "server_cores_off": round(sum(off) / len(off), 4),
-        "server_cores_on": round(sum(on) / len(on), 4),
-        "cpu_on_over_off": round(sum(on) / len(on) / (sum(off) / len(off)), 3),
+        "server_cores_off": round(mean_off, 4),
+        "server_cores_on": round(mean_on, 4),
+        "cpu_on_over_off": round(mean_on / mean_off, 3),
         "pair_ratios": [round(r, 3) for r in pairs],
-        "pair_ratio_median": round(sorted(pairs)[len(pairs) // 2], 3) if pairs else None,
+        "pair_ratio_median": round(_median(pairs), 3) if pairs else None,
+        "recorded_streams": streams,
+        "cpu_ms_per_recorded_stream_s": round(1000 * (mean_on - mean_off) / streams, 3),
+        "writer_thread_cores": _mean(recorded, "writer_cores"),
+        "gc_cores_on": _mean(recorded, "gc_cores"),
+        "mb_per_s_written": _mean(recorded, "mb_per_s_written"),
+        "mb_per_s_recorded": _mean(recorded, "mb_per_s_recorded"),
+        # one process: the off windows' RSS keeps what the allocator did not give back
+        "rss_mb_off": _mean([w for w in windows if w["mode"] == "off"], "rss_mb"),
+        "rss_mb_on": _mean(recorded, "rss_mb"),
+        "queue_depth_max": max((w["queue_depth_max"] for w in recorded), default=None),
+        "frames_dropped": sum(w["frames_dropped"] for w in recorded),
     }
+
+
+def _proc_user_faults(pid: int) -> tuple[float, int]:
+    """(user CPU seconds, minor page faults) of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / run_load.CLK_TCK, int(fields[7])
+
+
+def _median(values: list[float]) -> float:
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _window_recorder(stats0: dict, stats1: dict, seconds: float) -> dict:
+    """The recorder's and the GC's figures over one toggled window, per second."""
+
+    def rate(key: str, scale: float = 1.0) -> float:
+        return round((stats1.get(key, 0) - stats0.get(key, 0)) / seconds / scale, 4)
+
+    return {
+        "writer_cores": rate("rec_writer_cpu_seconds"),
+        "gc_cores": rate("gc_seconds"),
+        "gc_gen0_per_s": rate("gc_gen0_collections"),
+        "mb_per_s_written": rate("rec_bytes_written", 1e6),
+        "mb_per_s_recorded": rate("rec_bytes_in", 1e6),
+        "queue_depth_max": stats1.get("rec_queue_depth_max"),
+        "frames_dropped": stats1.get("rec_frames_dropped", 0) - stats0.get("rec_frames_dropped", 0),
+    }
+
+
+def _profiler(pid: int, seconds: float, prefix: str):
+    """py-spy over one toggled window: every thread, native frames, raw (collapsed) stacks."""
+    import subprocess
+
+    spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100"]
+        + ["--native", "--threads", "--format", "raw", "-o", prefix + ".txt"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def compare(off: list[dict], on: list[dict], streams: int) -> dict:
@@ -386,6 +461,7 @@ async def replay(rooms: int, seconds: float, record: bool) -> dict:
             ]
         else:
             sinks = [_Null() for _ in range(rooms)]
+        gc0, objects0 = _gc_collections(), len(gc.get_objects())
         cpu, loop = time.process_time(), time.thread_time()
         for n in range(int(seconds * 15)):
             now[0] += 1 / 15
@@ -402,11 +478,15 @@ async def replay(rooms: int, seconds: float, record: bool) -> dict:
             if n % 15 == 0:
                 await asyncio.sleep(0)
         loop_cpu = time.thread_time() - loop  # this thread only: the sinks' on_frame
+        # objects the cyclic GC tracks, alive with the segments still open (frames held)
+        objects = len(gc.get_objects()) - objects0
         if recorder is not None:
             await recorder.aclose()
         busy = time.process_time() - cpu
         streams = rooms * 3 * len(KINDS)
         out = {"rooms": rooms, "media_seconds": seconds, "record": record}
+        out["gc_tracked_objects_held"] = objects
+        out["gc_collections"] = [b - a for a, b in zip(gc0, _gc_collections(), strict=True)]
         out["cpu_s"] = round(busy, 4)
         out["cpu_ms_per_stream_s"] = round(1000 * busy / seconds / streams, 4)
         if recorder is not None:
@@ -418,6 +498,10 @@ async def replay(rooms: int, seconds: float, record: bool) -> dict:
         return out
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _gc_collections() -> list[int]:
+    return [g["collections"] for g in gc.get_stats()]
 
 
 def _switches(tid: int) -> tuple[int, int]:
@@ -496,7 +580,10 @@ async def synthetic(rooms: int, seconds: float, busy: float = 0.0) -> dict:
         rss = _rss_mb()
         loop_tid, writer_tid = threading.get_native_id(), recorder.writer.native_id
         switches = _switches(loop_tid)[0], _switches(writer_tid)[0]
+        gc0, objects0 = _gc_collections(), len(gc.get_objects())
         busy = await _feed(sinks, seconds)
+        objects = len(gc.get_objects()) - objects0  # tracked objects alive, segments open
+        collections = [b - a for a, b in zip(gc0, _gc_collections(), strict=True)]
         loop_switches = (_switches(loop_tid)[0] - switches[0]) / seconds
         writer_switches = (_switches(writer_tid)[0] - switches[1]) / seconds
         rss_peak = _rss_mb()
@@ -519,6 +606,8 @@ async def synthetic(rooms: int, seconds: float, busy: float = 0.0) -> dict:
             "loop_thread_switches_per_s": round(loop_switches),
             "writer_thread_switches_per_s": round(writer_switches),
             "frames_dropped": dropped,
+            "gc_tracked_objects_held": objects,
+            "gc_collections_per_s": [round(c / seconds, 2) for c in collections],
             "segments": stats["segments_written"],
             "loop_busy_share": busy,
         }

@@ -3,7 +3,9 @@
 The loop hands over frames through a queue and never waits: past ``max_frames`` frames in the
 queue a frame is refused (the recorder drops it for the recording only and records a gap).
 Opening and closing a segment are never refused, so a segment always ends. An open segment only
-collects its frames; at its close it is laid out as WebM in memory (recording/mux.py), sealed
+collects its frames, taken into it at each of the thread's turns: their bytes and two array
+entries each (the queue's tuples live ~``BATCH``, not the segment's length); at its close it is
+laid out as WebM in memory (recording/mux.py), sealed
 (recording/sealed.py), written to a temporary name, fsync'd, renamed, the directory fsync'd —
 one fsync pair per segment — then ``on_closed`` reports it.
 """
@@ -88,10 +90,17 @@ Store = Callable[[Path, bytes], None]
 class _Open:
     def __init__(self, spec: SegmentSpec) -> None:
         self.spec = spec
+        # takes each turn's frames of this segment in one call: their bytes and times, not the
+        # queue's tuples
         self.muxer = SegmentMuxer(spec.size)
-        # the queue's frame tuples as they came; the muxer takes them all at the close (one
-        # call per segment instead of one per frame)
-        self.items: list[tuple] = []
+        self.wall_start: float | None = None  # the server's clock at the first frame
+        self.wall_end = 0.0  # and at the last
+
+    def take(self, frames: list[tuple]) -> None:
+        if self.wall_start is None:
+            self.wall_start = frames[0][5]
+        self.wall_end = frames[-1][5]
+        self.muxer.add_queued(frames)
 
 
 class Writer:
@@ -182,24 +191,36 @@ class Writer:
             self.turned = time.monotonic()
             stopping = self._stopping
             started = time.thread_time()
-            items, opened = self._items, self._open
+            items = self._items
+            # this turn's frames per segment, taken into it at the turn's end (or before its
+            # close): a frame's tuple lives ~BATCH, not the segment's length
+            turn: dict[int, list[tuple]] = {}
             while items:
                 item = items.popleft()
                 try:
                     if len(item) == 6:
                         self._done_frames += 1
-                        seg = opened.get(item[0])
-                        if seg is not None:
-                            seg.items.append(item)
+                        frames = turn.get(item[0])
+                        if frames is None:
+                            turn[item[0]] = [item]
+                        else:
+                            frames.append(item)
                     elif item[0] == "open":
                         self._open[item[1]] = _Open(item[2])
                     else:
+                        self._take(item[1], turn.pop(item[1], None))
                         self._close(item[1])
                 except Exception:  # noqa: BLE001 - the thread must outlive one bad segment
                     log.exception(
                         "recording writer: %s failed", "frame" if len(item) == 6 else item[0]
                     )
                 self._done_ops += 1
+            for handle, frames in turn.items():
+                try:
+                    self._take(handle, frames)
+                except Exception:  # noqa: BLE001
+                    log.exception("recording writer: frames failed")
+            turn = item = frames = None  # no tuple of this turn outlives it
             if stopping:
                 for h in list(self._open):
                     self._close(h)
@@ -207,15 +228,18 @@ class Writer:
             if stopping:
                 return
 
+    def _take(self, handle: int, frames: list[tuple] | None) -> None:
+        seg = self._open.get(handle)
+        if seg is not None and frames:
+            seg.take(frames)
+
     def _close(self, handle: int) -> None:
         seg = self._open.pop(handle, None)
         if seg is None:
             return
-        spec, muxer, queued = seg.spec, seg.muxer, seg.items
-        wall_start, wall_end = (queued[0][5], queued[-1][5]) if queued else (None, 0.0)
+        spec, muxer = seg.spec, seg.muxer
+        wall_start, wall_end = seg.wall_start, seg.wall_end
         try:
-            muxer.add_queued(queued)
-            seg.items = []
             plain = muxer.finish()
             if not plain:
                 return  # nothing arrived: no file, no record

@@ -5,7 +5,9 @@ seekable to a keyframe, gaps kept, a clock that steps back kept in order."""
 from __future__ import annotations
 
 import fractions
+import gc
 import io
+import sys
 
 import av
 import pytest
@@ -117,3 +119,45 @@ def test_audio_only_and_empty():
         assert c.streams.video[0].codec_context.width == 320
     assert len(decoded(webm, "audio")) == 50
     assert SegmentMuxer(None).finish() == b""
+
+
+@pytest.mark.parametrize("length", [2, 122, 123, 124, 16378, 16379, 16380, 70_000])
+def test_every_frame_size_is_stored_byte_for_byte(length):
+    """A SimpleBlock's size field is 1, 2 or 3 bytes long (the muxer packs the usual 2-byte case
+    in one go): frames on both sides of each boundary (a block is the frame plus 4 bytes) come
+    back out of FFmpeg's demuxer as they went in, in time order."""
+    video = vp8_frames(1, 15)[0][0]
+    frames = [
+        ("video", video, 1.0),
+        ("audio", bytes((i * 7) % 251 for i in range(min(length, 1275))), 1.02),  # Opus' max
+        ("video", b"\x01" + bytes(i % 253 for i in range(length - 1)), 1.0 + 1 / 15),
+    ]
+    mux = SegmentMuxer(None)
+    for kind, data, t in frames:
+        mux.add(kind, data, t, kind == "audio" or t == 1.0)
+    with av.open(io.BytesIO(mux.finish())) as c:
+        packets = [p for p in c.demux() if p.size]
+        got = [(p.stream.type, bytes(p)) for p in packets]
+        video_ms = [p.pts for p in packets if p.stream.type == "video"]  # audio: minus pre-skip
+    assert got == [(kind, data) for kind, data, _ in frames]
+    assert video_ms == [1000, 1067]
+
+
+def test_an_open_segment_keeps_each_frames_bytes_and_nothing_else():
+    """An open segment keeps the bytes it was handed (once, no copy) and, per frame, two array
+    entries: not the queue's tuple, not the times' floats."""
+    data = bytes(range(200)) * 3
+    before = sys.getrefcount(data)
+    mux = SegmentMuxer(None)
+    gc.collect()
+    tracked = len(gc.get_objects())
+    for i in range(50):
+        mux.add_queued([(1, "audio", data, i * 0.04 + k * 0.02, True, 5.0) for k in range(2)])
+        mux.add("audio", data, 2 + i * 0.02, True)
+    assert sys.getrefcount(data) == before + 150  # the bytes, referenced once per frame
+    assert len(gc.get_objects()) - tracked < 10  # no tuple per frame
+    assert mux.frames["audio"] == 150
+    webm = mux.finish()
+    assert sys.getrefcount(data) == before  # let go at the close
+    with av.open(io.BytesIO(webm)) as c:
+        assert [bytes(p) for p in c.demux(audio=0) if p.size] == [data] * 150
