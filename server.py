@@ -66,6 +66,7 @@ from signaling.tokens import TokenSigner, load_or_create_secret
 from signaling.turn import TurnCredentials, parse_urls
 from signaling.visits_console import VisitsConsole
 from signaling.visits_family import FamilyPages
+from signaling.visits_home import visits_home
 from signaling.visits_legal_aid import LegalAidPages
 from visits.booking import load_rules
 from visits.cli import add_user_parsers, add_visits_parser, visits_command
@@ -136,6 +137,9 @@ class Config:
     # off on every worker but the first (two clocks on one visits database would both open a
     # booking's session)
     live_visits: bool = True
+    # on the other workers: the URL of the one that runs it, where the live visits' pages are
+    # sent (signaling/visits_home.py)
+    visits_url: str | None = None
 
     ENV_PREFIX = "PARLEY_"
 
@@ -413,6 +417,8 @@ def create_app(config: Config) -> web.Application:
     registry.register(DeskMetrics(consult))  # the hall's figures on /metrics
     registry.register(ReviewMetrics(service))  # R3: overdue and due reviews
     app.middlewares.append(forwarded(parse_proxies(config.trusted_proxies)))
+    if config.visits_url and not config.live_visits:
+        app.middlewares.append(visits_home(config.visits_url))
     app.on_response_prepare.append(security_headers(hsts=config.tls != "self-signed"))
     app.add_routes(routes(signer, ready, metrics_token=config.metrics_token))
     app.add_routes(staff.routes())

@@ -313,6 +313,10 @@ class Supervisor:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if w.index != 0:  # the live visits' pages are worker 0's (signaling/visits_home.py)
+            env["PARLEY_VISITS_URL"] = self.workers[0].url
+        else:
+            env.pop("PARLEY_VISITS_URL", None)
         return env
 
     async def keep(self, w: Worker) -> None:
