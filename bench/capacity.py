@@ -3,6 +3,7 @@ rooms of the same bots, in one invocation (docs/scaling.md, "Workers: one node p
 
     .venv/bin/python -m bench.capacity --rooms 8,14,20 --window 15 --warmup 5
     .venv/bin/python -m bench.capacity --rooms 10 --repeat 2 --json /tmp/cap.json
+    .venv/bin/python -m bench.capacity --rooms 14 --profile /tmp/cap  # py-spy of each process
 
 For each room count, two runs measured by bench/run_load.py's `run_mode` (same window, same
 figures as bench/README.md):
@@ -262,7 +263,10 @@ def measuring(server: Serve):
         run_load.read_proc_cpu,
         run_load.read_proc_rss,
         run_load.read_udp_drops,
+        run_load.start_profiler,
+        run_load.finish_profiler,
     )
+    finish = saved[6]
     cpu, rss, drops = saved[2], saved[3], saved[4]
 
     def tree_cpu(pid: int) -> float:
@@ -300,8 +304,31 @@ def measuring(server: Serve):
             )
             self.pid = self.proc.pid
 
+    def start_profilers(pid: int, seconds: float, prefix: str):
+        """py-spy on every Python process of the server (the single server, or the
+        supervisor and each worker), each to <prefix>-<part>.txt."""
+        return {
+            name: (
+                run_load.start_profiler(p, seconds, f"{prefix}-{name}"),
+                f"{prefix}-{name}",
+            )
+            for name, p in server.parts().items()
+            if name != "redis"
+        }
+
+    def finish_profilers(procs: dict, prefix: str) -> dict:
+        return {name: finish(proc, path) for name, (proc, path) in procs.items()}
+
+    class Profilers(dict):  # run_mode polls and kills "the" profiler when it fails
+        pid = 0
+
+        def poll(self):
+            return 0
+
     run_load.make_server = lambda mode, args: server
     run_load.Child = BotChild
+    run_load.start_profiler = lambda pid, sec, prefix: Profilers(start_profilers(pid, sec, prefix))
+    run_load.finish_profiler = finish_profilers
     run_load.read_proc_cpu, run_load.read_proc_rss, run_load.read_udp_drops = (
         tree_cpu,
         tree_rss,
@@ -316,6 +343,8 @@ def measuring(server: Serve):
             run_load.read_proc_cpu,
             run_load.read_proc_rss,
             run_load.read_udp_drops,
+            run_load.start_profiler,
+            run_load.finish_profiler,
         ) = saved
 
 
@@ -426,6 +455,10 @@ def run_arm(args, scenario_core, rooms: int, workers: int) -> dict:
         if f.get("server_cores"):
             f["streams_per_server_core"] = round(streams / f["server_cores"], 1)
         f["held"] = held(f)
+        for part, summary in (f.get("profile") or {}).items():
+            print(f"\n  py-spy, {rooms} rooms, --workers {workers}, {part} (leaf frames):")
+            for frame, share in summary.get("self", [])[:8]:
+                print(f"    {share:6.1%}  {frame}")
         return f
     finally:
         if redis is not None:
@@ -460,10 +493,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rcvbuf", type=int, default=0)
     parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--slots", type=int, default=7)
+    parser.add_argument(
+        "--profile", default=None, help="py-spy raw profiles of each server process: prefix"
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     args.scenario, args.participants, args.subscribers, args.no_audio = "rooms", 3, 0, False
-    args.profile = None  # run_mode would profile the supervisor only: py-spy a worker by hand
+    profile = args.profile
     counts = [int(x) for x in args.rooms.split(",") if x.strip()]
     results = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.gmtime()),
@@ -481,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
             core = run_load.build_scenario(args, rooms)
             step = {"rooms": rooms}
             for workers in arms:
+                args.profile = f"{profile}-r{rooms}-w{workers}" if profile else None
                 f = step[f"workers{workers}"] = run_arm(args, core, rooms, workers)
                 run_load.print_run(f"{rooms} rooms, --workers {workers}", "product", f)
             results["steps"].append(step)
