@@ -32,7 +32,7 @@ from recording.cli import add_recordings_parser, recordings_command, retention_d
 from recording.keys import MasterKey
 from recording.manifest import restart_gap
 from recording.recorder import Recorder
-from rooms.accounts import AccountError, AccountStore
+from rooms.accounts import AccountError, Accounts, AccountStore
 from rooms.commands import decode_command
 from rooms.errors import CommandError
 from rooms.ledger import SqliteLedgerStore
@@ -355,7 +355,7 @@ def create_app(config: Config) -> web.Application:
             await cluster.registry.close()
         store.close()
 
-    accounts = AccountStore(config.data_dir / "accounts.sqlite3")
+    accounts = open_accounts(config)
     app[staff.ACCOUNTS] = accounts
 
     async def accounts_ctx(app):
@@ -758,7 +758,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ua.add_argument("--password-stdin", action="store_true")
     ua.add_argument("--data-dir", dest="data_dir")
-    u_sub.add_parser("list", help="list staff accounts").add_argument("--data-dir", dest="data_dir")
+    ul = u_sub.add_parser("list", help="list staff accounts")
+    ul.add_argument("--data-dir", dest="data_dir")
+    for accounts_parser in (ua, ul):
+        accounts_parser.add_argument(
+            "--redis", dest="redis_url", help="a cluster's accounts (docs/scaling.md)"
+        )
     add_user_parsers(u_sub)  # user grant NAME --role officer --site prison-a
     add_visits_parser(sub)  # visits import --kind inmates FILE [--dry-run]
     add_recordings_parser(sub)  # recordings purge [--now ISO]
@@ -806,11 +811,43 @@ def esign_renew_command(config: Config) -> int:
     return 1 if any(o.result == "failed" for o in outcomes) else 0
 
 
+def open_accounts(config: Config) -> Accounts:
+    """The staff accounts: the data directory's file; on Redis when clustered (docs/scaling.md,
+    "Accounts on Redis"), the file still looked up for accounts Redis does not have."""
+    local = AccountStore(config.data_dir / "accounts.sqlite3")
+    if not config.redis_url:
+        return local
+    from cluster.accounts import RedisAccountStore
+
+    return RedisAccountStore.from_url(config.redis_url, local=local)
+
+
 def user_command(args: argparse.Namespace, config: Config) -> int:
+    unavailable: tuple[type[Exception], ...] = ()
+    if config.redis_url:
+        import redis
+
+        unavailable = (redis.ConnectionError, redis.TimeoutError)
+    try:
+        return _user_command(args, config)
+    except unavailable as exc:
+        print(f"unavailable: Redis at {config.redis_url} does not answer ({exc})", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a malformed --redis URL
+        if not config.redis_url:
+            raise
+        print(f"invalid: --redis {config.redis_url!r}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _user_command(args: argparse.Namespace, config: Config) -> int:
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_accounts(config)
     if args.user_command in ("grant", "revoke", "grants"):
-        return visits_user_command(args, config.data_dir)
-    store = AccountStore(config.data_dir / "accounts.sqlite3")
+        try:
+            return visits_user_command(args, config.data_dir, store)
+        finally:
+            store.close()
     try:
         if args.user_command == "list":
             for account in store.list():

@@ -25,12 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from rooms.accounts import AccountError, AccountStore, StaffSession
+from rooms.accounts import AccountError, Accounts, StaffSession
 from signaling.pages import esc, page
 
 COOKIE = "parley_staff"
 LOGIN_CSRF_COOKIE = "parley_login_csrf"
-ACCOUNTS = web.AppKey("accounts", AccountStore)
+ACCOUNTS = web.AppKey("accounts", Accounts)
 MAX_FORM_FIELD = 2000
 LOGIN_THREADS = 2  # Argon2 checks at once (64 MiB each); more logins queue
 LOGIN_NICE = 10  # measured: the loop's worst lag under 5 logins halves from nice 0 to 10
@@ -107,7 +107,7 @@ def _login_page(csrf: str, error: str = "", status: int = 200) -> web.Response:
     return page("登录 Login", body, status=status)
 
 
-def _login(accounts: AccountStore, username: str, password: str, address: str) -> StaffSession:
+def _login(accounts: Accounts, username: str, password: str, address: str) -> StaffSession:
     """Blocking (Argon2, SQLite): runs on the login pool."""
     account = accounts.authenticate(username, password, address)
     return accounts.open_session(account.username)

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rooms.accounts import AccountStore
+from rooms.accounts import Accounts
 from visits import importer
 from visits.access import GRANT_ROLES
 from visits.directory import Directory
@@ -42,8 +42,8 @@ def add_visits_parser(sub) -> None:
     i.add_argument("--data-dir", dest="data_dir")
 
 
-def user_command(args: argparse.Namespace, data_dir: Path) -> int:
-    accounts = AccountStore(data_dir / "accounts.sqlite3")
+def user_command(args: argparse.Namespace, data_dir: Path, accounts: Accounts) -> int:
+    """Grants of a staff account (the account looked up in ``accounts``, the caller's)."""
     store = VisitStore(data_dir)
     try:
         directory = Directory(store)
@@ -66,7 +66,6 @@ def user_command(args: argparse.Namespace, data_dir: Path) -> int:
         return 2
     finally:
         store.close()
-        accounts.close()
 
 
 def visits_command(args: argparse.Namespace, data_dir: Path) -> int:
