@@ -266,7 +266,7 @@ def measuring(server: Serve):
         run_load.start_profiler,
         run_load.finish_profiler,
     )
-    finish = saved[6]
+    start, finish = saved[5], saved[6]
     cpu, rss, drops = saved[2], saved[3], saved[4]
 
     def tree_cpu(pid: int) -> float:
@@ -309,7 +309,7 @@ def measuring(server: Serve):
         supervisor and each worker), each to <prefix>-<part>.txt."""
         return {
             name: (
-                run_load.start_profiler(p, seconds, f"{prefix}-{name}"),
+                start(p, seconds, f"{prefix}-{name}"),
                 f"{prefix}-{name}",
             )
             for name, p in server.parts().items()
