@@ -91,6 +91,9 @@ def supervise(config, workers: int) -> int:
         return asyncio.run(supervisor.run())
     except KeyboardInterrupt:
         return 0
+    except RuntimeError as exc:  # the local redis-server did not start
+        print(f"cannot start the workers: {exc}", file=sys.stderr)
+        return 1
 
 
 def prepare_data_dir(config) -> str:
