@@ -191,28 +191,10 @@ def pytest_collection_modifyitems(config, items):
     """Every browser test gets one rerun. Two full CI runs in a row each lost one different
     browser test (a page that never showed what the server had sent; both pass alone, again and
     again); the cause is not found yet. A rerun is printed with what the servers and pages said
-    in the failed attempt (``pytest_terminal_summary`` below), so it is on record, not hidden."""
+    in the failed attempt (``pytest_terminal_summary`` in tests/conftest.py), so it is on record, not hidden."""
     for item in items:
         if item.get_closest_marker("e2e") and not item.get_closest_marker("flaky"):
             item.add_marker(pytest.mark.flaky(reruns=1))
-
-
-def pytest_terminal_summary(terminalreporter):
-    reruns = terminalreporter.stats.get("rerun", [])
-    if not reruns:
-        return
-    terminalreporter.write_sep("=", "browser tests that failed once and ran again: the attempt")
-    for report in reruns:
-        terminalreporter.write_line(f"RERUN {report.nodeid}")
-        crash = getattr(report.longrepr, "reprcrash", None)
-        terminalreporter.write_line(f"  {crash.message if crash else str(report.longrepr)[-600:]}")
-        for title, text in report.sections:
-            if title.startswith(("server ", "page ")):
-                terminalreporter.write_line(f"  -- {title}")
-                for line in text.splitlines()[-40:]:
-                    terminalreporter.write_line(
-                        "  " + line[: 3000 if line.startswith("now:") else 300]
-                    )
 
 
 @pytest.hookimpl(hookwrapper=True)
