@@ -146,3 +146,31 @@ def test_verbs_names_no_raw_ids_and_dangerous_actions_confirm(
     med.click("#btn-end")
     assert len(asked) == 2 and (("结束" in asked[1]) if lang == "zh" else ("End" in asked[1]))
     assert pages[0].is_visible("#screen-call")
+
+
+def test_the_admit_button_stays_the_same_button_while_the_panel_renders(
+    console_server, launch, new_page
+):
+    """The panel renders every second and on every state update. A button rebuilt by a render
+    loses a tap that lands during it (the press and the release hit two different buttons), so
+    an unchanged row keeps its buttons: the same element before and after another party
+    arrives and several renders have passed."""
+    browser = launch()
+    med = new_page(browser)
+    med.set_viewport_size(PHONE)
+    links = open_case(med, console_server, case_number="(2026)京民调keep号", title="租赁")
+    first = new_page(browser)
+    join(first, links[0])
+    a_id = first.evaluate("() => window.parley.me")
+    admit_a = f'#people li[data-participant="{a_id}"] button[data-action="admit"]'
+    med.wait_for_selector(admit_a)
+    med.evaluate("sel => { document.querySelector(sel).keptMark = 'yes'; }", admit_a)
+    med.evaluate("() => { window.__renders = 0; setInterval(() => window.__renders++, 1000); }")
+    second = new_page(browser)
+    join(second, links[1])
+    b_id = second.evaluate("() => window.parley.me")
+    med.wait_for_selector(f'#people li[data-participant="{b_id}"] button[data-action="admit"]')
+    med.wait_for_function("() => window.__renders >= 2")  # the panel's own 1 s renders too
+    assert med.evaluate("sel => document.querySelector(sel).keptMark", admit_a) == "yes"
+    med.click(admit_a)
+    med.wait_for_selector(f'#people li[data-participant="{a_id}"] button[data-action="to-waiting"]')

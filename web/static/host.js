@@ -87,6 +87,37 @@
     return li;
   }
 
+  // Puts the fresh rows (each <li> keyed by data-<key>) into the list, keeping every part of a
+  // row whose markup did not change. The panel renders every second and on every state update;
+  // rebuilt each time, a tap landing during a render was lost (its press and its release hit
+  // two different buttons), so "Admit" sometimes did nothing. A kept button keeps its handler,
+  // whose command reads only what the row shows (the id in data-participant, the name, the state).
+  function syncRows(ul, rows, key) {
+    const wanted = new Set(rows.map((li) => li.dataset[key]));
+    for (const li of [...ul.children]) if (!wanted.has(li.dataset[key])) li.remove();
+    const have = new Map([...ul.children].map((li) => [li.dataset[key], li]));
+    rows.forEach((fresh, i) => {
+      const li = have.get(fresh.dataset[key]);
+      if (li) keepUnchanged(li, fresh);
+      const node = li || fresh;
+      if (ul.children[i] !== node) ul.insertBefore(node, ul.children[i] || null);
+    });
+  }
+
+  function keepUnchanged(li, fresh) {
+    if (li.outerHTML === fresh.outerHTML) return;
+    const parts = [...fresh.children];
+    if (li.children.length !== parts.length) { li.replaceChildren(...parts); return; }
+    parts.forEach((part, i) => {
+      const old = li.children[i];
+      if (old.outerHTML === part.outerHTML) return;
+      if (old.children.length && old.children.length === part.children.length) {
+        keepUnchanged(old, part);  // the actions: keep the buttons that did not change
+        for (const a of part.getAttributeNames()) old.setAttribute(a, part.getAttribute(a));
+      } else old.replaceWith(part);
+    });
+  }
+
   function caucusRow(c, me) {
     const li = document.createElement("li");
     li.dataset.caucus = c.name;
@@ -185,12 +216,9 @@
     question.setAttribute("aria-label", t("ring_question"));
     $("caucus-minutes").title = t("host_minutes");
     $("caucus-minutes").setAttribute("aria-label", t("host_minutes"));
-    const ul = $("people");
-    ul.textContent = "";
-    for (const p of P.people()) if (p.id !== P.me) ul.appendChild(personRow(p, view, me));
-    const cl = $("caucuses");
-    cl.textContent = "";
-    for (const c of view.caucuses || []) cl.appendChild(caucusRow(c, me));
+    const others = P.people().filter((p) => p.id !== P.me);
+    syncRows($("people"), others.map((p) => personRow(p, view, me)), "participant");
+    syncRows($("caucuses"), (view.caucuses || []).map((c) => caucusRow(c, me)), "caucus");
     $("btn-return-joint").hidden = !(me.space || "").startsWith("caucus:");
     renderRecording(view, me);
   }
