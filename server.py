@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import ifaddr
 import socketio
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -30,10 +29,9 @@ from desk.store import DeskStore
 from media.engine import MediaConfig, MediaEngine
 from recording.cli import add_recordings_parser, recordings_command, retention_days
 from recording.keys import MasterKey
-from recording.manifest import restart_gap
+from recording.manifest import record_downtime
 from recording.recorder import Recorder
 from rooms.accounts import AccountError, Accounts, AccountStore
-from rooms.commands import decode_command
 from rooms.errors import CommandError
 from rooms.ledger import SqliteLedgerStore
 from rooms.service import ParticipantSpec, SessionService
@@ -61,7 +59,7 @@ from signaling.messages import StrictJson
 from signaling.namespace import NAMESPACE, ParleyNamespace
 from signaling.otp import OneTimeCodes, SmtpNotifier
 from signaling.review import Review, ReviewMetrics, purge_forever
-from signaling.tls import ensure_self_signed, server_context
+from signaling.tls import ensure_self_signed, lan_addresses, server_context
 from signaling.tokens import TokenSigner, load_or_create_secret
 from signaling.turn import TurnCredentials, parse_urls
 from signaling.visits_console import VisitsConsole
@@ -448,14 +446,10 @@ def _record_restart_gaps(service: SessionService) -> None:
     """After a restart, each session whose recording was on records what the downtime lost; its
     recording resumes by itself when its participants reconnect (the plan still says so)."""
     for state in service.sessions():
-        if not state.recording or state.ended:
-            continue
-        gap = restart_gap(service.events(state.id), time.time())
-        if gap is not None:
-            try:
-                service.execute(state.id, "system", decode_command(gap))
-            except CommandError as exc:
-                log.warning("restart gap not recorded for %s: %s", state.id, exc.code)
+        try:
+            record_downtime(service, state.id, time.time())
+        except CommandError as exc:
+            log.warning("restart gap not recorded for %s: %s", state.id, exc.code)
 
 
 def _notifier(config: Config) -> SmtpNotifier | None:
@@ -611,15 +605,6 @@ def _demo_login_text(base: str, owner: str | None, password: str | None) -> str:
         "(python server.py user add NAME --name ... --role mediator), log in at "
         f"{base}/login and create a case in the console.\n"
     )
-
-
-def lan_addresses() -> list[str]:
-    out = []
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            if isinstance(ip.ip, str) and not ip.ip.startswith("127."):
-                out.append(ip.ip)
-    return out
 
 
 def _print_qr(url: str) -> None:

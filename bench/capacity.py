@@ -45,6 +45,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from unittest import mock
 
 from bench import product_path, run_load
 from bench.run_load import HOST
@@ -257,17 +258,8 @@ def _ready(url: str) -> bool:
 def measuring(server: Serve):
     """run_load.run_mode with ``server``, its CPU/RSS/drops read over the whole tree, and the
     bots as this module's bot processes, each in a process group of its own."""
-    saved = (
-        run_load.make_server,
-        run_load.Child,
-        run_load.read_proc_cpu,
-        run_load.read_proc_rss,
-        run_load.read_udp_drops,
-        run_load.start_profiler,
-        run_load.finish_profiler,
-    )
-    start, finish = saved[5], saved[6]
-    cpu, rss, drops = saved[2], saved[3], saved[4]
+    start, finish = run_load.start_profiler, run_load.finish_profiler
+    cpu, rss, drops = run_load.read_proc_cpu, run_load.read_proc_rss, run_load.read_udp_drops
 
     def tree_cpu(pid: int) -> float:
         if pid != server.pid:
@@ -289,7 +281,7 @@ def measuring(server: Serve):
             pids = list(server.parts().values())
         return drops(pids)
 
-    class BotChild(saved[1]):
+    class BotChild(run_load.Child):
         def __init__(self, module: str, argv: list[str], label: str) -> None:
             if module == "bench.load_bots":
                 module, argv = "bench.capacity", ["bots", *argv]
@@ -325,27 +317,17 @@ def measuring(server: Serve):
         def poll(self):
             return 0
 
-    run_load.make_server = lambda mode, args: server
-    run_load.Child = BotChild
-    run_load.start_profiler = lambda pid, sec, prefix: Profilers(start_profilers(pid, sec, prefix))
-    run_load.finish_profiler = finish_profilers
-    run_load.read_proc_cpu, run_load.read_proc_rss, run_load.read_udp_drops = (
-        tree_cpu,
-        tree_rss,
-        tree_drops,
-    )
-    try:
+    with mock.patch.multiple(
+        run_load,
+        make_server=lambda mode, args: server,
+        Child=BotChild,
+        start_profiler=lambda pid, sec, prefix: Profilers(start_profilers(pid, sec, prefix)),
+        finish_profiler=finish_profilers,
+        read_proc_cpu=tree_cpu,
+        read_proc_rss=tree_rss,
+        read_udp_drops=tree_drops,
+    ):
         yield
-    finally:
-        (
-            run_load.make_server,
-            run_load.Child,
-            run_load.read_proc_cpu,
-            run_load.read_proc_rss,
-            run_load.read_udp_drops,
-            run_load.start_profiler,
-            run_load.finish_profiler,
-        ) = saved
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,35 +345,22 @@ def bots_main(argv: list[str]) -> int:
     load_bots, product_cls = product_path.product_bot_process()
 
     class RedirectedBots(product_cls):
-        async def join(self, session, p: dict) -> None:
-            name, bot = p["name"], self.bots[p["name"]]
-            who = self.spec["tokens"][name]
+        async def connect(self, name: str, bot, token: str):
+            """As the page does: a ``redirect`` refusal names the worker to connect to, a
+            ``session_moving`` one asks to try again in a moment."""
             url = self.url
             for _attempt in range(20):
-                sio = socketio.AsyncClient(reconnection=False)
-                welcome = asyncio.get_running_loop().create_future()
+                sio, welcome = self.socket_for(bot)
                 refused: dict = {}
-
-                def on_welcome(data, welcome=welcome):
-                    if not welcome.done():
-                        welcome.set_result(data)
 
                 def on_refused(data=None, refused=refused):
                     data = data.get("data", data) if isinstance(data, dict) else None
                     if isinstance(data, dict):
                         refused.update(data)
 
-                sio.on("welcome", on_welcome, namespace=NAMESPACE)
                 sio.on("connect_error", on_refused, namespace=NAMESPACE)
-                sio.on("slots", lambda msg: bot.set_slot_map(msg["slots"]), namespace=NAMESPACE)
                 try:
-                    await sio.connect(
-                        url,
-                        namespaces=[NAMESPACE],
-                        auth={"token": who["token"]},
-                        transports=["websocket"],
-                        wait_timeout=20,
-                    )
+                    await self.open(sio, url, token)
                 except socketio.exceptions.ConnectionError:
                     if refused.get("code") == "redirect":
                         url = refused["url"]
@@ -400,26 +369,8 @@ def bots_main(argv: list[str]) -> int:
                     else:
                         raise
                     continue
-                break
-            else:
-                raise RuntimeError(f"{name}: never served")
-            self.sio[name] = sio
-            data = await asyncio.wait_for(welcome, 20)
-            if data["slots"] != p["slots"]:
-                raise RuntimeError(f"welcome asks for {data['slots']} slots, spec {p['slots']}")
-            if who["role"] == "party":
-                for topic in product_path.CONSENTS:
-                    cmd = {"type": "record_consent", "topic": topic, "given": True}
-                    await self.call(sio, "command", {"cmd": cmd})
-            reply = await self.call(sio, "offer", {"sdp": await bot.create_offer()})
-            await bot.accept_answer(reply["sdp"])
-            bot.set_slot_map(reply["slots"])
-            load_bots.receive_directly(bot.pc)
-            await bot.wait_connected(within=60)
-            waiting = self._waiting[p["room"]]
-            waiting.discard(name)
-            if not waiting:
-                await self.admit(p["room"])
+                return sio, welcome
+            raise RuntimeError(f"{name}: never served")
 
     load_bots.BotProcess = RedirectedBots
     return load_bots.main(argv)

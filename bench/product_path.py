@@ -319,9 +319,8 @@ def product_bot_process():
                 raise RuntimeError(f"{event} refused: {reply}")
             return reply
 
-        async def join(self, session, p: dict) -> None:
-            name, bot = p["name"], self.bots[p["name"]]
-            who = self.spec["tokens"][name]
+        def socket_for(self, bot):
+            """A client that follows the bot's slot map, and the future of its welcome."""
             sio = socketio.AsyncClient(reconnection=False)
             welcome = asyncio.get_running_loop().create_future()
 
@@ -331,13 +330,28 @@ def product_bot_process():
 
             sio.on("welcome", on_welcome, namespace=NAMESPACE)
             sio.on("slots", lambda msg: bot.set_slot_map(msg["slots"]), namespace=NAMESPACE)
+            return sio, welcome
+
+        @staticmethod
+        async def open(sio, url: str, token: str) -> None:
             await sio.connect(
-                self.url,
+                url,
                 namespaces=[NAMESPACE],
-                auth={"token": who["token"]},
+                auth={"token": token},
                 transports=["websocket"],
                 wait_timeout=20,
             )
+
+        async def connect(self, name: str, bot, token: str):
+            """The bot's socket, connected to this server, and the future of its welcome."""
+            sio, welcome = self.socket_for(bot)
+            await self.open(sio, self.url, token)
+            return sio, welcome
+
+        async def join(self, session, p: dict) -> None:
+            name, bot = p["name"], self.bots[p["name"]]
+            who = self.spec["tokens"][name]
+            sio, welcome = await self.connect(name, bot, who["token"])
             self.sio[name] = sio
             data = await asyncio.wait_for(welcome, 20)
             if data["slots"] != p["slots"]:

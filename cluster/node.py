@@ -30,8 +30,7 @@ import redis.asyncio as aioredis
 from cluster.placement import place
 from cluster.registry import CpuMeter, NodeAgent, NodeLoad, Registry, finish, stopped
 from cluster.routing import Router
-from recording.manifest import restart_gap
-from rooms.commands import decode_command
+from recording.manifest import record_downtime
 from rooms.errors import CommandError
 
 log = logging.getLogger("parley.cluster")
@@ -357,18 +356,15 @@ class ClusterNode:
         the ledger says so, as after a restart; the recording resumes here when the
         participants' media arrive (the plan still says so)."""
         try:
-            if not self.service.state(session_id).recording:
-                return
-            gap = restart_gap(self.service.events(session_id), time.time())
-            if gap is not None:
-                self.service.execute(session_id, "system", decode_command(gap))
-                log.info(
-                    "recording gap recorded",
-                    extra={"session": session_id, "since": gap["wall_start"]},
-                )
+            gap = record_downtime(self.service, session_id, time.time())
         except CommandError as exc:
             log.warning(
                 "takeover gap not recorded", extra={"session": session_id, "code": exc.code}
+            )
+            return
+        if gap is not None:
+            log.info(
+                "recording gap recorded", extra={"session": session_id, "since": gap["wall_start"]}
             )
 
     def _refused(self, session_id: str) -> None:

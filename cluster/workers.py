@@ -43,6 +43,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cluster.front import Front
+from signaling.tls import lan_addresses
 
 log = logging.getLogger("parley.workers")
 
@@ -133,17 +134,6 @@ def prepare_data_dir(config) -> str:
     ):  # their schemas and migrations, once
         store.close()
     return secret
-
-
-def lan_addresses() -> list[str]:
-    import ifaddr
-
-    out = []
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            if isinstance(ip.ip, str) and not ip.ip.startswith("127."):
-                out.append(ip.ip)
-    return out
 
 
 def free_port(host: str) -> int:

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from rooms.commands import decode_command
 from rooms.events import Event
 
 RECORDING_EVENTS = (
@@ -122,6 +123,19 @@ def restart_gap(events: Iterable[Event], now: float) -> dict | None:
         "wall_start": round(since, 6),
         "wall_end": round(max(now, since), 6),
     }
+
+
+def record_downtime(service, session_id: str, now: float) -> dict | None:
+    """Append ``restart_gap`` to a session whose recording was on when the node serving it went
+    away (a restart here, or a takeover by another node): the gap appended, or None. A refusal
+    (``CommandError``) is the caller's to log."""
+    state = service.state(session_id)
+    if not state.recording or state.ended:
+        return None
+    gap = restart_gap(service.events(session_id), now)
+    if gap is not None:
+        service.execute(session_id, "system", decode_command(gap))
+    return gap
 
 
 def file_report(m: dict, directory: Path) -> list[tuple[str, str, dict | None]]:

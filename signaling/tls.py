@@ -15,6 +15,19 @@ from pathlib import Path
 from signaling.keyfile import write_private
 
 
+def lan_addresses() -> list[str]:
+    """This machine's addresses other than loopback: the self-signed certificate names them,
+    and the printed links use the first."""
+    import ifaddr
+
+    out = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and not ip.ip.startswith("127."):
+                out.append(ip.ip)
+    return out
+
+
 def ensure_self_signed(directory: Path, addresses: list[str]) -> tuple[Path, Path]:
     # cryptography (~10 MB resident) only for a server that makes its own certificate
     from cryptography import x509

@@ -8,22 +8,13 @@ from __future__ import annotations
 import gc
 import io
 import sys
-import time
 
 import av
 
 from recording.keys import DataKey, MasterKey
 from recording.sealed import open_sealed
 from recording.writer import SegmentSpec, Writer
-
-
-def _until(predicate, within: float = 10.0) -> None:
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met")
+from tests.support.server_proc import wait_until
 
 
 def test_an_open_segment_lets_go_of_each_frames_tuple_at_the_next_turn(tmp_path):
@@ -56,13 +47,13 @@ def test_an_open_segment_lets_go_of_each_frames_tuple_at_the_next_turn(tmp_path)
             ]
             return all(len(h) == 1 and h[0] is kept for h in holders)
 
-        _until(only_the_segment_holds_them)
+        assert wait_until(only_the_segment_holds_them, 10)
         assert [sys.getrefcount(p) - 1 for p in packets] == held
         assert len(gc.get_objects()) - tracked < 20  # not one tuple per frame
         assert 1 in writer._open  # noqa: SLF001 - still open
         writer.close(1)
-        _until(lambda: done or failed)
-        _until(lambda: [sys.getrefcount(p) for p in packets] == held)  # closed: let go
+        assert wait_until(lambda: done or failed, 10)
+        assert wait_until(lambda: [sys.getrefcount(p) for p in packets] == held, 10)  # let go
     finally:
         gc.enable()
         writer.stop()
