@@ -25,6 +25,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
+from desk.codes import CodeStore, MemoryCodeStore, derive_key
 from desk.store import DeskStore
 from media.engine import MediaConfig, MediaEngine
 from recording.cli import add_recordings_parser, recordings_command, retention_days
@@ -233,7 +234,10 @@ def create_app(config: Config) -> web.Application:
         else load_or_create_passphrase(config.data_dir / "esign-passphrase")
     )
     notifier = _notifier(config)
-    codes = OneTimeCodes(notifier)
+    # one-time codes and their windows: memory, or Redis when clustered (docs/scaling.md,
+    # "Codes on Redis"); HMAC keys from the secret, so a code made on one node verifies on any
+    code_store = open_code_store(config, secret)
+    codes = OneTimeCodes(notifier, store=code_store, key=derive_key(secret, "otp"))
     desk = AgreementDesk(
         service,
         config.data_dir,
@@ -399,6 +403,8 @@ def create_app(config: Config) -> web.Application:
         timezone=config.timezone,
         invitation_ttl=config.invitation_ttl,
         ring_seconds=config.desk_ring_seconds,
+        code_store=code_store,
+        secret=secret,
     )
     app[CONSULT] = consult
 
@@ -420,14 +426,23 @@ def create_app(config: Config) -> web.Application:
     app.on_response_prepare.append(security_headers(hsts=config.tls != "self-signed"))
     app.add_routes(routes(signer, ready, metrics_token=config.metrics_token))
     app.add_routes(staff.routes())
-    app.add_routes(Console(service, signer, config, desk=desk).routes())
+    # clustered, the console spans the nodes (docs/scaling.md, "The console across nodes")
+    app.add_routes(Console(service, signer, config, desk=desk, cluster=cluster).routes())
     app.add_routes(visits_console.routes())
     if test_clock is not None:
         app.add_routes(visits_clock.ClockRoute(test_clock, service, visits_console).routes())
     # relatives' legal-aid requests at the bureau's counter, to the duty-lawyer desk
     app.add_routes(LegalAidPages(visits_console, consult, config.public_url).routes())
     # the relatives' own page (/family): one-time codes and notices through the same notifier
-    app.add_routes(FamilyPages(visits_console, visits_console.notifier).routes())
+    family = FamilyPages(
+        visits_console, visits_console.notifier, code_store=code_store, secret=secret
+    )
+    app.add_routes(family.routes())
+
+    async def close_codes(app):
+        code_store.close()
+
+    app.on_cleanup.append(close_codes)
     app.add_routes(
         Review(
             service,
@@ -495,6 +510,7 @@ def _cluster_node(config: Config, store, service, engine, conductor, kick):
         load=server_load(service, engine),
         on_lost=close_sessions_sockets(conductor, kick),
         store=store,
+        place_new=True,  # the console's new sessions go to the least-loaded node (Placement)
     )
 
 
@@ -805,6 +821,16 @@ def open_accounts(config: Config) -> Accounts:
     from cluster.accounts import RedisAccountStore
 
     return RedisAccountStore.from_url(config.redis_url, local=local)
+
+
+def open_code_store(config: Config, secret: bytes) -> CodeStore:
+    """Where one-time codes and their windows are kept: this process's memory; on Redis when
+    clustered (docs/scaling.md, "Codes on Redis"), its own connection as the accounts'."""
+    if not config.redis_url:
+        return MemoryCodeStore()
+    from cluster.codes import RedisCodeStore
+
+    return RedisCodeStore.from_url(config.redis_url, key=derive_key(secret, "redis-keys"))
 
 
 def user_command(args: argparse.Namespace, config: Config) -> int:

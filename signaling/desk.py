@@ -25,7 +25,7 @@ import time
 import zoneinfo
 
 from desk import queue as q
-from desk.codes import PhoneCodes, Window, normalise_phone
+from desk.codes import CodeStore, MemoryCodeStore, PhoneCodes, Window, derive_key, normalise_phone
 from desk.errors import DeskError
 from desk.hours import check_callback, is_open, next_opening
 from desk.roster import SETTABLE, free_lawyers, lawyers_on_shift, pickup_refusal, points_on_shift
@@ -69,19 +69,26 @@ class ConsultDesk:
         invitation_ttl: float = 24 * 3600,
         ring_seconds: float = 60.0,
         clock=time.time,
+        code_store: CodeStore | None = None,
+        secret: bytes | None = None,
     ) -> None:
+        """``code_store`` keeps the phone codes and the windows (memory, or Redis when
+        clustered); ``secret`` is the server's, for an HMAC key every node shares."""
         self.store, self.service, self.signer = store, service, signer
         self.notifier = notifier
         self.tz = zoneinfo.ZoneInfo(timezone)
         self.invitation_ttl = invitation_ttl
         self.ring_seconds = ring_seconds  # the mediator's fallback link after this long
         self.clock = clock
-        self.codes = PhoneCodes()
+        codes = code_store if code_store is not None else MemoryCodeStore()
+        key = derive_key(secret, "desk") if secret is not None else None
+        self.codes = PhoneCodes(store=codes, key=key, name="desk")
         self._tasks: set[asyncio.Task] = set()  # admissions waiting for their answer
         self._notifying = False  # inside the session service's listener (see _ledger)
         self._after: list = []  # ledger appends held until the listener returns (no loop)
-        self._joins_per_address = Window(30, 600.0)  # a hall shares one address
-        self._joins_per_phone = Window(3, 600.0)
+        # a hall shares one address
+        self._joins_per_address = Window(30, 600.0, store=codes, name="desk:join_address")
+        self._joins_per_phone = Window(3, 600.0, store=codes, name="desk:join_phone")
         service.subscribe(self.on_events)
 
     # -- time and the queue ---------------------------------------------------------------------

@@ -3,7 +3,11 @@
 The mediator sends a 6-digit code to the contact in the case file (the address is typed by the
 mediator, never by the phone); the party types it on the phone; the server compares and, on
 success, records ``participant.identity_checked`` with method ``one_time_code``. Codes are kept
-hashed, expire after 10 minutes and allow 5 attempts.
+hashed, expire after 10 minutes and allow 5 attempts (``desk.codes``: the same rules and the same
+stores as the phone codes). With a ``cluster.codes.RedisCodeStore`` and the HMAC key derived from
+the server secret, a code sent by one node verifies on the node that took the session over, and
+the address it went to is still known there for the sealed agreement (docs/scaling.md, "Codes
+on Redis").
 
 ``Notifier`` is the interface; ``SmtpNotifier`` is the real implementation (the standard
 library's smtplib, run off the event loop). SMS gateways plug in behind the same interface.
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import smtplib
@@ -22,8 +27,10 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 
-CODE_TTL = 600.0
-MAX_ATTEMPTS = 5
+from desk.codes import CODE_TTL, MAX_ATTEMPTS, CodeStore, MemoryCodeStore, StoreUnavailable
+
+log = logging.getLogger("parley.otp")
+CONTACT_TTL = 30 * 86400.0  # the address is kept for the sealed agreement, not for ever
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}$")
 
 
@@ -72,25 +79,32 @@ class SmtpNotifier:
             smtp.send_message(msg)
 
 
-@dataclass
-class _Pending:
-    digest: bytes
-    expires: float
-    attempts: int = 0
-
-
 class OneTimeCodes:
-    def __init__(self, notifier: Notifier | None, *, clock=time.time) -> None:
+    """The rules; ``store`` keeps the records (memory by default), ``key`` is the HMAC key
+    (``desk.codes.derive_key(secret, "otp")``; random, this process only, if not given)."""
+
+    def __init__(
+        self,
+        notifier: Notifier | None,
+        *,
+        clock=time.time,
+        store: CodeStore | None = None,
+        key: bytes | None = None,
+    ) -> None:
         self._notifier = notifier
         self._clock = clock
-        self._key = secrets.token_bytes(32)
-        self._pending: dict[tuple[str, str], _Pending] = {}
-        self._contacts: dict[tuple[str, str], str] = {}
+        self._key = key if key is not None else secrets.token_bytes(32)
+        self._store = store if store is not None else MemoryCodeStore()
 
     def contact(self, session: str, pid: str) -> str | None:
         """The address the mediator sent this participant's code to (the case file's), for
-        the sealed agreement's delivery (signaling.agreements.AgreementDesk.deliver_sealed)."""
-        return self._contacts.get((session, pid))
+        the sealed agreement's delivery (signaling.agreements.AgreementDesk.deliver_sealed).
+        None when the store is away: the agreement stays sealed and downloadable."""
+        try:
+            return self._store.recall(f"otp:contact:{session}/{pid}", self._clock())
+        except StoreUnavailable:
+            log.warning("contact of %s in %s not read: the code store is away", pid, session)
+            return None
 
     @property
     def available(self) -> bool:
@@ -112,20 +126,28 @@ class OneTimeCodes:
             "It is valid for 10 minutes. Enter it only on the mediation page; tell nobody.\n"
         )
         await self._notifier.send(to, "调解身份验证码 Mediation identity code", text)
-        self._contacts[(session, pid)] = to
-        self._pending[(session, pid)] = _Pending(
-            self._digest(session, pid, code), self._clock() + CODE_TTL
-        )
+        now = self._clock()
+        try:
+            self._store.remember(f"otp:contact:{session}/{pid}", to, CONTACT_TTL, now)
+            self._store.put(
+                f"otp:code:{session}/{pid}", self._digest(session, pid, code), now + CODE_TTL, now
+            )
+        except StoreUnavailable:
+            raise OtpError(
+                "unavailable", "the code was sent but cannot be kept; send another"
+            ) from None
 
     def verify(self, session: str, pid: str, code: str) -> None:
-        pending = self._pending.get((session, pid))
-        if pending is None or pending.expires < self._clock():
-            self._pending.pop((session, pid), None)
+        digest = self._digest(session, pid, str(code).strip())
+        try:
+            outcome = self._store.attempt(
+                f"otp:code:{session}/{pid}", digest, self._clock(), MAX_ATTEMPTS
+            )
+        except StoreUnavailable:
+            raise OtpError("unavailable", "the code cannot be checked now; try again") from None
+        if outcome == "no_code":
             raise OtpError("no_code", "no valid code was sent to you; ask the mediator for one")
-        pending.attempts += 1
-        if not hmac.compare_digest(pending.digest, self._digest(session, pid, str(code).strip())):
-            if pending.attempts >= MAX_ATTEMPTS:
-                del self._pending[(session, pid)]
-                raise OtpError("locked", "too many wrong codes; ask the mediator for a new one")
+        if outcome == "locked":
+            raise OtpError("locked", "too many wrong codes; ask the mediator for a new one")
+        if outcome == "wrong_code":
             raise OtpError("wrong_code", "that code is not right")
-        del self._pending[(session, pid)]

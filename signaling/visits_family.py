@@ -31,7 +31,7 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
-from desk.codes import PhoneCodes, Window
+from desk.codes import CodeStore, MemoryCodeStore, PhoneCodes, Window, derive_key
 from desk.errors import DeskError
 from signaling.desk_http import body, client_address
 from signaling.guard import refusal
@@ -50,6 +50,7 @@ SESSION_TTL = 1800.0
 MAX_SESSIONS = 10000
 STATUS = {
     "invalid": 400,
+    "unavailable": 503,  # the code store (Redis, when clustered) is away
     "no_code": 400,
     "wrong_code": 400,
     "unauthorized": 401,
@@ -150,7 +151,17 @@ def _digest(token: str) -> str:
 
 
 class FamilyPages:
-    def __init__(self, console, notifier, *, clock=time.time) -> None:
+    def __init__(
+        self,
+        console,
+        notifier,
+        *,
+        clock=time.time,
+        code_store: CodeStore | None = None,
+        secret: bytes | None = None,
+    ) -> None:
+        """``code_store`` keeps the codes and the windows (memory, or Redis when clustered);
+        ``secret`` is the server's, for an HMAC key every node shares."""
         self.c = console
         self.res = console.res
         self.directory = console.directory
@@ -158,8 +169,12 @@ class FamilyPages:
         self.records = Records(console.res.store)
         self.notifier = notifier
         self.clock = clock
-        self.codes = PhoneCodes()  # 3 codes a contact, 30 an address, per 15 minutes
-        self._logins = Window(30, 900.0)  # login attempts per client address
+        codes = code_store if code_store is not None else MemoryCodeStore()
+        key = derive_key(secret, "family") if secret is not None else None
+        # 3 codes a contact, 30 an address, per 15 minutes
+        self.codes = PhoneCodes(store=codes, key=key, name="family")
+        # login attempts per client address
+        self._logins = Window(30, 900.0, store=codes, name="family:login_address")
         self._sessions: dict[str, tuple[str, float]] = {}  # token digest -> (contact, expires)
         self._sends: set[asyncio.Task] = set()
 
