@@ -228,6 +228,16 @@ def test_a_code_issued_on_one_node_is_accepted_on_another(nodes):
     assert refusal(b.issue, other, "5.6.7.8", now + 3) == "throttled"
 
 
+async def test_an_identity_code_and_its_contact_outlive_the_node_that_sent_it(nodes):
+    outbox = Outbox()
+    a = OneTimeCodes(outbox, store=nodes(), key=derive_key(SECRET, "otp"))
+    await a.send("s1", "p1", "张三", "zhang@example.org", "案件 1")
+    a._store.close()  # node A is gone; node B took the session over
+    b = OneTimeCodes(outbox, store=nodes(), key=derive_key(SECRET, "otp"))
+    assert b.contact("s1", "p1") == "zhang@example.org"  # the sealed agreement's address
+    assert refusal(b.verify, "s1", "p1", outbox.code()) == "ok"
+
+
 def test_the_key_of_another_secret_does_not_verify(nodes):
     a = desk_codes(nodes())
     b = PhoneCodes(store=nodes(), key=derive_key(b"another deployment", "desk"), name="desk")
