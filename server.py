@@ -744,6 +744,14 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("session")
     lv.add_argument("--data-dir", dest="data_dir")
     lv.add_argument("--redis", dest="redis_url", help="read the ledger from this Redis")
+    lm = led_sub.add_parser(
+        "migrate",
+        help="copy the data directory's ledger.sqlite3 into the cluster's Redis (server"
+        " stopped; docs/scaling.md, Moving to a cluster)",
+    )
+    lm.add_argument("--data-dir", dest="data_dir")
+    lm.add_argument("--redis", dest="redis_url", help="the cluster's Redis")
+    lm.add_argument("--owner", help="node id that serves the sessions not ended (<id>-w0 ...)")
 
     u = sub.add_parser("user", help="staff accounts")
     u_sub = u.add_subparsers(dest="user_command", required=True)
@@ -927,6 +935,10 @@ def main(argv: list[str] | None = None) -> int:
         return esign_renew_command(config)
     if args.command == "recordings":
         return recordings_command(args, config)
+    if args.command == "ledger" and args.ledger_command == "migrate":
+        from cluster.migrate import run as migrate_ledger
+
+        return migrate_ledger(config.data_dir, config.redis_url, args.owner)
     if args.command == "ledger":
         from rooms.ledger import report_chain, verify_main
 
