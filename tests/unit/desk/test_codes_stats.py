@@ -1,10 +1,11 @@
-"""Phone numbers, one-time codes, flood limits and hall statistics."""
+"""Phone numbers and hall statistics. The codes and their windows: tests/unit/cluster/test_codes.py
+(one suite on the memory and the Redis store)."""
 
 from __future__ import annotations
 
 import pytest
 
-from desk.codes import CODE_TTL, MAX_ATTEMPTS, PhoneCodes, Window, normalise_phone
+from desk.codes import normalise_phone
 from desk.errors import DeskError
 from desk.stats import Record, percentile, summarise
 
@@ -40,49 +41,6 @@ def test_bad_phone_numbers(raw):
     with pytest.raises(DeskError) as e:
         normalise_phone(raw)
     assert e.value.code == "invalid"
-
-
-def test_codes_expire_and_lock():
-    codes = PhoneCodes()
-    code = codes.issue("13800138000", "1.2.3.4", 0)
-    codes.verify("13800138000", code, 10)
-    with pytest.raises(DeskError, match="no valid code"):
-        codes.verify("13800138000", code, 11)  # used once
-    code = codes.issue("13800138000", "1.2.3.4", 20)
-    with pytest.raises(DeskError) as e:
-        codes.verify("13800138000", code, 21 + CODE_TTL)
-    assert e.value.code == "no_code"
-    code = codes.issue("13800138000", "1.2.3.4", 30)
-    wrong = "000000" if code != "000000" else "111111"
-    for _ in range(MAX_ATTEMPTS - 1):
-        with pytest.raises(DeskError, match="not right"):
-            codes.verify("13800138000", wrong, 31)
-    with pytest.raises(DeskError) as e:
-        codes.verify("13800138000", wrong, 31)
-    assert e.value.code == "locked"
-    with pytest.raises(DeskError) as e:
-        codes.verify("13800138000", code, 31)  # the right code no longer helps
-    assert e.value.code == "no_code"
-
-
-def test_code_sending_is_limited_per_phone_and_per_address():
-    codes = PhoneCodes(per_phone=3, per_address=5, window=900)
-    for i in range(3):
-        codes.issue("13800138000", "a", i)
-    with pytest.raises(DeskError) as e:
-        codes.issue("13800138000", "b", 5)
-    assert e.value.code == "throttled"
-    codes.issue("13800138000", "b", 901)  # the window moved on
-    for i in range(2):
-        codes.issue(f"1390013800{i}", "a", 10 + i)
-    with pytest.raises(DeskError):
-        codes.issue("13900138009", "a", 20)  # five from address a within the window
-
-
-def test_window():
-    w = Window(2, 10)
-    assert w.allow("k", 0) and w.allow("k", 1) and not w.allow("k", 2)
-    assert w.allow("k", 10.5) and w.allow("other", 2)
 
 
 def test_percentile_and_summary():
