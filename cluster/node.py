@@ -1,7 +1,12 @@
 """One node of a cluster: its session service tied to the registry (docs/scaling.md).
 
 * A session created here is leased to this node at once (``session.created``); its lease is
-  given back when it ends (``session.ended``) or when the node drains.
+  given back when it ends (``session.ended``) or when the node drains. A session the staff
+  console creates (``create``) goes, with ``place_new``, to the node ``place`` picks, counted as
+  pending there in Redis until that node's heartbeat counts it (a burst spreads).
+* The sessions served here are summarised in the session index (cluster/index.py), which every
+  node's console lists; a console page for a session served elsewhere is sent there
+  (``locate``).
 * At start, the sessions this node id held before a restart are taken back if their leases
   are free again (or still ours), and rebuilt from the ledger.
 * Twice every ``interval`` the node looks for dead nodes (heartbeat expired) and takes over their
@@ -25,11 +30,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import msgspec
 import redis.asyncio as aioredis
 
+from cluster.index import SESSION_ID, SessionIndex
 from cluster.placement import place
 from cluster.registry import CpuMeter, NodeAgent, NodeLoad, Registry, finish, stopped
-from cluster.routing import Router
+from cluster.routing import HERE, MOVING, REDIRECT, Route, Router, web_url
 from recording.manifest import record_downtime
 from rooms.errors import CommandError
 
@@ -54,13 +61,29 @@ class ClusterNode:
         place_new: bool = False,
     ) -> None:
         self.service = service
-        # a session created here goes to the node ``place`` picks (docs/scaling.md, "Placement")
+        # a session the console creates (``create``) goes to the node ``place`` picks
+        # (docs/scaling.md, "Placement"); other sessions created here stay here
         self.place_new = place_new
+        self._placing = False  # ``create`` is running: its session.created is claimed there
         self.placed: list[tuple[str, str]] = []  # (session, node) created here, given away
         self.store = store  # a RedisLedgerStore in group mode reports refused appends here
         self.registry = registry
-        self.agent = NodeAgent(registry, load, on_lost=self._lost)
+        # a session ``create`` has made and not placed yet is counted nowhere by this node: it
+        # is pending where it goes, then counted by the node that holds it (one count each)
+        self._unplaced: set[str] = set()
+
+        def own_load() -> NodeLoad:
+            counted = load()
+            if not self._unplaced:
+                return counted
+            return msgspec.structs.replace(
+                counted, sessions=max(counted.sessions - len(self._unplaced), 0)
+            )
+
+        self.agent = NodeAgent(registry, own_load, on_lost=self._lost)
         self.router = Router(registry)  # where a page goes for a session not served here
+        # what every node's console lists (cluster/index.py)
+        self.index = SessionIndex(registry.redis, registry.node_id, prefix=registry.prefix)
         self._on_lost = on_lost
         self._orphans: dict[str, float] = {}  # session of a dead node -> when first seen
         self._tasks: set[asyncio.Task] = set()
@@ -77,6 +100,7 @@ class ClusterNode:
         if self.store is not None and hasattr(self.store, "on_conflict"):
             loop = asyncio.get_running_loop()
             self.store.on_conflict = lambda s: loop.call_soon_threadsafe(self._refused, s)
+        self.index.start()
         await self.agent.start()
         self.router.live, _ = await self.registry.nodes()
         for session_id in await self.registry.owned():
@@ -95,6 +119,7 @@ class ClusterNode:
                 await finish(task)
         self._watch = None
         await self.agent.stop()
+        await self.index.stop()
 
     async def drain(self) -> list[str]:
         """Take no new sessions and move the ones here now: each is dropped here (its media and
@@ -177,6 +202,7 @@ class ClusterNode:
             with contextlib.suppress(CommandError):
                 people[session_id] = list(self.service.state(session_id).participants)
             self.service.drop(session_id)
+            self.index.forget(session_id)
         await self.service.durable()
         handed = await self.agent.hand_over()
         if takers:
@@ -214,30 +240,56 @@ class ClusterNode:
     # -- sessions created and ended here --------------------------------------------------------
     def _on_events(self, state, events) -> None:
         types = {e.type for e in events}
-        if "session.created" in types:
+        self.index.note(state)
+        if "session.created" in types and not self._placing:
             self._spawn(self._claim_new(state.id))
         if "session.ended" in types:
             self._spawn(self.agent.release(state.id))
 
-    async def _claim_new(self, session_id: str) -> None:
-        if self.place_new and await self._place_new(session_id):
+    async def create(self, make: Callable[[], object]):
+        """Create a session with ``make`` (the service's ``create_session``, synchronous) and,
+        with ``place_new``, give it to the node ``place`` picks. Returns the state ``make``
+        returned once the session is leased where it goes and listed in the index: the
+        console's next page finds it there. Only the console creates through here: a visit's
+        or a desk's session stays on the node that made it, whose pages read it in memory."""
+        self._placing = True  # ``make`` notifies synchronously: its session.created is ours
+        try:
+            state = make()
+        finally:
+            self._placing = False
+        self._unplaced.add(state.id)
+        try:
+            await self._claim_new(state.id, place=self.place_new)
+        finally:
+            self._unplaced.discard(state.id)
+        await self.index.flush()
+        return state
+
+    async def _claim_new(self, session_id: str, *, place: bool = False) -> None:
+        if place and await self._place_new(session_id):
             return
-        if not await self.agent.acquire(session_id):
+        got = await self.agent.acquire(session_id)
+        self._unplaced.discard(session_id)  # held here: this node's heartbeat counts it now
+        if not got:
             log.error("new session already leased elsewhere", extra={"session": session_id})
 
     async def _place_new(self, session_id: str) -> bool:
         """Give a session created here to the least-loaded live node when that is not this one:
-        its whole start is stored first (the other node rebuilds it from the ledger), then its
-        lease goes to that node, which finds it on its list (``receive``), and it is dropped
-        here. True when given away."""
-        live, _ = await self.registry.nodes()
-        chosen = place(live)
+        the choice is counted as pending there in Redis (``Registry.reserve``: every node's
+        placer sees it, until that node's heartbeat counts the session itself), its whole start
+        is stored first (the other node rebuilds it from the ledger) and listed in the index,
+        then its lease goes to that node, which finds it on its list (``receive``), and it is
+        dropped here. True when given away."""
+        chosen = await self.registry.reserve(session_id, place)
         if chosen is None or chosen.id == self.node_id:
             return False
         await self.service.durable()
+        await self.index.flush()
         if not await self.registry.give(session_id, chosen.id):
             return False
         self.service.drop(session_id)
+        self._unplaced.discard(session_id)
+        self.index.forget(session_id)
         self.placed.append((session_id, chosen.id))
         log.info("new session placed", extra={"session": session_id, "node": chosen.id})
         return True
@@ -264,6 +316,30 @@ class ClusterNode:
         except CommandError:
             return False
         return True
+
+    async def locate(self, session_id: str) -> Route | None:
+        """Where a staff page for a session not in memory here goes (signaling/console.py):
+        ``HERE`` when this node holds its lease (given to it a moment ago: adopted now), the
+        owner's ``redirect`` or ``session_moving`` as for a participant's page (``Router``),
+        and for a session nobody holds (ended) the node the index says served it, while that
+        node is alive: it still has the ended case in memory. None: no node has it."""
+        if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
+            return None
+        if self._serving(session_id):
+            return Route(HERE)
+        if await self.registry.owner(session_id) == self.node_id:
+            await self.receive()  # the round would adopt it within half a beat: now instead
+            return Route(HERE) if self._serving(session_id) else Route(MOVING)
+        route = await self.router.route(session_id)
+        if route is not None:
+            return route
+        entry = await self.index.get(session_id)
+        if entry is None or entry.node == self.node_id:
+            return None
+        info = await self.registry.node(entry.node)
+        if info is None or not web_url(info.url):
+            return None
+        return Route(REDIRECT, info.url.rstrip("/"))
 
     def _spawn(self, coro) -> None:
         try:
@@ -344,6 +420,7 @@ class ClusterNode:
             self._spawn(self.agent.release(session_id))
             return False
         log.info("session taken over", extra={"session": session_id, "seq": state.seq})
+        self.index.note(state)  # served here now: the console's list says so
         if state.ended:
             self._spawn(self.agent.release(session_id))
         else:
@@ -383,6 +460,7 @@ class ClusterNode:
         except CommandError:
             people = []
         self.service.drop(session_id)
+        self.index.forget(session_id)
         result = self._on_lost(session_id, people)
         if asyncio.iscoroutine(result):
             self._spawn(result)

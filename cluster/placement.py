@@ -5,9 +5,10 @@ A node's load is the largest of three fractions of what one node process is size
 CPU used (of one core), forwarded media streams (of 240: 20 rooms x 6 video + 6 audio) and
 sessions (of 20). CPU is the real limit but lags (a session placed a second ago has nobody
 connected yet), the session count is immediate but blind to room size, streams sit between:
-the largest of the three is the honest one. ``pending`` counts sessions this placer has put
-on a node since that node's last heartbeat, so a burst of new sessions spreads instead of all
-landing on the node that looked emptiest a moment ago.
+the largest of the three is the honest one. ``pending`` counts the sessions placed on a node
+that its heartbeat does not count yet (read from Redis by the caller: every node's placements,
+``Registry.reserve``; a takeover round's own choices), so a burst of new sessions spreads
+instead of all landing on the node that looked emptiest a moment ago.
 
 Draining nodes never get new sessions. Liveness is decided before this function (the
 registry lists only nodes whose heartbeat has not expired in Redis: one clock, Redis's). A

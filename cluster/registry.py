@@ -12,6 +12,13 @@ node that stops renewing loses it after the TTL and another may take it. Each no
 the sessions it holds in ``<prefix>owned:<id>`` (no TTL), which is how a surviving node finds
 a dead node's sessions once their leases have expired.
 
+A new session placed on a node (``reserve``) is counted in ``<prefix>pending:<id>`` (a sorted
+set: session -> Redis time of the placement) until that node's heartbeat counts it itself: the
+heartbeat removes the sessions it holds, in the same transaction as the load it writes, and an
+entry older than one TTL no longer counts (a session given to a node that died before taking it).
+Every placer on every node reads and adds to it under ``WATCH``, so a burst of creations
+anywhere spreads (docs/scaling.md, "Placement").
+
 The lease says who should serve a session's media; it is not what keeps the ledger linear. A
 node that lost its lease without noticing (a long pause) can still try to append: the ledger's
 ``expected_seq`` check refuses it once the new owner has appended (cluster/ledger.py), and the
@@ -96,6 +103,7 @@ return 0
 
 
 Count = Annotated[int, msgspec.Meta(ge=0, le=10**9)]
+RESERVE_TRIES = 20  # placements racing on one pending set: each try loses to one that won
 
 
 class NodeLoad(msgspec.Struct, frozen=True):
@@ -170,18 +178,25 @@ class Registry:
     def _owned_key(self, node_id: str) -> str:
         return f"{self.prefix}owned:{node_id}"
 
+    def _pending_key(self, node_id: str) -> str:
+        return f"{self.prefix}pending:{node_id}"
+
     @property
     def _nodes_key(self) -> str:
         return f"{self.prefix}nodes"
 
     # -- heartbeat ------------------------------------------------------------------------------
-    async def heartbeat(self, load: NodeLoad) -> None:
+    async def heartbeat(self, load: NodeLoad, held: list[str] | None = None) -> None:
+        """Write this node's load; ``held``: the sessions it holds (and counts in ``load``),
+        no longer pending here for the placers."""
         info = NodeInfo(self.node_id, self.url, load, self.draining, time.time())
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(
                 self._node_key(self.node_id), msgspec.json.encode(info), px=self.settings.ttl_ms
             )
             pipe.sadd(self._nodes_key, self.node_id)
+            if held:
+                pipe.zrem(self._pending_key(self.node_id), *held)
             await pipe.execute()
 
     async def nodes(self) -> tuple[list[NodeInfo], list[str]]:
@@ -189,15 +204,56 @@ class Registry:
         ids = sorted(m.decode() for m in await self.redis.smembers(self._nodes_key))
         if not ids:
             return [], []
-        raw = await self.redis.mget([self._node_key(i) for i in ids])
-        live, dead = [], []
-        for node_id, value in zip(ids, raw, strict=True):
-            info = _decode_info(value)
-            if info is None or info.id != node_id:
-                dead.append(node_id)
-            else:
-                live.append(info)
-        return live, dead
+        return _split(ids, await self.redis.mget([self._node_key(i) for i in ids]))
+
+    async def reserve(
+        self,
+        session_id: str,
+        choose: Callable[[list[NodeInfo], dict[str, int]], NodeInfo | None],
+    ) -> NodeInfo | None:
+        """Pick the node for a new session with ``choose(live nodes, pending)`` and count it as
+        pending there, atomically against every other placer: the pending sets are read under
+        ``WATCH``, and a placement made meanwhile anywhere (or a heartbeat) makes this one look
+        again. None when ``choose`` finds no node."""
+        window = self.settings.ttl_ms
+        chosen = None
+        for _ in range(RESERVE_TRIES):
+            ids = sorted(m.decode() for m in await self.redis.smembers(self._nodes_key))
+            if not ids:
+                return None
+            keys = [self._pending_key(i) for i in ids]
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(*keys)
+                    live, _ = _split(ids, await pipe.mget([self._node_key(i) for i in ids]))
+                    seconds, micros = await pipe.time()
+                    now = seconds * 1000 + micros // 1000
+                    pending = {}
+                    for node_id, key in zip(ids, keys, strict=True):
+                        if count := await pipe.zcount(key, now - window, "+inf"):
+                            pending[node_id] = count
+                    chosen = choose(live, pending)
+                    if chosen is None:
+                        return None
+                    key = self._pending_key(chosen.id)
+                    pipe.multi()
+                    pipe.zremrangebyscore(key, "-inf", now - window)  # aged: not taken
+                    pipe.zadd(key, {session_id: now})
+                    pipe.pexpire(key, 2 * window)
+                    await pipe.execute()
+                    return chosen
+                except aioredis.WatchError:
+                    continue  # another placement or a heartbeat came between: look again
+        log.warning("placement counted nowhere after %s tries", RESERVE_TRIES)
+        return chosen
+
+    async def pending(self, node_id: str) -> int:
+        """How many sessions placed on ``node_id`` its heartbeat does not count yet."""
+        seconds, micros = await self.redis.time()
+        now = seconds * 1000 + micros // 1000
+        return await self.redis.zcount(
+            self._pending_key(node_id), now - self.settings.ttl_ms, "+inf"
+        )
 
     async def forget(self, node_id: str) -> bool:
         """Drop a dead node's id once it holds no sessions (its owned set is empty)."""
@@ -293,6 +349,18 @@ class Registry:
         await self.redis.aclose()
 
 
+def _split(ids: list[str], raw: list[bytes | None]) -> tuple[list[NodeInfo], list[str]]:
+    """The nodes whose heartbeat decodes (live) and the ids of the others (dead)."""
+    live, dead = [], []
+    for node_id, value in zip(ids, raw, strict=True):
+        info = _decode_info(value)
+        if info is None or info.id != node_id:
+            dead.append(node_id)
+        else:
+            live.append(info)
+    return live, dead
+
+
 def _decode_info(value: bytes | None) -> NodeInfo | None:
     if value is None:
         return None
@@ -335,7 +403,7 @@ class NodeAgent:
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
-        await self.registry.heartbeat(self.load())
+        await self.registry.heartbeat(self.load(), sorted(self.held))
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def acquire(self, session_id: str) -> bool:
@@ -350,7 +418,7 @@ class NodeAgent:
 
     async def beat(self) -> None:
         """One heartbeat and one renewal round (what the loop does every ``interval``)."""
-        await self.registry.heartbeat(self.load())
+        await self.registry.heartbeat(self.load(), sorted(self.held))
         for session_id in await self.registry.renew(sorted(self.held)):
             if await self.registry.acquire(session_id):
                 # it expired (Redis was away longer than the TTL) and nobody took it: still ours

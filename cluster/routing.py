@@ -28,11 +28,12 @@ from cluster.registry import NodeInfo, Registry
 
 REDIRECT = "redirect"
 MOVING = "session_moving"
+HERE = "here"  # ClusterNode.locate only: this node serves it (a staff page is answered here)
 
 
 @dataclass(frozen=True)
 class Route:
-    code: str  # REDIRECT or MOVING
+    code: str  # REDIRECT or MOVING (or HERE, from ClusterNode.locate)
     url: str | None = None  # with REDIRECT: the owning node's public base URL
 
 
@@ -45,7 +46,9 @@ class Router:
         """The public URLs of the other live nodes that take sessions (what a page falls back
         to when the node it is on stops answering), from the last list read."""
         me = self.registry.node_id
-        return sorted({n.url for n in self.live if n.id != me and not n.draining and _web(n.url)})
+        return sorted(
+            {n.url for n in self.live if n.id != me and not n.draining and web_url(n.url)}
+        )
 
     async def route(self, session_id: str) -> Route | None:
         registry = self.registry
@@ -55,7 +58,7 @@ class Router:
         if owner == registry.node_id:
             return Route(MOVING)  # adopted a moment ago, being rebuilt here
         info = await registry.node(owner)
-        if info is None or not _web(info.url):
+        if info is None or not web_url(info.url):
             return Route(MOVING)  # dead: its lease runs out soon
         # a draining holder still serves the sessions it holds (it waits for them to end);
         # when it hands them over their leases are deleted, and the answer becomes MOVING
@@ -64,5 +67,6 @@ class Router:
         return Route(REDIRECT, info.url.rstrip("/"))
 
 
-def _web(url: str) -> bool:
+def web_url(url: str) -> bool:
+    """A URL a browser can be sent to (what a heartbeat carries is not trusted blindly)."""
     return url.startswith(("https://", "http://")) and len(url) <= 2048

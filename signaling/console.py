@@ -3,6 +3,12 @@
 Server-rendered HTML (works on any laptop browser, prints cleanly). Everything that changes
 state goes through ``SessionService`` as a staff actor, so it is permission-checked and in the
 ledger like any other command.
+
+Clustered (``cluster``: this node's ``cluster.node.ClusterNode``), the console spans the nodes
+(docs/scaling.md, "The console across nodes"): the list reads the session index in Redis
+(every session of the staff member, whatever node serves it), a new session is placed on the
+least-loaded node, and a session's pages opened on a node that does not serve it answer 307 to
+the same path on the node that does (the login cookie names a host, not a port).
 """
 
 from __future__ import annotations
@@ -75,17 +81,36 @@ def who_label(p) -> str:
 
 
 def outcome(state) -> str:
-    status = (state.agreement or {}).get("status")
+    return _outcome((state.agreement or {}).get("status"))
+
+
+def _outcome(status: str | None) -> str:
     return OUTCOMES.get(status, NO_AGREEMENT) if status else NO_AGREEMENT
 
 
 def _mine(state, account) -> bool:
+    """A session (or its index summary) the staff member may open: their own, or any for an
+    administrator."""
     return state.created_by == f"staff:{account.username}" or "admin" in account.roles
 
 
-def _waiting_count(state) -> str:
-    n = sum(1 for p in state.participants.values() if p.space == "waiting" and p.connected)
+def _waiting_label(n: int) -> str:
     return f"{n} 人等候 waiting" if n else "—"
+
+
+def _listed(state) -> tuple:
+    """A session in memory as the list shows it: the fields of an index summary."""
+    waiting = sum(1 for p in state.participants.values() if p.space == "waiting" and p.connected)
+    status = (state.agreement or {}).get("status")
+    return (
+        state.id,
+        state.case_number,
+        state.title,
+        state.created_at or 0,
+        state.ended,
+        waiting,
+        status,
+    )
 
 
 def _filename(state, p=None) -> str:
@@ -102,18 +127,49 @@ def _host(state):
 
 
 class Console:
-    def __init__(self, service, signer, config, desk=None) -> None:
+    def __init__(self, service, signer, config, desk=None, cluster=None) -> None:
         self.service, self.signer, self.config = service, signer, config
         self.desk = desk  # the agreement desk: an ended case's PDF and evidence.zip
+        self.cluster = cluster  # clustered: the index, placement and where a session is served
 
-    def _session(self, request, account):
+    async def _session(self, request, account):
+        sid = request.match_info["sid"]
         try:
-            state = self.service.state(request.match_info["sid"])
+            state = self.service.state(sid)
         except CommandError:
-            raise web.HTTPNotFound(text="not_found: no such session") from None
+            state = await self._elsewhere(request, account, sid)
+        if state is None:
+            raise web.HTTPNotFound(text="not_found: no such session")
         if not _mine(state, account):
             raise web.HTTPForbidden(text="forbidden: not your session")
         return state
+
+    async def _elsewhere(self, request, account, sid: str):
+        """A session not in memory here: on a clustered node, the index says whose it is (the
+        same refusal as for one served here), and the page goes to the node serving it: 307 to
+        the same path there (a form's POST keeps its method and body). None: no such session."""
+        if self.cluster is None:
+            return None
+        entry = await self.cluster.index.get(sid)
+        if entry is None:
+            return None
+        if not _mine(entry, account):
+            raise web.HTTPForbidden(text="forbidden: not your session")
+        route = await self.cluster.locate(sid)
+        if route is None:
+            return None
+        if route.code == "redirect":
+            raise web.HTTPTemporaryRedirect(route.url + request.path_qs)
+        if route.code == "here":
+            try:
+                return self.service.state(sid)
+            except CommandError:
+                return None
+        # between two nodes (its node died or drained, another is taking it): in a moment
+        raise web.HTTPServiceUnavailable(
+            text="session_moving: this session is moving to another server, try again in a moment",
+            headers={"Retry-After": "1", "Refresh": "1"},
+        )
 
     def path(self, state, p, staff: str | None = None) -> str:
         token = self.signer.issue(
@@ -144,23 +200,37 @@ class Console:
             # visitation staff hold site grants, not the mediator role: their console is /visits
             raise web.HTTPSeeOther("/visits")
         account, sess = require_staff(request, "mediator")
-        return self._index(account, sess)
+        return await self._index(account, sess)
 
-    def _index(self, account, sess, error: str = "", status: int = 200) -> web.Response:
-        mine = [
-            s
-            for s in sorted(self.service.sessions(), key=lambda s: -(s.created_at or 0))
-            if _mine(s, account)
-        ]
+    async def _listing(self, account) -> list[tuple]:
+        """The staff member's sessions, newest first: (id, case number, title, created at,
+        ended, waiting, agreement status). Clustered, from the index: every node's."""
+        if self.cluster is None:
+            rows = [_listed(s) for s in self.service.sessions() if _mine(s, account)]
+        else:
+            admin = "admin" in account.roles
+            found = await self.cluster.index.sessions(
+                None if admin else f"staff:{account.username}"
+            )
+            rows = [
+                (s.id, s.case_number, s.title, s.created_at, s.ended, s.waiting, s.agreement)
+                for s in found
+                if _mine(s, account)
+            ]
+        return sorted(rows, key=lambda r: -r[3])
 
-        def row(s, last: str) -> str:
+    async def _index(self, account, sess, error: str = "", status: int = 200) -> web.Response:
+        mine = await self._listing(account)
+
+        def row(r, last: str) -> str:
+            sid, case_number, title = r[0], r[1], r[2]
             return (
-                f"<tr><td>{esc(s.case_number or '')}</td><td><a href='/console/sessions/{esc(s.id)}'>"
-                f"{esc(s.title)}</a></td><td>{esc(last)}</td></tr>"
+                f"<tr><td>{esc(case_number or '')}</td><td><a href='/console/sessions/{esc(sid)}'>"
+                f"{esc(title)}</a></td><td>{esc(last)}</td></tr>"
             )
 
-        live = "".join(row(s, _waiting_count(s)) for s in mine if not s.ended)
-        ended = "".join(row(s, outcome(s)) for s in mine if s.ended)
+        live = "".join(row(r, _waiting_label(r[5])) for r in mine if not r[4])
+        ended = "".join(row(r, _outcome(r[6])) for r in mine if r[4])
         people = "".join(
             f"<tr><td><input name='name{i}' maxlength='80' aria-label='name {i}'></td>"
             f"<td><select name='role{i}'>"
@@ -212,29 +282,35 @@ class Console:
             role = fields.get(f"role{i}", "")
             side = fields.get(f"side{i}", "") or None
             if role == "party" and side is None:
-                return self._index(
+                return await self._index(
                     account, sess, f"{name}: 当事人需要选择一方 a party needs a side", 400
                 )
             specs.append(ParticipantSpec(name=name, role=role, side=side))
         if not any(s.role == "party" for s in specs):
-            return self._index(
+            return await self._index(
                 account, sess, "至少需要一名当事人 At least one party is needed", 400
             )
-        try:
-            state = self.service.create_session(
+
+        def make():
+            return self.service.create_session(
                 "mediation",
                 actor=f"staff:{account.username}",
                 title=fields.get("title", ""),
                 case_number=fields.get("case_number") or None,
                 participants=specs,
             )
+
+        try:
+            # clustered: placed on the least-loaded node, listed in the index (the page below
+            # is then sent there)
+            state = make() if self.cluster is None else await self.cluster.create(make)
         except CommandError as exc:
-            return self._index(account, sess, f"{exc.code}: {exc.message}", 400)
+            return await self._index(account, sess, f"{exc.code}: {exc.message}", 400)
         raise web.HTTPSeeOther(f"/console/sessions/{state.id}")
 
     async def session(self, request: web.Request) -> web.Response:
         account, sess = require_staff(request, "mediator")
-        state = self._session(request, account)
+        state = await self._session(request, account)
         sid = esc(state.id)
         people = [p for p in state.participants.values() if p.role != "mediator"]
         head = (
@@ -321,7 +397,7 @@ class Console:
     async def reissue_ask(self, request: web.Request) -> web.Response:
         """Revoking a link cuts off whoever holds it: ask first, naming the person."""
         account, sess = require_staff(request, "mediator")
-        state = self._session(request, account)
+        state = await self._session(request, account)
         p = state.participants.get(request.match_info["pid"])
         if p is None or p.role == "mediator":
             raise web.HTTPNotFound(text="not_found: no such participant")
@@ -340,7 +416,7 @@ class Console:
 
     async def agreement_pdf(self, request: web.Request) -> web.Response:
         account, _ = require_staff(request, "mediator")
-        state = self._session(request, account)
+        state = await self._session(request, account)
         if self.desk is None or not (state.agreement or {}).get("version"):
             raise web.HTTPNotFound(text="not_found: no agreement was frozen in this case")
         data = await self.desk.pdf(state.id)
@@ -357,7 +433,7 @@ class Console:
 
     async def evidence(self, request: web.Request) -> web.Response:
         account, _ = require_staff(request, "mediator")
-        state = self._session(request, account)
+        state = await self._session(request, account)
         if self.desk is None or (state.agreement or {}).get("status") != "sealed":
             raise web.HTTPConflict(text="conflict: the agreement is not sealed")
         try:
@@ -376,7 +452,7 @@ class Console:
     async def reissue(self, request: web.Request) -> web.Response:
         account, sess = require_staff(request, "mediator")
         await form(request, sess)
-        state = self._session(request, account)
+        state = await self._session(request, account)
         pid = request.match_info["pid"]
         try:
             self.service.execute(
@@ -390,7 +466,7 @@ class Console:
 
     async def qr(self, request: web.Request) -> web.Response:
         account, _ = require_staff(request, "mediator")
-        state = self._session(request, account)
+        state = await self._session(request, account)
         p = state.participants.get(request.match_info["pid"])
         if p is None:
             raise web.HTTPNotFound(text="not_found: no such participant")
@@ -405,7 +481,7 @@ class Console:
 
     async def enter(self, request: web.Request) -> web.Response:
         account, _ = require_staff(request, "mediator")
-        state = self._session(request, account)
+        state = await self._session(request, account)
         host = _host(state)
         if host is None or state.ended:
             raise web.HTTPConflict(text="conflict: this session cannot be entered")

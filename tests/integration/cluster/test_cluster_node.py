@@ -68,14 +68,23 @@ async def cluster(redis_server, redis_prefix):  # noqa: F811
 
 
 def create(node: ClusterNode, title: str = "T") -> str:
-    state = node.service.create_session(
+    """A session created on ``node`` as the visits clock or the desk does: it stays there."""
+    return _make(node, title)().id
+
+
+def _make(node: ClusterNode, title: str, by: str = "staff:wang"):
+    return lambda: node.service.create_session(
         "mediation",
-        actor="staff:wang",
+        actor=by,
         title=title,
-        case_number=None,
+        case_number=f"C-{title}",
         participants=[ParticipantSpec("M", "mediator"), ParticipantSpec("A", "party", "A")],
     )
-    return state.id
+
+
+async def placed(node: ClusterNode, title: str = "T", by: str = "staff:wang") -> str:
+    """A session created as the staff console does (``ClusterNode.create``): placed."""
+    return (await node.create(_make(node, title, by))).id
 
 
 async def test_a_dead_nodes_sessions_are_spread_over_the_live_nodes(cluster):
@@ -279,11 +288,12 @@ async def test_a_node_never_takes_over_its_own_sessions_when_its_heartbeat_has_e
 
 
 async def test_a_new_session_goes_to_the_least_loaded_node(cluster):
-    """With ``place_new`` a session created on a busy node is given to the emptier one: it is
-    stored first, leased to that node, rebuilt there from the ledger and dropped where it was
-    created; a session created while this node is the emptiest stays here."""
+    """With ``place_new`` a session the console creates on a busy node is given to the emptier
+    one: it is stored first, leased to that node, rebuilt there from the ledger and dropped
+    where it was created; a session created while this node is the emptiest stays here, and so
+    does one not created through ``create`` (a visit's, a desk's)."""
     x = await cluster("x", sync="group", place_new=True)
-    kept = [create(x, f"k{i}") for i in range(3)]  # alone: x is the least loaded, keeps them
+    kept = [await placed(x, f"k{i}") for i in range(3)]  # alone: the least loaded, keeps them
     await until(lambda: _all_owned_by(x, kept, "x"))
     y = await cluster("y", sync="group")
 
@@ -293,7 +303,8 @@ async def test_a_new_session_goes_to_the_least_loaded_node(cluster):
         return loads.get("x") == 3 and loads.get("y") == 0
 
     await until(x_sees_both)
-    s = create(x, "placed")
+    visit = create(x, "visit")  # not the console's: stays although y is emptier
+    s = await placed(x, "placed")
     await until(lambda: _all_owned_by(y, [s], "y"))
 
     async def served_by_y():
@@ -310,7 +321,124 @@ async def test_a_new_session_goes_to_the_least_loaded_node(cluster):
     mediator = next(iter(state.participants))
     y.service.execute(s, "system", decode_command({"type": "connect", "participant": mediator}))
     await y.service.durable()
-    assert {st.id for st in x.service.sessions()} == set(kept)
+    assert {st.id for st in x.service.sessions()} == {*kept, visit}
+    assert await x.registry.owner(visit) == "x"
+
+
+async def test_a_burst_of_new_sessions_on_two_nodes_at_once_spreads_evenly(cluster):
+    """Sixteen sessions created at once, eight through each node's console: every placement
+    counts as pending on its node in Redis until that node's heartbeat counts the session, and
+    placements race under WATCH, so the two empty nodes end with eight each (without the
+    pending count each node's burst would go to whichever looked emptiest)."""
+    x = await cluster("x", place_new=True)
+    y = await cluster("y", place_new=True)
+
+    async def both_live():
+        return len((await x.registry.nodes())[0]) == 2
+
+    await until(both_live)
+    made = await asyncio.gather(
+        *(placed(node, f"{node.node_id}{i}") for i in range(8) for node in (x, y))
+    )
+
+    async def spread():
+        owners = [await x.registry.owner(s) for s in made]
+        return owners if None not in owners else None
+
+    owners = await until(spread)
+    assert sorted(owners).count("x") == 8 and owners.count("y") == 8, owners
+
+    async def served():
+        return len(x.service.sessions()) == 8 and len(y.service.sessions()) == 8
+
+    await until(served)
+
+    async def settled():  # every heartbeat has counted its sessions: nothing pending
+        return await x.registry.pending("x") == 0 and await x.registry.pending("y") == 0
+
+    await until(settled)
+
+
+async def test_a_draining_node_gets_no_new_session(cluster):
+    x = await cluster("x", place_new=True)
+    y = await cluster("y", place_new=True)
+    for i in range(2):
+        await placed(x, f"busy{i}")
+    await y.agent.mark_draining()
+
+    async def x_sees_y_draining():
+        live, _ = await x.registry.nodes()
+        return any(n.id == "y" and n.draining for n in live)
+
+    await until(x_sees_y_draining)
+    before, on_y = list(x.placed), len(y.service.sessions())  # the second went to y
+    made = [await placed(x, f"n{i}") for i in range(3)]
+    assert all([await x.registry.owner(s) == "x" for s in made])
+    assert x.placed == before and len(y.service.sessions()) == on_y
+
+
+async def test_the_index_lists_every_nodes_sessions_and_locate_finds_them(cluster):
+    """The console's view across nodes (cluster/index.py): a session placed on y is listed for
+    its creator by either node, its summary follows what the list shows (the waiting room,
+    the end) and is written only when that changes; ``locate`` answers where its pages go."""
+    x = await cluster("x", place_new=True)
+    for i in range(2):
+        await placed(x, f"busy{i}")
+    y = await cluster("y", place_new=True)
+
+    async def x_sees_y():
+        return len((await x.registry.nodes())[0]) == 2
+
+    await until(x_sees_y)
+    s = await placed(x, "case")
+    other = await placed(x, "theirs", by="staff:li")
+    assert dict(x.placed)[s] == "y"
+    mine = [e.id for e in await x.index.sessions("staff:wang")]
+    assert s in mine and other not in mine  # listed as soon as ``create`` returns
+    assert {e.id for e in await y.index.sessions(None)} >= {s, other}  # an administrator's
+    # y adopts it the moment a page asks for it there (no waiting for its round)
+    assert (await y.locate(s)).code == "here"
+    route = await x.locate(s)
+    assert (route.code, route.url) == ("redirect", "https://y")
+    assert await x.locate("s-0000000000000000") is None and await x.locate("../x") is None
+
+    writes = []
+    write = y.index._write
+
+    async def counted(batch):
+        writes.append([b.id for b in batch])
+        await write(batch)
+
+    y.index._write = counted
+    ids = {p.role: p.id for p in y.service.state(s).participants.values()}
+    run = lambda actor, **c: y.service.execute(s, actor, decode_command(c))  # noqa: E731
+    run("system", type="connect", participant=ids["party"])  # into the waiting room
+
+    async def waiting(n):
+        entry = await x.index.get(s)
+        return entry.waiting == n and entry.node == "y"
+
+    await until(lambda: waiting(1))
+    await y.index.flush()
+    before = len(writes)
+    run(ids["party"], type="record_consent", topic="online_mediation", given=True)
+    await y.index.flush()
+    assert len(writes) == before  # the list shows nothing new: nothing written
+    run("staff:wang", type="end_session", reason="done")
+
+    async def ended():
+        entry = await x.index.get(s)
+        return entry.ended and entry.waiting == 0
+
+    await until(ended)
+
+    async def released():
+        return await y.registry.owner(s) is None
+
+    await until(released)
+    # nobody holds an ended session: the index names the node that still has it in memory
+    route = await x.locate(s)
+    assert (route.code, route.url) == ("redirect", "https://y")
 
 
 async def test_retiring_with_no_other_live_node_waits_the_deadline_then_hands_over(cluster, caplog):

@@ -193,3 +193,29 @@ async def test_a_session_is_given_only_when_nobody_holds_it(make):
     assert await b.acquire("s-new")  # b holds it: acquiring extends
     assert await a.acquire("s-held")
     assert not await b.give("s-held", "b") and await b.owner("s-held") == "a"
+
+
+async def test_placements_count_as_pending_until_the_nodes_heartbeat_counts_them(make):
+    """``reserve``: each placement is counted on the chosen node in Redis, so placers on any
+    node (racing under WATCH) see it; the node's heartbeat removes what it holds; an entry
+    older than the TTL no longer counts (a session the node never took)."""
+    from cluster.placement import place
+
+    a, b = make("a"), make("b")
+    await a.heartbeat(NodeLoad())
+    await b.heartbeat(NodeLoad())
+    chosen = await asyncio.gather(
+        *(r.reserve(f"s{i}-{r.node_id}", place) for i in range(5) for r in (a, b))
+    )
+    assert sorted(n.id for n in chosen) == ["a"] * 5 + ["b"] * 5  # ten at once: five each
+    assert (await a.pending("a"), await a.pending("b")) == (5, 5)
+    held = [f"s{i}-{r}" for i in range(5) for r in "ab"]
+    mine = [s for s, n in zip(held, chosen, strict=True) if n.id == "b"][:3]
+    await b.heartbeat(NodeLoad(sessions=3), mine)  # b now holds and counts three of them
+    assert await a.pending("b") == 2
+    deadline = time.monotonic() + 5
+    while await a.pending("a"):  # never taken: aged out after the TTL
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    # nothing to choose: no placement, nothing counted
+    assert await a.reserve("s-none", lambda live, pending: None) is None
