@@ -131,7 +131,7 @@ async def test_an_identity_code_sent_before_a_failover_verifies_after_it(
     tmp_path,
     redis_server,  # noqa: F811
 ):
-    url = redis_server.url.rsplit("/", 1)[0] + "/11"  # a database of its own on the test server
+    url = redis_server.url.rsplit("/", 1)[0] + "/12"  # a database of its own on the test server
     redis.Redis.from_url(url).flushdb()
     inbox, port = Inbox(), free_port()
     smtp = Controller(inbox, hostname="127.0.0.1", port=port)
