@@ -4,7 +4,8 @@ directory, on one real redis-server.
 Desk phone codes: a code requested through node A (sent to A's SMS spool) lets the citizen join
 through node B, and is then used up on both; the per-phone window (3 codes in 15 minutes)
 counts the requests made to both nodes; wrong codes tried alternately on the two nodes lock the
-code after five in total; bad input is refused the same way.
+code after five in total; bad input is refused the same way. The family page's codes likewise:
+requested through A, signed in with through B, and the per-contact window counts both.
 
 A mediation's identity code after a failover: the mediator on node A has a code mailed to the
 party (a real SMTP server on loopback); node A is SIGKILLed; node B takes the session over and
@@ -31,21 +32,42 @@ from signaling.namespace import NAMESPACE
 from signaling.tokens import TokenSigner
 from tests.integration.signaling.conftest import until
 from tests.integration.signaling.test_one_time_code import Inbox
+from tests.support import province
 from tests.support.procs import free_port
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
-from tests.support.server_proc import ServerProcess
+from tests.support.server_proc import ServerProcess, wait_until
+from visits.directory import insert_visitor
 
 pytestmark = pytest.mark.slow
 
 POINT = "hall-1"
 
 
+RELATIVE = "13700137000"  # the contact on an approved visitor record, in both nodes' files
+
+
 def open_hall(data_dir) -> None:
-    """The service point and a lawyer on shift, in this node's own desk file."""
+    """The service point and a lawyer on shift, in this node's own desk file; the province's
+    visitation records, with one relative reachable by phone."""
     store = DeskStore(data_dir)
     store.add_point(POINT, "公共法律服务中心 Legal Service Hall", "1-7 00:00-24:00")
     store.add_shift("li", POINT, time.time() - 60, time.time() + 3600)
     store.close()
+    visits, directory, _, _ = province.build(data_dir)
+    visitor = {
+        "facility": "prison-a",
+        "inmate_number": "A-001",
+        "name": "亲属 王",
+        "relationship": "spouse",
+        "id_number": "220101198001010001",
+        "evidence": "DOC-W",
+        "approved_by": "officer-a",
+        "reason": "kinship checked",
+        "expires": "2031-12-31",
+        "contact": RELATIVE,
+    }
+    directory.add(insert_visitor, visitor)
+    visits.close()
 
 
 def last_code(data_dir, phone: str) -> str:
@@ -53,6 +75,16 @@ def last_code(data_dir, phone: str) -> str:
         if to == phone:
             return re.search(r"\b(\d{6})\b", text).group(1)
     raise AssertionError(f"no code was sent to {phone}")
+
+
+def sent_codes(data_dir, phone: str) -> list[str]:
+    texts = [t for to, _, t in SmsSpool(data_dir / "sms-outbox").messages() if to == phone]
+    return [re.search(r"\b(\d{6})\b", t).group(1) for t in texts]
+
+
+async def family(http, node: ServerProcess, path: str, **payload) -> tuple[int, dict]:
+    async with http.post(f"{node.url}/family/api{path}", json=payload) as r:
+        return r.status, await r.json()
 
 
 async def post(http, node: ServerProcess, path: str, payload) -> tuple[int, dict]:
@@ -69,7 +101,7 @@ def error(answer: tuple[int, dict]) -> tuple[int, str]:
     return status, data["error"]["code"]
 
 
-async def test_a_code_from_one_node_joins_through_another(tmp_path, redis_server):  # noqa: F811
+async def test_a_code_from_one_node_is_accepted_through_another(tmp_path, redis_server):  # noqa: F811
     url = redis_server.url.rsplit("/", 1)[0] + "/10"  # a database of its own on the test server
     client = redis.Redis.from_url(url)
     client.flushdb()
@@ -113,10 +145,25 @@ async def test_a_code_from_one_node_joins_through_another(tmp_path, redis_server
             assert error(await post(http, a, "/join", {"phone": phone})) == (400, "invalid")
             bad = join_body(phone, "12ab56")
             assert error(await post(http, b, "/join", bad)) == (400, "invalid")
+            # the family page: a code sent by node A signs the relative in through node B
+            assert (await family(http, a, "/code", contact=RELATIVE))[0] == 200
+            code = wait_until(lambda: sent_codes(tmp_path / "a", RELATIVE), 10)[-1]
+            status, data = await family(http, b, "/login", contact=RELATIVE, code=code)
+            assert status == 200 and data["token"], data
+            answer = await family(http, a, "/login", contact=RELATIVE, code=code)
+            assert error(answer) == (400, "no_code")
+            # 3 codes a contact per 15 minutes, counted on both nodes
+            assert (await family(http, b, "/code", contact=RELATIVE))[0] == 200
+            assert (await family(http, a, "/code", contact=RELATIVE))[0] == 200
+            answer = await family(http, b, "/code", contact=RELATIVE)
+            assert error(answer) == (429, "throttled")
+            answer = await family(http, a, "/login", contact=RELATIVE, code="12ab56")
+            assert error(answer) == (400, "invalid")
         names = [k.decode() for k in client.keys("parley:*")]
         assert any(n.startswith("parley:code:") for n in names)  # the codes are in Redis
         assert any(n.startswith("parley:window:") for n in names)
-        assert not [n for n in names if phone in n or other in n]  # pseudonyms, no numbers
+        numbers = (phone, other, RELATIVE)
+        assert not [n for n in names if any(x in n for x in numbers)]  # pseudonyms, no numbers
     finally:
         a.stop()
         b.stop()
