@@ -504,3 +504,20 @@ async def test_retiring_without_redis_gives_up_and_stops_as_on_a_crash(cluster, 
     finally:
         await x.registry.redis.aclose()
         x.registry.redis = reachable
+
+
+async def test_locate_says_moving_while_a_dead_nodes_session_is_not_taken_yet(cluster):
+    """A console page for a session whose node is gone and whose lease has not expired yet:
+    ``session_moving`` (the console answers 503 with ``Refresh: 1``); once taken over, here."""
+    x, y = await cluster("x"), await cluster("y")
+    s = await placed(x, "orphan")  # place_new off: stays on x
+    await until(lambda: _all_owned_by(x, [s], "x"))
+    await x.stop()  # a crash; its heartbeat key removed as if it had expired
+    await y.registry.redis.delete(f"{y.registry.prefix}node:x")
+    assert (await y.locate(s)).code == "session_moving"
+
+    async def here():
+        return (await y.locate(s)).code == "here"
+
+    await until(here)
+    assert (await y.index.get(s)).node == "y"  # the adopting node rewrote its summary

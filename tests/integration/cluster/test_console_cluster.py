@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 import redis
 
-from bench.takeover import Page, flowing
+from bench.takeover import CONSENTS, Page, until
 from tests.integration.cluster.test_accounts_cluster import login, user_add
 from tests.support.procs import free_port
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
@@ -161,11 +161,41 @@ async def test_a_console_session_placed_on_the_emptier_node_is_listed_and_follow
             pages += [m, p]
             assert await m.open(a.url) == b.url and await p.open(a.url) == b.url
             assert p.answers[0] == (a.url, "redirect")
-            await flowing(m, p)
-            # the waiting room count is in the index: A's list follows what B serves
+
+            async def listed_on_a(text: str) -> bool:
+                async with http.get(a.url + "/console") as resp:
+                    return text in await resp.text()
+
+            for topic in CONSENTS:
+                await p.command(type="record_consent", topic=topic, given=True)
+            await m.media()
+            await p.media()  # the party is connected, in B's waiting room: A's list says so
+            deadline = time.monotonic() + 10
+            while not await listed_on_a("<td>1 人等候 waiting</td>"):
+                assert time.monotonic() < deadline, "A's list never showed the waiting party"
+                await asyncio.sleep(0.1)
+            m_id, p_id = m.welcome["participant"], p.welcome["participant"]
+            await m.command(type="admit", participant=p_id)
+            await until(lambda: m.bot.frames_from(p_id) > 5 and p.bot.frames_from(m_id) > 5, 30)
+            deadline = time.monotonic() + 10
+            while await listed_on_a("<td>1 人等候 waiting</td>"):  # admitted: nobody waits
+                assert time.monotonic() < deadline, "A's list still shows the party waiting"
+                await asyncio.sleep(0.1)
         finally:
             for page in pages:
                 await page.close()
+
+        # a form's POST on A (re-issue the party's link) is sent to B with its body: done there
+        pid = re.search(r"data-participant='([^']+)'", html).group(1)
+        async with http.get(f"{b.url}/console/sessions/{sid}") as resp:
+            token = csrf(await resp.text())
+        reissue = f"{a.url}/console/sessions/{sid}/reissue/{pid}"
+        async with http.post(reissue, data={"csrf": token}, allow_redirects=False) as resp:
+            assert resp.status == 307
+            assert resp.headers["Location"] == f"{b.url}/console/sessions/{sid}/reissue/{pid}"
+        async with http.post(reissue, data={"csrf": token}) as resp:
+            assert resp.status == 200 and str(resp.url).startswith(f"{b.url}/console/sessions/")
+            assert party not in await resp.text()  # a new link for the party
 
     # another mediator: refused on A (from the index) and on B (in memory), as on one node
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
@@ -175,6 +205,8 @@ async def test_a_console_session_placed_on_the_emptier_node_is_listed_and_follow
                 assert rr.status == 403 and (await rr.text()).startswith("forbidden"), node.url
         async with other.get(a.url + "/console") as resp:
             assert sid not in await resp.text()
+    for node in (a, b):  # nothing moved behind the console's back
+        assert "session lease lost" not in node.output(), node.output()
 
 
 async def test_a_burst_of_console_sessions_spreads_and_a_draining_node_gets_none(nodes):
