@@ -266,8 +266,13 @@ class ClusterNode:
         return state
 
     async def _claim_new(self, session_id: str, *, place: bool = False) -> None:
-        if place and await self._place_new(session_id):
-            return
+        try:
+            if place and await self._place_new(session_id):
+                return
+        except (aioredis.RedisError, OSError) as exc:  # not placed: it stays here
+            log.warning(
+                "new session not placed (%s): kept here", exc, extra={"session": session_id}
+            )
         got = await self.agent.acquire(session_id)
         self._unplaced.discard(session_id)  # held here: this node's heartbeat counts it now
         if not got:

@@ -36,7 +36,9 @@ async def until(predicate, timeout: float = 10.0):  # noqa: ASYNC109
 async def cluster(redis_server, redis_prefix):  # noqa: F811
     made: list[tuple[ClusterNode, RedisLedgerStore]] = []
 
-    async def node(node_id: str, sync: str = "full", place_new: bool = False) -> ClusterNode:
+    async def node(
+        node_id: str, sync: str = "full", place_new: bool = False, settings=SHORT
+    ) -> ClusterNode:
         store = RedisLedgerStore.from_url(redis_server.url, prefix=redis_prefix, sync=sync)
         service = SessionService(store)
         lost: list[tuple[str, list[str]]] = []
@@ -45,7 +47,7 @@ async def cluster(redis_server, redis_prefix):  # noqa: F811
             node_id,
             f"https://{node_id}",
             prefix=redis_prefix,
-            settings=SHORT,
+            settings=settings,
         )
         n = ClusterNode(
             service,
@@ -509,7 +511,8 @@ async def test_retiring_without_redis_gives_up_and_stops_as_on_a_crash(cluster, 
 async def test_locate_says_moving_while_a_dead_nodes_session_is_not_taken_yet(cluster):
     """A console page for a session whose node is gone and whose lease has not expired yet:
     ``session_moving`` (the console answers 503 with ``Refresh: 1``); once taken over, here."""
-    x, y = await cluster("x"), await cluster("y")
+    slow = LeaseSettings(ttl_ms=3000, interval=0.05)  # the lease outlives the checks below
+    x, y = await cluster("x", settings=slow), await cluster("y", settings=slow)
     s = await placed(x, "orphan")  # place_new off: stays on x
     await until(lambda: _all_owned_by(x, [s], "x"))
     await x.stop()  # a crash; its heartbeat key removed as if it had expired
