@@ -21,6 +21,13 @@ core server runs without its event-loop lag probe, as the product server has non
 overhead is the ratio product / core of server CPU per forwarded stream-second (all streams,
 audio and video), and of memory. TTFF means different things here: from the offer (core), from
 the admission (product).
+
+Memory per participant: both servers load the aiortc stack (aiortc, PyAV, aioice, pylibsrtp,
+~36 MB) with their first participant, not at start, so ``rss_mb_per_participant`` (loaded minus
+idle, over the participants) carries that one-time cost divided by the participant count.
+``rss_mb_per_participant_stack_loaded`` takes it out: ``media_stack_mb`` is what importing the
+stack adds to a fresh interpreter that has imported the same server module first (the median of
+five interpreters, once per server kind in the invocation, `stack_rss_mb`).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,6 +66,8 @@ COMPARED = (
     "rss_idle_mb",
     "rss_mb",
     "rss_mb_per_participant",
+    "media_stack_mb",
+    "rss_mb_per_participant_stack_loaded",
     "bot_cores",
     "other_cores",
     "machine_busy",
@@ -428,6 +438,9 @@ def compare(core: dict, product: dict) -> dict:
         "product_over_core_ms_per_stream_s": ratio(core, product, "ms_per_stream_s"),
         "product_over_core_ms_per_packet": ratio(core, product, "ms_per_packet"),
         "product_over_core_rss_per_participant": ratio(core, product, "rss_mb_per_participant"),
+        "product_over_core_rss_per_participant_stack_loaded": ratio(
+            core, product, "rss_mb_per_participant_stack_loaded"
+        ),
     }
 
 
@@ -557,6 +570,43 @@ def idle_main(args: argparse.Namespace) -> int:
     return 0
 
 
+# run in a child interpreter: import the server's module, then the aiortc stack the way the
+# engine does (media.engine._import_stack); print both VmRSS readings in KiB
+_STACK_RSS = """
+import importlib, sys
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:"))
+importlib.import_module(sys.argv[1])
+before = rss()
+from media.engine import _import_stack
+_import_stack()
+print(before, rss())
+"""
+_stack_mb: dict[str, float] = {}
+
+
+def stack_rss_mb(module: str, runs: int = 5) -> float:
+    """RSS the aiortc stack adds to an interpreter that already imported `module`: the median
+    of `runs` fresh interpreters (one reading varies by ~2 MB), once per module."""
+    if module not in _stack_mb:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        readings = []
+        for _ in range(runs):
+            out = subprocess.run(
+                [sys.executable, "-c", _STACK_RSS, module],
+                cwd=root,
+                env={**os.environ, "PYTHONPATH": root},
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            ).stdout.split()
+            readings.append((int(out[1]) - int(out[0])) / 1024)
+        _stack_mb[module] = round(statistics.median(readings), 1)
+    return _stack_mb[module]
+
+
 def run_one(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
     try:
         result = run_load.run_mode(scenario, mode, args)
@@ -566,6 +616,11 @@ def run_one(scenario: Scenario, mode: str, args: argparse.Namespace) -> dict:
     if result.get("rss_mb_per_participant") is not None:
         idle = result["rss_mb"] - result["rss_mb_per_participant"] * people
         result["rss_idle_mb"] = round(idle, 1)
+        stack = stack_rss_mb("server" if mode == "product" else "bench.load_server")
+        result["media_stack_mb"] = stack
+        result["rss_mb_per_participant_stack_loaded"] = round(
+            (result["rss_mb"] - idle - stack) / people, 2
+        )
     return result
 
 
