@@ -177,7 +177,7 @@ async def test_a_one_process_mediation_goes_on_in_the_cluster_after_the_move(
     """A mediation runs on a one-process server (SQLite); the server stops; ``server.py ledger
     migrate`` copies the ledger; a clustered node on the same data directory takes the open
     session back and the people's links bring them back into the joint session with media."""
-    url = redis_server.url.rsplit("/", 1)[0] + "/6"  # a database of its own on the test server
+    url = redis_server.url.rsplit("/", 1)[0] + "/13"  # a database of its own on the test server
     redis.Redis.from_url(url).flushdb()
     data = tmp_path / "data"
     one = ServerProcess(data)  # the embedded default: no Redis
