@@ -59,7 +59,7 @@ def summary(state, node: str) -> Summary:
         created_by=state.created_by,
         created_at=float(state.created_at or 0.0),
         ended=bool(state.ended),
-        waiting=sum(1 for p in state.participants.values() if p.space == "waiting" and p.connected),
+        waiting=state.waiting_count(),
         agreement=(state.agreement or {}).get("status"),
         node=node,
     )

@@ -508,6 +508,10 @@ class SessionState:
     def hosts(self) -> list[ParticipantState]:
         return [p for p in self.participants.values() if p.role in self.policy.host_roles]
 
+    def waiting_count(self) -> int:
+        """People connected and waiting to be admitted (the console's list shows it)."""
+        return sum(1 for p in self.participants.values() if p.space == "waiting" and p.connected)
+
     def had_host(self) -> bool:
         return any(p.arrived for p in self.hosts())
 

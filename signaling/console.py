@@ -100,7 +100,6 @@ def _waiting_label(n: int) -> str:
 
 def _listed(state) -> tuple:
     """A session in memory as the list shows it: the fields of an index summary."""
-    waiting = sum(1 for p in state.participants.values() if p.space == "waiting" and p.connected)
     status = (state.agreement or {}).get("status")
     return (
         state.id,
@@ -108,7 +107,7 @@ def _listed(state) -> tuple:
         state.title,
         state.created_at or 0,
         state.ended,
-        waiting,
+        state.waiting_count(),
         status,
     )
 
