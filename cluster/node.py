@@ -36,6 +36,7 @@ import redis.asyncio as aioredis
 from cluster.index import SESSION_ID, SessionIndex
 from cluster.placement import place
 from cluster.registry import CpuMeter, NodeAgent, NodeLoad, Registry, finish, stopped
+from cluster.relay import CommandRelay
 from cluster.routing import HERE, MOVING, REDIRECT, Route, Router, web_url
 from recording.manifest import record_downtime
 from rooms.errors import CommandError
@@ -84,6 +85,8 @@ class ClusterNode:
         self.router = Router(registry)  # where a page goes for a session not served here
         # what every node's console lists (cluster/index.py)
         self.index = SessionIndex(registry.redis, registry.node_id, prefix=registry.prefix)
+        # commands to a session another node serves, and this node's queue (cluster/relay.py)
+        self.relay = CommandRelay(service, registry)
         self._on_lost = on_lost
         self._orphans: dict[str, float] = {}  # session of a dead node -> when first seen
         self._tasks: set[asyncio.Task] = set()
@@ -109,6 +112,7 @@ class ClusterNode:
             else:  # someone else serves it now
                 await self.registry.disown(session_id)
         self._watch = asyncio.get_running_loop().create_task(self._run())
+        self.relay.start()
 
     async def stop(self) -> None:
         """Stop heartbeating and watching (leases then expire on their own, as on a crash;
@@ -118,6 +122,7 @@ class ClusterNode:
             if task is not None:
                 await finish(task)
         self._watch = None
+        await self.relay.stop()
         await self.agent.stop()
         await self.index.stop()
 

@@ -27,6 +27,7 @@ from rooms.state import SessionState
 
 log = logging.getLogger("parley.rooms")
 
+MIRRORS = 512  # sessions served elsewhere whose mirror ``peek`` keeps (the least recently read go)
 Listener = Callable[[SessionState, list[Event]], None]
 _STAFF_ACTOR = re.compile(r"^staff:[A-Za-z0-9_.@-]{1,64}$")
 
@@ -59,6 +60,8 @@ class SessionService:
         self._store = store
         self._clock = clock
         self._states: dict[str, SessionState] = {}
+        # read-only copies of sessions another node serves (``peek``), newest read last
+        self._mirrors: dict[str, SessionState] = {}
         self._listeners: list[Listener] = []
         self._lock = threading.RLock()
 
@@ -68,6 +71,34 @@ class SessionService:
         if state is None:
             raise CommandError("not_found", f"no session {str(session_id)[:40]!r}")
         return state
+
+    def peek(self, session_id: str) -> SessionState:
+        """The session's state for reading, wherever it is served: the live state when it is
+        held here, else a read-only mirror folded from the ledger (a cluster's views of a
+        session another node serves: docs/scaling.md, "Commands and views across nodes"). The
+        mirror is never served, listed by ``sessions`` nor appended to; each call reads only
+        the events after the ones it already folded. Never change what it returns."""
+        state = self._states.get(session_id) if isinstance(session_id, str) else None
+        if state is not None:
+            return state
+        if not isinstance(session_id, str) or not 0 < len(session_id) <= 64:
+            raise CommandError("not_found", f"no session {str(session_id)[:40]!r}")
+        mirror = self._mirrors.pop(session_id, None)
+        try:
+            if mirror is None:
+                events = self._store.read(session_id)
+                if not events:
+                    raise CommandError("not_found", f"no session {session_id[:40]!r}")
+                mirror = SessionState.from_events(events)
+            else:
+                for event in self._store.read(session_id, mirror.seq):
+                    mirror.apply(event)
+        except ValueError:  # the ledger is not what the mirror folded: read it whole again
+            mirror = SessionState.from_events(self._store.read(session_id))
+        self._mirrors[session_id] = mirror
+        while len(self._mirrors) > MIRRORS:
+            self._mirrors.pop(next(iter(self._mirrors)))  # the one read longest ago
+        return mirror
 
     def sessions(self) -> list[SessionState]:
         return list(self._states.values())
