@@ -377,6 +377,10 @@ def create_app(config: Config) -> web.Application:
     visits_console.officer.attach_media(engine, conductor)  # the officer's grid pictures
     if visits_console.live is not None:  # the lawyer's statement is sealed by the desk's PKI (R2)
         visits_console.live.statements.pki = desk.pki
+    if cluster is not None:  # a visit another node took over: read from the ledger, commanded
+        visits_console.officer.relay = cluster.relay  # there (docs/scaling.md, cluster/relay.py)
+        if visits_console.live is not None:
+            visits_console.live.relay = cluster.relay
 
     async def visits_ctx(app):
         live = None

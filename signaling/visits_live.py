@@ -18,6 +18,11 @@ booked end:
 
 Every step is a command of the system actor through rooms, so it is in the session's ledger, and
 rooms refuses what its rules refuse. No policy here: only the order of the steps.
+
+Clustered, a visit's session may be served by another node than this clock's (it took the
+session over after a crash): the clock then reads it from the ledger (``SessionService.peek``)
+and sends the same steps through the cluster's relay (cluster/relay.py). The time warnings and
+the end at zero are decided by the serving node's own system tick (rooms/rules.py, R17).
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ class LiveVisits:
         self.checks = CheckIns(self.store, console.res)
         # the lawyer's signed statement of a privileged visit (R2); server.py gives it the PKI
         self.statements = Statements(service)
+        # clustered, the cluster's relay (cluster/relay.py): a visit another node serves (it
+        # took the session over) is read from the ledger and stepped through its node
+        self.relay = None
 
     def now(self) -> dt.datetime:
         return dt.datetime.now(self.c.zone).replace(tzinfo=None, microsecond=0)
@@ -75,8 +83,8 @@ class LiveVisits:
         row = self.row(booking=b.id)
         if row is None or row[5]:
             return None
-        try:
-            state = self.service.state(row[1])
+        try:  # wherever it is served (a node that took it over: read from the ledger)
+            state = self.service.peek(row[1])
         except CommandError:
             return None
         if state.ended:
@@ -99,20 +107,43 @@ class LiveVisits:
         while True:
             await asyncio.sleep(interval)
             try:
-                self.step()
+                await self.tick()
             except Exception:  # noqa: BLE001 - the visits' clock must keep running
                 log.exception("live visits step failed")
 
-    def step(self, now: dt.datetime | None = None) -> None:
+    def step(self, now: dt.datetime | None = None) -> list[tuple]:
+        """Open the due bookings and step the visits served here; returns the open visits
+        another node serves (``tick`` steps them through the relay)."""
         now = now or self.now()
         for b in self.c.res.due(now, OPEN_MINUTES):
             if self.row(booking=b.id) is None:
                 self._open(b, now)
+        away = []
         for row in self.open_rows():
+            if self.relay is not None and not self.relay.here(row[1]):
+                away.append(row)
+                continue
             try:
                 self._advance(row, now)
             except (CommandError, VisitError) as exc:
                 log.warning("live visit %s: %s %s", row[0], exc.code, exc.message)
+        return away
+
+    async def tick(self, now: dt.datetime | None = None) -> None:
+        """One beat of the clock: ``step``, then the visits another node serves (after a
+        takeover), read from the ledger and commanded through the relay, with the same steps."""
+        now = now or self.now()
+        for row in self.step(now):
+            try:
+                await self._advance_away(row, now)
+            except (CommandError, VisitError) as exc:
+                log.warning("live visit %s: %s %s", row[0], exc.code, exc.message)
+
+    async def _advance_away(self, row: tuple, now: dt.datetime) -> None:
+        state = self.service.peek(row[1])
+        for raw in self._steps(row, state, now):
+            await self.relay.execute(row[1], "system", raw)
+            self.service.peek(row[1])  # the mirror folds what the owner appended
 
     def _system(self, session: str, **raw) -> None:
         self.service.execute(session, "system", decode_command(raw))
@@ -149,8 +180,14 @@ class LiveVisits:
         log.info("visit session opened", extra={"session": state.id})
 
     def _advance(self, row: tuple, now: dt.datetime) -> None:
-        booking_id, session, _, family_id, inmate_id, _ = row
-        state = self.service.state(session)
+        state = self.service.state(row[1])
+        for raw in self._steps(row, state, now):
+            self._system(row[1], **raw)
+
+    def _steps(self, row: tuple, state, now: dt.datetime):
+        """The system's commands due on one visit, in order; the caller runs each before the
+        next is decided (``state`` is folded forward in between)."""
+        booking_id, _, _, family_id, inmate_id, _ = row
         b = self.c.res.get(booking_id)
         if state.ended:
             self._close(booking_id, b, state.ended_reason or "ended", now)
@@ -158,15 +195,14 @@ class LiveVisits:
         family, inmate = state.participants[family_id], state.participants[inmate_id]
         if not family.identity_checked and self.checks.checked(b.id):
             detail = self.checks.summary(b)
-            self._system(
-                session,
-                type="mark_identity_checked",
-                participant=family.id,
-                method="check_in",
-                detail=detail,
-            )
+            yield {
+                "type": "mark_identity_checked",
+                "participant": family.id,
+                "method": "check_in",
+                "detail": detail,
+            }
         if now >= b.end and not state.clock_started:
-            self._system(session, type="end_session", reason="no_visit")
+            yield {"type": "end_session", "reason": "no_visit"}
             return
         if now < b.start:
             return
@@ -181,10 +217,10 @@ class LiveVisits:
         if policy.recording == "required" and not state.recording:
             if state.recorder != "ready":
                 return  # R1: no recorder, no visit; the conductor reports it when it is
-            self._system(session, type="start_recording")
+            yield {"type": "start_recording"}
         for p in people:
             if p.space == WAITING:
-                self._system(session, type="admit", participant=p.id)
+                yield {"type": "admit", "participant": p.id}
 
     def _close(self, booking_id: int, b, reason: str, now: dt.datetime) -> None:
         with self.store.tx() as db:

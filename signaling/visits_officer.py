@@ -16,6 +16,13 @@ member (``staff:<user>``), so the ledger names who did it and when:
 
 A refusal answers the bilingual error page with its code and changes nothing.
 
+Clustered, a visit may be served by another node than this console's (it took the session over
+after a crash): the console reads it from the ledger (``SessionService.peek``) and sends its
+commands through the cluster's relay (cluster/relay.py) to that node, where rooms decides them
+as it would here; ``session_moving`` / ``unavailable`` when that node cannot be reached. The
+grid's thumbnails and link figures come from this node's media engine: a visit served elsewhere
+shows neither (its status and time left are the ledger's).
+
 The list is the facility's **grid** (V3): ``live.json`` refreshes every visit's status,
 remaining time and both ends' connection quality (good/fair/poor from the media engine's own
 figures: round trip, loss reported by the end's receiver, its uplink bitrate, the age of its
@@ -148,6 +155,9 @@ class OfficerConsole:
         self.c = console
         self.service, self.signer = service, signer
         self.engine = self.conductor = None  # attach_media: without them, no grid pictures
+        # clustered, commands go through the cluster's relay (cluster/relay.py) to whichever
+        # node serves the visit; None: every session is here (server.py wires it)
+        self.relay = None
         self._grids: dict[str, Grid] = {}
         self._closing: set[asyncio.Task] = set()
         # the session clock's time (time.time; the test clock when PARLEY_TEST_CLOCK=1 moves
@@ -173,15 +183,21 @@ class OfficerConsole:
             require(grants, action, facility)
         elif not (allowed(grants, action, facility) or allowed(grants, action, bureau)):
             raise VisitError("forbidden", f"{action} is not among your grants for this visit")
-        try:
-            state = self.service.state(row[1])
+        try:  # served here or by another node of the cluster (read from the ledger)
+            state = self.service.peek(row[1])
         except CommandError:
             raise VisitError("not_found", "no such live visit") from None
         return row, b, state, bureau, facility
 
-    def _run(self, state, actor: str, **raw) -> None:
+    async def _run(self, state, actor: str, **raw):
+        """The command on the visit's session wherever it is served (the relay sends it to
+        its node); returns the session's state after it. A refusal: VisitError, same code."""
         try:
-            self.service.execute(state.id, actor, decode_command(raw))
+            if self.relay is None:
+                self.service.execute(state.id, actor, decode_command(raw))
+            else:
+                await self.relay.execute(state.id, actor, raw)
+            return self.service.peek(state.id)
         except CommandError as exc:
             raise VisitError(exc.code, exc.message) from None
 
@@ -214,8 +230,8 @@ class OfficerConsole:
             bureau, facility = self.c._sites_of(b)
             if site_id not in (bureau, facility):
                 continue
-            try:
-                state = self.service.state(row[1])
+            try:  # wherever it is served: a mirror of the ledger when not here
+                state = self.service.peek(row[1])
             except CommandError:
                 continue
             yield row, b, state, bureau, facility
@@ -315,7 +331,7 @@ class OfficerConsole:
         reason = fields.get("reason", "")
         if reason not in WARN_REASONS:
             raise VisitError("invalid", f"reason: one of {', '.join(WARN_REASONS)}")
-        self._run(state, f"staff:{account.username}", type="warn", reason=reason)
+        state = await self._run(state, f"staff:{account.username}", type="warn", reason=reason)
         raise web.HTTPSeeOther(self._back(request, grants, bureau, facility, state))
 
     async def mute(self, request: web.Request) -> web.Response:
@@ -329,7 +345,7 @@ class OfficerConsole:
         if state.policy.privileged:
             raise VisitError("forbidden", "nobody mutes a privileged visit")
         pid = row[3] if side == "family" else row[4]
-        self._run(
+        state = await self._run(
             state,
             f"staff:{account.username}",
             type="mute" if on == "1" else "unmute",
@@ -345,10 +361,10 @@ class OfficerConsole:
         reason = fields.get("reason", "")
         if reason not in END_REASONS:
             raise VisitError("invalid", f"reason: one of {', '.join(END_REASONS)}")
-        self._run(
+        state = await self._run(
             state, f"staff:{account.username}", type="end_session", reason=f"terminated:{reason}"
         )
-        self.c.live.step()  # the booking completes now, not at the next beat
+        await self.c.live.tick()  # the booking completes now, not at the next beat
         raise web.HTTPSeeOther(self._back(request, grants, bureau, facility, state))
 
     @staticmethod
@@ -526,7 +542,9 @@ class OfficerConsole:
             None,
         )
         if me is None:
-            self._run(state, f"staff:{account.username}", type="add_observer", name=name, role=role)
+            state = await self._run(
+                state, f"staff:{account.username}", type="add_observer", name=name, role=role
+            )
             me = next(
                 p for p in state.participants.values() if p.name == name and p.space not in GONE
             )
