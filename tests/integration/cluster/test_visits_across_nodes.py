@@ -85,6 +85,16 @@ async def test_a_visit_served_by_another_node_is_listed_commanded_and_ended(clus
     assert after.participants[inmate].muted and after.seq == b.service.state(session).seq
     assert a2.relay.served == 0 and b.relay.served == 1
 
+    # B alive but not reading its queue: the console's action fails with a clear code, and
+    # nothing happens on B (the command was taken back)
+    await b.relay.stop()
+    a2.relay.timeout = 0.5
+    with pytest.raises(VisitError) as e:
+        await c2.officer._run(after, "staff:off-a", type="unmute", participant=inmate)
+    assert e.value.code == "unavailable"
+    b.relay.start()
+    assert b.service.state(session).participants[inmate].muted
+
     # the clock on A: before the booked end nothing; at it, the visit ends on B (no_visit)
     end = START + dt.timedelta(minutes=15)
     await c2.live.tick(end - dt.timedelta(minutes=1))
