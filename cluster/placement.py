@@ -5,7 +5,10 @@ A node's load is the largest of three fractions of what one node process is size
 CPU used (of one core), forwarded media streams (of 240: 20 rooms x 6 video + 6 audio) and
 sessions (of 20). CPU is the real limit but lags (a session placed a second ago has nobody
 connected yet), the session count is immediate but blind to room size, streams sit between:
-the largest of the three is the honest one. ``pending`` counts the sessions placed on a node
+the largest of the three is the honest one. CPU under a quarter of a core counts as none: the
+heartbeat measures it over half a second, so a staff login (its Argon2 hash) or a page render
+makes a quiet node look busier than a node serving several sessions; below that the session
+and stream counts decide, above it CPU does. ``pending`` counts the sessions placed on a node
 that its heartbeat does not count yet (read from Redis by the caller: every node's placements,
 ``Registry.reserve``; a takeover round's own choices), so a burst of new sessions spreads
 instead of all landing on the node that looked emptiest a moment ago.
@@ -24,13 +27,15 @@ from cluster.registry import NodeInfo
 
 SESSIONS_PER_NODE = 20
 STREAMS_PER_NODE = 240
+CPU_QUIET = 0.25  # of one core: below it, CPU is a login or a page render, not load
 
 
 def load_of(node: NodeInfo, pending: int = 0) -> float:
     """The node's load as a fraction of one node's planned capacity (1.0 = full)."""
     load = node.load
+    cpu = float(load.cpu)
     return max(
-        max(float(load.cpu), 0.0),
+        cpu if cpu >= CPU_QUIET else 0.0,
         max(load.streams, 0) / STREAMS_PER_NODE,
         (max(load.sessions, 0) + max(pending, 0)) / SESSIONS_PER_NODE,
     )

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -371,16 +372,22 @@ def _decode_info(value: bytes | None) -> NodeInfo | None:
 
 
 class CpuMeter:
-    """This process's CPU use as a fraction of one core, between two calls."""
+    """This process's CPU use as a fraction of one core, smoothed over about ``seconds``
+    (an exponential average of the use between two calls): placement wants the sustained load,
+    not the half second in which a staff login hashed its password."""
 
-    def __init__(self) -> None:
-        self._wall, self._cpu = time.monotonic(), time.process_time()
+    def __init__(self, seconds: float = 5.0, clock=time.monotonic, cpu=time.process_time) -> None:
+        self._clock, self._process_time, self._tau = clock, cpu, seconds
+        self._wall, self._cpu = clock(), cpu()
+        self._average = 0.0
 
     def __call__(self) -> float:
-        wall, cpu = time.monotonic(), time.process_time()
-        used = (cpu - self._cpu) / max(wall - self._wall, 1e-6)
+        wall, cpu = self._clock(), self._process_time()
+        elapsed = max(wall - self._wall, 1e-6)
+        used = min(max((cpu - self._cpu) / elapsed, 0.0), float(os.cpu_count() or 1))
         self._wall, self._cpu = wall, cpu
-        return round(min(max(used, 0.0), float(os.cpu_count() or 1)), 3)
+        self._average += (1.0 - math.exp(-elapsed / self._tau)) * (used - self._average)
+        return round(self._average, 3)
 
 
 class NodeAgent:

@@ -31,6 +31,18 @@ CASES = [
         {},
         "b",
     ),
+    (
+        "CPU under a quarter core is noise: sessions decide",
+        [node("a", sessions=1, cpu=0.02), node("b", cpu=0.24)],
+        {},
+        "b",
+    ),
+    (
+        "CPU from a quarter core counts",
+        [node("a", sessions=1, cpu=0.02), node("b", cpu=0.25)],
+        {},
+        "a",
+    ),
     ("all even: smaller id", [node("b"), node("a"), node("c")], {}, "a"),
     (
         "equal load: fewer sessions",

@@ -219,3 +219,25 @@ async def test_placements_count_as_pending_until_the_nodes_heartbeat_counts_them
         await asyncio.sleep(0.02)
     # nothing to choose: no placement, nothing counted
     assert await a.reserve("s-none", lambda live, pending: None) is None
+
+
+def test_the_cpu_figure_is_the_sustained_use_not_a_burst():
+    """A 0.2 s burst (a login's password hash) in a half-second beat reads as 0.4 of a core
+    over that beat; the smoothed figure stays under placement's quiet threshold, and a node
+    that stays busy climbs to its real use within a few time constants."""
+    from cluster.placement import CPU_QUIET
+    from cluster.registry import CpuMeter
+
+    now, used = [0.0], [0.0]
+    meter = CpuMeter(seconds=5.0, clock=lambda: now[0], cpu=lambda: used[0])
+
+    def beat(cpu_seconds: float) -> float:
+        now[0] += 0.5
+        used[0] += cpu_seconds
+        return meter()
+
+    figures = [beat(0.005) for _ in range(10)]  # idle: 1 % of a core
+    assert max(figures) < 0.02
+    assert beat(0.2) < CPU_QUIET  # the burst
+    busy = [beat(0.4) for _ in range(60)]  # 0.8 of a core for 30 s
+    assert busy[-1] == pytest.approx(0.8, abs=0.01) and busy[3] < busy[-1]
