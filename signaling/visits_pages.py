@@ -34,6 +34,12 @@ ERRORS = {
     "too_late": (409, "已过时限 Too late"),
     "too_soon": (409, "时间未到 Too soon"),
     "identity_mismatch": (409, "证件号码与备案不符 The ID does not match the approved record"),
+    # a visit served by another node (docs/scaling.md, "Commands and views across nodes")
+    "session_moving": (
+        503,
+        "会见正在转移到另一台服务器，请稍后重试 The visit is moving; try again",
+    ),
+    "unavailable": (503, "会见所在的服务器未响应，请稍后重试 The visit's server did not answer"),
 }
 VISITS_STAFF = web.RequestKey("visits_staff", tuple)  # (account, session) for error pages
 FIRST_HOUR, LAST_HOUR = 7, 19  # the grid's columns when no terminal opens earlier or later
