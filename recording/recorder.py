@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -264,16 +265,25 @@ class Recorder:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._probed: tuple[float, bool] | None = None  # (when, writable) for health()
         self._probing: float | None = None  # when the probe now running started
+        # the workers of one machine share the recordings directory: each probes its own file
+        # (one name for all: a worker's unlink or rename removed another's file mid-probe, and
+        # that worker failed to start or reported its disk unwritable)
+        self._probe_name = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.writer = Writer(self._closed, self._failed, max_frames=max_frames, store=store)
 
     def start(self) -> None:
         """Bind to the running loop and check the directory can be written (R1: ready)."""
         self._loop = asyncio.get_running_loop()
+        self.check_writable()
+        self._probed = (time.monotonic(), True)  # just written: health() probes again later
+
+    def check_writable(self) -> None:
+        """Write, sync and remove a file of this recorder's own in the directory (OSError if it
+        cannot): a node that cannot record does not start."""
         self.root.mkdir(parents=True, exist_ok=True)
-        probe = self.root / ".probe"
+        probe = self.root / f".probe-{self._probe_name}"
         write_durably(probe, b"")
         probe.unlink()
-        self._probed = (time.monotonic(), True)  # just written: health() probes again later
 
     @property
     def healthy(self) -> bool:
@@ -316,7 +326,7 @@ class Recorder:
         self._probing = None
 
     def _probe(self) -> bool:
-        path = self.root / ".ready-probe"
+        path = self.root / f".ready-probe-{self._probe_name}"
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:

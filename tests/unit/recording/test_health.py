@@ -121,3 +121,38 @@ async def test_a_hung_disk_never_holds_health_and_reads_not_writable(tmp_path, m
     finally:
         release.set()
         rec.writer.stop()
+
+
+def test_recorders_sharing_a_directory_probe_it_without_tripping_each_other(tmp_path):
+    """The workers of one machine share the recordings directory and start together: each
+    recorder's start and readiness probes use files of their own, so none fails or reports the
+    disk unwritable because another removed the file it was writing (real threads, real disk)."""
+    master = MasterKey.load(tmp_path)
+    root = tmp_path / "recordings"
+    root.mkdir()
+    recorders = [
+        Recorder(root, master, report=lambda s, c: None, request_keyframe=lambda p: None)
+        for _ in range(4)
+    ]
+    failures: list[str] = []
+    go = threading.Barrier(len(recorders))
+
+    def hammer(rec: Recorder) -> None:
+        go.wait()
+        for _ in range(300):
+            try:
+                rec.check_writable()  # what start() does
+            except OSError as exc:
+                failures.append(f"start: {exc!r}")
+            if not rec._probe():
+                failures.append("ready probe: not writable")
+
+    threads = [threading.Thread(target=hammer, args=(r,)) for r in recorders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []
+    assert sorted(p.name for p in root.iterdir()) == []  # nothing left behind
+    for rec in recorders:
+        rec.writer.stop()
