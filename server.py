@@ -54,7 +54,7 @@ from signaling.guard import (
     quiet_logger,
     runner_options,
 )
-from signaling.headers import forwarded, parse_proxies, security_headers
+from signaling.headers import connect_sources, forwarded, parse_proxies, security_headers
 from signaling.http import METRICS_REGISTRY, routes
 from signaling.messages import StrictJson
 from signaling.namespace import NAMESPACE, ParleyNamespace
@@ -139,6 +139,9 @@ class Config:
     # on the other workers: the URL of the one that runs it, where the live visits' pages are
     # sent (signaling/visits_home.py)
     visits_url: str | None = None
+    # other origins the pages may open their socket on (Content-Security-Policy connect-src):
+    # the other workers of this machine, where a terminal follows a visit one of them took over
+    connect_origins: list[str] | None = None
 
     ENV_PREFIX = "PARLEY_"
 
@@ -173,7 +176,7 @@ def _coerce(name: str, raw):
         return Path(raw)
     if name in ("demo", "smtp_starttls", "live_visits"):
         return raw.lower() not in ("0", "false", "no", "off")
-    if name in ("ice_host_addresses", "trusted_proxies", "turn_urls"):
+    if name in ("ice_host_addresses", "trusted_proxies", "turn_urls", "connect_origins"):
         return [a.strip() for a in raw.split(",") if a.strip()]
     return raw
 
@@ -427,7 +430,9 @@ def create_app(config: Config) -> web.Application:
     app.middlewares.append(forwarded(parse_proxies(config.trusted_proxies)))
     if config.visits_url and not config.live_visits:
         app.middlewares.append(visits_home(config.visits_url))
-    app.on_response_prepare.append(security_headers(hsts=config.tls != "self-signed"))
+    app.on_response_prepare.append(
+        security_headers(hsts=config.tls != "self-signed", connect=config.connect_origins or ())
+    )
     app.add_routes(routes(signer, ready, metrics_token=config.metrics_token))
     app.add_routes(staff.routes())
     # clustered, the console spans the nodes (docs/scaling.md, "The console across nodes")
@@ -963,6 +968,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         retention_days(config)  # bad_config: retention_days_*
         parse_proxies(config.trusted_proxies)
+        connect_sources(config.connect_origins or ())  # bad_config: connect_origins
         TurnCredentials(config.turn_secret, parse_urls(config.turn_urls))  # bad_config: turn_*
     except ValueError as exc:
         print(exc, file=sys.stderr)

@@ -96,11 +96,30 @@ def forwarded(proxies: list[Network]):
     return middleware
 
 
-def security_headers(*, hsts: bool):
-    """``on_response_prepare`` handler: it sees every response, errors and files included."""
+def connect_sources(origins: Iterable[str]) -> list[str]:
+    """CSP sources for other origins a page may connect to: each ``http(s)://host:port`` origin
+    and its WebSocket twin (``ws(s)://``), which browsers do not all derive from it."""
+    sources = []
+    for origin in origins:
+        scheme, sep, rest = origin.rstrip("/").partition("://")
+        if not sep or scheme not in ("http", "https") or not rest or "/" in rest or " " in rest:
+            raise ValueError(f"bad_config: connect_origins: {origin!r} is not an http(s) origin")
+        sources += [f"{scheme}://{rest}", f"{'wss' if scheme == 'https' else 'ws'}://{rest}"]
+    return sources
+
+
+def security_headers(*, hsts: bool, connect: Iterable[str] = ()):
+    """``on_response_prepare`` handler: it sees every response, errors and files included.
+    ``connect``: origins the pages may also open connections to (the other workers)."""
+    headers = dict(HEADERS)
+    extra = connect_sources(connect)
+    if extra:
+        headers["Content-Security-Policy"] = CSP.replace(
+            "connect-src 'self'", "connect-src 'self' " + " ".join(extra)
+        )
 
     async def on_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
-        response.headers.update(HEADERS)
+        response.headers.update(headers)
         if request.path.startswith(CODE_PATHS) and "Cache-Control" not in response.headers:
             # revalidate (a 304 when unchanged): a copy cached before an upgrade would fail the
             # pages' Subresource Integrity check (signaling/sri.py) instead of being refreshed

@@ -83,7 +83,7 @@ QUALITY = {
 }
 WATCH_SCRIPTS = (
     "<script src='/vendor/socket.io.min.js'></script><script src='/static/call.js'></script>"
-    "<script src='/static/officer.js'></script>"
+    "<script src='/static/follow.js'></script><script src='/static/officer.js'></script>"
 )
 
 

@@ -11,7 +11,7 @@
   const POLL_MS = 3000, WARNING_MS = 20000, STATEMENT_MS = 10000, END_MS = 60000, STATEMENT_END_MS = 300000;
   const KEY = "parley.kiosk";
   const k = window.parleyKiosk = { token: null, data: null, socket: null, call: null, local: null,
-    view: null, slots: [], joined: false, warningsSeen: null, timeWarned: null, deadline: null };
+    view: null, slots: [], slotMessages: 0, joined: false, warningsSeen: null, timeWarned: null, deadline: null };
 
   // A visit room speaks Chinese first, whatever the machine's browser language; the button
   // switches to English for the visit and stays so on this terminal.
@@ -116,15 +116,18 @@
     k.joined = true;
     k.session = live.session; k.kind = live.kind;
     text($("k-ready-status"), "connecting");
-    const socket = k.socket = io("/parley", { auth: { token: live.token, device: "kiosk-" + k.data.terminal.id }, transports: ["websocket"] });
-    socket.on("welcome", (msg) => start(msg));
-    socket.on("state", (view) => { k.view = view; renderCall(); });
-    socket.on("slots", (msg) => { k.slots = msg.slots || []; attach(); });
-    socket.on("error", (e) => { if (e && e.code === "ended") finish(); });
-    socket.on("connect_error", (err) => {
-      const code = err && err.data && err.data.code;
-      if (code === "session_ended") finish();
-    });
+    // on this page's server, or on the worker that took the visit over (follow.js)
+    window.parleyFollow(
+      { token: live.token, device: "kiosk-" + k.data.terminal.id },
+      {
+        welcome: (msg) => start(msg),
+        state: (view) => { k.view = view; renderCall(); },
+        slots: (msg) => { k.slotMessages += 1; k.slots = msg.slots || []; attach(); },
+        error: (e) => { if (e && e.code === "ended") finish(); },
+      },
+      (socket) => { k.socket = socket; },
+      () => finish(),
+    );
   }
 
   const command = (cmd) => new Promise((resolve) => k.socket.emit("command", { v: 1, cmd }, resolve));
@@ -144,10 +147,13 @@
       onSlotStream: () => attach(), onState: () => {}, onPathLost: async () => true,
     }, welcome.iceServers);
     const sdp = await k.call.offer();
+    const messagesBefore = k.slotMessages;
     k.socket.emit("offer", { v: 1, sdp }, async (reply) => {
       if (!reply || !reply.ok) { text($("k-ready-status"), "err_unknown"); return; }
+      // the answer's map only if no "slots" message came since the offer (as app.js does): a
+      // message that overtook the answer is as new or newer
+      if (k.slotMessages === messagesBefore) k.slots = reply.slots || [];
       await k.call.answer(reply.sdp);
-      k.slots = reply.slots || [];
       attach();
     });
     show("call");

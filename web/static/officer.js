@@ -119,36 +119,42 @@
 
   const watch = $("watch");
   if (!watch) return;
-  const o = window.parleyOfficer = { view: null, slots: [], call: null, deadline: null, frozen: null };
+  const o = window.parleyOfficer = { view: null, slots: [], slotMessages: 0, call: null, deadline: null, frozen: null };
   const status = (zh, en) => { $("watch-status").textContent = zh + " " + en; };
 
   $("watch-start").onclick = () => {
     $("watch-start").disabled = true;
     status("正在连接…", "Connecting…");
-    const socket = o.socket = io("/parley", { auth: { token: watch.dataset.token }, transports: ["websocket"] });
-    socket.on("welcome", async (welcome) => {
-      o.view = welcome.session;
-      if (o.call) o.call.close();
-      const call = o.call = new window.ParleyCall(new MediaStream(), welcome.slots, {
-        onSlotStream: () => attach(), onState: (s) => { if (s === "connected") status("监看中", "Watching"); },
-        onCandidate: (c) => {  // trickle ICE, as the call page does (call.js)
-          if (o.call !== call || !socket.connected) return;
-          socket.timeout(5000).emitWithAck("candidate", {
-            v: 1, candidate: c.candidate, mid: c.sdpMid || "0", ufrag: c.usernameFragment || "",
-          }).catch(() => {});
-        },
-      }, welcome.iceServers);
-      const sdp = await o.call.offer();
-      socket.emit("offer", { v: 1, sdp }, async (reply) => {
-        if (!reply || !reply.ok) { status("连接失败", "Could not connect"); return; }
-        await o.call.answer(reply.sdp);
-        o.slots = reply.slots || [];
-        attach();
-      });
-    });
-    socket.on("state", (view) => { o.view = view; render(); });
-    socket.on("slots", (msg) => { o.slots = msg.slots || []; attach(); });
-    socket.on("error", (e) => { if (e && e.code === "ended") status("会见已结束", "The visit has ended"); });
+    const ended = () => status("会见已结束", "The visit has ended");
+    // on this page's server, or on the worker that took the visit over (follow.js)
+    window.parleyFollow({ token: watch.dataset.token }, {
+      welcome: async (welcome) => {
+        o.view = welcome.session;
+        if (o.call) o.call.close();
+        const call = o.call = new window.ParleyCall(new MediaStream(), welcome.slots, {
+          onSlotStream: () => attach(), onState: (s) => { if (s === "connected") status("监看中", "Watching"); },
+          onCandidate: (c) => {  // trickle ICE, as the call page does (call.js)
+            if (o.call !== call || !o.socket.connected) return;
+            o.socket.timeout(5000).emitWithAck("candidate", {
+              v: 1, candidate: c.candidate, mid: c.sdpMid || "0", ufrag: c.usernameFragment || "",
+            }).catch(() => {});
+          },
+        }, welcome.iceServers);
+        const sdp = await o.call.offer();
+        const messagesBefore = o.slotMessages;
+        o.socket.emit("offer", { v: 1, sdp }, async (reply) => {
+          if (!reply || !reply.ok) { status("连接失败", "Could not connect"); return; }
+          // the answer's map only if no "slots" message came since the offer (as app.js does):
+          // a message that overtook the answer (a room publishing meanwhile) is as new or newer
+          if (o.slotMessages === messagesBefore) o.slots = reply.slots || [];
+          await o.call.answer(reply.sdp);
+          attach();
+        });
+      },
+      state: (view) => { o.view = view; render(); },
+      slots: (msg) => { o.slotMessages += 1; o.slots = msg.slots || []; attach(); },
+      error: (e) => { if (e && e.code === "ended") ended(); },
+    }, (socket) => { o.socket = socket; }, ended);
   };
 
   function names() {
