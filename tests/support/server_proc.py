@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.support.procs import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -129,3 +131,26 @@ def wait_until(predicate, timeout: float, interval: float = 0.05):
             return value
         time.sleep(interval)
     return predicate()
+
+
+def cluster_node(
+    data_dir: Path, name: str, env: dict, made: list, *extra: str, port: int | None = None
+) -> ServerProcess:
+    """A clustered node ``name`` (its node id), started: on ``port`` (a free one if None) with
+    that port's URL as its public URL, so that a redirect to it can be followed; ``env`` the
+    cluster's (secret, Redis, lease TTL...). It is added to ``made`` before it starts, so a
+    teardown stops it even when starting fails. Quiet (no demo links) when ``extra`` has
+    ``--no-demo``: then ready once it listens."""
+    port = port or free_port()
+    public = f"http://127.0.0.1:{port}"
+    proc = ServerProcess(
+        data_dir,
+        "--port",
+        str(port),
+        *extra,
+        env={**env, "PARLEY_NODE_ID": name, "PARLEY_PUBLIC_URL": public},
+    )
+    made.append(proc)
+    proc.start_quiet() if "--no-demo" in extra else proc.start()
+    assert proc.url == public
+    return proc

@@ -21,9 +21,8 @@ import redis
 
 from bench.takeover import CONSENTS, Page, until
 from tests.integration.cluster.test_accounts_cluster import login, user_add
-from tests.support.procs import free_port
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
-from tests.support.server_proc import ServerProcess
+from tests.support.server_proc import ServerProcess, cluster_node
 
 pytestmark = pytest.mark.slow
 
@@ -41,19 +40,7 @@ def nodes(tmp_path, redis_server):  # noqa: F811
     made = []
 
     def node(name: str, **extra_env: str) -> ServerProcess:
-        port = free_port()
-        public = f"http://127.0.0.1:{port}"
-        proc = ServerProcess(
-            tmp_path / name,
-            "--port",
-            str(port),
-            "--no-demo",
-            env={**env, "PARLEY_NODE_ID": name, "PARLEY_PUBLIC_URL": public, **extra_env},
-        )
-        made.append(proc)
-        proc.start_quiet()
-        assert proc.url == public
-        return proc
+        return cluster_node(tmp_path / name, name, {**env, **extra_env}, made, "--no-demo")
 
     for who in ("wang", "li"):
         added = user_add(tmp_path / "cli", who, url)

@@ -29,9 +29,8 @@ import redis
 from bench.takeover import CONSENTS, ROOT, Page, handed_over, until
 from cluster.registry import NodeInfo
 from signaling.tokens import TokenSigner
-from tests.support.procs import free_port
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
-from tests.support.server_proc import ServerProcess
+from tests.support.server_proc import ServerProcess, cluster_node
 
 pytestmark = pytest.mark.slow
 
@@ -52,24 +51,8 @@ def cluster(tmp_path, redis_server):  # noqa: F811
     made = []
 
     def node(name: str, *extra: str, drain_s: float = 30.0) -> ServerProcess:
-        port = free_port()
-        public = f"http://127.0.0.1:{port}"
-        proc = ServerProcess(
-            tmp_path / name,
-            "--port",
-            str(port),
-            *extra,
-            env={
-                **env,
-                "PARLEY_NODE_ID": name,
-                "PARLEY_PUBLIC_URL": public,
-                "PARLEY_DRAIN_SECONDS": str(drain_s),
-            },
-        )
-        made.append(proc)
-        proc.start() if not extra else proc.start_quiet()
-        assert proc.url == public
-        return proc
+        drain = {**env, "PARLEY_DRAIN_SECONDS": str(drain_s)}
+        return cluster_node(tmp_path / name, name, drain, made, *extra)
 
     node.url, node.secret = url, secret
     yield node

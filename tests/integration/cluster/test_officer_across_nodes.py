@@ -35,7 +35,7 @@ from tests.integration.visits.test_live_visit import Peer, check_in, kiosk_live,
 from tests.support.procs import free_port
 from tests.support.province import build
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
-from tests.support.server_proc import ROOT, ServerProcess
+from tests.support.server_proc import ROOT, ServerProcess, cluster_node
 from visits.booking import Rules
 from visits.reservations import Reservations
 from visits.store import VisitStore
@@ -95,15 +95,7 @@ async def test_node_1s_officer_warns_and_ends_a_visit_node_2_serves(tmp_path, re
     ports = {"n1": free_port(), "n2": free_port()}
 
     def node(name: str, data) -> ServerProcess:
-        public = f"http://127.0.0.1:{ports[name]}"
-        proc = ServerProcess(
-            data,
-            "--port",
-            str(ports[name]),
-            "--no-demo",
-            env={**env, "PARLEY_NODE_ID": name, "PARLEY_PUBLIC_URL": public},
-        )
-        return proc.start_quiet()
+        return cluster_node(data, name, env, [], "--no-demo", port=ports[name])
 
     peers: list[Peer] = []
     n1 = node("n1", data1)

@@ -20,9 +20,8 @@ import pytest
 import redis
 
 from bench.takeover import CONSENTS, Page, until
-from tests.support.procs import free_port
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
-from tests.support.server_proc import ServerProcess
+from tests.support.server_proc import ServerProcess, cluster_node
 
 pytestmark = pytest.mark.slow
 
@@ -40,19 +39,7 @@ def nodes(tmp_path, redis_server):  # noqa: F811
     made = []
 
     def node(name: str, *extra: str) -> ServerProcess:
-        port = free_port()
-        public = f"http://127.0.0.1:{port}"
-        proc = ServerProcess(
-            tmp_path / name,
-            "--port",
-            str(port),
-            *extra,
-            env={**env, "PARLEY_NODE_ID": name, "PARLEY_PUBLIC_URL": public},
-        )
-        made.append(proc)
-        proc.start() if not extra else proc.start_quiet()
-        assert proc.url == public
-        return proc
+        return cluster_node(tmp_path / name, name, env, made, *extra)
 
     yield node
     for proc in made:
