@@ -220,8 +220,10 @@ class SessionService:
             decide(state, actor, command, float(self._clock()), self._fresh_id(state))
 
     def events(self, session_id: str) -> list[Event]:
-        """The session's whole ledger (for evidence bundles and audits)."""
-        self.state(session_id)
+        """The session's whole ledger (for evidence bundles, audits and statements), wherever it
+        is served (``not_found`` when the ledger has no such session)."""
+        if not (isinstance(session_id, str) and session_id in self._states):
+            self.peek(session_id)
         return self._store.read(session_id)
 
     def recover(self, *, mark_disconnected: bool = True) -> int:

@@ -139,10 +139,10 @@ class Kiosk:
             return refusal("forbidden", "this terminal did not hold the lawyer's side", 403)
         if row[2] != "privileged":
             return refusal("not_privileged", "only a lawyer visit has this statement", 409)
-        try:
-            state = self.live.service.state(session)
-        except CommandError:  # not on this node (another node of a cluster holds it)
-            return refusal("not_found", "this visit is not held here", 404)
+        try:  # wherever it is served: the statement is made from the ledger
+            state = self.live.service.peek(session)
+        except CommandError:
+            return refusal("not_found", "no such visit", 404)
         statements = self.live.statements
         if state.ended and statements.clock() - state.last_ts > STATEMENT_MINUTES * 60:
             return refusal("expired", "the statement is shown for a while after the end", 410)

@@ -67,3 +67,23 @@ def test_peek_unknown_or_malformed_is_not_found(service, bad):
     with pytest.raises(CommandError) as e:
         service.peek(bad)
     assert e.value.code == "not_found"
+
+
+def test_a_sessions_ledger_is_read_wherever_it_is_served(store, clock):
+    """``events``: the whole ledger of a session another service serves (a privileged visit's
+    statement, an evidence bundle), the same as its owner reads; unknown ids are not_found."""
+    owner = SessionService(store, clock=clock)
+    reader = SessionService(store, clock=clock)
+    state = owner.create_session(
+        "mediation",
+        actor="staff:wang",
+        title="t",
+        case_number=None,
+        participants=list(MEDIATION_PEOPLE),
+    )
+    assert reader.events(state.id) == owner.events(state.id) and len(reader.events(state.id)) >= 1
+    with pytest.raises(CommandError) as refused:
+        reader.events("s-nobody")
+    assert refused.value.code == "not_found"
+    with pytest.raises(CommandError):
+        reader.state(state.id)  # read, never served here
