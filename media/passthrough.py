@@ -111,30 +111,6 @@ HOOKS: tuple[tuple[str, str, str], ...] = (
     ("aiortc.rtcrtpsender:RTCRtpSender", "_retransmit", "attr"),
     ("aiortc.rtcrtpsender:RTCRtpSender", "_run_rtcp", "attr"),
     ("aiortc.rtcrtpsender:RTCRtpSender", "_ssrc", "instance"),
-    # the negotiated codecs only, in both descriptions (`keep_negotiated_codecs`)
-    (
-        "aiortc.rtcpeerconnection:RTCPeerConnection",
-        "_RTCPeerConnection__pendingRemoteDescription",
-        "instance",
-    ),
-    (
-        "aiortc.rtcpeerconnection:RTCPeerConnection",
-        "_RTCPeerConnection__currentRemoteDescription",
-        "instance",
-    ),
-    (
-        "aiortc.rtcpeerconnection:RTCPeerConnection",
-        "_RTCPeerConnection__pendingLocalDescription",
-        "instance",
-    ),
-    (
-        "aiortc.rtcpeerconnection:RTCPeerConnection",
-        "_RTCPeerConnection__currentLocalDescription",
-        "instance",
-    ),
-    ("aiortc.rtcpeerconnection:RTCPeerConnection", "_RTCPeerConnection__remoteRtp", "attr"),
-    ("aiortc.rtcrtptransceiver:RTCRtpTransceiver", "_codecs", "instance"),
-    ("aiortc.rtcrtpparameters:RTCRtpParameters", "codecs", "instance"),
     ("aiortc.rtcrtpsender:RTCRtpSender", "_RTCRtpSender__rtp_started", "instance"),
     ("aiortc.rtcrtpsender:RTCRtpSender", "_RTCRtpSender__rtp_exited", "instance"),
     ("aiortc.rtcrtpsender:RTCRtpSender", "_RTCRtpSender__rtcp_started", "instance"),
@@ -167,11 +143,6 @@ HOOKS: tuple[tuple[str, str, str], ...] = (
 
 # What the code does, read from its source: (what breaks, function, the lines it must contain).
 _SOURCE_CONTRACT = (
-    (
-        "RTCPeerConnection reads a remote section's codecs after answering (keep_negotiated_codecs)",
-        lambda: aiortc.RTCPeerConnection._RTCPeerConnection__remoteRtp,
-        ["codecs=transceiver._codecs", "media.rtp.muxId"],
-    ),
     (
         "RTCRtpSender.stop() waits on its task Events even when never started (_UNSTARTED)",
         lambda: rtcrtpsender.RTCRtpSender.stop,
@@ -303,18 +274,12 @@ def _probe_instances() -> dict[str, Any]:
     """
     from aiortc.jitterbuffer import JitterBuffer as AiortcJitterBuffer
     from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
-    from aiortc.rtcpeerconnection import RTCPeerConnection
-    from aiortc.rtcrtpparameters import RTCRtpParameters
 
     ice = RTCIceTransport(RTCIceGatherer())
     dtls = rtcdtlstransport.RTCDtlsTransport(
         ice, [rtcdtlstransport.RTCCertificate.generateCertificate()]
     )
-    pc = RTCPeerConnection()  # no socket before it gathers; nothing to close
     return {
-        "aiortc.rtcpeerconnection:RTCPeerConnection": pc,
-        "aiortc.rtcrtptransceiver:RTCRtpTransceiver": pc.addTransceiver("audio"),
-        "aiortc.rtcrtpparameters:RTCRtpParameters": RTCRtpParameters(),
         "aiortc.rtcrtpreceiver:RTCRtpReceiver": rtcrtpreceiver.RTCRtpReceiver("video", dtls),
         "aiortc.rtcrtpsender:RTCRtpSender": rtcrtpsender.RTCRtpSender("video", dtls),
         "aiortc.rate:RemoteBitrateEstimator": aiortc.rate.RemoteBitrateEstimator(),
@@ -797,23 +762,6 @@ def unused_receiver(receiver: rtcrtpreceiver.RTCRtpReceiver) -> None:
     receiver._RTCRtpReceiver__decoder_error = _NO_DECODER_ERROR
     receiver._RTCRtpReceiver__rtcp_started = _UNSTARTED
     receiver._RTCRtpReceiver__rtcp_exited = _UNSTARTED
-
-
-def keep_negotiated_codecs(pc: Any) -> None:
-    """After the answer, every media section of the offer and of the answer keeps only the
-    codecs the connection uses (its transceiver's list, shared) instead of its own parsed copy
-    of each codec the phone offered (a browser offers a dozen video codecs, each with its RTX,
-    parameters and feedback, in each of 16 sections). aiortc reads a section's codecs only while
-    it answers; afterwards it reads its mid, RTCP parameters and SSRCs (`__remoteRtp`) and adds
-    trickled candidates to it. Parley never renegotiates a connection: a new offer makes a new
-    one (media/engine.py). ~64 KB a participant with an aiortc offer."""
-    by_mid = {t.mid: t for t in pc.getTransceivers()}
-    for name in ("pendingRemote", "currentRemote", "pendingLocal", "currentLocal"):
-        description = getattr(pc, f"_RTCPeerConnection__{name}Description")
-        for section in description.media if description is not None else ():
-            transceiver = by_mid.get(section.rtp.muxId)
-            if transceiver is not None:
-                section.rtp.codecs = transceiver._codecs
 
 
 def receive_directly(dtls: Any) -> DirectReceive:

@@ -196,9 +196,7 @@ class PeerSession:
             passthrough.receive_directly(dtls)
         loop = asyncio.get_running_loop()
         self._timeout = loop.call_later(self._connect_timeout, self._connect_timed_out)
-        answer_sdp = with_opus_fmtp(self.pc.localDescription.sdp)  # FEC + DTX (media/offer.py)
-        passthrough.keep_negotiated_codecs(self.pc)
-        return answer_sdp
+        return with_opus_fmtp(self.pc.localDescription.sdp)  # FEC + DTX (media/offer.py)
 
     async def add_candidate(self, line: str, mid: str, ufrag: str) -> None:
         """A candidate the browser found after its offer left (trickle ICE). The offer may carry
