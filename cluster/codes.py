@@ -16,7 +16,8 @@ or session id in a key name:
   expired by Redis with the code;
 * ``window:<id>``: a sorted set of hit times (unique members), trimmed, counted and added to by
   one script, expired by Redis a window after its last hit;
-* ``contact:<id>``: a string, the address an OTP went to, expired by Redis.
+* ``held:<id>``: a string, what ``remember`` keeps (the address an OTP went to, the contact a
+  family sign-in acts for) after the time it is good until, expired by Redis.
 
 Times are the nodes' clocks (``now`` from the caller, as in memory), so the injected clock of
 the tests works on both stores; the nodes' clocks must agree to within a fraction of the 10 and
@@ -132,14 +133,24 @@ class RedisCodeStore(CodeStore):
         return counted == 1
 
     def remember(self, key: str, value: str, seconds: float, now: float) -> None:
+        held = f"{now + seconds!r} {value}"  # the end by the caller's clock, as for codes
         try:
-            self._redis.set(self._name("contact", key), value, px=_ms(seconds))
+            self._redis.set(self._name("held", key), held, px=_ms(seconds))
         except redis.RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     def recall(self, key: str, now: float) -> str | None:
         try:
-            value = self._redis.get(self._name("contact", key))
+            held = self._redis.get(self._name("held", key))
         except redis.RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return value.decode() if value is not None else None
+        if held is None:
+            return None
+        until, value = held.decode().split(" ", 1)
+        return value if float(until) >= now else None
+
+    def forget(self, key: str) -> None:
+        try:
+            self._redis.delete(self._name("held", key))
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc

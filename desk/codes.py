@@ -59,7 +59,7 @@ class CodeStore:
     """Where codes, windows and contacts are kept. Each method is one atomic step, so two
     nodes (or threads) acting on one key at once count every attempt and every hit. Keys are
     the callers' (``<purpose>:<what>:<id>``); values are digests, counts and times only,
-    except ``remember`` (an address the code went to)."""
+    except ``remember`` (an address a code went to, the contact a family sign-in acts for)."""
 
     def put(self, key: str, digest: bytes, expires: float, now: float) -> None:
         """A new code for ``key`` (replacing any), valid until ``expires``, 0 attempts."""
@@ -80,6 +80,10 @@ class CodeStore:
         raise NotImplementedError
 
     def recall(self, key: str, now: float) -> str | None:
+        """What ``remember`` kept under ``key``, until its ``seconds`` are over (by ``now``)."""
+        raise NotImplementedError
+
+    def forget(self, key: str) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -146,6 +150,10 @@ class MemoryCodeStore(CodeStore):
         with self._lock:
             held = self._values.get(key)
             return held[0] if held is not None and held[1] >= now else None
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._values.pop(key, None)
 
 
 class Window:

@@ -7,8 +7,9 @@ the notifier (SMS spool or SMTP, signaling/desk_notify.py) and is checked by the
 ``PhoneCodes`` (desk/codes.py: HMAC only, 10 minutes, 5 tries, limited per contact and per client
 address). A contact on no approved record gets the same answer and no code, so the page tells
 nobody who is on a list. A verified contact gets a session token (``Authorization: Bearer``, kept
-by the page in ``sessionStorage``, 30 minutes, held by this process: a restart asks for a new
-code). Every call then acts as the approved-visitor records of that contact *as of now*
+by the page in ``sessionStorage``, 30 minutes), kept where the codes are: this process's memory
+(a restart asks for a new code) or Redis when clustered (any node or worker accepts it, a logout
+on one ends it on all). Every call then acts as the approved-visitor records of that contact *as of now*
 (visits/access.py ``family_records``: approved, not expired, not a lawyer) and names the record it
 acts as; a booking is the relative's when one of their records is among its visitors.
 
@@ -31,7 +32,14 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
-from desk.codes import CodeStore, MemoryCodeStore, PhoneCodes, Window, derive_key
+from desk.codes import (
+    CodeStore,
+    MemoryCodeStore,
+    PhoneCodes,
+    StoreUnavailable,
+    Window,
+    derive_key,
+)
 from desk.errors import DeskError
 from signaling.desk_http import body, client_address
 from signaling.guard import refusal
@@ -47,7 +55,6 @@ from visits.reservations import Booking, Request
 log = logging.getLogger("parley.visits")
 
 SESSION_TTL = 1800.0
-MAX_SESSIONS = 10000
 STATUS = {
     "invalid": 400,
     "unavailable": 503,  # the code store (Redis, when clustered) is away
@@ -146,8 +153,9 @@ def _ok(**data) -> web.Response:
     return web.json_response({"ok": True, **data}, headers={"Cache-Control": "no-store"})
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def _session_key(token: str) -> str:
+    """The store's key of a sign-in: a digest, so the store never holds a usable token."""
+    return "family:session:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 class FamilyPages:
@@ -175,17 +183,22 @@ class FamilyPages:
         self.codes = PhoneCodes(store=codes, key=key, name="family")
         # login attempts per client address
         self._logins = Window(30, 900.0, store=codes, name="family:login_address")
-        self._sessions: dict[str, tuple[str, float]] = {}  # token digest -> (contact, expires)
+        self._signed_in = codes  # token digest -> the contact, SESSION_TTL
         self._sends: set[asyncio.Task] = set()
 
     # -- who is asking --------------------------------------------------------------------------
     def _contact(self, request: web.Request) -> str:
         auth = request.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else ""
-        held = self._sessions.get(_digest(token)) if 20 <= len(token) <= 100 else None
-        if held is None or held[1] < self.clock():
+        if not 20 <= len(token) <= 100:
             raise VisitError("unauthorized", "sign in with a one-time code first")
-        return held[0]
+        try:
+            contact = self._signed_in.recall(_session_key(token), self.clock())
+        except StoreUnavailable:
+            raise VisitError("unavailable", "the server cannot check this now; try again") from None
+        if contact is None:
+            raise VisitError("unauthorized", "sign in with a one-time code first")
+        return contact
 
     def _records(self, request: web.Request) -> list[Visitor]:
         records = family_records(self.res.store, self._contact(request), self._today())
@@ -241,18 +254,21 @@ class FamilyPages:
         if not family_records(self.res.store, contact, self._today()):
             raise VisitError("not_approved", "no approved visitor record has this contact now")
         token = secrets.token_urlsafe(32)
-        if len(self._sessions) >= MAX_SESSIONS:
-            for k in [k for k, (_, exp) in self._sessions.items() if exp < now]:
-                del self._sessions[k]
-            if len(self._sessions) >= MAX_SESSIONS:
-                del self._sessions[next(iter(self._sessions))]
-        self._sessions[_digest(token)] = (contact, now + SESSION_TTL)
+        try:
+            self._signed_in.remember(_session_key(token), contact, SESSION_TTL, now)
+        except StoreUnavailable:
+            raise VisitError("unavailable", "you cannot sign in now; try again") from None
         return _ok(token=token, expires_in=int(SESSION_TTL))
 
     async def logout(self, request: web.Request) -> web.Response:
         self._contact(request)
         token = request.headers["Authorization"][7:]
-        self._sessions.pop(_digest(token), None)
+        try:
+            self._signed_in.forget(_session_key(token))
+        except StoreUnavailable:
+            raise VisitError(
+                "unavailable", "the server cannot sign you out now; try again"
+            ) from None
         return _ok()
 
     # -- what the relative sees -----------------------------------------------------------------

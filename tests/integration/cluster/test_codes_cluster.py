@@ -5,7 +5,8 @@ Desk phone codes: a code requested through node A (sent to A's SMS spool) lets t
 through node B, and is then used up on both; the per-phone window (3 codes in 15 minutes)
 counts the requests made to both nodes; wrong codes tried alternately on the two nodes lock the
 code after five in total; bad input is refused the same way. The family page's codes likewise:
-requested through A, signed in with through B, and the per-contact window counts both.
+requested through A, signed in with through B, and the per-contact window counts both; the
+sign-in made through B serves the relative through A, and signing out through A ends it on B.
 
 A mediation's identity code after a failover: the mediator on node A has a code mailed to the
 party (a real SMTP server on loopback); node A is SIGKILLed; node B takes the session over and
@@ -150,6 +151,15 @@ async def test_a_code_from_one_node_is_accepted_through_another(tmp_path, redis_
             code = wait_until(lambda: sent_codes(tmp_path / "a", RELATIVE), 10)[-1]
             status, data = await family(http, b, "/login", contact=RELATIVE, code=code)
             assert status == 200 and data["token"], data
+            # signed in through B, served through A; signed out through A, gone on B too
+            signed_in = {"Authorization": "Bearer " + data["token"]}
+            async with http.get(f"{a.url}/family/api/me", headers=signed_in) as r:
+                assert r.status == 200, await r.text()
+                assert [v["name"] for v in (await r.json())["records"]] == ["亲属 王"]
+            async with http.post(f"{a.url}/family/api/logout", headers=signed_in) as r:
+                assert r.status == 200
+            async with http.get(f"{b.url}/family/api/me", headers=signed_in) as r:
+                assert r.status == 401
             answer = await family(http, a, "/login", contact=RELATIVE, code=code)
             assert error(answer) == (400, "no_code")
             # 3 codes a contact per 15 minutes, counted on both nodes

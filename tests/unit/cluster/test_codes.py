@@ -22,6 +22,7 @@ from desk.codes import (
     MAX_ATTEMPTS,
     MemoryCodeStore,
     PhoneCodes,
+    StoreUnavailable,
     Window,
     derive_key,
 )
@@ -199,6 +200,19 @@ async def test_identity_codes_and_their_contact(make):
     assert e.value.code == "invalid"
 
 
+def test_a_remembered_value_lasts_its_time_by_the_callers_clock_and_can_be_forgotten(make):
+    store, now = make(), time.time()
+    store.remember("family:session:ab", "13700137000", 1800.0, now)
+    store.remember("family:session:cd", "x y@example.org", 1800.0, now)  # a space in the value
+    assert store.recall("family:session:ab", now + 1800.0) == "13700137000"
+    assert store.recall("family:session:ab", now + 1800.5) is None  # over, by the given clock
+    assert store.recall("family:session:cd", now) == "x y@example.org"
+    assert store.recall("family:session:ef", now) is None
+    store.forget("family:session:cd")
+    store.forget("family:session:ef")  # nothing to forget: no error
+    assert store.recall("family:session:cd", now) is None
+
+
 async def test_the_memory_store_forgets_a_contact_after_its_time():
     now = [time.time()]
     otp = OneTimeCodes(Outbox(), clock=lambda: now[0])
@@ -254,6 +268,7 @@ def test_redis_expires_codes_windows_and_contacts_by_itself(nodes, redis_server)
     store.hit("desk:join_phone:1", 3, 0.3, now)
     store.remember("otp:contact:s/p", "x@example.org", 0.3, now)
     keys = client.keys(store.prefix + "*")
+    assert client.get(next(k for k in keys if b":held:" in k)).endswith(b" x@example.org")
     assert len(keys) == 3
     ttls = [client.pttl(k) for k in keys]
     assert all(0 < t <= 1300 for t in ttls), ttls  # a window is kept one second past its span
@@ -332,6 +347,13 @@ async def test_redis_away_gives_unavailable():
     with pytest.raises(OtpError) as e:
         await otp.send("s", "p", "张三", "zhang@example.org", "案件 1")
     assert e.value.code == "unavailable"
+    for step in (
+        lambda: store.remember("family:session:ab", "x", 60.0, now),
+        lambda: store.recall("family:session:ab", now),
+        lambda: store.forget("family:session:ab"),
+    ):
+        with pytest.raises(StoreUnavailable):
+            step()
     store.close()
 
 
