@@ -401,7 +401,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(visits_ctx)
     # the duty-lawyer consultation desk (docs/desk.md): codes and summaries to the citizen's
     # phone through the SMS spool (an SMS gateway reads it), e-mail addresses through SMTP
-    desk_store = DeskStore(config.data_dir)
+    desk_store = open_desk_store(config)
     consult = ConsultDesk(
         desk_store,
         service,
@@ -414,6 +414,8 @@ def create_app(config: Config) -> web.Application:
         secret=secret,
     )
     app[CONSULT] = consult
+    if cluster is not None:  # a consultation another node serves: read from the ledger and
+        consult.relay = cluster.relay  # commanded there (docs/scaling.md, "The desk on Redis")
 
     async def desk_ctx(app):
         yield
@@ -848,6 +850,17 @@ def open_code_store(config: Config, secret: bytes) -> CodeStore:
     from cluster.codes import RedisCodeStore
 
     return RedisCodeStore.from_url(config.redis_url, key=derive_key(secret, "redis-keys"))
+
+
+def open_desk_store(config: Config) -> DeskStore:
+    """The duty-lawyer desk's records: the data directory's file; on Redis when clustered
+    (docs/scaling.md, "The desk on Redis"), so every node serves one queue per hall. The Redis
+    store has the file store's methods (``DeskStore`` is the interface)."""
+    if not config.redis_url:
+        return DeskStore(config.data_dir)
+    from cluster.desk import RedisDeskStore
+
+    return RedisDeskStore.from_url(config.redis_url)
 
 
 def user_command(args: argparse.Namespace, config: Config) -> int:

@@ -96,7 +96,8 @@ class RedisLedgerStore:
     answers do. An append Redis refuses then (another node appended: a split brain) raises
     from every barrier that covers it until ``forgive(session)``, and ``on_conflict(session)``
     is called from the writer thread: the session's state here is no longer the ledger's and
-    must be dropped. ``expected_seq`` is checked against this store's view at once.
+    must be dropped. ``expected_seq`` is checked at once, against this store's view or, when
+    that view differs from the caller's, against the tail read again from Redis.
     """
 
     def __init__(
@@ -271,7 +272,9 @@ class RedisLedgerStore:
     ) -> list[Event]:
         with self._lock:
             tail = self._tails.get(session_id)
-        if tail is None:
+        # none known, or not the caller's: read the real tail (as the direct path does; a
+        # session another node appended to since this one last wrote it, as after its end)
+        if tail is None or (expected_seq is not None and tail[0] != expected_seq):
             self._wait_stored()
             tail = self._read_tail(session_id)
         if expected_seq is not None and tail[0] != expected_seq:

@@ -86,7 +86,7 @@ class ClusterNode:
         # what every node's console lists (cluster/index.py)
         self.index = SessionIndex(registry.redis, registry.node_id, prefix=registry.prefix)
         # commands to a session another node serves, and this node's queue (cluster/relay.py)
-        self.relay = CommandRelay(service, registry)
+        self.relay = CommandRelay(service, registry, index=self.index)
         self._on_lost = on_lost
         self._orphans: dict[str, float] = {}  # session of a dead node -> when first seen
         self._tasks: set[asyncio.Task] = set()

@@ -9,7 +9,11 @@ with the ClusterNode), decodes the command and executes it through its own
 made there, and the answer is ``ok`` or the refusal's code and message, raised again on the
 sender as the same ``CommandError``.
 
-No owner (the session is moving between nodes), an owner whose heartbeat is late, or no answer
+A session nobody serves has ended: what rooms allows after an end (the desk's summary, a
+rating) goes to the node that served it while it is alive (it still holds the case), else is
+appended here onto the ledger's tail (``SessionService.execute_ended``).
+
+No owner while the session is listed (it is moving between nodes), an owner whose heartbeat is late, or no answer
 within ``timeout``: ``session_moving`` or ``unavailable``, never a silent drop. A message is
 executed at most once: one still queued at the sender's deadline is taken back (LREM) and one the
 owner takes after it is refused there (``unavailable``), so "unavailable" means "not done" except
@@ -58,9 +62,12 @@ class RelayError(CommandError):
 
 
 class CommandRelay:
-    def __init__(self, service, registry: Registry, *, timeout: float = TIMEOUT) -> None:
+    def __init__(
+        self, service, registry: Registry, *, index=None, timeout: float = TIMEOUT
+    ) -> None:
         self.service = service
         self.registry = registry
+        self.index = index  # cluster/index.py: which node served an ended session
         self.redis: aioredis.Redis = registry.redis
         self.timeout = timeout
         self._stop = asyncio.Event()
@@ -94,13 +101,36 @@ class CommandRelay:
         if owner is None:
             if await self.registry.listed(session_id):
                 raise RelayError(MOVING, "the session is moving to another node; try again")
-            self.service.peek(session_id)  # not_found when the ledger has no such session
-            raise CommandError("ended", "this session is served nowhere: it has ended")
+            return await self._after_end(session_id, actor, raw)
         if owner == self.registry.node_id:  # adopted a moment ago, being rebuilt here
             raise RelayError(MOVING, "the session is being taken over here; try again")
-        if await self.registry.node(owner) is None or not await self.registry.fresh(owner):
+        if not await self._alive(owner):
             raise RelayError(MOVING, "the session's node stopped answering; try again")
         return await self._send(owner, session_id, actor, raw)
+
+    async def _after_end(self, session_id: str, actor: str, raw: dict) -> int:
+        """A session nobody serves has ended (or never existed: ``not_found``). What rooms
+        allows after an end (a desk's summary, a rating, a review) goes to the node that
+        served it while that node is alive, which still holds the case in memory; else (it
+        restarted, or stopped) it is appended here onto the ledger's tail
+        (``SessionService.execute_ended``). A node that did not answer in time is not
+        bypassed: the command may have run there (``unavailable``)."""
+        if not self.service.peek(session_id).ended:
+            raise CommandError("ended", "this session is served nowhere: it has ended")
+        entry = await self.index.get(session_id) if self.index is not None else None
+        node = entry.node if entry is not None else None
+        if node not in (None, self.registry.node_id) and await self._alive(node):
+            try:
+                return await self._send(node, session_id, actor, raw)
+            except RelayError as exc:
+                if exc.code != MOVING:  # "not served on this node now": it no longer holds it
+                    raise
+        events = self.service.execute_ended(session_id, actor, decode_command(raw))
+        await self.service.durable()
+        return len(events)
+
+    async def _alive(self, node: str) -> bool:
+        return await self.registry.node(node) is not None and await self.registry.fresh(node)
 
     async def _send(self, owner: str, session_id: str, actor: str, raw: dict) -> int:
         reply = self._reply_prefix() + secrets.token_hex(12)

@@ -116,11 +116,69 @@ class Ticket:
         )
 
 
-_TICKET_COLUMNS = [f.name for f in fields(Ticket)]
+TICKET_COLUMNS = [f.name for f in fields(Ticket)]
+# what a ticket's columns hold when add_ticket does not give them (the schema's defaults)
+TICKET_DEFAULTS = {
+    **dict.fromkeys(TICKET_COLUMNS),
+    **dict.fromkeys(("phone", "referral_note", "comment", "question", "flag", "interpreter"), ""),
+    **dict.fromkeys(("consent_online", "consent_recording", "referral"), 0),
+    "lang": "zh",
+}
+TICKET_REQUIRED = ("kind", "name", "topic", "state", "queued_at", "last_seen")
 
 
 def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# -- the rules both stores apply (this one and cluster.desk.RedisDeskStore) ---------------------
+
+
+def checked_point(pid: object, name: object, hours: object, address: object = "") -> Point:
+    from visits.hours import parse  # the same weekly-hours line as visitation terminals
+
+    if not isinstance(pid, str) or not POINT_ID.match(pid):
+        raise DeskError("invalid", "point id: lowercase letters, digits and '-', e.g. hall-1")
+    if not isinstance(name, str) or not name.strip() or len(name) > 120:
+        raise DeskError("invalid", "point name: 1-120 characters")
+    if not isinstance(address, str) or len(address) > 200:
+        raise DeskError("invalid", "address: at most 200 characters")
+    try:
+        parse(hours)
+    except Exception as exc:  # noqa: BLE001 - VisitError, re-raised as the desk's
+        raise DeskError("invalid", str(exc)) from None
+    return Point(pid, name.strip(), hours, address)
+
+
+def check_shift(store, point: str, start: float, end: float) -> None:
+    if store.point(point) is None:
+        raise DeskError("not_found", f"no service point {point[:40]!r}")
+    if not end > start or end - start > 24 * 3600:
+        raise DeskError("invalid", "a shift ends after it starts and lasts at most 24 hours")
+
+
+def check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise DeskError("invalid", f"status must be one of {', '.join(STATUSES)}")
+
+
+def check_fields(values: dict) -> None:
+    unknown = set(values) - set(TICKET_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown ticket fields {sorted(unknown)}")
+
+
+def queued_data(values: dict) -> str:
+    """The ``queued`` log entry's data."""
+    return json.dumps(
+        {"kind": values.get("kind"), "point": values.get("point"), "topic": values.get("topic")}
+    )
+
+
+def update_data(values: dict) -> str:
+    """An update's log entry: the changes worth reading later (not the summary's text)."""
+    logged = ("state", "lawyer", "session", "rating", "referral", "transfer_to")
+    return json.dumps({k: v for k, v in values.items() if k in logged})
 
 
 class DeskStore(SqliteStore):
@@ -133,25 +191,14 @@ class DeskStore(SqliteStore):
 
     # -- points and shifts ----------------------------------------------------------------------
     def add_point(self, pid: str, name: str, hours: str, address: str = "") -> Point:
-        from visits.hours import parse  # the same weekly-hours line as visitation terminals
-
-        if not isinstance(pid, str) or not POINT_ID.match(pid):
-            raise DeskError("invalid", "point id: lowercase letters, digits and '-', e.g. hall-1")
-        if not isinstance(name, str) or not name.strip() or len(name) > 120:
-            raise DeskError("invalid", "point name: 1-120 characters")
-        if len(address) > 200:
-            raise DeskError("invalid", "address: at most 200 characters")
-        try:
-            parse(hours)
-        except Exception as exc:  # noqa: BLE001 - VisitError, re-raised as the desk's
-            raise DeskError("invalid", str(exc)) from None
+        point = checked_point(pid, name, hours, address)
         with self.tx() as db:
             db.execute(
                 "INSERT INTO points(id, name, hours, address) VALUES (?,?,?,?) ON CONFLICT(id) "
                 "DO UPDATE SET name=excluded.name, hours=excluded.hours, address=excluded.address",
-                (pid, name.strip(), hours, address),
+                (point.id, point.name, point.hours, point.address),
             )
-        return Point(pid, name.strip(), hours, address)
+        return point
 
     def _points(self, where: str = "", args: tuple = ()) -> list[Point]:
         sql = f"SELECT id, name, hours, address FROM points {where} ORDER BY id"
@@ -165,10 +212,7 @@ class DeskStore(SqliteStore):
         return found[0] if found else None
 
     def add_shift(self, lawyer: str, point: str, start: float, end: float) -> Shift:
-        if self.point(point) is None:
-            raise DeskError("not_found", f"no service point {point[:40]!r}")
-        if not end > start or end - start > 24 * 3600:
-            raise DeskError("invalid", "a shift ends after it starts and lasts at most 24 hours")
+        check_shift(self, point, start, end)
         with self.tx() as db:
             cur = db.execute(
                 "INSERT INTO shifts(lawyer, point, start, end) VALUES (?,?,?,?)",
@@ -189,8 +233,7 @@ class DeskStore(SqliteStore):
 
     # -- lawyers --------------------------------------------------------------------------------
     def set_status(self, lawyer: str, status: str, now: float) -> None:
-        if status not in STATUSES:
-            raise DeskError("invalid", f"status must be one of {', '.join(STATUSES)}")
+        check_status(status)
         with self.tx() as db:
             db.execute(
                 "INSERT INTO lawyers(username, status, since) VALUES (?,?,?) ON CONFLICT(username)"
@@ -206,9 +249,7 @@ class DeskStore(SqliteStore):
         """A new ticket and its secret (returned once; only the hash is kept)."""
         secret = secrets.token_urlsafe(24)
         values = {"secret_hash": secret_hash(secret), "queued_at": now, "last_seen": now, **values}
-        unknown = set(values) - set(_TICKET_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown ticket fields {sorted(unknown)}")
+        check_fields(values)
         cols = ", ".join(values)
         with self.tx() as db:
             cur = db.execute(
@@ -223,13 +264,7 @@ class DeskStore(SqliteStore):
                     tid,
                     values.get("lawyer") or "citizen",
                     "queued",
-                    json.dumps(
-                        {
-                            "kind": values.get("kind"),
-                            "point": values.get("point"),
-                            "topic": values.get("topic"),
-                        }
-                    ),
+                    queued_data(values),
                 ),
             )
         return self.ticket(tid), secret
@@ -242,7 +277,7 @@ class DeskStore(SqliteStore):
         return secret
 
     def _ticket_rows(self, where: str, args: tuple = ()) -> list[Ticket]:
-        cols = ", ".join(_TICKET_COLUMNS)
+        cols = ", ".join(TICKET_COLUMNS)
         return [Ticket(*r) for r in self.rows(f"SELECT {cols} FROM tickets {where}", args)]
 
     def ticket(self, tid: int) -> Ticket | None:
@@ -284,9 +319,7 @@ class DeskStore(SqliteStore):
         self, tid: int, *, actor: str, event: str | None, now: float, expect: tuple = (), **values
     ) -> Ticket:
         """Change a ticket (only from a state in ``expect`` when given) and log ``event``."""
-        bad = set(values) - set(_TICKET_COLUMNS)
-        if bad:
-            raise ValueError(f"unknown ticket fields {sorted(bad)}")
+        check_fields(values)
         with self.tx() as db:
             row = db.execute("SELECT state FROM tickets WHERE id=?", (tid,)).fetchone()
             if row is None:
@@ -297,14 +330,9 @@ class DeskStore(SqliteStore):
                 sets = ", ".join(f"{k}=?" for k in values)
                 db.execute(f"UPDATE tickets SET {sets} WHERE id=?", (*values.values(), tid))
             if event:
-                data = {
-                    k: v
-                    for k, v in values.items()
-                    if k in ("state", "lawyer", "session", "rating", "referral", "transfer_to")
-                }
                 db.execute(
                     "INSERT INTO log(ts, ticket, actor, type, data) VALUES (?,?,?,?,?)",
-                    (now, tid, actor, event, json.dumps(data)),
+                    (now, tid, actor, event, update_data(values)),
                 )
         return self.ticket(tid)
 

@@ -39,6 +39,10 @@ class ParticipantSpec:
     side: str | None = None
 
 
+# tries of a command on an ended session that other nodes append to as well (``execute_ended``)
+_AFTER_END_TRIES = 5
+
+
 def new_participant_id() -> str:
     return "p-" + secrets.token_hex(4)
 
@@ -183,10 +187,20 @@ class SessionService:
         failed: Exception | None = None
         with self._lock:
             state = self.state(session_id)
-            drafts = decide(state, actor, command, float(self._clock()), self._fresh_id(state))
-            if not drafts:
-                return []
-            events = self._store.append(session_id, drafts, expected_seq=state.seq)
+            for attempt in range(_AFTER_END_TRIES):
+                drafts = decide(state, actor, command, float(self._clock()), self._fresh_id(state))
+                if not drafts:
+                    return []
+                try:
+                    events = self._store.append(session_id, drafts, expected_seq=state.seq)
+                    break
+                except CommandError as exc:
+                    # an ended session also takes steps from nodes that do not hold it
+                    # (``execute_ended``): fold what they appended, decide again
+                    if exc.code != "conflict" or not state.ended or attempt + 1 == _AFTER_END_TRIES:
+                        raise
+                    for event in self._store.read(session_id, state.seq):
+                        state.apply(event)
             if promote is not None:
                 try:
                     promote()
@@ -204,6 +218,33 @@ class SessionService:
         if failed is not None:
             raise failed
         return events
+
+    def execute_ended(self, session_id: str, actor: str, command: Command) -> list[Event]:
+        """A command on an ended session this node does not hold (after the end, on a cluster
+        node that never served it or no longer does: the desk's summary and the citizen's
+        rating, a review): decided by the same rules on the state folded from the ledger and
+        appended only onto the tail that state was folded from; another writer meanwhile, read
+        again and decide again. Nothing is notified: no view is live on an ended session. A
+        session that has not ended is commanded where it is served (``conflict`` here)."""
+        if not isinstance(actor, str) or not actor or len(actor) > 80:
+            raise CommandError("forbidden", "every command needs a known actor")
+        with self._lock:
+            if isinstance(session_id, str) and session_id in self._states:
+                return self.execute(session_id, actor, command)
+            for _ in range(_AFTER_END_TRIES):
+                state = self.peek(session_id)  # not_found when the ledger has no such session
+                if not state.ended:
+                    raise CommandError("conflict", "the session is live: command it where served")
+                now = float(self._clock())
+                drafts = decide(state, actor, command, now, self._fresh_id(state))
+                if not drafts:
+                    return []
+                try:
+                    return self._store.append(session_id, drafts, expected_seq=state.seq)
+                except CommandError as exc:
+                    if exc.code != "conflict":
+                        raise
+            raise CommandError("conflict", f"session {session_id[:40]!r} keeps moving")
 
     async def durable(self) -> None:
         """Return once every event appended so far is on disk (the store may sync in groups,

@@ -84,6 +84,10 @@ class ConsultDesk:
         key = derive_key(secret, "desk") if secret is not None else None
         self.codes = PhoneCodes(store=codes, key=key, name="desk")
         self._tasks: set[asyncio.Task] = set()  # admissions waiting for their answer
+        # clustered, a consultation another node serves is read from the ledger (``peek``) and
+        # commanded through the cluster's relay (cluster/relay.py); None: all are here
+        self.relay = None
+        self._relayed: asyncio.Task | None = None  # the last desk step sent through the relay
         self._notifying = False  # inside the session service's listener (see _ledger)
         self._after: list = []  # ledger appends held until the listener returns (no loop)
         # a hall shares one address
@@ -363,7 +367,7 @@ class ConsultDesk:
 
     def _citizen_path(self, ticket: Ticket) -> str | None:
         """The citizen's link into their consultation, while it runs."""
-        state = self.service.state(ticket.session)
+        state = self.service.peek(ticket.session)
         p = state.participants.get(ticket.citizen_pid)
         if state.ended or p is None or p.space == "removed":
             return None
@@ -484,7 +488,7 @@ class ConsultDesk:
                 for u in sorted(lawyers_on_shift(shifts, t.point, now) - {username})
             ]
         if t.session:
-            state = self.service.state(t.session)
+            state = self.service.peek(t.session)
             p = state.participants.get(t.lawyer_pid)
             if p is not None and not state.ended and p.space != "removed":
                 token = self.signer.issue(
@@ -513,7 +517,7 @@ class ConsultDesk:
             raise DeskError("busy", "finish the current consultation first")
         self.store.set_status(username, status, now)
 
-    def pickup(self, account, ticket_id: int | None) -> dict:
+    async def pickup(self, account, ticket_id: int | None) -> dict:
         """The next caller (``ticket_id`` None) or a chosen one, for a lawyer on shift."""
         username = account.username
         now = self.clock()
@@ -527,7 +531,7 @@ class ConsultDesk:
         handed = [t for t in live if t.state == "serving" and t.transfer_to == username]
         chosen = next((t for t in handed if ticket_id in (None, t.id)), None)
         if chosen is not None:
-            return self._accept_transfer(account, chosen, now)
+            return await self._accept_transfer(account, chosen, now)
         entries = [t.entry() for t in live]
         if ticket_id is None:
             entry = q.next_for(entries, mine, now)
@@ -614,7 +618,7 @@ class ConsultDesk:
         ticket = self._mine_serving(username, ticket_id)
         if not ticket.interpreter_pid or not ticket.session:
             raise DeskError("conflict", "the citizen did not ask for an interpreter")
-        state = self.service.state(ticket.session)
+        state = self.service.peek(ticket.session)
         p = state.participants.get(ticket.interpreter_pid)
         if state.ended or p is None:
             raise DeskError("ended", "the consultation has ended")
@@ -640,23 +644,21 @@ class ConsultDesk:
             raise DeskError("conflict", f"the consultation is {ticket.state}")
         return ticket
 
-    def _accept_transfer(self, account, ticket: Ticket, now: float) -> dict:
+    async def _accept_transfer(self, account, ticket: Ticket, now: float) -> dict:
         """Take over the consultation: the lawyer's place in the session gets a new link (the
         first lawyer's link stops working: rooms' ``reissue_invitation``), the ticket is mine."""
         username, before = account.username, ticket.lawyer
         if ticket.point not in points_on_shift(self.store.shifts(now), username, now):
             raise DeskError("not_your_point", "you are not on shift at this caller's point")
         try:
-            self.service.execute(
+            await self._command(
                 ticket.session,
                 f"staff:{username}",
-                decode_command(
-                    {
-                        "type": "reissue_invitation",
-                        "participant": ticket.lawyer_pid,
-                        "name": account.display_name[:80],  # the citizen's tile names the colleague
-                    }
-                ),
+                {
+                    "type": "reissue_invitation",
+                    "participant": ticket.lawyer_pid,
+                    "name": account.display_name[:80],  # the citizen's tile names the colleague
+                },
             )
         except CommandError as exc:  # the citizen left or the session ended meanwhile
             self.store.update(
@@ -759,10 +761,10 @@ class ConsultDesk:
         now = self.clock()
         if ticket.kind == "citizen" and ticket.session:
             try:
-                self.service.execute(
+                await self._command(
                     ticket.session,
                     f"staff:{username}",
-                    decode_command({"type": "end_session", "reason": "consultation ended"}),
+                    {"type": "end_session", "reason": "consultation ended"},
                 )
             except CommandError as exc:
                 if exc.code != "ended":
@@ -834,19 +836,21 @@ class ConsultDesk:
         listeners before the events that caused it."""
         if not ticket.session:
             return
-        command = decode_command(
-            {
-                "type": "desk_event",
-                "step": step,
-                "ticket": ticket.id,
-                "detail": {k: v for k, v in detail.items() if v is not None},
-            }
-        )
+        raw = {
+            "type": "desk_event",
+            "step": step,
+            "ticket": ticket.id,
+            "detail": {k: v for k, v in detail.items() if v is not None},
+        }
+        command = decode_command(raw)
 
         def append() -> None:
             try:
                 self.service.execute(ticket.session, "system", command)
             except CommandError as exc:
+                if exc.code == "not_found" and self.relay is not None:
+                    self._relay_step(ticket, step, raw)  # another node serves the session
+                    return
                 log.warning("desk step %s of ticket %s not in the ledger: %s", step, ticket.id, exc)
 
         if not self._notifying:
@@ -856,6 +860,36 @@ class ConsultDesk:
             asyncio.get_running_loop().call_soon(append)
         except RuntimeError:  # no loop (a command line tool, a unit test): when the listener ends
             self._after.append(append)
+
+    def _relay_step(self, ticket: Ticket, step: str, raw: dict) -> None:
+        """A desk step for a session another node serves, sent through the relay after the
+        steps sent before it (one chain per desk: the ledger keeps their order)."""
+        previous = self._relayed
+
+        async def send() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            try:
+                await self.relay.execute(ticket.session, "system", raw)
+            except CommandError as exc:
+                log.warning("desk step %s of ticket %s not in the ledger: %s", step, ticket.id, exc)
+
+        try:
+            task = asyncio.get_running_loop().create_task(send())
+        except RuntimeError:  # no loop: no relay either (a command line tool)
+            log.warning("desk step %s of ticket %s not in the ledger: no loop", step, ticket.id)
+            return
+        self._relayed = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _command(self, session: str, actor: str, raw: dict) -> None:
+        """A lawyer's command on their consultation wherever it is served: here, or through
+        the cluster's relay on the node that serves it (rooms decides there, as here)."""
+        if self.relay is None:
+            self.service.execute(session, actor, decode_command(raw))
+        else:
+            await self.relay.execute(session, actor, raw)
 
     def _queued_steps(self, ticket: Ticket) -> None:
         """At the session's start, the ticket's past: when and where it queued, whom it rang."""

@@ -270,7 +270,7 @@ class DeskConsole:
     async def pickup(self, request: web.Request) -> web.Response:
         account = _lawyer(request)
         req = await body(request, PickupRequest)
-        current = self.desk.pickup(account, req.ticket)
+        current = await self.desk.pickup(account, req.ticket)
         return web.json_response({"ok": True, "current": current})
 
     @answers

@@ -26,8 +26,8 @@ import redis
 from aiosmtpd.controller import Controller
 
 from bench.takeover import Participant
+from cluster.desk import RedisDeskStore
 from cluster.ledger import RedisLedgerStore
-from desk.store import DeskStore
 from signaling.desk_notify import SmsSpool
 from signaling.namespace import NAMESPACE
 from signaling.tokens import TokenSigner
@@ -47,13 +47,17 @@ POINT = "hall-1"
 RELATIVE = "13700137000"  # the contact on an approved visitor record, in both nodes' files
 
 
-def open_hall(data_dir) -> None:
-    """The service point and a lawyer on shift, in this node's own desk file; the province's
-    visitation records, with one relative reachable by phone."""
-    store = DeskStore(data_dir)
+def open_hall(redis_url: str) -> None:
+    """The service point and a lawyer on shift, in the cluster's desk (Redis)."""
+    store = RedisDeskStore.from_url(redis_url)
     store.add_point(POINT, "公共法律服务中心 Legal Service Hall", "1-7 00:00-24:00")
     store.add_shift("li", POINT, time.time() - 60, time.time() + 3600)
     store.close()
+
+
+def open_visits(data_dir) -> None:
+    """The province's visitation records in this node's own file, with one relative reachable
+    by phone."""
     visits, directory, _, _ = province.build(data_dir)
     visitor = {
         "facility": "prison-a",
@@ -108,8 +112,9 @@ async def test_a_code_from_one_node_is_accepted_through_another(tmp_path, redis_
     client.flushdb()
     env = {"PARLEY_SECRET": secrets.token_hex(32), "PARLEY_REDIS_URL": url}
     env["PARLEY_DRAIN_SECONDS"] = "0"
+    open_hall(url)
     for name in ("a", "b"):
-        open_hall(tmp_path / name)
+        open_visits(tmp_path / name)
     a = ServerProcess(tmp_path / "a", "--no-demo", env={**env, "PARLEY_NODE_ID": "a"})
     b = ServerProcess(tmp_path / "b", "--no-demo", env={**env, "PARLEY_NODE_ID": "b"})
     try:

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from rooms.errors import CommandError
+from rooms.ledger import verify_chain
 from tests.integration.cluster.test_cluster_node import cluster, create, until  # noqa: F401
 from tests.support.redisd import redis_prefix, redis_server  # noqa: F401 - fixtures
 
@@ -162,3 +163,42 @@ async def test_malformed_and_late_messages_are_answered_and_the_loop_keeps_servi
     assert a.relay.refused == 8 and a.relay.served == 1
     # the reply keys expire (nobody waits on an answer forever)
     assert 0 < await r.ttl(reply + "k3") or await r.exists(reply + "k3") == 0
+
+
+async def test_a_step_after_the_end_goes_to_the_node_that_held_it_else_is_appended_here(
+    cluster,  # noqa: F811
+):
+    a, b = await cluster("a"), await cluster("b")
+    s = create(a)
+    await until(lambda: owned(a, s, "a"))
+    mediator = ids(a, s)["mediator"]
+    await a.relay.execute(s, mediator, {"type": "end_session"})
+    await until(lambda: _given_back(b, s))  # nobody serves an ended session
+    await a.index.flush()
+
+    def step(name: str) -> dict:
+        return {"type": "desk_event", "step": name, "ticket": 7, "detail": {}}
+
+    # a is alive and holds the ended case in memory: the step runs there, a's state goes on
+    assert await b.relay.execute(s, "system", step("summary")) == 1
+    assert a.relay.served == 1 and a.service.state(s).seq == b.service.peek(s).seq
+    # a stops: b appends onto the ledger's tail itself, never served there
+    await a.stop()
+    await until(lambda: _silent(b, "a"))
+    assert await b.relay.execute(s, "system", step("rating")) == 1
+    assert a.relay.served == 1 and b.service.sessions() == []
+    events = b.service.events(s)
+    assert [e.type for e in events][-3:] == ["session.ended", "desk.summary", "desk.rating"]
+    assert verify_chain(events) == []
+    with pytest.raises(CommandError) as e:  # rooms decides what may follow an end, as anywhere
+        await b.relay.execute(s, "system", {"type": "connect", "participant": mediator})
+    assert e.value.code == "ended"
+
+
+async def _given_back(node, session_id: str) -> bool:
+    owner = await node.registry.owner(session_id)
+    return owner is None and not await node.registry.listed(session_id)
+
+
+async def _silent(node, other: str) -> bool:
+    return await node.registry.node(other) is None or not await node.registry.fresh(other)

@@ -1,4 +1,5 @@
-"""The desk's engine over a real ledger and store, with a simulated clock: the place kept after
+"""The desk's engine over a real ledger and store (SQLite, and Redis as when clustered), with a
+simulated clock: the place kept after
 the page went away, lapsing, a returning citizen on a new device, the mediation's call withdrawn
 when someone comes in through the fallback link."""
 
@@ -10,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from cluster.desk import RedisDeskStore
 from desk import queue as q
 from desk.errors import DeskError
 from desk.store import DeskStore
@@ -19,6 +21,7 @@ from rooms.service import ParticipantSpec, SessionService
 from signaling.desk import ConsultDesk
 from signaling.desk_notify import SmsSpool
 from signaling.tokens import TokenSigner
+from tests.support.redisd import redis_prefix, redis_server  # noqa: F401 - fixtures
 
 T0 = 1_800_000_000.0
 
@@ -31,12 +34,17 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def desk(tmp_path):
+@pytest.fixture(params=["sqlite", "redis"])
+def desk(tmp_path, request):
+    """The engine on either store: the data directory's SQLite or a real redis-server."""
     clock = Clock()
     ledger = SqliteLedgerStore(tmp_path / "ledger.sqlite3")
     service = SessionService(ledger, clock=clock)
-    store = DeskStore(tmp_path)
+    if request.param == "sqlite":
+        store = DeskStore(tmp_path)
+    else:
+        url = request.getfixturevalue("redis_server").url
+        store = RedisDeskStore.from_url(url, prefix=request.getfixturevalue("redis_prefix"))
     store.add_point("hall", "Hall", "1-7 00:00-24:00")
     store.add_shift("li", "hall", T0 - 60, T0 + 8 * 3600)
     spool = SmsSpool(tmp_path / "sms")
@@ -45,6 +53,15 @@ def desk(tmp_path):
     yield d
     store.close()
     ledger.close()
+
+
+def reopen(store, tmp_path):
+    """The same store as a new process opens it: the same file, or the same Redis keys."""
+    if isinstance(store, DeskStore):
+        return DeskStore(tmp_path)
+    kwargs = store._redis.connection_pool.connection_kwargs
+    url = f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+    return RedisDeskStore.from_url(url, prefix=store.prefix)
 
 
 def queue(d, name, phone):
@@ -70,7 +87,7 @@ def test_the_place_is_kept_while_away_then_lapses(desk):
     desk.tick.now += q.PRESENCE_SECONDS + 60  # A's page went away; B keeps polling
     assert desk.status(b)["position"] == 2  # A's place is kept
     lawyer = SimpleNamespace(username="li", display_name="李律师")
-    current = desk.pickup(lawyer, None)
+    current = asyncio.run(desk.pickup(lawyer, None))
     assert current["name"] == "B"  # an absent caller is skipped, not served
     desk.tick.now += q.HOLD_SECONDS  # A still away: the hold ran out
     assert desk.status(a)["state"] == "abandoned"

@@ -2,7 +2,8 @@
 """The desk's steps in the session's own hash-chained ledger (rooms' ``desk_event``): a
 citizen's consultation carries its past from the queue (queued, offered) from the moment its
 session exists, then accepted, transferred, accepted, summary, rating; a mediator's call carries
-queued, offered, accepted, released. And the queue survives a restart of the desk as it stood."""
+queued, offered, accepted, released. And the queue survives a restart of the desk as it stood
+(on both stores: the engine fixture's SQLite and Redis)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import hashlib
 from types import SimpleNamespace
 
 from desk import queue as q
-from desk.store import DeskStore
 from rooms.commands import decode_command
 from rooms.ledger import verify_chain
 from rooms.service import ParticipantSpec
 from signaling.desk import ConsultDesk
-from tests.unit.desk.test_engine import T0, desk, queue  # noqa: F401 - the fixture
+from tests.support.redisd import redis_prefix, redis_server  # noqa: F401 - fixtures
+from tests.unit.desk.test_engine import T0, desk, queue, reopen  # noqa: F401 - the fixture
 
 LI = SimpleNamespace(username="li", display_name="李律师")
 WANG = SimpleNamespace(username="wang", display_name="王律师")
@@ -33,10 +34,10 @@ def test_a_consultations_desk_steps_are_in_its_ledger(desk):
     desk.set_status("li", "available")
     secret = queue(desk, "A", "13800138001")
     desk.tick.now += 10
-    current = desk.pickup(LI, None)
+    current = asyncio.run(desk.pickup(LI, None))
     session, tid = current["session"], current["id"]
     desk.transfer("li", tid, "wang")
-    desk.pickup(WANG, tid)
+    asyncio.run(desk.pickup(WANG, tid))
     summary = "Keep the IOU."
     asyncio.run(desk.end("wang", tid, summary, False, ""))
     desk.rate(secret, 5, "clear")
@@ -78,7 +79,7 @@ def test_a_mediators_call_is_in_the_mediations_ledger(desk):
     # no loop: the steps land when the listener returns, still during the mediator's command
     assert [t for t, _, _ in steps(desk, state.id)] == ["desk.queued"]  # nobody available
     [t] = desk.store.live()
-    desk.pickup(LI, t.id)
+    asyncio.run(desk.pickup(LI, t.id))
     desk.service.execute(
         state.id, mid, decode_command({"type": "remove", "participant": t.lawyer_pid})
     )
@@ -132,7 +133,7 @@ def test_the_queue_survives_a_restart_as_it_stood(desk, tmp_path):
     b = queue(desk, "B", "13800138002")
     desk.tick.now += 1
     c = queue(desk, "C", "13800138003")
-    served = desk.pickup(LI, None)  # A
+    served = asyncio.run(desk.pickup(LI, None))  # A
     desk.transfer("li", served["id"], "wang")
 
     def status(d, s):  # the join path's token carries an expiry that moves with time
@@ -143,7 +144,7 @@ def test_the_queue_survives_a_restart_as_it_stood(desk, tmp_path):
     before = {s: status(desk, s) for s in (a, b, c)}
     wang_before = desk.desk_state("wang")["queue"]
     desk.store.close()
-    store = DeskStore(tmp_path)  # a new process: the same file
+    store = reopen(desk.store, tmp_path)  # a new process: the same file or Redis keys
     again = ConsultDesk(store, desk.service, desk.signer, notifier=desk.notifier, clock=desk.clock)
     try:
         after = {s: status(again, s) for s in (a, b, c)}
@@ -151,10 +152,10 @@ def test_the_queue_survives_a_restart_as_it_stood(desk, tmp_path):
         assert before[a][1] is not None  # A, in the consultation, still has the call's link
         assert [after[s][0].get("position") for s in (b, c)] == [1, 2]
         assert again.desk_state("wang")["queue"] == wang_before  # the transfer still pending
-        taken = again.pickup(WANG, None)
+        taken = asyncio.run(again.pickup(WANG, None))
         assert taken["id"] == served["id"]
         desk.tick.now += q.PRESENCE_SECONDS - 1
-        assert again.pickup(LI, None)["name"] == "B"  # the order kept
+        assert asyncio.run(again.pickup(LI, None))["name"] == "B"  # the order kept
     finally:
         store.close()
-        desk.store = DeskStore(tmp_path)  # for the fixture's own close
+        desk.store = reopen(store, tmp_path)  # for the fixture's own close

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from desk.errors import DeskError
+from tests.support.redisd import redis_prefix, redis_server  # noqa: F401 - fixtures
 from tests.unit.desk.test_engine import T0, desk, queue  # noqa: F401 - the fixture
 
 LI = SimpleNamespace(username="li", display_name="李律师")
@@ -30,7 +31,7 @@ def serving(desk):  # noqa: F811 - the fixture above
     desk.store.add_point("far", "Far", "1-7 00:00-24:00")
     desk.store.add_shift("zhao", "far", T0 - 60, T0 + 3600)
     secret = queue(desk, "A", "13800138001")
-    current = desk.pickup(LI, None)
+    current = asyncio.run(desk.pickup(LI, None))
     return desk, secret, current
 
 
@@ -44,7 +45,7 @@ def test_a_colleague_accepts_and_the_citizen_keeps_the_same_call(serving):
     incoming = desk.desk_state("wang")["queue"]
     assert [(r["id"], r["transfer_from"]) for r in incoming] == [(tid, "li")]
     citizen_before = link(desk, desk.status(secret)["join_path"])
-    taken = desk.pickup(WANG, None)  # "pick up next" takes the transfer first
+    taken = asyncio.run(desk.pickup(WANG, None))  # "pick up next" takes the transfer first
     assert (taken["id"], taken["session"]) == (tid, session)  # the same session: the same call
     before, after = link(desk, current["join_path"]), link(desk, taken["join_path"])
     assert after == (before[0], before[1] + 1)  # the lawyer's place, a new link generation
@@ -79,7 +80,7 @@ def test_refused_transfers(serving):
         desk.transfer("li", 999, "wang")
     assert exc.value.code == "not_found"
     queue(desk, "B", "13800138002")
-    desk.pickup(WANG, None)  # wang is now busy with B
+    asyncio.run(desk.pickup(WANG, None))  # wang is now busy with B
     with pytest.raises(DeskError) as exc:
         desk.transfer("li", tid, "wang")
     assert exc.value.code == "busy"
@@ -92,12 +93,12 @@ def test_the_offer_can_be_taken_back_and_only_the_named_colleague_accepts(servin
     desk.transfer("li", tid, "wang")
     assert desk.desk_state("zhao")["queue"] == []  # offered to wang, not to everyone
     with pytest.raises(DeskError) as exc:
-        desk.pickup(ZHAO, tid)
+        asyncio.run(desk.pickup(ZHAO, tid))
     assert exc.value.code == "not_found"
     desk.transfer("li", tid, "")
     assert desk.desk_state("wang")["queue"] == []
     with pytest.raises(DeskError):
-        desk.pickup(WANG, tid)
+        asyncio.run(desk.pickup(WANG, tid))
     assert desk.store.ticket(tid).lawyer == "li"
     assert [r[3] for r in desk.store.log_rows(tid)][-2:] == ["transferred", "transfer_cancelled"]
 
@@ -112,7 +113,7 @@ def test_a_transfer_after_the_session_ended_is_refused_and_cleared(serving):
         current["session"], "staff:admin", decode_command({"type": "end_session", "reason": "x"})
     )
     with pytest.raises(DeskError) as exc:
-        desk.pickup(WANG, tid)
+        asyncio.run(desk.pickup(WANG, tid))
     assert exc.value.code == "conflict"
     assert desk.store.ticket(tid).transfer_to is None
 
