@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from desk.codes import CodeStore, MemoryCodeStore, derive_key
+from desk.errors import DeskError
 from desk.store import DeskStore
 from media.engine import MediaConfig, MediaEngine
 from recording.cli import add_recordings_parser, recordings_command, retention_days
@@ -764,6 +765,16 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--redis", dest="redis_url", help="the cluster's Redis")
     lm.add_argument("--owner", help="node id that serves the sessions not ended (<id>-w0 ...)")
 
+    dk = sub.add_parser("desk", help="duty-lawyer desk tools")
+    dk_sub = dk.add_subparsers(dest="desk_command", required=True)
+    dm = dk_sub.add_parser(
+        "migrate",
+        help="copy the data directory's desk.sqlite3 into the cluster's Redis (server stopped;"
+        " docs/scaling.md, The desk on Redis)",
+    )
+    dm.add_argument("--data-dir", dest="data_dir")
+    dm.add_argument("--redis", dest="redis_url", help="the cluster's Redis")
+
     u = sub.add_parser("user", help="staff accounts")
     u_sub = u.add_subparsers(dest="user_command", required=True)
     ua = u_sub.add_parser("add", help="add a staff account (password asked, or --password-stdin)")
@@ -860,7 +871,32 @@ def open_desk_store(config: Config) -> DeskStore:
         return DeskStore(config.data_dir)
     from cluster.desk import RedisDeskStore
 
-    return RedisDeskStore.from_url(config.redis_url)
+    store = RedisDeskStore.from_url(config.redis_url)
+    left_behind(config.data_dir / "desk.sqlite3", store)
+    return store
+
+
+def left_behind(path: Path, store) -> bool:
+    """Says so in the log when the data directory's own desk has service points and the
+    cluster's has none: its halls, shifts and tickets are not served until copied there."""
+    if not path.is_file():
+        return False
+    own = DeskStore(path.parent, file=path.name)
+    try:
+        behind = bool(own.points()) and not store.points()
+    except DeskError:  # Redis away: the desk's pages say so themselves
+        return False
+    finally:
+        own.close()
+    if behind:
+        log.warning(
+            "the desk in %s is not in the cluster's Redis: its service points are not served"
+            " until it is copied there (server stopped: python server.py desk migrate"
+            " --data-dir %s --redis URL)",
+            path,
+            path.parent,
+        )
+    return behind
 
 
 def user_command(args: argparse.Namespace, config: Config) -> int:
@@ -957,6 +993,10 @@ def main(argv: list[str] | None = None) -> int:
         return esign_renew_command(config)
     if args.command == "recordings":
         return recordings_command(args, config)
+    if args.command == "desk":
+        from cluster.desk_migrate import run as migrate_desk
+
+        return migrate_desk(config.data_dir, config.redis_url)
     if args.command == "ledger" and args.ledger_command == "migrate":
         from cluster.migrate import run as migrate_ledger
 

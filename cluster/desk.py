@@ -34,6 +34,7 @@ from plain methods. While Redis is away a call raises ``DeskError("unavailable")
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -376,6 +377,67 @@ class RedisDeskStore:
         with _reachable():
             rows = self._redis.lrange(self._k("legal_aid"), 0, limit - 1)
         return [json.loads(r) for r in rows]
+
+    # -- moving a one-machine desk here --------------------------------------------------------
+    def copy_from(self, source) -> dict[str, int]:
+        """Everything of a one-machine desk (a ``DeskStore``), ids kept, for ``server.py desk
+        migrate`` (cluster/desk_migrate.py): one MULTI/EXEC, so all or nothing; refused
+        (``conflict``) when this desk holds anything already. Returns what was copied."""
+        points = source.points()
+        shifts = source.shifts(float("-inf"))
+        lawyers = source.rows("SELECT username, status, since FROM lawyers ORDER BY username")
+        tickets = source.since(float("-inf"))
+        logs = source.log_rows()
+        documents = {t.id: source.documents(t.id) for t in tickets}
+        cases = source.legal_aid_cases(limit=2**62)  # newest first, as kept here
+        kept = [self._k(n) for n in ("points", "shifts", "lawyers", "log", "legal_aid")]
+        kept += [self._k("seq", n) for n in ("tickets", "shifts", "legal_aid")]
+        with _reachable(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.watch(*kept)
+            if pipe.exists(*kept):
+                raise DeskError("conflict", "the desk in Redis holds records already")
+            pipe.multi()
+            for p in points:
+                value = json.dumps([p.name, p.hours, p.address], ensure_ascii=False)
+                pipe.hset(self._k("points"), p.id, value)
+            for sh in shifts:
+                pipe.hset(
+                    self._k("shifts"), sh.id, json.dumps([sh.lawyer, sh.point, sh.start, sh.end])
+                )
+                pipe.zadd(self._k("shift_ends"), {sh.id: sh.end})
+            for username, status, since in lawyers:
+                pipe.hset(self._k("lawyers"), username, json.dumps([status, since]))
+            for t in tickets:
+                ticket = dataclasses.asdict(t)
+                pipe.hset(self._k("ticket", t.id), mapping=_encode(ticket))
+                self._index(pipe, None, ticket)
+                for doc in documents[t.id]:
+                    pipe.rpush(self._k("documents", t.id), json.dumps(doc, ensure_ascii=False))
+            for ts, tid, actor, event, data in logs:
+                row = json.dumps([ts, tid, actor, event, data], ensure_ascii=False)
+                pipe.rpush(self._k("log"), row)
+                if tid is not None:
+                    pipe.rpush(self._k("log", tid), row)
+            for case in cases:
+                pipe.rpush(self._k("legal_aid"), json.dumps(case, ensure_ascii=False))
+            for name, items in (("tickets", tickets), ("shifts", shifts)):
+                if items:
+                    pipe.set(self._k("seq", name), max(i.id for i in items))
+            if cases:
+                pipe.set(self._k("seq", "legal_aid"), max(c["id"] for c in cases))
+            try:
+                pipe.execute()
+            except redis.WatchError:
+                raise DeskError("conflict", "the desk in Redis changed while copying") from None
+        return {
+            "service points": len(points),
+            "shifts": len(shifts),
+            "lawyers": len(lawyers),
+            "tickets": len(tickets),
+            "log entries": len(logs),
+            "documents": sum(len(d) for d in documents.values()),
+            "legal-aid cases": len(cases),
+        }
 
 
 def _id(item) -> object:

@@ -190,7 +190,11 @@ def test_queue_walks_fifo_within_priority_nobody_twice_nothing_lost(tmp_path_fac
 
 def _script(store) -> list:
     """A day at a hall, the same calls on any store; every read it makes, in order."""
-    reads = []
+    return _reads(store, *_day(store))
+
+
+def _day(store) -> tuple[list[int], int, str]:
+    """A day at a hall: (the four tickets' ids, an over shift's id, the first ticket's secret)."""
     store.add_point("hall-1", "公共法律服务中心 Hall 1", "1-7 00:00-24:00", "人民路 1 号")
     store.add_point("hall-2", "Hall 2", "1-5 09:00-17:00")
     store.add_point("hall-2", "Hall 2 (moved)", "1-5 08:30-17:00", "New Road 2")  # replaced
@@ -201,7 +205,7 @@ def _script(store) -> list:
     store.set_status("li", "available", T0)
     store.set_status("li", "busy", T0 + 1)
     store.set_status("wu", "away", T0)
-    a, _ = store.add_ticket(
+    a, secret = store.add_ticket(
         now=T0, kind="citizen", point="hall-1", name="张三", phone="13800138000",
         topic="debt", state="waiting", consent_online=True,
     )  # fmt: skip
@@ -235,13 +239,21 @@ def _script(store) -> list:
                               "size": 10, "sha256": "ab" * 32}, T0 + 15)  # fmt: skip
     store.add_legal_aid(store.ticket(a.id), "li", "欠薪 Wages owed", T0 + 640)
     store.add_legal_aid(store.ticket(c.id), "wu", "second", T0 + 650)
+    return [a.id, b.id, c.id, d.id], s3.id, secret
+
+
+def _reads(store, ids: list[int], over: int, secret: str) -> list:
+    """Every read of what ``_day`` made, in order."""
+    reads = []
+    a, b, c, d = (store.ticket(tid) for tid in ids)
     for tid in (a.id, b.id, c.id, d.id, 999):
         t = store.ticket(tid)
         reads.append(None if t is None else {**t.__dict__, "secret_hash": bool(t.secret_hash)})
     reads += [
         store.points(), store.point("hall-2"), store.point("nowhere"),
         [(s.lawyer, s.point, s.start, s.end) for s in store.shifts(T0)],
-        [(s.lawyer, s.point) for s in store.shifts(0)], s3.id > 0, store.statuses(),
+        [(s.lawyer, s.point) for s in store.shifts(0)], over > 0, store.statuses(),
+        store.ticket_by_secret(secret).id,
         [t.id for t in store.live()], [t.id for t in store.callbacks()],
         [t.id for t in store.for_phone("13800138000")], store.for_phone(""),
         [t.id for t in store.for_session("s-9")], [t.id for t in store.for_session("s-7")],
