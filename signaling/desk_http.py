@@ -11,6 +11,7 @@ from aiohttp import web
 
 from desk.errors import DeskError
 from desk.queue import TOPICS
+from rooms.errors import CommandError
 from signaling.guard import refusal
 
 MAX_BODY = 16 * 1024
@@ -35,6 +36,7 @@ STATUS = {
     "locked": 429,
     "throttled": 429,
     "unavailable": 503,
+    "session_moving": 503,  # clustered: the consultation's node is changing; try again
 }
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=r"\S")]
@@ -140,12 +142,13 @@ async def body(request: web.Request, kind: type):
 
 
 def answers(handler):
-    """Turn DeskError into its JSON answer."""
+    """Turn DeskError, and a refusal of the consultation's session (rooms', or the cluster
+    relay's ``session_moving`` / ``unavailable``), into its JSON answer."""
 
     async def wrapped(*args) -> web.StreamResponse:  # a function or a method
         try:
             return await handler(*args)
-        except DeskError as exc:
+        except (DeskError, CommandError) as exc:
             return fail(exc.code, exc.message)
 
     wrapped.__name__ = handler.__name__
