@@ -26,7 +26,6 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from desk.codes import CodeStore, MemoryCodeStore, derive_key
-from desk.errors import DeskError
 from desk.store import DeskStore
 from media.engine import MediaConfig, MediaEngine
 from recording.cli import add_recordings_parser, recordings_command, retention_days
@@ -870,33 +869,11 @@ def open_desk_store(config: Config) -> DeskStore:
     if not config.redis_url:
         return DeskStore(config.data_dir)
     from cluster.desk import RedisDeskStore
+    from cluster.desk_migrate import left_behind
 
     store = RedisDeskStore.from_url(config.redis_url)
     left_behind(config.data_dir / "desk.sqlite3", store)
     return store
-
-
-def left_behind(path: Path, store) -> bool:
-    """Says so in the log when the data directory's own desk has service points and the
-    cluster's has none: its halls, shifts and tickets are not served until copied there."""
-    if not path.is_file():
-        return False
-    own = DeskStore(path.parent, file=path.name)
-    try:
-        behind = bool(own.points()) and not store.points()
-    except DeskError:  # Redis away: the desk's pages say so themselves
-        return False
-    finally:
-        own.close()
-    if behind:
-        log.warning(
-            "the desk in %s is not in the cluster's Redis: its service points are not served"
-            " until it is copied there (server stopped: python server.py desk migrate"
-            " --data-dir %s --redis URL)",
-            path,
-            path.parent,
-        )
-    return behind
 
 
 def user_command(args: argparse.Namespace, config: Config) -> int:

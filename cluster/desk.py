@@ -105,10 +105,13 @@ class RedisDeskStore:
     # -- points and shifts ----------------------------------------------------------------------
     def add_point(self, pid: str, name: str, hours: str, address: str = "") -> Point:
         point = checked_point(pid, name, hours, address)
-        value = json.dumps([point.name, point.hours, point.address], ensure_ascii=False)
         with _reachable():
-            self._redis.hset(self._k("points"), point.id, value)
+            self._put_point(self._redis, point)
         return point
+
+    def _put_point(self, client, point: Point) -> None:
+        value = json.dumps([point.name, point.hours, point.address], ensure_ascii=False)
+        client.hset(self._k("points"), point.id, value)
 
     def points(self) -> list[Point]:
         with _reachable():
@@ -128,10 +131,14 @@ class RedisDeskStore:
             sid = self._redis.incr(self._k("seq", "shifts"))
             shift = Shift(sid, lawyer, point, float(start), float(end))
             pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(self._k("shifts"), sid, json.dumps([lawyer, point, shift.start, shift.end]))
-            pipe.zadd(self._k("shift_ends"), {sid: shift.end})
+            self._put_shift(pipe, shift)
             pipe.execute()
         return shift
+
+    def _put_shift(self, pipe, shift: Shift) -> None:
+        value = json.dumps([shift.lawyer, shift.point, shift.start, shift.end])
+        pipe.hset(self._k("shifts"), shift.id, value)
+        pipe.zadd(self._k("shift_ends"), {shift.id: shift.end})
 
     def remove_shift(self, shift_id: int) -> None:
         with _reachable():
@@ -397,14 +404,10 @@ class RedisDeskStore:
             if pipe.exists(*kept):
                 raise DeskError("conflict", "the desk in Redis holds records already")
             pipe.multi()
-            for p in points:
-                value = json.dumps([p.name, p.hours, p.address], ensure_ascii=False)
-                pipe.hset(self._k("points"), p.id, value)
-            for sh in shifts:
-                pipe.hset(
-                    self._k("shifts"), sh.id, json.dumps([sh.lawyer, sh.point, sh.start, sh.end])
-                )
-                pipe.zadd(self._k("shift_ends"), {sh.id: sh.end})
+            for point in points:
+                self._put_point(pipe, point)
+            for shift in shifts:
+                self._put_shift(pipe, shift)
             for username, status, since in lawyers:
                 pipe.hset(self._k("lawyers"), username, json.dumps([status, since]))
             for t in tickets:
@@ -414,10 +417,7 @@ class RedisDeskStore:
                 for doc in documents[t.id]:
                     pipe.rpush(self._k("documents", t.id), json.dumps(doc, ensure_ascii=False))
             for ts, tid, actor, event, data in logs:
-                row = json.dumps([ts, tid, actor, event, data], ensure_ascii=False)
-                pipe.rpush(self._k("log"), row)
-                if tid is not None:
-                    pipe.rpush(self._k("log", tid), row)
+                self._append_log(pipe, ts, tid, actor, event, data)
             for case in cases:
                 pipe.rpush(self._k("legal_aid"), json.dumps(case, ensure_ascii=False))
             for name, items in (("tickets", tickets), ("shifts", shifts)):

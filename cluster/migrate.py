@@ -82,6 +82,18 @@ def migrate(source, target, hold=None) -> Report:
     return report
 
 
+def ready(redis_url: str | None, path: Path, what: str, out: TextIO) -> bool:
+    """A move into Redis has a Redis to go to and a file to copy; else says which is missing
+    (the ledger's and the desk's ``migrate``)."""
+    if not redis_url:
+        print("invalid: name the cluster's Redis (--redis or PARLEY_REDIS_URL)", file=out)
+        return False
+    if not path.is_file():
+        print(f"not_found: no {what} at {path}", file=out)
+        return False
+    return True
+
+
 def run(
     data_dir: Path,
     redis_url: str | None,
@@ -91,12 +103,8 @@ def run(
     prefix: str = "parley:",
 ) -> int:
     """``server.py ledger migrate``: 0 all copied, 1 some refused, 2 nothing done (says why)."""
-    if not redis_url:
-        print("invalid: name the cluster's Redis (--redis or PARLEY_REDIS_URL)", file=out)
-        return 2
     path = Path(data_dir) / "ledger.sqlite3"
-    if not path.is_file():
-        print(f"not_found: no ledger at {path}", file=out)
+    if not ready(redis_url, path, "ledger", out):
         return 2
     import redis
 

@@ -98,8 +98,10 @@ def add_staff(
     name: str = "王调解员",
     role: str = "mediator",
     password: str = STAFF_PASSWORD,
+    redis_url: str | None = None,
 ) -> None:
-    """Create a staff account with the real CLI (``server.py user add``)."""
+    """Create a staff account with the real CLI (``server.py user add``); with ``redis_url``,
+    in a cluster's accounts (``--redis``)."""
     subprocess.run(
         [
             sys.executable,
@@ -114,12 +116,13 @@ def add_staff(
             "--password-stdin",
             "--data-dir",
             str(data_dir),
-        ],
+        ]
+        + (["--redis", redis_url] if redis_url else []),
         input=password + "\n",
         text=True,
         check=True,
         cwd=ROOT,
-        timeout=30,
+        timeout=60,
     )
 
 

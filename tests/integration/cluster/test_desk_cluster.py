@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import subprocess
-import sys
 import time
 
 import aiohttp
@@ -28,32 +26,9 @@ from tests.integration.cluster.test_codes_cluster import error, last_code, post
 from tests.integration.desk.helpers import PASSWORD, POINT, Lawyer, call
 from tests.integration.signaling.conftest import until
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
-from tests.support.server_proc import ROOT, cluster_node
+from tests.support.server_proc import add_staff, cluster_node
 
 pytestmark = pytest.mark.slow
-
-
-def lawyer_add(cli_dir, username: str, redis_url: str) -> None:
-    """A duty lawyer's account in the cluster's accounts (Redis), with the real CLI."""
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "server.py"),
-            "user",
-            "add",
-            username,
-            "--name",
-            f"律师 {username}",
-        ]
-        + ["--role", "duty_lawyer", "--password-stdin", "--data-dir", str(cli_dir)]
-        + ["--redis", redis_url],
-        input=PASSWORD + "\n",
-        text=True,
-        check=True,
-        cwd=ROOT,
-        timeout=60,
-        capture_output=True,
-    )
 
 
 async def test_one_queue_across_two_nodes(tmp_path, redis_server):  # noqa: F811
@@ -64,7 +39,7 @@ async def test_one_queue_across_two_nodes(tmp_path, redis_server):  # noqa: F811
     desk.add_point(POINT, "公共法律服务中心 Legal Service Hall", "1-7 00:00-24:00")
     for name in ("li", "wu"):
         desk.add_shift(name, POINT, time.time() - 60, time.time() + 3600)
-        lawyer_add(tmp_path / "cli", name, url)
+        add_staff(tmp_path / "cli", name, f"律师 {name}", "duty_lawyer", PASSWORD, url)
     env = {"PARLEY_SECRET": secrets.token_hex(32), "PARLEY_REDIS_URL": url}
     env["PARLEY_DRAIN_SECONDS"] = "0"
     made, lawyers, pages = [], [], []

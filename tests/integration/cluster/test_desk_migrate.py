@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from cluster.desk import RedisDeskStore
+from cluster.desk_migrate import left_behind
 from desk.store import DeskStore
-from server import left_behind
 from tests.support.procs import free_port
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
 from tests.support.server_proc import ROOT

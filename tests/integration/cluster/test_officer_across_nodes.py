@@ -11,8 +11,6 @@ completes on node 1. Bad input on the officer routes is refused as on one node."
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 
 import aiohttp
@@ -35,27 +33,12 @@ from tests.integration.visits.test_live_visit import Peer, check_in, kiosk_live,
 from tests.support.procs import free_port
 from tests.support.province import build
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
-from tests.support.server_proc import ROOT, ServerProcess, cluster_node
+from tests.support.server_proc import ServerProcess, add_staff, cluster_node
 from visits.booking import Rules
 from visits.reservations import Reservations
 from visits.store import VisitStore
 
 pytestmark = pytest.mark.slow
-
-
-def staff_add(cli_dir, username: str, role: str, redis_url: str) -> None:
-    """A staff account in the cluster's accounts (Redis), with the real CLI."""
-    subprocess.run(
-        [sys.executable, str(ROOT / "server.py"), "user", "add", username, "--name", username]
-        + ["--role", role, "--password-stdin", "--data-dir", str(cli_dir)]
-        + ["--redis", redis_url],
-        input=PASSWORD + "\n",
-        text=True,
-        check=True,
-        cwd=ROOT,
-        timeout=60,
-        capture_output=True,
-    )
 
 
 async def rejoin(url: str, name: str, token: str, color, within: float = 30.0) -> Peer:
@@ -84,7 +67,7 @@ async def test_node_1s_officer_warns_and_ends_a_visit_node_2_serves(tmp_path, re
     inmate_token = directory.issue_credential("pa-1", 0.0)
     store.close()
     for username, role in (("op", "operator"), ("off-a", "officer"), ("off-b", "officer")):
-        staff_add(tmp_path / "cli", username, role, url)
+        add_staff(tmp_path / "cli", username, username, role, PASSWORD, url)
 
     env = {
         "PARLEY_SECRET": "ab" * 32,

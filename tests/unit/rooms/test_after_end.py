@@ -18,17 +18,21 @@ def step(name: str, ticket: int = 1):
     return decode_command({"type": "desk_event", "step": name, "ticket": ticket, "detail": {}})
 
 
-@pytest.fixture
-def ended(store, clock):
-    """(the service that served and ended a mediation, another one on the same ledger, its id)"""
-    owner = SessionService(store, clock=clock)
-    state = owner.create_session(
+def mediation(service: SessionService):
+    return service.create_session(
         "mediation",
         actor="staff:wang",
         title="t",
         case_number=None,
         participants=list(MEDIATION_PEOPLE),
     )
+
+
+@pytest.fixture
+def ended(store, clock):
+    """(the service that served and ended a mediation, another one on the same ledger, its id)"""
+    owner = SessionService(store, clock=clock)
+    state = mediation(owner)
     mediator = next(p.id for p in state.participants.values() if p.role == "mediator")
     owner.execute(state.id, mediator, decode_command({"type": "end_session"}))
     assert state.ended
@@ -85,13 +89,7 @@ def test_an_unknown_session_is_not_found(store, clock, session):
 
 def test_a_live_session_is_commanded_where_it_is_served(store, clock):
     owner, other = SessionService(store, clock=clock), SessionService(store, clock=clock)
-    state = owner.create_session(
-        "mediation",
-        actor="staff:wang",
-        title="t",
-        case_number=None,
-        participants=list(MEDIATION_PEOPLE),
-    )
+    state = mediation(owner)
     with pytest.raises(CommandError) as e:
         other.execute_ended(state.id, "system", step("summary"))
     assert e.value.code == "conflict"
