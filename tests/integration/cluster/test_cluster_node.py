@@ -21,7 +21,10 @@ from rooms.errors import CommandError
 from rooms.service import ParticipantSpec, SessionService
 from tests.support.redisd import redis_prefix, redis_server  # noqa: F401 - fixtures
 
-SHORT = LeaseSettings(ttl_ms=400, interval=0.05)
+SHORT = LeaseSettings(ttl_ms=400, interval=0.05)  # a crash's takeover within half a second
+# For tests where an owner must stay alive: the nodes share one event loop here, and on a busy
+# machine it may stall past SHORT's two beats (0.15 s), so the owner would look silent
+STEADY = LeaseSettings()
 
 
 async def until(predicate, timeout: float = 10.0):  # noqa: ASYNC109

@@ -13,7 +13,12 @@ import pytest
 
 from rooms.errors import CommandError
 from rooms.ledger import verify_chain
-from tests.integration.cluster.test_cluster_node import cluster, create, until  # noqa: F401
+from tests.integration.cluster.test_cluster_node import (  # noqa: F401
+    STEADY,
+    cluster,
+    create,
+    until,
+)
 from tests.support.redisd import redis_prefix, redis_server  # noqa: F401 - fixtures
 
 
@@ -35,7 +40,7 @@ async def test_a_command_runs_here_when_the_session_is_held_here(cluster):  # no
 
 
 async def test_a_command_for_another_nodes_session_runs_on_its_owner(cluster):  # noqa: F811
-    a, b = await cluster("a"), await cluster("b")
+    a, b = await cluster("a", settings=STEADY), await cluster("b", settings=STEADY)
     s = create(a)
     await until(lambda: owned(a, s, "a"))
     who = ids(a, s)["party"]
@@ -53,7 +58,7 @@ async def test_a_command_for_another_nodes_session_runs_on_its_owner(cluster):  
 
 
 async def test_a_refusal_on_the_owner_comes_back_with_its_code(cluster):  # noqa: F811
-    a, b = await cluster("a"), await cluster("b")
+    a, b = await cluster("a", settings=STEADY), await cluster("b", settings=STEADY)
     s = create(a)
     await until(lambda: owned(a, s, "a"))
     party = ids(a, s)["party"]
@@ -100,7 +105,7 @@ async def test_a_dead_owner_answers_session_moving_within_the_bound(cluster):  #
 
 
 async def test_a_silent_owner_gives_unavailable_and_the_command_is_taken_back(cluster):  # noqa: F811
-    a, b = await cluster("a"), await cluster("b")
+    a, b = await cluster("a", settings=STEADY), await cluster("b", settings=STEADY)
     b.relay.timeout = 1.0
     s = create(a)
     await until(lambda: owned(a, s, "a"))
@@ -168,7 +173,7 @@ async def test_malformed_and_late_messages_are_answered_and_the_loop_keeps_servi
 async def test_a_step_after_the_end_goes_to_the_node_that_held_it_else_is_appended_here(
     cluster,  # noqa: F811
 ):
-    a, b = await cluster("a"), await cluster("b")
+    a, b = await cluster("a", settings=STEADY), await cluster("b", settings=STEADY)
     s = create(a)
     await until(lambda: owned(a, s, "a"))
     mediator = ids(a, s)["mediator"]
