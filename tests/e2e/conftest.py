@@ -227,6 +227,13 @@ def _snapshot(page) -> str:
         return f"unreadable: {e}"[:300]
 
 
+def _where(error) -> str:
+    """The script line an uncaught error came from (its stack's first frame)."""
+    frames = [line.strip() for line in (error.stack or "").splitlines() if "at " in line]
+    frames = [f for f in frames if "<anonymous>" not in f] or frames  # a script's, not a builtin
+    return frames[0][3:] if frames else "?"
+
+
 def _watch(page, name: str) -> None:
     """Keep what the page prints (socket lines carry the page's own clock, in seconds)."""
     lines: list[str] = []
@@ -236,7 +243,7 @@ def _watch(page, name: str) -> None:
         lines.append(text[:400])
 
     page.on("console", lambda m: add(f"{m.type}: {m.text}"))
-    page.on("pageerror", lambda e: add(f"pageerror: {e}"))
+    page.on("pageerror", lambda e: add(f"pageerror: {e} at {_where(e)}"))
     page.on("framenavigated", lambda f: f.parent_frame is None and add(f"navigated: {f.url}"))
     page.on("websocket", lambda ws: ws.on("close", lambda _ws: add(f"websocket closed: {ws.url}")))
 
@@ -259,6 +266,15 @@ def new_page():
     yield _new_page
     for c in contexts:
         c.close()
+    # an uncaught error in a page's script is a defect even when the test's checks passed (a
+    # handler that throws may lose what it was handling: a kiosk's late ICE candidates were)
+    errors = [
+        f"{name}: {line}"
+        for name, _page, lines in _PAGE_LOGS
+        for line in lines
+        if line.startswith("pageerror:")
+    ]
+    assert not errors, "uncaught errors in the pages' scripts:\n" + "\n".join(errors[:20])
 
 
 @pytest.fixture

@@ -33,8 +33,8 @@
     if (el) el.textContent = text || "";
   }
 
-  function people(view) {
-    const list = view && (view.participants || []);
+  function people(view) {  // none before the first view (a refused link, a second device)
+    const list = (view && view.participants) || [];
     return Array.isArray(list) ? list : Object.values(list);
   }
   function myself(view) {
@@ -256,14 +256,8 @@
     if (state.call) state.call.close();
     const call = state.call = new ParleyCall(local, state.slotCount, {
       onSlotStream: () => renderTiles(),
-      // a candidate found after the offer left (trickle); refused ones (stale: a newer
-      // connection won) change nothing
-      onCandidate: (c) => {
-        if (state.call !== call || !socket.connected) return;
-        socket.timeout(5000).emitWithAck("candidate", {
-          v: 1, candidate: c.candidate, mid: c.sdpMid || "0", ufrag: c.usernameFragment || "",
-        }).catch(() => {});
-      },
+      // a candidate found after the offer left (trickle ICE)
+      onCandidate: window.parleyTrickle(() => socket, () => state.call === call),
       onState: (s) => {
         if (state.call !== call) return;  // an older connection, already replaced
         status(s === "connected" ? "" : s === "failed" ? i18n.t("reconnecting") : i18n.t("connecting"));

@@ -31,7 +31,7 @@
     // [] when the server has no TURN server configured.
     constructor(localStream, slotCount, handlers, iceServers) {
       this.local = localStream;
-      this.handlers = handlers; // {onSlotStream(index, stream), onState(state)}
+      this.handlers = handlers; // {onSlotStream(index, stream), onState(state), onCandidate(c)}
       this.pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: iceServers || [] });
       const audio = localStream.getAudioTracks()[0];
       const video = localStream.getVideoTracks()[0];
@@ -152,4 +152,16 @@
     }
   }
   window.ParleyCall = Call;
+
+  // The onCandidate handler every page gives a call: a candidate found after the offer left
+  // (trickle ICE; a TURN relay's may take seconds) goes to the server on the page's current
+  // socket, only while `current()` says this call is still the page's (a replaced call's
+  // candidates would be refused as stale anyway).
+  window.parleyTrickle = (socket, current) => (c) => {
+    const s = socket();
+    if (!current() || !s || !s.connected) return;
+    s.timeout(5000).emitWithAck("candidate", {
+      v: 1, candidate: c.candidate, mid: c.sdpMid || "0", ufrag: c.usernameFragment || "",
+    }).catch(() => {});
+  };
 })();

@@ -143,8 +143,9 @@
       if (!k.local) k.local = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
     } catch (e) { text($("k-ready-status"), "no_devices"); return; }
     $("k-local").srcObject = k.local;
-    k.call = new window.ParleyCall(k.local, welcome.slots, {
+    const call = k.call = new window.ParleyCall(k.local, welcome.slots, {
       onSlotStream: () => attach(), onState: () => {}, onPathLost: async () => true,
+      onCandidate: window.parleyTrickle(() => k.socket, () => k.call === call),
     }, welcome.iceServers);
     const sdp = await k.call.offer();
     const messagesBefore = k.slotMessages;

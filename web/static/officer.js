@@ -133,12 +133,7 @@
         if (o.call) o.call.close();
         const call = o.call = new window.ParleyCall(new MediaStream(), welcome.slots, {
           onSlotStream: () => attach(), onState: (s) => { if (s === "connected") status("监看中", "Watching"); },
-          onCandidate: (c) => {  // trickle ICE, as the call page does (call.js)
-            if (o.call !== call || !o.socket.connected) return;
-            o.socket.timeout(5000).emitWithAck("candidate", {
-              v: 1, candidate: c.candidate, mid: c.sdpMid || "0", ufrag: c.usernameFragment || "",
-            }).catch(() => {});
-          },
+          onCandidate: window.parleyTrickle(() => o.socket, () => o.call === call),
         }, welcome.iceServers);
         const sdp = await o.call.offer();
         const messagesBefore = o.slotMessages;
