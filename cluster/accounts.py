@@ -33,9 +33,8 @@ import time
 import redis
 from argon2 import PasswordHasher
 
+from cluster.client import sync_client
 from rooms.accounts import LOCK_SECONDS, AccountRecord, Accounts, AccountStore, StaffSession
-
-TIMEOUT = 1.0  # seconds: a staff request fails rather than holding the event loop longer
 
 # KEYS[1] the account, KEYS[2] the set of usernames; ARGV: username, then field, value, ...
 _INSERT = """
@@ -82,9 +81,7 @@ class RedisAccountStore(Accounts):
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "parley:", **kw) -> RedisAccountStore:
-        client = redis.Redis.from_url(
-            url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, health_check_interval=30
-        )
+        client = sync_client(url)
         return cls(client, prefix=prefix, **kw)
 
     def close(self) -> None:

@@ -39,9 +39,8 @@ import secrets
 
 import redis
 
+from cluster.client import sync_client
 from desk.codes import CodeStore, StoreUnavailable
-
-TIMEOUT = 1.0  # seconds: a code request fails rather than holding the event loop longer
 
 # KEYS[1] the code; ARGV[1] the digest tried, ARGV[2] now, ARGV[3] the attempts allowed.
 # The digests are HMACs under a key the client never sees, so comparing them with == (not in
@@ -89,9 +88,7 @@ class RedisCodeStore(CodeStore):
 
     @classmethod
     def from_url(cls, url: str, *, key: bytes, prefix: str = "parley:") -> RedisCodeStore:
-        client = redis.Redis.from_url(
-            url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, health_check_interval=30
-        )
+        client = sync_client(url)
         return cls(client, key=key, prefix=prefix)
 
     def close(self) -> None:

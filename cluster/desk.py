@@ -42,6 +42,7 @@ from collections.abc import Iterator
 
 import redis
 
+from cluster.client import sync_client
 from desk.errors import DeskError
 from desk.roster import Shift
 from desk.store import (
@@ -60,7 +61,6 @@ from desk.store import (
     update_data,
 )
 
-TIMEOUT = 1.0
 RETRIES = 100  # a change retried this often on a ticket others keep changing is refused
 
 # KEYS[1] the ticket; ARGV[1] the time: a poll of a ticket that exists (UPDATE … WHERE id=?)
@@ -91,9 +91,7 @@ class RedisDeskStore:
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "parley:desk:") -> RedisDeskStore:
-        client = redis.Redis.from_url(
-            url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, health_check_interval=30
-        )
+        client = sync_client(url)
         return cls(client, prefix=prefix)
 
     def close(self) -> None:
