@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import socketio
@@ -70,6 +71,7 @@ from signaling.visits_legal_aid import LegalAidPages
 from visits.booking import load_rules
 from visits.cli import add_user_parsers, add_visits_parser, visits_command
 from visits.cli import user_command as visits_user_command
+from visits.model import VisitError
 from visits.store import VisitStore
 
 log = logging.getLogger("parley")
@@ -367,7 +369,7 @@ def create_app(config: Config) -> web.Application:
         yield
         accounts.close()
 
-    visits = VisitStore(config.data_dir)  # docs/visitation.md
+    visits = open_visit_store(config)  # docs/visitation.md
     visits_console = VisitsConsole(
         visits,
         rules=load_rules(config.data_dir / "visits-rules.json"),
@@ -384,6 +386,8 @@ def create_app(config: Config) -> web.Application:
         visits_console.officer.relay = cluster.relay  # there (docs/scaling.md, cluster/relay.py)
         if visits_console.live is not None:
             visits_console.live.relay = cluster.relay
+            # one clock for the cluster: every node's bookings are one database
+            visits_console.live.role = lambda: cluster.registry.hold("visits-clock")
 
     async def visits_ctx(app):
         live = None
@@ -876,14 +880,37 @@ def open_desk_store(config: Config) -> DeskStore:
     return store
 
 
-def user_command(args: argparse.Namespace, config: Config) -> int:
+def open_visit_store(config: Config) -> VisitStore:
+    """The visits database: the data directory's file; when clustered, this machine's copy of
+    the cluster's (docs/scaling.md, "The visits database on Redis"), the same interface. A copy
+    that followed a log Redis no longer has stops the server: an operator decides."""
+    if not config.redis_url:
+        return VisitStore(config.data_dir)
+    from cluster.visits import RedisVisitStore, ReplicaLost
+    from cluster.visits_migrate import left_behind
+
+    store = RedisVisitStore.from_url(config.data_dir, config.redis_url)
+    try:
+        store.catch_up()
+        left_behind(config.data_dir / "visits.sqlite3", store)
+    except ReplicaLost as exc:
+        store.close()
+        raise SystemExit(f"unavailable: {exc.message}; see docs/scaling.md") from None
+    except VisitError as exc:  # Redis away: the pages read the copy, writes wait for it
+        log.warning("visits database: %s", exc.message)
+    return store
+
+
+def cli_command(config: Config, run: Callable[[], int]) -> int:
+    """A command-line tool's exit code, with a Redis that does not answer or a malformed
+    ``--redis`` said in one line (exit 2), never a traceback."""
     unavailable: tuple[type[Exception], ...] = ()
     if config.redis_url:
         import redis
 
         unavailable = (redis.ConnectionError, redis.TimeoutError)
     try:
-        return _user_command(args, config)
+        return run()
     except unavailable as exc:
         print(f"unavailable: Redis at {config.redis_url} does not answer ({exc})", file=sys.stderr)
         return 2
@@ -899,7 +926,7 @@ def _user_command(args: argparse.Namespace, config: Config) -> int:
     store = open_accounts(config)
     if args.user_command in ("grant", "revoke", "grants"):
         try:
-            return visits_user_command(args, config.data_dir, store)
+            return visits_user_command(args, open_visit_store(config), store)
         finally:
             store.close()
     try:
@@ -963,9 +990,13 @@ def main(argv: list[str] | None = None) -> int:
     config = Config.from_sources(args)
     setup_logging(config)
     if args.command == "user":
-        return user_command(args, config)
+        return cli_command(config, lambda: _user_command(args, config))
+    if args.command == "visits" and args.visits_command == "migrate":
+        from cluster.visits_migrate import run as migrate_visits
+
+        return migrate_visits(config.data_dir, config.redis_url)
     if args.command == "visits":
-        return visits_command(args, config.data_dir)
+        return cli_command(config, lambda: visits_command(args, open_visit_store(config)))
     if args.command == "esign":
         return esign_renew_command(config)
     if args.command == "recordings":

@@ -102,6 +102,15 @@ end
 return 0
 """
 
+# KEYS: the role's key. ARGV: node id, ttl ms. 1 = this node holds the role now (extended).
+_HOLD = """#!lua
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
 
 Count = Annotated[int, msgspec.Meta(ge=0, le=10**9)]
 RESERVE_TRIES = 20  # placements racing on one pending set: each try loses to one that won
@@ -164,6 +173,7 @@ class Registry:
         self._release = client.register_script(_RELEASE)
         self._adopt = client.register_script(_ADOPT)
         self._give = client.register_script(_GIVE)
+        self._hold = client.register_script(_HOLD)
 
     @classmethod
     def from_url(cls, url: str, node_id: str, public_url: str, **kw) -> Registry:
@@ -292,6 +302,16 @@ class Registry:
             args=[self.node_id, session_id, "1" if hand_over else "0"],
         )
         return bool(done)
+
+    async def hold(self, role: str) -> bool:
+        """Take or keep a job of which the cluster runs one (the live-visits clock): True
+        while this node holds it. Called more often than the TTL, it stays; a holder that
+        stops calling (dead, stalled) loses it to the next caller after one TTL."""
+        return bool(
+            await self._hold(
+                keys=[f"{self.prefix}role:{role}"], args=[self.node_id, self.settings.ttl_ms]
+            )
+        )
 
     async def disown(self, session_id: str) -> None:
         """Take a session off this node's list (another node holds its lease now)."""

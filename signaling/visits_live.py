@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import sqlite3
 
 from rooms.commands import decode_command
 from rooms.errors import CommandError
@@ -57,6 +58,9 @@ class LiveVisits:
         # clustered, the cluster's relay (cluster/relay.py): a visit another node serves (it
         # took the session over) is read from the ledger and stepped through its node
         self.relay = None
+        # clustered, ``await role()`` says whether this node holds the cluster's one clock
+        # (cluster.registry.Registry.hold); None: the clock is this process's alone
+        self.role = None
 
     def now(self) -> dt.datetime:
         return dt.datetime.now(self.c.zone).replace(tzinfo=None, microsecond=0)
@@ -104,9 +108,14 @@ class LiveVisits:
 
     # -- the steps ----------------------------------------------------------------------------
     async def run(self, interval: float = 1.0) -> None:
+        """Beat every ``interval``; when clustered, only while this node holds the cluster's
+        one clock (``self.role``: every node's bookings are one database, so two clocks would
+        open each visit twice)."""
         while True:
             await asyncio.sleep(interval)
             try:
+                if self.role is not None and not await self.role():
+                    continue
                 await self.tick()
             except Exception:  # noqa: BLE001 - the visits' clock must keep running
                 log.exception("live visits step failed")
@@ -171,12 +180,19 @@ class LiveVisits:
         )
         family, held = list(state.participants)
         self._system(state.id, type="set_time_limit", seconds=b.minutes * 60)
-        with self.store.tx() as db:
-            db.execute(
-                "INSERT INTO live_visits(booking, session, kind, bureau_pid, facility_pid, created)"
-                " VALUES (?,?,?,?,?,?)",
-                (b.id, state.id, b.kind, family, held, now.isoformat(timespec="seconds")),
-            )
+        try:
+            with self.store.tx() as db:
+                db.execute(
+                    "INSERT INTO live_visits(booking, session, kind, bureau_pid, facility_pid,"
+                    " created) VALUES (?,?,?,?,?,?)",
+                    (b.id, state.id, b.kind, family, held, now.isoformat(timespec="seconds")),
+                )
+        except (sqlite3.IntegrityError, VisitError) as exc:
+            # another node's clock opened it meanwhile (the clock passing between nodes), or
+            # the database refused: this session is nobody's visit; the next beat looks again
+            self._system(state.id, type="end_session", reason="not_opened")
+            log.warning("visit %s not opened: %s", b.id, getattr(exc, "message", exc))
+            return
         log.info("visit session opened", extra={"session": state.id})
 
     def _advance(self, row: tuple, now: dt.datetime) -> None:

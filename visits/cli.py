@@ -1,7 +1,9 @@
 """The command line of visitation: ``server.py user grant|revoke|grants`` (site-scoped roles of
-staff accounts) and ``server.py visits import --kind KIND FILE [--dry-run]``.
+staff accounts), ``server.py visits import --kind KIND FILE [--dry-run]`` and ``server.py visits
+migrate`` (cluster/visits_migrate.py).
 
-Both open the data directory's files directly; run them on the server's machine as the user the
+They work on the store server.py opens: the data directory's file, or with ``--redis`` the
+cluster's visits database (cluster/visits.py). Run them on the server's machine as the user the
 server runs as (the files are mode 0600).
 """
 
@@ -27,9 +29,11 @@ def add_user_parsers(u_sub) -> None:
         g.add_argument("--role", required=True, choices=sorted(GRANT_ROLES))
         g.add_argument("--site", required=True, help="a site id, or * for the whole province")
         g.add_argument("--data-dir", dest="data_dir")
+        g.add_argument("--redis", dest="redis_url", help="a cluster's visits database")
     s = u_sub.add_parser("grants", help="list a user's visitation grants")
     s.add_argument("username")
     s.add_argument("--data-dir", dest="data_dir")
+    s.add_argument("--redis", dest="redis_url", help="a cluster's visits database")
 
 
 def add_visits_parser(sub) -> None:
@@ -40,11 +44,18 @@ def add_visits_parser(sub) -> None:
     i.add_argument("--kind", required=True, choices=sorted(importer.KINDS))
     i.add_argument("--dry-run", action="store_true", help="report errors per line, change nothing")
     i.add_argument("--data-dir", dest="data_dir")
+    i.add_argument("--redis", dest="redis_url", help="a cluster's visits database")
+    m = v_sub.add_parser(
+        "migrate",
+        help="copy the data directory's visits.sqlite3 into the cluster's Redis (server"
+        " stopped; docs/scaling.md, The visits database on Redis)",
+    )
+    m.add_argument("--data-dir", dest="data_dir")
+    m.add_argument("--redis", dest="redis_url", help="the cluster's Redis")
 
 
-def user_command(args: argparse.Namespace, data_dir: Path, accounts: Accounts) -> int:
+def user_command(args: argparse.Namespace, store: VisitStore, accounts: Accounts) -> int:
     """Grants of a staff account (the account looked up in ``accounts``, the caller's)."""
-    store = VisitStore(data_dir)
     try:
         directory = Directory(store)
         if args.user_command == "grants":
@@ -68,8 +79,7 @@ def user_command(args: argparse.Namespace, data_dir: Path, accounts: Accounts) -
         store.close()
 
 
-def visits_command(args: argparse.Namespace, data_dir: Path) -> int:
-    store = VisitStore(data_dir)
+def visits_command(args: argparse.Namespace, store: VisitStore) -> int:
     try:
         text = importer.decode(Path(args.file).read_bytes())
         report = importer.run(store, args.kind, text, dry_run=args.dry_run)

@@ -78,7 +78,7 @@ class Reservations:
 
     # -- reading --------------------------------------------------------------------------------
     def get(self, booking_id: int) -> Booking:
-        with self.store.tx() as db:  # a consistent read of the booking and its visitors
+        with self.store.read() as db:  # a consistent read of the booking and its visitors
             return self._get(db, booking_id)
 
     def _get(self, db, booking_id: int) -> Booking:

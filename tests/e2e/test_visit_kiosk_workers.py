@@ -32,7 +32,7 @@ from tests.e2e.conftest import (  # noqa: F401 - fixtures
 from tests.e2e.test_visit_kiosk import approved_visit_now, live_visit, staff_login, wait_hearing
 from tests.integration.cluster.test_workers import supervisor, workers_of  # noqa: F401
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
-from tests.support.server_proc import add_staff, wait_until
+from tests.support.server_proc import add_staff, migrate_visits, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT_S)]
 
@@ -63,6 +63,7 @@ def test_the_kiosks_and_the_officer_follow_their_visit_to_the_worker_that_took_i
     new_page,  # noqa: F811
 ):
     tokens = approved_visit_now(tmp_path / "data")
+    migrate_visits(tmp_path / "data", supervisor.redis_url)  # the workers' visits database
     add_staff(tmp_path / "data", "off-a", "李警官", "officer")
     sup = supervisor("--no-demo")
     nodes = workers_of(sup)

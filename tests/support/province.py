@@ -19,8 +19,11 @@ NOW = dt.datetime(2030, 1, 7, 8, 0)
 HOURS = "1-5 09:00-12:00 14:00-17:00"
 
 
-def build(data_dir, hours: str = HOURS) -> tuple[VisitStore, Directory, Reservations, dict]:
-    store = VisitStore(data_dir)
+def build(
+    data_dir, hours: str = HOURS, store: VisitStore | None = None
+) -> tuple[VisitStore, Directory, Reservations, dict]:
+    """The province in ``store`` (a new file store in ``data_dir`` when none is given)."""
+    store = store if store is not None else VisitStore(data_dir)
     d = Directory(store)
     for sid, kind in (("prison-a", "prison"), ("prison-b", "prison"), ("bureau-x", "bureau")):
         d.add(insert_site, {"id": sid, "kind": kind, "name": f"{sid} 名称"})

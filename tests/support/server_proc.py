@@ -126,6 +126,20 @@ def add_staff(
     )
 
 
+def migrate_visits(data_dir: Path, redis_url: str) -> None:
+    """Copy a data directory's visits database into a cluster's Redis with the real CLI
+    (``server.py visits migrate``), as an operator moving a one-machine setup to a cluster."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "server.py"), "visits", "migrate"]
+        + ["--data-dir", str(data_dir), "--redis", redis_url],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.startswith("copied "), done.stdout + done.stderr
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.05):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -36,7 +36,7 @@ from tests.integration.signaling.test_one_time_code import Inbox
 from tests.support import province
 from tests.support.procs import free_port
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
-from tests.support.server_proc import ServerProcess, wait_until
+from tests.support.server_proc import ServerProcess, migrate_visits, wait_until
 from visits.directory import insert_visitor
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,7 @@ def open_hall(redis_url: str) -> None:
 
 
 def open_visits(data_dir) -> None:
-    """The province's visitation records in this node's own file, with one relative reachable
+    """The province's visitation records in this data directory's file, with one relative reachable
     by phone."""
     visits, directory, _, _ = province.build(data_dir)
     visitor = {
@@ -113,8 +113,8 @@ async def test_a_code_from_one_node_is_accepted_through_another(tmp_path, redis_
     env = {"PARLEY_SECRET": secrets.token_hex(32), "PARLEY_REDIS_URL": url}
     env["PARLEY_DRAIN_SECONDS"] = "0"
     open_hall(url)
-    for name in ("a", "b"):
-        open_visits(tmp_path / name)
+    open_visits(tmp_path / "a")
+    migrate_visits(tmp_path / "a", url)  # the cluster's visits database, for both nodes
     a = ServerProcess(tmp_path / "a", "--no-demo", env={**env, "PARLEY_NODE_ID": "a"})
     b = ServerProcess(tmp_path / "b", "--no-demo", env={**env, "PARLEY_NODE_ID": "b"})
     try:

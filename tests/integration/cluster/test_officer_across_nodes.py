@@ -1,6 +1,6 @@
 """A prison officer's console on node 1 sees and controls a visit node 2 serves (issue #15): two
 real ``server.py serve --redis`` processes on one real redis-server, one secret; the visits
-database is node 1's. A visit booked for now opens on node 1; its two terminals (aiortc peers
+database is node 1's, moved to the cluster with ``server.py visits migrate``. A visit booked for now opens on node 1; its two terminals (aiortc peers
 with the kiosk tokens) connect there, are checked in and admitted, media flows. Node 1 is
 SIGKILLed; node 2 takes the session over and the terminals reconnect to it with media. Node 1
 starts again (same node id, port and data directory): its officer console lists the visit (from
@@ -19,6 +19,7 @@ import redis
 import socketio
 
 from cluster.ledger import RedisLedgerStore
+from cluster.visits import RedisVisitStore
 from tests.integration.signaling.conftest import until
 from tests.integration.visits.conftest import (
     ALL_DAY,
@@ -33,10 +34,9 @@ from tests.integration.visits.test_live_visit import Peer, check_in, kiosk_live,
 from tests.support.procs import free_port
 from tests.support.province import build
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
-from tests.support.server_proc import ServerProcess, add_staff, cluster_node
+from tests.support.server_proc import ServerProcess, add_staff, cluster_node, migrate_visits
 from visits.booking import Rules
 from visits.reservations import Reservations
-from visits.store import VisitStore
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +66,7 @@ async def test_node_1s_officer_warns_and_ends_a_visit_node_2_serves(tmp_path, re
     family_token = directory.issue_credential("bx-1", 0.0)
     inmate_token = directory.issue_credential("pa-1", 0.0)
     store.close()
+    migrate_visits(data1, url)  # the cluster's visits database: node 1's, moved to Redis
     for username, role in (("op", "operator"), ("off-a", "officer"), ("off-b", "officer")):
         add_staff(tmp_path / "cli", username, username, role, PASSWORD, url)
 
@@ -161,8 +162,8 @@ async def test_node_1s_officer_warns_and_ends_a_visit_node_2_serves(tmp_path, re
             if e.type == "participant.disconnected" and e.data.get("reason") == "node_restart"
         ]
         assert {e.data["participant"] for e in restarts} == {family.pid, inmate.pid}
-        visits = VisitStore(data1)
-        try:  # node 1's clock completes the booking (at once: the end route steps it)
+        visits = RedisVisitStore.from_url(tmp_path / "reader", url)  # the cluster's database
+        try:  # the booking completes (at once: node 1's end route steps the clock)
             book = Reservations(visits, Rules())
             await until(lambda: book.get(bid).status == "completed", timeout=10)
         finally:

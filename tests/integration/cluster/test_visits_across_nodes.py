@@ -6,6 +6,7 @@ booked end on B (``no_visit``) and closes the booking's live row."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -14,7 +15,7 @@ from rooms.errors import CommandError
 from signaling.tokens import TokenSigner
 from signaling.visits_console import VisitsConsole
 from signaling.visits_live import OPEN_MINUTES
-from tests.integration.cluster.test_cluster_node import cluster, until  # noqa: F401
+from tests.integration.cluster.test_cluster_node import STEADY, cluster, until  # noqa: F401
 from tests.integration.visits.test_live_steps import START
 from tests.support.province import NOW, build
 from tests.support.redisd import redis_prefix, redis_server  # noqa: F401 - fixtures
@@ -53,7 +54,7 @@ def book(c: VisitsConsole, ids: dict) -> int:
 
 async def test_a_visit_served_by_another_node_is_listed_commanded_and_ended(cluster, province):  # noqa: F811
     store, ids = province
-    a, b = await cluster("a"), await cluster("b")
+    a, b = await cluster("a", settings=STEADY), await cluster("b", settings=STEADY)
     c = console_on(a, store)
     bid = book(c, ids)
     await c.live.tick(START - dt.timedelta(minutes=OPEN_MINUTES))
@@ -63,7 +64,9 @@ async def test_a_visit_served_by_another_node_is_listed_commanded_and_ended(clus
 
     await a.stop()  # a crash: B takes the visit over
     await until(lambda: _served(b, session))
-    a2 = await cluster("a")  # back with the same id: it does not serve the visit now
+    a2 = await cluster(
+        "a", settings=STEADY
+    )  # back with the same id: it does not serve the visit now
     c2 = console_on(a2, store)
     assert not a2.relay.here(session)
 
@@ -114,3 +117,55 @@ async def _owner_is(node, session: str, node_id: str) -> bool:
 
 async def _served(node, session: str) -> bool:
     return node.relay.here(session)
+
+
+@pytest.fixture
+def shared_province(tmp_path, redis_server, redis_prefix):  # noqa: F811
+    """Two machines' copies of one cluster visits database (cluster/visits.py)."""
+    from cluster.visits import RedisVisitStore
+
+    a, b = (
+        RedisVisitStore.from_url(tmp_path / n, redis_server.url, prefix=redis_prefix)
+        for n in ("a", "b")
+    )
+    _, _, _, ids = build(None, store=a)
+    yield a, b, ids
+    a.close()
+    b.close()
+
+
+async def test_two_nodes_clocks_open_each_visit_once(cluster, shared_province):  # noqa: F811
+    """Every node runs the live-visits clock, but only the holder of the cluster's one clock
+    beats; a visit opened twice for a moment (the clock passing between nodes) keeps the first
+    session and ends the other."""
+    store_a, store_b, ids = shared_province
+    a, b = await cluster("a", settings=STEADY), await cluster("b", settings=STEADY)
+    consoles = [console_on(a, store_a), console_on(b, store_b)]
+    bid = book(consoles[1], ids)  # booked through b, read on a
+    due = START - dt.timedelta(minutes=OPEN_MINUTES)
+    tasks = []
+    for c, node in zip(consoles, (a, b), strict=True):
+        c.live.now = lambda: due
+        c.live.role = lambda node=node: node.registry.hold("visits-clock")
+        tasks.append(asyncio.create_task(c.live.run(interval=0.05)))
+    try:
+        await until(lambda: _opened(consoles[0], bid))
+        _, session, *_ = consoles[0].live.row(booking=bid)
+        for _ in range(10):  # both clocks keep running: never a second session
+            await asyncio.sleep(0.05)
+            assert len(a.service.sessions()) + len(b.service.sessions()) == 1
+    finally:
+        for t in tasks:
+            t.cancel()
+    assert consoles[1].live.row(booking=bid)[1] == session  # b reads the same row
+    # two clocks at once: the second opening finds the row taken and ends its own session
+    late = consoles[1] if a.relay.here(session) else consoles[0]
+    late.live._open(late.res.get(bid), due)
+    node = b if late is consoles[1] else a
+    [extra] = [s for s in node.service.sessions() if s.id != session]
+    assert extra.ended and extra.ended_reason == "not_opened"
+    assert consoles[0].live.row(booking=bid)[1] == session
+
+
+async def _opened(console, booking: int) -> bool:
+    return console.live.row(booking=booking) is not None

@@ -82,6 +82,7 @@ def supervisor(tmp_path, redis_server):  # noqa: F811
         proc.start_quiet(timeout=60) if "--no-demo" in extra else proc.start(timeout=60)
         return proc
 
+    start.redis_url = url
     yield start
     for proc in made:
         proc.stop()

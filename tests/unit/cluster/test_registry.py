@@ -241,3 +241,22 @@ def test_the_cpu_figure_is_the_sustained_use_not_a_burst():
     assert beat(0.2) < CPU_QUIET  # the burst
     busy = [beat(0.4) for _ in range(60)]  # 0.8 of a core for 30 s
     assert busy[-1] == pytest.approx(0.8, abs=0.01) and busy[3] < busy[-1]
+
+
+async def test_a_role_has_one_holder_who_keeps_it_while_calling_and_loses_it_when_silent(make):
+    steady = LeaseSettings(ttl_ms=1000, interval=0.2)  # a busy machine's stall is no silence
+    a, b = make("a", steady), make("b", steady)
+    held = await asyncio.gather(*(r.hold("visits-clock") for r in (a, b, a, b)))
+    assert held.count(True) == 2 and held[0] == held[2] and held[1] == held[3]  # one holder
+    holder, other = (a, b) if held[0] else (b, a)
+    deadline = time.monotonic() + steady.ttl_ms / 1000 * 2
+    while time.monotonic() < deadline:  # calls within the TTL: the holder keeps it
+        assert await holder.hold("visits-clock") and not await other.hold("visits-clock")
+        await asyncio.sleep(steady.ttl_ms / 1000 / 10)
+    # the holder stops calling (dead, stalled): after one TTL the next caller has it
+    deadline = time.monotonic() + 10
+    while not await other.hold("visits-clock"):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    assert not await holder.hold("visits-clock")
+    assert await a.hold("another-role") != await b.hold("another-role")  # roles are apart

@@ -1,0 +1,190 @@
+"""The visits database of a cluster (cluster/visits.py) on a real redis-server: each "machine"
+here is its own data directory with its own SQLite copy. What one writes, every other reads
+with the same ids; racing bookings of one slot from eight copies give one booking; a digest
+made on one matches on another; an import is all or nothing everywhere; a writer whose lock
+expired stores nothing; Redis away: reads serve the copy, writes are refused; a copy that
+followed a log Redis no longer has refuses to go on."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+
+from cluster import visits as cv
+from cluster.client import sync_client
+from cluster.visits import RedisVisitStore, ReplicaLost
+from tests.integration.visits.conftest import id_of
+from tests.support.province import NOW, build
+from tests.support.redisd import redis_prefix, redis_server  # noqa: F401 - fixtures
+from visits import importer
+from visits.checkin import CheckIns
+from visits.directory import Directory
+from visits.model import VisitError
+from visits.reservations import Request, Reservations
+
+START = dt.datetime(2030, 1, 8, 9, 0)  # a Tuesday inside the province's opening hours
+TABLES = ("sites", "terminals", "inmates", "visitors", "grants", "bookings", "holds")
+
+
+@pytest.fixture
+def machines(tmp_path, redis_server, redis_prefix):  # noqa: F811
+    made = []
+
+    def machine(name: str) -> RedisVisitStore:
+        store = RedisVisitStore.from_url(tmp_path / name, redis_server.url, prefix=redis_prefix)
+        made.append(store)
+        return store
+
+    yield machine
+    for store in made:
+        store.close()
+
+
+def dump(store) -> dict:
+    return {t: store.rows(f"SELECT * FROM {t} ORDER BY 1, 2") for t in TABLES}
+
+
+def test_what_one_machine_writes_every_other_reads_with_the_same_ids(machines, tmp_path):
+    a, b = machines("a"), machines("b")
+    _, _, _, ids = build(None, store=a)
+    assert dump(b) == dump(a) and dump(a)["inmates"]  # b applied the whole province
+    res_b = Reservations(b)
+    bid = res_b.request(
+        "staff:op", Request(ids["a1"], "bx-1", "pa-1", START, 15, (ids["a1v0"],)), NOW
+    )
+    res_a = Reservations(a)
+    assert res_a.get(bid).status == "requested"  # the booking b made, read on a by its id
+    res_a.decide("staff:off-a", bid, approve=True, reason="", supervisor=False, now=NOW)
+    assert res_b.get(bid).status == "approved"
+    assert a.position() == b.position() and a.position()[0] > 1
+    assert not (tmp_path / "a" / "visits.sqlite3").exists()  # the copy is a file of its own
+    assert (tmp_path / "b" / cv.REPLICA_FILE).is_file()
+    # a third machine, started later, catches up from the log alone
+    c = machines("c")
+    assert dump(c) == dump(a)
+
+
+def test_one_slot_booked_from_eight_machines_at_once_gives_one_booking(machines):
+    stores = [machines(f"m{i}") for i in range(8)]
+    _, _, _, ids = build(None, store=stores[0])
+    won, refused, other = [], [], []
+    gate = threading.Barrier(len(stores))
+
+    def book(store):
+        gate.wait()
+        try:
+            won.append(
+                Reservations(store).request(
+                    "staff:op",
+                    Request(ids["a1"], "bx-1", "pa-1", START, 15, (ids["a1v0"],)),
+                    NOW,
+                )
+            )
+        except VisitError as exc:
+            (refused if exc.code == "conflict" else other).append(exc.code)
+
+    threads = [threading.Thread(target=book, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(won) == 1 and len(refused) == 7 and other == []
+    first = dump(stores[0])
+    assert len(first["bookings"]) == 1 and first["bookings"][0][0] == won[0]
+    assert all(dump(s) == first for s in stores[1:])
+
+
+def test_an_identity_number_taken_on_one_machine_matches_on_another(machines):
+    a, b = machines("a"), machines("b")
+    _, _, _, ids = build(None, store=a)
+    res = Reservations(b)
+    bid = res.request(
+        "staff:op", Request(ids["a1"], "bx-1", "pa-1", START, 15, (ids["a1v0"],)), NOW
+    )
+    res.decide("staff:off-a", bid, approve=True, reason="", supervisor=False, now=NOW)
+    number = id_of("a1", 0)
+    at = START - dt.timedelta(minutes=5)
+    with pytest.raises(VisitError) as e:
+        CheckIns(b, res).check_in(
+            "staff:op", bid, ids["a1v0"], id_of("a1", 1), method="id_card", pledge=True, now=at
+        )
+    assert e.value.code == "identity_mismatch"
+    done = CheckIns(b, res).check_in(
+        "staff:op", bid, ids["a1v0"], number, method="id_card", pledge=True, now=at
+    )
+    assert done.visitor == ids["a1v0"]
+    assert [c.visitor for c in CheckIns(a, Reservations(a)).checked(bid)] == [ids["a1v0"]]
+
+
+def test_an_import_with_a_bad_line_is_applied_nowhere_and_a_good_one_everywhere(machines):
+    a, b = machines("a"), machines("b")
+    build(None, store=a)
+    before = b.position()
+    bad = "facility,number,name,grade\nprison-a,A-100,张三,normal\nprison-z,Z-1,王五,normal\n"
+    report = importer.run(a, "inmates", bad, dry_run=False)
+    assert report.errors and not report.applied
+    assert b.position() == before  # nothing reached the log
+    good = "facility,number,name,grade\nprison-a,A-100,张三,normal\nprison-a,A-101,李四,strict\n"
+    assert importer.run(b, "inmates", good, dry_run=False).applied
+    assert [
+        r[0] for r in a.rows("SELECT number FROM inmates WHERE number LIKE 'A-10_' ORDER BY number")
+    ] == [
+        "A-100",
+        "A-101",
+    ]
+    assert dump(a) == dump(b)
+
+
+def test_a_writer_whose_lock_expired_stores_nothing(machines, monkeypatch):
+    a, b = machines("a"), machines("b")
+    build(None, store=a)
+    before = dump(b), b.position()
+    d = Directory(a)
+    with pytest.raises(VisitError) as e, a.tx() as db:
+        db.execute("INSERT INTO grants VALUES ('late', 'officer', 'prison-a')")
+        a.redis.delete(a._lock_key)  # the lock ran out while this node stalled
+    assert e.value.code == "unavailable"
+    assert ("late", "officer", "prison-a") not in a.rows("SELECT * FROM grants")  # rolled back
+    assert (dump(b), b.position()) == before  # and never in the log
+    # another node wrote after the lock was lost: the stalled writer's append is refused too
+    with pytest.raises(VisitError) as e, a.tx() as db:
+        db.execute("INSERT INTO grants VALUES ('late', 'officer', 'prison-a')")
+        token = a.redis.get(a._lock_key)
+        a.redis.delete(a._lock_key)
+        d_b = Directory(b)
+        d_b.grant("first", "officer", "prison-a")
+        a.redis.set(a._lock_key, token)  # even with its token back: the log moved on
+    assert e.value.code == "unavailable" and "meanwhile" in e.value.message
+    assert [r[0] for r in a.rows("SELECT username FROM grants WHERE site='prison-a'")].count(
+        "late"
+    ) == 0
+    assert d.grants("first")  # a applied b's write when it read again
+
+
+def test_redis_away_reads_serve_the_copy_and_writes_are_refused(machines):
+    a = machines("a")
+    build(None, store=a)
+    sites = a.rows("SELECT id FROM sites ORDER BY id")
+    a.redis = sync_client("redis://127.0.0.1:1/0")  # nothing listens there
+    a._append = a.redis.register_script(cv._APPEND)
+    assert a.rows("SELECT id FROM sites ORDER BY id") == sites
+    with pytest.raises(VisitError) as e:
+        Directory(a).grant("x", "officer", "prison-a")
+    assert e.value.code == "unavailable"
+    with pytest.raises(VisitError) as e:
+        a.id_hash("110101197001010011")
+    assert e.value.code == "unavailable"
+
+
+def test_a_copy_that_followed_another_log_refuses_to_go_on(machines, redis_server):  # noqa: F811
+    a = machines("a")
+    build(None, store=a)
+    for key in a.redis.scan_iter(a.prefix + "*"):
+        a.redis.delete(key)  # Redis emptied (or another Redis given)
+    with pytest.raises(ReplicaLost):
+        a.catch_up()
+    with pytest.raises(ReplicaLost):
+        Directory(a).grant("x", "officer", "prison-a")
+    assert a.rows("SELECT count(*) FROM sites")[0][0] == 3  # reads: the copy, said in the log
