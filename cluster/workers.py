@@ -307,8 +307,10 @@ class Supervisor:
             }
         )
         # a terminal's page (on worker 0) may open its socket on the worker that took its
-        # visit over (web/static/kiosk.js): the pages' CSP lets them connect to every worker
-        env["PARLEY_CONNECT_ORIGINS"] = ",".join(o.url for o in self.workers if o is not w)
+        # visit over (web/static/kiosk.js): the pages' CSP lets them connect to every worker,
+        # and to the origins the operator named (other machines' nodes of the cluster)
+        others = [o.url for o in self.workers if o is not w]
+        env["PARLEY_CONNECT_ORIGINS"] = ",".join([*(self.config.connect_origins or ()), *others])
         if w.index != 0:  # the live visits' pages are worker 0's (signaling/visits_home.py)
             env["PARLEY_VISITS_URL"] = self.workers[0].url
         else:
