@@ -429,7 +429,17 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(desk_public.routes(consult))
     app.add_routes(DeskConsole(consult, config).routes())
     # the citizen's attached files (docs/desk.md)
-    app.add_routes(DeskDocuments(consult, config.data_dir / "desk-documents").routes())
+    documents = DeskDocuments(consult, config.data_dir / "desk-documents")
+    if cluster is not None:  # a file received by another node: fetched from it (docs/scaling.md)
+        from cluster.peer_files import PeerFiles
+
+        documents.peers = PeerFiles(cluster.registry, derive_key(secret, "peer-files"))
+
+        async def close_peers(app):
+            await documents.peers.close()
+
+        app.on_cleanup.append(close_peers)
+    app.add_routes(documents.routes())
     app.add_routes(desk_ring.routes(consult))  # the mediator's panel while the desk rings
     registry.register(DeskMetrics(consult))  # the hall's figures on /metrics
     registry.register(ReviewMetrics(service))  # R3: overdue and due reviews

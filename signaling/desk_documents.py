@@ -4,7 +4,9 @@ at that point opening them from the desk console.
 The file checks are those of the session documents (signaling/documents.py): the type read from
 the content (PDF, PNG, JPEG), the same size limit and display-name cleaning. The bytes live in
 ``<data>/desk-documents/<ticket>/<id>.bin``; the list is in ``desk.sqlite3``; every upload and
-every read is a row of the desk log, as the lawyers' history reads are.
+every read is a row of the desk log, as the lawyers' history reads are. When clustered the list
+is in Redis and the bytes stay on the node that received them: a lawyer on another node gets
+them through ``peers`` (cluster/peer_files.py), checked against the list's SHA-256.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -38,6 +41,7 @@ from signaling.guard import streams_body
 MAX_PER_TICKET = 3  # a few papers: a contract, a notice, a photo of a letter
 OPEN_STATES = ("waiting", "callback", "serving")
 UPLOAD_DEADLINE_S = 300.0  # as the session documents: 10 MiB over a slow phone line
+DOC_ID = re.compile(r"cd-[0-9a-f]{16}")
 
 
 def _receive_error() -> DeskError:
@@ -48,6 +52,9 @@ class DeskDocuments:
     def __init__(self, desk: ConsultDesk, root: Path) -> None:
         self.desk, self.root = desk, root
         self._flight: dict[int, int] = {}  # ticket -> uploads being received (count as attached)
+        # clustered (server.py): the other nodes, for a file received by one of them
+        # (cluster/peer_files.PeerFiles); None on one node
+        self.peers = None
 
     def _path(self, ticket_id: int, doc_id: str) -> Path:
         return self.root / str(ticket_id) / f"{doc_id}.bin"
@@ -154,6 +161,10 @@ class DeskDocuments:
             None,
         )
         path = self._path(ticket.id, doc["id"]) if doc else None
+        if path is not None and not path.exists() and self.peers is not None:
+            await self.peers.fetch(
+                self._peer_path(ticket.id, doc["id"]), doc["sha256"], MAX_DOCUMENT_BYTES, path
+            )
         if path is None or not path.exists():
             raise DeskError("not_found", "no such document on this ticket")
         self.desk.store.log(
@@ -161,8 +172,32 @@ class DeskDocuments:
         )
         return document_response(path, doc["mime"], doc["name"])
 
+    @staticmethod
+    def _peer_path(ticket_id: int, doc_id: str) -> str:
+        return f"/cluster/desk-documents/{ticket_id}/{doc_id}"
+
+    @answers
+    async def peer_copy(self, request: web.Request) -> web.StreamResponse:
+        """Another node of the cluster fetching a file this node received (its request signed
+        under the cluster's key; cluster/peer_files.py). Not logged as a read: the lawyer's
+        read is logged on the node they asked."""
+        from cluster.peer_files import HEADER, allowed
+
+        if self.peers is None or not allowed(
+            self.peers.key, request.path, request.headers.get(HEADER)
+        ):
+            raise DeskError("forbidden", "for the cluster's own nodes")
+        ticket, doc = request.match_info["ticket"], request.match_info["doc"]
+        if not ticket.isdigit() or len(ticket) > 12 or not DOC_ID.fullmatch(doc):
+            raise DeskError("invalid", "ticket: a number; doc: a document id")
+        path = self._path(int(ticket), doc)
+        if not path.is_file():
+            raise DeskError("not_found", "no such document on this node")
+        return web.FileResponse(path, headers={"Cache-Control": "no-store"})
+
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/consult/api/tickets/{secret}/documents", self.upload),
             web.get("/desk/api/tickets/{ticket}/documents/{doc}", self.read),
+            web.get(self._peer_path("{ticket}", "{doc}"), self.peer_copy),
         ]

@@ -21,9 +21,11 @@ import redis
 from bench.takeover import Page
 from cluster.desk import RedisDeskStore
 from cluster.ledger import RedisLedgerStore
+from cluster.peer_files import HEADER, signature
 from desk.store import DeskStore
 from tests.integration.cluster.test_codes_cluster import error, last_code, post
 from tests.integration.desk.helpers import PASSWORD, POINT, Lawyer, call
+from tests.integration.desk.test_desk_documents import PDF, attach
 from tests.integration.signaling.conftest import until
 from tests.support.redisd import redis_server  # noqa: F401 - fixture
 from tests.support.server_proc import add_staff, cluster_node
@@ -65,6 +67,26 @@ async def test_one_queue_across_two_nodes(tmp_path, redis_server):  # noqa: F811
                 assert (await lawyer.post("status", {"status": "available"}))[0] == 200
                 status, state = await lawyer.get()  # each desk sees the one queue
                 assert [r["name"] for r in state["desk"]["queue"]] == ["张三"], state
+
+            # a file the citizen attaches through A: the lawyer on B opens it (B fetches it
+            # from A, signed with the cluster's key, and keeps a copy)
+            status, data = await attach(http, a, secret, PDF)
+            assert status == 200, data
+            doc, tid = data["document"], state["desk"]["queue"][0]["id"]
+            async with wu.http.get(f"{b.url}/desk/api/tickets/{tid}/documents/{doc['id']}") as r:
+                assert r.status == 200 and await r.read() == PDF
+            copy = tmp_path / "b" / "desk-documents" / str(tid) / f"{doc['id']}.bin"
+            assert copy.read_bytes() == PDF
+            peer = f"/cluster/desk-documents/{tid}/{doc['id']}"
+            later = int(time.time() + 20)
+            for headers in (
+                {},  # not a node of the cluster
+                {HEADER: f"{later}.{signature(b'k' * 32, peer, later)}"},  # another key
+                {HEADER: f"{later}.{'0' * 64}"},
+                {HEADER: "soon.abc"},
+            ):
+                async with http.get(a.url + peer, headers=headers) as r:
+                    assert r.status == 403, headers
             answers = await asyncio.gather(li.post("pickup", {}), wu.post("pickup", {}))
             won = [i for i, (status, _) in enumerate(answers) if status == 200]
             assert len(won) == 1, answers
