@@ -136,7 +136,7 @@ class DeskConsole:
             + "</table><form method='post' action='/desk/admin/points' class='stack'>"
             + csrf
             + "<label>ID（字母数字）ID (letters, digits, -)<input name='id' maxlength='40' "
-            "required pattern='[a-z0-9][a-z0-9-]*'></label>"
+            "required pattern='[a-z0-9][a-z0-9\\-]*'></label>"
             "<label>名称 Name<input name='name' maxlength='120' required></label>"
             "<label>地址 Address<input name='address' maxlength='200'></label>"
             "<label>开放时间 Hours (1-5 09:00-12:00 14:00-17:00)<input name='hours' "
