@@ -147,14 +147,18 @@
       onSlotStream: () => attach(), onState: () => {}, onPathLost: async () => true,
       onCandidate: window.parleyTrickle(() => k.socket, () => k.call === call),
     }, welcome.iceServers);
-    const sdp = await k.call.offer();
+    // a newer welcome may replace this call while its offer is made or answered: the answer
+    // goes only to the call that made the offer
+    const sdp = await call.offer();
+    if (k.call !== call) { call.close(); return; }
     const messagesBefore = k.slotMessages;
     k.socket.emit("offer", { v: 1, sdp }, async (reply) => {
+      if (k.call !== call) return;
       if (!reply || !reply.ok) { text($("k-ready-status"), "err_unknown"); return; }
       // the answer's map only if no "slots" message came since the offer (as app.js does): a
       // message that overtook the answer is as new or newer
       if (k.slotMessages === messagesBefore) k.slots = reply.slots || [];
-      await k.call.answer(reply.sdp);
+      await call.answer(reply.sdp);
       attach();
     });
     show("call");

@@ -135,14 +135,18 @@
           onSlotStream: () => attach(), onState: (s) => { if (s === "connected") status("监看中", "Watching"); },
           onCandidate: window.parleyTrickle(() => o.socket, () => o.call === call),
         }, welcome.iceServers);
-        const sdp = await o.call.offer();
+        // a newer welcome (the socket connected again) may replace this call while its offer
+        // is made or answered: the answer goes only to the call that made the offer
+        const sdp = await call.offer();
+        if (o.call !== call) { call.close(); return; }
         const messagesBefore = o.slotMessages;
         o.socket.emit("offer", { v: 1, sdp }, async (reply) => {
+          if (o.call !== call) return;
           if (!reply || !reply.ok) { status("连接失败", "Could not connect"); return; }
           // the answer's map only if no "slots" message came since the offer (as app.js does):
           // a message that overtook the answer (a room publishing meanwhile) is as new or newer
           if (o.slotMessages === messagesBefore) o.slots = reply.slots || [];
-          await o.call.answer(reply.sdp);
+          await call.answer(reply.sdp);
           attach();
         });
       },
