@@ -9,11 +9,13 @@ in a test module (pytest finds fixtures imported into it)."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.support.procs import Redis
 
@@ -51,3 +53,26 @@ def redis_server(tmp_path_factory) -> RestartableRedis:
 @pytest.fixture
 def redis_prefix() -> str:
     return f"t{secrets.token_hex(4)}:"
+
+
+@contextlib.contextmanager
+def own_database(server: RestartableRedis, number: int):
+    """The URL of database ``number`` on the test server, empty when given and when done (for
+    the tests whose real processes take a Redis URL, not a key prefix)."""
+    url = server.url.rsplit("/", 1)[0] + f"/{number}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+def snapshot(url: str) -> dict:
+    """Every key of the database at ``url`` with its value (DUMP): to see that nothing changed."""
+    client = redis.Redis.from_url(url)
+    try:
+        return {k: client.dump(k) for k in sorted(client.keys("*"))}
+    finally:
+        client.close()

@@ -126,6 +126,20 @@ def add_staff(
     )
 
 
+def cli(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """``server.py <args> --data-dir DATA`` as an operator runs it (no PARLEY_* settings from
+    the test's environment), its output captured."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "server.py"), *args, "--data-dir", str(data_dir)],
+        text=True,
+        input=stdin,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(data_dir)},
+    )
+
+
 def migrate_visits(data_dir: Path, redis_url: str) -> None:
     """Copy a data directory's visits database into a cluster's Redis with the real CLI
     (``server.py visits migrate``), as an operator moving a one-machine setup to a cluster."""

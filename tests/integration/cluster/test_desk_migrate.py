@@ -8,48 +8,26 @@ node started on a data directory whose desk is not in Redis says so in its log."
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
-import redis
 
 from cluster.desk import RedisDeskStore
 from cluster.desk_migrate import left_behind
 from desk.store import DeskStore
 from tests.support.procs import free_port
-from tests.support.redisd import redis_server  # noqa: F401 - fixture
-from tests.support.server_proc import ROOT
+from tests.support.redisd import own_database, redis_server, snapshot  # noqa: F401
+from tests.support.server_proc import cli
 from tests.unit.desk.test_store import T0, _day, _reads
 
 
 def migrate(data_dir, *redis_args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "server.py"), "desk", "migrate", "--data-dir", str(data_dir)]
-        + list(redis_args),
-        text=True,
-        capture_output=True,
-        cwd=ROOT,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(data_dir)},
-    )
+    return cli(data_dir, "desk", "migrate", *redis_args)
 
 
 @pytest.fixture
 def url(redis_server):  # noqa: F811
-    url = redis_server.url.rsplit("/", 1)[0] + "/10"  # a database of its own on the test server
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
-
-
-def snapshot(url: str) -> dict:
-    client = redis.Redis.from_url(url)
-    try:
-        return {k: client.dump(k) for k in sorted(client.keys("*"))}
-    finally:
-        client.close()
+    with own_database(redis_server, 10) as url:
+        yield url
 
 
 def test_a_desk_moved_to_redis_answers_as_it_did(tmp_path, url):

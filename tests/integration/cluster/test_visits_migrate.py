@@ -9,19 +9,16 @@ visits database was not copied says so in its log."""
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
 
 import pytest
-import redis
 
 from cluster.visits import TABLES, RedisVisitStore
 from cluster.visits_migrate import left_behind
 from tests.integration.visits.conftest import id_of
 from tests.support.procs import free_port
 from tests.support.province import NOW, build
-from tests.support.redisd import redis_server  # noqa: F401 - fixture
-from tests.support.server_proc import ROOT, add_staff
+from tests.support.redisd import own_database, redis_server, snapshot  # noqa: F401
+from tests.support.server_proc import add_staff, cli
 from visits.checkin import CheckIns
 from visits.directory import Directory
 from visits.reservations import Request, Reservations
@@ -30,34 +27,10 @@ from visits.store import VisitStore
 START = dt.datetime(2030, 1, 8, 9, 0)
 
 
-def cli(data_dir, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "server.py"), *args, "--data-dir", str(data_dir)],
-        text=True,
-        input=stdin,
-        capture_output=True,
-        cwd=ROOT,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(data_dir)},
-    )
-
-
 @pytest.fixture
 def url(redis_server):  # noqa: F811
-    url = redis_server.url.rsplit("/", 1)[0] + "/11"  # a database of its own on the test server
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
-
-
-def snapshot(url: str) -> dict:
-    client = redis.Redis.from_url(url)
-    try:
-        return {k: client.dump(k) for k in sorted(client.keys("*"))}
-    finally:
-        client.close()
+    with own_database(redis_server, 11) as url:
+        yield url
 
 
 def every_row(store) -> dict:
