@@ -555,7 +555,9 @@ class OfficerConsole:
             f"<h1>监看会见 Watching visit #{b.id} · {esc(inmate.name if inmate else '')}</h1>"
             "<p>双方看不到也听不到您。The parties neither see nor hear you.</p>"
             f"<div id='watch' data-token='{esc(token)}'>"
-            "<button id='watch-start' type='button' class='primary big'>开始监看 Start watching"
+            # enabled by its script (web/static/officer.js): a press before it ran did nothing
+            "<button id='watch-start' type='button' class='primary big' disabled>"
+            "开始监看 Start watching"
             "</button> <span id='watch-status' role='status'></span>"
             " <strong id='watch-remaining' role='timer'></strong>"
             "<div id='watch-tiles' class='live-tiles'></div></div>"

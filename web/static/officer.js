@@ -155,6 +155,7 @@
       error: (e) => { if (e && e.code === "ended") ended(); },
     }, (socket) => { o.socket = socket; }, ended);
   };
+  $("watch-start").disabled = false;  // rendered disabled until this handler exists
 
   function names() {
     const out = {};
