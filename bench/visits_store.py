@@ -3,9 +3,10 @@ through Redis (cluster/visits.py; docs/benchmarks.md).
 
     python -m bench.visits_store [--n 500] [--redis URL]
 
-In one run, for each store, each operation in its own turn of the event loop: a read (``Reservations.get``, what a page does per booking), a
-booking made and cancelled (two write transactions, each with its log and holds), and a read
-on a second machine's copy right after the first machine wrote (the catch-up of one entry).
+In one run, for each store, each operation in its own turn of the event loop: a read
+(``Reservations.get``, what a page does per booking), a booking made and cancelled (two write
+transactions, each with its log and holds), and a read on a second machine's copy right after
+the first machine wrote (the catch-up of one entry).
 Prints p50/p99/max in ms. Without ``--redis`` a redis-server is started on a free port with
 deploy/redis/redis.conf (AOF, ``appendfsync always``) and stopped by its PID.
 """

@@ -84,7 +84,7 @@ def migrate(source, target, hold=None) -> Report:
 
 def ready(redis_url: str | None, path: Path, what: str, out: TextIO) -> bool:
     """A move into Redis has a Redis to go to and a file to copy; else says which is missing
-    (the ledger's and the desk's ``migrate``)."""
+    (the ledger's, the desk's and the visits database's ``migrate``)."""
     if not redis_url:
         print("invalid: name the cluster's Redis (--redis or PARLEY_REDIS_URL)", file=out)
         return False

@@ -62,6 +62,10 @@ class PeerFiles:
         self.registry, self.key = registry, key
         self._http: aiohttp.ClientSession | None = None
 
+    def allows(self, path: str, headers) -> bool:
+        """Whether a request for ``path`` with ``headers`` comes from a node of the cluster."""
+        return allowed(self.key, path, headers.get(HEADER))
+
     async def fetch(self, path: str, sha256: str, limit: int, into: Path) -> bool:
         """Ask each other live node for ``path`` (a URL path); the first answer of at most
         ``limit`` bytes whose SHA-256 is ``sha256`` is written to ``into`` (atomically). True

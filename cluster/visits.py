@@ -119,15 +119,15 @@ class _Recorder:
 
     def execute(self, sql: str, args=()) -> sqlite3.Cursor:
         cursor = self._db.execute(sql, args)
-        if not sql.lstrip()[:6].upper() == "SELECT":
-            self.statements.append((sql, list(args) if isinstance(args, tuple) else args))
+        if sql.lstrip()[:6].upper() != "SELECT":
+            self.statements.append((sql, args))
         return cursor
 
     def executemany(self, sql: str, rows) -> None:
         """Row by row, each noted once it ran: a row that fails leaves the ones before it
         applied here, and noted, exactly as SQLite's own executemany would leave them."""
         for row in rows:
-            self.execute(sql, tuple(row) if isinstance(row, list) else row)
+            self.execute(sql, row)
 
 
 class RedisVisitStore(VisitStore):
@@ -168,12 +168,10 @@ class RedisVisitStore(VisitStore):
 
     # -- what visits/ calls ------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def tx(self) -> Iterator[_Recorder]:
+    def tx(self) -> contextlib.AbstractContextManager[_Recorder]:
         """One write transaction of the cluster: all of it (here, and in the log for every
         other copy) or nothing; serialised with every writer of every node."""
-        with self._write() as db:
-            yield db
+        return self._write()
 
     @contextlib.contextmanager
     def _write(self, id_key: str = "") -> Iterator[_Recorder]:
@@ -206,7 +204,7 @@ class RedisVisitStore(VisitStore):
         """A consistent read of several statements: caught up once (per turn of the event
         loop, as ``rows``), no cluster lock."""
         with self._lock:
-            self.rows("SELECT 1")
+            self._check()
             with super().read() as db:
                 self._depth += 1
                 try:
@@ -220,10 +218,9 @@ class RedisVisitStore(VisitStore):
         (``conflict``) when the cluster's log holds anything. Returns the rows per table."""
         copied: dict[str, int] = {}
         with self._write(id_key=source._key.hex()) as db:
-            if self.position()[0]:
+            if held := self.position()[0]:
                 raise VisitError(
-                    "conflict",
-                    f"the cluster's visits database holds {self.position()[0]} writes already",
+                    "conflict", f"the cluster's visits database holds {held} writes already"
                 )
             for table in TABLES:
                 columns = [r[1] for r in source.rows(f"PRAGMA table_info({table})")]
@@ -242,22 +239,26 @@ class RedisVisitStore(VisitStore):
         one moment of the log and cost one check, not one each). With Redis away, the copy as
         it stands (said once in the log); writes are refused meanwhile."""
         with self._lock:
-            if not self._depth and not self._fresh:
-                try:
-                    self.catch_up()
-                    self._away = False
-                    self._fresh_this_turn()
-                except VisitError as exc:
-                    if not self._away:
-                        log.warning("visits pages read this node's copy: %s", exc.message)
-                    self._away = True
+            self._check()
             return self._db.execute(sql, args).fetchall()
 
-    def _fresh_this_turn(self) -> None:
+    def _check(self) -> None:
+        """Before a read: catch up, unless inside a transaction of ours or already in this
+        turn of the event loop (a thread or the command line checks every time)."""
+        if self._depth or self._fresh:
+            return
+        try:
+            self.catch_up()
+        except VisitError as exc:
+            if not self._away:
+                log.warning("visits pages read this node's copy: %s", exc.message)
+            self._away = True
+            return
+        self._away = False
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return  # a thread or the command line: each read checks
+            return
         self._fresh = True
         loop.call_soon(self._stale)
 

@@ -181,11 +181,7 @@ class DeskDocuments:
         """Another node of the cluster fetching a file this node received (its request signed
         under the cluster's key; cluster/peer_files.py). Not logged as a read: the lawyer's
         read is logged on the node they asked."""
-        from cluster.peer_files import HEADER, allowed
-
-        if self.peers is None or not allowed(
-            self.peers.key, request.path, request.headers.get(HEADER)
-        ):
+        if self.peers is None or not self.peers.allows(request.path, request.headers):
             raise DeskError("forbidden", "for the cluster's own nodes")
         ticket, doc = request.match_info["ticket"], request.match_info["doc"]
         if not ticket.isdigit() or len(ticket) > 12 or not DOC_ID.fullmatch(doc):

@@ -55,7 +55,8 @@ def add_visits_parser(sub) -> None:
 
 
 def user_command(args: argparse.Namespace, store: VisitStore, accounts: Accounts) -> int:
-    """Grants of a staff account (the account looked up in ``accounts``, the caller's)."""
+    """Grants of a staff account (the account looked up in ``accounts``, the caller's);
+    closes ``store``."""
     try:
         directory = Directory(store)
         if args.user_command == "grants":
@@ -80,6 +81,7 @@ def user_command(args: argparse.Namespace, store: VisitStore, accounts: Accounts
 
 
 def visits_command(args: argparse.Namespace, store: VisitStore) -> int:
+    """``visits import``; closes ``store``."""
     try:
         text = importer.decode(Path(args.file).read_bytes())
         report = importer.run(store, args.kind, text, dry_run=args.dry_run)
