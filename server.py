@@ -390,14 +390,19 @@ def create_app(config: Config) -> web.Application:
             visits_console.live.role = lambda: cluster.registry.hold("visits-clock")
 
     async def visits_ctx(app):
-        live = None
+        loop = asyncio.get_running_loop()
+        jobs = []
         if config.live_visits:
-            live = asyncio.get_running_loop().create_task(visits_console.live.run())
+            jobs.append(loop.create_task(visits_console.live.run()))
+        if config.redis_url:  # the cluster's visits log: snapshot and trim (cluster/visits.py)
+            from cluster.visits import compact_forever
+
+            jobs.append(loop.create_task(compact_forever(visits)))
         yield
-        if live is not None:
-            live.cancel()
+        for job in jobs:
+            job.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await live
+                await job
         visits.close()
 
     app.cleanup_ctx.append(runtime_ctx)

@@ -21,6 +21,13 @@ from the copied directory's by ``server.py visits migrate`` (cluster/visits_migr
 ``visits:tail`` holds the log's epoch (a name drawn when it starts) and its last position, so
 a read with nothing new costs one GET; a copy that followed another log (Redis emptied or
 replaced) refuses to write rather than build on rows the cluster no longer has.
+
+The log does not grow for ever: once it holds ``SNAPSHOT_EVERY`` entries past the last snapshot,
+one node (``compact``, in a thread, every few minutes) stores its copy as it stands in
+``visits:snapshot`` (the SQLite image, compressed, with its position) and trims the log to the
+``KEEP`` entries before that position. A copy further behind than the log reaches (a new
+machine, one that was down) loads the snapshot in one local transaction and applies the log from
+there.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import re
 import secrets
 import sqlite3
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +58,10 @@ REPLICA_FILE = "visits-replica.sqlite3"
 LOCK_MS = 5000  # a transaction is milliseconds; the lock outlives a stalled holder this long
 LOCK_WAIT_S = 5.0  # how long a writer waits for another node's transaction before giving up
 APPLY_BATCH = 500  # log entries applied per local transaction while catching up
+SNAPSHOT_EVERY = 20_000  # log entries past the last snapshot before the next is stored
+KEEP = 2_000  # entries kept before a snapshot: a copy a little behind needs only the log
+COMPACT_LOCK_MS = 120_000  # one node compacts at a time; a crashed one's turn passes after this
+COMPACT_CHECK_S = 300.0  # how often each node looks whether the log is due for a snapshot
 
 TABLES = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA)  # parents before children
 
@@ -92,6 +104,24 @@ return 0
 _UNLOCK = """#!lua
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+
+# KEYS: snapshot, tail, log. ARGV: position, epoch, the compressed image, keep.
+# Stores the snapshot if it is of this log and newer than the one held, then trims the log to
+# the ``keep`` entries before it. Returns {stored (1/0), entries trimmed}.
+_SNAPSHOT = """#!lua
+local tail = redis.call('GET', KEYS[2])
+if not tail then return {0, 0} end
+local epoch, last = string.match(tail, '^(%S+) (%d+)$')
+local position = tonumber(ARGV[1])
+if epoch ~= ARGV[2] or tonumber(last) < position then return {0, 0} end
+local held = redis.call('HMGET', KEYS[1], 'position', 'epoch')
+if held[2] == epoch and tonumber(held[1]) >= position then return {0, 0} end
+redis.call('HSET', KEYS[1], 'position', position, 'epoch', epoch, 'data', ARGV[3])
+local floor = position - tonumber(ARGV[4]) + 1
+if floor <= 1 then return {1, 0} end
+return {1, redis.call('XTRIM', KEYS[3], 'MINID', '0-' .. floor)}
 """
 
 
@@ -151,9 +181,12 @@ class RedisVisitStore(VisitStore):
         self._lock_key = prefix + "lock"
         self._tail = prefix + "tail"
         self._id_key = prefix + "id-key"
+        self._snapshot = prefix + "snapshot"
+        self._compacting = prefix + "compact-lock"
         self._append = client.register_script(_APPEND)
         self._lock_script = client.register_script(_LOCK)
         self._unlock = client.register_script(_UNLOCK)
+        self._store_snapshot = client.register_script(_SNAPSHOT)
         self._depth = 0  # inside a transaction of ours: reads need no catching up
         self._away = False  # Redis did not answer a read: said once in the log
         self._fresh = False  # checked in this turn of the event loop
@@ -307,8 +340,12 @@ class RedisVisitStore(VisitStore):
                 entries = self.redis.xrange(
                     self._log, min=f"(0-{start}", max=f"0-{last}", count=APPLY_BATCH
                 )
-                if not entries:
-                    raise ReplicaLost(f"Redis's visits log lacks entries {start + 1}-{last}")
+                if not entries or entries[0][0] != f"0-{start + 1}".encode():
+                    # trimmed past this copy (or lost): the snapshot, then the log from there
+                    if not self._restore(epoch, start):
+                        raise ReplicaLost(f"Redis's visits log lacks entries {start + 1}-{last}")
+                    applied += self.position()[0] - start
+                    continue
                 applied += self._apply(entries, epoch)
         except redis.RedisError as exc:
             raise _unavailable(f"Redis does not answer ({exc})") from exc
@@ -339,6 +376,94 @@ class RedisVisitStore(VisitStore):
             raise
         self._db.execute("COMMIT")
         return done
+
+    def _restore(self, epoch: str, start: int) -> bool:
+        """Replace this copy's rows with the cluster's snapshot, if it is of this log and ahead
+        of the copy: one local transaction, so a reader (or another process on this file) sees
+        the copy before or after, never between. False when no snapshot fits."""
+        position, snap_epoch, data = self.redis.hmget(self._snapshot, "position", "epoch", "data")
+        if data is None or snap_epoch.decode() != epoch or int(position) <= start:
+            return False
+        self._db.execute("ATTACH ':memory:' AS snap")
+        try:
+            try:
+                self._db.deserialize(zlib.decompress(data), name="snap")
+                self._db.execute("BEGIN IMMEDIATE")
+                if self.position()[0] >= int(position):
+                    self._db.execute("ROLLBACK")  # another process on this file went on
+                    return True
+                for table in [*reversed(TABLES), "replica"]:
+                    self._db.execute(f"DELETE FROM main.{table}")
+                for table in [*TABLES, "replica"]:
+                    columns = ", ".join(
+                        r[1] for r in self._db.execute(f"PRAGMA main.table_info({table})")
+                    )
+                    self._db.execute(
+                        f"INSERT INTO main.{table}({columns}) SELECT {columns} FROM snap.{table}"
+                    )
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error | zlib.error):
+                    log.error("the cluster's visits snapshot cannot be loaded: %s", exc)
+                    raise _unavailable("the cluster's visits snapshot cannot be loaded") from exc
+                raise
+            self._db.execute("COMMIT")
+        finally:
+            self._db.execute("DETACH snap")
+        log.info("visits copy loaded from the cluster's snapshot at entry %s", int(position))
+        return True
+
+    def compact(self, every: int = SNAPSHOT_EVERY, keep: int = KEEP) -> tuple[int, int] | None:
+        """When the log holds ``every`` entries past the last snapshot: store this copy as it
+        stands as the new snapshot, and trim the log to the ``keep`` entries before it. For a
+        thread: its own connections to the file, never this store's, so pages and the clock
+        go on meanwhile. Returns (snapshot position, entries trimmed), or None (not due, not of
+        this log, another node compacting, Redis away)."""
+        source = sqlite3.connect(self.path, timeout=30)
+        try:
+            row = source.execute("SELECT position, epoch FROM replica WHERE id=1").fetchone()
+            if row is None:
+                return None
+            held, held_epoch = self.redis.hmget(self._snapshot, "position", "epoch")
+            since = int(held) if held and held_epoch.decode() == row[1] else 0
+            if row[0] - since < every:
+                return None
+            token = secrets.token_hex(12)
+            if not self.redis.set(self._compacting, token, nx=True, px=COMPACT_LOCK_MS):
+                return None
+            try:
+                image = sqlite3.connect(":memory:")
+                source.backup(image)  # one read transaction: the file at one position
+                position, epoch = image.execute(
+                    "SELECT position, epoch FROM replica WHERE id=1"
+                ).fetchone()
+                data = bytearray(image.serialize())
+                # the file's header says WAL (bytes 18-19 = 2), which an image deserialized in
+                # memory cannot open; 1 = a rollback journal (SQLite's file format)
+                data[18:20] = b"\x01\x01"
+                data = zlib.compress(data, 6)
+                image.close()
+                stored, trimmed = self._store_snapshot(
+                    keys=[self._snapshot, self._tail, self._log],
+                    args=[position, epoch, data, keep],
+                )
+            finally:
+                self._unlock(keys=[self._compacting], args=[token])
+        except redis.RedisError as exc:
+            log.warning("visits log not compacted, Redis away: %s", exc)
+            return None
+        finally:
+            source.close()
+        if not stored:
+            return None
+        log.info(
+            "visits snapshot stored at entry %s (%d bytes); %s log entries trimmed",
+            position,
+            len(data),
+            trimmed,
+        )
+        return int(position), int(trimmed)
 
     def _take_lock(self) -> tuple[str, bytes]:
         """The cluster's write lock, and the log's tail as it stands (one round trip)."""
@@ -377,3 +502,14 @@ class RedisVisitStore(VisitStore):
         self._db.execute(
             "INSERT OR REPLACE INTO replica(id, position, epoch) VALUES (1, ?, ?)", (n, epoch)
         )
+
+
+async def compact_forever(store: RedisVisitStore, every_s: float = COMPACT_CHECK_S) -> None:
+    """Each node, every few minutes: ``compact`` in a thread (a no-op unless the log is due and
+    no other node is at it). Runs until cancelled."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await asyncio.to_thread(store.compact)
+        except Exception:  # noqa: BLE001 - the next round tries again
+            log.exception("visits log compaction failed")

@@ -191,3 +191,77 @@ def test_a_copy_that_followed_another_log_refuses_to_go_on(machines, redis_serve
     with pytest.raises(ReplicaLost):
         Directory(a).grant("x", "officer", "prison-a")
     assert a.rows("SELECT count(*) FROM sites")[0][0] == 3  # reads: the copy, said in the log
+
+
+def test_a_long_log_is_snapshotted_and_trimmed_and_a_copy_behind_it_loads_the_snapshot(machines):
+    a, b = machines("a"), machines("b")
+    _, _, _, ids = build(None, store=a)
+    assert dump(b) == dump(a)  # b caught up here, then stops reading (a machine that is down)
+    behind = b.position()
+    Directory(a).grant("after", "officer", "prison-a")
+    Directory(a).grant("later", "officer", "prison-b")
+    tail = a.position()[0]
+    assert a.compact(every=tail + 1) is None  # not due: the log is shorter than that
+    assert a.redis.xlen(a._log) == tail  # nothing trimmed
+    assert a.compact(every=tail, keep=1) == (tail, tail - 1)
+    assert a.redis.xlen(a._log) == 1  # only the last entry is left
+    assert a.compact(every=1) is None  # nothing new since the snapshot
+    # b was behind the trimmed log: it loads the snapshot (one local transaction), then goes on
+    assert dump(b) == dump(a) and b.position() == a.position() != behind
+    assert ("after", "officer", "prison-a") in b.rows("SELECT * FROM grants")
+    # a new machine starts from the snapshot alone, and writes after it reach everyone
+    c = machines("c")
+    assert dump(c) == dump(a)
+    bid = Reservations(c).request(
+        "staff:op", Request(ids["a1"], "bx-1", "pa-1", START, 15, (ids["a1v0"],)), NOW
+    )
+    assert Reservations(a).get(bid).status == Reservations(b).get(bid).status == "requested"
+    assert c.id_hash("110101197001010011") == a.id_hash("110101197001010011")
+
+
+def test_a_snapshot_made_by_a_copy_behind_the_log_is_completed_from_the_log(machines):
+    a, b = machines("a"), machines("b")
+    build(None, store=a)
+    assert dump(b) == dump(a)
+    at = b.position()[0]
+    Directory(a).grant("after", "officer", "prison-a")  # b has not read this one
+    assert b.compact(every=1, keep=0) == (at, at)  # b's copy as it stands: the log keeps the rest
+    assert a.redis.xlen(a._log) == 1
+    c = machines("c")
+    assert dump(c) == dump(a) and c.position() == a.position() == (at + 1, a.position()[1])
+
+
+def test_without_a_fitting_snapshot_a_copy_behind_a_trimmed_log_refuses(machines):
+    a, b = machines("a"), machines("b")
+    build(None, store=a)
+    assert dump(b) == dump(a)
+    before = dump(b)
+    Directory(a).grant("after", "officer", "prison-a")
+    Directory(a).grant("later", "officer", "prison-a")
+    a.compact(every=1, keep=1)
+    # a damaged snapshot: not loaded, the copy stays as it was, pages are told to try again
+    a.redis.hset(a._snapshot, "data", b"not a database")
+    with pytest.raises(VisitError) as e:
+        b.catch_up()
+    assert e.value.code == "unavailable" and "snapshot" in e.value.message
+    assert [r[1] for r in b._db.execute("PRAGMA database_list")] == ["main"]  # detached
+    assert b.rows("SELECT * FROM replica") and dump(b) == before
+    # no snapshot at all: the entries are gone, the copy cannot go on
+    a.redis.delete(a._snapshot)
+    with pytest.raises(ReplicaLost):
+        b.catch_up()
+    assert dump(b) == before
+
+
+def test_one_node_compacts_at_a_time_and_redis_away_compacts_nothing(machines, tmp_path):
+    a = machines("a")
+    build(None, store=a)
+    a.redis.set(a._compacting, "another node", px=60_000)
+    assert a.compact(every=1) is None and a.redis.xlen(a._log) == a.position()[0]
+    a.redis.delete(a._compacting)
+    dead = RedisVisitStore(tmp_path / "a", sync_client("redis://127.0.0.1:1/0"))
+    try:
+        assert dead.compact(every=1) is None
+    finally:
+        dead.close()
+    assert a.compact(every=1, keep=0)[1] == a.position()[0]
