@@ -6,13 +6,19 @@ Playwright keeps an event loop of its own in the main thread while a browser mod
 With ``-n 2`` (pytest-xdist, ``--dist loadgroup``: the README's test command), the browser tests
 are one group, run one after another by one worker, and come first: that worker spends the run
 on them while the other takes the unit and integration tests; sent last, the group would start
-when everything else is done and the run would take as long as both halves together."""
+when everything else is done and the run would take as long as both halves together.
+
+The browser half is the longer one (2026-12-02, this 2-core machine: 871 s for the whole run,
+the other half 634 s alone), so a few browser tests that time no media (``LATE``: pages that
+refuse a faulty server's document, ~80 s) are a second group, sent last: the other worker takes
+them when its half is done, while the first is still on the rest of the browser tests."""
 
 import pytest
 
 pytest_plugins = ["tests.support.plain_failure_reports"]
 
-BROWSERS = "browsers"  # the xdist group of every e2e test
+BROWSERS = "browsers"  # the xdist group of every e2e test but LATE's
+LATE = ("tests/e2e/test_agreement_signing.py::test_the_page_refuses_what_a_faulty_server_made",)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist names the groups in the node ids
@@ -20,11 +26,15 @@ def pytest_collection_modifyitems(config, items):
     # the workers collect (and their order is the one scheduled); the controller has -n
     parallel = hasattr(config, "workerinput") or bool(getattr(config.option, "numprocesses", 0))
     e2e = {id(item) for item in items if item.get_closest_marker("e2e") is not None}
-    items.sort(key=lambda item: (id(item) in e2e) != parallel)
-    if parallel:
+    late = {id(item) for item in items if id(item) in e2e and item.nodeid.startswith(LATE)}
+    if parallel:  # the browsers first, then the rest, then the late browsers
+        items.sort(key=lambda item: 2 if id(item) in late else id(item) not in e2e)
         for item in items:
             if id(item) in e2e:
-                item.add_marker(pytest.mark.xdist_group(BROWSERS))
+                group = BROWSERS + "-late" if id(item) in late else BROWSERS
+                item.add_marker(pytest.mark.xdist_group(group))
+    else:
+        items.sort(key=lambda item: id(item) in e2e)
 
 
 def pytest_terminal_summary(terminalreporter):
