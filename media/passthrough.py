@@ -93,6 +93,9 @@ HOOKS: tuple[tuple[str, str, str], ...] = (
     ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_RTCRtpReceiver__jitter_buffer", "instance"),
     ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_RTCRtpReceiver__rtx_ssrc", "instance"),
     ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_RTCRtpReceiver__decoder_thread", "instance"),
+    ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_RTCRtpReceiver__decoder_error", "instance"),
+    ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_RTCRtpReceiver__rtcp_started", "instance"),
+    ("aiortc.rtcrtpreceiver:RTCRtpReceiver", "_RTCRtpReceiver__rtcp_exited", "instance"),
     ("aiortc.rate:RemoteBitrateEstimator", "incoming_bitrate", "instance"),
     ("aiortc.jitterbuffer:JitterBuffer", "add", "attr"),
     ("aiortc.jitterbuffer:JitterBuffer", "remove", "attr"),
@@ -108,6 +111,10 @@ HOOKS: tuple[tuple[str, str, str], ...] = (
     ("aiortc.rtcrtpsender:RTCRtpSender", "_retransmit", "attr"),
     ("aiortc.rtcrtpsender:RTCRtpSender", "_run_rtcp", "attr"),
     ("aiortc.rtcrtpsender:RTCRtpSender", "_ssrc", "instance"),
+    ("aiortc.rtcrtpsender:RTCRtpSender", "_RTCRtpSender__rtp_started", "instance"),
+    ("aiortc.rtcrtpsender:RTCRtpSender", "_RTCRtpSender__rtp_exited", "instance"),
+    ("aiortc.rtcrtpsender:RTCRtpSender", "_RTCRtpSender__rtcp_started", "instance"),
+    ("aiortc.rtcrtpsender:RTCRtpSender", "_RTCRtpSender__rtcp_exited", "instance"),
     ("aiortc.rtcrtpsender:RTCRtpSender", "_rtx_ssrc", "instance"),
     # transports
     ("aiortc.rtcdtlstransport:RTCDtlsTransport", "start", "attr"),
@@ -136,6 +143,16 @@ HOOKS: tuple[tuple[str, str, str], ...] = (
 
 # What the code does, read from its source: (what breaks, function, the lines it must contain).
 _SOURCE_CONTRACT = (
+    (
+        "RTCRtpSender.stop() waits on its task Events even when never started (_UNSTARTED)",
+        lambda: rtcrtpsender.RTCRtpSender.stop,
+        ["if self.__started:", "self.__rtp_started.wait()"],
+    ),
+    (
+        "RTCRtpReceiver.stop() waits on its RTCP Events even when never started (_UNSTARTED)",
+        lambda: rtcrtpreceiver.RTCRtpReceiver.stop,
+        ["if self.__started:", "await self.__rtcp_started.wait()"],
+    ),
     (
         "decoder_worker no longer reads (codec, frame) tasks from its queue",
         lambda: rtcrtpreceiver.decoder_worker,
@@ -710,13 +727,41 @@ def _nack_sender(receiver: rtcrtpreceiver.RTCRtpReceiver) -> Callable[[int, list
     return nack
 
 
+class _NoDecoder:
+    """The decoder queue of a receiver that never starts: a frame put in is dropped (a stray
+    packet must not pile up), and a decoder thread, were one ever started, ends at once."""
+
+    def put(self, item: Any) -> None:
+        return None
+
+    def get(self) -> None:
+        return None
+
+
+# What senders and receivers that never start share instead of their own: aiortc gives each
+# sender four asyncio Events and each receiver two, a decoder error flag and a queue.Queue (an
+# Event is ~0.7 KB with its waiter deque, the queue ~3 KB with its three Conditions): ~150 KB a
+# participant over 16 transceivers, none of it ever waited on, set or filled, since only a
+# started sender or receiver (aiortc's `send()` / `receive()`) touches them.
+_UNSTARTED = asyncio.Event()
+_NO_DECODER_ERROR = threading.Event()
+_NO_DECODER = _NoDecoder()
+
+
 def unused_receiver(receiver: rtcrtpreceiver.RTCRtpReceiver) -> None:
     """Drop what a receiver that never receives holds: a slot transceiver is sendonly, yet
     aiortc builds a full receiver for it, and a video one carries a REMB estimator whose rate
     counter alone is 1000 bucket objects (~66 KB; 7 slots: ~0.45 MB per participant). The
-    receiver is never started, so nothing reads it; its 512-packet jitter buffer goes too."""
+    receiver is never started, so nothing reads it; its 512-packet jitter buffer goes too, and
+    its Events, error flag and decoder queue give way to shared ones (`_UNSTARTED`)."""
+    if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
+        raise RuntimeError("unused_receiver() is for a receiver that never starts")
     receiver._RTCRtpReceiver__remote_bitrate_estimator = None
     receiver._RTCRtpReceiver__jitter_buffer = AudioPassBuffer()
+    receiver._RTCRtpReceiver__decoder_queue = _NO_DECODER
+    receiver._RTCRtpReceiver__decoder_error = _NO_DECODER_ERROR
+    receiver._RTCRtpReceiver__rtcp_started = _UNSTARTED
+    receiver._RTCRtpReceiver__rtcp_exited = _UNSTARTED
 
 
 def receive_directly(dtls: Any) -> DirectReceive:
@@ -1160,6 +1205,9 @@ def hook_sender(
         relay.configure(parameters)
 
     sender.send = configure
+    # aiortc's sender never starts now: its RTP/RTCP task Events give way to a shared one
+    for name in ("rtp_started", "rtp_exited", "rtcp_started", "rtcp_exited"):
+        setattr(sender, f"_RTCRtpSender__{name}", _UNSTARTED)
     sender._retransmit = relay.retransmit
     sender._send_keyframe = on_keyframe_request
     original = sender._handle_rtcp_packet

@@ -139,3 +139,69 @@ async def test_a_relay_that_always_sends_reports_from_its_configuration():
     assert relay.active and registered == [sender] and relay._report_timer is not None
     relay.close()
     assert relay._report_timer is None
+
+
+async def test_unstarted_senders_and_receivers_share_their_events_and_queues():
+    """aiortc gives every sender four asyncio Events and every receiver two, an error flag and
+    a decoder queue.Queue; a slot's sender (aiortc's never starts: the relay sends) and the
+    sendonly transceiver's receiver (never starts) share one of each instead; closing still
+    completes, and the Python heap of a 7-slot peer falls by what those objects held."""
+    import queue
+    import threading
+    import tracemalloc
+    from types import SimpleNamespace as NS
+
+    from media.peer import PeerSession
+
+    shape = NS(slots=[(str(2 + 2 * i), str(3 + 2 * i)) for i in range(7)])
+
+    def build():
+        return PeerSession("p", shape, video_codec="VP8", connect_timeout=5, on_state=lambda *a: 0)
+
+    peer = build()
+    try:
+        for slot in peer.slots:
+            for sender in slot.senders.values():
+                t = next(t for t in peer.pc.getTransceivers() if t.sender is sender)
+                for name in ("rtp_started", "rtp_exited", "rtcp_started", "rtcp_exited"):
+                    assert getattr(sender, f"_RTCRtpSender__{name}") is passthrough._UNSTARTED
+                r = t.receiver
+                assert r._RTCRtpReceiver__rtcp_started is passthrough._UNSTARTED
+                assert r._RTCRtpReceiver__decoder_queue is passthrough._NO_DECODER
+                assert r._RTCRtpReceiver__decoder_error is passthrough._NO_DECODER_ERROR
+        # the uplinks start (they receive the participant's media): they keep their own
+        video = peer.publications["video"].receiver
+        assert video._RTCRtpReceiver__rtcp_started is not passthrough._UNSTARTED
+        assert not passthrough._UNSTARTED.is_set() and not passthrough._NO_DECODER_ERROR.is_set()
+        # a stray frame put into an unused receiver's queue is dropped, not kept
+        assert passthrough._NO_DECODER.put(("codec", b"frame")) is None
+        assert passthrough._NO_DECODER.get() is None  # a decoder thread would end at once
+    finally:
+        await asyncio.wait_for(peer.close("test"), 5)  # stop() does not wait on shared Events
+
+    # what sharing saves on the Python heap of a 7-slot peer: the same peers, then with every
+    # transceiver given its own Events and queue again, as aiortc makes them
+    def own_again(peer) -> None:
+        for t in peer.pc.getTransceivers():
+            for name in ("rtp_started", "rtp_exited", "rtcp_started", "rtcp_exited"):
+                setattr(t.sender, f"_RTCRtpSender__{name}", asyncio.Event())
+            t.receiver._RTCRtpReceiver__rtcp_started = asyncio.Event()
+            t.receiver._RTCRtpReceiver__rtcp_exited = asyncio.Event()
+            t.receiver._RTCRtpReceiver__decoder_error = threading.Event()
+            t.receiver._RTCRtpReceiver__decoder_queue = queue.Queue()
+
+    def heap_per_peer(make) -> tuple[int, list]:
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            peers = [make() for _ in range(3)]
+            return (tracemalloc.get_traced_memory()[0] - before) // 3, peers
+        finally:
+            tracemalloc.stop()
+
+    shared, peers = heap_per_peer(build)
+    own, more = heap_per_peer(lambda: (p := build(), own_again(p))[0])
+    for p in peers + more:
+        await asyncio.wait_for(p.close("test"), 5)
+    print(f"\nheap of a 7-slot peer: {shared / 1024:.0f} KiB shared, {own / 1024:.0f} KiB own")
+    assert own - shared > 100 * 1024  # 16 senders' and 14 receivers' Events and queues
