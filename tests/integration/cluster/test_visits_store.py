@@ -265,3 +265,25 @@ def test_one_node_compacts_at_a_time_and_redis_away_compacts_nothing(machines, t
     finally:
         dead.close()
     assert a.compact(every=1, keep=0)[1] == a.position()[0]
+
+
+def test_two_workers_on_one_copy_load_the_snapshot_once(
+    machines, tmp_path, redis_server, redis_prefix
+):  # noqa: F811
+    a, b = machines("a"), machines("b")
+    build(None, store=a)
+    assert dump(b) == dump(a)
+    # a second worker of machine b: the same file
+    b2 = RedisVisitStore.from_url(tmp_path / "b", redis_server.url, prefix=redis_prefix)
+    try:
+        Directory(a).grant("after", "officer", "prison-a")
+        Directory(a).grant("later", "officer", "prison-b")
+        a.compact(every=1, keep=1)
+        assert dump(b) == dump(a)  # b loaded the snapshot into the file both workers share
+        at = b2.position()
+        assert at == a.position()  # b2 reads the file b wrote: nothing left to load or apply
+        assert b2.catch_up() == 0 and dump(b2) == dump(a)
+        Directory(b2).grant("from-b2", "officer", "prison-a")  # and writes after it
+        assert ("from-b2", "officer", "prison-a") in a.rows("SELECT * FROM grants")
+    finally:
+        b2.close()
