@@ -433,17 +433,16 @@ class RedisVisitStore(VisitStore):
             if not self.redis.set(self._compacting, token, nx=True, px=COMPACT_LOCK_MS):
                 return None
             try:
-                image = sqlite3.connect(":memory:")
-                source.backup(image)  # one read transaction: the file at one position
-                position, epoch = image.execute(
-                    "SELECT position, epoch FROM replica WHERE id=1"
-                ).fetchone()
-                data = bytearray(image.serialize())
+                with contextlib.closing(sqlite3.connect(":memory:")) as image:
+                    source.backup(image)  # one read transaction: the file at one position
+                    position, epoch = image.execute(
+                        "SELECT position, epoch FROM replica WHERE id=1"
+                    ).fetchone()
+                    data = bytearray(image.serialize())
                 # the file's header says WAL (bytes 18-19 = 2), which an image deserialized in
                 # memory cannot open; 1 = a rollback journal (SQLite's file format)
                 data[18:20] = b"\x01\x01"
                 data = zlib.compress(data, 6)
-                image.close()
                 stored, trimmed = self._store_snapshot(
                     keys=[self._snapshot, self._tail, self._log],
                     args=[position, epoch, data, keep],
